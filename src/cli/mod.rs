@@ -1,0 +1,73 @@
+//! The command line: parses arguments and hands over to the library; prints results as text
+//! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
+mod log;
+mod run;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "sst1mflow", version = version_string(), about = "SST-1M analysis chain under exact provenance")]
+pub struct Cli {
+    /// Store directory (default: $SST1MFLOW_STORE, else ./store)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// No progress display
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Plan a recipe, reuse what is recorded, run the rest
+    Run(run::RunArgs),
+    /// Re-hash every object and check every record; exit 1 on any problem
+    Verify,
+    /// Print the log of an activity (by key or unique key prefix)
+    Log {
+        /// Activity key or prefix
+        key: String,
+    },
+    /// Print the pipeline version recorded on activities
+    Version,
+}
+
+fn version_string() -> &'static str {
+    Box::leak(crate::version::pipeline_version().into_boxed_str())
+}
+
+impl Cli {
+    pub fn store_dir(&self) -> PathBuf {
+        self.store
+            .clone()
+            .or_else(|| std::env::var_os("SST1MFLOW_STORE").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("store"))
+    }
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(args) => run::run(&cli, args),
+        Command::Verify => verify::run(&cli),
+        Command::Log { key } => log::run(&cli, key),
+        Command::Version => {
+            println!("{}", crate::version::pipeline_version());
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `sst1mflow run RECIPE`: the summary printing around [`crate::engine::run::run_recipe`].
+use super::Cli;
+use crate::engine::run::{run_recipe, want_progress, Outcome, RunOptions};
+use crate::error::Result;
+use crate::store::Store;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Recipe file (JSON)
+    pub recipe: PathBuf,
+    /// Parallel activities (default: number of cores)
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Print what would run and why; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
+    let store = Store::open(&cli.store_dir())?;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let opts = RunOptions { jobs, dry_run: args.dry_run, progress: want_progress(cli.quiet) && !cli.json };
+    let report = run_recipe(&store, &args.recipe, &opts)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("json"));
+    } else {
+        let total = report.activities.len();
+        if report.dry_run {
+            for a in &report.activities {
+                match &a.outcome {
+                    Outcome::WouldRun(reason) => println!("would run  {}/{}  ({reason})", a.step, a.item),
+                    Outcome::WouldRunAfter(up) => println!("would run  {}/{}  (after {up})", a.step, a.item),
+                    _ => {}
+                }
+            }
+            let would = report.count(|o| matches!(o, Outcome::WouldRun(_) | Outcome::WouldRunAfter(_)));
+            println!(
+                "recipe {}: {total} activities — {would} would run, {} reused (dry run, {:.2} s)",
+                report.recipe,
+                report.count(|o| *o == Outcome::Reused),
+                report.elapsed.as_secs_f64()
+            );
+        } else {
+            for a in &report.activities {
+                if let Outcome::Skipped(why) = &a.outcome {
+                    println!("skipped  {}/{}  ({why})", a.step, a.item);
+                }
+            }
+            println!(
+                "recipe {}: {total} activities — {} ran, {} reused, {} failed, {} skipped ({:.2} s)",
+                report.recipe,
+                report.count(|o| *o == Outcome::Ran),
+                report.count(|o| *o == Outcome::Reused),
+                report.count(|o| matches!(o, Outcome::Failed(_))),
+                report.count(|o| matches!(o, Outcome::Skipped(_))),
+                report.elapsed.as_secs_f64()
+            );
+            for a in &report.activities {
+                if let Outcome::Failed(e) = &a.outcome {
+                    println!("FAILED  {}/{}: {e}", a.step, a.item);
+                }
+            }
+            if report.success() {
+                println!("products: {}", store.views_dir().join(&report.recipe).display());
+            }
+        }
+    }
+    Ok(if report.success() { 0 } else { 1 })
+}

@@ -1,0 +1,33 @@
+//! `sst1mflow verify`: prints [`crate::store::verify::verify`]'s findings.
+use super::Cli;
+use crate::error::Result;
+use crate::store::{verify::verify, Store};
+
+pub fn run(cli: &Cli) -> Result<i32> {
+    let store = Store::open_existing(&cli.store_dir())?;
+    let report = verify(&store)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("json"));
+    } else {
+        for p in &report.problems {
+            println!("PROBLEM  {p}");
+        }
+        if !report.descendants.is_empty() {
+            println!("derived from damaged products ({}):", report.descendants.len());
+            for d in &report.descendants {
+                println!("  {d}");
+            }
+        }
+        for n in &report.notices {
+            println!("notice   {n}");
+        }
+        println!(
+            "{}: {} objects, {:.1} MiB re-hashed, {} problem(s)",
+            if report.clean() { "clean" } else { "NOT CLEAN" },
+            report.objects_checked,
+            report.bytes_checked as f64 / (1024.0 * 1024.0),
+            report.problems.len()
+        );
+    }
+    Ok(if report.clean() { 0 } else { 1 })
+}

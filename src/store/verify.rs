@@ -1,0 +1,146 @@
+//! Store verification: every object re-hashed, every database record checked against the
+//! objects, and the damage traced to what was derived from it.
+//!
+//! Problems (exit non-zero): an object whose bytes do not match its name, a product record
+//! whose object is missing or has another size, an `ok` activity without outputs, a database
+//! that fails SQLite's own integrity or foreign-key checks. Notices (exit zero): complete
+//! objects no record names yet (a run was killed between publishing and recording; the next
+//! run adopts them) and temp files of dead processes (the next run removes them).
+use super::{hash_file, Store};
+use crate::error::Result;
+use crate::provenance::Db;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub objects_checked: usize,
+    pub bytes_checked: u64,
+    pub problems: Vec<String>,
+    pub notices: Vec<String>,
+    /// Products whose bytes are damaged or gone, and everything derived from them.
+    pub damaged: BTreeSet<String>,
+    pub descendants: BTreeSet<String>,
+}
+
+impl VerifyReport {
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "clean": self.clean(),
+            "objects_checked": self.objects_checked,
+            "bytes_checked": self.bytes_checked,
+            "problems": self.problems,
+            "notices": self.notices,
+            "damaged": self.damaged,
+            "descendants_of_damaged": self.descendants,
+        })
+    }
+}
+
+pub fn verify(store: &Store) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let db = Db::open(&store.db_path())?;
+    let conn = db.conn();
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if integrity != "ok" {
+        report.problems.push(format!("database integrity check: {integrity}"));
+    }
+    let fk_violations: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    if fk_violations > 0 {
+        report.problems.push(format!("database has {fk_violations} dangling references (foreign-key check)"));
+    }
+
+    let mut on_disk = BTreeSet::new();
+    let objects = store.objects_dir();
+    let mut dirs: Vec<_> = std::fs::read_dir(&objects)
+        .map_err(|e| crate::error::Error::io(format!("cannot list {}", objects.display()), e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut files: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+            match hash_file(&path) {
+                Ok(d) => {
+                    report.objects_checked += 1;
+                    report.bytes_checked += d.size;
+                    if d.hash != name {
+                        report.problems.push(format!(
+                            "object {} is corrupt: its bytes hash to {}",
+                            path.display(),
+                            d.hash
+                        ));
+                        report.damaged.insert(name.clone());
+                    }
+                }
+                Err(e) => {
+                    report.problems.push(format!("object {} cannot be read: {e}", path.display()));
+                    report.damaged.insert(name.clone());
+                }
+            }
+            on_disk.insert(name);
+        }
+    }
+
+    let mut stmt = conn.prepare("SELECT hash, size FROM products ORDER BY hash")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let mut recorded = BTreeSet::new();
+    for row in rows {
+        let (hash, size) = row?;
+        if !on_disk.contains(&hash) {
+            report.problems.push(format!("product {hash} is recorded but its object is missing"));
+            report.damaged.insert(hash.clone());
+        } else if let Ok(m) = std::fs::metadata(store.object_path(&hash)) {
+            if m.len() != size {
+                report.problems.push(format!("product {hash}: recorded size {size}, object has {}", m.len()));
+                report.damaged.insert(hash.clone());
+            }
+        }
+        recorded.insert(hash);
+    }
+    let orphans = on_disk.difference(&recorded).count();
+    if orphans > 0 {
+        report.notices.push(format!(
+            "{orphans} complete object(s) not yet recorded (left by an interrupted run; the next run adopts them)"
+        ));
+    }
+    let empty_ok: i64 = conn.query_row(
+        "SELECT count(*) FROM activities a WHERE a.status = 'ok'
+         AND NOT EXISTS (SELECT 1 FROM generated g WHERE g.activity_id = a.id)",
+        [],
+        |r| r.get(0),
+    )?;
+    if empty_ok > 0 {
+        report.problems.push(format!("{empty_ok} successful activities have no recorded output"));
+    }
+    let stale_tmp = std::fs::read_dir(store.root().join("tmp")).map(|d| d.count()).unwrap_or(0);
+    if stale_tmp > 0 {
+        report.notices.push(format!(
+            "{stale_tmp} temp entries in tmp/ (from running or killed processes; cleaned by the next run)"
+        ));
+    }
+
+    // Everything derived from damaged products.
+    let mut frontier: Vec<String> = report.damaged.iter().cloned().collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT g.product_hash FROM used u JOIN generated g ON g.activity_id = u.activity_id
+         WHERE u.product_hash = ?1",
+    )?;
+    while let Some(h) = frontier.pop() {
+        let children = stmt.query_map([&h], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        for c in children {
+            if !report.damaged.contains(&c) && report.descendants.insert(c.clone()) {
+                frontier.push(c);
+            }
+        }
+    }
+    Ok(report)
+}
