@@ -235,3 +235,20 @@ fn an_unwritable_store_is_named() {
     assert!(err.contains(&target.display().to_string()), "{err}");
     assert!(err.contains("cannot create store directory") || err.contains("is not writable"), "{err}");
 }
+
+#[test]
+fn a_relative_store_path_works_from_any_directory() {
+    let dir = TempDir::new("relstore");
+    write_inputs(dir.path(), 2);
+    let recipe = pipeline_recipe(dir.path(), json!(["cp", "{input:f}", "upper.txt"]));
+    let text = std::fs::read_to_string(&recipe).unwrap().replace("\"stdout\": \"out\",", "");
+    write(&recipe, &text);
+    let out = std::process::Command::new(bin())
+        .current_dir(dir.path())
+        .args(["--store", "relative-store", "run", "recipe.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("4 ran"), "{}", stdout(&out));
+    assert!(dir.path().join("relative-store/views/recipe/join/all/all.txt").exists());
+}

@@ -18,6 +18,9 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
+/// How many skipped or failed activities the text summary names before counting the rest.
+const LIST_LIMIT: usize = 20;
+
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let store = Store::open(&cli.store_dir())?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -43,10 +46,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
                 report.elapsed.as_secs_f64()
             );
         } else {
-            for a in &report.activities {
+            let skipped: Vec<_> = report.activities.iter().filter(|a| matches!(a.outcome, Outcome::Skipped(_))).collect();
+            for a in skipped.iter().take(LIST_LIMIT) {
                 if let Outcome::Skipped(why) = &a.outcome {
                     println!("skipped  {}/{}  ({why})", a.step, a.item);
                 }
+            }
+            if skipped.len() > LIST_LIMIT {
+                println!("skipped  … and {} more (--json lists all)", skipped.len() - LIST_LIMIT);
             }
             println!(
                 "recipe {}: {total} activities — {} ran, {} reused, {} failed, {} skipped ({:.2} s)",
@@ -57,10 +64,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
                 report.count(|o| matches!(o, Outcome::Skipped(_))),
                 report.elapsed.as_secs_f64()
             );
-            for a in &report.activities {
+            let failed: Vec<_> = report.activities.iter().filter(|a| matches!(a.outcome, Outcome::Failed(_))).collect();
+            for a in failed.iter().take(LIST_LIMIT) {
                 if let Outcome::Failed(e) = &a.outcome {
                     println!("FAILED  {}/{}: {e}", a.step, a.item);
                 }
+            }
+            if failed.len() > LIST_LIMIT {
+                println!("FAILED  … and {} more (--json lists all)", failed.len() - LIST_LIMIT);
             }
             if report.success() {
                 println!("products: {}", store.views_dir().join(&report.recipe).display());

@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Failures reported live on stderr before the rest are left to the summary.
+const LIVE_FAILURE_LINES: usize = 20;
+
 /// Longest log kept per activity (its tail).
 const MAX_LOG_BYTES: usize = 1 << 20;
 
@@ -593,10 +596,14 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
                     if opts.progress {
                         let _ = write!(std::io::stderr(), "\r\x1b[K");
                     }
-                    eprintln!(
-                        "FAILED {name}: {e}\n       log: sst1mflow log {}",
-                        &keys[i].as_deref().unwrap_or("")[..16]
-                    );
+                    if failed <= LIVE_FAILURE_LINES {
+                        eprintln!(
+                            "FAILED {name}: {e}\n       log: sst1mflow log {}",
+                            &keys[i].as_deref().unwrap_or("")[..16]
+                        );
+                    } else if failed == LIVE_FAILURE_LINES + 1 {
+                        eprintln!("(further failures are listed in the summary)");
+                    }
                     outcome[i] = Some(Outcome::Failed(e));
                 }
             }

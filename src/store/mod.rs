@@ -51,6 +51,9 @@ pub struct Digested {
 impl Store {
     /// Opens (creating if needed) the store at `root`, and checks it can be written.
     pub fn open(root: &Path) -> Result<Store> {
+        // Commands run in their own work directories, so every path handed out must be absolute.
+        let root = &std::path::absolute(root)
+            .map_err(|e| Error::io(format!("cannot resolve store path {}", root.display()), e))?;
         for sub in ["", "objects", "tmp", "locks", "views"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir)
@@ -68,7 +71,9 @@ impl Store {
         if !root.join("objects").is_dir() {
             return Err(Error::msg(format!("{} is not an sst1mflow store (no objects/ directory)", root.display())));
         }
-        Ok(Store { root: root.to_path_buf() })
+        let root = std::path::absolute(root)
+            .map_err(|e| Error::io(format!("cannot resolve store path {}", root.display()), e))?;
+        Ok(Store { root })
     }
 
     pub fn root(&self) -> &Path {
