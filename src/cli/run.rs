@@ -46,7 +46,8 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
                 report.elapsed.as_secs_f64()
             );
         } else {
-            let skipped: Vec<_> = report.activities.iter().filter(|a| matches!(a.outcome, Outcome::Skipped(_))).collect();
+            let skipped: Vec<_> =
+                report.activities.iter().filter(|a| matches!(a.outcome, Outcome::Skipped(_))).collect();
             for a in skipped.iter().take(LIST_LIMIT) {
                 if let Outcome::Skipped(why) = &a.outcome {
                     println!("skipped  {}/{}  ({why})", a.step, a.item);

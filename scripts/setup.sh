@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what building and testing sst1mflow needs on a fresh Debian machine: the system
+# packages (through apt, as root or with sudo) and, with --python, a virtualenv in .venv with
+# the Python clients the interoperability tests and benchmarks use. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential pkg-config ca-certificates)
+PY_PACKAGES=(pytest)
+
+with_python=0
+with_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) with_python=1 ;;
+    --bench) with_python=1; with_bench=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --python or --bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "setup: installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: no apt-get here; please install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: no Rust toolchain found. Install one with rustup (https://rustup.rs), then re-run." >&2
+    exit 1
+  fi
+fi
+
+if [ "$with_python" = 1 ]; then
+  PY=${PYTHON:-python3}
+  if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv" >&2
+    "$PY" -m venv .venv
+  fi
+  pkgs=("${PY_PACKAGES[@]}")
+  [ "$with_bench" = 1 ] && pkgs+=(snakemake)
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${pkgs[@]}"
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs what is needed, checks formatting and lints, runs the Rust unit
+# and integration tests, then the interoperability tests with real Python clients.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --python
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet
+cargo build --quiet
+SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" .venv/bin/python -m pytest -q tests/interop
