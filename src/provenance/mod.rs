@@ -4,14 +4,16 @@
 //! at `<store>/sst1mflow.sqlite`, in WAL mode (readers never block the writer) with a busy
 //! timeout (many processes may share one store), `synchronous=NORMAL` (a killed process never
 //! loses a committed transaction; a power cut may lose the last few, whose objects are then
-//! found again by hash on the next run) and `foreign_keys=ON`.
+//! found again by hash on the next run), `foreign_keys=ON`, and the query planner stability
+//! guarantee (no re-preparing of cached statements on every new binding).
 //!
 //! Tables (schema version in `PRAGMA user_version`, upgraded by [`MIGRATIONS`]):
 //!
 //! | table          | one row per                                  | notes |
 //! |----------------|----------------------------------------------|-------|
 //! | `products`     | object (hash, kind, size, domain metadata JSON) | a row exists only once its object is durable |
-//! | `activities`   | finished run of a stage, `ok` or `failed`    | key, stage + version, pipeline version, canonical config subset and params, times, host, log, error; at most one `ok` row per key |
+//! | `activities`   | finished run of a stage, `ok` or `failed`    | key, stage + version, pipeline version, canonical config subset and params, times, host, log, error |
+//! | `reusable`     | key → the one successful activity whose outputs are handed out for it | the reuse index; a plain primary key (a partial unique index on `activities` would make SQLite re-prepare every lookup) |
 //! | `used`         | (activity, role, position) → product         | inputs |
 //! | `generated`    | (activity, role) → product                   | outputs; only for `ok` activities |
 //! | `versions`     | pipeline version ever seen                   | first and last time seen |
@@ -52,8 +54,11 @@ CREATE TABLE activities(
     log              TEXT NOT NULL,
     error            TEXT
 );
-CREATE UNIQUE INDEX activities_one_ok_per_key ON activities(key) WHERE status = 'ok';
 CREATE INDEX activities_by_key ON activities(key);
+CREATE TABLE reusable(
+    key         TEXT PRIMARY KEY,
+    activity_id INTEGER NOT NULL UNIQUE REFERENCES activities(id)
+) WITHOUT ROWID;
 CREATE TABLE used(
     activity_id  INTEGER NOT NULL REFERENCES activities(id),
     role         TEXT NOT NULL,
@@ -91,6 +96,11 @@ CREATE TABLE recipe_slots(
     PRIMARY KEY (recipe, step, item)
 ) WITHOUT ROWID;
 "#];
+
+const FIND_OK_SQL: &str = "SELECT r.activity_id, g.role, g.product_hash, p.size FROM reusable r
+     LEFT JOIN generated g ON g.activity_id = r.activity_id
+     LEFT JOIN products p ON p.hash = g.product_hash
+     WHERE r.key = ?1 ORDER BY g.role";
 
 pub fn schema_version() -> i64 {
     MIGRATIONS.len() as i64
@@ -187,6 +197,10 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Error::db(ctx("cannot enable WAL"), e))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| Error::db(ctx("cannot configure"), e))?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| Error::db(ctx("cannot configure"), e))?;
+        // Stable query plans: without this, SQLite (built with STAT4) re-prepares a statement
+        // each time a rebound parameter might change its plan, which tripled lookup costs.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(|e| Error::db(ctx("cannot configure"), e))?;
         let mut db = Db { conn };
         db.migrate().map_err(|e| Error::msg(format!("{}: {e}", ctx("migration failed"))))?;
         Ok(db)
@@ -219,17 +233,19 @@ impl Db {
 
     /// The successful activity with this key and its outputs, if any.
     pub fn find_ok_activity(&self, key: &str) -> Result<Option<CachedActivity>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id FROM activities WHERE key = ?1 AND status = 'ok'")?;
-        let id: Option<i64> = stmt.query_row([key], |r| r.get(0)).optional()?;
-        let Some(id) = id else { return Ok(None) };
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT g.role, g.product_hash, p.size FROM generated g JOIN products p ON p.hash = g.product_hash
-             WHERE g.activity_id = ?1 ORDER BY g.role",
-        )?;
-        let outputs = stmt
-            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Some(CachedActivity { id, outputs }))
+        let mut stmt = self.conn.prepare_cached(FIND_OK_SQL)?;
+        let mut rows = stmt.query([key])?;
+        let mut found: Option<CachedActivity> = None;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let entry = found.get_or_insert_with(|| CachedActivity { id, outputs: Vec::new() });
+            if let (Some(role), Some(hash), Some(size)) =
+                (row.get::<_, Option<String>>(1)?, row.get::<_, Option<String>>(2)?, row.get::<_, Option<i64>>(3)?)
+            {
+                entry.outputs.push((role, hash, size as u64));
+            }
+        }
+        Ok(found)
     }
 
     /// Registers a product (no-op if known). Used for raw inputs.
@@ -261,9 +277,8 @@ impl Db {
     pub fn record_activity(&mut self, rec: &ActivityRecord) -> Result<i64> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if rec.ok {
-            let existing: Option<i64> = tx
-                .query_row("SELECT id FROM activities WHERE key = ?1 AND status = 'ok'", [&rec.key], |r| r.get(0))
-                .optional()?;
+            let existing: Option<i64> =
+                tx.query_row("SELECT activity_id FROM reusable WHERE key = ?1", [&rec.key], |r| r.get(0)).optional()?;
             if let Some(id) = existing {
                 return Ok(id);
             }
@@ -305,6 +320,9 @@ impl Db {
             for (role, p) in &rec.generated {
                 product.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now])?;
                 generated.execute(params![id, role, p.hash])?;
+            }
+            if rec.ok {
+                tx.execute("INSERT INTO reusable(key, activity_id) VALUES (?1, ?2)", params![rec.key, id])?;
             }
             tx.execute(
                 "INSERT INTO versions(pipeline_version, first_seen, last_seen) VALUES (?1, ?2, ?2)
@@ -472,8 +490,17 @@ mod tests {
         assert_eq!(db.activity_by_key("k1").unwrap().unwrap().status, "ok");
         drop(db);
         // Re-opening is a no-op migration.
-        let db = Db::open(&path).unwrap();
+        let mut db = Db::open(&path).unwrap();
         assert!(db.find_ok_activity("k2").unwrap().is_none());
+        // Lookups with fresh bindings reuse the prepared statement (no re-prepare per key).
+        for k in ["k3", "k4", "k5"] {
+            db.record_activity(&record(k, true)).unwrap();
+        }
+        for k in ["k1", "k3", "k4", "k5", "k6"] {
+            db.find_ok_activity(k).unwrap();
+        }
+        let stmt = db.conn().prepare_cached(FIND_OK_SQL).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
