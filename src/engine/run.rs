@@ -249,11 +249,21 @@ fn fingerprint(m: &std::fs::Metadata) -> StatFingerprint {
 
 /// Hashes (dry run) or imports (real run) every raw input, skipping the re-hash of files whose
 /// stat fingerprint is unchanged and whose object is intact.
-fn register_inputs(store: &Store, db: &Db, recipe: &Recipe, dry_run: bool) -> Result<Vec<Vec<RawItem>>> {
+fn register_inputs(
+    store: &Store,
+    db: &Db,
+    recipe: &Recipe,
+    dry_run: bool,
+    progress: &mut Progress,
+) -> Result<Vec<Vec<RawItem>>> {
+    let total: usize = recipe.inputs.iter().map(|s| s.files.len()).sum();
+    let mut seen = 0;
     let mut sets = Vec::new();
     for set in &recipe.inputs {
         let mut items = Vec::with_capacity(set.files.len());
         for (path, label) in &set.files {
+            seen += 1;
+            progress.registering(seen, total);
             let abs = std::fs::canonicalize(path)
                 .map_err(|e| Error::io(format!("cannot resolve input {}", path.display()), e))?;
             let abs_str = abs.to_string_lossy().to_string();
@@ -351,23 +361,40 @@ fn build_nodes(recipe: &Recipe, raw: &[Vec<RawItem>], infos: &[StepInfo]) -> Vec
     nodes
 }
 
+/// A one-line progress display on stderr, redrawn at most ten times a second.
 struct Progress {
     enabled: bool,
     total: usize,
+    jobs: usize,
     last: Instant,
 }
 
 impl Progress {
-    fn show(&mut self, done: usize, ran: usize, reused: usize, failed: usize, running: usize, force: bool) {
+    fn due(&mut self, force: bool) -> bool {
         if !self.enabled || (!force && self.last.elapsed() < Duration::from_millis(100)) {
-            return;
+            return false;
         }
         self.last = Instant::now();
+        true
+    }
+
+    fn registering(&mut self, done: usize, total: usize) {
+        if self.due(done == total) {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[Kregistering inputs {done}/{total}");
+        }
+    }
+
+    fn show(&mut self, done: usize, ran: usize, reused: usize, failed: usize, dispatched: usize, force: bool) {
+        if !self.due(force) {
+            return;
+        }
+        let running = dispatched.min(self.jobs);
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[K[{done:>w$}/{}] ran {ran} · reused {reused} · failed {failed} · running {running}",
+            "\r\x1b[K[{done:>w$}/{}] ran {ran} · reused {reused} · failed {failed} · running {running} · queued {}",
             self.total,
+            dispatched - running,
             w = self.total.to_string().len()
         );
         let _ = err.flush();
@@ -388,7 +415,13 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
     if !opts.dry_run {
         store.clean_stale_tmp()?;
     }
-    let raw = register_inputs(store, &db, &recipe, opts.dry_run)?;
+    let mut progress = Progress {
+        enabled: opts.progress,
+        total: 0,
+        jobs: opts.jobs.max(1),
+        last: Instant::now() - Duration::from_secs(1),
+    };
+    let raw = register_inputs(store, &db, &recipe, opts.dry_run, &mut progress)?;
     let nodes = build_nodes(&recipe, &raw, &infos);
     let pipeline_version = crate::version::pipeline_version();
     let n = nodes.len();
@@ -406,7 +439,7 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
     let mut reasons: Vec<Option<String>> = vec![None; n];
     let mut produced: Vec<Option<Vec<Produced>>> = vec![None; n];
     let mut ready: VecDeque<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
-    let mut progress = Progress { enabled: opts.progress, total: n, last: Instant::now() - Duration::from_secs(1) };
+    progress.total = n;
     let (mut ran, mut reused, mut failed) = (0usize, 0usize, 0usize);
     let mut done = 0usize;
     let mut running = 0usize;
