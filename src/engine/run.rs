@@ -19,7 +19,8 @@ use super::key::{activity_key, canonical_json, KeyInput, KeyMaterial, KEY_SCHEMA
 use super::recipe::{self, Recipe, Source};
 use super::why;
 use crate::error::{Error, Result};
-use crate::provenance::{host_name, now_utc, ActivityRecord, Db, ProductRecord, StatFingerprint};
+use crate::provenance::manifest::{self, Manifest, ManifestProduct, Slot};
+use crate::provenance::{host_name, now_utc, Db, ProductRecord, StatFingerprint};
 use crate::stages::{self, Stage, StageContext, StagePlan};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
@@ -161,6 +162,7 @@ struct Job {
     node: usize,
     key: String,
     step: usize,
+    recipe: String,
     inputs: Vec<(String, u32, String)>,
     metadata: Map<String, Value>,
     label: String,
@@ -596,6 +598,7 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
                             node: i,
                             key,
                             step: node.step,
+                            recipe: recipe.name.clone(),
                             inputs,
                             metadata: node.metadata.clone(),
                             label: node.label.clone(),
@@ -683,13 +686,32 @@ fn record_slots_and_views(
     outcome: &[Option<Outcome>],
     produced: &[Option<Vec<Produced>>],
 ) -> Result<()> {
+    let slots_name = manifest::slots_file(&recipe.name);
+    let mut slots = manifest::read_map(store.root(), &slots_name)?;
+    let before = slots.clone();
     db.conn().execute_batch("BEGIN IMMEDIATE")?;
     for (i, node) in nodes.iter().enumerate() {
         if let (Some(key), Some(Outcome::Ran | Outcome::Reused | Outcome::Failed(_))) = (&keys[i], &outcome[i]) {
             db.set_slot_key(&recipe.name, &infos[node.step].name, &node.label, key)?;
+            slots.insert(format!("{}\u{1f}{}", infos[node.step].name, node.label), key.clone());
         }
     }
+    let recipe_path = std::path::absolute(&recipe.file).unwrap_or_else(|_| recipe.file.clone());
+    let recipe_path = recipe_path.to_string_lossy().to_string();
+    db.conn().execute(
+        "INSERT INTO recipes(name, path) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET path = excluded.path
+         WHERE path <> excluded.path",
+        rusqlite::params![recipe.name, recipe_path],
+    )?;
     db.commit()?;
+    if slots != before {
+        manifest::write_map(store.root(), &slots_name, &slots)?;
+    }
+    let mut recipes = manifest::read_map(store.root(), "recipes.json")?;
+    if recipes.get(&recipe.name) != Some(&recipe_path) {
+        recipes.insert(recipe.name.clone(), recipe_path);
+        manifest::write_map(store.root(), "recipes.json", &recipes)?;
+    }
     let views = store.views_dir().join(&recipe.name);
     for (i, node) in nodes.iter().enumerate() {
         let (Some(outs), Some(Outcome::Ran | Outcome::Reused)) = (&produced[i], &outcome[i]) else { continue };
@@ -805,8 +827,24 @@ fn execute(
     if let Some(e) = &error {
         let _ = writeln!(log, "# FAILED: {e}");
     }
-    let log_text = tail_utf8(&log, MAX_LOG_BYTES);
-    let record = ActivityRecord {
+    let mut used = Vec::with_capacity(job.inputs.len());
+    for (role, position, hash) in &job.inputs {
+        let p = db
+            .product(hash)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("input product {hash} is not registered"))?;
+        used.push(ManifestProduct {
+            role: role.clone(),
+            position: *position,
+            hash: p.hash,
+            kind: p.kind,
+            size: p.size,
+            metadata: p.metadata,
+        });
+    }
+    let ok = error.is_none();
+    let m = Manifest {
+        sst1mflow_manifest: manifest::MANIFEST_FORMAT,
         key: job.key.clone(),
         key_schema: KEY_SCHEMA_VERSION,
         stage: info.stage.name().to_string(),
@@ -814,16 +852,36 @@ fn execute(
         pipeline_version: pipeline_version.to_string(),
         config: (*info.config_canon).clone(),
         params: (*info.params_canon).clone(),
-        ok: error.is_none(),
+        status: if ok { "ok" } else { "failed" }.to_string(),
         started_at,
         ended_at,
         host: host_name(),
-        log: log_text,
+        user: manifest::user_name(),
+        log: tail_utf8(&log, MAX_LOG_BYTES),
         error: error.clone(),
-        used: job.inputs.clone(),
-        generated: if error.is_none() { outputs.clone() } else { Vec::new() },
+        invalid: None,
+        slot: Slot { recipe: job.recipe.clone(), step: info.name.clone(), item: job.label.clone() },
+        used,
+        generated: if ok {
+            outputs
+                .iter()
+                .map(|(role, p)| ManifestProduct {
+                    role: role.clone(),
+                    position: 0,
+                    hash: p.hash.clone(),
+                    kind: p.kind.clone(),
+                    size: p.size,
+                    metadata: p.metadata.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
-    db.record_activity(&record).map_err(|e| format!("could not record activity: {e}"))?;
+    // Manifest first: a crash after it but before the commit leaves a manifest whose outputs
+    // are durable, which `rebuild-db` may adopt; never a record without its manifest.
+    manifest::write_manifest(store.root(), &m).map_err(|e| format!("could not write manifest: {e}"))?;
+    db.record_activity(&m).map_err(|e| format!("could not record activity: {e}"))?;
     drop(lock);
     match error {
         Some(e) => Err(e),

@@ -20,17 +20,27 @@
 //! | `input_files`  | outside path registered as a raw input       | stat fingerprint → hash: lets a re-run skip re-hashing unchanged raw files (never used to decide staleness) |
 //! | `recipe_slots` | (recipe, step, fan-out item)                 | the key last run there: the baseline for "why does this rerun" |
 //!
+//! Version 2 adds `invalid` (why a product or activity must not be reused; kept on disk),
+//! `products.collected` (object deleted by `gc --delete`, record kept for lineage),
+//! `activities.user`, `pins` (named GC roots) and `recipes` (where each recipe file is).
+//!
+//! Everything here can be rebuilt from `manifests/` (see [`manifest`]).
+//!
 //! An activity and all its edges are written in one transaction after its outputs are in
 //! `objects/`, so a crash leaves either the whole record or none of it; nothing is ever in a
 //! "running" state in the database.
+pub mod manifest;
+
 use crate::error::{Error, Result};
+use manifest::Manifest;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 
 /// Schema migrations; entry `i` upgrades `user_version` i → i+1. Never edit a released entry:
 /// append a new one.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE products(
     hash       TEXT PRIMARY KEY,
     kind       TEXT NOT NULL,
@@ -95,7 +105,24 @@ CREATE TABLE recipe_slots(
     activity_key TEXT NOT NULL,
     PRIMARY KEY (recipe, step, item)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE products ADD COLUMN invalid TEXT;
+ALTER TABLE products ADD COLUMN collected INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE activities ADD COLUMN invalid TEXT;
+ALTER TABLE activities ADD COLUMN user TEXT NOT NULL DEFAULT '';
+CREATE INDEX activities_by_stage ON activities(stage, stage_version);
+CREATE INDEX activities_by_pipeline ON activities(pipeline_version);
+CREATE TABLE pins(
+    name         TEXT PRIMARY KEY,
+    product_hash TEXT NOT NULL REFERENCES products(hash)
+) WITHOUT ROWID;
+CREATE TABLE recipes(
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 const FIND_OK_SQL: &str = "SELECT r.activity_id, g.role, g.product_hash, p.size FROM reusable r
      LEFT JOIN generated g ON g.activity_id = r.activity_id
@@ -107,35 +134,13 @@ pub fn schema_version() -> i64 {
 }
 
 /// A product as recorded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProductRecord {
     pub hash: String,
     pub kind: String,
     pub size: u64,
     /// Domain metadata as JSON text.
     pub metadata: String,
-}
-
-/// One finished activity with its edges, written atomically by [`Db::record_activity`].
-#[derive(Clone, Debug)]
-pub struct ActivityRecord {
-    pub key: String,
-    pub key_schema: u32,
-    pub stage: String,
-    pub stage_version: String,
-    pub pipeline_version: String,
-    pub config: String,
-    pub params: String,
-    pub ok: bool,
-    pub started_at: String,
-    pub ended_at: String,
-    pub host: String,
-    pub log: String,
-    pub error: Option<String>,
-    /// (role, position, product hash); the products must already be recorded.
-    pub used: Vec<(String, u32, String)>,
-    /// (role, product) — products are inserted if new.
-    pub generated: Vec<(String, ProductRecord)>,
 }
 
 /// What an earlier successful activity produced.
@@ -271,37 +276,50 @@ impl Db {
             .optional()?)
     }
 
-    /// Writes a finished activity, its edges and new output products in one transaction.
-    /// If another process already recorded a successful activity with the same key, nothing
-    /// is written and that activity's id is returned.
-    pub fn record_activity(&mut self, rec: &ActivityRecord) -> Result<i64> {
+    /// Writes a finished activity (from its manifest), its edges, and any products it names
+    /// that are not yet known, in one transaction. If a reusable successful activity with the
+    /// same key is already recorded (another process won the race), nothing is written and
+    /// that activity's id is returned. A successful, valid activity makes its outputs valid
+    /// and present again (after an `invalidate` or a `gc --delete`).
+    pub fn record_activity(&mut self, m: &Manifest) -> Result<i64> {
+        let ok = m.status == "ok";
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if rec.ok {
+        if ok && m.invalid.is_none() {
             let existing: Option<i64> =
-                tx.query_row("SELECT activity_id FROM reusable WHERE key = ?1", [&rec.key], |r| r.get(0)).optional()?;
+                tx.query_row("SELECT activity_id FROM reusable WHERE key = ?1", [&m.key], |r| r.get(0)).optional()?;
             if let Some(id) = existing {
                 return Ok(id);
             }
         }
         let now = now_utc();
+        {
+            let mut product = tx.prepare_cached(
+                "INSERT OR IGNORE INTO products(hash, kind, size, metadata, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for p in m.used.iter().chain(&m.generated) {
+                product.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now])?;
+            }
+        }
         tx.execute(
             "INSERT INTO activities(key, key_schema, stage, stage_version, pipeline_version, config, params,
-                                    status, started_at, ended_at, host, log, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                    status, started_at, ended_at, host, log, error, invalid, user)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
-                rec.key,
-                rec.key_schema,
-                rec.stage,
-                rec.stage_version,
-                rec.pipeline_version,
-                rec.config,
-                rec.params,
-                if rec.ok { "ok" } else { "failed" },
-                rec.started_at,
-                rec.ended_at,
-                rec.host,
-                rec.log,
-                rec.error
+                m.key,
+                m.key_schema,
+                m.stage,
+                m.stage_version,
+                m.pipeline_version,
+                m.config,
+                m.params,
+                if ok { "ok" } else { "failed" },
+                m.started_at,
+                m.ended_at,
+                m.host,
+                m.log,
+                m.error,
+                m.invalid,
+                m.user
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -309,25 +327,25 @@ impl Db {
             let mut used = tx.prepare_cached(
                 "INSERT INTO used(activity_id, role, position, product_hash) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (role, pos, hash) in &rec.used {
-                used.execute(params![id, role, pos, hash])?;
+            for p in &m.used {
+                used.execute(params![id, p.role, p.position, p.hash])?;
             }
-            let mut product = tx.prepare_cached(
-                "INSERT OR IGNORE INTO products(hash, kind, size, metadata, first_seen) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut generated =
-                tx.prepare_cached("INSERT INTO generated(activity_id, role, product_hash) VALUES (?1, ?2, ?3)")?;
-            for (role, p) in &rec.generated {
-                product.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now])?;
-                generated.execute(params![id, role, p.hash])?;
-            }
-            if rec.ok {
-                tx.execute("INSERT INTO reusable(key, activity_id) VALUES (?1, ?2)", params![rec.key, id])?;
+            if ok {
+                let mut generated =
+                    tx.prepare_cached("INSERT INTO generated(activity_id, role, product_hash) VALUES (?1, ?2, ?3)")?;
+                let mut mark = tx.prepare_cached("UPDATE products SET invalid = ?2, collected = 0 WHERE hash = ?1")?;
+                for p in &m.generated {
+                    generated.execute(params![id, p.role, p.hash])?;
+                    mark.execute(params![p.hash, m.invalid])?;
+                }
+                if m.invalid.is_none() {
+                    tx.execute("INSERT INTO reusable(key, activity_id) VALUES (?1, ?2)", params![m.key, id])?;
+                }
             }
             tx.execute(
                 "INSERT INTO versions(pipeline_version, first_seen, last_seen) VALUES (?1, ?2, ?2)
                  ON CONFLICT(pipeline_version) DO UPDATE SET last_seen = excluded.last_seen",
-                params![rec.pipeline_version, now],
+                params![m.pipeline_version, now],
             )?;
         }
         tx.commit()?;
@@ -446,8 +464,17 @@ mod tests {
         ProductRecord { hash: hash.into(), kind: "dl1".into(), size: 3, metadata: "{}".into() }
     }
 
-    fn record(key: &str, ok: bool) -> ActivityRecord {
-        ActivityRecord {
+    fn record(key: &str, ok: bool) -> Manifest {
+        let mp = |role: &str, hash: &str| manifest::ManifestProduct {
+            role: role.into(),
+            position: 0,
+            hash: hash.into(),
+            kind: "dl1".into(),
+            size: 3,
+            metadata: "{}".into(),
+        };
+        Manifest {
+            sst1mflow_manifest: manifest::MANIFEST_FORMAT,
             key: key.into(),
             key_schema: 1,
             stage: "command".into(),
@@ -455,14 +482,17 @@ mod tests {
             pipeline_version: "0.1.0+x".into(),
             config: "{}".into(),
             params: "{}".into(),
-            ok,
+            status: if ok { "ok" } else { "failed" }.into(),
             started_at: now_utc(),
             ended_at: now_utc(),
             host: "h".into(),
+            user: "u".into(),
             log: "log".into(),
             error: None,
-            used: vec![("in".into(), 0, "aa".into())],
-            generated: if ok { vec![("out".into(), product("bb"))] } else { vec![] },
+            invalid: None,
+            slot: Default::default(),
+            used: vec![mp("in", "aa")],
+            generated: if ok { vec![mp("out", "bb")] } else { vec![] },
         }
     }
 
@@ -477,9 +507,14 @@ mod tests {
             db.conn().pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).unwrap(),
             schema_version()
         );
-        // A used edge to an unknown product violates the foreign key: nothing is written.
-        assert!(db.record_activity(&record("k1", true)).is_err());
+        // A failing statement inside the transaction leaves nothing behind.
+        let mut broken = record("k0", true);
+        broken.generated[0].role = "out".into();
+        broken.generated.push(broken.generated[0].clone()); // duplicate (activity, role) edge
+        assert!(db.record_activity(&broken).is_err());
         let n: i64 = db.conn().query_row("SELECT count(*) FROM activities", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 0);
+        let n: i64 = db.conn().query_row("SELECT count(*) FROM products", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 0);
         db.add_product(&product("aa")).unwrap();
         db.record_activity(&record("k1", false)).unwrap();
