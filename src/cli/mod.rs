@@ -1,5 +1,6 @@
 //! The command line: parses arguments and hands over to the library; prints results as text
 //! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
+mod graph;
 mod log;
 mod run;
 mod verify;
@@ -34,6 +35,15 @@ pub enum Command {
         /// Activity key or prefix
         key: String,
     },
+    /// The full ancestry of a product, down to raw inputs
+    Lineage(graph::GraphArgs),
+    /// Everything derived from a product
+    Descendants(graph::GraphArgs),
+    /// One product: kind, metadata, size, the activity that made it
+    Show {
+        /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
+        target: String,
+    },
     /// Print the pipeline version recorded on activities
     Version,
 }
@@ -58,6 +68,9 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&cli, args),
         Command::Verify => verify::run(&cli),
         Command::Log { key } => log::run(&cli, key),
+        Command::Lineage(args) => graph::lineage(&cli, args),
+        Command::Descendants(args) => graph::descendants(&cli, args),
+        Command::Show { target } => graph::show(&cli, target),
         Command::Version => {
             println!("{}", crate::version::pipeline_version());
             Ok(0)

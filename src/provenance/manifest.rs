@@ -164,8 +164,24 @@ pub fn slots_file(recipe: &str) -> String {
     format!("slots-{recipe}.json")
 }
 
+/// The user running this process: `$USER`/`$LOGNAME`, else the passwd entry of the real uid.
 pub fn user_name() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        std::fs::read_to_string("/proc/self/loginuid").map(|u| format!("uid {}", u.trim())).unwrap_or_default()
-    })
+    if let Ok(u) = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+    });
+    let Some(uid) = uid else { return "unknown".into() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }

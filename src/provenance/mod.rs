@@ -30,6 +30,7 @@
 //! `objects/`, so a crash leaves either the whole record or none of it; nothing is ever in a
 //! "running" state in the database.
 pub mod manifest;
+pub mod query;
 
 use crate::error::{Error, Result};
 use manifest::Manifest;
