@@ -2,7 +2,9 @@
 //! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
 mod graph;
 mod log;
+mod maintain;
 mod run;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,17 @@ pub enum Command {
         /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
         target: String,
     },
+    /// What in a recipe (default: every recipe run here) is missing or stale, and why
+    Status {
+        /// Recipe files
+        recipes: Vec<PathBuf>,
+    },
+    /// Recreate the provenance database from the store's manifests and objects
+    RebuildDb {
+        /// Replace an existing database
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the pipeline version recorded on activities
     Version,
 }
@@ -71,6 +84,8 @@ pub fn main() -> i32 {
         Command::Lineage(args) => graph::lineage(&cli, args),
         Command::Descendants(args) => graph::descendants(&cli, args),
         Command::Show { target } => graph::show(&cli, target),
+        Command::Status { recipes } => status::run(&cli, recipes),
+        Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {
             println!("{}", crate::version::pipeline_version());
             Ok(0)

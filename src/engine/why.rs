@@ -39,19 +39,19 @@ fn json_diff(label: &str, old: &str, new: &str, out: &mut Vec<String>) {
 
 /// A one-line, human-readable reason. `None` from the database side means "new".
 pub fn reason(db: &Db, recipe: &str, step: &str, item: &str, p: &Planned) -> Result<String> {
-    let Some(slot_key) = db.slot_key(recipe, step, item)? else {
-        return Ok(match db.activity_by_key(p.key)? {
+    let same_key = |none: &str| -> Result<String> {
+        Ok(match db.activity_by_key(p.key)? {
             Some(a) if a.status == "failed" => "previous attempt failed".to_string(),
-            Some(_) => "recorded outputs are missing or damaged".to_string(),
-            None => "new".to_string(),
-        });
+            Some(a) if a.invalid.is_some() => format!("invalidated: {}", a.invalid.unwrap_or_default()),
+            Some(_) => "recorded outputs are missing (deleted by gc) or damaged".to_string(),
+            None => none.to_string(),
+        })
+    };
+    let Some(slot_key) = db.slot_key(recipe, step, item)? else {
+        return same_key("new");
     };
     if slot_key == p.key {
-        return Ok(match db.activity_by_key(p.key)? {
-            Some(a) if a.status == "failed" => "previous attempt failed".to_string(),
-            Some(_) => "recorded outputs are missing or damaged".to_string(),
-            None => "never completed".to_string(),
-        });
+        return same_key("never completed");
     }
     let Some(old) = db.activity_by_key(&slot_key)? else {
         return Ok("new".to_string());

@@ -31,6 +31,7 @@
 //! "running" state in the database.
 pub mod manifest;
 pub mod query;
+pub mod rebuild;
 
 use crate::error::{Error, Result};
 use manifest::Manifest;
@@ -167,6 +168,7 @@ pub struct StoredActivity {
     pub host: String,
     pub log: String,
     pub error: Option<String>,
+    pub invalid: Option<String>,
     pub used: Vec<(String, u32, String)>,
 }
 
@@ -417,7 +419,7 @@ impl Db {
     pub fn activity(&self, id: i64) -> Result<StoredActivity> {
         let mut a = self.conn.query_row(
             "SELECT id, key, stage, stage_version, pipeline_version, config, params, status, started_at,
-                    ended_at, host, log, error FROM activities WHERE id = ?1",
+                    ended_at, host, log, error, invalid FROM activities WHERE id = ?1",
             [id],
             |r| {
                 Ok(StoredActivity {
@@ -434,6 +436,7 @@ impl Db {
                     host: r.get(10)?,
                     log: r.get(11)?,
                     error: r.get(12)?,
+                    invalid: r.get(13)?,
                     used: Vec::new(),
                 })
             },

@@ -9,6 +9,7 @@
 use super::{hash_file, Store};
 use crate::error::Result;
 use crate::provenance::Db;
+use rusqlite::OptionalExtension;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -90,7 +91,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         }
     }
 
-    let mut stmt = conn.prepare("SELECT hash, size FROM products ORDER BY hash")?;
+    let mut stmt = conn.prepare("SELECT hash, size FROM products WHERE collected = 0 ORDER BY hash")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
     let mut recorded = BTreeSet::new();
     for row in rows {
@@ -121,6 +122,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     if empty_ok > 0 {
         report.problems.push(format!("{empty_ok} successful activities have no recorded output"));
     }
+    check_manifests(store, &db, &mut report)?;
     let stale_tmp = std::fs::read_dir(store.root().join("tmp")).map(|d| d.count()).unwrap_or(0);
     if stale_tmp > 0 {
         report.notices.push(format!(
@@ -143,4 +145,75 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// The database must agree with the manifests it is an index of.
+fn check_manifests(store: &Store, db: &Db, report: &mut VerifyReport) -> Result<()> {
+    use crate::provenance::manifest::{all_manifest_paths, read_manifest};
+    let mut with_manifest = BTreeSet::new();
+    let mut unrecorded = 0;
+    for path in all_manifest_paths(store.root())? {
+        let m = match read_manifest(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                report.problems.push(e.to_string());
+                continue;
+            }
+        };
+        if m.status != "ok" {
+            continue;
+        }
+        with_manifest.insert(m.key.clone());
+        let recorded: Option<(i64, Option<String>)> = db
+            .conn()
+            .query_row(
+                "SELECT id, invalid FROM activities WHERE key = ?1 AND status = 'ok' ORDER BY id DESC LIMIT 1",
+                [&m.key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, invalid)) = recorded else {
+            unrecorded += 1;
+            continue;
+        };
+        let mut outs: Vec<(String, String)> = db
+            .conn()
+            .prepare_cached("SELECT role, product_hash FROM generated WHERE activity_id = ?1 ORDER BY role")?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        outs.sort();
+        let mut expected: Vec<(String, String)> =
+            m.generated.iter().map(|p| (p.role.clone(), p.hash.clone())).collect();
+        expected.sort();
+        if outs != expected {
+            report.problems.push(format!(
+                "activity {}: recorded outputs differ from its manifest {}",
+                m.key,
+                path.display()
+            ));
+        }
+        if invalid.is_some() != m.invalid.is_some() {
+            report.problems.push(format!(
+                "activity {}: database says {}, manifest says {}",
+                m.key,
+                if invalid.is_some() { "invalid" } else { "valid" },
+                if m.invalid.is_some() { "invalid" } else { "valid" }
+            ));
+        }
+    }
+    if unrecorded > 0 {
+        report.notices.push(format!(
+            "{unrecorded} manifest(s) not yet recorded (a run was interrupted after writing them; rebuild-db adopts them)"
+        ));
+    }
+    let keys: Vec<String> = db
+        .conn()
+        .prepare("SELECT DISTINCT key FROM activities WHERE status = 'ok'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let missing = keys.iter().filter(|k| !with_manifest.contains(*k)).count();
+    if missing > 0 {
+        report.problems.push(format!("{missing} recorded activities have no manifest in manifests/"));
+    }
+    Ok(())
 }
