@@ -29,3 +29,74 @@ pub fn rebuild_db(cli: &Cli, force: bool) -> Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(clap::Args)]
+pub struct InvalidateArgs {
+    /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
+    pub target: Option<String>,
+    /// Everything made by this pipeline version
+    #[arg(long, value_name = "V")]
+    pub pipeline_version: Option<String>,
+    /// Everything made by this stage
+    #[arg(long, value_name = "S")]
+    pub stage: Option<String>,
+    /// With --stage: only this stage version
+    #[arg(long, value_name = "N", requires = "stage")]
+    pub stage_version: Option<String>,
+    /// Do not include descendants
+    #[arg(long)]
+    pub only: bool,
+    /// List what would be invalidated; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Why (recorded with the invalidation)
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+pub fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<i32> {
+    use crate::provenance::invalidate::{apply, plan, Selector};
+    let (store, db) = super::graph::open(cli)?;
+    let chosen = [args.target.is_some(), args.pipeline_version.is_some(), args.stage.is_some()];
+    if chosen.iter().filter(|c| **c).count() != 1 {
+        return Err(Error::msg("invalidate takes exactly one of: TARGET, --pipeline-version V, --stage S"));
+    }
+    let selector = if let Some(t) = &args.target {
+        Selector::Product(crate::provenance::query::resolve_target(&store, &db, t)?)
+    } else if let Some(v) = &args.pipeline_version {
+        Selector::PipelineVersion(v.clone())
+    } else {
+        Selector::Stage { stage: args.stage.clone().expect("checked"), version: args.stage_version.clone() }
+    };
+    let p = plan(&db, &selector, !args.only)?;
+    let reason = format!(
+        "{} ({} at {})",
+        args.reason.as_deref().unwrap_or("invalidated by hand"),
+        crate::provenance::manifest::user_name(),
+        crate::provenance::now_utc()
+    );
+    if !args.dry_run {
+        apply(&store, &db, &p, &reason)?;
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "dry_run": args.dry_run, "reason": reason,
+                "activities": p.activities.values().map(|(k, s, v)| json!({"key": k, "stage": s, "stage_version": v})).collect::<Vec<_>>(),
+                "products": p.products, "raw_inputs": p.raw,
+            }))
+            .expect("json")
+        );
+    } else {
+        let verb = if args.dry_run { "would invalidate" } else { "invalidated" };
+        for (key, stage, version) in p.activities.values() {
+            println!("{verb} activity {} ({stage} v{version})", &key[..12]);
+        }
+        for h in &p.raw {
+            println!("{verb} raw input {} (runs will refuse it until it is replaced)", &h[..12]);
+        }
+        println!("{verb}: {} activities, {} products", p.activities.len(), p.products.len());
+    }
+    Ok(0)
+}

@@ -51,6 +51,8 @@ pub enum Command {
         /// Recipe files
         recipes: Vec<PathBuf>,
     },
+    /// Mark products (and, by default, all their descendants) as never to be reused
+    Invalidate(maintain::InvalidateArgs),
     /// Recreate the provenance database from the store's manifests and objects
     RebuildDb {
         /// Replace an existing database
@@ -85,6 +87,7 @@ pub fn main() -> i32 {
         Command::Descendants(args) => graph::descendants(&cli, args),
         Command::Show { target } => graph::show(&cli, target),
         Command::Status { recipes } => status::run(&cli, recipes),
+        Command::Invalidate(args) => maintain::invalidate(&cli, args),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {
             println!("{}", crate::version::pipeline_version());

@@ -292,6 +292,17 @@ fn register_inputs(
                     d.hash
                 }
             };
+            if let Some(p) = db.product(&hash)? {
+                if let Some(why) = db.product_invalid(&p.hash)? {
+                    if !dry_run {
+                        return Err(Error::msg(format!(
+                            "input {} (sha256 {}) was invalidated: {why}; replace the file before running",
+                            abs.display(),
+                            p.hash
+                        )));
+                    }
+                }
+            }
             let mut metadata = set.metadata.clone();
             metadata.insert("file_name".into(), Value::String(label.clone()));
             items.push(RawItem { hash, label: label.clone(), metadata });

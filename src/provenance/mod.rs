@@ -29,6 +29,7 @@
 //! An activity and all its edges are written in one transaction after its outputs are in
 //! `objects/`, so a crash leaves either the whole record or none of it; nothing is ever in a
 //! "running" state in the database.
+pub mod invalidate;
 pub mod manifest;
 pub mod query;
 pub mod rebuild;
@@ -263,6 +264,12 @@ impl Db {
         )?;
         stmt.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now_utc()])?;
         Ok(())
+    }
+
+    /// Why a product was invalidated, if it was.
+    pub fn product_invalid(&self, hash: &str) -> Result<Option<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT invalid FROM products WHERE hash = ?1")?;
+        Ok(stmt.query_row([hash], |r| r.get::<_, Option<String>>(0)).optional()?.flatten())
     }
 
     pub fn product(&self, hash: &str) -> Result<Option<ProductRecord>> {
