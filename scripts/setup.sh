@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential pkg-config ca-certificates)
-PY_PACKAGES=(pytest)
+PY_PACKAGES=(pytest prov)
 
 with_python=0
 with_bench=0

@@ -74,7 +74,7 @@ fn compact(v: &Value, max: usize) -> String {
 
 pub fn settings_line(v: &Value) -> String {
     let flat = flatten(v);
-    if flat.is_empty() || (flat.len() == 1 && flat.get("").is_some()) {
+    if flat.is_empty() || (flat.len() == 1 && flat.contains_key("")) {
         return "(none)".into();
     }
     flat.iter().map(|(k, v)| format!("{k}={}", compact(v, 120))).collect::<Vec<_>>().join("  ")
@@ -325,5 +325,30 @@ pub fn show(cli: &Cli, target: &str) -> Result<i32> {
         }
     }
     println!("used by   {used_by} activit{}", if used_by == 1 { "y" } else { "ies" });
+    Ok(0)
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ProvFormat {
+    ProvJson,
+    ProvN,
+}
+
+pub fn export_prov(cli: &Cli, target: &str, format: ProvFormat, output: Option<&std::path::Path>) -> Result<i32> {
+    let (store, db) = open(cli)?;
+    let hash = query::resolve_target(&store, &db, target)?;
+    let g = query::ancestors(&db, &hash)?;
+    let text = match format {
+        ProvFormat::ProvJson => {
+            serde_json::to_string_pretty(&crate::provenance::prov::to_prov_json(&g)).expect("json") + "\n"
+        }
+        ProvFormat::ProvN => crate::provenance::prov::to_prov_n(&g),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        }
+        None => print!("{text}"),
+    }
     Ok(0)
 }

@@ -51,6 +51,16 @@ pub enum Command {
         /// Recipe files
         recipes: Vec<PathBuf>,
     },
+    /// W3C PROV of a product's lineage
+    ExportProv {
+        /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
+        target: String,
+        #[arg(long, value_enum, default_value = "prov-json")]
+        format: graph::ProvFormat,
+        /// Write to this file instead of stdout
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Mark products (and, by default, all their descendants) as never to be reused
     Invalidate(maintain::InvalidateArgs),
     /// Recreate the provenance database from the store's manifests and objects
@@ -87,6 +97,7 @@ pub fn main() -> i32 {
         Command::Descendants(args) => graph::descendants(&cli, args),
         Command::Show { target } => graph::show(&cli, target),
         Command::Status { recipes } => status::run(&cli, recipes),
+        Command::ExportProv { target, format, output } => graph::export_prov(&cli, target, *format, output.as_deref()),
         Command::Invalidate(args) => maintain::invalidate(&cli, args),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {

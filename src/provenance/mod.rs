@@ -31,6 +31,7 @@
 //! "running" state in the database.
 pub mod invalidate;
 pub mod manifest;
+pub mod prov;
 pub mod query;
 pub mod rebuild;
 
