@@ -24,10 +24,14 @@ struct Relation {
     role: Option<String>,
 }
 
+/// PROV attributes in output order.
+type Attributes = Vec<(String, Value)>;
+
 struct Doc {
-    entities: BTreeMap<String, Vec<(String, Value)>>,
-    activities: BTreeMap<String, (String, String, Vec<(String, Value)>)>,
-    agents: BTreeMap<String, Vec<(String, Value)>>,
+    entities: BTreeMap<String, Attributes>,
+    /// id → (start time, end time, attributes)
+    activities: BTreeMap<String, (String, String, Attributes)>,
+    agents: BTreeMap<String, Attributes>,
     relations: Vec<Relation>,
 }
 
