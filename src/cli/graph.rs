@@ -352,3 +352,38 @@ pub fn export_prov(cli: &Cli, target: &str, format: ProvFormat, output: Option<&
     }
     Ok(0)
 }
+
+pub fn diff(cli: &Cli, a: &str, b: &str) -> Result<i32> {
+    let (store, db) = open(cli)?;
+    let ha = query::resolve_target(&store, &db, a)?;
+    let hb = query::resolve_target(&store, &db, b)?;
+    let (ga, gb) = (query::ancestors(&db, &ha)?, query::ancestors(&db, &hb)?);
+    let diffs = crate::provenance::diff::diff(&ga, &gb);
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"a": ha, "b": hb, "differences": crate::provenance::diff::to_json(&diffs)})
+            )
+            .expect("json")
+        );
+        return Ok(0);
+    }
+    println!("A  {}", product_label(&ga.products[&ha]));
+    println!("B  {}", product_label(&gb.products[&hb]));
+    if diffs.is_empty() {
+        println!("identical: same bytes, same provenance");
+        return Ok(0);
+    }
+    let w = diffs.iter().map(|d| d.what.chars().count()).max().unwrap_or(0);
+    let mut last_path = "";
+    for d in &diffs {
+        if d.path != last_path {
+            println!("{}", d.path);
+            last_path = &d.path;
+        }
+        println!("  {:<w$}  A: {}", d.what, d.a);
+        println!("  {:<w$}  B: {}", "", d.b);
+    }
+    Ok(0)
+}

@@ -51,6 +51,13 @@ pub enum Command {
         /// Recipe files
         recipes: Vec<PathBuf>,
     },
+    /// Where the provenance of two products differs (versions, config keys, inputs)
+    Diff {
+        /// First product
+        a: String,
+        /// Second product
+        b: String,
+    },
     /// W3C PROV of a product's lineage
     ExportProv {
         /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
@@ -97,6 +104,7 @@ pub fn main() -> i32 {
         Command::Descendants(args) => graph::descendants(&cli, args),
         Command::Show { target } => graph::show(&cli, target),
         Command::Status { recipes } => status::run(&cli, recipes),
+        Command::Diff { a, b } => graph::diff(&cli, a, b),
         Command::ExportProv { target, format, output } => graph::export_prov(&cli, target, *format, output.as_deref()),
         Command::Invalidate(args) => maintain::invalidate(&cli, args),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),

@@ -29,6 +29,7 @@
 //! An activity and all its edges are written in one transaction after its outputs are in
 //! `objects/`, so a crash leaves either the whole record or none of it; nothing is ever in a
 //! "running" state in the database.
+pub mod diff;
 pub mod invalidate;
 pub mod manifest;
 pub mod prov;
