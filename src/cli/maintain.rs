@@ -100,3 +100,79 @@ pub fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<i32> {
     }
     Ok(0)
 }
+
+pub fn gc(cli: &Cli, delete: bool) -> Result<i32> {
+    let (store, db) = super::graph::open(cli)?;
+    let _guard = if delete { Some(crate::store::gc::guard(&store, true)?) } else { None };
+    let garbage = crate::store::gc::find_garbage(&db)?;
+    let total: u64 = garbage.iter().map(|g| g.size).sum();
+    let freed = if delete { crate::store::gc::delete(&store, &db, &garbage)? } else { 0 };
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "deleted": delete, "bytes": total, "freed": freed,
+                "products": garbage.iter().map(|g| json!({"hash": g.hash, "kind": g.kind, "size": g.size, "invalid": g.invalid})).collect::<Vec<_>>(),
+            }))
+            .expect("json")
+        );
+    } else {
+        for g in &garbage {
+            println!("{}  {:<12} {:>10} B{}", g.hash, g.kind, g.size, if g.invalid { "  (invalid)" } else { "" });
+        }
+        if delete {
+            println!("deleted {} products, {} bytes freed", garbage.len(), freed);
+        } else {
+            println!(
+                "{} products ({} bytes) are needed by no recipe output, pin or live descendant; `gc --delete` removes them",
+                garbage.len(),
+                total
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn pin(cli: &Cli, name: Option<&str>, target: Option<&str>) -> Result<i32> {
+    use crate::provenance::manifest::{read_map, write_map};
+    let (store, db) = super::graph::open(cli)?;
+    let mut pins = read_map(store.root(), "pins.json")?;
+    match (name, target) {
+        (Some(name), Some(target)) => {
+            let hash = crate::provenance::query::resolve_target(&store, &db, target)?;
+            pins.insert(name.to_string(), hash.clone());
+            write_map(store.root(), "pins.json", &pins)?;
+            db.conn().execute(
+                "INSERT OR REPLACE INTO pins(name, product_hash) VALUES (?1, ?2)",
+                rusqlite::params![name, hash],
+            )?;
+            println!("pinned {name} → {hash} (it and its whole lineage are kept by gc)");
+        }
+        (None, None) => {
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&pins).expect("json"));
+            } else if pins.is_empty() {
+                println!("no pins");
+            } else {
+                for (n, h) in &pins {
+                    println!("{n}  {h}");
+                }
+            }
+        }
+        _ => return Err(Error::msg("usage: sst1mflow pin NAME TARGET (or no arguments to list pins)")),
+    }
+    Ok(0)
+}
+
+pub fn unpin(cli: &Cli, name: &str) -> Result<i32> {
+    use crate::provenance::manifest::{read_map, write_map};
+    let (store, db) = super::graph::open(cli)?;
+    let mut pins = read_map(store.root(), "pins.json")?;
+    if pins.remove(name).is_none() {
+        return Err(Error::msg(format!("no pin named \"{name}\"")));
+    }
+    write_map(store.root(), "pins.json", &pins)?;
+    db.conn().execute("DELETE FROM pins WHERE name = ?1", [name])?;
+    println!("unpinned {name}");
+    Ok(0)
+}

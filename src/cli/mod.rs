@@ -70,6 +70,20 @@ pub enum Command {
     },
     /// Mark products (and, by default, all their descendants) as never to be reused
     Invalidate(maintain::InvalidateArgs),
+    /// List products nothing needs (no recipe output, pin or live descendant); delete with --delete
+    Gc {
+        /// Delete their objects (records and manifests are kept)
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Protect a product and its whole lineage from gc under a name (no arguments: list pins)
+    Pin {
+        name: Option<String>,
+        /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
+        target: Option<String>,
+    },
+    /// Remove a pin
+    Unpin { name: String },
     /// Recreate the provenance database from the store's manifests and objects
     RebuildDb {
         /// Replace an existing database
@@ -107,6 +121,9 @@ pub fn main() -> i32 {
         Command::Diff { a, b } => graph::diff(&cli, a, b),
         Command::ExportProv { target, format, output } => graph::export_prov(&cli, target, *format, output.as_deref()),
         Command::Invalidate(args) => maintain::invalidate(&cli, args),
+        Command::Gc { delete } => maintain::gc(&cli, *delete),
+        Command::Pin { name, target } => maintain::pin(&cli, name.as_deref(), target.as_deref()),
+        Command::Unpin { name } => maintain::unpin(&cli, name),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {
             println!("{}", crate::version::pipeline_version());

@@ -425,6 +425,8 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
     let started = Instant::now();
     let (recipe, infos) = prepare(recipe_path)?;
     let db = Db::open(&store.db_path())?;
+    // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
+    let _gc_guard = if opts.dry_run { None } else { Some(crate::store::gc::guard(store, false)?) };
     if !opts.dry_run {
         store.clean_stale_tmp()?;
     }

@@ -380,4 +380,5 @@ mod tests {
     }
 }
 
+pub mod gc;
 pub mod verify;
