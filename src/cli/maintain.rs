@@ -176,3 +176,54 @@ pub fn unpin(cli: &Cli, name: &str) -> Result<i32> {
     println!("unpinned {name}");
     Ok(0)
 }
+
+pub fn reproduce(cli: &Cli, target: &str, keep: bool) -> Result<i32> {
+    let (store, db) = super::graph::open(cli)?;
+    let scratch = store.root().join("tmp").join(format!("reproduce-{}", std::process::id()));
+    let outcome = crate::engine::reproduce::reproduce(&store, &db, target, &scratch);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let r = outcome?;
+    let ok = r.first_mismatch.is_none();
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "reproduced": ok,
+                "raw_inputs": r.raw_inputs,
+                "warnings": r.warnings,
+                "first_mismatch": r.first_mismatch.as_ref().map(|(s, k)| json!({"stage": s, "activity": k})),
+                "rows": r.rows.iter().map(|row| json!({"stage": row.stage, "activity": row.key, "output": row.role,
+                    "recorded": row.recorded, "reproduced": row.reproduced, "match": row.matches()})).collect::<Vec<_>>(),
+            }))
+            .expect("json")
+        );
+    } else {
+        for w in &r.warnings {
+            println!("warning: {w}");
+        }
+        println!("{:<10} {:<14} {:<12} {:<14} {:<14} result", "stage", "activity", "output", "recorded", "reproduced");
+        for row in &r.rows {
+            println!(
+                "{:<10} {:<14} {:<12} {:<14} {:<14} {}",
+                row.stage,
+                &row.key[..12],
+                row.role,
+                &row.recorded[..12],
+                &row.reproduced[..12],
+                if row.matches() { "identical" } else { "DIFFERS" }
+            );
+        }
+        match &r.first_mismatch {
+            None => println!(
+                "reproduced: {} outputs of {} activities from {} raw inputs, bit for bit",
+                r.rows.len(),
+                r.rows.iter().map(|x| &x.key).collect::<std::collections::HashSet<_>>().len(),
+                r.raw_inputs
+            ),
+            Some((stage, key)) => println!("NOT REPRODUCED: bytes first differ at stage {stage} (activity {key})"),
+        }
+    }
+    Ok(if ok { 0 } else { 1 })
+}

@@ -84,6 +84,14 @@ pub enum Command {
     },
     /// Remove a pin
     Unpin { name: String },
+    /// Re-run a product's whole lineage in a scratch store and compare every hash
+    Reproduce {
+        /// Product: hash or unique prefix, a path in the store or a view, or a copy of a product
+        target: String,
+        /// Keep the scratch store (under the store's tmp/) for inspection
+        #[arg(long)]
+        keep: bool,
+    },
     /// Recreate the provenance database from the store's manifests and objects
     RebuildDb {
         /// Replace an existing database
@@ -124,6 +132,7 @@ pub fn main() -> i32 {
         Command::Gc { delete } => maintain::gc(&cli, *delete),
         Command::Pin { name, target } => maintain::pin(&cli, name.as_deref(), target.as_deref()),
         Command::Unpin { name } => maintain::unpin(&cli, name),
+        Command::Reproduce { target, keep } => maintain::reproduce(&cli, target, *keep),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {
             println!("{}", crate::version::pipeline_version());

@@ -5,5 +5,6 @@
 //! * [`run`] plans the activity DAG, explains every rerun, and executes on the local executor.
 pub mod key;
 pub mod recipe;
+pub mod reproduce;
 pub mod run;
 pub mod why;
