@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --bench
 export PATH="$HOME/.cargo/bin:$PATH"
 SNAKEMAKE="$PWD/.venv/bin/snakemake" cargo bench --bench engine
+cargo bench --bench provenance

@@ -155,8 +155,10 @@ pub fn apply(store: &Store, db: &Db, plan: &Plan, reason: &str) -> Result<()> {
             conn.execute("UPDATE activities SET invalid = ?2 WHERE id = ?1 AND invalid IS NULL", params![id, reason])?;
             conn.execute("DELETE FROM reusable WHERE activity_id = ?1", [id])?;
         }
+        let refresh = format!("UPDATE products SET made_by = {} WHERE hash = ?1", super::PREFERRED_MAKER_SQL);
         for h in &plan.products {
             conn.execute("UPDATE products SET invalid = ?2 WHERE hash = ?1 AND invalid IS NULL", params![h, reason])?;
+            conn.execute(&refresh, [h])?;
         }
         Ok(())
     })();

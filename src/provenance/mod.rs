@@ -24,6 +24,14 @@
 //! `products.collected` (object deleted by `gc --delete`, record kept for lineage),
 //! `activities.user`, `pins` (named GC roots) and `recipes` (where each recipe file is).
 //!
+//! Version 3 adds `products.made_by`: the activity lineage follows for each product (valid
+//! before invalid, then earliest), kept up to date on every record and invalidation so that
+//! lineage queries are one primary-key lookup per edge.
+//!
+//! Version 3 adds `products.made_by`: the activity lineage follows for each product (valid
+//! before invalid, then earliest), kept up to date on every record and invalidation so that
+//! lineage queries are one primary-key lookup per edge.
+//!
 //! Everything here can be rebuilt from `manifests/` (see [`manifest`]).
 //!
 //! An activity and all its edges are written in one transaction after its outputs are in
@@ -127,7 +135,17 @@ CREATE TABLE recipes(
     path TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+ALTER TABLE products ADD COLUMN made_by INTEGER REFERENCES activities(id);
+UPDATE products SET made_by = (
+    SELECT g.activity_id FROM generated g JOIN activities a ON a.id = g.activity_id
+    WHERE g.product_hash = products.hash ORDER BY (a.invalid IS NOT NULL), a.id LIMIT 1);
+"#,
 ];
+
+/// The preferred maker of a product (valid before invalid, then earliest), as SQL over `?1`.
+pub const PREFERRED_MAKER_SQL: &str = "(SELECT g.activity_id FROM generated g JOIN activities a ON a.id = g.activity_id
+     WHERE g.product_hash = ?1 ORDER BY (a.invalid IS NOT NULL), a.id LIMIT 1)";
 
 const FIND_OK_SQL: &str = "SELECT r.activity_id, g.role, g.product_hash, p.size FROM reusable r
      LEFT JOIN generated g ON g.activity_id = r.activity_id
@@ -346,9 +364,12 @@ impl Db {
                 let mut generated =
                     tx.prepare_cached("INSERT INTO generated(activity_id, role, product_hash) VALUES (?1, ?2, ?3)")?;
                 let mut mark = tx.prepare_cached("UPDATE products SET invalid = ?2, collected = 0 WHERE hash = ?1")?;
+                let mut maker =
+                    tx.prepare_cached(&format!("UPDATE products SET made_by = {PREFERRED_MAKER_SQL} WHERE hash = ?1"))?;
                 for p in &m.generated {
                     generated.execute(params![id, p.role, p.hash])?;
                     mark.execute(params![p.hash, m.invalid])?;
+                    maker.execute([&p.hash])?;
                 }
                 if m.invalid.is_none() {
                     tx.execute("INSERT INTO reusable(key, activity_id) VALUES (?1, ?2)", params![m.key, id])?;

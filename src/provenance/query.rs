@@ -6,8 +6,8 @@
 //! the answer (a lineage of 10,000 ancestors stays well under the 50 ms goal).
 //!
 //! When several activities generated the same bytes (the same computation recorded twice, or
-//! an invalidated activity and its re-run), lineage follows the preferred one: valid before
-//! invalid, then the earliest.
+//! an invalidated activity and its re-run), lineage follows the preferred one recorded in
+//! `products.made_by`: valid before invalid, then the earliest.
 use crate::error::{Error, Result};
 use crate::provenance::Db;
 use crate::store::{hash_file, Store};
@@ -98,102 +98,131 @@ pub fn resolve_target(store: &Store, db: &Db, target: &str) -> Result<String> {
     }
 }
 
-/// The preferred maker of each product, as SQL: valid before invalid, then earliest.
-const PREFERRED_MAKER: &str = "(SELECT g2.activity_id FROM generated g2 JOIN activities a2 ON a2.id = g2.activity_id
-      WHERE g2.product_hash = {P} ORDER BY (a2.invalid IS NOT NULL), a2.id LIMIT 1)";
-
 fn parse_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
+/// Loads products in one statement (the hashes travel as one JSON array).
 fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
-    let mut stmt =
-        db.conn().prepare_cached("SELECT kind, size, metadata, invalid, collected FROM products WHERE hash = ?1")?;
-    for h in hashes {
-        let p = stmt.query_row([h], |r| {
-            Ok(ProductInfo {
-                hash: h.clone(),
-                kind: r.get(0)?,
-                size: r.get::<_, i64>(1)? as u64,
-                metadata: parse_json(&r.get::<_, String>(2)?),
-                invalid: r.get(3)?,
-                collected: r.get::<_, i64>(4)? != 0,
-            })
-        })?;
-        g.products.insert(h.clone(), p);
+    let list = serde_json::to_string(hashes).expect("json");
+    let mut stmt = db.conn().prepare_cached(
+        "SELECT hash, kind, size, metadata, invalid, collected FROM products
+         WHERE hash IN (SELECT value FROM json_each(?1))",
+    )?;
+    let mut rows = stmt.query([list])?;
+    while let Some(r) = rows.next()? {
+        let hash: String = r.get(0)?;
+        g.products.insert(
+            hash.clone(),
+            ProductInfo {
+                hash,
+                kind: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+                metadata: parse_json(&r.get::<_, String>(3)?),
+                invalid: r.get(4)?,
+                collected: r.get::<_, i64>(5)? != 0,
+            },
+        );
     }
     Ok(())
 }
 
+/// Loads activities with their edges in three statements.
 fn load_activities(db: &Db, ids: &[i64], g: &mut Graph) -> Result<()> {
     let conn = db.conn();
+    let list = serde_json::to_string(ids).expect("json");
     let mut act = conn.prepare_cached(
-        "SELECT key, stage, stage_version, pipeline_version, config, params, status, started_at, ended_at,
-                host, user, invalid FROM activities WHERE id = ?1",
+        "SELECT id, key, stage, stage_version, pipeline_version, config, params, status, started_at, ended_at,
+                host, user, invalid FROM activities WHERE id IN (SELECT value FROM json_each(?1))",
     )?;
-    let mut used = conn.prepare_cached(
-        "SELECT role, position, product_hash FROM used WHERE activity_id = ?1 ORDER BY role, position",
-    )?;
-    let mut generated =
-        conn.prepare_cached("SELECT role, product_hash FROM generated WHERE activity_id = ?1 ORDER BY role")?;
-    for &id in ids {
-        let mut a = act.query_row([id], |r| {
-            Ok(ActivityInfo {
+    let mut rows = act.query([&list])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        g.activities.insert(
+            id,
+            ActivityInfo {
                 id,
-                key: r.get(0)?,
-                stage: r.get(1)?,
-                stage_version: r.get(2)?,
-                pipeline_version: r.get(3)?,
-                config: parse_json(&r.get::<_, String>(4)?),
-                params: parse_json(&r.get::<_, String>(5)?),
-                status: r.get(6)?,
-                started_at: r.get(7)?,
-                ended_at: r.get(8)?,
-                host: r.get(9)?,
-                user: r.get(10)?,
-                invalid: r.get(11)?,
+                key: r.get(1)?,
+                stage: r.get(2)?,
+                stage_version: r.get(3)?,
+                pipeline_version: r.get(4)?,
+                config: parse_json(&r.get::<_, String>(5)?),
+                params: parse_json(&r.get::<_, String>(6)?),
+                status: r.get(7)?,
+                started_at: r.get(8)?,
+                ended_at: r.get(9)?,
+                host: r.get(10)?,
+                user: r.get(11)?,
+                invalid: r.get(12)?,
                 inputs: Vec::new(),
                 outputs: Vec::new(),
-            })
-        })?;
-        a.inputs = used.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-        a.outputs = generated.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-        g.activities.insert(id, a);
+            },
+        );
+    }
+    drop(rows);
+    let mut used = conn.prepare_cached(
+        "SELECT activity_id, role, position, product_hash FROM used
+         WHERE activity_id IN (SELECT value FROM json_each(?1)) ORDER BY activity_id, role, position",
+    )?;
+    let mut rows = used.query([&list])?;
+    while let Some(r) = rows.next()? {
+        if let Some(a) = g.activities.get_mut(&r.get::<_, i64>(0)?) {
+            a.inputs.push((r.get(1)?, r.get(2)?, r.get(3)?));
+        }
+    }
+    drop(rows);
+    let mut generated = conn.prepare_cached(
+        "SELECT activity_id, role, product_hash FROM generated
+         WHERE activity_id IN (SELECT value FROM json_each(?1)) ORDER BY activity_id, role",
+    )?;
+    let mut rows = generated.query([&list])?;
+    while let Some(r) = rows.next()? {
+        if let Some(a) = g.activities.get_mut(&r.get::<_, i64>(0)?) {
+            a.outputs.push((r.get(1)?, r.get(2)?));
+        }
     }
     Ok(())
 }
 
-/// Everything `hash` was made from, down to raw inputs.
+/// Everything `hash` was made from, down to raw inputs: one recursive query that follows
+/// each product's preferred maker and returns the products' columns as it goes.
 pub fn ancestors(db: &Db, hash: &str) -> Result<Graph> {
-    let sql = format!(
-        "WITH RECURSIVE anc(hash, maker) AS (
-             SELECT ?1, {root_maker}
-             UNION
-             SELECT u.product_hash, {child_maker} FROM anc JOIN used u ON u.activity_id = anc.maker
-         )
-         SELECT hash, maker FROM anc",
-        root_maker = PREFERRED_MAKER.replace("{P}", "?1"),
-        child_maker = PREFERRED_MAKER.replace("{P}", "u.product_hash"),
-    );
-    let mut stmt = db.conn().prepare_cached(&sql)?;
-    let rows: Vec<(String, Option<i64>)> =
-        stmt.query_map([hash], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let sql = "WITH RECURSIVE anc(hash) AS (
+                   SELECT ?1
+                   UNION
+                   SELECT u.product_hash FROM anc JOIN products p ON p.hash = anc.hash
+                   JOIN used u ON u.activity_id = p.made_by
+               )
+               SELECT p.hash, p.made_by, p.kind, p.size, p.metadata, p.invalid, p.collected
+               FROM anc JOIN products p ON p.hash = anc.hash";
+    let mut stmt = db.conn().prepare_cached(sql)?;
     let mut g = Graph { root: hash.to_string(), ..Default::default() };
-    let mut hashes = Vec::with_capacity(rows.len());
     let mut ids = Vec::new();
-    for (h, maker) in rows {
-        if let Some(m) = maker {
-            if g.made_by.insert(h.clone(), m).is_none() {
-                ids.push(m);
-            }
+    let mut rows = stmt.query([hash])?;
+    while let Some(r) = rows.next()? {
+        let h: String = r.get(0)?;
+        if let Some(m) = r.get::<_, Option<i64>>(1)? {
+            g.made_by.insert(h.clone(), m);
+            ids.push(m);
         }
-        hashes.push(h);
+        g.products.insert(
+            h.clone(),
+            ProductInfo {
+                hash: h,
+                kind: r.get(2)?,
+                size: r.get::<_, i64>(3)? as u64,
+                metadata: parse_json(&r.get::<_, String>(4)?),
+                invalid: r.get(5)?,
+                collected: r.get::<_, i64>(6)? != 0,
+            },
+        );
     }
-    hashes.sort();
-    hashes.dedup();
+    drop(rows);
+    if g.products.is_empty() {
+        return Err(Error::msg(format!("product {hash} is not recorded")));
+    }
     ids.sort_unstable();
     ids.dedup();
-    load_products(db, &hashes, &mut g)?;
     load_activities(db, &ids, &mut g)?;
     Ok(g)
 }
