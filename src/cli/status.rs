@@ -35,7 +35,10 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
                 Outcome::Reused => continue,
                 Outcome::WouldRun(r) if r == "new" => ("missing", r.clone()),
                 Outcome::WouldRun(r) => ("stale", r.clone()),
-                Outcome::WouldRunAfter(up) => ("stale", format!("upstream {up} must be remade first")),
+                Outcome::WouldRunAfter(up) => match &a.reason {
+                    Some(r) => ("stale", format!("{r}; upstream {up} must be remade first")),
+                    None => ("stale", format!("upstream {up} must be remade first")),
+                },
                 other => ("stale", format!("{other:?}")),
             };
             items.push(json!({"step": a.step, "item": a.item, "state": state, "reason": why, "key": a.key}));

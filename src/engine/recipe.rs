@@ -268,6 +268,7 @@ fn parse_input_set(name: &str, spec: &Value, base: &Path, file: &Path) -> Result
         None => return Err(obj.err("missing required key \"paths\"")),
     };
     let mut seen = BTreeSet::new();
+    let mut labels = std::collections::HashSet::new();
     let mut files = Vec::new();
     for pattern in patterns {
         let full = base.join(pattern);
@@ -297,7 +298,7 @@ fn parse_input_set(name: &str, spec: &Value, base: &Path, file: &Path) -> Result
                 continue;
             }
             let label = p.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            if files.iter().any(|(_, l)| *l == label) {
+            if !labels.insert(label.clone()) {
                 return Err(obj.err(&format!(
                     "two input files are named \"{label}\"; fan-out labels must be unique within a set"
                 )));

@@ -8,10 +8,9 @@
 use crate::error::{Error, Result};
 use crate::provenance::query::{self, Graph};
 use crate::provenance::Db;
-use crate::stages::{self, StageContext};
+use crate::stages::{self, InputFile, StageContext};
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -37,27 +36,39 @@ pub struct Reproduction {
     pub raw_inputs: usize,
 }
 
-/// Activities of the graph in an order where every maker comes before its users.
-fn topological(g: &Graph) -> Vec<i64> {
+/// Activities of the graph in an order where every maker comes before its users, and the
+/// products that must be taken as given: raw inputs, and products reached again through a
+/// cycle (content addressing makes an identity step, such as `cat`, use and generate the same
+/// product, so its maker depends on it).
+fn topological(g: &Graph) -> (Vec<i64>, HashSet<String>) {
     let mut order = Vec::new();
-    let mut done = HashSet::new();
+    let mut state: HashMap<i64, bool> = HashMap::new(); // false: on the stack, true: done
+    let mut seeds: HashSet<String> = g.products.keys().filter(|h| !g.made_by.contains_key(*h)).cloned().collect();
     let mut ids: Vec<i64> = g.activities.keys().copied().collect();
     ids.sort_by_key(|id| &g.activities[id].key);
-    fn visit(g: &Graph, id: i64, done: &mut HashSet<i64>, order: &mut Vec<i64>) {
-        if !done.insert(id) {
+    fn visit(g: &Graph, id: i64, state: &mut HashMap<i64, bool>, seeds: &mut HashSet<String>, order: &mut Vec<i64>) {
+        if state.contains_key(&id) {
             return;
         }
+        state.insert(id, false);
         for (_, _, h) in &g.activities[&id].inputs {
             if let Some(m) = g.made_by.get(h) {
-                visit(g, *m, done, order);
+                match state.get(m) {
+                    Some(false) => {
+                        seeds.insert(h.clone());
+                    }
+                    Some(true) => {}
+                    None => visit(g, *m, state, seeds, order),
+                }
             }
         }
+        state.insert(id, true);
         order.push(id);
     }
     for id in ids {
-        visit(g, id, &mut done, &mut order);
+        visit(g, id, &mut state, &mut seeds, &mut order);
     }
-    order
+    (order, seeds)
 }
 
 pub fn reproduce(store: &Store, db: &Db, target: &str, scratch_root: &std::path::Path) -> Result<Reproduction> {
@@ -67,10 +78,11 @@ pub fn reproduce(store: &Store, db: &Db, target: &str, scratch_root: &std::path:
     let mut result = Reproduction { rows: Vec::new(), warnings: Vec::new(), first_mismatch: None, raw_inputs: 0 };
     // recorded hash → hash in the scratch store
     let mut reproduced: HashMap<String, String> = HashMap::new();
-    for (h, p) in &g.products {
-        if g.made_by.contains_key(h) {
-            continue;
-        }
+    let (order, seeds) = topological(&g);
+    let mut seeds: Vec<&String> = seeds.iter().collect();
+    seeds.sort();
+    for h in seeds {
+        let p = &g.products[h];
         let src = store.object_path(h);
         if p.collected || !src.exists() {
             return Err(Error::msg(format!(
@@ -86,7 +98,9 @@ pub fn reproduce(store: &Store, db: &Db, target: &str, scratch_root: &std::path:
     }
     let current = crate::version::pipeline_version();
     let mut versions_warned = HashSet::new();
-    for id in topological(&g) {
+    // recorded hash → the file name its producing step declared
+    let mut names: HashMap<String, String> = HashMap::new();
+    for id in order {
         let a = &g.activities[&id];
         if a.pipeline_version != current && versions_warned.insert(a.pipeline_version.clone()) {
             result
@@ -110,12 +124,20 @@ pub fn reproduce(store: &Store, db: &Db, target: &str, scratch_root: &std::path:
             r
         };
         let plan = stage.plan(&a.params, &roles, &format!("activity {}", &a.key[..12]))?;
-        let mut paths: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        let mut paths: BTreeMap<String, Vec<InputFile>> = BTreeMap::new();
         for (role, _, h) in &a.inputs {
             let r = reproduced
                 .get(h)
                 .ok_or_else(|| Error::msg(format!("input {h} of activity {} was not reproduced", a.key)))?;
-            paths.entry(role.clone()).or_default().push(scratch.object_path(r));
+            let name = names.get(h).cloned().unwrap_or_else(|| {
+                g.products[h]
+                    .metadata
+                    .get("file_name")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("input")
+                    .to_string()
+            });
+            paths.entry(role.clone()).or_default().push(InputFile { path: scratch.object_path(r), name });
         }
         let wd = scratch.work_dir(&a.key[..16])?;
         let mut log = Vec::new();
@@ -143,6 +165,7 @@ pub fn reproduce(store: &Store, db: &Db, target: &str, scratch_root: &std::path:
             let declared = plan.outputs.iter().find(|o| &o.role == role).ok_or_else(|| {
                 Error::msg(format!("activity {} recorded output \"{role}\" its stage no longer declares", a.key))
             })?;
+            names.insert(recorded.clone(), declared.file_name());
             let d = scratch.publish(&wd.path.join(&declared.file))?;
             differs |= d.hash != *recorded;
             result.rows.push(Row {

@@ -21,13 +21,13 @@ use super::why;
 use crate::error::{Error, Result};
 use crate::provenance::manifest::{self, Manifest, ManifestProduct, Slot};
 use crate::provenance::{host_name, now_utc, Db, ProductRecord, StatFingerprint};
-use crate::stages::{self, Stage, StageContext, StagePlan};
+use crate::stages::{self, InputFile, Stage, StageContext, StagePlan};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -164,6 +164,8 @@ struct Job {
     step: usize,
     recipe: String,
     inputs: Vec<(String, u32, String)>,
+    /// The file name each input is presented under (parallel to `inputs`).
+    input_names: Vec<String>,
     metadata: Map<String, Value>,
     label: String,
 }
@@ -261,6 +263,10 @@ fn register_inputs(
     let total: usize = recipe.inputs.iter().map(|s| s.files.len()).sum();
     let mut seen = 0;
     let mut sets = Vec::new();
+    // Lookups run inside one read transaction (one lock, not one per statement); it is closed
+    // before any import, so no lock is held while a large file is copied.
+    db.begin()?;
+    let mut reading = true;
     for set in &recipe.inputs {
         let mut items = Vec::with_capacity(set.files.len());
         for (path, label) in &set.files {
@@ -277,6 +283,10 @@ fn register_inputs(
                 Some(h) if dry_run || store.object_intact(&h, meta.size()) => h,
                 _ if dry_run => crate::store::hash_file(&abs)?.hash,
                 _ => {
+                    if reading {
+                        db.commit()?;
+                        reading = false;
+                    }
                     let d = store.import_file(&abs)?;
                     let mut metadata = set.metadata.clone();
                     metadata.insert("file_name".into(), Value::String(label.clone()));
@@ -306,9 +316,14 @@ fn register_inputs(
             let mut metadata = set.metadata.clone();
             metadata.insert("file_name".into(), Value::String(label.clone()));
             items.push(RawItem { hash, label: label.clone(), metadata });
+            if !reading {
+                db.begin()?;
+                reading = true;
+            }
         }
         sets.push(items);
     }
+    db.commit()?;
     Ok(sets)
 }
 
@@ -536,15 +551,18 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
                     let node = &nodes[i];
                     let info = &infos[node.step];
                     let mut inputs: Vec<(String, u32, String)> = Vec::new();
+                    let mut input_names: Vec<String> = Vec::new();
                     for (role, refs) in &node.inputs {
                         for (pos, r) in refs.iter().enumerate() {
-                            let hash = match *r {
-                                Ref::Raw { set, file } => raw[set][file].hash.clone(),
-                                Ref::Out { node: u, output } => {
-                                    produced[u].as_ref().expect("dependency done")[output].hash.clone()
-                                }
+                            let (hash, name) = match *r {
+                                Ref::Raw { set, file } => (raw[set][file].hash.clone(), raw[set][file].label.clone()),
+                                Ref::Out { node: u, output } => (
+                                    produced[u].as_ref().expect("dependency done")[output].hash.clone(),
+                                    infos[nodes[u].step].plan.outputs[output].file_name(),
+                                ),
                             };
                             inputs.push((role.clone(), pos as u32, hash));
+                            input_names.push(name);
                         }
                     }
                     let key_inputs: Vec<KeyInput> = inputs
@@ -613,6 +631,7 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
                             step: node.step,
                             recipe: recipe.name.clone(),
                             inputs,
+                            input_names,
                             metadata: node.metadata.clone(),
                             label: node.label.clone(),
                         })
@@ -666,6 +685,18 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
 
     if !opts.dry_run {
         record_slots_and_views(store, &db, &recipe, &infos, &nodes, &keys, &outcome, &produced)?;
+    } else {
+        // Activities waiting on an upstream rerun have no key yet; if what last ran in their
+        // slot was invalidated, say so as well.
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(Outcome::WouldRunAfter(_)) = &outcome[i] {
+                if let Some(key) = db.slot_key(&recipe.name, &infos[node.step].name, &node.label)? {
+                    if let Some(why) = db.activity_by_key(&key)?.and_then(|a| a.invalid) {
+                        reasons[i] = Some(format!("invalidated: {why}"));
+                    }
+                }
+            }
+        }
     }
     let activities = nodes
         .iter()
@@ -733,8 +764,7 @@ fn record_slots_and_views(
             if !wanted {
                 continue;
             }
-            let name = declared.file.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(&declared.role));
-            let link = views.join(&info.name).join(&node.label).join(name);
+            let link = views.join(&info.name).join(&node.label).join(declared.file_name());
             let target = store.object_path(&p.hash);
             update_link(&link, &target)?;
         }
@@ -794,9 +824,12 @@ fn execute(
     let mut outputs: Vec<(String, ProductRecord)> = Vec::new();
     let result: Result<()> = (|| {
         let wd = store.work_dir(&job.key[..16])?;
-        let mut paths: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-        for (role, _, hash) in &job.inputs {
-            paths.entry(role.clone()).or_default().push(store.object_path(hash));
+        let mut paths: BTreeMap<String, Vec<InputFile>> = BTreeMap::new();
+        for ((role, _, hash), name) in job.inputs.iter().zip(&job.input_names) {
+            paths
+                .entry(role.clone())
+                .or_default()
+                .push(InputFile { path: store.object_path(hash), name: name.clone() });
         }
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             info.stage.run(&mut StageContext {

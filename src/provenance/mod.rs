@@ -226,6 +226,9 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Error::db(ctx("cannot enable WAL"), e))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| Error::db(ctx("cannot configure"), e))?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| Error::db(ctx("cannot configure"), e))?;
+        // Reads dominate (planning, status, lineage): keep pages in memory rather than pread.
+        conn.pragma_update(None, "cache_size", -65536).map_err(|e| Error::db(ctx("cannot configure"), e))?;
+        conn.pragma_update(None, "mmap_size", 1i64 << 30).map_err(|e| Error::db(ctx("cannot configure"), e))?;
         // Stable query plans: without this, SQLite (built with STAT4) re-prepares a statement
         // each time a rebound parameter might change its plan, which tripled lookup costs.
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)

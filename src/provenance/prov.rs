@@ -58,7 +58,7 @@ fn build(g: &Graph) -> Doc {
             attrs.push(("prov:label".to_string(), json!(name)));
         }
         if p.metadata.as_object().is_some_and(|m| !m.is_empty()) {
-            attrs.push(("sst1m:metadata".to_string(), json!(crate::engine::key::canonical_json(&p.metadata))));
+            attrs.push(("sst1m:metadata".to_string(), json!(p.metadata.text())));
         }
         if let Some(why) = &p.invalid {
             attrs.push(("sst1m:invalid".to_string(), json!(why)));
@@ -92,8 +92,8 @@ fn build(g: &Graph) -> Doc {
             ("sst1m:stage".to_string(), json!(a.stage)),
             ("sst1m:stageVersion".to_string(), json!(a.stage_version)),
             ("sst1m:pipelineVersion".to_string(), json!(a.pipeline_version)),
-            ("sst1m:config".to_string(), json!(crate::engine::key::canonical_json(&a.config))),
-            ("sst1m:parameters".to_string(), json!(crate::engine::key::canonical_json(&a.params))),
+            ("sst1m:config".to_string(), json!(a.config.text())),
+            ("sst1m:parameters".to_string(), json!(a.params.text())),
             ("sst1m:host".to_string(), json!(a.host)),
         ];
         if let Some(why) = &a.invalid {

@@ -16,12 +16,43 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// JSON kept as its text and parsed on first use: a lineage of 10,000 products need not parse
+/// 10,000 metadata documents to answer a query that prints none of them.
+#[derive(Clone, Debug, Default)]
+pub struct LazyJson {
+    text: String,
+    value: std::cell::OnceCell<Value>,
+}
+
+impl LazyJson {
+    pub fn new(text: String) -> LazyJson {
+        LazyJson { text, value: std::cell::OnceCell::new() }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for LazyJson {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value.get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    }
+}
+
+impl serde::Serialize for LazyJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ProductInfo {
     pub hash: String,
     pub kind: String,
     pub size: u64,
-    pub metadata: Value,
+    pub metadata: LazyJson,
     pub invalid: Option<String>,
     pub collected: bool,
 }
@@ -33,8 +64,8 @@ pub struct ActivityInfo {
     pub stage: String,
     pub stage_version: String,
     pub pipeline_version: String,
-    pub config: Value,
-    pub params: Value,
+    pub config: LazyJson,
+    pub params: LazyJson,
     pub status: String,
     pub started_at: String,
     pub ended_at: String,
@@ -98,10 +129,6 @@ pub fn resolve_target(store: &Store, db: &Db, target: &str) -> Result<String> {
     }
 }
 
-fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
 /// Loads products in one statement (the hashes travel as one JSON array).
 fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
     let list = serde_json::to_string(hashes).expect("json");
@@ -118,7 +145,7 @@ fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
                 hash,
                 kind: r.get(1)?,
                 size: r.get::<_, i64>(2)? as u64,
-                metadata: parse_json(&r.get::<_, String>(3)?),
+                metadata: LazyJson::new(r.get(3)?),
                 invalid: r.get(4)?,
                 collected: r.get::<_, i64>(5)? != 0,
             },
@@ -146,8 +173,8 @@ fn load_activities(db: &Db, ids: &[i64], g: &mut Graph) -> Result<()> {
                 stage: r.get(2)?,
                 stage_version: r.get(3)?,
                 pipeline_version: r.get(4)?,
-                config: parse_json(&r.get::<_, String>(5)?),
-                params: parse_json(&r.get::<_, String>(6)?),
+                config: LazyJson::new(r.get(5)?),
+                params: LazyJson::new(r.get(6)?),
                 status: r.get(7)?,
                 started_at: r.get(8)?,
                 ended_at: r.get(9)?,
@@ -211,7 +238,7 @@ pub fn ancestors(db: &Db, hash: &str) -> Result<Graph> {
                 hash: h,
                 kind: r.get(2)?,
                 size: r.get::<_, i64>(3)? as u64,
-                metadata: parse_json(&r.get::<_, String>(4)?),
+                metadata: LazyJson::new(r.get(4)?),
                 invalid: r.get(5)?,
                 collected: r.get::<_, i64>(6)? != 0,
             },

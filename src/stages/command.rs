@@ -17,8 +17,12 @@
 //! Placeholders in argv: `{input:ROLE}` (a role with several files, alone in its argument,
 //! expands to one argument per file), `{output:ROLE}`, `{config}` (a JSON file holding only the
 //! declared config keys: the program cannot read what it did not declare), `{config:a.b}` (the
-//! value; strings verbatim, anything else as canonical JSON), `{workdir}`, and `{{`/`}}` for
-//! literal braces. The program runs in the work directory with standard input closed, and
+//! value; strings verbatim, anything else as canonical JSON), `{workdir}` (absolute; avoid it in
+//! anything that reaches a product), and `{{`/`}}` for literal braces. Input, output and config
+//! paths are relative to the work directory (inputs appear as
+//! `.sst1mflow-in/<role>/<position>/<original file name>`), so a tool that prints or embeds
+//! its paths still gives the same bytes in any store. The program runs in the work directory
+//! with standard input closed, and
 //! also sees `SST1MFLOW_ACTIVITY_KEY` and `SST1MFLOW_PIPELINE_VERSION` so that a cooperating
 //! tool can embed them in its products. Everything it prints goes to the activity log.
 //!
@@ -41,6 +45,7 @@ const PARAMS: &[&str] = &["argv", "outputs", "config_keys", "stdout", "env"];
 const RESERVED_PREFIXES: &[&str] = &[".owner", ".sst1mflow"];
 const CONFIG_FILE: &str = ".sst1mflow-config.json";
 const LOG_FILE: &str = ".sst1mflow-command.log";
+const INPUT_DIR: &str = ".sst1mflow-in";
 
 #[derive(Debug, PartialEq)]
 enum Piece {
@@ -276,12 +281,40 @@ fn lookup<'v>(config: &'v Value, key: &str) -> Option<&'v Value> {
     key.split('.').try_fold(config, |node, part| node.get(part))
 }
 
+/// Presents every input inside the work directory as `.sst1mflow-in/<role>/<position>/<name>`,
+/// a symlink to the read-only object, and returns those relative paths by role. Commands run
+/// in the work directory, so every path they see is relative and the same in any store: a
+/// tool that prints or embeds its input paths still gives identical bytes everywhere.
+fn link_inputs(ctx: &StageContext) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (role, files) in ctx.inputs {
+        let mut rel = Vec::with_capacity(files.len());
+        for (pos, f) in files.iter().enumerate() {
+            let name = if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+                "input".to_string()
+            } else {
+                f.name.clone()
+            };
+            let dir = format!("{INPUT_DIR}/{role}/{pos}");
+            let abs_dir = ctx.work_dir.join(&dir);
+            fs::create_dir_all(&abs_dir).map_err(|e| Error::io(format!("cannot create {}", abs_dir.display()), e))?;
+            std::os::unix::fs::symlink(&f.path, abs_dir.join(&name)).map_err(|e| {
+                Error::io(format!("cannot link input {} into {}", f.path.display(), abs_dir.display()), e)
+            })?;
+            rel.push(format!("{dir}/{name}"));
+        }
+        out.insert(role.clone(), rel);
+    }
+    Ok(out)
+}
+
 fn expand(parsed: &Parsed, ctx: &StageContext) -> Result<Vec<String>> {
+    let inputs = link_inputs(ctx)?;
     let mut args = Vec::new();
     for pieces in &parsed.argv {
         if let [Piece::Input(role)] = pieces.as_slice() {
-            for p in ctx.inputs.get(role).map(Vec::as_slice).unwrap_or(&[]) {
-                args.push(p.to_string_lossy().to_string());
+            for p in inputs.get(role).map(Vec::as_slice).unwrap_or(&[]) {
+                args.push(p.clone());
             }
             continue;
         }
@@ -290,20 +323,20 @@ fn expand(parsed: &Parsed, ctx: &StageContext) -> Result<Vec<String>> {
             match piece {
                 Piece::Text(t) => arg.push_str(t),
                 Piece::Input(role) => {
-                    let files = ctx.inputs.get(role).map(Vec::as_slice).unwrap_or(&[]);
+                    let files = inputs.get(role).map(Vec::as_slice).unwrap_or(&[]);
                     if files.len() != 1 {
                         return Err(Error::msg(format!(
                             "{{input:{role}}} inside a longer argument needs exactly one file, but the role has {}",
                             files.len()
                         )));
                     }
-                    arg.push_str(&files[0].to_string_lossy());
+                    arg.push_str(&files[0]);
                 }
                 Piece::Output(role) => {
                     let out = ctx.plan.outputs.iter().find(|o| &o.role == role).expect("validated at plan time");
-                    arg.push_str(&ctx.work_dir.join(&out.file).to_string_lossy());
+                    arg.push_str(&out.file.to_string_lossy());
                 }
-                Piece::ConfigFile => arg.push_str(&ctx.work_dir.join(CONFIG_FILE).to_string_lossy()),
+                Piece::ConfigFile => arg.push_str(CONFIG_FILE),
                 Piece::ConfigValue(k) => match lookup(ctx.config, k) {
                     Some(Value::String(s)) => arg.push_str(s),
                     Some(v) => arg.push_str(&canonical_json(v)),

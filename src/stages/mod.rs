@@ -29,6 +29,13 @@ pub struct DeclaredOutput {
     pub kind: String,
 }
 
+impl DeclaredOutput {
+    /// The output's file name (the last component of its path).
+    pub fn file_name(&self) -> String {
+        self.file.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| self.role.clone())
+    }
+}
+
 /// What a stage will read and write, decided from its parameters before anything runs.
 #[derive(Clone, Debug)]
 pub struct StagePlan {
@@ -37,10 +44,20 @@ pub struct StagePlan {
     pub outputs: Vec<DeclaredOutput>,
 }
 
+/// One input file of an activity.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    /// Absolute path of the (read-only) object in the store.
+    pub path: PathBuf,
+    /// The name the file had where it came from (a raw input's file name, or the file name
+    /// its producing step declared), for tools that look at names or extensions.
+    pub name: String,
+}
+
 /// Everything a stage may look at while running.
 pub struct StageContext<'a> {
-    /// Input paths by role, in position order.
-    pub inputs: &'a BTreeMap<String, Vec<PathBuf>>,
+    /// Input files by role, in position order.
+    pub inputs: &'a BTreeMap<String, Vec<InputFile>>,
     pub params: &'a Value,
     /// The config pruned to the declared keys (nested like the original).
     pub config: &'a Value,

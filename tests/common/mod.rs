@@ -121,3 +121,45 @@ pub fn write(path: &Path, text: &str) {
     }
     std::fs::write(path, text).unwrap();
 }
+
+/// A three-step recipe over `dir/inputs/*.txt` reading config key `cuts.suffix`:
+/// per-file `calib` (fan-out), `merge` (gather), `summary`. Returns the recipe path.
+pub fn three_step_recipe(dir: &Path, n_inputs: usize) -> PathBuf {
+    write_inputs(dir, n_inputs);
+    write(&dir.join("config.json"), r#"{"cuts": {"suffix": "ok", "unused": 1}}"#);
+    let recipe = serde_json::json!({
+        "name": "three",
+        "config": "config.json",
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0", "metadata": {"tel": 21}}},
+        "steps": [
+            {"name": "calib", "stage": "command", "inputs": {"f": "raw"}, "foreach": "f",
+             "params": {"argv": ["sed", "s/$/ {config:cuts.suffix}/", "{input:f}"], "stdout": "dl1",
+                        "outputs": {"dl1": {"path": "dl1.txt", "kind": "dl1"}}}},
+            {"name": "merge", "stage": "command", "inputs": {"parts": "calib.dl1"},
+             "params": {"argv": ["cat", "{input:parts}"], "stdout": "dl2", "outputs": {"dl2": {"path": "dl2.txt", "kind": "dl2"}}}},
+            {"name": "summary", "stage": "command", "inputs": {"events": "merge.dl2"},
+             "params": {"argv": ["sort", "-r", "{input:events}"], "stdout": "n", "outputs": {"n": {"path": "n.txt", "kind": "dl3"}}}}
+        ]
+    });
+    let path = dir.join("recipe.json");
+    write(&path, &serde_json::to_string_pretty(&recipe).unwrap());
+    path
+}
+
+/// Runs `sst1mflow --json ARGS…` and parses stdout, asserting success.
+pub fn json_ok(store: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = sst1mflow(store, &all);
+    assert!(out.status.success(), "{args:?} failed: {}{}", stderr(&out), stdout(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: bad JSON ({e}): {}", stdout(&out)))
+}
+
+/// The object path a view link points to.
+pub fn view_target(store: &Path, rel: &str) -> PathBuf {
+    std::fs::canonicalize(store.join("views").join(rel)).unwrap()
+}
+
+pub fn hash_of(path: &Path) -> String {
+    path.file_name().unwrap().to_string_lossy().to_string()
+}
