@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential pkg-config ca-certificates)
+APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz)
 PY_PACKAGES=(pytest prov)
 
 with_python=0

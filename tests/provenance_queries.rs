@@ -304,3 +304,56 @@ fn reproduce_confirms_bit_identity_and_names_the_first_stage_that_differs() {
     assert!(text.contains("DIFFERS") && text.contains("NOT REPRODUCED: bytes first differ at stage command"), "{text}");
     assert!(text.lines().filter(|l| l.contains("identical")).count() == 1, "the copy step reproduced: {text}");
 }
+
+#[test]
+fn a_modified_copy_is_traced_by_its_embedded_activity_key_and_verify_checks_embedded_keys() {
+    let dir = TempDir::new("embedded");
+    write_inputs(dir.path(), 1);
+    let recipe = dir.path().join("r.json");
+    write(
+        &recipe,
+        r#"{"name": "emb", "inputs": {"raw": {"paths": "inputs/in_00.txt"}},
+            "steps": [{"name": "dl3", "stage": "command", "inputs": {"f": "raw"},
+                       "params": {"argv": ["sh", "-c", "echo \"sst1mflow_activity_key=$SST1MFLOW_ACTIVITY_KEY\"; cat \"$1\"", "dl3", "{input:f}"],
+                                  "stdout": "o", "outputs": {"o": "events.fits"}}}]}"#,
+    );
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let key = report["activities"][0]["key"].as_str().unwrap().to_string();
+    let product = view_target(&store, "emb/dl3/all/events.fits");
+    let text = std::fs::read_to_string(&product).unwrap();
+    assert!(text.starts_with(&format!("sst1mflow_activity_key={key}\n")), "{text}");
+    // A copy someone edited: no longer byte-identical, still traceable.
+    let copy = dir.path().join("edited-copy.fits");
+    write(&copy, &format!("{text}appended by a user\n"));
+    let out = sst1mflow(&store, &["--json", "lineage", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("matches no product byte for byte") && stderr(&out).contains(&key));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(l["target"], hash_of(&product));
+    assert!(sst1mflow(&store, &["verify"]).status.success());
+
+    // A product whose embedded key belongs to no activity in its lineage is reported.
+    let foreign = "a".repeat(64);
+    let bad = dir.path().join("bad.json");
+    write(
+        &bad,
+        &format!(
+            r#"{{"name": "bad", "inputs": {{"raw": {{"paths": "inputs/in_00.txt"}}}},
+                "steps": [{{"name": "s", "stage": "command", "inputs": {{"f": "raw"}},
+                           "params": {{"argv": ["echo", "sst1mflow_activity_key={foreign}"], "stdout": "o", "outputs": {{"o": "o.txt"}}}}}}]}}"#
+        ),
+    );
+    assert_eq!(run_json(&store, &bad, &[]).0, 0);
+    let v = sst1mflow(&store, &["verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(
+        stdout(&v).contains(&format!("embeds activity key {foreign}, which is not in its recorded lineage")),
+        "{}",
+        stdout(&v)
+    );
+    // A file carrying no key and matching nothing is refused by name.
+    let out = sst1mflow(&store, &["show", dir.path().join("inputs/../r.json").to_str().unwrap()]);
+    assert!(stderr(&out).contains("carries no sst1mflow activity key"), "{}", stderr(&out));
+}

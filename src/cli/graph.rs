@@ -195,7 +195,7 @@ fn descend(
 
 fn dot(g: &Graph) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::from("digraph provenance {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+    let mut out = String::from("digraph provenance {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
     let mut hashes: Vec<&String> = g.products.keys().collect();
     hashes.sort();
     for h in hashes {

@@ -105,13 +105,43 @@ pub fn resolve_target(store: &Store, db: &Db, target: &str) -> Result<String> {
         } else {
             hash_file(&real)?.hash
         };
-        return match db.product(&hash)? {
-            Some(_) => Ok(hash),
-            None => Err(Error::msg(format!(
-                "{target} (sha256 {hash}) is not a product of the store {}",
-                store.root().display()
-            ))),
-        };
+        if db.product(&hash)?.is_some() {
+            return Ok(hash);
+        }
+        // Not byte-identical to any product: perhaps a modified copy that still carries the
+        // activity key its maker embedded.
+        if let Some(key) = embedded_activity_key(&real)? {
+            let outputs: Vec<String> = db
+                .conn()
+                .prepare_cached(
+                    "SELECT DISTINCT g.product_hash FROM activities a JOIN generated g ON g.activity_id = a.id
+                     WHERE a.key = ?1 ORDER BY g.role",
+                )?
+                .query_map([&key], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            return match outputs.as_slice() {
+                [one] => {
+                    eprintln!(
+                        "note: {target} matches no product byte for byte (sha256 {hash}); it carries activity key {key}, \
+                         which made product {one}: answering for that product"
+                    );
+                    Ok(one.clone())
+                }
+                [] => Err(Error::msg(format!(
+                    "{target} carries activity key {key}, which no recorded activity in {} has",
+                    store.root().display()
+                ))),
+                many => Err(Error::msg(format!(
+                    "{target} matches no product byte for byte; it carries activity key {key}, which made {} products: {}",
+                    many.len(),
+                    many.join(", ")
+                ))),
+            };
+        }
+        return Err(Error::msg(format!(
+            "{target} (sha256 {hash}) is not a product of the store {} and carries no sst1mflow activity key",
+            store.root().display()
+        )));
     }
     let lower = target.to_ascii_lowercase();
     if lower.len() < 4 || lower.len() > 64 || !lower.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -127,6 +157,62 @@ pub fn resolve_target(store: &Store, db: &Db, target: &str) -> Result<String> {
         1 => Ok(found.into_iter().next().expect("one")),
         _ => Err(Error::msg(format!("{lower} is ambiguous: several product hashes start with it; give more digits"))),
     }
+}
+
+/// The marker a product's own metadata uses for its maker's activity key: an HDF5 attribute
+/// name, a FITS `HIERARCH` keyword, a JSON key or a `name=value` line all contain it, followed
+/// within a few bytes by the 64-hex key.
+pub const EMBEDDED_KEY_MARKER: &[u8] = b"sst1mflow_activity_key";
+
+/// How much of a file is searched for an embedded key (headers and attributes live early).
+const EMBEDDED_KEY_SCAN: u64 = 16 << 20;
+
+/// The activity key embedded in a file's metadata, if any (case-insensitive marker, then the
+/// first run of exactly 64 lowercase hex digits within the next 256 bytes).
+pub fn embedded_activity_key(path: &Path) -> Result<Option<String>> {
+    Ok(embedded_activity_keys(path)?.into_iter().next())
+}
+
+/// Every activity key embedded in the first 16 MiB of a file.
+pub fn embedded_activity_keys(path: &Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(EMBEDDED_KEY_SCAN).read_to_end(&mut buf))
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    Ok(find_embedded_keys(&buf))
+}
+
+pub fn find_embedded_key(buf: &[u8]) -> Option<String> {
+    find_embedded_keys(buf).into_iter().next()
+}
+
+/// Every activity key embedded in `buf`, in order of appearance (a file built from others,
+/// such as a merge, may carry its inputs' keys as well as its own).
+pub fn find_embedded_keys(buf: &[u8]) -> Vec<String> {
+    let m = EMBEDDED_KEY_MARKER;
+    let mut keys = Vec::new();
+    let mut from = 0;
+    while from + m.len() <= buf.len() {
+        let Some(rel) = buf[from..].windows(m.len()).position(|w| w.eq_ignore_ascii_case(m)) else { break };
+        let at = rel + from;
+        let tail = &buf[at + m.len()..buf.len().min(at + m.len() + 256)];
+        let mut run = 0;
+        for (i, b) in tail.iter().enumerate() {
+            if b.is_ascii_digit() || (b'a'..=b'f').contains(b) {
+                run += 1;
+                let next_is_hex = tail.get(i + 1).is_some_and(|n| n.is_ascii_hexdigit());
+                if run == 64 && !next_is_hex {
+                    keys.push(String::from_utf8_lossy(&tail[i + 1 - 64..=i]).into_owned());
+                    break;
+                }
+            } else {
+                run = 0;
+            }
+        }
+        from = at + m.len();
+    }
+    keys
 }
 
 /// Loads products in one statement (the hashes travel as one JSON array).
@@ -323,4 +409,25 @@ pub fn activity_json(a: &ActivityInfo) -> Value {
         "inputs": a.inputs.iter().map(|(r, p, h)| json!({"role": r, "position": p, "hash": h})).collect::<Vec<_>>(),
         "outputs": a.outputs.iter().map(|(r, h)| json!({"role": r, "hash": h})).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_embedded_key;
+
+    #[test]
+    fn finds_keys_embedded_in_common_metadata_layouts() {
+        let key = "3f".repeat(32);
+        for text in [
+            format!("HIERARCH SST1MFLOW_ACTIVITY_KEY = '{key}' / maker"),
+            format!("{{\"sst1mflow_activity_key\": \"{key}\"}}"),
+            format!("sst1mflow_activity_key={key}\n"),
+            format!("\0\0sst1mflow_activity_key\0\x13\0\0\x40\0{key}\0"),
+        ] {
+            assert_eq!(find_embedded_key(text.as_bytes()).as_deref(), Some(key.as_str()), "{text:?}");
+        }
+        assert_eq!(find_embedded_key(b"sst1mflow_activity_key=abc"), None);
+        assert_eq!(find_embedded_key(format!("sst1mflow_activity_key={key}0").as_bytes()), None);
+        assert_eq!(find_embedded_key(b"no marker here"), None);
+    }
 }

@@ -123,6 +123,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         report.problems.push(format!("{empty_ok} successful activities have no recorded output"));
     }
     check_manifests(store, &db, &mut report)?;
+    check_embedded_keys(store, &db, &recorded, &mut report)?;
     let stale_tmp = std::fs::read_dir(store.root().join("tmp")).map(|d| d.count()).unwrap_or(0);
     if stale_tmp > 0 {
         report.notices.push(format!(
@@ -145,6 +146,36 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// A product that embeds activity keys must embed at least one from its own recorded lineage
+/// (its maker's, or, for a file assembled from others, an ancestor's).
+fn check_embedded_keys(store: &Store, db: &Db, recorded: &BTreeSet<String>, report: &mut VerifyReport) -> Result<()> {
+    use crate::provenance::query;
+    for hash in recorded {
+        if report.damaged.contains(hash) {
+            continue;
+        }
+        let path = store.object_path(hash);
+        let Ok(keys) = query::embedded_activity_keys(&path) else { continue };
+        if keys.is_empty() {
+            continue;
+        }
+        let g = query::ancestors(db, hash)?;
+        if !g.made_by.contains_key(hash) {
+            continue; // a raw input: whatever it embeds came from elsewhere
+        }
+        let lineage: BTreeSet<&str> = g.activities.values().map(|a| a.key.as_str()).collect();
+        if !keys.iter().any(|k| lineage.contains(k.as_str())) {
+            report.problems.push(format!(
+                "object {} embeds activity key {}, which is not in its recorded lineage",
+                path.display(),
+                keys[0]
+            ));
+            report.damaged.insert(hash.clone());
+        }
+    }
+    Ok(())
 }
 
 /// The database must agree with the manifests it is an index of.
