@@ -116,6 +116,21 @@ fn status_says_exactly_why_and_ignores_keys_a_stage_does_not_read() {
     let first = items.iter().find(|i| i["item"] == "in_00.txt").unwrap();
     let reason = first["reason"].as_str().unwrap();
     assert!(reason.starts_with("pipeline version changed: 0.0.9+oldcommit → 0.1.0+"), "{reason}");
+    assert_eq!(first["products"], serde_json::json!(["dl1.txt"]));
+    // A stage at another algorithm version made another.
+    let conn = rusqlite::Connection::open(store.join("sst1mflow.sqlite")).unwrap();
+    let key: String = conn
+        .query_row("SELECT activity_key FROM recipe_slots WHERE step = 'calib' AND item = 'in_01.txt'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let old = format!("{:0>64}", "5a9e");
+    conn.execute("UPDATE activities SET key = ?2, stage_version = '0' WHERE key = ?1", [&key, &old]).unwrap();
+    conn.execute("UPDATE reusable SET key = ?2 WHERE key = ?1", [&key, &old]).unwrap();
+    conn.execute("UPDATE recipe_slots SET activity_key = ?2 WHERE activity_key = ?1", [&key, &old]).unwrap();
+    let st = json_ok(&store, &["status", r]);
+    let second = st[0]["not_up_to_date"].as_array().unwrap().iter().find(|i| i["item"] == "in_01.txt").unwrap().clone();
+    assert_eq!(second["reason"], "stage version changed: 0 → 1", "{second}");
     // An edited input: named with old and new hashes.
     write(&dir.path().join("inputs/in_02.txt"), "edited\n");
     let st = json_ok(&store, &["status", r]);

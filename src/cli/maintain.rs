@@ -146,7 +146,11 @@ pub fn pin(cli: &Cli, name: Option<&str>, target: Option<&str>) -> Result<i32> {
                 "INSERT OR REPLACE INTO pins(name, product_hash) VALUES (?1, ?2)",
                 rusqlite::params![name, hash],
             )?;
-            println!("pinned {name} → {hash} (it and its whole lineage are kept by gc)");
+            if cli.json {
+                println!("{}", json!({"pinned": name, "product": hash}));
+            } else {
+                println!("pinned {name} → {hash} (it and its whole lineage are kept by gc)");
+            }
         }
         (None, None) => {
             if cli.json {
@@ -173,7 +177,11 @@ pub fn unpin(cli: &Cli, name: &str) -> Result<i32> {
     }
     write_map(store.root(), "pins.json", &pins)?;
     db.conn().execute("DELETE FROM pins WHERE name = ?1", [name])?;
-    println!("unpinned {name}");
+    if cli.json {
+        println!("{}", json!({"unpinned": name}));
+    } else {
+        println!("unpinned {name}");
+    }
     Ok(0)
 }
 

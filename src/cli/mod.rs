@@ -135,7 +135,21 @@ pub fn main() -> i32 {
         Command::Reproduce { target, keep } => maintain::reproduce(&cli, target, *keep),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Version => {
-            println!("{}", crate::version::pipeline_version());
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "pipeline_version": crate::version::pipeline_version(),
+                        "crate_version": crate::version::CRATE_VERSION,
+                        "git_commit": crate::version::GIT_COMMIT,
+                        "dirty": crate::version::GIT_DIRTY,
+                        "key_schema": crate::engine::key::KEY_SCHEMA_VERSION,
+                        "db_schema": crate::provenance::schema_version(),
+                    })
+                );
+            } else {
+                println!("{}", crate::version::pipeline_version());
+            }
             Ok(0)
         }
     };

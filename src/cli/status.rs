@@ -41,7 +41,8 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
                 },
                 other => ("stale", format!("{other:?}")),
             };
-            items.push(json!({"step": a.step, "item": a.item, "state": state, "reason": why, "key": a.key}));
+            items.push(json!({"step": a.step, "item": a.item, "state": state, "reason": why, "key": a.key,
+                              "products": a.output_files}));
         }
         stale_total += items.len();
         all.push(json!({
@@ -63,11 +64,14 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
                 items.len()
             );
             for i in items {
+                let products: Vec<&str> =
+                    i["products"].as_array().map(|a| a.iter().filter_map(|p| p.as_str()).collect()).unwrap_or_default();
                 println!(
-                    "  {:<8} {}/{}  ({})",
+                    "  {:<8} {}/{} → {}  ({})",
                     i["state"].as_str().unwrap_or(""),
                     i["step"].as_str().unwrap_or(""),
                     i["item"].as_str().unwrap_or(""),
+                    products.join(", "),
                     i["reason"].as_str().unwrap_or("")
                 );
             }

@@ -67,6 +67,8 @@ pub struct ActivityReport {
     /// Why it ran (for activities that ran or failed).
     pub reason: Option<String>,
     pub outputs: Vec<(String, String)>,
+    /// File names of the products it makes (declared outputs), for people.
+    pub output_files: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -709,6 +711,7 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
                 key: keys[i].clone(),
                 outcome: outcome[i].clone().unwrap_or(Outcome::Skipped("not reached".into())),
                 reason: reasons[i].clone(),
+                output_files: info.plan.outputs.iter().map(|o| o.file_name()).collect(),
                 outputs: produced[i]
                     .as_ref()
                     .map(|p| info.plan.outputs.iter().zip(p).map(|(o, p)| (o.role.clone(), p.hash.clone())).collect())

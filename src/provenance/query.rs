@@ -215,6 +215,19 @@ pub fn find_embedded_keys(buf: &[u8]) -> Vec<String> {
     keys
 }
 
+/// A product from a row holding `hash` at column `hash_at` and `kind, size, metadata,
+/// invalid, collected` from column `rest_at` on.
+fn product_from_row(r: &rusqlite::Row, hash_at: usize, rest_at: usize) -> rusqlite::Result<ProductInfo> {
+    Ok(ProductInfo {
+        hash: r.get(hash_at)?,
+        kind: r.get(rest_at)?,
+        size: r.get::<_, i64>(rest_at + 1)? as u64,
+        metadata: LazyJson::new(r.get(rest_at + 2)?),
+        invalid: r.get(rest_at + 3)?,
+        collected: r.get::<_, i64>(rest_at + 4)? != 0,
+    })
+}
+
 /// Loads products in one statement (the hashes travel as one JSON array).
 fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
     let list = serde_json::to_string(hashes).expect("json");
@@ -224,18 +237,7 @@ fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
     )?;
     let mut rows = stmt.query([list])?;
     while let Some(r) = rows.next()? {
-        let hash: String = r.get(0)?;
-        g.products.insert(
-            hash.clone(),
-            ProductInfo {
-                hash,
-                kind: r.get(1)?,
-                size: r.get::<_, i64>(2)? as u64,
-                metadata: LazyJson::new(r.get(3)?),
-                invalid: r.get(4)?,
-                collected: r.get::<_, i64>(5)? != 0,
-            },
-        );
+        g.products.insert(r.get(0)?, product_from_row(r, 0, 1)?);
     }
     Ok(())
 }
@@ -318,17 +320,7 @@ pub fn ancestors(db: &Db, hash: &str) -> Result<Graph> {
             g.made_by.insert(h.clone(), m);
             ids.push(m);
         }
-        g.products.insert(
-            h.clone(),
-            ProductInfo {
-                hash: h,
-                kind: r.get(2)?,
-                size: r.get::<_, i64>(3)? as u64,
-                metadata: LazyJson::new(r.get(4)?),
-                invalid: r.get(5)?,
-                collected: r.get::<_, i64>(6)? != 0,
-            },
-        );
+        g.products.insert(h, product_from_row(r, 0, 2)?);
     }
     drop(rows);
     if g.products.is_empty() {
