@@ -1,5 +1,6 @@
 //! The command line: parses arguments and hands over to the library; prints results as text
 //! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
+mod camera;
 mod graph;
 mod log;
 mod maintain;
@@ -98,6 +99,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The SST-1M camera description this build uses (geometry, neighbours, pulse, telescopes)
+    Camera,
     /// Print the pipeline version recorded on activities
     Version,
 }
@@ -134,6 +137,7 @@ pub fn main() -> i32 {
         Command::Unpin { name } => maintain::unpin(&cli, name),
         Command::Reproduce { target, keep } => maintain::reproduce(&cli, target, *keep),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
+        Command::Camera => camera::run(&cli),
         Command::Version => {
             if cli.json {
                 println!(

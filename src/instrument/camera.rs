@@ -1,0 +1,145 @@
+//! The DigiCam camera geometry: 1296 hexagonal pixels on a regular lattice.
+//!
+//! Pixels sit in 48 vertical columns. Column `k` (0 at the +x edge) is at
+//! `x = 0.49805 m − k·p·√3/2` and holds the pixels at `y = j·p/2` for the half-pitch row
+//! indices `j` with `j ≡ k + 1 (mod 2)` and
+//! `max(−1 − 3k, −35, 3k − 143) ≤ j ≤ min(−1 + 3k, 36, 141 − 3k)`, where `p` = 24.3 mm is the
+//! pixel pitch. Pixel ids run column by column from +x, top to bottom in each column, which is
+//! the software pixel order of the SST-1M data and simulations. Pixels are hexagons of area
+//! 4.7016e-4 m², rotated by 30° (flat sides left and right), the camera by 0°.
+//!
+//! Neighbours follow from the lattice: (k, j±2) and (k±1, j±1). The border masks are those of
+//! ctapipe's `get_border_pixel_mask`: width 1 holds the pixels with fewer than the maximum
+//! number of neighbours; width n the pixels with a neighbour in the width n−1 border.
+//!
+//! The real tables list column x positions to 0.01 mm as read from the camera configuration;
+//! the lattice values here differ from them by at most 0.01 mm.
+use std::collections::HashMap;
+
+pub const N_PIXELS: usize = 1296;
+pub const PIXEL_PITCH_M: f64 = 0.0243;
+pub const PIXEL_AREA_M2: f64 = 4.7016e-4;
+pub const PIX_ROT_DEG: f64 = 30.0;
+pub const CAM_ROT_DEG: f64 = 0.0;
+pub const CAMERA_NAME: &str = "DigiCam";
+const FIRST_COLUMN_X_M: f64 = 0.49805;
+const N_COLUMNS: i32 = 48;
+
+/// Camera geometry with precomputed neighbour lists (CSR layout: no per-pixel allocation when
+/// cleaning or parametrising images).
+#[derive(Clone, Debug)]
+pub struct CameraGeometry {
+    pub pix_x: Vec<f64>,
+    pub pix_y: Vec<f64>,
+    neighbor_start: Vec<u32>,
+    neighbor_ids: Vec<u16>,
+    /// Outer ring (ctapipe border width 1) and two outer rings (width 2).
+    pub border_width_1: Vec<bool>,
+    pub border_width_2: Vec<bool>,
+}
+
+/// (column, half-pitch row) of every pixel in id order.
+fn lattice() -> Vec<(i32, i32)> {
+    let mut cells = Vec::with_capacity(N_PIXELS);
+    for k in 0..N_COLUMNS {
+        let lo = (-1 - 3 * k).max(-35).max(3 * k - 143);
+        let hi = (-1 + 3 * k).min(36).min(141 - 3 * k);
+        for j in (lo..=hi).rev() {
+            if (j - k - 1).rem_euclid(2) == 0 {
+                cells.push((k, j));
+            }
+        }
+    }
+    cells
+}
+
+impl CameraGeometry {
+    pub fn digicam() -> CameraGeometry {
+        let cells = lattice();
+        assert_eq!(cells.len(), N_PIXELS, "DigiCam lattice rule must give 1296 pixels");
+        let dx = PIXEL_PITCH_M * 3f64.sqrt() / 2.0;
+        let pix_x = cells.iter().map(|&(k, _)| FIRST_COLUMN_X_M - k as f64 * dx).collect();
+        let pix_y = cells.iter().map(|&(_, j)| j as f64 * PIXEL_PITCH_M / 2.0).collect();
+        let index: HashMap<(i32, i32), u16> = cells.iter().enumerate().map(|(i, &c)| (c, i as u16)).collect();
+        let mut neighbor_start = Vec::with_capacity(N_PIXELS + 1);
+        let mut neighbor_ids = Vec::with_capacity(6 * N_PIXELS);
+        neighbor_start.push(0);
+        for &(k, j) in &cells {
+            let mut around: Vec<u16> =
+                [(k, j + 2), (k, j - 2), (k + 1, j + 1), (k + 1, j - 1), (k - 1, j + 1), (k - 1, j - 1)]
+                    .iter()
+                    .filter_map(|c| index.get(c).copied())
+                    .collect();
+            around.sort_unstable();
+            neighbor_ids.extend_from_slice(&around);
+            neighbor_start.push(neighbor_ids.len() as u32);
+        }
+        let mut geom = CameraGeometry {
+            pix_x,
+            pix_y,
+            neighbor_start,
+            neighbor_ids,
+            border_width_1: Vec::new(),
+            border_width_2: Vec::new(),
+        };
+        geom.border_width_1 = geom.border_mask(1);
+        geom.border_width_2 = geom.border_mask(2);
+        geom
+    }
+
+    pub fn n_pixels(&self) -> usize {
+        self.pix_x.len()
+    }
+
+    /// Neighbour ids of a pixel, ascending.
+    #[inline]
+    pub fn neighbors(&self, pixel: usize) -> &[u16] {
+        &self.neighbor_ids[self.neighbor_start[pixel] as usize..self.neighbor_start[pixel + 1] as usize]
+    }
+
+    /// ctapipe's border mask of the given width (≥ 1).
+    pub fn border_mask(&self, width: usize) -> Vec<bool> {
+        assert!(width >= 1);
+        let max = (0..self.n_pixels()).map(|p| self.neighbors(p).len()).max().unwrap_or(0);
+        let mut mask: Vec<bool> = (0..self.n_pixels()).map(|p| self.neighbors(p).len() < max).collect();
+        for _ in 1..width {
+            mask = (0..self.n_pixels()).map(|p| self.neighbors(p).iter().any(|&n| mask[n as usize])).collect();
+        }
+        mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digicam_facts() {
+        let g = CameraGeometry::digicam();
+        assert_eq!(g.n_pixels(), 1296);
+        let mut hist = [0usize; 7];
+        for p in 0..g.n_pixels() {
+            hist[g.neighbors(p).len()] += 1;
+        }
+        assert_eq!(hist, [0, 0, 3, 69, 0, 69, 1155]);
+        assert_eq!(g.border_width_1.iter().filter(|b| **b).count(), 141);
+        assert_eq!(g.border_width_2.iter().filter(|b| **b).count(), 273);
+        // Every neighbour is one pitch away, and symmetric.
+        for p in 0..g.n_pixels() {
+            for &n in g.neighbors(p) {
+                let d = (g.pix_x[p] - g.pix_x[n as usize]).hypot(g.pix_y[p] - g.pix_y[n as usize]);
+                assert!((d - PIXEL_PITCH_M).abs() < 1e-9, "{p}-{n}: {d}");
+                assert!(g.neighbors(n as usize).contains(&(p as u16)));
+            }
+        }
+        // Extent and the first pixels, as in the SST-1M tables.
+        let (xmin, xmax) = g.pix_x.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let (ymin, ymax) = g.pix_y.iter().fold((f64::MAX, f64::MIN), |(a, b), &y| (a.min(y), b.max(y)));
+        assert!((xmin + 0.49104).abs() < 2e-5 && (xmax - 0.49805).abs() < 1e-9, "{xmin} {xmax}");
+        assert!((ymin + 0.42525).abs() < 1e-9 && (ymax - 0.4374).abs() < 1e-9, "{ymin} {ymax}");
+        assert!((g.pix_y[0] + 0.01215).abs() < 1e-12 && (g.pix_y[1] - 0.0243).abs() < 1e-12);
+        // Hexagon area from the pitch: p²·√3/2 = 5.114e-4 m² for a full cell; DigiCam's light
+        // guides cover 4.7016e-4 m² (the tabulated value, used as is).
+        assert!(PIXEL_AREA_M2 < PIXEL_PITCH_M * PIXEL_PITCH_M * 3f64.sqrt() / 2.0);
+    }
+}

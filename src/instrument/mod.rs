@@ -1,0 +1,57 @@
+//! The SST-1M instrument: the DigiCam camera, its readout and pulse shape, the telescopes.
+//!
+//! Pure facts and geometry, generated in code (no files read), so every stage and the
+//! simulator share one description. The numbers come from the SST-1M configuration
+//! (`sst1m_array.h5`, sim_telarray camera files) as summarised in the project's reference notes;
+//! tests check the generated camera against the real geometry tables.
+pub mod camera;
+pub mod pulse;
+
+/// Samples per waveform and their spacing.
+pub const N_SAMPLES: usize = 50;
+pub const SAMPLE_NS: f64 = 4.0;
+
+/// Equivalent focal length used for every camera ↔ sky transformation (m).
+pub const EQUIVALENT_FOCAL_LENGTH_M: f64 = 5.6;
+/// Effective focal length (m), recorded for completeness.
+pub const EFFECTIVE_FOCAL_LENGTH_M: f64 = 5.69705;
+/// Mirror area (m²) and number of mirror tiles of the Davies–Cotton reflector.
+pub const MIRROR_AREA_M2: f64 = 9.418;
+pub const N_MIRROR_TILES: u32 = 18;
+
+/// Array reference location (WGS84): longitude, latitude (deg), height (m).
+pub const REFERENCE_LON_DEG: f64 = 14.78250139;
+pub const REFERENCE_LAT_DEG: f64 = 49.91244167;
+pub const REFERENCE_HEIGHT_M: f64 = 511.195;
+
+/// One telescope of the array.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Telescope {
+    pub tel_id: u16,
+    /// Ground-frame position relative to the reference location (m): x north, y west, z up.
+    pub position_m: [f64; 3],
+}
+
+/// The two SST-1M telescopes.
+pub const TELESCOPES: [Telescope; 2] = [
+    Telescope { tel_id: 21, position_m: [-71.38, -30.43, -1.43] },
+    Telescope { tel_id: 22, position_m: [71.38, 30.43, 1.42] },
+];
+
+pub fn telescope(tel_id: u16) -> Option<&'static Telescope> {
+    TELESCOPES.iter().find(|t| t.tel_id == tel_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telescopes_are_155_m_apart() {
+        let (a, b) = (TELESCOPES[0].position_m, TELESCOPES[1].position_m);
+        let d = ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt();
+        assert!((d - 155.22).abs() < 0.01, "{d}");
+        assert_eq!(telescope(22).unwrap().tel_id, 22);
+        assert!(telescope(1).is_none());
+    }
+}
