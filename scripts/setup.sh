@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz)
-PY_PACKAGES=(pytest prov numpy tables)
+PY_PACKAGES=(pytest prov numpy tables ctapipe)
 
 with_python=0
 with_bench=0

@@ -9,4 +9,5 @@ cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
 cargo build --quiet
+cargo build --quiet --examples
 SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" .venv/bin/python -m pytest -q tests/interop

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod image;
 pub mod instrument;
 pub mod provenance;
 pub mod stages;

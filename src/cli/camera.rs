@@ -9,8 +9,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
     let g = camera::CameraGeometry::digicam();
     if cli.json {
         let neighbors: Vec<&[u16]> = (0..g.n_pixels()).map(|p| g.neighbors(p)).collect();
-        let pulse_t: Vec<f64> = (0..500).map(|i| i as f64 * 0.4).collect();
-        let pulse_a: Vec<f64> = pulse_t.iter().map(|&t| pulse::amplitude(t)).collect();
+        let pulse_t: Vec<f64> = (0..pulse::REFERENCE_SAMPLES).map(|i| i as f64 * pulse::REFERENCE_STEP_NS).collect();
+        let pulse_a = pulse::reference_table();
         println!(
             "{}",
             json!({

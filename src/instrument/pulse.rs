@@ -11,6 +11,15 @@ pub const T0_NS: f64 = -10.25;
 pub const MU: f64 = 3.215;
 pub const SIGMA: f64 = 0.246;
 
+/// The tabulated reference pulse handed to the integration correction (as sst1mpipe's
+/// `sst1m_array.h5` readout: 1520 points every 0.1 ns from t = 0).
+pub const REFERENCE_SAMPLES: usize = 1520;
+pub const REFERENCE_STEP_NS: f64 = 0.1;
+
+pub fn reference_table() -> Vec<f64> {
+    (0..REFERENCE_SAMPLES).map(|i| amplitude(i as f64 * REFERENCE_STEP_NS)).collect()
+}
+
 /// Time of the pulse maximum (ns): t0 + e^μ.
 pub fn peak_time_ns() -> f64 {
     T0_NS + MU.exp()

@@ -1,0 +1,382 @@
+//! Image parameters of a cleaned image, defined as ctapipe's ImageProcessor computes them in
+//! the camera frame (sst1mpipe's `camera_frame_*` columns), plus sst1mpipe's extra timing
+//! features. All lengths in m, angles in rad, times in ns.
+//!
+//! Timing uses the same least-trimmed-squares fit as ctapipe (5 random two-point starts,
+//! C-steps on the best 85% of pixels), but each image seeds its own generator, so results do
+//! not depend on which images were processed before (ctapipe draws from one process-wide
+//! generator). On images without outliers both converge to the same fit.
+use super::clean::islands;
+use crate::instrument::camera::{CameraGeometry, PIXEL_AREA_M2};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Hillas {
+    pub intensity: f64,
+    pub x: f64,
+    pub y: f64,
+    pub r: f64,
+    pub phi: f64,
+    pub length: f64,
+    pub length_uncertainty: f64,
+    pub width: f64,
+    pub width_uncertainty: f64,
+    pub psi: f64,
+    pub psi_uncertainty: f64,
+    pub transverse_cog_uncertainty: f64,
+    pub skewness: f64,
+    pub kurtosis: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Statistics {
+    pub max: f64,
+    pub min: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub skewness: f64,
+    pub kurtosis: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImageParameters {
+    pub hillas: Hillas,
+    pub leakage_pixels_width_1: f64,
+    pub leakage_pixels_width_2: f64,
+    pub leakage_intensity_width_1: f64,
+    pub leakage_intensity_width_2: f64,
+    pub concentration_cog: f64,
+    pub concentration_core: f64,
+    pub concentration_pixel: f64,
+    pub timing_slope: f64,
+    pub timing_intercept: f64,
+    pub timing_deviation: f64,
+    pub n_pixels: i64,
+    pub n_islands: i64,
+    pub n_small_islands: i64,
+    pub n_medium_islands: i64,
+    pub n_large_islands: i64,
+    pub intensity_statistics: Statistics,
+    pub peak_time_statistics: Statistics,
+    /// sst1mpipe extras over the cleaned pixels: RMS of peak times, charge-weighted RMS around
+    /// the unweighted mean, max − min, and the Pearson correlation of peak time with charge.
+    pub t_rms: f64,
+    pub t_rms_w: f64,
+    pub t_lac: f64,
+    pub len_st: f64,
+}
+
+const HILLAS_ATOL: f64 = f64::EPSILON;
+
+/// Hillas parameters of the selected pixels (`sel`: pixel ids) of `image`.
+pub fn hillas(geom: &CameraGeometry, image: &[f32], sel: &[usize]) -> Option<Hillas> {
+    let w: Vec<f64> = sel.iter().map(|&p| image[p] as f64).collect();
+    let size: f64 = w.iter().sum();
+    if size == 0.0 || sel.is_empty() {
+        return None;
+    }
+    let xs: Vec<f64> = sel.iter().map(|&p| geom.pix_x[p]).collect();
+    let ys: Vec<f64> = sel.iter().map(|&p| geom.pix_y[p]).collect();
+    let cog_x = xs.iter().zip(&w).map(|(x, w)| x * w).sum::<f64>() / size;
+    let cog_y = ys.iter().zip(&w).map(|(y, w)| y * w).sum::<f64>() / size;
+    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+    for i in 0..w.len() {
+        let (dx, dy) = (xs[i] - cog_x, ys[i] - cog_y);
+        sxx += w[i] * dx * dx;
+        syy += w[i] * dy * dy;
+        sxy += w[i] * dx * dy;
+    }
+    sxx /= size;
+    syy /= size;
+    sxy /= size;
+    // Eigen-decomposition of the symmetric 2×2 covariance.
+    let half_trace = (sxx + syy) / 2.0;
+    let disc = (((sxx - syy) / 2.0).powi(2) + sxy * sxy).sqrt();
+    let mut l_major = half_trace + disc;
+    let mut l_minor = half_trace - disc;
+    if l_major.abs() <= HILLAS_ATOL {
+        l_major = 0.0;
+    }
+    if l_minor.abs() <= HILLAS_ATOL || l_minor < 0.0 {
+        l_minor = 0.0;
+    }
+    let (length, width) = (l_major.sqrt(), l_minor.sqrt());
+    // Major-axis direction; for a diagonal matrix numpy's eigh returns unit vectors, the
+    // larger eigenvalue's last: (1, 0) when sxx > syy, else (0, 1).
+    let (vx, vy) = if sxy != 0.0 {
+        if (l_major - syy).abs() >= (l_major - sxx).abs() {
+            (l_major - syy, sxy)
+        } else {
+            (sxy, l_major - sxx)
+        }
+    } else if sxx > syy {
+        (1.0, 0.0)
+    } else {
+        (0.0, 1.0)
+    };
+    let mut h = Hillas {
+        intensity: size,
+        x: cog_x,
+        y: cog_y,
+        r: cog_x.hypot(cog_y),
+        phi: cog_y.atan2(cog_x),
+        length,
+        width,
+        ..Default::default()
+    };
+    if length == 0.0 {
+        h.psi = f64::NAN;
+        h.psi_uncertainty = f64::NAN;
+        h.transverse_cog_uncertainty = f64::NAN;
+        h.skewness = f64::NAN;
+        h.kurtosis = f64::NAN;
+    } else {
+        let psi = if vx != 0.0 { (vy / vx).atan() } else { std::f64::consts::FRAC_PI_2 };
+        let (s, c) = psi.sin_cos();
+        let (mut m3, mut m4) = (0.0, 0.0);
+        // Weighted LSQ of transverse on longitudinal coordinate (weights charge / pixel area).
+        let (mut a11, mut a12, mut a22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in 0..w.len() {
+            let (dx, dy) = (xs[i] - cog_x, ys[i] - cog_y);
+            let longi = dx * c + dy * s;
+            let trans = -dx * s + dy * c;
+            m3 += w[i] * longi.powi(3);
+            m4 += w[i] * longi.powi(4);
+            let wi = w[i] / PIXEL_AREA_M2;
+            a11 += wi * longi * longi;
+            a12 += wi * longi;
+            a22 += wi;
+            b1 += wi * longi * trans;
+            b2 += wi * trans;
+        }
+        h.psi = psi;
+        h.skewness = m3 / size / length.powi(3);
+        h.kurtosis = m4 / size / length.powi(4);
+        let det = a11 * a22 - a12 * a12;
+        let (i11, i12, i22) = (a22 / det, -a12 / det, a11 / det);
+        let p0 = i11 * b1 + i12 * b2;
+        h.psi_uncertainty =
+            (i11 + p0 * p0).sqrt() * (1.0 + (width / length * std::f64::consts::FRAC_PI_2).tan().powi(2));
+        h.transverse_cog_uncertainty = (i22 * (1.0 + p0.sin().powi(2))).sqrt();
+    }
+    let cos2 = (2.0 * h.psi).cos();
+    let (a, b, c2) = ((1.0 + cos2) / 2.0, (1.0 - cos2) / 2.0, (2.0 * h.psi).sin());
+    let (mut lu, mut wu) = (0.0, 0.0);
+    for i in 0..w.len() {
+        let (dx, dy) = (xs[i] - cog_x, ys[i] - cog_y);
+        let aa = (dx * dx - sxx) / size;
+        let bb = (dy * dy - syy) / size;
+        let cc = (dx * dy - sxy) / size;
+        lu += (a * aa + b * bb + c2 * cc).powi(2) * w[i];
+        wu += (b * aa + a * bb - c2 * cc).powi(2) * w[i];
+    }
+    h.length_uncertainty = if length == 0.0 { f64::NAN } else { lu.sqrt() / (2.0 * length) };
+    h.width_uncertainty = if width == 0.0 { f64::NAN } else { wu.sqrt() / (2.0 * width) };
+    Some(h)
+}
+
+/// Mean, std (ddof 0), skewness and excess kurtosis as ctapipe's `descriptive_statistics`.
+pub fn statistics(values: &[f64]) -> Statistics {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let skewness = values.iter().map(|v| ((v - mean) / std).powi(3)).sum::<f64>() / n;
+    let kurtosis = values.iter().map(|v| ((v - mean) / std).powi(4)).sum::<f64>() / n - 3.0;
+    Statistics {
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        mean,
+        std,
+        skewness,
+        kurtosis,
+    }
+}
+
+/// Least-squares line through (x, y) over `idx`: (slope, intercept), NaN if degenerate.
+fn line_fit(x: &[f64], y: &[f64], idx: &[usize]) -> (f64, f64) {
+    let n = idx.len() as f64;
+    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+    for &i in idx {
+        sx += x[i];
+        sy += y[i];
+        sxx += x[i] * x[i];
+        sxy += x[i] * y[i];
+    }
+    let det = n * sxx - sx * sx;
+    if det == 0.0 {
+        return (f64::NAN, f64::NAN);
+    }
+    ((n * sxy - sx * sy) / det, (sxx * sy - sx * sxy) / det)
+}
+
+fn rss(x: &[f64], y: &[f64], idx: &[usize], beta: (f64, f64)) -> f64 {
+    idx.iter().map(|&i| (y[i] - (beta.0 * x[i] + beta.1)).powi(2)).sum()
+}
+
+/// ctapipe's least-trimmed-squares line fit, with a per-call deterministic generator.
+pub fn lts_fit(x: &[f64], y: &[f64], samples: usize) -> (f64, f64) {
+    let n = x.len();
+    if n < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let sample_size = ((0.85 * n as f64) as usize).max(2);
+    let mut state: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let mut best = (f64::NAN, f64::NAN);
+    let mut best_err = f64::INFINITY;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut resid = vec![0.0; n];
+    for _ in 0..samples {
+        let a = next(n);
+        let mut b = next(n - 1);
+        if b >= a {
+            b += 1;
+        }
+        let mut beta = line_fit(x, y, &[a, b]);
+        if beta.0.is_nan() {
+            continue;
+        }
+        let mut err = rss(x, y, &[a, b], beta);
+        for _ in 0..20 {
+            for i in 0..n {
+                resid[i] = (y[i] - (beta.0 * x[i] + beta.1)).powi(2);
+            }
+            order.sort_by(|&i, &j| resid[i].total_cmp(&resid[j]).then(i.cmp(&j)));
+            let subset = &order[..sample_size];
+            beta = line_fit(x, y, subset);
+            let last = err;
+            err = rss(x, y, subset, beta);
+            if (last - err).abs() < 1e-12 {
+                break;
+            }
+        }
+        if err < best_err {
+            best_err = err;
+            best = beta;
+        }
+    }
+    best
+}
+
+/// All parameters of one cleaned image; `None` if nothing survived cleaning (or the cleaned
+/// charge is 0), as ctapipe's `size_greater_0` quality query.
+pub fn image_parameters(
+    geom: &CameraGeometry,
+    image: &[f32],
+    peak_time: &[f32],
+    mask: &[bool],
+) -> Option<ImageParameters> {
+    let sel: Vec<usize> = (0..geom.n_pixels()).filter(|&p| mask[p]).collect();
+    let h = hillas(geom, image, &sel)?;
+    let mut out = ImageParameters { hillas: h.clone(), ..Default::default() };
+    let q: Vec<f64> = sel.iter().map(|&p| image[p] as f64).collect();
+    let t: Vec<f64> = sel.iter().map(|&p| peak_time[p] as f64).collect();
+    // Leakage (ctapipe divides by the cleaned pixel count and charge).
+    let (mut n1, mut n2, mut i1, mut i2) = (0usize, 0usize, 0.0f64, 0.0f64);
+    for (k, &p) in sel.iter().enumerate() {
+        if geom.border_width_1[p] {
+            n1 += 1;
+            i1 += q[k];
+        }
+        if geom.border_width_2[p] {
+            n2 += 1;
+            i2 += q[k];
+        }
+    }
+    out.leakage_pixels_width_1 = n1 as f64 / sel.len() as f64;
+    out.leakage_pixels_width_2 = n2 as f64 / sel.len() as f64;
+    out.leakage_intensity_width_1 = ((i1 as f32) / (h.intensity as f32)) as f64;
+    out.leakage_intensity_width_2 = ((i2 as f32) / (h.intensity as f32)) as f64;
+    // Concentration.
+    let pixel_width = 2.0 * (PIXEL_AREA_M2 / (2.0 * 3f64.sqrt())).sqrt();
+    let (s, c) = h.psi.sin_cos();
+    let (mut cog, mut core, mut qmax) = (0.0, 0.0, f64::NEG_INFINITY);
+    for (k, &p) in sel.iter().enumerate() {
+        let (dx, dy) = (geom.pix_x[p] - h.x, geom.pix_y[p] - h.y);
+        if dx * dx + dy * dy < pixel_width * pixel_width {
+            cog += q[k];
+        }
+        if h.width != 0.0 {
+            let longi = dx * c + dy * s;
+            let trans = -dx * s + dy * c;
+            if longi * longi / (h.length * h.length) + trans * trans / (h.width * h.width) <= 1.0 {
+                core += q[k];
+            }
+        }
+        qmax = qmax.max(q[k]);
+    }
+    out.concentration_cog = cog / h.intensity;
+    out.concentration_core = if h.width != 0.0 { core / h.intensity } else { 0.0 };
+    out.concentration_pixel = qmax / h.intensity;
+    // Timing: LTS fit of peak time along the major axis.
+    let longi: Vec<f64> = sel.iter().map(|&p| (geom.pix_x[p] - h.x) * c + (geom.pix_y[p] - h.y) * s).collect();
+    let (slope, intercept) = lts_fit(&longi, &t, 5);
+    out.timing_slope = slope;
+    out.timing_intercept = intercept;
+    out.timing_deviation =
+        (longi.iter().zip(&t).map(|(l, t)| (l * slope + intercept - t).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
+    // Morphology.
+    let (n_islands, labels) = islands(geom, mask);
+    let mut sizes = vec![0usize; n_islands + 1];
+    for &l in &labels {
+        sizes[l as usize] += 1;
+    }
+    out.n_pixels = sel.len() as i64;
+    out.n_islands = n_islands as i64;
+    for &size in &sizes[1..] {
+        match size {
+            0 => {}
+            1..=2 => out.n_small_islands += 1,
+            3..=50 => out.n_medium_islands += 1,
+            _ => out.n_large_islands += 1,
+        }
+    }
+    out.intensity_statistics = statistics(&q);
+    out.peak_time_statistics = statistics(&t);
+    // sst1mpipe extras.
+    let n = t.len() as f64;
+    let t_mean = t.iter().sum::<f64>() / n;
+    out.t_rms = (t.iter().map(|v| (v - t_mean).powi(2)).sum::<f64>() / n).sqrt();
+    out.t_rms_w = (t.iter().zip(&q).map(|(v, w)| w * (v - t_mean).powi(2)).sum::<f64>() / h.intensity).sqrt();
+    out.t_lac = out.peak_time_statistics.max - out.peak_time_statistics.min;
+    let q_mean = h.intensity / n;
+    let cov: f64 = t.iter().zip(&q).map(|(a, b)| (a - t_mean) * (b - q_mean)).sum();
+    let (vt, vq): (f64, f64) =
+        (t.iter().map(|a| (a - t_mean).powi(2)).sum(), q.iter().map(|b| (b - q_mean).powi(2)).sum());
+    out.len_st = cov / (vt * vq).sqrt();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_elongated_image_along_x() {
+        let g = CameraGeometry::digicam();
+        let mut image = vec![0.0f32; g.n_pixels()];
+        let mut times = vec![0.0f32; g.n_pixels()];
+        let mut mask = vec![false; g.n_pixels()];
+        for p in 0..g.n_pixels() {
+            let (x, y) = (g.pix_x[p] - 0.1, g.pix_y[p] - 0.05);
+            let v = 100.0 * (-(x * x) / (2.0 * 0.06f64.powi(2)) - (y * y) / (2.0 * 0.02f64.powi(2))).exp();
+            if v > 5.0 {
+                image[p] = v as f32;
+                times[p] = (20.0 + 100.0 * x) as f32;
+                mask[p] = true;
+            }
+        }
+        let params = image_parameters(&g, &image, &times, &mask).unwrap();
+        let h = &params.hillas;
+        assert!((h.x - 0.1).abs() < 0.01 && (h.y - 0.05).abs() < 0.01, "{h:?}");
+        assert!(h.length > h.width && h.psi.abs() < 0.05, "{h:?}");
+        assert!((params.timing_slope - 100.0).abs() < 1.0, "{}", params.timing_slope);
+        assert_eq!(params.n_islands, 1);
+        assert!(params.concentration_pixel > 0.0 && params.concentration_pixel < 1.0);
+        assert!(image_parameters(&g, &image, &times, &vec![false; g.n_pixels()]).is_none());
+    }
+}
