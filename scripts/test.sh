@@ -10,4 +10,4 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
 cargo build --quiet
 cargo build --quiet --examples
-SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" .venv/bin/python -m pytest -q tests/interop
+SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" .venv/bin/python -m pytest -q -rs tests/interop
