@@ -2,7 +2,7 @@
 //! plus time-delta cleaning, image parameters) on raw waveforms, for cross-checks against
 //! other implementations (tests/interop/test_image_vs_ctapipe.py).
 //!
-//! Usage: image_pipeline WAVEFORMS.f32 N_EVENTS PICTURE BOUNDARY MIN_NEIGHBOURS
+//! Usage: image_pipeline WAVEFORMS.f32 N_EVENTS PICTURE BOUNDARY MIN_NEIGHBOURS [DL1.h5]
 //! The file holds little-endian f32 waveforms, event × pixel × sample (1296 × 50 per event).
 //! Prints JSON: the integration correction and, per event, image, peak_time, mask, parameters.
 use serde_json::{json, Value};
@@ -15,7 +15,14 @@ fn stats(s: &params::Statistics) -> Value {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert!(args.len() == 6, "usage: image_pipeline WAVEFORMS.f32 N_EVENTS PICTURE BOUNDARY MIN_NEIGHBOURS");
+    assert!(
+        args.len() == 6 || args.len() == 7,
+        "usage: image_pipeline WAVEFORMS.f32 N_EVENTS PICTURE BOUNDARY MIN_NEIGHBOURS [DL1.h5]"
+    );
+    let mut writer = args.get(6).map(|path| {
+        sst1mflow::io::dl1::Dl1Writer::create(std::path::Path::new(path), 1, &"0".repeat(64), "test")
+            .expect("DL1 file can be created")
+    });
     let bytes = std::fs::read(&args[1]).expect("waveform file");
     let n_events: usize = args[2].parse().unwrap();
     let picture: f64 = args[3].parse().unwrap();
@@ -40,7 +47,20 @@ fn main() {
         extract::local_peak_window_sum(w, N_SAMPLES, &window, &mut image, &mut peak_time);
         clean::tailcuts_clean(&geom, &image, &thresholds, &cuts, &mut mask);
         clean::time_delta_clean(&geom, &peak_time, 1, 8.0, &mut mask);
-        let p = params::image_parameters(&geom, &image, &peak_time, &mask).map(|p| {
+        let computed = params::image_parameters(&geom, &image, &peak_time, &mask);
+        if let Some(w) = writer.as_mut() {
+            let row = sst1mflow::io::dl1::ImageRow {
+                obs_id: 1,
+                event_id: e as i64,
+                tel_id: 1,
+                image: image.clone().try_into().unwrap(),
+                peak_time: peak_time.clone().try_into().unwrap(),
+                image_mask: mask.clone().try_into().unwrap(),
+                is_valid: computed.is_some(),
+            };
+            w.write(row, sst1mflow::io::dl1::ParametersRow::new(1, e as i64, 1, computed.as_ref())).unwrap();
+        }
+        let p = computed.map(|p| {
             let h = &p.hillas;
             json!({
                 "intensity": h.intensity, "x": h.x, "y": h.y, "r": h.r, "phi": h.phi, "length": h.length,
@@ -58,6 +78,9 @@ fn main() {
             })
         });
         events.push(json!({"image": image, "peak_time": peak_time, "mask": mask, "params": p}));
+    }
+    if let Some(w) = writer {
+        w.finish().expect("DL1 file completes");
     }
     println!("{}", json!({"integration_correction": correction, "events": events}));
 }

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz)
-PY_PACKAGES=(pytest prov numpy tables ctapipe)
+APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz libhdf5-dev)
+PY_PACKAGES=(pytest prov numpy tables pandas h5py ctapipe)
 
 with_python=0
 with_bench=0

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod image;
 pub mod instrument;
+pub mod io;
 pub mod provenance;
 pub mod stages;
 pub mod store;

@@ -63,9 +63,12 @@ def both(tmp_path_factory):
     waveforms = simulate(cam, np.random.default_rng(20261124))
     path = tmp_path_factory.mktemp("wf") / "waveforms.f32"
     waveforms.astype("<f4").tofile(path)
+    dl1 = path.parent / "ours.dl1.h5"
     ours = json.loads(subprocess.run(
-        [EXAMPLE, str(path), str(N_EVENTS), str(PICTURE), str(BOUNDARY), str(MIN_NEIGHBOURS)],
+        [EXAMPLE, str(path), str(N_EVENTS), str(PICTURE), str(BOUNDARY), str(MIN_NEIGHBOURS), str(dl1)],
         check=True, capture_output=True, text=True).stdout)
+    ours["dl1"] = dl1
+    ours["waveforms"] = path
 
     geom = CameraGeometry(
         name="DigiCam", pix_id=np.arange(1296), pix_x=np.array(cam["pix_x"]) * u.m, pix_y=np.array(cam["pix_y"]) * u.m,
@@ -193,3 +196,52 @@ def test_timing_fit_agrees_with_ctapipes_lts(both):
             agree += 1
     assert agree >= 0.85 * total, f"{agree}/{total}"
 
+
+
+def test_dl1_file_reads_in_pandas_pytables_and_h5py(both):
+    import h5py
+    import pandas as pd
+    import tables
+
+    ours, ref, _, _ = both
+    dl1 = ours["dl1"]
+    params = pd.read_hdf(dl1, key="/dl1/event/telescope/parameters/tel_001")
+    assert len(params) == N_EVENTS
+    reference = json.loads(json.dumps([r["params"] and {k: r["params"][k] for k in SCALARS} for r in ref["events"]],
+                                      default=float))
+    for i, r in enumerate(reference):
+        row = params.iloc[i]
+        assert row["event_id"] == i and row["obs_id"] == 1 and row["tel_id"] == 1
+        if r is None:
+            assert np.isnan(row["camera_frame_hillas_intensity"]) and row["morphology_n_pixels"] == -1
+            continue
+        assert np.isclose(row["camera_frame_hillas_intensity"], r["intensity"], rtol=1e-5)
+        assert np.isclose(row["camera_frame_hillas_psi"], np.degrees(r["psi"]), rtol=1e-5, atol=1e-7)
+        assert np.isclose(row["camera_frame_hillas_phi"], np.degrees(r["phi"]), rtol=1e-5, atol=1e-7)
+        assert np.isclose(row["leakage_intensity_width_2"], r["leakage_intensity_width_2"], rtol=1e-5, atol=1e-7)
+        assert row["morphology_n_islands"] == r["n_islands"]
+    assert str(params["leakage_intensity_width_1"].dtype) == "float32"
+    assert str(params["morphology_n_pixels"].dtype) == "int64"
+    with tables.open_file(str(dl1)) as f:
+        t = f.get_node("/dl1/event/telescope/images/tel_001")
+        assert t.nrows == N_EVENTS and t.coldescrs["image"].shape == (1296,)
+        row = t[5]
+        assert np.allclose(row["image"], ours["events"][5]["image"])
+        # Known divergence (issue 4 note): our bools are HDF5's enum bool, which PyTables reads
+        # as int8 0/1; ctapipe writes PyTables' 8-bit bitfield bool.
+        assert set(np.unique(row["image_mask"]).tolist()) <= {0, 1}
+        assert np.array_equal(row["image_mask"].astype(bool), ours["events"][5]["mask"])
+        p = f.get_node("/dl1/event/telescope/parameters/tel_001")
+        assert p.attrs["CTAFIELD_14_UNIT"] == "deg" and p.attrs["FIELD_14_NAME"] == "camera_frame_hillas_psi"
+    with h5py.File(dl1, "r") as f:
+        assert f.attrs["sst1mflow_activity_key"] == "0" * 64
+        assert f["/dl1/event/telescope/images/tel_001"]["image_mask"].dtype.base == np.dtype(bool)
+        assert f["/dl1/event/telescope/parameters/tel_001"].compression == "gzip"
+
+
+def test_dl1_bytes_are_identical_on_a_second_run(both, tmp_path):
+    ours, _, _, _ = both
+    again = tmp_path / "again.dl1.h5"
+    subprocess.run([EXAMPLE, str(ours["waveforms"]), str(N_EVENTS), str(PICTURE), str(BOUNDARY), str(MIN_NEIGHBOURS),
+                    str(again)], check=True, capture_output=True)
+    assert again.read_bytes() == pathlib.Path(ours["dl1"]).read_bytes()

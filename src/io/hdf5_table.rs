@@ -1,0 +1,123 @@
+//! Append-only HDF5 tables that pandas (`read_hdf(path, key=…)`), PyTables and h5py read as is.
+//!
+//! A table is a one-dimensional, chunked, resizable dataset of a compound type (one Rust
+//! `#[repr(C)]` struct deriving `H5Type` per row layout), compressed with deflate, which every
+//! HDF5 reader decodes without plugins. Rows are buffered and written a chunk at a time, so
+//! memory does not grow with the number of rows. The PyTables attributes (`CLASS`, `TITLE`,
+//! `VERSION`, `FIELD_i_NAME`, `NROWS`) make it look like a PyTables table, and ctapipe's
+//! `CTAFIELD_i_NAME`/`_UNIT` attributes carry the units. Nothing time- or host-dependent is
+//! written, so the same rows give the same bytes.
+use crate::error::{Error, Result};
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Extent, Group, H5Type, Location};
+
+pub fn hdf5_error(what: impl std::fmt::Display, e: hdf5::Error) -> Error {
+    Error::msg(format!("{what}: {e}"))
+}
+
+/// Writes a string attribute (variable-length UTF-8).
+pub fn string_attr(loc: &Location, name: &str, value: &str) -> Result<()> {
+    let v: VarLenUnicode = value.parse().map_err(|_| Error::msg(format!("attribute {name}: invalid string")))?;
+    loc.new_attr::<VarLenUnicode>()
+        .create(name)
+        .and_then(|a| a.write_scalar(&v))
+        .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))
+}
+
+/// Marks a group the way PyTables does.
+pub fn pytables_group(group: &Group) -> Result<()> {
+    string_attr(group, "CLASS", "GROUP")?;
+    string_attr(group, "TITLE", "")?;
+    string_attr(group, "VERSION", "1.0")
+}
+
+/// Creates `path`'s groups (PyTables-style) and returns the last.
+pub fn ensure_groups(file: &hdf5::File, path: &str) -> Result<Group> {
+    let mut group: Group = (**file).clone();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        group = match group.group(part) {
+            Ok(g) => g,
+            Err(_) => {
+                let g = group
+                    .create_group_builder()
+                    .obj_track_times(false)
+                    .create(part)
+                    .map_err(|e| hdf5_error(format!("cannot create group {part}"), e))?;
+                pytables_group(&g)?;
+                g
+            }
+        };
+    }
+    Ok(group)
+}
+
+/// One column's metadata for the attributes: name and unit ("" for none).
+pub struct ColumnMeta<'a> {
+    pub name: &'a str,
+    pub unit: &'a str,
+}
+
+pub struct Table<T: H5Type + Clone> {
+    dataset: Dataset,
+    buffer: Vec<T>,
+    chunk: usize,
+    rows: usize,
+}
+
+impl<T: H5Type + Clone> Table<T> {
+    /// Creates the table `name` in `group`. `columns` must list the row struct's fields in order.
+    pub fn create(group: &Group, name: &str, chunk: usize, columns: &[ColumnMeta]) -> Result<Table<T>> {
+        let dataset = group
+            .new_dataset::<T>()
+            .chunk((chunk,))
+            .shape(Extent::resizable(0))
+            .deflate(4)
+            .create(name)
+            .map_err(|e| hdf5_error(format!("cannot create table {name}"), e))?;
+        string_attr(&dataset, "CLASS", "TABLE")?;
+        string_attr(&dataset, "TITLE", "")?;
+        string_attr(&dataset, "VERSION", "2.7")?;
+        for (i, c) in columns.iter().enumerate() {
+            string_attr(&dataset, &format!("FIELD_{i}_NAME"), c.name)?;
+            string_attr(&dataset, &format!("CTAFIELD_{i}_NAME"), c.name)?;
+            if !c.unit.is_empty() {
+                string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
+                string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
+            }
+        }
+        Ok(Table { dataset, buffer: Vec::with_capacity(chunk), chunk, rows: 0 })
+    }
+
+    pub fn push(&mut self, row: T) -> Result<()> {
+        self.buffer.push(row);
+        if self.buffer.len() == self.chunk {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let n = self.buffer.len();
+        self.dataset.resize((self.rows + n,)).map_err(|e| hdf5_error("cannot grow table", e))?;
+        self.dataset
+            .write_slice(&self.buffer, self.rows..self.rows + n)
+            .map_err(|e| hdf5_error("cannot write rows", e))?;
+        self.rows += n;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the remaining rows and the row count; returns it.
+    pub fn finish(mut self) -> Result<usize> {
+        self.flush()?;
+        self.dataset
+            .new_attr::<u64>()
+            .create("NROWS")
+            .and_then(|a| a.write_scalar(&(self.rows as u64)))
+            .map_err(|e| hdf5_error("cannot write NROWS", e))?;
+        Ok(self.rows)
+    }
+}

@@ -1,0 +1,7 @@
+//! File formats. Everything that touches bytes on disk for science products lives here, so the
+//! science modules stay free of I/O.
+//!
+//! * [`hdf5_table`] — append-only HDF5 tables readable as is by pandas, PyTables and h5py.
+//! * [`dl1`] — the DL1 file in the ctapipe layout.
+pub mod dl1;
+pub mod hdf5_table;
