@@ -6,3 +6,4 @@ scripts/setup.sh --bench
 export PATH="$HOME/.cargo/bin:$PATH"
 SNAKEMAKE="$PWD/.venv/bin/snakemake" cargo bench --bench engine
 cargo bench --bench provenance
+cargo bench --bench image

@@ -12,6 +12,7 @@ pub mod image;
 pub mod instrument;
 pub mod io;
 pub mod provenance;
+pub mod sim;
 pub mod stages;
 pub mod store;
 pub mod text;

@@ -245,7 +245,8 @@ pub fn lts_fit(x: &[f64], y: &[f64], samples: usize) -> (f64, f64) {
             for i in 0..n {
                 resid[i] = (y[i] - (beta.0 * x[i] + beta.1)).powi(2);
             }
-            order.sort_by(|&i, &j| resid[i].total_cmp(&resid[j]).then(i.cmp(&j)));
+            // The sample_size smallest residuals (their order does not matter for the fit).
+            order.select_nth_unstable_by(sample_size - 1, |&i, &j| resid[i].total_cmp(&resid[j]).then(i.cmp(&j)));
             let subset = &order[..sample_size];
             beta = line_fit(x, y, subset);
             let last = err;

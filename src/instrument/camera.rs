@@ -36,7 +36,12 @@ pub struct CameraGeometry {
     /// Outer ring (ctapipe border width 1) and two outer rings (width 2).
     pub border_width_1: Vec<bool>,
     pub border_width_2: Vec<bool>,
+    /// Pixel id at lattice cell (column k, half-row j + ROW_OFFSET), or u16::MAX.
+    cell_pixel: Vec<u16>,
 }
+
+const ROW_OFFSET: i32 = 40;
+const ROWS: i32 = 2 * ROW_OFFSET;
 
 /// (column, half-pitch row) of every pixel in id order.
 fn lattice() -> Vec<(i32, i32)> {
@@ -74,6 +79,10 @@ impl CameraGeometry {
             neighbor_ids.extend_from_slice(&around);
             neighbor_start.push(neighbor_ids.len() as u32);
         }
+        let mut cell_pixel = vec![u16::MAX; (N_COLUMNS * ROWS) as usize];
+        for (i, &(k, j)) in cells.iter().enumerate() {
+            cell_pixel[(k * ROWS + j + ROW_OFFSET) as usize] = i as u16;
+        }
         let mut geom = CameraGeometry {
             pix_x,
             pix_y,
@@ -81,6 +90,7 @@ impl CameraGeometry {
             neighbor_ids,
             border_width_1: Vec::new(),
             border_width_2: Vec::new(),
+            cell_pixel,
         };
         geom.border_width_1 = geom.border_mask(1);
         geom.border_width_2 = geom.border_mask(2);
@@ -95,6 +105,41 @@ impl CameraGeometry {
     #[inline]
     pub fn neighbors(&self, pixel: usize) -> &[u16] {
         &self.neighbor_ids[self.neighbor_start[pixel] as usize..self.neighbor_start[pixel + 1] as usize]
+    }
+
+    /// The pixel whose hexagon contains the point (x, y) in m, if any: the nearest lattice
+    /// centre (a hexagonal cell is the Voronoi cell of its centre), found in O(1).
+    pub fn pixel_at(&self, x: f64, y: f64) -> Option<usize> {
+        let dx = PIXEL_PITCH_M * 3f64.sqrt() / 2.0;
+        let kf = (FIRST_COLUMN_X_M - x) / dx;
+        let jf = y / (PIXEL_PITCH_M / 2.0);
+        let (k0, j0) = (kf.floor() as i32, jf.floor() as i32);
+        let mut best: Option<(f64, usize)> = None;
+        for k in k0..=k0 + 1 {
+            for j in j0 - 1..=j0 + 2 {
+                if !(0..N_COLUMNS).contains(&k)
+                    || (j - k - 1).rem_euclid(2) != 0
+                    || !(-ROW_OFFSET..ROW_OFFSET).contains(&j)
+                {
+                    continue;
+                }
+                let cx = FIRST_COLUMN_X_M - k as f64 * dx;
+                let cy = j as f64 * PIXEL_PITCH_M / 2.0;
+                let d = (x - cx).powi(2) + (y - cy).powi(2);
+                if best.is_none_or(|(b, _)| d < b) {
+                    best = Some((d, (k * ROWS + j + ROW_OFFSET) as usize));
+                }
+            }
+        }
+        let (d, cell) = best?;
+        // Beyond the in-circle of the outermost hexagons the point may be outside the camera.
+        if d > (PIXEL_PITCH_M / 3f64.sqrt()).powi(2) {
+            return None;
+        }
+        match self.cell_pixel[cell] {
+            u16::MAX => None,
+            p => Some(p as usize),
+        }
     }
 
     /// ctapipe's border mask of the given width (≥ 1).
@@ -138,6 +183,13 @@ mod tests {
         assert!((xmin + 0.49104).abs() < 2e-5 && (xmax - 0.49805).abs() < 1e-9, "{xmin} {xmax}");
         assert!((ymin + 0.42525).abs() < 1e-9 && (ymax - 0.4374).abs() < 1e-9, "{ymin} {ymax}");
         assert!((g.pix_y[0] + 0.01215).abs() < 1e-12 && (g.pix_y[1] - 0.0243).abs() < 1e-12);
+        // Every pixel centre maps to itself; a point between two pixels to the nearer one.
+        for p in 0..g.n_pixels() {
+            assert_eq!(g.pixel_at(g.pix_x[p], g.pix_y[p]), Some(p));
+            assert_eq!(g.pixel_at(g.pix_x[p] + 0.004, g.pix_y[p] - 0.003), Some(p));
+        }
+        assert_eq!(g.pixel_at(0.0, 0.6), None);
+        assert_eq!(g.pixel_at(0.6, 0.0), None);
         // Hexagon area from the pitch: p²·√3/2 = 5.114e-4 m² for a full cell; DigiCam's light
         // guides cover 4.7016e-4 m² (the tabulated value, used as is).
         assert!(PIXEL_AREA_M2 < PIXEL_PITCH_M * PIXEL_PITCH_M * 3f64.sqrt() / 2.0);
