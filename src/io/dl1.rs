@@ -9,7 +9,7 @@
 //! (`hdf5-metno`'s only bool type), which h5py reads as `bool` and PyTables as int8 0/1;
 //! ctapipe writes PyTables' 8-bit bitfield bool (`H5T_STD_B8LE`). Writing the bitfield needs a
 //! raw datatype writer through `hdf5-sys`.
-use super::hdf5_table::{ensure_groups, hdf5_error, string_attr, ColumnMeta, Table};
+use super::hdf5_table::{ensure_groups, string_attr, ColumnMeta, Table};
 use crate::error::Result;
 use crate::image::params::ImageParameters;
 use crate::instrument::camera::N_PIXELS;
@@ -248,14 +248,14 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
 
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
-    _file: hdf5::File,
+    file: hdf5::File,
     images: Table<ImageRow>,
     parameters: Table<ParametersRow>,
 }
 
 impl Dl1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
-        let file = hdf5::File::create(path).map_err(|e| hdf5_error(format!("cannot create {}", path.display()), e))?;
+        let file = super::hdf5_table::create_file(path)?;
         string_attr(&file, "CLASS", "GROUP")?;
         string_attr(&file, "TITLE", "")?;
         string_attr(&file, "VERSION", "1.0")?;
@@ -271,7 +271,39 @@ impl Dl1Writer {
             1024,
             &columns(PARAMETER_COLUMNS),
         )?;
-        Ok(Dl1Writer { _file: file, images, parameters })
+        Ok(Dl1Writer { file, images, parameters })
+    }
+
+    /// Copies the simulation truth (shower table and thrown-event run row) into the file.
+    pub fn write_simulation(
+        &mut self,
+        showers: &[super::r1::ShowerRow],
+        run: Option<super::r1::SimulationRunRow>,
+    ) -> Result<()> {
+        if showers.is_empty() && run.is_none() {
+            return Ok(());
+        }
+        let mut table = Table::create(
+            &ensure_groups(&self.file, "/simulation/event/subarray")?,
+            "shower",
+            1024,
+            &super::r1::shower_columns(),
+        )?;
+        for s in showers {
+            table.push(*s)?;
+        }
+        table.finish()?;
+        if let Some(run) = run {
+            let mut t = Table::create(
+                &ensure_groups(&self.file, "/configuration/simulation")?,
+                "run",
+                1,
+                &super::r1::run_columns(),
+            )?;
+            t.push(run)?;
+            t.finish()?;
+        }
+        Ok(())
     }
 
     pub fn write(&mut self, image: ImageRow, parameters: ParametersRow) -> Result<()> {

@@ -15,6 +15,15 @@ pub fn hdf5_error(what: impl std::fmt::Display, e: hdf5::Error) -> Error {
     Error::msg(format!("{what}: {e}"))
 }
 
+/// Creates an HDF5 file with object timestamps off everywhere (the root group included), so the
+/// same content gives the same bytes.
+pub fn create_file(path: &std::path::Path) -> Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fcpl(|p| p.obj_track_times(false))
+        .create(path)
+        .map_err(|e| hdf5_error(format!("cannot create {}", path.display()), e))
+}
+
 /// Writes a string attribute (variable-length UTF-8).
 pub fn string_attr(loc: &Location, name: &str, value: &str) -> Result<()> {
     let v: VarLenUnicode = value.parse().map_err(|_| Error::msg(format!("attribute {name}: invalid string")))?;
@@ -67,10 +76,15 @@ pub struct Table<T: H5Type + Clone> {
 impl<T: H5Type + Clone> Table<T> {
     /// Creates the table `name` in `group`. `columns` must list the row struct's fields in order.
     pub fn create(group: &Group, name: &str, chunk: usize, columns: &[ColumnMeta]) -> Result<Table<T>> {
+        // The file gets the packed layout of the row: HDF5 converts field by field from the
+        // in-memory `repr(C)` layout, so padding bytes (uninitialised memory) never reach the
+        // file and the same rows always give the same bytes.
         let dataset = group
             .new_dataset::<T>()
+            .packed(true)
             .chunk((chunk,))
             .shape(Extent::resizable(0))
+            .shuffle()
             .deflate(4)
             .create(name)
             .map_err(|e| hdf5_error(format!("cannot create table {name}"), e))?;

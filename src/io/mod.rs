@@ -3,5 +3,7 @@
 //!
 //! * [`hdf5_table`] — append-only HDF5 tables readable as is by pandas, PyTables and h5py.
 //! * [`dl1`] — the DL1 file in the ctapipe layout.
+//! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 pub mod dl1;
 pub mod hdf5_table;
+pub mod r1;

@@ -12,6 +12,9 @@
 //! engine then hashes and publishes them. Stages that write HDF5/FITS embed
 //! `ctx.activity_key` and `ctx.pipeline_version` in their products.
 pub mod command;
+pub mod params;
+pub mod r0_dl1;
+pub mod simulate;
 
 use crate::error::{Error, Result};
 use crate::text::suggestion;
@@ -80,10 +83,12 @@ pub trait Stage: Send + Sync {
 }
 
 static COMMAND: command::CommandStage = command::CommandStage;
+static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
+static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND]
+    vec![&COMMAND, &SIMULATE, &R0_DL1]
 }
 
 pub fn names() -> Vec<&'static str> {
