@@ -5,6 +5,12 @@
 //! intensities and intensity/peak-time max/min/mean/std as float32. The file's root carries
 //! the activity key (`sst1mflow_activity_key`) and pipeline version, so a copy can be traced.
 //!
+//! After ctapipe's columns the parameter table carries sst1mpipe's extra columns
+//! (`log_camera_frame_hillas_intensity`, `camera_frame_hillas_wl`, `t_rms`, `t_rms_w`, `t_lac`,
+//! `len_st`) and the MC truth with the disp target (`true_energy`, `log_true_energy`,
+//! `true_camera_x/y`, `true_core_x/y`, `true_h_max`, `true_tel_impact_distance`,
+//! `true_shower_primary_id`, `disp_dx/dy/norm/angle/sign`, `miss`), NaN where unknown.
+//!
 //! Known divergence: booleans (`image_mask`, `is_valid`) are stored as HDF5's enum bool
 //! (`hdf5-metno`'s only bool type), which h5py reads as `bool` and PyTables as int8 0/1;
 //! ctapipe writes PyTables' 8-bit bitfield bool (`H5T_STD_B8LE`). Writing the bitfield needs a
@@ -87,6 +93,42 @@ pub struct ParametersRow {
     pub peak_time_skewness: f64,
     pub peak_time_kurtosis: f64,
     pub core_psi: f64,
+    // sst1mpipe's extra columns (io.write_extra_parameters).
+    pub log_camera_frame_hillas_intensity: f64,
+    pub camera_frame_hillas_wl: f64,
+    pub t_rms: f64,
+    pub t_rms_w: f64,
+    pub t_lac: f64,
+    pub len_st: f64,
+    // MC truth (NaN for data): energy, direction in the camera, core, and the disp target.
+    pub true_energy: f64,
+    pub log_true_energy: f64,
+    pub true_camera_x: f64,
+    pub true_camera_y: f64,
+    pub true_core_x: f64,
+    pub true_core_y: f64,
+    pub true_h_max: f64,
+    pub true_tel_impact_distance: f64,
+    pub true_shower_primary_id: i64,
+    pub disp_dx: f64,
+    pub disp_dy: f64,
+    pub disp_norm: f64,
+    pub disp_angle: f64,
+    pub disp_sign: f64,
+    pub miss: f64,
+}
+
+/// The simulation truth of an event, as the DL1 parameter columns need it.
+#[derive(Clone, Copy, Debug)]
+pub struct Truth {
+    pub energy_tev: f64,
+    pub camera_x: f64,
+    pub camera_y: f64,
+    pub core_x: f64,
+    pub core_y: f64,
+    pub h_max: f64,
+    pub impact: f64,
+    pub primary_id: i64,
 }
 
 const PARAMETER_COLUMNS: &[(&str, &str)] = &[
@@ -135,11 +177,67 @@ const PARAMETER_COLUMNS: &[(&str, &str)] = &[
     ("peak_time_skewness", ""),
     ("peak_time_kurtosis", ""),
     ("core_psi", "deg"),
+    ("log_camera_frame_hillas_intensity", ""),
+    ("camera_frame_hillas_wl", ""),
+    ("t_rms", "ns"),
+    ("t_rms_w", "ns"),
+    ("t_lac", "ns"),
+    ("len_st", ""),
+    ("true_energy", "TeV"),
+    ("log_true_energy", ""),
+    ("true_camera_x", "m"),
+    ("true_camera_y", "m"),
+    ("true_core_x", "m"),
+    ("true_core_y", "m"),
+    ("true_h_max", "m"),
+    ("true_tel_impact_distance", "m"),
+    ("true_shower_primary_id", ""),
+    ("disp_dx", "m"),
+    ("disp_dy", "m"),
+    ("disp_norm", "m"),
+    ("disp_angle", "rad"),
+    ("disp_sign", ""),
+    ("miss", "m"),
 ];
 
 impl ParametersRow {
-    /// The row for an event; NaN (and −1 for counts) where no parameters exist, as ctapipe.
-    pub fn new(obs_id: i32, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
+    /// The row for an event; NaN (and −1 for counts) where no parameters exist, as ctapipe;
+    /// truth columns NaN (and −1) without `truth`.
+    pub fn new(
+        obs_id: i32,
+        event_id: i64,
+        tel_id: i16,
+        p: Option<&ImageParameters>,
+        truth: Option<&Truth>,
+    ) -> ParametersRow {
+        let mut row = Self::parameters(obs_id, event_id, tel_id, p);
+        if let Some(t) = truth {
+            row.true_energy = t.energy_tev;
+            row.log_true_energy = t.energy_tev.log10();
+            row.true_camera_x = t.camera_x;
+            row.true_camera_y = t.camera_y;
+            row.true_core_x = t.core_x;
+            row.true_core_y = t.core_y;
+            row.true_h_max = t.h_max;
+            row.true_tel_impact_distance = t.impact;
+            row.true_shower_primary_id = t.primary_id;
+            if let Some(p) = p {
+                // sst1mpipe's disp definitions, relative to the Hillas centroid and axis.
+                let (dx, dy) = (t.camera_x - p.hillas.x, t.camera_y - p.hillas.y);
+                let (s, c) = p.hillas.psi.sin_cos();
+                let along = dx * c + dy * s;
+                row.disp_dx = dx;
+                row.disp_dy = dy;
+                row.disp_norm = along.abs();
+                row.disp_angle = (dy / dx).atan();
+                row.disp_sign = along.signum();
+                row.miss = (-dx * s + dy * c).abs();
+            }
+        }
+        row
+    }
+
+    fn parameters(obs_id: i32, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
         let nan = f64::NAN;
         let Some(p) = p else {
             return ParametersRow {
@@ -188,6 +286,13 @@ impl ParametersRow {
                 peak_time_skewness: nan,
                 peak_time_kurtosis: nan,
                 core_psi: nan,
+                log_camera_frame_hillas_intensity: nan,
+                camera_frame_hillas_wl: nan,
+                t_rms: nan,
+                t_rms_w: nan,
+                t_lac: nan,
+                len_st: nan,
+                ..Self::no_truth()
             };
         };
         let h = &p.hillas;
@@ -238,6 +343,86 @@ impl ParametersRow {
             peak_time_skewness: ts.skewness,
             peak_time_kurtosis: ts.kurtosis,
             core_psi: nan,
+            log_camera_frame_hillas_intensity: h.intensity.log10(),
+            camera_frame_hillas_wl: h.width / h.length,
+            t_rms: p.t_rms,
+            t_rms_w: p.t_rms_w,
+            t_lac: p.t_lac,
+            len_st: p.len_st,
+            ..Self::no_truth()
+        }
+    }
+
+    /// A template with every truth column unset (NaN, −1 for the particle id).
+    fn no_truth() -> ParametersRow {
+        let nan = f64::NAN;
+        ParametersRow {
+            obs_id: 0,
+            event_id: 0,
+            tel_id: 0,
+            camera_frame_hillas_intensity: nan,
+            camera_frame_hillas_skewness: nan,
+            camera_frame_hillas_kurtosis: nan,
+            camera_frame_hillas_x: nan,
+            camera_frame_hillas_y: nan,
+            camera_frame_hillas_r: nan,
+            camera_frame_hillas_phi: nan,
+            camera_frame_hillas_length: nan,
+            camera_frame_hillas_length_uncertainty: nan,
+            camera_frame_hillas_width: nan,
+            camera_frame_hillas_width_uncertainty: nan,
+            camera_frame_hillas_psi: nan,
+            camera_frame_hillas_psi_uncertainty: nan,
+            camera_frame_hillas_transverse_cog_uncertainty: nan,
+            camera_frame_timing_intercept: nan,
+            camera_frame_timing_deviation: nan,
+            camera_frame_timing_slope: nan,
+            leakage_pixels_width_1: nan,
+            leakage_pixels_width_2: nan,
+            leakage_intensity_width_1: f32::NAN,
+            leakage_intensity_width_2: f32::NAN,
+            concentration_cog: nan,
+            concentration_core: nan,
+            concentration_pixel: nan,
+            morphology_n_pixels: -1,
+            morphology_n_islands: -1,
+            morphology_n_small_islands: -1,
+            morphology_n_medium_islands: -1,
+            morphology_n_large_islands: -1,
+            intensity_max: f32::NAN,
+            intensity_min: f32::NAN,
+            intensity_mean: f32::NAN,
+            intensity_std: f32::NAN,
+            intensity_skewness: nan,
+            intensity_kurtosis: nan,
+            peak_time_max: f32::NAN,
+            peak_time_min: f32::NAN,
+            peak_time_mean: f32::NAN,
+            peak_time_std: f32::NAN,
+            peak_time_skewness: nan,
+            peak_time_kurtosis: nan,
+            core_psi: nan,
+            log_camera_frame_hillas_intensity: nan,
+            camera_frame_hillas_wl: nan,
+            t_rms: nan,
+            t_rms_w: nan,
+            t_lac: nan,
+            len_st: nan,
+            true_energy: nan,
+            log_true_energy: nan,
+            true_camera_x: nan,
+            true_camera_y: nan,
+            true_core_x: nan,
+            true_core_y: nan,
+            true_h_max: nan,
+            true_tel_impact_distance: nan,
+            true_shower_primary_id: -1,
+            disp_dx: nan,
+            disp_dy: nan,
+            disp_norm: nan,
+            disp_angle: nan,
+            disp_sign: nan,
+            miss: nan,
         }
     }
 }

@@ -18,7 +18,7 @@ use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
 use crate::image::{clean, extract, params as image_params};
 use crate::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
-use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow};
+use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, Truth};
 use crate::io::r1::R1Reader;
 use serde_json::Value;
 
@@ -151,6 +151,25 @@ impl Stage for R0Dl1Stage {
             image_mask: [false; 1296],
             is_valid: false,
         };
+        let truth: std::collections::HashMap<u64, Truth> = reader
+            .showers
+            .iter()
+            .map(|s| {
+                (
+                    s.event_id,
+                    Truth {
+                        energy_tev: s.true_energy,
+                        camera_x: s.true_camera_x,
+                        camera_y: s.true_camera_y,
+                        core_x: s.true_core_x,
+                        core_y: s.true_core_y,
+                        h_max: s.true_h_max,
+                        impact: s.true_impact,
+                        primary_id: s.true_shower_primary_id as i64,
+                    },
+                )
+            })
+            .collect();
         let mut with_params = 0usize;
         let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
         let mut start = 0;
@@ -174,7 +193,8 @@ impl Stage for R0Dl1Stage {
                 }
                 row.event_id = event.event_id as i64;
                 row.is_valid = p.is_some();
-                writer.write(row, ParametersRow::new(1, event.event_id as i64, tel as i16, p.as_ref()))?;
+                let t = truth.get(&event.event_id);
+                writer.write(row, ParametersRow::new(1, event.event_id as i64, tel as i16, p.as_ref(), t))?;
             }
             start = end;
         }
