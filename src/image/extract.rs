@@ -27,26 +27,57 @@ pub fn local_peak_window_sum(
     assert_eq!(waveforms.len(), charge.len() * n_samples);
     assert_eq!(charge.len(), peak_time.len());
     for (pix, w) in waveforms.chunks_exact(n_samples).enumerate() {
-        let mut peak = 0;
-        for (i, &v) in w.iter().enumerate() {
-            if v > w[peak] {
-                peak = i;
-            }
-        }
+        let peak = first_argmax(w);
         let start = peak.saturating_sub(shift);
         let end = (peak as isize - shift as isize + width as isize).clamp(0, n_samples as isize) as usize;
         let (mut sum, mut num, mut den) = (0.0f64, 0.0f64, 0.0f64);
-        for (i, &v) in w.iter().enumerate().take(end).skip(start) {
+        for (i, &v) in w[start..end.max(start)].iter().enumerate() {
             let v = v as f64;
             sum += v;
-            if v > 0.0 {
-                num += v * i as f64;
-                den += v;
-            }
+            let positive = if v > 0.0 { v } else { 0.0 };
+            num += positive * (start + i) as f64;
+            den += positive;
         }
         let t = if den > 0.0 { num / den } else { peak as f64 };
         charge[pix] = ((sum as f32) as f64 * correction) as f32;
         peak_time[pix] = (t * sample_ns) as f32;
+    }
+}
+
+/// Index of the first maximum (numpy's argmax), branch-free over four interleaved lanes.
+#[inline]
+fn first_argmax(w: &[f32]) -> usize {
+    let mut best = [f32::NEG_INFINITY; 4];
+    let mut idx = [0usize; 4];
+    let chunks = w.chunks_exact(4);
+    let rest = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for lane in 0..4 {
+            let v = chunk[lane];
+            let better = v > best[lane];
+            best[lane] = if better { v } else { best[lane] };
+            idx[lane] = if better { 4 * c + lane } else { idx[lane] };
+        }
+    }
+    let mut top = f32::NEG_INFINITY;
+    let mut at = 0;
+    for lane in 0..4 {
+        if best[lane] > top || (best[lane] == top && idx[lane] < at) {
+            top = best[lane];
+            at = idx[lane];
+        }
+    }
+    let base = w.len() - rest.len();
+    for (i, &v) in rest.iter().enumerate() {
+        if v > top {
+            top = v;
+            at = base + i;
+        }
+    }
+    if top == f32::NEG_INFINITY {
+        0
+    } else {
+        at
     }
 }
 
@@ -111,6 +142,27 @@ mod tests {
         assert!((t[0] - 4.0 * (2.0 * 4.0 + 5.0 * 5.0 + 2.0 * 6.0) / 9.0).abs() < 1e-5);
         assert_eq!(q[1], 2.0 * 3.0);
         assert_eq!(t[1], 0.0);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum_like_numpy() {
+        let cases: [&[f32]; 6] = [
+            &[1.0, 3.0, 3.0, 2.0, 3.0],
+            &[5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 5.0],
+            &[0.0, 0.0, 0.0, 0.0, 0.0, 9.0],
+            &[-3.0, -1.0, -2.0, -1.0],
+            &[2.0],
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.0, 1.0],
+        ];
+        for w in cases {
+            let mut naive = 0;
+            for (i, &v) in w.iter().enumerate() {
+                if v > w[naive] {
+                    naive = i;
+                }
+            }
+            assert_eq!(first_argmax(w), naive, "{w:?}");
+        }
     }
 
     #[test]
