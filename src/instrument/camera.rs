@@ -113,22 +113,24 @@ impl CameraGeometry {
         let dx = PIXEL_PITCH_M * 3f64.sqrt() / 2.0;
         let kf = (FIRST_COLUMN_X_M - x) / dx;
         let jf = y / (PIXEL_PITCH_M / 2.0);
-        let (k0, j0) = (kf.floor() as i32, jf.floor() as i32);
+        // Within a column the horizontal distance is fixed, so the nearest centre is the
+        // vertically nearest one (right row parity) in one of the two columns around x.
+        let k0 = kf.floor() as i32;
         let mut best: Option<(f64, usize)> = None;
         for k in k0..=k0 + 1 {
-            for j in j0 - 1..=j0 + 2 {
-                if !(0..N_COLUMNS).contains(&k)
-                    || (j - k - 1).rem_euclid(2) != 0
-                    || !(-ROW_OFFSET..ROW_OFFSET).contains(&j)
-                {
-                    continue;
-                }
-                let cx = FIRST_COLUMN_X_M - k as f64 * dx;
-                let cy = j as f64 * PIXEL_PITCH_M / 2.0;
-                let d = (x - cx).powi(2) + (y - cy).powi(2);
-                if best.is_none_or(|(b, _)| d < b) {
-                    best = Some((d, (k * ROWS + j + ROW_OFFSET) as usize));
-                }
+            if !(0..N_COLUMNS).contains(&k) {
+                continue;
+            }
+            let parity = (k + 1).rem_euclid(2);
+            let j = 2 * ((jf - parity as f64) / 2.0).round() as i32 + parity;
+            if !(-ROW_OFFSET..ROW_OFFSET).contains(&j) {
+                continue;
+            }
+            let cx = FIRST_COLUMN_X_M - k as f64 * dx;
+            let cy = j as f64 * PIXEL_PITCH_M / 2.0;
+            let d = (x - cx).powi(2) + (y - cy).powi(2);
+            if best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, (k * ROWS + j + ROW_OFFSET) as usize));
             }
         }
         let (d, cell) = best?;
@@ -183,10 +185,25 @@ mod tests {
         assert!((xmin + 0.49104).abs() < 2e-5 && (xmax - 0.49805).abs() < 1e-9, "{xmin} {xmax}");
         assert!((ymin + 0.42525).abs() < 1e-9 && (ymax - 0.4374).abs() < 1e-9, "{ymin} {ymax}");
         assert!((g.pix_y[0] + 0.01215).abs() < 1e-12 && (g.pix_y[1] - 0.0243).abs() < 1e-12);
-        // Every pixel centre maps to itself; a point between two pixels to the nearer one.
+        // Every pixel centre maps to itself; a point between two pixels to the nearer one; and
+        // on a fine grid the answer is always the nearest centre (brute force).
         for p in 0..g.n_pixels() {
             assert_eq!(g.pixel_at(g.pix_x[p], g.pix_y[p]), Some(p));
             assert_eq!(g.pixel_at(g.pix_x[p] + 0.004, g.pix_y[p] - 0.003), Some(p));
+        }
+        for ix in 0..200 {
+            for iy in 0..200 {
+                let (x, y) = (-0.5 + ix as f64 * 0.005 + 0.0013, -0.45 + iy as f64 * 0.0045 + 0.0007);
+                let nearest = (0..g.n_pixels())
+                    .map(|p| ((g.pix_x[p] - x).powi(2) + (g.pix_y[p] - y).powi(2), p))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .unwrap();
+                let inside = nearest.0 <= (PIXEL_PITCH_M / 3f64.sqrt()).powi(2);
+                match g.pixel_at(x, y) {
+                    Some(p) => assert_eq!(p, nearest.1, "({x}, {y})"),
+                    None => assert!(!inside || g.neighbors(nearest.1).len() < 6, "({x}, {y}) lost"),
+                }
+            }
         }
         assert_eq!(g.pixel_at(0.0, 0.6), None);
         assert_eq!(g.pixel_at(0.6, 0.0), None);

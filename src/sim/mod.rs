@@ -129,11 +129,15 @@ impl Simulator {
         if last < 0.0 {
             return;
         }
-        for (s, w) in wave.iter_mut().enumerate().take(last as usize + 1).skip(first) {
-            let i = ((s as f64 * SAMPLE_NS - t_ns - PULSE_T0_NS) / PULSE_STEP_NS + 0.5) as usize;
-            if let Some(a) = self.pulse.get(i) {
-                *w += *a;
+        // The table index advances by a fixed step per sample.
+        let step = (SAMPLE_NS / PULSE_STEP_NS) as usize;
+        let mut i = ((first as f64 * SAMPLE_NS - t_ns - PULSE_T0_NS) / PULSE_STEP_NS + 0.5) as usize;
+        for w in wave.iter_mut().take(last as usize + 1).skip(first) {
+            match self.pulse.get(i) {
+                Some(a) => *w += *a,
+                None => break,
             }
+            i += step;
         }
     }
 
@@ -215,7 +219,7 @@ impl Simulator {
                 let width = (0.035 + 0.012 * log_e) * m_deg;
                 let gradient = (0.6 + 0.045 * r_core) / m_deg; // ns per m in the camera
                 for _ in 0..rng.poisson(mean) {
-                    let along = rng.gamma(4.0, length / 2.0) - 2.0 * length;
+                    let along = rng.gamma4(length / 2.0) - 2.0 * length;
                     let across = width * rng.normal();
                     let (x, y) = (cx + along * ux - across * uy, cy + along * uy + across * ux);
                     let t = t0 + gradient * along + 0.8 * rng.normal();

@@ -6,6 +6,8 @@
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
+    /// The second normal of the last polar-method pair, not yet handed out.
+    spare: Option<f64>,
 }
 
 fn splitmix(x: &mut u64) -> u64 {
@@ -19,7 +21,7 @@ fn splitmix(x: &mut u64) -> u64 {
 impl Rng {
     pub fn new(seed: u64, stream: u64) -> Rng {
         let mut x = seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03);
-        Rng { s: [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)] }
+        Rng { s: [splitmix(&mut x), splitmix(&mut x), splitmix(&mut x), splitmix(&mut x)], spare: None }
     }
 
     #[inline]
@@ -41,14 +43,19 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Standard normal (Marsaglia polar method).
+    /// Standard normal (Marsaglia polar method; each accepted pair gives two).
     pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
         loop {
             let u = 2.0 * self.uniform() - 1.0;
             let v = 2.0 * self.uniform() - 1.0;
             let s = u * u + v * v;
             if s > 0.0 && s < 1.0 {
-                return u * (-2.0 * s.ln() / s).sqrt();
+                let f = (-2.0 * s.ln() / s).sqrt();
+                self.spare = Some(v * f);
+                return u * f;
             }
         }
     }
@@ -93,6 +100,13 @@ impl Rng {
         }
     }
 
+    /// Gamma(4, θ) as a sum of four exponentials: −θ·ln(u1·u2·u3·u4), one logarithm.
+    #[inline]
+    pub fn gamma4(&mut self, theta: f64) -> f64 {
+        let p = (1.0 - self.uniform()) * (1.0 - self.uniform()) * (1.0 - self.uniform()) * (1.0 - self.uniform());
+        -theta * p.ln()
+    }
+
     /// Power law dN/dE ∝ E^index on [lo, hi] (index ≠ −1).
     pub fn power_law(&mut self, lo: f64, hi: f64, index: f64) -> f64 {
         let g = index + 1.0;
@@ -113,12 +127,22 @@ mod tests {
         assert!((mean(&mut || r.uniform()) - 0.5).abs() < 0.005);
         let mut r = Rng::new(42, 8);
         assert!(mean(&mut || r.normal()).abs() < 0.01);
+        let mut r = Rng::new(42, 14);
+        let z: Vec<f64> = (0..n).map(|_| r.normal()).collect();
+        let var = z.iter().map(|x| x * x).sum::<f64>() / n as f64;
+        let lag1 = z.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / (n - 1) as f64;
+        assert!((var - 1.0).abs() < 0.01 && lag1.abs() < 0.01, "{var} {lag1}");
         let mut r = Rng::new(42, 9);
         assert!((mean(&mut || r.poisson(4.2) as f64) - 4.2).abs() < 0.03);
         let mut r = Rng::new(42, 10);
         assert!((mean(&mut || r.poisson(250.0) as f64) - 250.0).abs() < 0.3);
         let mut r = Rng::new(42, 11);
         assert!((mean(&mut || r.gamma(3.0, 2.0)) - 6.0).abs() < 0.05);
+        let mut r = Rng::new(42, 13);
+        let g: Vec<f64> = (0..n).map(|_| r.gamma4(2.0)).collect();
+        let gm = g.iter().sum::<f64>() / n as f64;
+        let gv = g.iter().map(|x| (x - gm).powi(2)).sum::<f64>() / n as f64;
+        assert!((gm - 8.0).abs() < 0.05 && (gv - 16.0).abs() < 0.3, "{gm} {gv}");
         let mut r = Rng::new(42, 12);
         let e: Vec<f64> = (0..n).map(|_| r.power_law(1.0, 100.0, -2.0)).collect();
         let below_10 = e.iter().filter(|&&x| x < 10.0).count() as f64 / n as f64;
