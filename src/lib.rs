@@ -6,6 +6,7 @@
 //! * [`stages`] — what activities compute.
 //! * [`cli`] — the command line, a thin layer over the above.
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;

@@ -34,6 +34,9 @@ fn simulate_then_dl1_is_deterministic_reused_and_config_scoped() {
     let (code, first, err) = run_json(&a, &recipe, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(first["ran"], 2);
+    // A setting read but not implemented yet is reported, never silently ignored.
+    assert!(err.contains("warning:") && err.contains("NsbCalibrator.mc_correction_for_PDE = true"), "{err}");
+    assert!(first["warnings"].to_string().contains("no PDE correction is applied"), "{first}");
     let (code, other, err) = run_json(&b, &recipe, &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(output_hashes(&first), output_hashes(&other), "same inputs, config, version: same bytes");
@@ -86,7 +89,12 @@ fn bad_stage_parameters_config_and_inputs_are_refused() {
     let out = sst1mflow(&dir.path().join("s3"), &["run", recipe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("mc.json") && err.contains("did you mean \"LocalPeakWindowSun\""), "{err}");
+    assert!(
+        err.contains("mc.json")
+            && err.contains("unknown config key \"CameraCalibrator.LocalPeakWindowSun\"")
+            && err.contains("did you mean \"LocalPeakWindowSum\""),
+        "{err}"
+    );
     assert_eq!(db_counts(&dir.path().join("s3")), (0, 0));
 
     // A file that is not an R1 file: the activity fails with the file named, nothing is kept.

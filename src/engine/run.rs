@@ -75,6 +75,8 @@ pub struct ActivityReport {
 pub struct RunReport {
     pub recipe: String,
     pub dry_run: bool,
+    /// Settings read but not implemented yet, and similar notices found while planning.
+    pub warnings: Vec<String>,
     pub activities: Vec<ActivityReport>,
     pub elapsed: Duration,
 }
@@ -110,6 +112,7 @@ impl RunReport {
         json!({
             "recipe": self.recipe,
             "dry_run": self.dry_run,
+            "warnings": self.warnings,
             "ran": self.count(|o| *o == Outcome::Ran),
             "reused": self.count(|o| *o == Outcome::Reused),
             "failed": self.count(|o| matches!(o, Outcome::Failed(_))),
@@ -179,7 +182,8 @@ struct JobResult {
 }
 
 /// Loads the recipe and its config and checks every step before anything runs.
-fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>)> {
+fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
+    let mut warnings = Vec::new();
     let recipe = recipe::load(recipe_path, &stages::names())?;
     let config: Option<Value> = match &recipe.config {
         Some(p) => {
@@ -214,6 +218,13 @@ fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>)> {
             }
         }
         let cfg = stages::config_subset(config.as_ref().zip(recipe.config.as_deref()), &plan.config_keys, &at)?;
+        if let Some(file) = recipe.config.as_deref() {
+            for w in stage.check_config(&cfg, file, &format!("step \"{}\"", step.name))? {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+        }
         let wanted = plan
             .outputs
             .iter()
@@ -240,7 +251,7 @@ fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>)> {
             )));
         }
     }
-    Ok((recipe, infos))
+    Ok((recipe, infos, warnings))
 }
 
 fn fingerprint(m: &std::fs::Metadata) -> StatFingerprint {
@@ -440,7 +451,10 @@ impl Progress {
 /// Plans and runs (or, with `dry_run`, explains) a recipe against a store.
 pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
-    let (recipe, infos) = prepare(recipe_path)?;
+    let (recipe, infos, warnings) = prepare(recipe_path)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let db = Db::open(&store.db_path())?;
     // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
     let _gc_guard = if opts.dry_run { None } else { Some(crate::store::gc::guard(store, false)?) };
@@ -719,7 +733,13 @@ pub fn run_recipe(store: &Store, recipe_path: &Path, opts: &RunOptions) -> Resul
             }
         })
         .collect();
-    Ok(RunReport { recipe: recipe.name.clone(), dry_run: opts.dry_run, activities, elapsed: started.elapsed() })
+    Ok(RunReport {
+        recipe: recipe.name.clone(),
+        dry_run: opts.dry_run,
+        warnings,
+        activities,
+        elapsed: started.elapsed(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

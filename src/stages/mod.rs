@@ -78,6 +78,11 @@ pub trait Stage: Send + Sync {
     /// Checks parameters and input roles; says what will be read and written. `at` names the
     /// recipe step for error messages.
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan>;
+    /// Checks the config subset before anything runs: an error refuses the recipe; the strings
+    /// returned are warnings (settings read but not implemented yet), shown to the user.
+    fn check_config(&self, _config: &Value, _file: &Path, _at: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Runs once, writing every declared output into `ctx.work_dir`.
     fn run(&self, ctx: &mut StageContext) -> Result<()>;
 }

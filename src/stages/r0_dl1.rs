@@ -1,7 +1,10 @@
 //! The `r0-dl1` stage for simulated R1 (our R1 files): charge extraction, cleaning and image
 //! parameters, written as a DL1 file in the ctapipe layout with the simulation truth.
 //!
-//! It reads the sst1mpipe MC configuration keys, unchanged:
+//! It reads the sections `CameraCalibrator`, `ImageProcessor` and `NsbCalibrator` of the
+//! sst1mpipe configuration, unchanged; every key in them must be a known sst1mpipe key
+//! ([`crate::config`]), settings not implemented yet are reported as warnings (or refused when
+//! they would change the meaning of the output). What it uses:
 //!
 //! | key | use |
 //! |---|---|
@@ -31,13 +34,10 @@ fn tel_id(params: &Value, at: &str) -> Result<u16> {
     u16::try_from(p.u64_or("tel_id", Some(1))?).map_err(|_| Error::msg(format!("{at}.params.tel_id: out of range")))
 }
 
-fn config_keys(tel: u16) -> Vec<String> {
-    vec![
-        "CameraCalibrator.image_extractor_type".into(),
-        "CameraCalibrator.LocalPeakWindowSum".into(),
-        format!("ImageProcessor.ImageCleanerSST.telescope_defaults.tel_{tel:03}"),
-        format!("NsbCalibrator.intensity_correction.tel_{tel:03}"),
-    ]
+fn config_keys(_tel: u16) -> Vec<String> {
+    // Whole sections, so that every setting in them is checked (and a setting that is not
+    // implemented yet is reported) and changes to any of them rerun the stage.
+    vec!["CameraCalibrator".into(), "ImageProcessor".into(), "NsbCalibrator".into()]
 }
 
 struct Settings {
@@ -121,6 +121,42 @@ impl Stage for R0Dl1Stage {
             config_keys: config_keys(tel),
             outputs: vec![DeclaredOutput { role: "dl1".into(), file: "dl1.h5".into(), kind: "dl1".into() }],
         })
+    }
+
+    fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
+        crate::config::check_known(config, file, at)?;
+        let mut warnings = Vec::new();
+        let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
+        if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {
+            if t != "ImageCleanerSST" {
+                return Err(Error::msg(format!(
+                    "{}: ImageProcessor.image_cleaner_type = \"{t}\" (read by {at}): only \"ImageCleanerSST\" is implemented",
+                    file.display()
+                )));
+            }
+        }
+        if value("ImageProcessor.use_telescope_frame") == Some(&Value::Bool(true)) {
+            return Err(Error::msg(format!(
+                "{}: ImageProcessor.use_telescope_frame = true (read by {at}) is not implemented; parameters are in the camera frame",
+                file.display()
+            )));
+        }
+        if value("NsbCalibrator.mc_correction_for_PDE") == Some(&Value::Bool(true)) {
+            warnings.push(format!(
+                "{}: NsbCalibrator.mc_correction_for_PDE = true (read by {at}) is not implemented yet: no PDE correction is applied",
+                file.display()
+            ));
+        }
+        for unused in ["NsbCalibrator.apply_pixelwise_Vdrop_correction", "NsbCalibrator.apply_global_Vdrop_correction"]
+        {
+            if value(unused) == Some(&Value::Bool(true)) {
+                warnings.push(format!(
+                    "{}: {unused} = true (read by {at}) applies to real data, which this stage does not read yet",
+                    file.display()
+                ));
+            }
+        }
+        Ok(warnings)
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

@@ -1,0 +1,102 @@
+//! The sst1mpipe configuration schema: which keys exist.
+//!
+//! sst1mflow reads sst1mpipe's data and MC configuration files unchanged. The shipped defaults
+//! (`config/sst1mpipe_data_config.json`, `config/sst1mpipe_mc_config.json`, embedded at build
+//! time) *are* the schema: a key path is known when it appears in either, with telescope keys
+//! `tel_NNN` standing for any telescope. Arrays are values (their contents are not keys).
+//!
+//! Stages check the part of the config they read against it before anything runs, so a
+//! misspelt key is an error naming the key and its closest known sibling, never a silently
+//! ignored setting.
+use crate::error::{Error, Result};
+use crate::text::suggestion;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::OnceLock;
+
+const DATA_DEFAULTS: &str = include_str!("../config/sst1mpipe_data_config.json");
+const MC_DEFAULTS: &str = include_str!("../config/sst1mpipe_mc_config.json");
+
+/// `tel_021` → `tel_NNN`; any other key unchanged.
+fn normalise(key: &str) -> &str {
+    let b = key.as_bytes();
+    if b.len() == 7 && key.starts_with("tel_") && b[4..].iter().all(u8::is_ascii_digit) {
+        "tel_NNN"
+    } else {
+        key
+    }
+}
+
+fn collect(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
+    if let Value::Object(m) = v {
+        for (k, child) in m {
+            let p = if prefix.is_empty() { normalise(k).to_string() } else { format!("{prefix}.{}", normalise(k)) };
+            out.insert(p.clone());
+            collect(&p, child, out);
+        }
+    }
+}
+
+/// Every known key path (dotted, telescope keys normalised).
+pub fn known_paths() -> &'static BTreeSet<String> {
+    static KNOWN: OnceLock<BTreeSet<String>> = OnceLock::new();
+    KNOWN.get_or_init(|| {
+        let mut out = BTreeSet::new();
+        for text in [DATA_DEFAULTS, MC_DEFAULTS] {
+            let v: Value = serde_json::from_str(text).expect("shipped default config is valid JSON");
+            collect("", &v, &mut out);
+        }
+        out
+    })
+}
+
+/// Checks every key of `subset` (a pruned config, see `stages::config_subset`) is known.
+pub fn check_known(subset: &Value, file: &Path, at: &str) -> Result<()> {
+    fn walk(prefix: &str, shown: &str, v: &Value, file: &Path, at: &str) -> Result<()> {
+        let Value::Object(m) = v else { return Ok(()) };
+        let known = known_paths();
+        for (k, child) in m {
+            let path = if prefix.is_empty() { normalise(k).to_string() } else { format!("{prefix}.{}", normalise(k)) };
+            let shown_path = if shown.is_empty() { k.clone() } else { format!("{shown}.{k}") };
+            if !known.contains(&path) {
+                let siblings: Vec<&str> = known
+                    .iter()
+                    .filter_map(|p| {
+                        let rest =
+                            if prefix.is_empty() { Some(p.as_str()) } else { p.strip_prefix(&format!("{prefix}.")) };
+                        rest.filter(|r| !r.contains('.'))
+                    })
+                    .collect();
+                return Err(Error::msg(format!(
+                    "{}: unknown config key \"{shown_path}\" (read by {at}){}",
+                    file.display(),
+                    suggestion(k, siblings.iter().copied())
+                )));
+            }
+            walk(&path, &shown_path, child, file, at)?;
+        }
+        Ok(())
+    }
+    walk("", "", subset, file, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shipped_keys_are_known_and_misspellings_are_named() {
+        let known = known_paths();
+        assert!(known.contains("CameraCalibrator.LocalPeakWindowSum.window_width"));
+        assert!(known.contains("ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN"));
+        assert!(known.contains("NsbCalibrator.mc_correction_for_PDE"));
+        let ok = json!({"NsbCalibrator": {"intensity_correction": {"tel_005": 1.0}}});
+        assert!(check_known(&ok, Path::new("c.json"), "s").is_ok());
+        let bad = json!({"CameraCalibrator": {"LocalPeakWindowSum": {"window_widht": 7}}});
+        let e = check_known(&bad, Path::new("c.json"), "s").unwrap_err().to_string();
+        assert!(e.contains("unknown config key \"CameraCalibrator.LocalPeakWindowSum.window_widht\""), "{e}");
+        assert!(e.contains("did you mean \"window_width\""), "{e}");
+    }
+}
