@@ -15,7 +15,7 @@
 //! (`hdf5-metno`'s only bool type), which h5py reads as `bool` and PyTables as int8 0/1;
 //! ctapipe writes PyTables' 8-bit bitfield bool (`H5T_STD_B8LE`). Writing the bitfield needs a
 //! raw datatype writer through `hdf5-sys`.
-use super::hdf5_table::{ensure_groups, string_attr, ColumnMeta, Table};
+use super::hdf5_table::{ensure_groups, ColumnMeta, Table};
 use crate::error::Result;
 use crate::image::params::ImageParameters;
 use crate::instrument::camera::N_PIXELS;
@@ -240,60 +240,7 @@ impl ParametersRow {
     fn parameters(obs_id: i32, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
         let nan = f64::NAN;
         let Some(p) = p else {
-            return ParametersRow {
-                obs_id,
-                event_id,
-                tel_id,
-                camera_frame_hillas_intensity: nan,
-                camera_frame_hillas_skewness: nan,
-                camera_frame_hillas_kurtosis: nan,
-                camera_frame_hillas_x: nan,
-                camera_frame_hillas_y: nan,
-                camera_frame_hillas_r: nan,
-                camera_frame_hillas_phi: nan,
-                camera_frame_hillas_length: nan,
-                camera_frame_hillas_length_uncertainty: nan,
-                camera_frame_hillas_width: nan,
-                camera_frame_hillas_width_uncertainty: nan,
-                camera_frame_hillas_psi: nan,
-                camera_frame_hillas_psi_uncertainty: nan,
-                camera_frame_hillas_transverse_cog_uncertainty: nan,
-                camera_frame_timing_intercept: nan,
-                camera_frame_timing_deviation: nan,
-                camera_frame_timing_slope: nan,
-                leakage_pixels_width_1: nan,
-                leakage_pixels_width_2: nan,
-                leakage_intensity_width_1: f32::NAN,
-                leakage_intensity_width_2: f32::NAN,
-                concentration_cog: nan,
-                concentration_core: nan,
-                concentration_pixel: nan,
-                morphology_n_pixels: -1,
-                morphology_n_islands: -1,
-                morphology_n_small_islands: -1,
-                morphology_n_medium_islands: -1,
-                morphology_n_large_islands: -1,
-                intensity_max: f32::NAN,
-                intensity_min: f32::NAN,
-                intensity_mean: f32::NAN,
-                intensity_std: f32::NAN,
-                intensity_skewness: nan,
-                intensity_kurtosis: nan,
-                peak_time_max: f32::NAN,
-                peak_time_min: f32::NAN,
-                peak_time_mean: f32::NAN,
-                peak_time_std: f32::NAN,
-                peak_time_skewness: nan,
-                peak_time_kurtosis: nan,
-                core_psi: nan,
-                log_camera_frame_hillas_intensity: nan,
-                camera_frame_hillas_wl: nan,
-                t_rms: nan,
-                t_rms_w: nan,
-                t_lac: nan,
-                len_st: nan,
-                ..Self::no_truth()
-            };
+            return ParametersRow { obs_id, event_id, tel_id, ..Self::no_truth() };
         };
         let h = &p.hillas;
         let (is, ts) = (&p.intensity_statistics, &p.peak_time_statistics);
@@ -353,7 +300,7 @@ impl ParametersRow {
         }
     }
 
-    /// A template with every truth column unset (NaN, −1 for the particle id).
+    /// A row with nothing known: NaN everywhere, −1 for counts and the particle id.
     fn no_truth() -> ParametersRow {
         let nan = f64::NAN;
         ParametersRow {
@@ -440,13 +387,7 @@ pub struct Dl1Writer {
 
 impl Dl1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
-        let file = super::hdf5_table::create_file(path)?;
-        string_attr(&file, "CLASS", "GROUP")?;
-        string_attr(&file, "TITLE", "")?;
-        string_attr(&file, "VERSION", "1.0")?;
-        string_attr(&file, "PYTABLES_FORMAT_VERSION", "2.1")?;
-        string_attr(&file, "sst1mflow_activity_key", activity_key)?;
-        string_attr(&file, "sst1mflow_pipeline_version", pipeline_version)?;
+        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
         let table = format!("tel_{tel_id:03}");
         let images =
             Table::create(&ensure_groups(&file, "/dl1/event/telescope/images")?, &table, 64, &columns(IMAGE_COLUMNS))?;

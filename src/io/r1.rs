@@ -14,7 +14,7 @@
 //! Waveforms are quantised to 1/16 p.e. (rounding, quantisation noise 0.018 p.e. rms, far below
 //! the electronic noise) and clamped to ±2047 p.e. per sample, like a digitiser: noisy float32
 //! samples hardly compress, int16 ones with shuffle + deflate do.
-use super::hdf5_table::{ensure_groups, hdf5_error, string_attr, ColumnMeta, Table};
+use super::hdf5_table::{ensure_groups, hdf5_error, ColumnMeta, Table};
 use crate::error::{Error, Result};
 use crate::instrument::{camera::N_PIXELS, N_SAMPLES};
 use hdf5::H5Type;
@@ -116,12 +116,7 @@ pub struct R1Writer {
 
 impl R1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<R1Writer> {
-        let file = super::hdf5_table::create_file(path)?;
-        string_attr(&file, "CLASS", "GROUP")?;
-        string_attr(&file, "TITLE", "")?;
-        string_attr(&file, "VERSION", "1.0")?;
-        string_attr(&file, "sst1mflow_activity_key", activity_key)?;
-        string_attr(&file, "sst1mflow_pipeline_version", pipeline_version)?;
+        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
         file.new_attr::<u16>()
             .create("tel_id")
             .and_then(|a| a.write_scalar(&tel_id))
