@@ -132,3 +132,30 @@ fn two_runs_of_one_recipe_compute_each_activity_once() {
     let v = sst1mflow(&store, &["verify"]);
     assert!(v.status.success(), "{}", stdout(&v));
 }
+
+#[test]
+fn many_processes_creating_one_store_at_once_all_succeed() {
+    // Creating the database, switching it to WAL and migrating it race between processes;
+    // SQLite may answer "locked" without waiting there, which the store must absorb.
+    let dir = TempDir::new("openrace");
+    let counter = dir.path().join("counter.log");
+    let recipe = slow_recipe(dir.path(), 2, &counter);
+    for round in 0..4 {
+        let store = dir.path().join(format!("store-{round}"));
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                Command::new(bin())
+                    .args(["--store", store.to_str().unwrap(), "-q", "run", "-j", "1", recipe.to_str().unwrap()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(sst1mflow(&store, &["verify"]).status.success());
+    }
+}

@@ -207,6 +207,27 @@ pub struct Db {
     conn: Connection,
 }
 
+/// Runs `f` again (with backoff, up to two minutes) while SQLite reports the database busy or
+/// locked without having waited for it.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut wait = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -223,7 +244,10 @@ impl Db {
         let ctx = |what: &str| format!("provenance database {}: {what}", path.display());
         let conn = Connection::open(path).map_err(|e| Error::db(ctx("cannot open"), e))?;
         conn.busy_timeout(Duration::from_secs(600)).map_err(|e| Error::db(ctx("cannot configure"), e))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| Error::db(ctx("cannot enable WAL"), e))?;
+        // Switching a new database to WAL needs an exclusive lock, and SQLite may answer "locked"
+        // without waiting when another process is creating the schema at that moment.
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))
+            .map_err(|e| Error::db(ctx("cannot enable WAL"), e))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| Error::db(ctx("cannot configure"), e))?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(|e| Error::db(ctx("cannot configure"), e))?;
         // Reads dominate (planning, status, lineage): keep pages in memory rather than pread.
@@ -234,7 +258,18 @@ impl Db {
         conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(|e| Error::db(ctx("cannot configure"), e))?;
         let mut db = Db { conn };
-        db.migrate().map_err(|e| Error::msg(format!("{}: {e}", ctx("migration failed"))))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut wait = Duration::from_millis(5);
+        loop {
+            match db.migrate() {
+                Ok(()) => break,
+                Err(e) if e.to_string().contains("database is locked") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(Error::msg(format!("{}: {e}", ctx("migration failed")))),
+            }
+        }
         Ok(db)
     }
 
