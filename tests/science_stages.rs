@@ -62,6 +62,14 @@ fn simulate_then_dl1_is_deterministic_reused_and_config_scoped() {
     assert_eq!(items[0]["reason"], "config CameraCalibrator.LocalPeakWindowSum.window_width: 7 → 5");
     let (code, third, _) = run_json(&a, &recipe, &[]);
     assert_eq!((code, third["ran"].as_u64(), third["reused"].as_u64()), (0, Some(1), Some(1)));
+    // only_main_island is honoured: it changes the DL1 (fewer or equal islands), not the R1.
+    write(
+        &dir.path().join("mc.json"),
+        &config_text(7).replacen("\"only_main_island\": false", "\"only_main_island\": true", 4),
+    );
+    let (code, fourth, err) = run_json(&a, &recipe, &[]);
+    assert_eq!((code, fourth["ran"].as_u64()), (0, Some(1)), "{err}");
+    assert_ne!(output_hashes(&fourth)["dl1/all/dl1"], output_hashes(&first)["dl1/all/dl1"]);
     assert!(sst1mflow(&a, &["verify"]).status.success());
 }
 

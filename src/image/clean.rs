@@ -98,6 +98,28 @@ pub fn islands(geom: &CameraGeometry, mask: &[bool]) -> (usize, Vec<u32>) {
     (count as usize, labels)
 }
 
+/// Keeps only the largest island of the mask (sst1mpipe's `only_main_island`); ties go to the
+/// island with the lowest label (lowest pixel id), as numpy's argmax of the island sizes.
+pub fn keep_main_island(geom: &CameraGeometry, mask: &mut [bool]) {
+    let (n, labels) = islands(geom, mask);
+    if n <= 1 {
+        return;
+    }
+    let mut sizes = vec![0usize; n + 1];
+    for &l in &labels {
+        sizes[l as usize] += 1;
+    }
+    let mut main = 1;
+    for l in 2..=n {
+        if sizes[l] > sizes[main] {
+            main = l;
+        }
+    }
+    for (m, &l) in mask.iter_mut().zip(&labels) {
+        *m = l as usize == main;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +142,12 @@ mod tests {
         assert_eq!(mask.iter().filter(|m| **m).count(), 7);
         let (n, labels) = islands(&g, &mask);
         assert_eq!((n, labels[centre]), (1, 1));
+        // Two islands: keep_main_island keeps the larger.
+        let mut two = mask.clone();
+        two[1000] = true;
+        two[g.neighbors(1000)[0] as usize] = true;
+        keep_main_island(&g, &mut two);
+        assert_eq!(two, mask);
         let mut times = vec![10.0f32; g.n_pixels()];
         times[centre] = 30.0;
         time_delta_clean(&g, &times, 1, 8.0, &mut mask);

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `CameraCalibrator.image_extractor_type` | must be `LocalPeakWindowSum` |
 //! | `CameraCalibrator.LocalPeakWindowSum` | `window_width`, `window_shift`, `apply_integration_correction` |
-//! | `ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN` | first entry (ImageCleanerSST_MC): picture/boundary thresholds, `min_picture_neighbors`, `keep_isolated`, `min_time_neighbors`, `time_limit_ns`, `only_main_island` (must be false: not implemented yet) |
+//! | `ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN` | first entry (ImageCleanerSST_MC): picture/boundary thresholds, `min_picture_neighbors`, `keep_isolated`, `min_time_neighbors`, `time_limit_ns`, `only_main_island` |
 //! | `NsbCalibrator.intensity_correction.tel_NNN` | multiplies the Hillas intensity after parametrisation |
 //!
 //! Parameter: `tel_id` [1]: which telescope's settings apply; the input file must be of it.
@@ -46,6 +46,7 @@ struct Settings {
     picture: f64,
     min_time_neighbors: usize,
     time_limit_ns: f64,
+    only_main_island: bool,
     intensity_correction: f64,
 }
 
@@ -86,9 +87,6 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
     let flag = |name: &str| {
         field(name)?.as_bool().ok_or_else(|| Error::msg(format!("config {key}[0].{name} must be true or false")))
     };
-    if flag("only_main_island")? {
-        return Err(Error::msg(format!("config {key}[0].only_main_island = true is not implemented yet")));
-    }
     Ok(Settings {
         window: extract::Window { width, shift, sample_ns: SAMPLE_NS, correction },
         cuts: clean::Tailcuts {
@@ -99,6 +97,7 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
         picture: num("picture_threshold_pe")?,
         min_time_neighbors: num("min_time_neighbors")? as usize,
         time_limit_ns: num("time_limit_ns")?,
+        only_main_island: flag("only_main_island")?,
         intensity_correction: number(config, &format!("NsbCalibrator.intensity_correction.tel_{tel:03}"))?,
     })
 }
@@ -222,6 +221,9 @@ impl Stage for R0Dl1Stage {
                     s.time_limit_ns,
                     &mut row.image_mask,
                 );
+                if s.only_main_island {
+                    clean::keep_main_island(&geom, &mut row.image_mask);
+                }
                 let mut p = image_params::image_parameters(&geom, &row.image, &row.peak_time, &row.image_mask);
                 if let Some(p) = p.as_mut() {
                     p.hillas.intensity *= s.intensity_correction;
