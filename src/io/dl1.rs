@@ -375,7 +375,7 @@ impl ParametersRow {
 }
 
 fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
-    spec.iter().map(|&(name, unit)| ColumnMeta { name, unit }).collect()
+    spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
 
 /// Streams one telescope's DL1 into a file.
@@ -388,6 +388,8 @@ pub struct Dl1Writer {
 impl Dl1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
         let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
+        // The simulated telescope stands at the origin of the ground frame.
+        super::instrument::write_instrument(&file, tel_id, [0.0, 0.0, 0.0])?;
         let table = format!("tel_{tel_id:03}");
         let images =
             Table::create(&ensure_groups(&file, "/dl1/event/telescope/images")?, &table, 64, &columns(IMAGE_COLUMNS))?;

@@ -74,10 +74,50 @@ pub fn ensure_groups(file: &hdf5::File, path: &str) -> Result<Group> {
     Ok(group)
 }
 
-/// One column's metadata for the attributes: name and unit ("" for none).
+/// One column's metadata for the attributes: name and unit ("" for none). Fixed-length string
+/// columns are described with [`ColumnMeta::string`] (ctapipe's `string` transform).
 pub struct ColumnMeta<'a> {
     pub name: &'a str,
     pub unit: &'a str,
+    /// Length of a fixed-length string column, 0 for other columns.
+    pub string_len: usize,
+}
+
+impl<'a> ColumnMeta<'a> {
+    pub fn new(name: &'a str, unit: &'a str) -> ColumnMeta<'a> {
+        ColumnMeta { name, unit, string_len: 0 }
+    }
+
+    pub fn string(name: &'a str, len: usize) -> ColumnMeta<'a> {
+        ColumnMeta { name, unit: "", string_len: len }
+    }
+}
+
+/// A scalar attribute value for [`Table::attrs`].
+pub enum Attr<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+}
+
+/// Writes scalar attributes on a location.
+pub fn write_attrs(loc: &Location, attrs: &[(&str, Attr)]) -> Result<()> {
+    for (name, value) in attrs {
+        match value {
+            Attr::Str(s) => string_attr(loc, name, s)?,
+            Attr::Int(i) => loc
+                .new_attr::<i64>()
+                .create(*name)
+                .and_then(|a| a.write_scalar(i))
+                .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))?,
+            Attr::Float(f) => loc
+                .new_attr::<f64>()
+                .create(*name)
+                .and_then(|a| a.write_scalar(f))
+                .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))?,
+        }
+    }
+    Ok(())
 }
 
 pub struct Table<T: H5Type + Clone> {
@@ -112,8 +152,17 @@ impl<T: H5Type + Clone> Table<T> {
                 string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
                 string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
             }
+            if c.string_len > 0 {
+                string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "string")?;
+                write_attrs(&dataset, &[(&format!("CTAFIELD_{i}_MAXLEN"), Attr::Int(c.string_len as i64))])?;
+            }
         }
         Ok(Table { dataset, buffer: Vec::with_capacity(chunk), chunk, rows: 0 })
+    }
+
+    /// Writes table-level attributes (ctapipe's `TAB_TYPE`, `TAB_VER`, …).
+    pub fn attrs(&self, attrs: &[(&str, Attr)]) -> Result<()> {
+        write_attrs(&self.dataset, attrs)
     }
 
     pub fn push(&mut self, row: T) -> Result<()> {

@@ -6,4 +6,5 @@
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 pub mod dl1;
 pub mod hdf5_table;
+pub mod instrument;
 pub mod r1;

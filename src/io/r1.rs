@@ -96,7 +96,7 @@ const RUN_COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
-    spec.iter().map(|&(name, unit)| ColumnMeta { name, unit }).collect()
+    spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
 
 pub fn shower_columns() -> Vec<ColumnMeta<'static>> {
@@ -129,7 +129,7 @@ impl R1Writer {
             &ensure_groups(&file, "/r1/event/telescope")?,
             &format!("tel_{tel_id:03}"),
             4,
-            &[ColumnMeta { name: "event_id", unit: "" }, ColumnMeta { name: "waveform", unit: "" }],
+            &[ColumnMeta::new("event_id", ""), ColumnMeta::new("waveform", "")],
         )?;
         let showers = Table::create(
             &ensure_groups(&file, "/simulation/event/subarray")?,

@@ -71,3 +71,20 @@ def test_embedded_key_is_the_recorded_maker(dl1):
         key = f.attrs["sst1mflow_activity_key"]
         key = key.decode() if isinstance(key, bytes) else key
     assert key == shown["made_by"]["key"]
+
+
+def test_ctapipe_loads_the_instrument_description(dl1):
+    import astropy.units as u
+    from ctapipe.instrument import SubarrayDescription
+
+    _, path = dl1
+    subarray = SubarrayDescription.from_hdf(path)
+    tel = subarray.tel[1]
+    assert tel.camera.name == "DigiCam" and tel.camera.geometry.n_pixels == 1296
+    assert tel.optics.equivalent_focal_length.to_value(u.m) == 5.6
+    assert tel.camera.readout.sampling_rate.to_value(u.GHz) == 0.25 and tel.camera.readout.n_samples == 50
+    cam = json.loads(subprocess.run([BIN, "--json", "camera"], check=True, capture_output=True, text=True).stdout)
+    assert np.allclose(tel.camera.geometry.pix_x.to_value(u.m), cam["pix_x"])
+    neighbours = [sorted(np.nonzero(r)[0].tolist()) for r in tel.camera.geometry.neighbor_matrix]
+    assert neighbours == [sorted(n) for n in cam["neighbors"]]
+    assert abs(subarray.reference_location.lat.to_value(u.deg) - 49.91244167) < 1e-6
