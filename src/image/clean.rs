@@ -98,6 +98,15 @@ pub fn islands(geom: &CameraGeometry, mask: &[bool]) -> (usize, Vec<u32>) {
     (count as usize, labels)
 }
 
+/// Pixel count of each island, indexed by label (index 0 counts the pixels outside the mask).
+pub fn island_sizes(n_islands: usize, labels: &[u32]) -> Vec<usize> {
+    let mut sizes = vec![0usize; n_islands + 1];
+    for &l in labels {
+        sizes[l as usize] += 1;
+    }
+    sizes
+}
+
 /// Keeps only the largest island of the mask (sst1mpipe's `only_main_island`); ties go to the
 /// island with the lowest label (lowest pixel id), as numpy's argmax of the island sizes.
 pub fn keep_main_island(geom: &CameraGeometry, mask: &mut [bool]) {
@@ -105,10 +114,7 @@ pub fn keep_main_island(geom: &CameraGeometry, mask: &mut [bool]) {
     if n <= 1 {
         return;
     }
-    let mut sizes = vec![0usize; n + 1];
-    for &l in &labels {
-        sizes[l as usize] += 1;
-    }
+    let sizes = island_sizes(n, &labels);
     let mut main = 1;
     for l in 2..=n {
         if sizes[l] > sizes[main] {

@@ -322,10 +322,7 @@ pub fn image_parameters(
         (longi.iter().zip(&t).map(|(l, t)| (l * slope + intercept - t).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
     // Morphology.
     let (n_islands, labels) = islands(geom, mask);
-    let mut sizes = vec![0usize; n_islands + 1];
-    for &l in &labels {
-        sizes[l as usize] += 1;
-    }
+    let sizes = super::clean::island_sizes(n_islands, &labels);
     out.n_pixels = sel.len() as i64;
     out.n_islands = n_islands as i64;
     for &size in &sizes[1..] {
