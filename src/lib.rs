@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod forest;
 pub mod image;
 pub mod instrument;
 pub mod io;
