@@ -65,7 +65,7 @@ pub fn bin_of(edges: &[f32], x: f32) -> u8 {
 impl BinnedMatrix {
     /// Bins a row-major `n_rows × n_features` matrix of finite values.
     pub fn new(x: &[f32], n_features: usize) -> BinnedMatrix {
-        assert!(n_features > 0 && x.len() % n_features == 0, "matrix shape");
+        assert!(n_features > 0 && x.len().is_multiple_of(n_features), "matrix shape");
         let n_rows = x.len() / n_features;
         let mut bins = vec![0u8; n_rows * n_features];
         let mut edges = Vec::with_capacity(n_features);
