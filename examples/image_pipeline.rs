@@ -58,7 +58,11 @@ fn main() {
                 image_mask: mask.clone().try_into().unwrap(),
                 is_valid: computed.is_some(),
             };
-            w.write(row, sst1mflow::io::dl1::ParametersRow::new(1, e as i64, 1, computed.as_ref(), None)).unwrap();
+            w.write(
+                row,
+                sst1mflow::io::dl1::ParametersRow::new(1, e as i64, 1, (f64::NAN, f64::NAN), computed.as_ref(), None),
+            )
+            .unwrap();
         }
         let p = computed.map(|p| {
             let h = &p.hillas;

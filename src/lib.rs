@@ -5,8 +5,10 @@
 //! * [`engine`] — recipes, activity keys, planning, the local executor.
 //! * [`stages`] — what activities compute.
 //! * [`cli`] — the command line, a thin layer over the above.
+pub mod astro;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod engine;
 pub mod error;
 pub mod forest;

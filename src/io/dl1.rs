@@ -44,78 +44,172 @@ const IMAGE_COLUMNS: &[(&str, &str)] = &[
     ("is_valid", ""),
 ];
 
-/// Parameter row, in ctapipe's column order.
-#[derive(H5Type, Clone, Copy, Debug)]
-#[repr(C)]
-pub struct ParametersRow {
-    pub obs_id: i32,
-    pub event_id: i64,
-    pub tel_id: i16,
-    pub camera_frame_hillas_intensity: f64,
-    pub camera_frame_hillas_skewness: f64,
-    pub camera_frame_hillas_kurtosis: f64,
-    pub camera_frame_hillas_x: f64,
-    pub camera_frame_hillas_y: f64,
-    pub camera_frame_hillas_r: f64,
-    pub camera_frame_hillas_phi: f64,
-    pub camera_frame_hillas_length: f64,
-    pub camera_frame_hillas_length_uncertainty: f64,
-    pub camera_frame_hillas_width: f64,
-    pub camera_frame_hillas_width_uncertainty: f64,
-    pub camera_frame_hillas_psi: f64,
-    pub camera_frame_hillas_psi_uncertainty: f64,
-    pub camera_frame_hillas_transverse_cog_uncertainty: f64,
-    pub camera_frame_timing_intercept: f64,
-    pub camera_frame_timing_deviation: f64,
-    pub camera_frame_timing_slope: f64,
-    pub leakage_pixels_width_1: f64,
-    pub leakage_pixels_width_2: f64,
-    pub leakage_intensity_width_1: f32,
-    pub leakage_intensity_width_2: f32,
-    pub concentration_cog: f64,
-    pub concentration_core: f64,
-    pub concentration_pixel: f64,
-    pub morphology_n_pixels: i64,
-    pub morphology_n_islands: i64,
-    pub morphology_n_small_islands: i64,
-    pub morphology_n_medium_islands: i64,
-    pub morphology_n_large_islands: i64,
-    pub intensity_max: f32,
-    pub intensity_min: f32,
-    pub intensity_mean: f32,
-    pub intensity_std: f32,
-    pub intensity_skewness: f64,
-    pub intensity_kurtosis: f64,
-    pub peak_time_max: f32,
-    pub peak_time_min: f32,
-    pub peak_time_mean: f32,
-    pub peak_time_std: f32,
-    pub peak_time_skewness: f64,
-    pub peak_time_kurtosis: f64,
-    pub core_psi: f64,
-    // sst1mpipe's extra columns (io.write_extra_parameters).
-    pub log_camera_frame_hillas_intensity: f64,
-    pub camera_frame_hillas_wl: f64,
-    pub t_rms: f64,
-    pub t_rms_w: f64,
-    pub t_lac: f64,
-    pub len_st: f64,
-    // MC truth (NaN for data): energy, direction in the camera, core, and the disp target.
-    pub true_energy: f64,
-    pub log_true_energy: f64,
-    pub true_camera_x: f64,
-    pub true_camera_y: f64,
-    pub true_core_x: f64,
-    pub true_core_y: f64,
-    pub true_h_max: f64,
-    pub true_tel_impact_distance: f64,
-    pub true_shower_primary_id: i64,
-    pub disp_dx: f64,
-    pub disp_dy: f64,
-    pub disp_norm: f64,
-    pub disp_angle: f64,
-    pub disp_sign: f64,
-    pub miss: f64,
+/// Defines, from one list of `column: type = "unit"`, the DL1 parameter row
+/// ([`ParametersRow`], in ctapipe's column order followed by sst1mpipe's extra columns and the MC
+/// truth), its column metadata, by-name column access for the stages that select features, and
+/// the DL2 row ([`Dl2Row`]: the same columns followed by the reconstruction), so the two tables
+/// can never disagree about a column.
+macro_rules! parameter_tables {
+    ($($field:ident : $ty:ty = $unit:literal,)*) => {
+        /// Parameter row, in ctapipe's column order.
+        #[derive(H5Type, Clone, Copy, Debug)]
+        #[repr(C)]
+        pub struct ParametersRow {
+            $(pub $field: $ty,)*
+        }
+
+        const PARAMETER_COLUMNS: &[(&str, &str)] = &[$((stringify!($field), $unit),)*];
+
+        impl ParametersRow {
+            /// Reads the column `name` of a row as f64, or `None` when there is no such column.
+            pub fn getter(name: &str) -> Option<fn(&ParametersRow) -> f64> {
+                match name {
+                    $(stringify!($field) => Some(|r: &ParametersRow| r.$field as f64),)*
+                    _ => None,
+                }
+            }
+
+            pub fn column_names() -> impl Iterator<Item = &'static str> {
+                PARAMETER_COLUMNS.iter().map(|c| c.0)
+            }
+        }
+
+        /// A DL2 row: every DL1 parameter column, then the reconstruction (sst1mpipe's names).
+        #[derive(H5Type, Clone, Copy, Debug)]
+        #[repr(C)]
+        pub struct Dl2Row {
+            $(pub $field: $ty,)*
+            pub log_reco_energy: f64,
+            pub reco_energy: f64,
+            pub reco_disp_norm: f64,
+            pub reco_disp_sign: f64,
+            pub reco_disp_dx: f64,
+            pub reco_disp_dy: f64,
+            pub gammaness: f64,
+            pub reco_src_x: f64,
+            pub reco_src_y: f64,
+            pub reco_alt: f64,
+            pub reco_az: f64,
+            pub reco_ra: f64,
+            pub reco_dec: f64,
+        }
+
+        /// Units of [`Dl2Row`]'s columns.
+        pub const DL2_COLUMNS: &[(&str, &str)] = &[
+            $((stringify!($field), $unit),)*
+            ("log_reco_energy", ""),
+            ("reco_energy", "TeV"),
+            ("reco_disp_norm", "m"),
+            ("reco_disp_sign", ""),
+            ("reco_disp_dx", "m"),
+            ("reco_disp_dy", "m"),
+            ("gammaness", ""),
+            ("reco_src_x", "m"),
+            ("reco_src_y", "m"),
+            ("reco_alt", "deg"),
+            ("reco_az", "deg"),
+            ("reco_ra", "deg"),
+            ("reco_dec", "deg"),
+        ];
+
+        impl Dl2Row {
+            /// The DL1 columns of `p` with every reconstructed value NaN.
+            pub fn from_parameters(p: &ParametersRow) -> Dl2Row {
+                let nan = f64::NAN;
+                Dl2Row {
+                    $($field: p.$field,)*
+                    log_reco_energy: nan,
+                    reco_energy: nan,
+                    reco_disp_norm: nan,
+                    reco_disp_sign: nan,
+                    reco_disp_dx: nan,
+                    reco_disp_dy: nan,
+                    gammaness: nan,
+                    reco_src_x: nan,
+                    reco_src_y: nan,
+                    reco_alt: nan,
+                    reco_az: nan,
+                    reco_ra: nan,
+                    reco_dec: nan,
+                }
+            }
+        }
+    };
+}
+
+parameter_tables! {
+    obs_id: i32 = "",
+    event_id: i64 = "",
+    tel_id: i16 = "",
+    camera_frame_hillas_intensity: f64 = "",
+    camera_frame_hillas_skewness: f64 = "",
+    camera_frame_hillas_kurtosis: f64 = "",
+    camera_frame_hillas_x: f64 = "m",
+    camera_frame_hillas_y: f64 = "m",
+    camera_frame_hillas_r: f64 = "m",
+    camera_frame_hillas_phi: f64 = "deg",
+    camera_frame_hillas_length: f64 = "m",
+    camera_frame_hillas_length_uncertainty: f64 = "m",
+    camera_frame_hillas_width: f64 = "m",
+    camera_frame_hillas_width_uncertainty: f64 = "m",
+    camera_frame_hillas_psi: f64 = "deg",
+    camera_frame_hillas_psi_uncertainty: f64 = "deg",
+    camera_frame_hillas_transverse_cog_uncertainty: f64 = "m",
+    camera_frame_timing_intercept: f64 = "",
+    camera_frame_timing_deviation: f64 = "",
+    camera_frame_timing_slope: f64 = "m**-1",
+    leakage_pixels_width_1: f64 = "",
+    leakage_pixels_width_2: f64 = "",
+    leakage_intensity_width_1: f32 = "",
+    leakage_intensity_width_2: f32 = "",
+    concentration_cog: f64 = "",
+    concentration_core: f64 = "",
+    concentration_pixel: f64 = "",
+    morphology_n_pixels: i64 = "",
+    morphology_n_islands: i64 = "",
+    morphology_n_small_islands: i64 = "",
+    morphology_n_medium_islands: i64 = "",
+    morphology_n_large_islands: i64 = "",
+    intensity_max: f32 = "",
+    intensity_min: f32 = "",
+    intensity_mean: f32 = "",
+    intensity_std: f32 = "",
+    intensity_skewness: f64 = "",
+    intensity_kurtosis: f64 = "",
+    peak_time_max: f32 = "",
+    peak_time_min: f32 = "",
+    peak_time_mean: f32 = "",
+    peak_time_std: f32 = "",
+    peak_time_skewness: f64 = "",
+    peak_time_kurtosis: f64 = "",
+    core_psi: f64 = "deg",
+    // sst1mpipe's extra columns (io.write_extra_parameters) and the pointing.
+    log_camera_frame_hillas_intensity: f64 = "",
+    camera_frame_hillas_wl: f64 = "",
+    t_rms: f64 = "ns",
+    t_rms_w: f64 = "ns",
+    t_lac: f64 = "ns",
+    len_st: f64 = "",
+    true_az_tel: f64 = "deg",
+    true_alt_tel: f64 = "deg",
+    // MC truth (NaN for data): energy, direction, core, and the disp target.
+    true_energy: f64 = "TeV",
+    log_true_energy: f64 = "",
+    true_alt: f64 = "deg",
+    true_az: f64 = "deg",
+    true_camera_x: f64 = "m",
+    true_camera_y: f64 = "m",
+    true_core_x: f64 = "m",
+    true_core_y: f64 = "m",
+    true_h_max: f64 = "m",
+    true_tel_impact_distance: f64 = "m",
+    true_shower_primary_id: i64 = "",
+    disp_dx: f64 = "m",
+    disp_dy: f64 = "m",
+    disp_norm: f64 = "m",
+    disp_angle: f64 = "rad",
+    disp_sign: f64 = "",
+    miss: f64 = "m",
 }
 
 /// The simulation truth of an event, as the DL1 parameter columns need it.
@@ -129,76 +223,10 @@ pub struct Truth {
     pub h_max: f64,
     pub impact: f64,
     pub primary_id: i64,
+    /// True direction (deg).
+    pub alt_deg: f64,
+    pub az_deg: f64,
 }
-
-const PARAMETER_COLUMNS: &[(&str, &str)] = &[
-    ("obs_id", ""),
-    ("event_id", ""),
-    ("tel_id", ""),
-    ("camera_frame_hillas_intensity", ""),
-    ("camera_frame_hillas_skewness", ""),
-    ("camera_frame_hillas_kurtosis", ""),
-    ("camera_frame_hillas_x", "m"),
-    ("camera_frame_hillas_y", "m"),
-    ("camera_frame_hillas_r", "m"),
-    ("camera_frame_hillas_phi", "deg"),
-    ("camera_frame_hillas_length", "m"),
-    ("camera_frame_hillas_length_uncertainty", "m"),
-    ("camera_frame_hillas_width", "m"),
-    ("camera_frame_hillas_width_uncertainty", "m"),
-    ("camera_frame_hillas_psi", "deg"),
-    ("camera_frame_hillas_psi_uncertainty", "deg"),
-    ("camera_frame_hillas_transverse_cog_uncertainty", "m"),
-    ("camera_frame_timing_intercept", ""),
-    ("camera_frame_timing_deviation", ""),
-    ("camera_frame_timing_slope", "m**-1"),
-    ("leakage_pixels_width_1", ""),
-    ("leakage_pixels_width_2", ""),
-    ("leakage_intensity_width_1", ""),
-    ("leakage_intensity_width_2", ""),
-    ("concentration_cog", ""),
-    ("concentration_core", ""),
-    ("concentration_pixel", ""),
-    ("morphology_n_pixels", ""),
-    ("morphology_n_islands", ""),
-    ("morphology_n_small_islands", ""),
-    ("morphology_n_medium_islands", ""),
-    ("morphology_n_large_islands", ""),
-    ("intensity_max", ""),
-    ("intensity_min", ""),
-    ("intensity_mean", ""),
-    ("intensity_std", ""),
-    ("intensity_skewness", ""),
-    ("intensity_kurtosis", ""),
-    ("peak_time_max", ""),
-    ("peak_time_min", ""),
-    ("peak_time_mean", ""),
-    ("peak_time_std", ""),
-    ("peak_time_skewness", ""),
-    ("peak_time_kurtosis", ""),
-    ("core_psi", "deg"),
-    ("log_camera_frame_hillas_intensity", ""),
-    ("camera_frame_hillas_wl", ""),
-    ("t_rms", "ns"),
-    ("t_rms_w", "ns"),
-    ("t_lac", "ns"),
-    ("len_st", ""),
-    ("true_energy", "TeV"),
-    ("log_true_energy", ""),
-    ("true_camera_x", "m"),
-    ("true_camera_y", "m"),
-    ("true_core_x", "m"),
-    ("true_core_y", "m"),
-    ("true_h_max", "m"),
-    ("true_tel_impact_distance", "m"),
-    ("true_shower_primary_id", ""),
-    ("disp_dx", "m"),
-    ("disp_dy", "m"),
-    ("disp_norm", "m"),
-    ("disp_angle", "rad"),
-    ("disp_sign", ""),
-    ("miss", "m"),
-];
 
 impl ParametersRow {
     /// The row for an event; NaN (and −1 for counts) where no parameters exist, as ctapipe;
@@ -207,13 +235,18 @@ impl ParametersRow {
         obs_id: i32,
         event_id: i64,
         tel_id: i16,
+        pointing_alt_az_deg: (f64, f64),
         p: Option<&ImageParameters>,
         truth: Option<&Truth>,
     ) -> ParametersRow {
         let mut row = Self::parameters(obs_id, event_id, tel_id, p);
+        row.true_alt_tel = pointing_alt_az_deg.0;
+        row.true_az_tel = pointing_alt_az_deg.1;
         if let Some(t) = truth {
             row.true_energy = t.energy_tev;
             row.log_true_energy = t.energy_tev.log10();
+            row.true_alt = t.alt_deg;
+            row.true_az = t.az_deg;
             row.true_camera_x = t.camera_x;
             row.true_camera_y = t.camera_y;
             row.true_core_x = t.core_x;
@@ -355,8 +388,12 @@ impl ParametersRow {
             t_rms_w: nan,
             t_lac: nan,
             len_st: nan,
+            true_az_tel: nan,
+            true_alt_tel: nan,
             true_energy: nan,
             log_true_energy: nan,
+            true_alt: nan,
+            true_az: nan,
             true_camera_x: nan,
             true_camera_y: nan,
             true_core_x: nan,
@@ -434,6 +471,11 @@ impl Dl1Writer {
         Ok(())
     }
 
+    /// Sets a string attribute on the file's root.
+    pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
+        super::hdf5_table::string_attr(&self.file, name, value)
+    }
+
     pub fn write(&mut self, image: ImageRow, parameters: ParametersRow) -> Result<()> {
         self.images.push(image)?;
         self.parameters.push(parameters)
@@ -443,5 +485,94 @@ impl Dl1Writer {
     pub fn finish(self) -> Result<usize> {
         self.images.finish()?;
         self.parameters.finish()
+    }
+}
+
+/// Root attribute holding the DL1 settings ([`crate::contract::dl1_settings`]) as JSON.
+pub const SETTINGS_ATTR: &str = "sst1mflow_dl1_settings";
+
+/// Reads one telescope's DL1 parameters back, a chunk at a time, with the file's provenance
+/// attributes and simulation tables.
+pub struct Dl1Reader {
+    parameters: hdf5::Dataset,
+    pub path: std::path::PathBuf,
+    pub tel_id: u16,
+    pub n_events: usize,
+    pub activity_key: String,
+    pub pipeline_version: String,
+    /// The DL1 settings (empty when the file has none).
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    pub showers: Vec<super::r1::ShowerRow>,
+    pub run: Option<super::r1::SimulationRunRow>,
+}
+
+fn read_string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
+    loc.attr(name).ok()?.read_scalar::<hdf5::types::VarLenUnicode>().ok().map(|s| s.as_str().to_string())
+}
+
+impl Dl1Reader {
+    pub fn open(path: &Path) -> Result<Dl1Reader> {
+        use crate::error::Error;
+        let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL1 file: {what}", path.display()));
+        let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
+        let group = file
+            .group("/dl1/event/telescope/parameters")
+            .map_err(|_| bad("no /dl1/event/telescope/parameters group"))?;
+        let names = group.member_names().map_err(|e| bad(&e.to_string()))?;
+        let [table] = names.as_slice() else {
+            return Err(bad(&format!("expected one telescope table, found {names:?}")));
+        };
+        let tel_id: u16 = table
+            .strip_prefix("tel_")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad(&format!("unexpected table name {table}")))?;
+        let parameters = group.dataset(table).map_err(|e| bad(&format!("parameter table: {e}")))?;
+        let dtype = parameters.dtype().and_then(|t| t.to_descriptor()).map_err(|e| bad(&e.to_string()))?;
+        let present: Vec<String> = match dtype {
+            hdf5::types::TypeDescriptor::Compound(c) => c.fields.into_iter().map(|f| f.name).collect(),
+            _ => return Err(bad("the parameter table is not a table of records")),
+        };
+        let missing: Vec<&str> = ParametersRow::column_names().filter(|c| !present.iter().any(|p| p == c)).collect();
+        if !missing.is_empty() {
+            return Err(bad(&format!(
+                "the parameter table lacks the column(s) {} (made by another version of sst1mflow?)",
+                missing.join(", ")
+            )));
+        }
+        let n_events = parameters.shape().first().copied().unwrap_or(0);
+        let settings = match read_string_attr(&file, SETTINGS_ATTR) {
+            Some(json) => serde_json::from_str(&json).map_err(|e| bad(&format!("attribute {SETTINGS_ATTR}: {e}")))?,
+            None => Default::default(),
+        };
+        let showers = match file.dataset("/simulation/event/subarray/shower") {
+            Ok(d) => d.read_raw::<super::r1::ShowerRow>().map_err(|e| bad(&format!("shower table: {e}")))?,
+            Err(_) => Vec::new(),
+        };
+        let run = match file.dataset("/configuration/simulation/run") {
+            Ok(d) => d
+                .read_raw::<super::r1::SimulationRunRow>()
+                .map_err(|e| bad(&format!("simulation run table: {e}")))?
+                .first()
+                .copied(),
+            Err(_) => None,
+        };
+        Ok(Dl1Reader {
+            parameters,
+            path: path.to_path_buf(),
+            tel_id,
+            n_events,
+            activity_key: read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: read_string_attr(&file, "sst1mflow_pipeline_version").unwrap_or_default(),
+            settings,
+            showers,
+            run,
+        })
+    }
+
+    /// Parameter rows `start..end`.
+    pub fn read(&self, start: usize, end: usize) -> Result<Vec<ParametersRow>> {
+        self.parameters.read_slice_1d::<ParametersRow, _>(start..end).map(|a| a.to_vec()).map_err(|e| {
+            crate::error::Error::msg(format!("{}: cannot read parameter rows {start}..{end}: {e}", self.path.display()))
+        })
     }
 }

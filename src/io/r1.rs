@@ -81,6 +81,9 @@ pub struct SimulationRunRow {
     pub source_offset: f64,
     pub nsb_rate: f64,
     pub seed: u64,
+    /// Telescope pointing (deg).
+    pub pointing_alt: f64,
+    pub pointing_az: f64,
 }
 
 const RUN_COLUMNS: &[(&str, &str)] = &[
@@ -93,6 +96,8 @@ const RUN_COLUMNS: &[(&str, &str)] = &[
     ("source_offset", "deg"),
     ("nsb_rate", "GHz"),
     ("seed", ""),
+    ("pointing_alt", "deg"),
+    ("pointing_az", "deg"),
 ];
 
 fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {

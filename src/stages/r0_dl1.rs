@@ -108,7 +108,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -176,6 +176,11 @@ impl Stage for R0Dl1Stage {
         let geom = CameraGeometry::digicam();
         let n = geom.n_pixels();
         let mut writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), tel, ctx.activity_key, ctx.pipeline_version)?;
+        let settings = crate::contract::dl1_settings(ctx.config, tel);
+        writer.attribute(
+            crate::io::dl1::SETTINGS_ATTR,
+            &serde_json::to_string(&settings).map_err(|e| Error::msg(format!("DL1 settings: {e}")))?,
+        )?;
         let thresholds = vec![s.picture; n];
         let mut row = ImageRow {
             obs_id: 1,
@@ -186,10 +191,18 @@ impl Stage for R0Dl1Stage {
             image_mask: [false; 1296],
             is_valid: false,
         };
+        let pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
         let truth: std::collections::HashMap<u64, Truth> = reader
             .showers
             .iter()
             .map(|s| {
+                let direction = crate::astro::camera_to_altaz(
+                    s.true_camera_x,
+                    s.true_camera_y,
+                    crate::instrument::EQUIVALENT_FOCAL_LENGTH_M,
+                    pointing.0,
+                    pointing.1,
+                );
                 (
                     s.event_id,
                     Truth {
@@ -201,6 +214,8 @@ impl Stage for R0Dl1Stage {
                         h_max: s.true_h_max,
                         impact: s.true_impact,
                         primary_id: s.true_shower_primary_id as i64,
+                        alt_deg: direction.0,
+                        az_deg: direction.1,
                     },
                 )
             })
@@ -232,7 +247,7 @@ impl Stage for R0Dl1Stage {
                 row.event_id = event.event_id as i64;
                 row.is_valid = p.is_some();
                 let t = truth.get(&event.event_id);
-                writer.write(row, ParametersRow::new(1, event.event_id as i64, tel as i16, p.as_ref(), t))?;
+                writer.write(row, ParametersRow::new(1, event.event_id as i64, tel as i16, pointing, p.as_ref(), t))?;
             }
             start = end;
         }

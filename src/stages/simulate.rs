@@ -4,7 +4,8 @@
 //! `particle` ("gamma" | "proton"), `n_events` (showers thrown), `seed`, `tel_id` [1],
 //! `energy_min_tev` [0.5], `energy_max_tev` [200], `spectral_index` [−2],
 //! `max_impact_m` [400], `viewcone_deg` [0: point-like], `source_offset_deg` [0],
-//! `nsb_rate_ghz` [0.05], `noise_pe` [0.3], `trigger_pe` [25]. Only triggered events are
+//! `nsb_rate_ghz` [0.05], `noise_pe` [0.3], `trigger_pe` [25], `pointing_alt_deg` [70],
+//! `pointing_az_deg` [180] (the pointing is recorded, and makes camera positions sky directions). Only triggered events are
 //! written; the thrown-shower information IRFs need goes to `/configuration/simulation/run`.
 use super::params::Params;
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
@@ -30,10 +31,15 @@ const KNOWN: &[&str] = &[
     "nsb_rate_ghz",
     "noise_pe",
     "trigger_pe",
+    "pointing_alt_deg",
+    "pointing_az_deg",
 ];
 const MAX_EVENTS: u64 = 50_000_000;
 
-fn parse(params: &Value, at: &str) -> Result<(SimConfig, u64, u16)> {
+/// Simulation settings, the number of showers, the telescope, and its pointing (alt, az; deg).
+type Parsed = (SimConfig, u64, u16, (f64, f64));
+
+fn parse(params: &Value, at: &str) -> Result<Parsed> {
     let p = Params::new(params, KNOWN, "simulate", at)?;
     let particle = match p.str_required("particle")? {
         "gamma" => Particle::Gamma,
@@ -73,7 +79,13 @@ fn parse(params: &Value, at: &str) -> Result<(SimConfig, u64, u16)> {
     if cfg.max_impact_m <= 0.0 || cfg.viewcone_deg < 0.0 || cfg.nsb_rate_ghz < 0.0 || cfg.noise_pe < 0.0 {
         return Err(Error::msg(format!("{at}.params: impact must be positive; view cone, NSB and noise non-negative")));
     }
-    Ok((cfg, n_events, tel_id))
+    let pointing = (p.f64_or("pointing_alt_deg", 70.0)?, p.f64_or("pointing_az_deg", 180.0)?);
+    if !(0.0..=90.0).contains(&pointing.0) || !(0.0..360.0).contains(&pointing.1) {
+        return Err(Error::msg(format!(
+            "{at}.params: pointing_alt_deg must be in [0, 90] and pointing_az_deg in [0, 360), in degrees"
+        )));
+    }
+    Ok((cfg, n_events, tel_id, pointing))
 }
 
 impl Stage for SimulateStage {
@@ -82,7 +94,7 @@ impl Stage for SimulateStage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -97,7 +109,7 @@ impl Stage for SimulateStage {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
-        let (cfg, n_events, tel_id) = parse(ctx.params, "simulate")?;
+        let (cfg, n_events, tel_id, pointing) = parse(ctx.params, "simulate")?;
         let mut sim = Simulator::new(CameraGeometry::digicam());
         let mut writer = R1Writer::create(&ctx.work_dir.join("r1.h5"), tel_id, ctx.activity_key, ctx.pipeline_version)?;
         let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
@@ -135,6 +147,8 @@ impl Stage for SimulateStage {
             source_offset: cfg.source_offset_deg,
             nsb_rate: cfg.nsb_rate_ghz,
             seed: cfg.seed,
+            pointing_alt: pointing.0,
+            pointing_az: pointing.1,
         })?;
         let _ = writeln!(ctx.log, "simulated {n_events} {:?} showers, {triggered} triggered", cfg.particle);
         Ok(())
