@@ -76,9 +76,13 @@ pub struct Difference {
 
 /// The settings that differ between `left` and `right`, leaving out allowed MC/data differences.
 pub fn differences(left: &BTreeMap<String, Value>, right: &BTreeMap<String, Value>) -> Vec<Difference> {
+    all_differences(left, right).into_iter().filter(|d| allowed_difference(&d.key).is_none()).collect()
+}
+
+/// Every setting that differs (for products of one kind, e.g. the inputs of one training).
+pub fn all_differences(left: &BTreeMap<String, Value>, right: &BTreeMap<String, Value>) -> Vec<Difference> {
     let keys: std::collections::BTreeSet<&String> = left.keys().chain(right.keys()).collect();
     keys.into_iter()
-        .filter(|k| allowed_difference(k).is_none())
         .filter(|k| left.get(*k) != right.get(*k))
         .map(|k| Difference { key: k.clone(), left: left.get(k).cloned(), right: right.get(k).cloned() })
         .collect()

@@ -16,6 +16,7 @@ pub mod image;
 pub mod instrument;
 pub mod io;
 pub mod provenance;
+pub mod reco;
 pub mod sim;
 pub mod stages;
 pub mod store;

@@ -69,7 +69,7 @@ macro_rules! parameter_tables {
                 }
             }
 
-            pub fn column_names() -> impl Iterator<Item = &'static str> {
+            pub fn column_names() -> impl Iterator<Item = &'static str> + Clone {
                 PARAMETER_COLUMNS.iter().map(|c| c.0)
             }
         }

@@ -3,8 +3,12 @@
 //!
 //! * [`hdf5_table`] — append-only HDF5 tables readable as is by pandas, PyTables and h5py.
 //! * [`dl1`] — the DL1 file in the ctapipe layout.
+//! * [`dl2`] — the DL2 file (DL1 parameters plus the reconstruction).
+//! * [`model`] — random-forest model files with their provenance header.
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 pub mod dl1;
+pub mod dl2;
 pub mod hdf5_table;
 pub mod instrument;
+pub mod model;
 pub mod r1;

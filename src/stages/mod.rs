@@ -12,9 +12,12 @@
 //! engine then hashes and publishes them. Stages that write HDF5/FITS embed
 //! `ctx.activity_key` and `ctx.pipeline_version` in their products.
 pub mod command;
+pub mod dl1_dl2;
+pub mod dl1_input;
 pub mod params;
 pub mod r0_dl1;
 pub mod simulate;
+pub mod train_rfs;
 
 use crate::error::{Error, Result};
 use crate::text::suggestion;
@@ -90,10 +93,12 @@ pub trait Stage: Send + Sync {
 static COMMAND: command::CommandStage = command::CommandStage;
 static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
 static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;
+static TRAIN_RFS: train_rfs::TrainRfsStage = train_rfs::TrainRfsStage;
+static DL1_DL2: dl1_dl2::Dl1Dl2Stage = dl1_dl2::Dl1Dl2Stage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND, &SIMULATE, &R0_DL1]
+    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2]
 }
 
 pub fn names() -> Vec<&'static str> {

@@ -46,6 +46,13 @@ impl<'a> Params<'a> {
         }
     }
 
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| self.bad(key, "true or false")),
+        }
+    }
+
     pub fn str_required(&self, key: &str) -> Result<&str> {
         match self.map.get(key) {
             None => {

@@ -1,0 +1,133 @@
+//! Reading DL1 parameter tables into columns for the random-forest stages: several files of
+//! one telescope, checked to share one set of DL1 settings and one pipeline version, with
+//! sst1mpipe's `event_selection` and finite check applied while streaming (only the needed
+//! columns of the surviving events are kept).
+use super::InputFile;
+use crate::contract;
+use crate::error::{Error, Result};
+use crate::io::dl1::{Dl1Reader, ParametersRow};
+use crate::io::model::InputRecord;
+use crate::reco::EventSelection;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const CHUNK: usize = 16_384;
+
+/// The kept events of a set of DL1 files, by column.
+pub struct Dl1Columns {
+    pub columns: BTreeMap<String, Vec<f64>>,
+    pub n_read: usize,
+    pub n_kept: usize,
+    pub settings: BTreeMap<String, Value>,
+    pub pipeline_version: String,
+    pub inputs: Vec<InputRecord>,
+}
+
+impl Dl1Columns {
+    pub fn column(&self, name: &str) -> &[f64] {
+        self.columns.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The SHA-256 of an input: its store object name, or a fresh hash outside a store.
+pub fn input_hash(input: &InputFile) -> Result<String> {
+    let name = input.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(name);
+    }
+    Ok(crate::store::hash_file(&input.path)?.hash)
+}
+
+/// A getter for `name`, or an error naming the file.
+pub fn getter(name: &str, file: &str) -> Result<fn(&ParametersRow) -> f64> {
+    ParametersRow::getter(name).ok_or_else(|| {
+        Error::msg(format!(
+            "{file}: the DL1 parameter table has no column \"{name}\"{}",
+            crate::text::suggestion(name, ParametersRow::column_names())
+        ))
+    })
+}
+
+/// Opens every file, checks telescope, settings and version agree, and keeps the events passing
+/// `selection` whose `finite` columns are all finite. `keep` names the columns returned.
+pub fn load(
+    files: &[InputFile],
+    role: &str,
+    tel_id: u16,
+    keep: &[String],
+    finite: &[String],
+    selection: &EventSelection,
+) -> Result<Dl1Columns> {
+    // Sorted and unique, the order of `Dl1Columns::columns`.
+    let keep: Vec<String> = keep.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut out = Dl1Columns {
+        columns: keep.iter().map(|k| (k.clone(), Vec::new())).collect(),
+        n_read: 0,
+        n_kept: 0,
+        settings: BTreeMap::new(),
+        pipeline_version: String::new(),
+        inputs: Vec::new(),
+    };
+    let mut first: Option<String> = None;
+    for input in files {
+        let reader = Dl1Reader::open(&input.path)
+            .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
+        if reader.tel_id != tel_id {
+            return Err(Error::msg(format!(
+                "{role} input {} holds telescope {}, but the step is for telescope {tel_id}",
+                input.name, reader.tel_id
+            )));
+        }
+        match &first {
+            None => {
+                out.settings = reader.settings.clone();
+                out.pipeline_version = reader.pipeline_version.clone();
+                first = Some(input.name.clone());
+            }
+            Some(first_name) => {
+                let diffs = contract::all_differences(&out.settings, &reader.settings);
+                if !diffs.is_empty() {
+                    return Err(Error::msg(format!(
+                        "{role} inputs {first_name} and {} were made with different DL1 settings:\n{}",
+                        input.name,
+                        contract::side_by_side(first_name, &input.name, &diffs)
+                    )));
+                }
+                if out.pipeline_version != reader.pipeline_version {
+                    return Err(Error::msg(format!(
+                        "{role} inputs {first_name} (pipeline {}) and {} (pipeline {}) were made by different sst1mflow versions",
+                        out.pipeline_version, input.name, reader.pipeline_version
+                    )));
+                }
+            }
+        }
+        out.inputs.push(InputRecord { role: role.into(), name: input.name.clone(), sha256: input_hash(input)? });
+        let keep_get: Vec<_> = keep.iter().map(|k| getter(k, &input.name)).collect::<Result<_>>()?;
+        let finite_get: Vec<_> = finite.iter().map(|k| getter(k, &input.name)).collect::<Result<_>>()?;
+        let cuts: Vec<_> =
+            selection.cuts.iter().map(|(c, lo, hi)| Ok((getter(c, &input.name)?, *lo, *hi))).collect::<Result<_>>()?;
+        let mut columns: Vec<&mut Vec<f64>> = out.columns.values_mut().collect();
+        let mut start = 0;
+        while start < reader.n_events {
+            let end = (start + CHUNK).min(reader.n_events);
+            for row in reader.read(start, end)? {
+                out.n_read += 1;
+                if !cuts.iter().all(|(g, lo, hi)| {
+                    let v = g(&row);
+                    v >= *lo && v <= *hi
+                }) {
+                    continue;
+                }
+                if !finite_get.iter().all(|g| g(&row).is_finite()) {
+                    continue;
+                }
+                out.n_kept += 1;
+                for (g, column) in keep_get.iter().zip(columns.iter_mut()) {
+                    column.push(g(&row));
+                }
+            }
+            start = end;
+        }
+    }
+    Ok(out)
+}
