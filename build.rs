@@ -1,5 +1,6 @@
-//! Records which git commit the binary is built from, and whether the work tree was dirty, so
-//! that every activity can carry an exact pipeline version. Shells out to `git` (present
+//! Records which git commit the binary is built from, and whether the work tree was dirty (with
+//! a fingerprint of the uncommitted changes, so two different dirty builds never share a
+//! version), so that every activity can carry an exact pipeline version. Shells out to `git` (present
 //! wherever the source came from a clone); outside a git checkout the commit is "unknown".
 use std::process::Command;
 
@@ -11,6 +12,11 @@ fn git(args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// FNV-1a, 64 bits: a stable fingerprint of the uncommitted diff (not a security hash).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 fn main() {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
     // Untracked files that git ignores (target/, store/) do not count as dirt.
@@ -19,7 +25,14 @@ fn main() {
         None => false,
     };
     println!("cargo:rustc-env=SST1MFLOW_GIT_COMMIT={commit}");
+    let fingerprint = if dirty {
+        let diff = Command::new("git").args(["diff", "HEAD", "--no-ext-diff", "--binary"]).output();
+        diff.map(|o| format!("{:016x}", fnv1a(&o.stdout))).unwrap_or_default()
+    } else {
+        String::new()
+    };
     println!("cargo:rustc-env=SST1MFLOW_GIT_DIRTY={}", if dirty { "1" } else { "0" });
+    println!("cargo:rustc-env=SST1MFLOW_DIRTY_FINGERPRINT={fingerprint}");
     // Re-run when HEAD moves, the index changes, or any tracked source changes.
     if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={git_dir}/HEAD");

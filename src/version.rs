@@ -1,8 +1,9 @@
 //! The pipeline version: what exact build of sst1mflow made a product.
 //!
 //! It is the crate version, the git commit the binary was built from (see `build.rs`) and a
-//! `dirty` marker when the work tree had uncommitted changes, e.g. `0.1.0+3f2a…c9` or
-//! `0.1.0+3f2a…c9.dirty`. It enters every activity key and is recorded on every activity.
+//! `dirty` marker with a fingerprint of the uncommitted changes when the work tree had any, e.g.
+//! `0.1.0+3f2a…c9` or `0.1.0+3f2a…c9.dirty-5e0c…41` (so products of two different uncommitted
+//! states never pass for each other). It enters every activity key and is recorded on every activity.
 
 /// Crate version from Cargo.toml.
 pub const CRATE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -16,6 +17,11 @@ pub fn pipeline_version() -> String {
     let mut v = format!("{CRATE_VERSION}+{GIT_COMMIT}");
     if GIT_DIRTY {
         v.push_str(".dirty");
+        let fingerprint = env!("SST1MFLOW_DIRTY_FINGERPRINT");
+        if !fingerprint.is_empty() {
+            v.push('-');
+            v.push_str(fingerprint);
+        }
     }
     v
 }

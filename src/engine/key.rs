@@ -13,7 +13,7 @@
 //! | key-schema version       | `KEY_SCHEMA_VERSION` as decimal text         | a change to this encoding changes all keys, never aliases old ones |
 //! | stage name               | UTF-8                                        | different algorithm                      |
 //! | stage algorithm version  | UTF-8, declared by the stage                 | a bug fix in one stage reruns that stage |
-//! | pipeline version         | [`crate::version::pipeline_version`]         | crate version + git commit (+ `.dirty`)  |
+//! | pipeline version         | [`crate::version::pipeline_version`]         | crate version + git commit (+ `.dirty-…`)|
 //! | config subset            | canonical JSON of the keys the stage reads   | a config change reruns only its readers  |
 //! | stage parameters         | canonical JSON of the recipe's `params`      | argv, declared outputs, seeds, …         |
 //! | inputs                   | count, then per input: role, position, SHA-256 of content, sorted by (role, position) | content, not path or mtime |

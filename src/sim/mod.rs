@@ -231,6 +231,26 @@ impl Simulator {
                 let mean = 45.0 * energy.powf(1.1) * pool;
                 let azimuth = phi_core + 40f64.to_radians() * rng.normal();
                 let (cx, cy) = (src_x + disp * azimuth.cos(), src_y + disp * azimuth.sin());
+                // About 60% of proton showers put most of their light in an electromagnetic
+                // cascade from an early neutral pion: a gamma-like core, somewhat wider and
+                // less regular, pointing roughly away from the core; the rest of the light goes
+                // to hadronic sub-showers. These make gamma/hadron separation hard, as it is.
+                let em_fraction = if rng.uniform() < 0.6 { 0.7 + 0.25 * rng.uniform() } else { 0.0 };
+                if em_fraction > 0.0 {
+                    let log_e = (1.0 + energy / 0.6).ln();
+                    let length = (0.11 + 0.05 * log_e * (1.0 + r_core / 300.0)) * m_deg * (1.0 + 0.3 * rng.uniform());
+                    let width = (0.035 + 0.012 * log_e) * m_deg * (1.0 + 0.35 * rng.uniform());
+                    let (ux, uy) = (azimuth.cos(), azimuth.sin());
+                    let gradient = (0.6 + 0.045 * r_core) / m_deg * (0.5 + rng.uniform());
+                    for _ in 0..rng.poisson(mean * em_fraction) {
+                        let along = rng.gamma4(length / 2.0) - 2.0 * length;
+                        let across = width * rng.normal();
+                        let (x, y) = (cx + along * ux - across * uy, cy + along * uy + across * ux);
+                        let t = t0 + gradient * along + 1.2 * rng.normal();
+                        n_pe += self.deposit(waveforms, x, y, t) as u64;
+                    }
+                }
+                let hadronic = mean * (1.0 - em_fraction);
                 let n_sub = 1 + rng.poisson(1.2) as usize;
                 let mut subs = Vec::with_capacity(n_sub);
                 let mut total_weight = 0.0;
@@ -249,7 +269,7 @@ impl Simulator {
                     ));
                 }
                 for (w, sx, sy, (ux, uy), length, width, gradient) in subs {
-                    for _ in 0..rng.poisson(mean * w / total_weight) {
+                    for _ in 0..rng.poisson(hadronic * w / total_weight) {
                         let along = length * rng.normal();
                         let across = width * rng.normal();
                         let (x, y) = (sx + along * ux - across * uy, sy + along * uy + across * ux);
