@@ -44,26 +44,36 @@ pub fn allowed_difference(key: &str) -> Option<&'static str> {
 }
 
 /// Flattens a stage's config subset into the DL1 settings of telescope `tel_id` (see the
-/// module doc).
+/// module doc). Lists of objects (ImageCleanerSST's per-NSB-level entries) are flattened too,
+/// as `key[i].field`, so that a difference names the one field that differs.
 pub fn dl1_settings(config_subset: &Value, tel_id: u16) -> BTreeMap<String, Value> {
     let own = format!("tel_{tel_id:03}");
     let mut out = BTreeMap::new();
-    'keys: for (key, value) in crate::stages::flatten(config_subset) {
-        let mut parts = Vec::new();
-        for part in key.split('.') {
-            let is_tel = part.len() == 7 && part.starts_with("tel_") && part[4..].bytes().all(|b| b.is_ascii_digit());
-            if is_tel {
-                if part != own {
-                    continue 'keys;
+    walk(config_subset, String::new(), &own, &mut out);
+    out
+}
+
+fn walk(v: &Value, path: String, own: &str, out: &mut BTreeMap<String, Value>) {
+    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                let is_tel = k.len() == 7 && k.starts_with("tel_") && k[4..].bytes().all(|b| b.is_ascii_digit());
+                if is_tel && k != own {
+                    continue;
                 }
-                parts.push("tel");
-            } else {
-                parts.push(part);
+                walk(child, join(if is_tel { "tel" } else { k }), own, out);
             }
         }
-        out.insert(parts.join("."), value);
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, format!("{path}[{i}]"), own, out);
+            }
+        }
+        _ => {
+            out.insert(path, v.clone());
+        }
     }
-    out
 }
 
 /// One setting that differs: its key, the value on each side (`None`: absent).
@@ -115,14 +125,15 @@ mod tests {
             "NsbCalibrator": {"intensity_correction": {"tel_021": 0.9}, "apply_global_Vdrop_correction": true}});
         let a = dl1_settings(&mc, 1);
         let b = dl1_settings(&data, 21);
-        assert!(a.contains_key("ImageProcessor.ImageCleanerSST.telescope_defaults.tel"));
+        assert!(a.contains_key("ImageProcessor.ImageCleanerSST.telescope_defaults.tel[0].picture_threshold_pe"));
         assert_eq!(differences(&a, &b), vec![]);
         let stricter = json!({"ImageProcessor": {"ImageCleanerSST": {"telescope_defaults": {
             "tel_021": [{"picture_threshold_pe": 10}]}}}});
         let d = differences(&a, &dl1_settings(&stricter, 21));
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].key, "ImageProcessor.ImageCleanerSST.telescope_defaults.tel");
+        assert_eq!(d[0].key, "ImageProcessor.ImageCleanerSST.telescope_defaults.tel[0].picture_threshold_pe");
+        assert_eq!((d[0].left.clone(), d[0].right.clone()), (Some(json!(8)), Some(json!(10))));
         let table = side_by_side("model", "dl1", &d);
-        assert!(table.contains("picture_threshold_pe\":8") && table.contains("picture_threshold_pe\":10"), "{table}");
+        assert!(table.contains("tel[0].picture_threshold_pe  8      10"), "{table}");
     }
 }
