@@ -17,16 +17,21 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
+/// What the binary is built from: only changes here make a build dirty (a README or a test
+/// edit does not change what the binary computes, so it must not make every product stale).
+const BUILD_INPUTS: [&str; 5] = ["src", "config", "build.rs", "Cargo.toml", "Cargo.lock"];
+
 fn main() {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
-    // Untracked files that git ignores (target/, store/) do not count as dirt.
-    let dirty = match git(&["status", "--porcelain", "--untracked-files=no"]) {
-        Some(s) => !s.is_empty(),
-        None => false,
-    };
     println!("cargo:rustc-env=SST1MFLOW_GIT_COMMIT={commit}");
+    // Untracked files do not count as dirt.
+    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    status.extend(BUILD_INPUTS);
+    let dirty = git(&status).is_some_and(|s| !s.is_empty());
     let fingerprint = if dirty {
-        let diff = Command::new("git").args(["diff", "HEAD", "--no-ext-diff", "--binary"]).output();
+        let mut args = vec!["diff", "HEAD", "--no-ext-diff", "--binary", "--"];
+        args.extend(BUILD_INPUTS);
+        let diff = Command::new("git").args(&args).output();
         diff.map(|o| format!("{:016x}", fnv1a(&o.stdout))).unwrap_or_default()
     } else {
         String::new()
@@ -41,7 +46,7 @@ fn main() {
             println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
         }
     }
-    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "recipes", "config"] {
+    for path in BUILD_INPUTS {
         println!("cargo:rerun-if-changed={path}");
     }
 }

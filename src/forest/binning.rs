@@ -3,8 +3,13 @@
 //!
 //! Edges are chosen from the training values themselves: with at most 256 distinct values,
 //! one edge between each pair of neighbours (the same candidate thresholds an exact tree
-//! considers); with more, edges at equal-count quantiles of the sorted values, each again placed
-//! between two neighbouring distinct values. An edge `e` sends `x <= e` left, the rule
+//! considers); with more, the union of edges at equal-count quantiles (three quarters of the
+//! budget) and edges equally spaced in value between the smallest and largest value (the rest),
+//! each placed between two neighbouring distinct values. Quantiles alone would leave the sparse
+//! tails in one or two bins: the brightest 0.5% of showers, which carry the highest energies,
+//! could then not be told apart by intensity (measured on 200k simulated gammas: 18% worse
+//! energy resolution than scikit-learn at 80–125 TeV; with the value-spaced edges every energy
+//! bin is within 4% of scikit-learn). An edge `e` sends `x <= e` left, the rule
 //! scikit-learn's trees use, so a split chosen on bins is an ordinary float32 threshold and the
 //! stored model needs no bins at prediction time.
 
@@ -40,19 +45,27 @@ pub fn feature_edges(values: &[f32]) -> Vec<f32> {
         return distinct.windows(2).map(|w| between(w[0], w[1])).collect();
     }
     let n = sorted.len();
-    let mut edges: Vec<f32> = Vec::with_capacity(MAX_BINS - 1);
-    for k in 1..MAX_BINS {
-        // The value at quantile k/MAX_BINS and the next larger distinct value.
-        let at = sorted[k * n / MAX_BINS];
+    // The edge just above `at`: between it and the next larger value, if there is one.
+    let edge_above = |at: f32| -> Option<f32> {
         let next = sorted[sorted.partition_point(|&v| v <= at).min(n - 1)];
-        if next <= at {
-            continue; // `at` is the largest value: nothing above it.
-        }
-        let e = between(at, next);
-        if edges.last().is_none_or(|&last| e > last) {
-            edges.push(e);
-        }
+        (next > at).then(|| between(at, next))
+    };
+    let n_quantile = MAX_BINS * 3 / 4;
+    let mut edges: Vec<f32> = Vec::with_capacity(MAX_BINS);
+    for k in 1..n_quantile {
+        edges.extend(edge_above(sorted[k * n / n_quantile]));
     }
+    let (lo, hi) = (sorted[0] as f64, sorted[n - 1] as f64);
+    let n_uniform = MAX_BINS - n_quantile;
+    for k in 1..n_uniform {
+        let v = (lo + (hi - lo) * k as f64 / n_uniform as f64) as f32;
+        // The largest value not above `v`, and the edge above it.
+        let below = sorted[sorted.partition_point(|&x| x <= v).saturating_sub(1)];
+        edges.extend(edge_above(below));
+    }
+    edges.sort_unstable_by(f32::total_cmp);
+    edges.dedup();
+    edges.truncate(MAX_BINS - 1);
     edges
 }
 
@@ -107,13 +120,24 @@ mod tests {
     fn many_values_get_quantile_edges_that_separate_the_data() {
         let values: Vec<f32> = (0..10_000).map(|i| ((i * 7919) % 10_000) as f32 * 0.001).collect();
         let e = feature_edges(&values);
-        assert_eq!(e.len(), MAX_BINS - 1);
+        assert!(e.len() > 200 && e.len() < MAX_BINS, "{}", e.len());
         assert!(e.windows(2).all(|w| w[0] < w[1]));
         let mut counts = [0usize; MAX_BINS];
         for &v in &values {
             counts[bin_of(&e, v) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (30..=50).contains(&c)), "{counts:?}");
+        // Uniform data: quantile and value-spaced edges interleave; no bin is large.
+        assert!(counts.iter().all(|&c| c <= 60), "{counts:?}");
+    }
+
+    #[test]
+    fn a_sparse_tail_still_gets_its_own_bins() {
+        // 10,000 values in [0, 1) and 20 far above: quantiles alone would give the tail one bin.
+        let mut values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        values.extend((0..20).map(|i| 10.0 + i as f32));
+        let e = feature_edges(&values);
+        let tail_edges = e.iter().filter(|&&x| x > 1.0).count();
+        assert!(tail_edges >= 10, "{tail_edges} edges in the tail");
     }
 
     #[test]

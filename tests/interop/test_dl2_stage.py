@@ -1,0 +1,121 @@
+"""Random forests trained and applied by the engine (simulate → r0-dl1 → train-rfs → dl1-dl2),
+checked with pandas, scikit-learn's metrics, ctapipe's coordinate frames and astropy:
+the chain learns, and the DL2 directions are what ctapipe and astropy compute."""
+import json
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("SST1MFLOW_BIN", str(ROOT / "target" / "debug" / "sst1mflow"))
+KEY = "/dl2/event/telescope/parameters/tel_001"
+MODELS = {"energy": "train.energy", "disp_norm": "train.disp_norm", "disp_sign": "train.disp_sign", "gh": "train.gh"}
+
+
+def sim(name, particle, n, seed, **extra):
+    params = {"particle": particle, "n_events": n, "seed": seed, "energy_min_tev": 0.5 if particle == "gamma" else 1.0,
+              "energy_max_tev": 200 if particle == "gamma" else 400,
+              "max_impact_m": 400 if particle == "gamma" else 500, **extra}
+    return {"name": name, "stage": "simulate", "params": params}
+
+
+@pytest.fixture(scope="module")
+def dl2(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dl2stage")
+    (tmp / "mc.json").write_text((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+    steps = [
+        sim("sim-g", "gamma", 12000, 31, viewcone_deg=3.0),
+        sim("sim-p", "proton", 24000, 32, viewcone_deg=4.0),
+        sim("sim-gt", "gamma", 5000, 33, source_offset_deg=0.4),
+        sim("sim-pt", "proton", 12000, 34, viewcone_deg=4.0),
+    ]
+    for s in ["g", "p", "gt", "pt"]:
+        steps.append({"name": f"dl1-{s}", "stage": "r0-dl1", "inputs": {"r1": f"sim-{s}.r1"}})
+    steps.append({"name": "train", "stage": "train-rfs", "inputs": {"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}})
+    for s in ["gt", "pt"]:
+        steps.append({"name": f"dl2-{s}", "stage": "dl1-dl2", "inputs": {"dl1": f"dl1-{s}.dl1", **MODELS}})
+    (tmp / "r.json").write_text(json.dumps({"name": "mc", "config": "mc.json", "steps": steps}))
+    store = tmp / "store"
+    subprocess.run([BIN, "--store", str(store), "-q", "run", "-j", "2", str(tmp / "r.json")], check=True,
+                   capture_output=True)
+    views = store / "views" / "mc"
+    g = pd.read_hdf(views / "dl2-gt" / "all" / "dl2.h5", key=KEY)
+    p = pd.read_hdf(views / "dl2-pt" / "all" / "dl2.h5", key=KEY)
+    return views, g, p
+
+
+def test_dl2_columns_are_sst1mpipes(dl2):
+    _, g, _ = dl2
+    for col in ["log_reco_energy", "reco_energy", "reco_disp_norm", "reco_disp_sign", "reco_disp_dx", "reco_disp_dy",
+                "gammaness", "reco_src_x", "reco_src_y", "reco_alt", "reco_az", "reco_ra", "reco_dec",
+                "camera_frame_hillas_intensity", "true_energy", "true_alt", "true_az", "true_alt_tel", "true_az_tel"]:
+        assert col in g.columns, col
+    ok = g["gammaness"].notna()
+    assert ok.mean() > 0.5
+    q = g[ok]
+    assert q["gammaness"].between(0, 1).all()
+    assert np.allclose(q["reco_energy"], 10 ** q["log_reco_energy"])
+    assert set(np.unique(q["reco_disp_sign"])) <= {-1.0, 1.0}
+    assert np.allclose(q["reco_src_x"], q["camera_frame_hillas_x"] + q["reco_disp_dx"])
+
+
+def test_the_chain_learns_above_1_tev(dl2):
+    from sklearn.metrics import roc_auc_score
+    _, g, p = dl2
+    g = g[g["gammaness"].notna() & (g["true_energy"] > 1)]
+    p = p[p["gammaness"].notna() & (p["true_energy"] > 1)]
+    auc = roc_auc_score(np.r_[np.ones(len(g)), np.zeros(len(p))], np.r_[g["gammaness"], p["gammaness"]])
+    print(f"AUC above 1 TeV: {auc:.3f} ({len(g)} gammas, {len(p)} protons)")
+    assert 0.85 < auc < 0.995, "gamma/hadron separation is learnt, and not trivially"
+    rel = (g["reco_energy"] - g["true_energy"]) / g["true_energy"]
+    q16, q50, q84 = np.percentile(rel, [16, 50, 84])
+    print(f"energy above 1 TeV: bias {q50:+.3f}, resolution {(q84 - q16) / 2:.3f}")
+    assert (q84 - q16) / 2 < 0.30 and abs(q50) < 0.1
+    # Direction: the sign is mostly right and the 68% containment is a fraction of a degree.
+    theta = np.degrees(np.hypot(g["reco_src_x"] - g["true_camera_x"], g["reco_src_y"] - g["true_camera_y"]) / 5.6)
+    assert np.percentile(theta, 68) < 0.35
+
+
+def test_directions_match_ctapipe_and_astropy(dl2):
+    import astropy.units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+    from astropy.utils import iers
+    from ctapipe.coordinates import CameraFrame
+    iers.conf.auto_download = False
+    _, g, _ = dl2
+    q = g[g["reco_alt"].notna()].head(300)
+    pointing = SkyCoord(alt=q["true_alt_tel"].to_numpy() * u.deg, az=q["true_az_tel"].to_numpy() * u.deg,
+                        frame=AltAz())
+    cam = SkyCoord(x=q["reco_src_x"].to_numpy() * u.m, y=q["reco_src_y"].to_numpy() * u.m,
+                   frame=CameraFrame(focal_length=5.6 * u.m, telescope_pointing=pointing))
+    altaz = cam.transform_to(AltAz())
+    assert np.allclose(altaz.alt.deg, q["reco_alt"], atol=1e-6)
+    d_az = (altaz.az.deg - q["reco_az"] + 180) % 360 - 180
+    assert np.allclose(d_az, 0, atol=1e-6)
+    # RA/Dec at sst1mpipe's fixed MC time and the telescope's site (MC config tel_001).
+    site = EarthLocation(lon=14.782924 * u.deg, lat=49.9118 * u.deg, height=510 * u.m)
+    frame = AltAz(obstime=Time("2022-11-01T02:00:00", scale="utc"), location=site)
+    icrs = SkyCoord(alt=q["reco_alt"].to_numpy() * u.deg, az=q["reco_az"].to_numpy() * u.deg, frame=frame).icrs
+    ours = SkyCoord(ra=q["reco_ra"].to_numpy() * u.deg, dec=q["reco_dec"].to_numpy() * u.deg, frame="icrs")
+    sep = icrs.separation(ours).arcsec
+    print(f"RA/Dec vs astropy: max {sep.max():.1f} arcsec")
+    assert sep.max() < 60
+
+
+def test_dl2_records_the_models_it_used(dl2):
+    import h5py
+    views, _, _ = dl2
+    with h5py.File(views / "dl2-gt" / "all" / "dl2.h5") as f:
+        models = json.loads(f.attrs["sst1mflow_models"])
+        assert set(models) == {"energy", "disp_norm", "disp_sign", "gh"}
+        assert len({m["training_activity"] for m in models.values()}) == 1
+        assert "sst1mflow_contract_override" not in f.attrs
+        assert len(f.attrs["sst1mflow_activity_key"]) == 64
+    for role, name in [("energy", "reg_energy_tel_001.rf"), ("gh", "class_gh_tel_001.rf")]:
+        path = (views / "train" / "all" / name).resolve()
+        assert models[role]["sha256"] == path.name
