@@ -164,6 +164,31 @@ fn training_and_application_are_byte_identical_and_the_contract_is_enforced() {
     let failure = report.to_string() + &err;
     assert!(failure.contains("truncated.rf") && failure.contains("truncated or corrupted"), "{failure}");
     assert!(!a.join("views/truncated/dl2/all/dl2.h5").exists(), "nothing registered for a failed activity");
+
+    // A model whose feature list names a column the DL1 lacks (e.g. from another version).
+    let mut foreign = sst1mflow::io::model::read(&models[0].1, "energy").unwrap();
+    foreign.header.features[0] = "camera_frame_hillas_nonexistent".into();
+    let foreign_path = dir.path().join("foreign.rf");
+    sst1mflow::io::model::write(&foreign_path, &foreign).unwrap();
+    let mut mixed = models.clone();
+    mixed[0].1 = foreign_path;
+    let r = apply_recipe(dir.path(), "foreign", &mixed, 8, r#"{"override_contract": true}"#);
+    let (code, report, err) = run_json(&a, &r, &[]);
+    assert_ne!(code, 0, "a missing feature is never overridable");
+    let failure = report.to_string() + &err;
+    assert!(failure.contains("needs the feature \"camera_frame_hillas_nonexistent\""), "{failure}");
+
+    // A model of another training slipped into the set.
+    let mut other_training = sst1mflow::io::model::read(&models[3].1, "gh").unwrap();
+    other_training.header.activity_key = "0".repeat(64);
+    let other_path = dir.path().join("other.rf");
+    sst1mflow::io::model::write(&other_path, &other_training).unwrap();
+    let mut mixed = models.clone();
+    mixed[3].1 = other_path;
+    let r = apply_recipe(dir.path(), "mixed", &mixed, 8, "{}");
+    let (code, report, err) = run_json(&a, &r, &[]);
+    assert_ne!(code, 0);
+    assert!((report.to_string() + &err).contains("were not trained together"), "{report} {err}");
     let (code, report, _) = run_json(&a, &r, &["--dry-run"]);
     assert_eq!(code, 0);
     assert!(report.to_string().contains("dl2"), "the failed step is still to do: {report}");
