@@ -15,6 +15,7 @@ pub mod forest;
 pub mod image;
 pub mod instrument;
 pub mod io;
+pub mod irf;
 pub mod provenance;
 pub mod reco;
 pub mod sim;
