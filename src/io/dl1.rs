@@ -113,6 +113,14 @@ macro_rules! parameter_tables {
         ];
 
         impl Dl2Row {
+            /// Reads the DL1 column `name` of a DL2 row as f64 (for `event_selection`), or `None`.
+            pub fn getter(name: &str) -> Option<fn(&Dl2Row) -> f64> {
+                match name {
+                    $(stringify!($field) => Some(|r: &Dl2Row| r.$field as f64),)*
+                    _ => None,
+                }
+            }
+
             /// The DL1 columns of `p` with every reconstructed value NaN.
             pub fn from_parameters(p: &ParametersRow) -> Dl2Row {
                 let nan = f64::NAN;

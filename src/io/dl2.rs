@@ -72,3 +72,73 @@ impl Dl2Writer {
         self.events.finish()
     }
 }
+
+/// Reads one telescope's DL2 back, a chunk at a time, with its attributes and simulation tables.
+pub struct Dl2Reader {
+    events: hdf5::Dataset,
+    pub path: std::path::PathBuf,
+    pub tel_id: u16,
+    pub n_events: usize,
+    pub activity_key: String,
+    pub pipeline_version: String,
+    /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
+    pub models: String,
+    pub run: Option<SimulationRunRow>,
+}
+
+fn string_attr_of(file: &hdf5::File, name: &str) -> Option<String> {
+    file.attr(name).ok()?.read_scalar::<hdf5::types::VarLenUnicode>().ok().map(|s| s.as_str().to_string())
+}
+
+impl Dl2Reader {
+    pub fn open(path: &Path) -> Result<Dl2Reader> {
+        use crate::error::Error;
+        let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL2 file: {what}", path.display()));
+        let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
+        let group = file
+            .group("/dl2/event/telescope/parameters")
+            .map_err(|_| bad("no /dl2/event/telescope/parameters group"))?;
+        let names = group.member_names().map_err(|e| bad(&e.to_string()))?;
+        let [table] = names.as_slice() else {
+            return Err(bad(&format!("expected one telescope table, found {names:?}")));
+        };
+        let tel_id: u16 = table
+            .strip_prefix("tel_")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad(&format!("unexpected table name {table}")))?;
+        let events = group.dataset(table).map_err(|e| bad(&format!("event table: {e}")))?;
+        let present: Vec<String> = match events.dtype().and_then(|t| t.to_descriptor()) {
+            Ok(hdf5::types::TypeDescriptor::Compound(c)) => c.fields.into_iter().map(|f| f.name).collect(),
+            _ => return Err(bad("the event table is not a table of records")),
+        };
+        let missing: Vec<&str> = DL2_COLUMNS.iter().map(|c| c.0).filter(|c| !present.iter().any(|p| p == c)).collect();
+        if !missing.is_empty() {
+            return Err(bad(&format!("the event table lacks the column(s) {}", missing.join(", "))));
+        }
+        let run = match file.dataset("/configuration/simulation/run") {
+            Ok(d) => d
+                .read_raw::<SimulationRunRow>()
+                .map_err(|e| bad(&format!("simulation run table: {e}")))?
+                .first()
+                .copied(),
+            Err(_) => None,
+        };
+        Ok(Dl2Reader {
+            n_events: events.shape().first().copied().unwrap_or(0),
+            events,
+            path: path.to_path_buf(),
+            tel_id,
+            activity_key: string_attr_of(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: string_attr_of(&file, "sst1mflow_pipeline_version").unwrap_or_default(),
+            models: string_attr_of(&file, "sst1mflow_models").unwrap_or_default(),
+            run,
+        })
+    }
+
+    /// Rows `start..end`.
+    pub fn read(&self, start: usize, end: usize) -> Result<Vec<Dl2Row>> {
+        self.events.read_slice_1d::<Dl2Row, _>(start..end).map(|a| a.to_vec()).map_err(|e| {
+            crate::error::Error::msg(format!("{}: cannot read DL2 rows {start}..{end}: {e}", self.path.display()))
+        })
+    }
+}

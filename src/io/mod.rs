@@ -4,10 +4,12 @@
 //! * [`hdf5_table`] — append-only HDF5 tables readable as is by pandas, PyTables and h5py.
 //! * [`dl1`] — the DL1 file in the ctapipe layout.
 //! * [`dl2`] — the DL2 file (DL1 parameters plus the reconstruction).
+//! * [`fits`] — a small FITS writer (primary HDU and binary tables) for IRFs and DL3.
 //! * [`model`] — random-forest model files with their provenance header.
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 pub mod dl1;
 pub mod dl2;
+pub mod fits;
 pub mod hdf5_table;
 pub mod instrument;
 pub mod model;
