@@ -5,7 +5,7 @@
 //! irf_compute SPEC.json EVENTS.f64 OUT_DIR
 //! EVENTS: row-major f64 [true_energy TeV, reco_energy TeV, true_offset deg, theta deg,
 //! reco_offset deg, weight]. SPEC: bin edges, the simulation info and the observation time.
-//! Writes OUT_DIR/{aeff_e,aeff,edisp,psf,bkg}.f64 and prints the compute time as JSON.
+//! Writes OUT_DIR/{aeff_e,aeff,edisp,psf,bkg,theta_cut,sens}.f64 and prints the compute time as JSON.
 use serde_json::Value;
 use sst1mflow::irf::{self, SimulationInfo};
 use std::time::Instant;
@@ -48,7 +48,22 @@ fn main() {
     let psf = irf::psf_table(&true_e, &true_off, &theta, &e, &off, &rad).unwrap();
     let bkg = irf::background_2d(&reco_e, &reco_off, &weight, &reco_edges, &bg_off, spec["t_obs_s"].as_f64().unwrap())
         .unwrap();
+    // θ cut: 68% containment per reco-energy bin (fill 0.32 deg below 10 events).
+    let theta_cut: Vec<f64> = irf::percentile_cut(&theta, &reco_e, &reco_edges, 68.0, 0.32, (None, None), 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.cut)
+        .collect();
     let seconds = start.elapsed().as_secs_f64();
+    let n_on = edges(&spec, "n_on");
+    let n_off = edges(&spec, "n_off");
+    let sensitivity: Vec<f64> = n_on
+        .iter()
+        .zip(&n_off)
+        .map(|(&on, &off)| irf::relative_sensitivity(on, off, 0.2, &irf::STANDARD_DETECTION))
+        .collect();
+    write(out.join("sens.f64"), &sensitivity);
+    write(out.join("theta_cut.f64"), &theta_cut);
     for (name, v) in [("aeff_e", &aeff_e), ("aeff", &aeff), ("edisp", &edisp), ("psf", &psf), ("bkg", &bkg)] {
         write(out.join(format!("{name}.f64")), v);
     }

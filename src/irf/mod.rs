@@ -272,6 +272,191 @@ pub fn li_ma_significance(n_on: f64, n_off: f64, alpha: f64) -> f64 {
     (2.0 * (on + off)).max(0.0).sqrt()
 }
 
+/// pyirf's `calculate_bin_indices`: `[lo, hi)` bins, the last upper edge excluded too.
+fn cut_bin(edges: &[f64], x: f64) -> Option<usize> {
+    if !(x >= edges[0] && x < edges[edges.len() - 1]) {
+        return None;
+    }
+    Some(edges.partition_point(|&e| e <= x) - 1)
+}
+
+/// numpy's linear-interpolation percentile of `values` (NaN ignored); NaN when empty.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    let mut n = 0;
+    for i in 0..values.len() {
+        if !values[i].is_nan() {
+            values.swap(n, i);
+            n += 1;
+        }
+    }
+    let v = &mut values[..n];
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let pos = q / 100.0 * (n - 1) as f64;
+    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
+    if lo + 1 < n {
+        v[lo] + (v[lo + 1] - v[lo]) * frac
+    } else {
+        v[lo]
+    }
+}
+
+/// One bin of a cut table (pyirf's `calculate_percentile_cut` rows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CutBin {
+    pub low: f64,
+    pub high: f64,
+    pub n_events: usize,
+    pub cut: f64,
+}
+
+/// pyirf's `calculate_percentile_cut`: per bin of `bin_values`, the `q`-th percentile of
+/// `values`, clipped to `[min_value, max_value]`; bins with fewer than `min_events` events get
+/// `fill_value`. E.g. the gammaness cut keeping a fraction ε of gammas is q = 100·(1 − ε); the θ
+/// cut of 68% containment is q = 68.
+pub fn percentile_cut(
+    values: &[f64],
+    bin_values: &[f64],
+    edges: &[f64],
+    q: f64,
+    fill_value: f64,
+    clip: (Option<f64>, Option<f64>),
+    min_events: usize,
+) -> Result<Vec<CutBin>, IrfError> {
+    check_edges(edges, "cut")?;
+    same_lengths(&[values, bin_values])?;
+    let mut per_bin: Vec<Vec<f64>> = vec![Vec::new(); edges.len() - 1];
+    for (&v, &b) in values.iter().zip(bin_values) {
+        if let Some(i) = cut_bin(edges, b) {
+            per_bin[i].push(v);
+        }
+    }
+    Ok(per_bin
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut v)| {
+            let n_events = v.len();
+            let cut = if n_events < min_events {
+                fill_value
+            } else {
+                let mut c = percentile(&mut v, q);
+                if let Some(lo) = clip.0 {
+                    c = c.max(lo);
+                }
+                if let Some(hi) = clip.1 {
+                    c = c.min(hi);
+                }
+                c
+            };
+            CutBin { low: edges[i], high: edges[i + 1], n_events, cut }
+        })
+        .collect())
+}
+
+/// The criteria of a detection: significance, signal events, and excess over background.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectionCriteria {
+    pub min_significance: f64,
+    pub min_signal_events: f64,
+    pub min_excess_over_background: f64,
+}
+
+/// The usual ones: 5σ, at least 10 excess events, excess at least 5% of the background.
+pub const STANDARD_DETECTION: DetectionCriteria =
+    DetectionCriteria { min_significance: 5.0, min_signal_events: 10.0, min_excess_over_background: 0.05 };
+
+/// Brent's root finder on [a, b] (f(a), f(b) of opposite signs), to scipy's default tolerances.
+fn brent(f: impl Fn(f64) -> f64, mut a: f64, mut b: f64) -> Option<f64> {
+    let (xtol, rtol) = (2e-12, 4.0 * f64::EPSILON);
+    let (mut fa, mut fb) = (f(a), f(b));
+    if fa * fb > 0.0 {
+        return None;
+    }
+    let (mut c, mut fc, mut d, mut e) = (a, fa, b - a, b - a);
+    for _ in 0..200 {
+        if fb * fc > 0.0 {
+            c = a;
+            fc = fa;
+            d = b - a;
+            e = d;
+        }
+        if fc.abs() < fb.abs() {
+            a = b;
+            b = c;
+            c = a;
+            fa = fb;
+            fb = fc;
+            fc = fa;
+        }
+        let tol = 2.0 * rtol * b.abs() + 0.5 * xtol;
+        let m = 0.5 * (c - b);
+        if m.abs() <= tol || fb == 0.0 {
+            return Some(b);
+        }
+        if e.abs() >= tol && fa.abs() > fb.abs() {
+            let s = fb / fa;
+            let (mut p, mut q) = if a == c {
+                (2.0 * m * s, 1.0 - s)
+            } else {
+                let (q0, r) = (fa / fc, fb / fc);
+                (s * (2.0 * m * q0 * (q0 - r) - (b - a) * (r - 1.0)), (q0 - 1.0) * (r - 1.0) * (s - 1.0))
+            };
+            if p > 0.0 {
+                q = -q;
+            } else {
+                p = -p;
+            }
+            if 2.0 * p < (3.0 * m * q - (tol * q).abs()).min((e * q).abs()) {
+                e = d;
+                d = p / q;
+            } else {
+                d = m;
+                e = m;
+            }
+        } else {
+            d = m;
+            e = m;
+        }
+        a = b;
+        fa = fb;
+        b += if d.abs() > tol { d } else { tol.copysign(m) };
+        fb = f(b);
+    }
+    Some(b)
+}
+
+/// pyirf's relative sensitivity: the factor by which the signal (`n_on − α·n_off`) must be
+/// scaled to reach the detection criteria. ∞ without excess, NaN when no root is found.
+pub fn relative_sensitivity(n_on: f64, n_off: f64, alpha: f64, criteria: &DetectionCriteria) -> f64 {
+    if n_on.is_nan() || n_off.is_nan() || n_on < 0.0 || n_off < 0.0 {
+        return f64::NAN;
+    }
+    let background = n_off * alpha;
+    let signal = n_on - background;
+    if signal <= 0.0 {
+        return f64::INFINITY;
+    }
+    let equation = |flux: f64| li_ma_significance(signal * flux + background, n_off, alpha) - criteria.min_significance;
+    let (lo, hi) = if n_off > 1.0 {
+        let naive = criteria.min_significance * background.sqrt() / signal;
+        (0.01 * naive, 10.0 * naive)
+    } else {
+        (1e-4, 100.0)
+    };
+    let Some(flux) = brent(equation, lo, hi) else {
+        return f64::NAN;
+    };
+    let scaled_signal = signal * flux;
+    let min_signal = criteria.min_signal_events.max(criteria.min_excess_over_background * background);
+    if scaled_signal < min_signal {
+        flux * min_signal / scaled_signal
+    } else {
+        flux
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +514,31 @@ mod tests {
         // sqrt(2·(100 ln 2 + 200 ln 0.8)) = 7.026
         assert!((li_ma_significance(100.0, 200.0, 0.2) - 7.026).abs() < 1e-3);
         assert_eq!(li_ma_significance(10.0, 100.0, 0.2), 0.0);
+    }
+
+    #[test]
+    fn percentiles_cuts_and_sensitivity() {
+        assert_eq!(percentile(&mut [3.0, 1.0, 2.0, f64::NAN], 50.0), 2.0);
+        assert!((percentile(&mut [1.0, 2.0, 3.0, 4.0], 30.0) - 1.9).abs() < 1e-12);
+        let cuts = percentile_cut(
+            &[0.1, 0.5, 0.9, 0.7],
+            &[1.0, 1.5, 1.2, 5.0],
+            &[1.0, 2.0, 10.0],
+            50.0,
+            0.99,
+            (None, Some(0.95)),
+            2,
+        )
+        .unwrap();
+        assert_eq!((cuts[0].n_events, cuts[0].cut), (3, 0.5));
+        assert_eq!((cuts[1].n_events, cuts[1].cut), (1, 0.99));
+        // Reaching exactly 5σ: Li & Ma of the scaled counts is 5.
+        let f = relative_sensitivity(300.0, 1000.0, 0.2, &STANDARD_DETECTION);
+        let s = li_ma_significance(100.0 * f + 200.0, 1000.0, 0.2);
+        assert!((s - 5.0).abs() < 1e-9, "{f} {s}");
+        // Few background events: the 10-event floor decides.
+        let f = relative_sensitivity(20.0, 1.0, 0.2, &STANDARD_DETECTION);
+        assert!((f * 19.8 - 10.0).abs() < 1e-9, "{f}");
+        assert_eq!(relative_sensitivity(10.0, 100.0, 0.2, &STANDARD_DETECTION), f64::INFINITY);
     }
 }

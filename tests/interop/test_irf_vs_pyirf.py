@@ -46,12 +46,13 @@ def computed(tmp_path_factory):
         true_energy=list(np.geomspace(0.1, 300, 26)), migration=list(np.geomspace(0.2, 5, 31)),
         fov_offset=list(np.linspace(0, 4, 9)), rad=list(np.linspace(0, 1, 51)),
         reco_energy=list(np.geomspace(0.1, 300, 22)), bg_offset=list(np.linspace(0, 5, 11)),
-        sim=sim, t_obs_s=3600.0)
+        sim=sim, t_obs_s=3600.0,
+        n_on=list(rng.uniform(0, 300, 400)) + [0.0, 5.0, 20.0], n_off=list(rng.uniform(0, 1000, 400)) + [0.0, 0.5, 1.0])
     (tmp / "spec.json").write_text(json.dumps(spec))
     ev.astype(np.float64).tofile(tmp / "events.f64")
     out = subprocess.run([str(EXAMPLE), str(tmp / "spec.json"), str(tmp / "events.f64"), str(tmp)],
                          check=True, capture_output=True, text=True)
-    ours = {k: np.fromfile(tmp / f"{k}.f64") for k in ["aeff_e", "aeff", "edisp", "psf", "bkg"]}
+    ours = {k: np.fromfile(tmp / f"{k}.f64") for k in ["aeff_e", "aeff", "edisp", "psf", "bkg", "theta_cut", "sens"]}
     ours["seconds"] = json.loads(out.stdout)["seconds"]
     return ev, spec, ours
 
@@ -98,3 +99,17 @@ def test_point_like_simulation_cannot_give_offset_bins():
                                spectral_index=-2, viewcone_min=0 * u.deg, viewcone_max=0 * u.deg)
     with pytest.raises(ValueError, match="diffuse"):
         info.calculate_n_showers_per_fov([0, 1] * u.deg)
+
+
+def test_cuts_and_sensitivity_match_pyirf(computed):
+    from pyirf.cuts import calculate_percentile_cut
+    from pyirf.sensitivity import relative_sensitivity
+    ev, spec, ours = computed
+    table = calculate_percentile_cut(ev[:, 3] * u.deg, ev[:, 1] * u.TeV, np.array(spec["reco_energy"]) * u.TeV,
+                                     fill_value=0.32 * u.deg, percentile=68, min_events=10)
+    np.testing.assert_allclose(ours["theta_cut"], table["cut"].to_value(u.deg), rtol=1e-12)
+    theirs = relative_sensitivity(np.array(spec["n_on"]), np.array(spec["n_off"]), 0.2)
+    assert np.array_equal(np.isinf(theirs), np.isinf(ours["sens"]))
+    finite = np.isfinite(theirs)
+    assert finite.sum() > 100
+    np.testing.assert_allclose(ours["sens"][finite], theirs[finite], rtol=1e-8)
