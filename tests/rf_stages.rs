@@ -194,6 +194,75 @@ fn training_and_application_are_byte_identical_and_the_contract_is_enforced() {
     assert!(report.to_string().contains("dl2"), "the failed step is still to do: {report}");
 }
 
+/// IRFs from DL2 of gammas simulated with `gamma_sim` (and the protons), with given models.
+fn irf_recipe(dir: &Path, name: &str, models: &[(&str, PathBuf)], gamma_sim: &str) -> PathBuf {
+    write(&dir.join(format!("{name}.cfg.json")), &config_text(8));
+    let inputs: Vec<String> = models
+        .iter()
+        .map(|(role, p)| format!(r#""{role}": {{"paths": ["{}"], "kind": "rf-model"}}"#, p.display()))
+        .collect();
+    let roles: Vec<String> = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+    let recipe = dir.join(format!("{name}.json"));
+    write(
+        &recipe,
+        &format!(
+            r#"{{"name": "{name}", "config": "{name}.cfg.json", "inputs": {{{inputs}}}, "steps": [
+                {{"name": "sim-g", "stage": "simulate", "params": {gamma_sim}}},
+                {{"name": "sim-p", "stage": "simulate", "params": {{"particle": "proton", "n_events": 2400, "seed": 12, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}}}},
+                {{"name": "dl1-g", "stage": "r0-dl1", "inputs": {{"r1": "sim-g.r1"}}}},
+                {{"name": "dl1-p", "stage": "r0-dl1", "inputs": {{"r1": "sim-p.r1"}}}},
+                {{"name": "dl2-g", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-g.dl1", {roles}}}}},
+                {{"name": "dl2-p", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-p.dl1", {roles}}}}},
+                {{"name": "irfs", "stage": "make-irfs", "inputs": {{"gamma": "dl2-g.dl2", "proton": "dl2-p.dl2"}}}}]}}"#,
+            inputs = inputs.join(", "),
+            roles = roles.join(", ")
+        ),
+    );
+    recipe
+}
+
+#[test]
+fn irfs_need_a_diffuse_simulation_and_carry_their_provenance() {
+    let dir = TempDir::new("irf");
+    let store = dir.path().join("store");
+    let (code, _, err) = run_json(&store, &train_recipe(dir.path()), &[]);
+    assert_eq!(code, 0, "{err}");
+    let models = model_paths(&store);
+    let diffuse = r#"{"particle": "gamma", "n_events": 1500, "seed": 21, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}"#;
+    let (code, report, err) = run_json(&store, &irf_recipe(dir.path(), "diffuse", &models, diffuse), &[]);
+    assert_eq!(code, 0, "{err}");
+    let irfs = view_target(&store, "diffuse/irfs/all/irfs.fits");
+    let bytes = std::fs::read(&irfs).unwrap();
+    assert_eq!(bytes.len() % 2880, 0);
+    let text = String::from_utf8_lossy(&bytes);
+    for needle in [
+        "EXTNAME = 'EFFECTIVE AREA'",
+        "EXTNAME = 'ENERGY DISPERSION'",
+        "EXTNAME = 'POINT SPREAD FUNCTION'",
+        "EXTNAME = 'BACKGROUND'",
+        "HDUCLAS4= 'BKG_2D  '",
+        "GH_CUT  =",
+        "RFMODELS= ",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    let key = output_hashes(&report).keys().find(|k| k.contains("irfs")).cloned().unwrap();
+    let shown = json_ok(&store, &["show", irfs.to_str().unwrap()]);
+    let maker = shown["made_by"]["key"].as_str().unwrap().to_string();
+    assert!(text.contains(&maker), "{key}: the activity key is in the headers");
+    let copy = dir.path().join("copy.fits");
+    std::fs::write(&copy, &bytes).unwrap();
+    let lineage = json_ok(&store, &["lineage", copy.to_str().unwrap()]);
+    assert!(lineage.to_string().contains("train-rfs"), "{lineage}");
+
+    let point = r#"{"particle": "gamma", "n_events": 1500, "seed": 22, "source_offset_deg": 0.4, "energy_min_tev": 1, "max_impact_m": 300}"#;
+    let (code, report, err) = run_json(&store, &irf_recipe(dir.path(), "point", &models, point), &[]);
+    assert_ne!(code, 0);
+    let failure = report.to_string() + &err;
+    assert!(failure.contains("point-like"), "{failure}");
+    assert!(!store.join("views/point/irfs/all/irfs.fits").exists());
+}
+
 #[test]
 fn bad_training_configuration_is_refused_before_anything_runs() {
     let dir = TempDir::new("rf-config");
