@@ -2,8 +2,9 @@
 //! `sst1mpipe_mc_make_irfs` makes them (pyirf's quantities, [`crate::irf`]), with a global
 //! gammaness cut.
 //!
-//! Inputs: `gamma` (DL2 of a diffuse gamma simulation centred on the pointing) and `proton`
-//! (DL2 of protons, for the background). Config keys: `event_selection`,
+//! Inputs: `gamma` (DL2 of a diffuse gamma simulation centred on the pointing), `proton`
+//! (DL2 of protons, for the background) and optionally `cuts` (a `gh-cuts` table: the
+//! energy-dependent gammaness cut replaces the global one, and its hash goes in the headers). Config keys: `event_selection`,
 //! `analysis.global_gammaness_cut`, `analysis.log_energy_min_tev`, `analysis.log_energy_max_tev`,
 //! `analysis.n_energy_bins`, `analysis.n_bins_migration`, `analysis.fov_offset_max_deg`,
 //! `analysis.nbins_fov_offset`, `analysis.fov_offset_bg_max_deg`, `analysis.nbins_fov_offset_bg`,
@@ -42,10 +43,12 @@ const T_OBS_S: f64 = 50.0 * 3600.0;
 const PROTON_NORM_M2: f64 = 9.8e-6 * 1e4;
 const PROTON_INDEX: f64 = -2.62;
 
-fn config_keys() -> Vec<String> {
+fn config_keys(global_cut: bool) -> Vec<String> {
     let mut keys = vec!["event_selection".to_string()];
+    if global_cut {
+        keys.push("analysis.global_gammaness_cut".into());
+    }
     for k in [
-        "global_gammaness_cut",
         "log_energy_min_tev",
         "log_energy_max_tev",
         "n_energy_bins",
@@ -61,9 +64,24 @@ fn config_keys() -> Vec<String> {
     keys
 }
 
+/// The gammaness cut: global (`gammaness > cut`) or per reco-energy bin (`>=`, pyirf's rule).
+enum GhCut {
+    Global(f64),
+    Binned(Vec<super::gh_cuts::CutRow>),
+}
+
+impl GhCut {
+    fn passes(&self, reco_energy: f64, gammaness: f64) -> bool {
+        match self {
+            GhCut::Global(cut) => gammaness > *cut,
+            GhCut::Binned(table) => super::gh_cuts::passes(table, reco_energy, gammaness),
+        }
+    }
+}
+
 struct Settings {
     selection: EventSelection,
-    cut: f64,
+    cut: GhCut,
     reco_e: Vec<f64>,
     migration: Vec<f64>,
     offset: Vec<f64>,
@@ -96,12 +114,18 @@ fn geomspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| (a + (b - a) * i as f64 / (n - 1) as f64).exp()).collect()
 }
 
-fn settings(config: &Value) -> std::result::Result<Settings, String> {
+fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std::result::Result<Settings, String> {
     let selection = EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)?;
-    let cut = number(config, "global_gammaness_cut")?;
-    if !(0.0..1.0).contains(&cut) {
-        return Err(format!("analysis.global_gammaness_cut = {cut} must be in [0, 1)"));
-    }
+    let cut = match binned {
+        Some(table) => GhCut::Binned(table),
+        None => {
+            let cut = number(config, "global_gammaness_cut")?;
+            if !(0.0..1.0).contains(&cut) {
+                return Err(format!("analysis.global_gammaness_cut = {cut} must be in [0, 1)"));
+            }
+            GhCut::Global(cut)
+        }
+    };
     let (lo, hi) = (number(config, "log_energy_min_tev")?, number(config, "log_energy_max_tev")?);
     if lo >= hi {
         return Err("analysis.log_energy_min_tev must be below log_energy_max_tev".into());
@@ -188,7 +212,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
                 let v = g(&r);
                 v >= *lo && v <= *hi
             });
-            let passes_cut = r.gammaness > s.cut;
+            let passes_cut = s.cut.passes(r.reco_energy, r.gammaness);
             if !selected || !passes_cut || !r.reco_alt.is_finite() || !r.reco_energy.is_finite() {
                 continue;
             }
@@ -274,47 +298,57 @@ impl Stage for MakeIrfsStage {
         Params::new(params, &[], "make-irfs", at)?;
         let mut roles = input_roles.to_vec();
         roles.sort_unstable();
-        if roles != ["gamma", "proton"] {
+        if roles != ["gamma", "proton"] && roles != ["cuts", "gamma", "proton"] {
             return Err(Error::msg(format!(
-                "{at}: stage make-irfs takes the input roles \"gamma\" (DL2 of diffuse gammas) and \"proton\" (DL2 of protons: without them there is no background IRF), got {input_roles:?}"
+                "{at}: stage make-irfs takes the input roles \"gamma\" (DL2 of diffuse gammas), \"proton\" (DL2 of protons: without them there is no background IRF) and optionally \"cuts\" (a gh-cuts table), got {input_roles:?}"
             )));
         }
         Ok(StagePlan {
-            config_keys: config_keys(),
+            config_keys: config_keys(!roles.contains(&"cuts")),
             outputs: vec![DeclaredOutput { role: "irfs".into(), file: "irfs.fits".into(), kind: "irf".into() }],
         })
     }
 
     fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
         crate::config::check_known(config, file, at)?;
-        settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+        // The global cut is only read (and so only in the config subset) without a cut table.
+        let binned = config.get("analysis").and_then(|a| a.get("global_gammaness_cut")).is_none();
+        settings(config, binned.then(Vec::new))
+            .map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
-        let s = settings(ctx.config).map_err(Error::msg)?;
         let one = |role: &str| -> Result<&InputFile> {
             match ctx.inputs.get(role).map(Vec::as_slice) {
                 Some([f]) => Ok(f),
-                _ => Err(Error::msg(format!("make-irfs needs exactly one {role} DL2 file"))),
+                _ => Err(Error::msg(format!("make-irfs needs exactly one {role} file"))),
             }
         };
+        let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
+        let binned = match cut_input {
+            Some(f) => Some(super::gh_cuts::read_cut_table(&f.path, &f.name)?),
+            None => None,
+        };
+        let s = settings(ctx.config, binned).map_err(Error::msg)?;
         let gammas = load(one("gamma")?, "gamma", &s)?;
         let protons = load(one("proton")?, "proton", &s)?;
         let _ = writeln!(
             ctx.log,
-            "gammas: {} of {} events pass the selection and gammaness > {}; protons: {} of {}",
+            "gammas: {} of {} events pass the selection and the gammaness cut ({}); protons: {} of {}",
             gammas.true_e.len(),
             gammas.read,
-            s.cut,
+            match &s.cut {
+                GhCut::Global(c) => format!("> {c}"),
+                GhCut::Binned(t) => format!("energy-dependent, {} bins", t.len()),
+            },
             protons.true_e.len(),
             protons.read
         );
         if gammas.true_e.is_empty() {
-            return Err(Error::msg(format!(
-                "no gamma event passes event_selection and gammaness > {}: no IRF can be computed",
-                s.cut
-            )));
+            return Err(Error::msg(
+                "no gamma event passes event_selection and the gammaness cut: no IRF can be computed",
+            ));
         }
         let g = &gammas.sim;
         let true_e = geomspace(g.energy_min_tev, g.energy_max_tev, 21);
@@ -367,7 +401,20 @@ impl Stage for MakeIrfsStage {
             Card::new("ORIGIN", Fv::Str("sst1mflow make-irfs".into()), ""),
         ];
         provenance.push(str_card("S1MVER", ctx.pipeline_version, "sst1mflow pipeline version"));
-        provenance.push(Card::new("GH_CUT", Fv::Float(s.cut), "global gammaness cut (gammaness > cut)"));
+        match (&s.cut, cut_input) {
+            (GhCut::Global(c), _) => {
+                provenance.push(Card::new("GH_CUT", Fv::Float(*c), "global gammaness cut (gammaness > cut)"))
+            }
+            (GhCut::Binned(_), Some(f)) => {
+                provenance.push(str_card("GH_CUT", "energy-dependent", "gammaness >= cut of the reco-energy bin"));
+                provenance.push(str_card(
+                    "CUTTABLE",
+                    &super::dl1_input::input_hash(f)?,
+                    "SHA-256 of the gh-cuts table",
+                ));
+            }
+            (GhCut::Binned(_), None) => unreachable!("a binned cut comes from a cuts input"),
+        }
         provenance.push(str_card(
             "EVTSEL",
             &ctx.config.get("event_selection").map(|v| v.to_string()).unwrap_or_default(),

@@ -14,6 +14,7 @@
 pub mod command;
 pub mod dl1_dl2;
 pub mod dl1_input;
+pub mod gh_cuts;
 pub mod make_irfs;
 pub mod params;
 pub mod r0_dl1;
@@ -97,10 +98,11 @@ static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;
 static TRAIN_RFS: train_rfs::TrainRfsStage = train_rfs::TrainRfsStage;
 static DL1_DL2: dl1_dl2::Dl1Dl2Stage = dl1_dl2::Dl1Dl2Stage;
 static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
+static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &MAKE_IRFS]
+    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS]
 }
 
 pub fn names() -> Vec<&'static str> {

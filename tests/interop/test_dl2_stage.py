@@ -40,6 +40,9 @@ def dl2(tmp_path_factory):
     for s in ["gt", "pt"]:
         steps.append({"name": f"dl2-{s}", "stage": "dl1-dl2", "inputs": {"dl1": f"dl1-{s}.dl1", **MODELS}})
     steps.append({"name": "irfs", "stage": "make-irfs", "inputs": {"gamma": "dl2-gt.dl2", "proton": "dl2-pt.dl2"}})
+    steps.append({"name": "cuts", "stage": "gh-cuts", "inputs": {"gamma": "dl2-gt.dl2"}})
+    steps.append({"name": "irfs-edep", "stage": "make-irfs",
+                  "inputs": {"gamma": "dl2-gt.dl2", "proton": "dl2-pt.dl2", "cuts": "cuts.cuts"}})
     (tmp / "r.json").write_text(json.dumps({"name": "mc", "config": "mc.json", "steps": steps}))
     store = tmp / "store"
     subprocess.run([BIN, "--store", str(store), "-q", "run", "-j", "2", str(tmp / "r.json")], check=True,
@@ -160,3 +163,23 @@ def test_gammapy_loads_the_irfs_with_sane_values(dl2, tmp_path):
     out = subprocess.run([BIN, "--store", str(views.parent.parent), "--json", "lineage", str(copy)],
                          check=True, capture_output=True, text=True)
     assert "make-irfs" in out.stdout and "train-rfs" in out.stdout
+
+
+def test_energy_dependent_cuts_are_readable_and_pinned_in_the_irfs(dl2):
+    from astropy.io import fits
+    views, g, _ = dl2
+    table_path = (views / "cuts" / "all" / "gh_cuts.h5").resolve()
+    cuts = pd.read_hdf(table_path, key="/gammaness_cuts")
+    assert list(cuts.columns) == ["low", "high", "center", "n_events", "cut"]
+    assert len(cuts) == 20 and np.allclose(cuts["low"].iloc[0], 0.1) and np.allclose(cuts["high"].iloc[-1], 1000)
+    full = cuts[cuts["n_events"] >= 100]
+    assert len(full) >= 4 and full["cut"].between(0.1, 0.95).all()
+    # Each well-filled bin keeps about 60% of its gammas (the MC config's gamma_efficiency).
+    sel = g[g["gammaness"].notna()]
+    for _, row in full.iterrows():
+        in_bin = sel[(sel["reco_energy"] >= row["low"]) & (sel["reco_energy"] < row["high"])]
+        kept = (in_bin["gammaness"] >= row["cut"]).mean()
+        assert abs(kept - 0.6) < 0.03 or row["cut"] in (0.1, 0.95), (row.to_dict(), kept)
+    with fits.open(views / "irfs-edep" / "all" / "irfs.fits") as f:
+        assert f["EFFECTIVE AREA"].header["GH_CUT"] == "energy-dependent"
+        assert f["EFFECTIVE AREA"].header["CUTTABLE"] == table_path.name

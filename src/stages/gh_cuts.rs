@@ -1,0 +1,242 @@
+//! The `gh-cuts` stage: energy-dependent gammaness cuts at a target gamma efficiency, as
+//! sst1mpipe's `sst1mpipe_mc_performance --gammaness-cuts efficiency` makes them (pyirf's
+//! `calculate_percentile_cut`).
+//!
+//! Input `gamma`: DL2 of simulated gammas. Config keys: `event_selection`,
+//! `analysis.gamma_efficiency`, `analysis.log_energy_min_tev`, `analysis.log_energy_max_tev`,
+//! `analysis.n_energy_bins`. Per reco-energy bin (logspace of those keys), the cut is the
+//! 100·(1 − efficiency) percentile of the selected gammas' gammaness, clipped to [0.1, 0.95];
+//! bins with fewer than 100 gammas get the largest gammaness of all (nothing passes there).
+//!
+//! Output `gh_cuts.h5`: the table `/gammaness_cuts` (`low`, `high`, `center` in TeV, `n_events`,
+//! `cut`), which pandas reads, with the efficiency and our provenance as attributes. `make-irfs`
+//! and DL3 apply it to the events of their reco-energy bin (`gammaness >= cut`; events outside
+//! the bins are dropped, as pyirf's `evaluate_binned_cut`), and record its hash.
+use super::params::Params;
+use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use crate::error::{Error, Result};
+use crate::io::dl2::Dl2Reader;
+use crate::io::hdf5_table::{create_product_file, ensure_groups, write_attrs, Attr, ColumnMeta, Table};
+use crate::irf;
+use crate::reco::EventSelection;
+use hdf5::H5Type;
+use serde_json::Value;
+use std::path::Path;
+
+pub struct GhCutsStage;
+
+const MIN_EVENTS: usize = 100;
+const CLIP: (f64, f64) = (0.1, 0.95);
+
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct CutRow {
+    pub low: f64,
+    pub high: f64,
+    pub center: f64,
+    pub n_events: i64,
+    pub cut: f64,
+}
+
+const CUT_COLUMNS: [(&str, &str); 5] =
+    [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("cut", "")];
+
+/// Reads a cut table back (for make-irfs and DL3).
+pub fn read_cut_table(path: &Path, shown_as: &str) -> Result<Vec<CutRow>> {
+    let bad = |what: String| Error::msg(format!("gammaness cut table {shown_as}: {what}"));
+    let file = hdf5::File::open(path).map_err(|e| bad(format!("cannot open ({e})")))?;
+    let rows = file
+        .dataset("/gammaness_cuts")
+        .and_then(|d| d.read_raw::<CutRow>())
+        .map_err(|e| bad(format!("no readable /gammaness_cuts table ({e})")))?;
+    if rows.is_empty()
+        || rows.windows(2).any(|w| w[0].high != w[1].low)
+        || rows.iter().any(|r| r.low.is_nan() || r.high.is_nan() || r.low >= r.high)
+    {
+        return Err(bad("bins are empty, unordered or not contiguous".into()));
+    }
+    Ok(rows)
+}
+
+/// pyirf's `evaluate_binned_cut` with `>=`: does an event of `reco_energy` with `gammaness` pass?
+pub fn passes(cuts: &[CutRow], reco_energy: f64, gammaness: f64) -> bool {
+    let last = cuts.len() - 1;
+    if !(reco_energy >= cuts[0].low && reco_energy < cuts[last].high) {
+        return false;
+    }
+    let i = cuts.partition_point(|c| c.high <= reco_energy);
+    gammaness >= cuts[i.min(last)].cut
+}
+
+fn analysis(config: &Value, key: &str) -> std::result::Result<f64, String> {
+    config
+        .get("analysis")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("analysis.{key} must be a number"))
+}
+
+struct Settings {
+    selection: EventSelection,
+    efficiency: f64,
+    edges: Vec<f64>,
+}
+
+fn settings(config: &Value) -> std::result::Result<Settings, String> {
+    let efficiency = analysis(config, "gamma_efficiency")?;
+    if !(efficiency > 0.0 && efficiency < 1.0) {
+        return Err(format!("analysis.gamma_efficiency = {efficiency} must be in (0, 1)"));
+    }
+    let (lo, hi, n) = (
+        analysis(config, "log_energy_min_tev")?,
+        analysis(config, "log_energy_max_tev")?,
+        analysis(config, "n_energy_bins")?,
+    );
+    if lo >= hi || n < 2.0 || n.fract() != 0.0 {
+        return Err("analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins >= 2 edges".into());
+    }
+    let n = n as usize;
+    let edges = (0..n).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64)).collect();
+    Ok(Settings {
+        selection: EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)?,
+        efficiency,
+        edges,
+    })
+}
+
+impl Stage for GhCutsStage {
+    fn name(&self) -> &'static str {
+        "gh-cuts"
+    }
+
+    fn version(&self) -> &'static str {
+        "1"
+    }
+
+    fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
+        Params::new(params, &[], "gh-cuts", at)?;
+        if input_roles != ["gamma"] {
+            return Err(Error::msg(format!("{at}: stage gh-cuts takes one input role, \"gamma\" (DL2 of gammas)")));
+        }
+        Ok(StagePlan {
+            config_keys: [
+                "event_selection",
+                "analysis.gamma_efficiency",
+                "analysis.log_energy_min_tev",
+                "analysis.log_energy_max_tev",
+                "analysis.n_energy_bins",
+            ]
+            .map(String::from)
+            .to_vec(),
+            outputs: vec![DeclaredOutput { role: "cuts".into(), file: "gh_cuts.h5".into(), kind: "gh-cuts".into() }],
+        })
+    }
+
+    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
+        crate::config::check_known(config, file, at)?;
+        settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+        Ok(Vec::new())
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<()> {
+        let s = settings(ctx.config).map_err(Error::msg)?;
+        let input: &InputFile = match ctx.inputs.get("gamma").map(Vec::as_slice) {
+            Some([f]) => f,
+            _ => return Err(Error::msg("gh-cuts needs exactly one gamma DL2 file")),
+        };
+        let dl2 = Dl2Reader::open(&input.path)
+            .map_err(|e| Error::msg(format!("gamma input {}: {}", input.name, e.message())))?;
+        let cuts: Vec<_> = s
+            .selection
+            .cuts
+            .iter()
+            .map(|(c, lo, hi)| {
+                crate::io::dl1::Dl2Row::getter(c)
+                    .map(|g| (g, *lo, *hi))
+                    .ok_or_else(|| Error::msg(format!("event_selection: {} has no column \"{c}\"", input.name)))
+            })
+            .collect::<Result<_>>()?;
+        let (mut gammaness, mut energy) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < dl2.n_events {
+            let end = (start + 16_384).min(dl2.n_events);
+            for r in dl2.read(start, end)? {
+                if r.true_shower_primary_id != 0 {
+                    return Err(Error::msg(format!(
+                        "gamma input {} contains particle id {}",
+                        input.name, r.true_shower_primary_id
+                    )));
+                }
+                let selected = cuts.iter().all(|(g, lo, hi)| {
+                    let v = g(&r);
+                    v >= *lo && v <= *hi
+                });
+                if selected && r.gammaness.is_finite() && r.reco_energy.is_finite() {
+                    gammaness.push(r.gammaness);
+                    energy.push(r.reco_energy);
+                }
+            }
+            start = end;
+        }
+        if gammaness.is_empty() {
+            return Err(Error::msg(format!(
+                "no gamma of {} passes event_selection with a reconstruction: no cut can be derived",
+                input.name
+            )));
+        }
+        let fill = gammaness.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let table = irf::percentile_cut(
+            &gammaness,
+            &energy,
+            &s.edges,
+            100.0 * (1.0 - s.efficiency),
+            fill,
+            (Some(CLIP.0), Some(CLIP.1)),
+            MIN_EVENTS,
+        )
+        .map_err(|e| Error::msg(e.to_string()))?;
+        let file = create_product_file(&ctx.work_dir.join("gh_cuts.h5"), ctx.activity_key, ctx.pipeline_version)?;
+        write_attrs(&file, &[("gamma_efficiency", Attr::Float(s.efficiency)), ("method", Attr::Str("efficiency"))])?;
+        let columns: Vec<ColumnMeta> = CUT_COLUMNS.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();
+        let root = ensure_groups(&file, "/")?;
+        let mut t = Table::<CutRow>::create(&root, "gammaness_cuts", 64, &columns)?;
+        for b in &table {
+            t.push(CutRow {
+                low: b.low,
+                high: b.high,
+                center: (b.low * b.high).sqrt(),
+                n_events: b.n_events as i64,
+                cut: b.cut,
+            })?;
+        }
+        t.finish()?;
+        let filled = table.iter().filter(|b| b.n_events < MIN_EVENTS).count();
+        let _ = writeln!(
+            ctx.log,
+            "{} gammas; cuts for efficiency {} in {} bins ({} with fewer than {MIN_EVENTS} gammas get {fill:.3})",
+            gammaness.len(),
+            s.efficiency,
+            table.len(),
+            filled
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binned_cut_uses_the_event_bin_and_drops_events_outside() {
+        let cuts = [
+            CutRow { low: 1.0, high: 2.0, center: 1.4, n_events: 200, cut: 0.5 },
+            CutRow { low: 2.0, high: 4.0, center: 2.8, n_events: 200, cut: 0.8 },
+        ];
+        assert!(passes(&cuts, 1.5, 0.5));
+        assert!(!passes(&cuts, 2.0, 0.7));
+        assert!(passes(&cuts, 3.9, 0.8));
+        assert!(!passes(&cuts, 4.0, 0.99));
+        assert!(!passes(&cuts, 0.5, 0.99));
+    }
+}
