@@ -5,7 +5,7 @@
 //! irf_compute SPEC.json EVENTS.f64 OUT_DIR
 //! EVENTS: row-major f64 [true_energy TeV, reco_energy TeV, true_offset deg, theta deg,
 //! reco_offset deg, weight]. SPEC: bin edges, the simulation info and the observation time.
-//! Writes OUT_DIR/{aeff_e,aeff,edisp,psf,bkg,theta_cut,sens}.f64 and prints the compute time as JSON.
+//! Writes OUT_DIR/{aeff_e,aeff,edisp,psf,bkg,theta_cut,sens,curve}.f64 and prints the compute time as JSON.
 use serde_json::Value;
 use sst1mflow::irf::{self, SimulationInfo};
 use std::time::Instant;
@@ -49,12 +49,23 @@ fn main() {
     let bkg = irf::background_2d(&reco_e, &reco_off, &weight, &reco_edges, &bg_off, spec["t_obs_s"].as_f64().unwrap())
         .unwrap();
     // θ cut: 68% containment per reco-energy bin (fill 0.32 deg below 10 events).
-    let theta_cut: Vec<f64> = irf::percentile_cut(&theta, &reco_e, &reco_edges, 68.0, 0.32, (None, None), 10)
-        .unwrap()
-        .iter()
-        .map(|c| c.cut)
-        .collect();
+    let theta_table = irf::percentile_cut(&theta, &reco_e, &reco_edges, 68.0, 0.32, (None, None), 10).unwrap();
+    let theta_cut: Vec<f64> = theta_table.iter().map(|c| c.cut).collect();
+    // Point-source sensitivity: the same events as signal (θ) and as background (reco offset).
+    let curve = irf::sensitivity_curve(
+        &irf::WeightedEvents { reco_energy: &reco_e, angle_deg: &theta, weight: &weight },
+        &irf::WeightedEvents { reco_energy: &reco_e, angle_deg: &reco_off, weight: &weight },
+        &theta_table,
+        &reco_edges,
+        0.2,
+        (0.0, 1.0),
+        &irf::STANDARD_DETECTION,
+    )
+    .unwrap();
+    let curve_values: Vec<f64> =
+        curve.iter().flat_map(|b| [b.n_signal_weighted, b.n_background_weighted, b.relative_sensitivity]).collect();
     let seconds = start.elapsed().as_secs_f64();
+    write(out.join("curve.f64"), &curve_values);
     let n_on = edges(&spec, "n_on");
     let n_off = edges(&spec, "n_off");
     let sensitivity: Vec<f64> = n_on

@@ -293,13 +293,15 @@ pub fn percentile(values: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    v.sort_unstable_by(f64::total_cmp);
     let pos = q / 100.0 * (n - 1) as f64;
     let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
-    if lo + 1 < n {
-        v[lo] + (v[lo + 1] - v[lo]) * frac
+    // Two order statistics by selection (linear time), not a full sort.
+    let (_, &mut at_lo, above) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    if frac > 0.0 && !above.is_empty() {
+        let next = above.iter().copied().fold(f64::INFINITY, f64::min);
+        at_lo + (next - at_lo) * frac
     } else {
-        v[lo]
+        at_lo
     }
 }
 
@@ -455,6 +457,82 @@ pub fn relative_sensitivity(n_on: f64, n_off: f64, alpha: f64, criteria: &Detect
     } else {
         flux
     }
+}
+
+/// One reco-energy bin of a sensitivity curve (pyirf's `calculate_sensitivity` columns).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SensitivityBin {
+    pub low: f64,
+    pub high: f64,
+    /// Weighted signal events in the on region (θ ≤ the bin's θ cut), at the reference flux.
+    pub n_signal_weighted: f64,
+    /// Weighted background events in one off region (ring scaled to the on region and α).
+    pub n_background_weighted: f64,
+    /// Flux, relative to the reference, that meets the detection criteria.
+    pub relative_sensitivity: f64,
+}
+
+/// The events of one particle type after the gammaness cut: reco energy, θ (signal) or reco
+/// offset (background), weight.
+pub struct WeightedEvents<'a> {
+    pub reco_energy: &'a [f64],
+    pub angle_deg: &'a [f64],
+    pub weight: &'a [f64],
+}
+
+/// pyirf's point-source sensitivity: signal within the θ cut of its reco-energy bin; background
+/// counted in the FoV ring [`fov_min`, `fov_max`) and scaled by Ω_on(θ cut at the bin centre)
+/// / Ω_ring / α; then [`relative_sensitivity`] per bin. `theta_cuts` must be on `reco_edges`.
+pub fn sensitivity_curve(
+    signal: &WeightedEvents,
+    background: &WeightedEvents,
+    theta_cuts: &[CutBin],
+    reco_edges: &[f64],
+    alpha: f64,
+    fov_deg: (f64, f64),
+    criteria: &DetectionCriteria,
+) -> Result<Vec<SensitivityBin>, IrfError> {
+    check_edges(reco_edges, "reco energy")?;
+    same_lengths(&[signal.reco_energy, signal.angle_deg, signal.weight])?;
+    same_lengths(&[background.reco_energy, background.angle_deg, background.weight])?;
+    if theta_cuts.len() != reco_edges.len() - 1 || theta_cuts.iter().zip(reco_edges).any(|(c, e)| c.low != *e) {
+        return Err(IrfError::BadEdges("theta cut (must use the sensitivity's reco-energy)"));
+    }
+    let mut n_signal = vec![0.0; theta_cuts.len()];
+    for i in 0..signal.reco_energy.len() {
+        // The cut of the event's bin ([lo, hi) bins; events outside fail), then the histogram.
+        let Some(b) = cut_bin(reco_edges, signal.reco_energy[i]) else { continue };
+        if signal.angle_deg[i] <= theta_cuts[b].cut {
+            if let Some(h) = bin_index(reco_edges, signal.reco_energy[i]) {
+                n_signal[h] += signal.weight[i];
+            }
+        }
+    }
+    let mut n_bg = vec![0.0; theta_cuts.len()];
+    for i in 0..background.reco_energy.len() {
+        let off = background.angle_deg[i];
+        if off >= fov_deg.0 && off < fov_deg.1 {
+            if let Some(h) = bin_index(reco_edges, background.reco_energy[i]) {
+                n_bg[h] += background.weight[i];
+            }
+        }
+    }
+    let ring = cone_solid_angle(fov_deg.1) - cone_solid_angle(fov_deg.0);
+    Ok(theta_cuts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let background = n_bg[i] * cone_solid_angle(c.cut) / ring / alpha;
+            let rel = relative_sensitivity(n_signal[i] + alpha * background, background, alpha, criteria);
+            SensitivityBin {
+                low: c.low,
+                high: c.high,
+                n_signal_weighted: n_signal[i],
+                n_background_weighted: background,
+                relative_sensitivity: rel,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ def computed(tmp_path_factory):
     ev.astype(np.float64).tofile(tmp / "events.f64")
     out = subprocess.run([str(EXAMPLE), str(tmp / "spec.json"), str(tmp / "events.f64"), str(tmp)],
                          check=True, capture_output=True, text=True)
-    ours = {k: np.fromfile(tmp / f"{k}.f64") for k in ["aeff_e", "aeff", "edisp", "psf", "bkg", "theta_cut", "sens"]}
+    ours = {k: np.fromfile(tmp / f"{k}.f64") for k in ["aeff_e", "aeff", "edisp", "psf", "bkg", "theta_cut", "sens", "curve"]}
     ours["seconds"] = json.loads(out.stdout)["seconds"]
     return ev, spec, ours
 
@@ -89,7 +89,29 @@ def test_every_irf_matches_pyirf_bin_for_bin(computed):
         assert value.shape == ours[name].shape, name
         assert np.count_nonzero(value) > 0.3 * value.size, f"{name}: mostly empty test binning"
         np.testing.assert_allclose(ours[name], value, rtol=1e-9, atol=0, err_msg=name)
-    print(f"1e6 events, effective areas + edisp + PSF + background: sst1mflow {ours['seconds']:.3f} s, "
+    # Point-source sensitivity as pyirf's example computes it, on the same events (signal: θ,
+    # background: the reco offset), timed with the IRFs above.
+    import operator
+    from pyirf.cuts import calculate_percentile_cut, evaluate_binned_cut
+    from pyirf.binning import create_histogram_table
+    from pyirf.sensitivity import calculate_sensitivity, estimate_background
+    start = time.perf_counter()
+    reco_bins = np.array(spec["reco_energy"]) * u.TeV
+    theta_cuts = calculate_percentile_cut(t["theta"], t["reco_energy"], reco_bins, fill_value=0.32 * u.deg,
+                                          percentile=68, min_events=10)
+    on = evaluate_binned_cut(t["theta"], t["reco_energy"], theta_cuts, operator.le)
+    signal_hist = create_histogram_table(t[on], reco_bins)
+    background_hist = estimate_background(t, reco_bins, theta_cuts, alpha=0.2, fov_offset_min=0 * u.deg,
+                                          fov_offset_max=1 * u.deg)
+    sens = calculate_sensitivity(signal_hist, background_hist, alpha=0.2)
+    pyirf_s += time.perf_counter() - start
+    curve = ours["curve"].reshape(-1, 3)
+    np.testing.assert_allclose(curve[:, 0], signal_hist["n_weighted"], rtol=1e-9)
+    np.testing.assert_allclose(curve[:, 1], background_hist["n_weighted"], rtol=1e-9)
+    theirs = np.asarray(sens["relative_sensitivity"])
+    assert np.array_equal(np.isfinite(theirs), np.isfinite(curve[:, 2]))
+    np.testing.assert_allclose(curve[:, 2][np.isfinite(theirs)], theirs[np.isfinite(theirs)], rtol=1e-8)
+    print(f"1e6 events, IRFs + theta cuts + sensitivity: sst1mflow {ours['seconds']:.3f} s, "
           f"pyirf {pyirf_s:.3f} s ({pyirf_s / ours['seconds']:.1f}x)")
 
 
