@@ -453,30 +453,7 @@ impl Dl1Writer {
         showers: &[super::r1::ShowerRow],
         run: Option<super::r1::SimulationRunRow>,
     ) -> Result<()> {
-        if showers.is_empty() && run.is_none() {
-            return Ok(());
-        }
-        let mut table = Table::create(
-            &ensure_groups(&self.file, "/simulation/event/subarray")?,
-            "shower",
-            1024,
-            &super::r1::shower_columns(),
-        )?;
-        for s in showers {
-            table.push(*s)?;
-        }
-        table.finish()?;
-        if let Some(run) = run {
-            let mut t = Table::create(
-                &ensure_groups(&self.file, "/configuration/simulation")?,
-                "run",
-                1,
-                &super::r1::run_columns(),
-            )?;
-            t.push(run)?;
-            t.finish()?;
-        }
-        Ok(())
+        super::r1::write_simulation_tables(&self.file, showers, run)
     }
 
     /// Sets a string attribute on the file's root.
@@ -514,10 +491,6 @@ pub struct Dl1Reader {
     pub run: Option<super::r1::SimulationRunRow>,
 }
 
-fn read_string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
-    loc.attr(name).ok()?.read_scalar::<hdf5::types::VarLenUnicode>().ok().map(|s| s.as_str().to_string())
-}
-
 impl Dl1Reader {
     pub fn open(path: &Path) -> Result<Dl1Reader> {
         use crate::error::Error;
@@ -548,7 +521,7 @@ impl Dl1Reader {
             )));
         }
         let n_events = parameters.shape().first().copied().unwrap_or(0);
-        let settings = match read_string_attr(&file, SETTINGS_ATTR) {
+        let settings = match super::hdf5_table::read_string_attr(&file, SETTINGS_ATTR) {
             Some(json) => serde_json::from_str(&json).map_err(|e| bad(&format!("attribute {SETTINGS_ATTR}: {e}")))?,
             None => Default::default(),
         };
@@ -569,8 +542,9 @@ impl Dl1Reader {
             path: path.to_path_buf(),
             tel_id,
             n_events,
-            activity_key: read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
-            pipeline_version: read_string_attr(&file, "sst1mflow_pipeline_version").unwrap_or_default(),
+            activity_key: super::hdf5_table::read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: super::hdf5_table::read_string_attr(&file, "sst1mflow_pipeline_version")
+                .unwrap_or_default(),
             settings,
             showers,
             run,

@@ -43,29 +43,7 @@ impl Dl2Writer {
 
     /// Copies the simulation truth (shower table and thrown-event run row).
     pub fn write_simulation(&mut self, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
-        if !showers.is_empty() {
-            let mut t = Table::create(
-                &ensure_groups(&self.file, "/simulation/event/subarray")?,
-                "shower",
-                1024,
-                &super::r1::shower_columns(),
-            )?;
-            for s in showers {
-                t.push(*s)?;
-            }
-            t.finish()?;
-        }
-        if let Some(run) = run {
-            let mut t = Table::create(
-                &ensure_groups(&self.file, "/configuration/simulation")?,
-                "run",
-                1,
-                &super::r1::run_columns(),
-            )?;
-            t.push(run)?;
-            t.finish()?;
-        }
-        Ok(())
+        super::r1::write_simulation_tables(&self.file, showers, run)
     }
 
     pub fn finish(self) -> Result<usize> {
@@ -84,10 +62,6 @@ pub struct Dl2Reader {
     /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
     pub models: String,
     pub run: Option<SimulationRunRow>,
-}
-
-fn string_attr_of(file: &hdf5::File, name: &str) -> Option<String> {
-    file.attr(name).ok()?.read_scalar::<hdf5::types::VarLenUnicode>().ok().map(|s| s.as_str().to_string())
 }
 
 impl Dl2Reader {
@@ -128,9 +102,10 @@ impl Dl2Reader {
             events,
             path: path.to_path_buf(),
             tel_id,
-            activity_key: string_attr_of(&file, "sst1mflow_activity_key").unwrap_or_default(),
-            pipeline_version: string_attr_of(&file, "sst1mflow_pipeline_version").unwrap_or_default(),
-            models: string_attr_of(&file, "sst1mflow_models").unwrap_or_default(),
+            activity_key: super::hdf5_table::read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: super::hdf5_table::read_string_attr(&file, "sst1mflow_pipeline_version")
+                .unwrap_or_default(),
+            models: super::hdf5_table::read_string_attr(&file, "sst1mflow_models").unwrap_or_default(),
             run,
         })
     }

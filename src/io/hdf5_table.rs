@@ -47,6 +47,11 @@ pub fn string_attr(loc: &Location, name: &str, value: &str) -> Result<()> {
         .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))
 }
 
+/// Reads a string attribute, `None` when absent or not a string.
+pub fn read_string_attr(loc: &Location, name: &str) -> Option<String> {
+    loc.attr(name).ok()?.read_scalar::<VarLenUnicode>().ok().map(|s| s.as_str().to_string())
+}
+
 /// Marks a group the way PyTables does.
 pub fn pytables_group(group: &Group) -> Result<()> {
     string_attr(group, "CLASS", "GROUP")?;

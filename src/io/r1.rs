@@ -112,6 +112,27 @@ pub fn run_columns() -> Vec<ColumnMeta<'static>> {
     columns(RUN_COLUMNS)
 }
 
+/// Writes the simulation truth into a product file: the shower table
+/// (`/simulation/event/subarray/shower`) and the thrown-event run row
+/// (`/configuration/simulation/run`); nothing when there is neither.
+pub fn write_simulation_tables(file: &hdf5::File, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
+    if showers.is_empty() && run.is_none() {
+        return Ok(());
+    }
+    let mut table =
+        Table::create(&ensure_groups(file, "/simulation/event/subarray")?, "shower", 1024, &shower_columns())?;
+    for s in showers {
+        table.push(*s)?;
+    }
+    table.finish()?;
+    if let Some(run) = run {
+        let mut t = Table::create(&ensure_groups(file, "/configuration/simulation")?, "run", 1, &run_columns())?;
+        t.push(run)?;
+        t.finish()?;
+    }
+    Ok(())
+}
+
 /// Streams simulated events into an R1 file.
 pub struct R1Writer {
     file: hdf5::File,

@@ -1,7 +1,8 @@
 //! Reading DL1 parameter tables into columns for the random-forest stages: several files of
 //! one telescope, checked to share one set of DL1 settings and one pipeline version, with
 //! sst1mpipe's `event_selection` and finite check applied while streaming (only the needed
-//! columns of the surviving events are kept).
+//! columns of the surviving events are kept). Also `event_selection` on DL2 rows
+//! ([`Dl2Selection`]), for the stages after DL2.
 use super::InputFile;
 use crate::contract;
 use crate::error::{Error, Result};
@@ -46,6 +47,36 @@ pub fn getter(name: &str, file: &str) -> Result<fn(&ParametersRow) -> f64> {
             crate::text::suggestion(name, ParametersRow::column_names())
         ))
     })
+}
+
+/// One `event_selection` entry on DL2 rows: the column's reader and the inclusive bounds.
+type Dl2Cut = (fn(&crate::io::dl1::Dl2Row) -> f64, f64, f64);
+
+/// `event_selection` resolved against the DL2 row's columns.
+pub struct Dl2Selection(Vec<Dl2Cut>);
+
+impl Dl2Selection {
+    /// Resolves every column of `selection`, or names the file and the missing column.
+    pub fn new(selection: &EventSelection, file: &str) -> Result<Dl2Selection> {
+        let cuts = selection
+            .cuts
+            .iter()
+            .map(|(c, lo, hi)| {
+                crate::io::dl1::Dl2Row::getter(c)
+                    .map(|g| (g, *lo, *hi))
+                    .ok_or_else(|| Error::msg(format!("event_selection: {file} has no column \"{c}\"")))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Dl2Selection(cuts))
+    }
+
+    /// Inclusive bounds, as sst1mpipe; NaN fails.
+    pub fn passes(&self, row: &crate::io::dl1::Dl2Row) -> bool {
+        self.0.iter().all(|(g, lo, hi)| {
+            let v = g(row);
+            v >= *lo && v <= *hi
+        })
+    }
 }
 
 /// Opens every file, checks telescope, settings and version agree, and keeps the events passing

@@ -146,16 +146,7 @@ impl Stage for GhCutsStage {
         };
         let dl2 = Dl2Reader::open(&input.path)
             .map_err(|e| Error::msg(format!("gamma input {}: {}", input.name, e.message())))?;
-        let cuts: Vec<_> = s
-            .selection
-            .cuts
-            .iter()
-            .map(|(c, lo, hi)| {
-                crate::io::dl1::Dl2Row::getter(c)
-                    .map(|g| (g, *lo, *hi))
-                    .ok_or_else(|| Error::msg(format!("event_selection: {} has no column \"{c}\"", input.name)))
-            })
-            .collect::<Result<_>>()?;
+        let selection = super::dl1_input::Dl2Selection::new(&s.selection, &input.name)?;
         let (mut gammaness, mut energy) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < dl2.n_events {
@@ -167,11 +158,7 @@ impl Stage for GhCutsStage {
                         input.name, r.true_shower_primary_id
                     )));
                 }
-                let selected = cuts.iter().all(|(g, lo, hi)| {
-                    let v = g(&r);
-                    v >= *lo && v <= *hi
-                });
-                if selected && r.gammaness.is_finite() && r.reco_energy.is_finite() {
+                if selection.passes(&r) && r.gammaness.is_finite() && r.reco_energy.is_finite() {
                     gammaness.push(r.gammaness);
                     energy.push(r.reco_energy);
                 }

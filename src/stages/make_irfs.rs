@@ -183,16 +183,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
         viewcone_min_deg: 0.0,
         viewcone_max_deg: run.max_viewcone_radius,
     };
-    let cuts: Vec<_> = s
-        .selection
-        .cuts
-        .iter()
-        .map(|(c, lo, hi)| {
-            crate::io::dl1::Dl2Row::getter(c).map(|g| (g, *lo, *hi)).ok_or_else(|| {
-                Error::msg(format!("event_selection: {role} input {} has no column \"{c}\"", input.name))
-            })
-        })
-        .collect::<Result<_>>()?;
+    let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?;
     let mut ev = Events {
         true_e: vec![],
         reco_e: vec![],
@@ -208,10 +199,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
         let end = (start + CHUNK).min(dl2.n_events);
         for r in dl2.read(start, end)? {
             ev.read += 1;
-            let selected = cuts.iter().all(|(g, lo, hi)| {
-                let v = g(&r);
-                v >= *lo && v <= *hi
-            });
+            let selected = selection.passes(&r);
             let passes_cut = s.cut.passes(r.reco_energy, r.gammaness);
             if !selected || !passes_cut || !r.reco_alt.is_finite() || !r.reco_energy.is_finite() {
                 continue;
