@@ -41,15 +41,21 @@ fn train_recipe(dir: &Path) -> PathBuf {
     recipe
 }
 
+/// Model files as raw input sets of a recipe, and the step inputs naming them by role.
+fn model_inputs(models: &[(&str, PathBuf)]) -> (Vec<String>, Vec<String>) {
+    let inputs = models
+        .iter()
+        .map(|(role, p)| format!(r#""{role}": {{"paths": ["{}"], "kind": "rf-model"}}"#, p.display()))
+        .collect();
+    let roles = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+    (inputs, roles)
+}
+
 /// A second analysis applying model files (given as raw inputs) to DL1 made with
 /// `picture_threshold`.
 fn apply_recipe(dir: &Path, name: &str, models: &[(&str, PathBuf)], picture_threshold: u32, params: &str) -> PathBuf {
     write(&dir.join(format!("{name}.cfg.json")), &config_text(picture_threshold));
-    let inputs: Vec<String> = models
-        .iter()
-        .map(|(role, p)| format!(r#""{role}": {{"paths": ["{}"], "kind": "rf-model"}}"#, p.display()))
-        .collect();
-    let roles: Vec<String> = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+    let (inputs, roles) = model_inputs(models);
     let recipe = dir.join(format!("{name}.json"));
     write(
         &recipe,
@@ -197,11 +203,7 @@ fn training_and_application_are_byte_identical_and_the_contract_is_enforced() {
 /// IRFs from DL2 of gammas simulated with `gamma_sim` (and the protons), with given models.
 fn irf_recipe(dir: &Path, name: &str, models: &[(&str, PathBuf)], gamma_sim: &str) -> PathBuf {
     write(&dir.join(format!("{name}.cfg.json")), &config_text(8));
-    let inputs: Vec<String> = models
-        .iter()
-        .map(|(role, p)| format!(r#""{role}": {{"paths": ["{}"], "kind": "rf-model"}}"#, p.display()))
-        .collect();
-    let roles: Vec<String> = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+    let (inputs, roles) = model_inputs(models);
     let recipe = dir.join(format!("{name}.json"));
     write(
         &recipe,

@@ -496,30 +496,12 @@ impl Dl1Reader {
         use crate::error::Error;
         let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL1 file: {what}", path.display()));
         let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
-        let group = file
-            .group("/dl1/event/telescope/parameters")
-            .map_err(|_| bad("no /dl1/event/telescope/parameters group"))?;
-        let names = group.member_names().map_err(|e| bad(&e.to_string()))?;
-        let [table] = names.as_slice() else {
-            return Err(bad(&format!("expected one telescope table, found {names:?}")));
-        };
-        let tel_id: u16 = table
-            .strip_prefix("tel_")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad(&format!("unexpected table name {table}")))?;
-        let parameters = group.dataset(table).map_err(|e| bad(&format!("parameter table: {e}")))?;
-        let dtype = parameters.dtype().and_then(|t| t.to_descriptor()).map_err(|e| bad(&e.to_string()))?;
-        let present: Vec<String> = match dtype {
-            hdf5::types::TypeDescriptor::Compound(c) => c.fields.into_iter().map(|f| f.name).collect(),
-            _ => return Err(bad("the parameter table is not a table of records")),
-        };
-        let missing: Vec<&str> = ParametersRow::column_names().filter(|c| !present.iter().any(|p| p == c)).collect();
-        if !missing.is_empty() {
-            return Err(bad(&format!(
-                "the parameter table lacks the column(s) {} (made by another version of sst1mflow?)",
-                missing.join(", ")
-            )));
-        }
+        let (parameters, tel_id) = super::hdf5_table::open_telescope_table(
+            &file,
+            "/dl1/event/telescope/parameters",
+            ParametersRow::column_names(),
+        )
+        .map_err(|e| bad(&e))?;
         let n_events = parameters.shape().first().copied().unwrap_or(0);
         let settings = match super::hdf5_table::read_string_attr(&file, SETTINGS_ATTR) {
             Some(json) => serde_json::from_str(&json).map_err(|e| bad(&format!("attribute {SETTINGS_ATTR}: {e}")))?,

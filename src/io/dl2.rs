@@ -69,26 +69,12 @@ impl Dl2Reader {
         use crate::error::Error;
         let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL2 file: {what}", path.display()));
         let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
-        let group = file
-            .group("/dl2/event/telescope/parameters")
-            .map_err(|_| bad("no /dl2/event/telescope/parameters group"))?;
-        let names = group.member_names().map_err(|e| bad(&e.to_string()))?;
-        let [table] = names.as_slice() else {
-            return Err(bad(&format!("expected one telescope table, found {names:?}")));
-        };
-        let tel_id: u16 = table
-            .strip_prefix("tel_")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad(&format!("unexpected table name {table}")))?;
-        let events = group.dataset(table).map_err(|e| bad(&format!("event table: {e}")))?;
-        let present: Vec<String> = match events.dtype().and_then(|t| t.to_descriptor()) {
-            Ok(hdf5::types::TypeDescriptor::Compound(c)) => c.fields.into_iter().map(|f| f.name).collect(),
-            _ => return Err(bad("the event table is not a table of records")),
-        };
-        let missing: Vec<&str> = DL2_COLUMNS.iter().map(|c| c.0).filter(|c| !present.iter().any(|p| p == c)).collect();
-        if !missing.is_empty() {
-            return Err(bad(&format!("the event table lacks the column(s) {}", missing.join(", "))));
-        }
+        let (events, tel_id) = super::hdf5_table::open_telescope_table(
+            &file,
+            "/dl2/event/telescope/parameters",
+            DL2_COLUMNS.iter().map(|c| c.0),
+        )
+        .map_err(|e| bad(&e))?;
         let run = match file.dataset("/configuration/simulation/run") {
             Ok(d) => d
                 .read_raw::<SimulationRunRow>()

@@ -52,6 +52,38 @@ pub fn read_string_attr(loc: &Location, name: &str) -> Option<String> {
     loc.attr(name).ok()?.read_scalar::<VarLenUnicode>().ok().map(|s| s.as_str().to_string())
 }
 
+/// Opens the one `tel_NNN` table under `group_path` (ctapipe's per-telescope layout) and checks
+/// that its records have every column of `required`. Errors are the problem alone; callers say
+/// which file. Returns the table and its telescope id.
+pub fn open_telescope_table<'a>(
+    file: &hdf5::File,
+    group_path: &str,
+    required: impl Iterator<Item = &'a str>,
+) -> std::result::Result<(Dataset, u16), String> {
+    let group = file.group(group_path).map_err(|_| format!("no {group_path} group"))?;
+    let names = group.member_names().map_err(|e| e.to_string())?;
+    let [table] = names.as_slice() else {
+        return Err(format!("expected one telescope table in {group_path}, found {names:?}"));
+    };
+    let tel_id: u16 = table
+        .strip_prefix("tel_")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unexpected table name {table}"))?;
+    let dataset = group.dataset(table).map_err(|e| format!("table {table}: {e}"))?;
+    let present: Vec<String> = match dataset.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(hdf5::types::TypeDescriptor::Compound(c)) => c.fields.into_iter().map(|f| f.name).collect(),
+        _ => return Err(format!("{group_path}/{table} is not a table of records")),
+    };
+    let missing: Vec<&str> = required.filter(|c| !present.iter().any(|p| p == c)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{group_path}/{table} lacks the column(s) {} (made by another version of sst1mflow?)",
+            missing.join(", ")
+        ));
+    }
+    Ok((dataset, tel_id))
+}
+
 /// Marks a group the way PyTables does.
 pub fn pytables_group(group: &Group) -> Result<()> {
     string_attr(group, "CLASS", "GROUP")?;

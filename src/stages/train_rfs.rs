@@ -140,7 +140,18 @@ fn outputs(tel: u16, with_gh: bool) -> Vec<DeclaredOutput> {
 
 /// A row-major float32 matrix of `features` for `rows` of `columns`.
 fn matrix(columns: &BTreeMap<String, Vec<f64>>, features: &[String], rows: &[usize]) -> Vec<f32> {
-    let cols: Vec<&Vec<f64>> = features.iter().map(|f| &columns[f]).collect();
+    matrix_with(columns, &BTreeMap::new(), features, rows)
+}
+
+/// [`matrix`] where features may also come from `derived` (model outputs), so the DL1 columns
+/// need not be copied to add them.
+fn matrix_with(
+    columns: &BTreeMap<String, Vec<f64>>,
+    derived: &BTreeMap<String, Vec<f64>>,
+    features: &[String],
+    rows: &[usize],
+) -> Vec<f32> {
+    let cols: Vec<&Vec<f64>> = features.iter().map(|f| derived.get(f).unwrap_or_else(|| &columns[f])).collect();
     let mut x = Vec::with_capacity(rows.len() * features.len());
     for &r in rows {
         x.extend(cols.iter().map(|c| c[r] as f32));
@@ -402,8 +413,9 @@ fn train_gh(
     log: &mut dyn std::io::Write,
 ) -> Result<(Model, (usize, usize))> {
     let seed = cfg.regressor.params.random_state;
-    let mut g_cols = gammas.columns.clone();
-    let mut p_cols = protons.columns.clone();
+    let (g_cols, p_cols) = (&gammas.columns, &protons.columns);
+    // log_reco_energy and reco_disp_norm, when the classifier uses them.
+    let (mut g_derived, mut p_derived) = (BTreeMap::new(), BTreeMap::new());
     let needs_models = cfg.gh_features.iter().any(|f| DERIVED_FEATURES.contains(&f.as_str()));
     let gamma_pool: Vec<usize> = if needs_models {
         // sst1mpipe: 67% of the gammas train temporary energy and disp models, which predict
@@ -428,7 +440,7 @@ fn train_gh(
         let pick = |v: &[f64], rows: &[usize]| rows.iter().map(|&r| v[r]).collect::<Vec<f64>>();
         let fit = |features: &[String], target: &str| {
             Forest::fit(
-                &matrix(&g_cols, features, &train),
+                &matrix(g_cols, features, &train),
                 &pick(&g_cols[target], &train),
                 features.len(),
                 Task::Regression,
@@ -450,12 +462,12 @@ fn train_gh(
             }
             (e, d)
         };
-        let (ge, gd) = predict(&g_cols, &test, gammas.n_kept);
-        let (pe, pd) = predict(&p_cols, &all_p, protons.n_kept);
-        g_cols.insert("log_reco_energy".into(), ge);
-        g_cols.insert("reco_disp_norm".into(), gd);
-        p_cols.insert("log_reco_energy".into(), pe);
-        p_cols.insert("reco_disp_norm".into(), pd);
+        let (ge, gd) = predict(g_cols, &test, gammas.n_kept);
+        let (pe, pd) = predict(p_cols, &all_p, protons.n_kept);
+        g_derived.insert("log_reco_energy".to_string(), ge);
+        g_derived.insert("reco_disp_norm".to_string(), gd);
+        p_derived.insert("log_reco_energy".to_string(), pe);
+        p_derived.insert("reco_disp_norm".to_string(), pd);
         test
     } else {
         sampled.to_vec()
@@ -472,8 +484,8 @@ fn train_gh(
     let g_rows: Vec<usize> =
         reco::sample_indices(gamma_pool.len(), n_g, &mut rng).into_iter().map(|i| gamma_pool[i]).collect();
     let p_rows = reco::sample_indices(protons.n_kept, n_p, &mut rng);
-    let mut x = matrix(&g_cols, &cfg.gh_features, &g_rows);
-    x.extend(matrix(&p_cols, &cfg.gh_features, &p_rows));
+    let mut x = matrix_with(g_cols, &g_derived, &cfg.gh_features, &g_rows);
+    x.extend(matrix_with(p_cols, &p_derived, &cfg.gh_features, &p_rows));
     let y: Vec<f64> = std::iter::repeat_n(0.0, g_rows.len()).chain(std::iter::repeat_n(1.0, p_rows.len())).collect();
     trainer.training["gh_gamma_events"] = json!(n_g);
     trainer.training["gh_proton_events"] = json!(n_p);
