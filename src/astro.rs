@@ -127,6 +127,44 @@ fn apply_transposed(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
     [0, 1, 2].map(|i| m[0][i] * v[0] + m[1][i] * v[1] + m[2][i] * v[2])
 }
 
+/// The time reference of our DL3 files (GADF `MJDREFI` + `MJDREFF`, `TIMESYS = 'TT'`):
+/// 2001-01-01T00:00:00 UTC expressed in TT (64.184 s after midnight TT), as H.E.S.S. does. `TIME`
+/// is then TT seconds since that instant, which no leap second can make ambiguous.
+pub const DL3_MJDREFI: i64 = 51910;
+pub const DL3_MJDREFF: f64 = 0.000_742_870_370_370_241;
+const UNIX_2001: f64 = 978_307_200.0;
+
+/// TAI − UTC from each Unix time on (IERS Bulletin C; no leap second has been announced
+/// after 2016-12-31).
+const TAI_MINUS_UTC: [(f64, f64); 6] = [
+    (915_148_800.0, 32.0),   // 1999-01-01
+    (1_136_073_600.0, 33.0), // 2006-01-01
+    (1_230_768_000.0, 34.0), // 2009-01-01
+    (1_341_100_800.0, 35.0), // 2012-07-01
+    (1_435_708_800.0, 36.0), // 2015-07-01
+    (1_483_228_800.0, 37.0), // 2017-01-01
+];
+
+/// A Unix time (UTC) → DL3 `TIME` (TT seconds since the DL3 reference), or `None` before
+/// 2001 (outside the leap-second table; no SST-1M data is that old).
+pub fn unix_to_dl3_time(unix_s: f64) -> Option<f64> {
+    if unix_s.is_nan() || unix_s < UNIX_2001 {
+        return None;
+    }
+    let tai_utc = TAI_MINUS_UTC.iter().rev().find(|(from, _)| unix_s >= *from).map(|e| e.1)?;
+    Some(unix_s - UNIX_2001 + (tai_utc - 32.0))
+}
+
+/// A Unix time → (`YYYY-MM-DD`, `hh:mm:ss.sss`) in UTC, for the DATE-OBS style keywords.
+pub fn utc_date_time(unix_s: f64) -> (String, String) {
+    let secs = unix_s.floor();
+    let nanos = ((unix_s - secs) * 1e9).round().min(999_999_999.0) as u32;
+    match chrono::DateTime::from_timestamp(secs as i64, nanos) {
+        Some(t) => (t.format("%Y-%m-%d").to_string(), t.format("%H:%M:%S%.3f").to_string()),
+        None => (String::new(), String::new()),
+    }
+}
+
 /// An observing site.
 #[derive(Clone, Copy, Debug)]
 pub struct Site {
@@ -163,6 +201,16 @@ pub fn radec_to_altaz(ra_deg: f64, dec_deg: f64, site: Site, unix_s: f64) -> (f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dl3_time_counts_leap_seconds() {
+        // 2022-11-01T00:00:00 UTC: 687,916,800 s of UTC calendar plus 5 leap seconds since 2001.
+        let t = unix_to_dl3_time(1_667_260_800.0).unwrap();
+        assert_eq!(t, 1_667_260_800.0 - 978_307_200.0 + 5.0);
+        assert_eq!(unix_to_dl3_time(978_307_200.0), Some(0.0));
+        assert_eq!(unix_to_dl3_time(900_000_000.0), None);
+        assert_eq!(utc_date_time(1_667_260_800.25), ("2022-11-01".into(), "00:00:00.250".into()));
+    }
 
     #[test]
     fn camera_offsets_follow_ctapipe_orientation() {

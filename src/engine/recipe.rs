@@ -12,7 +12,7 @@
 //!   },
 //!   "steps": [                               // stage invocations, in dependency order
 //!     { "name": "select", "stage": "command",
-//!       "inputs": { "events": "runs" },      // role -> input set, or "<step>.<output role>"
+//!       "inputs": { "events": "runs" },      // role -> input set, or "<step>.<output role>", or a list of them
 //!       "foreach": "events",                 // one activity per item of this role
 //!       "params": { … } }                    // validated by the stage
 //!   ],
@@ -206,10 +206,21 @@ fn parse(value: &Value, path: &Path, known_stages: &[&str]) -> Result<Recipe> {
                 if !valid_name(role) {
                     return Err(io.err(&format!("input role \"{role}\" may only use letters, digits, '_' and '-'")));
                 }
-                let reference = r
-                    .as_str()
-                    .ok_or_else(|| io.err(&format!("\"{role}\" must name an input set or \"<step>.<output>\"")))?;
-                step_inputs.push((role.clone(), resolve_reference(reference, &inputs, &steps, &io, role)?));
+                let expected = || {
+                    io.err(&format!(
+                        "\"{role}\" must name an input set or \"<step>.<output>\", or be a non-empty list of them"
+                    ))
+                };
+                let references: Vec<&str> = match r {
+                    Value::String(s) => vec![s.as_str()],
+                    Value::Array(list) if !list.is_empty() => {
+                        list.iter().map(|v| v.as_str().ok_or_else(expected)).collect::<Result<_>>()?
+                    }
+                    _ => return Err(expected()),
+                };
+                for reference in references {
+                    step_inputs.push((role.clone(), resolve_reference(reference, &inputs, &steps, &io, role)?));
+                }
             }
         }
         let foreach = obj.opt_str("foreach")?.map(str::to_string);

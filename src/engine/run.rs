@@ -202,7 +202,12 @@ fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
     for (i, step) in recipe.steps.iter().enumerate() {
         let at = format!("{}: steps[{i}] (\"{}\")", recipe.file.display(), step.name);
         let stage = stages::by_name(&step.stage).expect("recipe checked stage names");
-        let roles: Vec<&str> = step.inputs.iter().map(|(r, _)| r.as_str()).collect();
+        let mut roles: Vec<&str> = Vec::new();
+        for (r, _) in &step.inputs {
+            if !roles.contains(&r.as_str()) {
+                roles.push(r);
+            }
+        }
         let plan = stage.plan(&step.params, &roles, &at)?;
         for (role, src) in &step.inputs {
             if let Source::StepOutput { step: s, role: out } = src {
@@ -355,16 +360,23 @@ fn build_nodes(recipe: &Recipe, raw: &[Vec<RawItem>], infos: &[StepInfo]) -> Vec
                 }
             }
         };
-        let fan = step.foreach.as_ref().map(|role| {
-            let src = &step.inputs.iter().find(|(r, _)| r == role).expect("checked").1;
-            (role.clone(), all_refs(src, &step_nodes))
-        });
+        // A role may list several sources: its files are theirs, in the order given.
+        let refs_of = |role: &str, step_nodes: &Vec<Vec<usize>>| -> Vec<Ref> {
+            step.inputs.iter().filter(|(r, _)| r == role).flat_map(|(_, src)| all_refs(src, step_nodes)).collect()
+        };
+        let mut roles: Vec<&String> = Vec::new();
+        for (r, _) in &step.inputs {
+            if !roles.contains(&r) {
+                roles.push(r);
+            }
+        }
+        let fan = step.foreach.as_ref().map(|role| (role.clone(), refs_of(role, &step_nodes)));
         let mut mine = Vec::new();
         let count = fan.as_ref().map(|(_, refs)| refs.len()).unwrap_or(1);
         for i in 0..count {
             let mut inputs = Vec::new();
             let (mut label, mut metadata) = ("all".to_string(), Map::new());
-            for (role, src) in &step.inputs {
+            for &role in &roles {
                 let refs = match &fan {
                     Some((fan_role, fan_refs)) if fan_role == role => {
                         let r = fan_refs[i];
@@ -374,13 +386,21 @@ fn build_nodes(recipe: &Recipe, raw: &[Vec<RawItem>], infos: &[StepInfo]) -> Vec
                                 metadata = raw[set][file].metadata.clone();
                             }
                             Ref::Out { node, .. } => {
-                                label = nodes[node].label.clone();
-                                metadata = nodes[node].metadata.clone();
+                                // Items fanned out from several steps are told apart by step.
+                                let up = &nodes[node];
+                                let sources = step.inputs.iter().filter(|(r, _)| r == role).count();
+                                let up_step = &recipe.steps[up.step].name;
+                                label = match (sources > 1, up.label.as_str()) {
+                                    (false, l) => l.to_string(),
+                                    (true, "all") => up_step.clone(),
+                                    (true, l) => format!("{up_step}-{l}"),
+                                };
+                                metadata = up.metadata.clone();
                             }
                         }
                         vec![r]
                     }
-                    _ => all_refs(src, &step_nodes),
+                    _ => refs_of(role, &step_nodes),
                 };
                 inputs.push((role.clone(), refs));
             }

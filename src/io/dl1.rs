@@ -200,6 +200,8 @@ parameter_tables! {
     len_st: f64 = "",
     true_az_tel: f64 = "deg",
     true_alt_tel: f64 = "deg",
+    // Event time of an observation run, Unix seconds (UTC), as sst1mpipe's; NaN for MC.
+    local_time: f64 = "s",
     // MC truth (NaN for data): energy, direction, core, and the disp target.
     true_energy: f64 = "TeV",
     log_true_energy: f64 = "",
@@ -398,6 +400,7 @@ impl ParametersRow {
             len_st: nan,
             true_az_tel: nan,
             true_alt_tel: nan,
+            local_time: nan,
             true_energy: nan,
             log_true_energy: nan,
             true_alt: nan,
@@ -456,6 +459,11 @@ impl Dl1Writer {
         super::r1::write_simulation_tables(&self.file, showers, run)
     }
 
+    /// Copies an observation run's row (`/configuration/observation/run`) into the file.
+    pub fn write_observation(&mut self, observation: &super::r1::ObservationRow) -> Result<()> {
+        super::r1::write_observation_table(&self.file, observation)
+    }
+
     /// Sets a string attribute on the file's root.
     pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
         super::hdf5_table::string_attr(&self.file, name, value)
@@ -489,6 +497,7 @@ pub struct Dl1Reader {
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
     pub showers: Vec<super::r1::ShowerRow>,
     pub run: Option<super::r1::SimulationRunRow>,
+    pub observation: Option<super::r1::ObservationRow>,
 }
 
 impl Dl1Reader {
@@ -519,7 +528,9 @@ impl Dl1Reader {
                 .copied(),
             Err(_) => None,
         };
+        let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl1Reader {
+            observation,
             parameters,
             path: path.to_path_buf(),
             tel_id,

@@ -10,7 +10,7 @@
 //! contract between models and DL1 was overridden, what differed (`sst1mflow_contract_override`).
 use super::dl1::{Dl2Row, DL2_COLUMNS};
 use super::hdf5_table::{create_product_file, ensure_groups, string_attr, ColumnMeta, Table};
-use super::r1::{ShowerRow, SimulationRunRow};
+use super::r1::{ObservationRow, ShowerRow, SimulationRunRow};
 use crate::error::Result;
 use std::path::Path;
 
@@ -46,6 +46,11 @@ impl Dl2Writer {
         super::r1::write_simulation_tables(&self.file, showers, run)
     }
 
+    /// Copies an observation run's row.
+    pub fn write_observation(&mut self, observation: &ObservationRow) -> Result<()> {
+        super::r1::write_observation_table(&self.file, observation)
+    }
+
     pub fn finish(self) -> Result<usize> {
         self.events.finish()
     }
@@ -62,6 +67,8 @@ pub struct Dl2Reader {
     /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
     pub models: String,
     pub run: Option<SimulationRunRow>,
+    /// Observation runs: what the run was (obs id, times, pointing, target).
+    pub observation: Option<ObservationRow>,
 }
 
 impl Dl2Reader {
@@ -83,7 +90,9 @@ impl Dl2Reader {
                 .copied(),
             Err(_) => None,
         };
+        let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl2Reader {
+            observation,
             n_events: events.shape().first().copied().unwrap_or(0),
             events,
             path: path.to_path_buf(),

@@ -279,14 +279,227 @@ pub fn file_bytes(primary_cards: &[Card], tables: &[BinTable]) -> Result<Vec<u8>
 
 /// Writes a FITS file.
 pub fn write(path: &std::path::Path, primary_cards: &[Card], tables: &[BinTable]) -> Result<()> {
-    let bytes = file_bytes(primary_cards, tables)?;
+    write_with_copies(path, primary_cards, tables, &[])
+}
+
+/// Writes a FITS file whose last extensions are `copies`: HDUs read from another file
+/// ([`RawHdu::bytes`]), carried over byte for byte.
+pub fn write_with_copies(
+    path: &std::path::Path,
+    primary_cards: &[Card],
+    tables: &[BinTable],
+    copies: &[&RawHdu],
+) -> Result<()> {
+    let mut bytes = file_bytes(primary_cards, tables)?;
+    for hdu in copies {
+        bytes.extend_from_slice(&hdu.bytes);
+    }
     let mut f = std::fs::File::create(path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
     f.write_all(&bytes).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// One HDU of a FITS file as read: its header cards (keyword → value text, long strings
+/// joined) and its bytes (header and padded data), for copying it into another file.
+#[derive(Clone, Debug)]
+pub struct RawHdu {
+    pub cards: Vec<(String, String)>,
+    pub bytes: Vec<u8>,
+}
+
+impl RawHdu {
+    /// The raw value text of `key` (first occurrence).
+    fn raw(&self, key: &str) -> Option<&str> {
+        self.cards.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A string value (quotes removed, doubled quotes undone, trailing spaces dropped).
+    pub fn string(&self, key: &str) -> Option<String> {
+        let v = self.raw(key)?.trim_start();
+        let inner = v.strip_prefix('\'')?;
+        let mut out = String::new();
+        let mut chars = inner.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    out.push('\'');
+                    continue;
+                }
+                break;
+            }
+            out.push(c);
+        }
+        Some(out.trim_end().to_string())
+    }
+
+    /// A numeric value.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        let v = self.raw(key)?;
+        let v = v.split('/').next().unwrap_or("").trim();
+        v.replace('D', "E").parse().ok()
+    }
+
+    pub fn extname(&self) -> String {
+        self.string("EXTNAME").unwrap_or_else(|| "PRIMARY".into())
+    }
+}
+
+impl RawHdu {
+    /// The same HDU under another `EXTNAME` (the card rewritten in place; everything else,
+    /// data included, byte for byte).
+    pub fn renamed(&self, extname: &str) -> Result<RawHdu> {
+        let card = card_text(&Card::new("EXTNAME", Value::Str(extname.into()), ""))?;
+        if card.len() != 80 {
+            return Err(Error::msg(format!("EXTNAME {extname:?} is too long")));
+        }
+        let mut bytes = self.bytes.clone();
+        let header_end = bytes
+            .chunks(80)
+            .position(|c| c.starts_with(b"END     ") || c == b"END".as_slice())
+            .map(|i| i * 80)
+            .unwrap_or(bytes.len());
+        let at = (0..header_end)
+            .step_by(80)
+            .find(|&i| bytes[i..i + 8] == *b"EXTNAME ")
+            .ok_or_else(|| Error::msg("HDU has no EXTNAME card to rename"))?;
+        bytes[at..at + 80].copy_from_slice(card.as_bytes());
+        let mut cards = self.cards.clone();
+        if let Some(c) = cards.iter_mut().find(|c| c.0 == "EXTNAME") {
+            c.1 = card[10..].to_string();
+        }
+        Ok(RawHdu { cards, bytes })
+    }
+}
+
+/// Gzip of `bytes` (no file name, modification time 0: the same bytes give the same file).
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).map_err(|e| Error::io("gzip".to_string(), e))?;
+    enc.finish().map_err(|e| Error::io("gzip".to_string(), e))
+}
+
+/// Splits FITS bytes into HDUs, checking the structure: 2880-byte blocks, an `END` card in
+/// every header, data sizes from `BITPIX`, `NAXISn`, `PCOUNT` and `GCOUNT`. Errors name `what`
+/// (the file), the byte offset and what was expected.
+pub fn read_hdus(bytes: &[u8], what: &str) -> Result<Vec<RawHdu>> {
+    let bad = |offset: usize, msg: &str| Error::msg(format!("{what}: not a valid FITS file at byte {offset}: {msg}"));
+    if !bytes.len().is_multiple_of(BLOCK) {
+        return Err(bad(bytes.len(), &format!("the size {} is not a multiple of 2880 (truncated?)", bytes.len())));
+    }
+    let mut hdus = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let start = at;
+        let mut cards: Vec<(String, String)> = Vec::new();
+        let mut ended = false;
+        while !ended {
+            if at + BLOCK > bytes.len() {
+                return Err(bad(at, "header without an END card (truncated?)"));
+            }
+            for card in bytes[at..at + BLOCK].chunks(80) {
+                if ended {
+                    break;
+                }
+                if !card.is_ascii() {
+                    return Err(bad(at, "a header card is not ASCII"));
+                }
+                let text = std::str::from_utf8(card).expect("ascii");
+                let key = text[..8].trim_end();
+                if key == "END" {
+                    ended = true;
+                } else if key == "CONTINUE" {
+                    // Long string: append to the previous value, whose text ends in `&'`.
+                    if let Some((_, prev)) = cards.last_mut() {
+                        let piece = text[8..].trim();
+                        if let (Some(p), Some(stripped)) =
+                            (prev.trim_end().strip_suffix("&'"), piece.strip_prefix('\''))
+                        {
+                            *prev = format!("{p}{stripped}");
+                        }
+                    }
+                } else if &text[8..10] == "= " {
+                    cards.push((key.to_string(), text[10..].to_string()));
+                }
+            }
+            at += BLOCK;
+        }
+        if hdus.is_empty() && cards.first().map(|c| c.0.as_str()) != Some("SIMPLE") {
+            return Err(bad(start, "the first header does not start with SIMPLE"));
+        }
+        let hdu = RawHdu { cards, bytes: Vec::new() };
+        let int = |k: &str| -> Result<i64> {
+            hdu.number(k).map(|v| v as i64).ok_or_else(|| bad(start, &format!("header lacks a numeric {k}")))
+        };
+        let bitpix = int("BITPIX")?;
+        let naxis = int("NAXIS")?;
+        let data = if naxis == 0 {
+            0
+        } else {
+            let mut n: i64 = 1;
+            for i in 1..=naxis {
+                n = n.saturating_mul(int(&format!("NAXIS{i}"))?);
+            }
+            let pcount = hdu.number("PCOUNT").unwrap_or(0.0) as i64;
+            let gcount = hdu.number("GCOUNT").unwrap_or(1.0) as i64;
+            (bitpix.abs() / 8).saturating_mul(gcount.saturating_mul(pcount.saturating_add(n)))
+        };
+        if data < 0 {
+            return Err(bad(start, "negative data size"));
+        }
+        let padded = (data as usize).div_ceil(BLOCK) * BLOCK;
+        if at + padded > bytes.len() {
+            return Err(bad(at, &format!("{padded} bytes of data announced, {} left (truncated?)", bytes.len() - at)));
+        }
+        at += padded;
+        hdus.push(RawHdu { bytes: bytes[start..at].to_vec(), ..hdu });
+    }
+    Ok(hdus)
+}
+
+/// Reads a FITS file's HDUs ([`read_hdus`]).
+pub fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<RawHdu>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+    read_hdus(&bytes, what)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_files_read_back_and_damage_is_named() {
+        let t = BinTable {
+            extname: "GTI".into(),
+            n_rows: 2,
+            columns: vec![Column::new("START", "s", ColumnData::F64(vec![1.0, 3.0]))],
+            cards: vec![
+                Card::new("NOTE", Value::Str("it's ".to_string() + &"y".repeat(100)), ""),
+                Card::new("GH_CUT", Value::Float(0.75), "c"),
+            ],
+        };
+        let bytes = file_bytes(&[Card::new("ORIGIN", Value::Str("x".into()), "")], &[t]).unwrap();
+        let hdus = read_hdus(&bytes, "t.fits").unwrap();
+        assert_eq!(hdus.len(), 2);
+        assert_eq!(hdus[1].extname(), "GTI");
+        assert_eq!(hdus[1].string("NOTE").unwrap(), "it's ".to_string() + &"y".repeat(100));
+        assert_eq!(hdus[1].number("GH_CUT"), Some(0.75));
+        assert_eq!(hdus[0].bytes.len() + hdus[1].bytes.len(), bytes.len());
+        let e = read_hdus(&bytes[..bytes.len() - 2880], "t.fits").unwrap_err().to_string();
+        assert!(e.contains("t.fits") && e.contains("truncated"), "{e}");
+        let e = read_hdus(&bytes[..100], "t.fits").unwrap_err().to_string();
+        assert!(e.contains("multiple of 2880"), "{e}");
+        let mut junk = bytes.clone();
+        junk[..6].copy_from_slice(b"SIMPLX");
+        assert!(read_hdus(&junk, "t.fits").is_err());
+        let renamed = hdus[1].renamed("GTI_1001").unwrap();
+        assert_eq!(renamed.extname(), "GTI_1001");
+        assert_eq!(renamed.bytes.len(), hdus[1].bytes.len());
+        let again = read_hdus(&[hdus[0].bytes.clone(), renamed.bytes].concat(), "r.fits").unwrap();
+        assert_eq!(again[1].extname(), "GTI_1001");
+        let gz = gzip(&bytes).unwrap();
+        assert_eq!(gz, gzip(&bytes).unwrap());
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    }
 
     #[test]
     fn cards_are_80_characters_and_blocks_2880_bytes() {

@@ -5,7 +5,9 @@
 //! |---|---|
 //! | `/r1/event/telescope/tel_NNN` | `event_id` (u64), `waveform` (i16[1296·50], pixel-major, in units of 1/16 p.e.: attribute `waveform_scale_pe` = 0.0625) |
 //! | `/simulation/event/subarray/shower` | `event_id`, `true_energy` (TeV), `true_core_x`, `true_core_y`, `true_impact` (m), `true_camera_x`, `true_camera_y` (m), `true_h_max` (m), `true_shower_primary_id`, `n_photoelectrons` |
-//! | `/configuration/simulation/run` | one row: `n_showers` thrown, `energy_range_min`/`max` (TeV), `spectral_index`, `max_scatter_range` (m), `max_viewcone_radius` (deg), `source_offset` (deg), `nsb_rate` (GHz), `seed` |
+//! | `/configuration/simulation/run` | one row: `n_showers` thrown, `energy_range_min`/`max` (TeV), `spectral_index`, `max_scatter_range` (m), `max_viewcone_radius` (deg), `source_offset` (deg), `nsb_rate` (GHz), `seed` (Monte Carlo productions) |
+//! | `/r1/event/subarray/trigger` | observation runs: `event_id`, `time` (Unix s, UTC), `pointing_alt`, `pointing_az` (deg) per event |
+//! | `/configuration/observation/run` | observation runs, one row ([`ObservationRow`]): obs id, start and stop, pointing and target (RA/Dec), wobble, NSB, and the simulated source and background |
 //!
 //! Root attributes: `sst1mflow_activity_key`, `sst1mflow_pipeline_version`, `tel_id`,
 //! `waveform_scale_pe`. Every table is readable with pandas/PyTables/h5py (see
@@ -100,6 +102,95 @@ const RUN_COLUMNS: &[(&str, &str)] = &[
     ("pointing_az", "deg"),
 ];
 
+/// The time and pointing of one event of an observation run.
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct TriggerRow {
+    pub event_id: u64,
+    /// Unix seconds (UTC), like sst1mpipe's `local_time`.
+    pub time: f64,
+    pub pointing_alt: f64,
+    pub pointing_az: f64,
+}
+
+const TRIGGER_COLUMNS: &[(&str, &str)] =
+    &[("event_id", ""), ("time", "s"), ("pointing_alt", "deg"), ("pointing_az", "deg")];
+
+/// What an observation run was: when, where the telescope pointed, what it looked at, and (for
+/// a simulated run) what the sky held. It travels from R1 through DL1 and DL2 to DL3.
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct ObservationRow {
+    pub obs_id: i64,
+    /// Start and stop of the run, Unix seconds (UTC).
+    pub tstart: f64,
+    pub tstop: f64,
+    /// Tracked position (the wobble position), J2000 degrees.
+    pub ra_pnt: f64,
+    pub dec_pnt: f64,
+    /// The target, J2000 degrees.
+    pub target_ra: f64,
+    pub target_dec: f64,
+    pub wobble_offset: f64,
+    pub wobble_angle: f64,
+    /// Night-sky background, GHz per pixel.
+    pub nsb_rate: f64,
+    /// Simulated source: dN/dE = source_amplitude (E/TeV)^source_index, cm⁻² s⁻¹ TeV⁻¹ (0
+    /// for real data).
+    pub source_amplitude: f64,
+    pub source_index: f64,
+    /// Simulated protons: dN/dE dΩ = proton_amplitude (E/TeV)^proton_index, cm⁻² s⁻¹ TeV⁻¹ sr⁻¹.
+    pub proton_amplitude: f64,
+    pub proton_index: f64,
+}
+
+const OBSERVATION_COLUMNS: &[(&str, &str)] = &[
+    ("obs_id", ""),
+    ("tstart", "s"),
+    ("tstop", "s"),
+    ("ra_pnt", "deg"),
+    ("dec_pnt", "deg"),
+    ("target_ra", "deg"),
+    ("target_dec", "deg"),
+    ("wobble_offset", "deg"),
+    ("wobble_angle", "deg"),
+    ("nsb_rate", "GHz"),
+    ("source_amplitude", "cm**-2 s**-1 TeV**-1"),
+    ("source_index", ""),
+    ("proton_amplitude", "cm**-2 s**-1 TeV**-1 sr**-1"),
+    ("proton_index", ""),
+];
+
+pub const OBSERVATION_PATH: &str = "/configuration/observation/run";
+
+/// Writes the observation row into a product file (`/configuration/observation/run`).
+pub fn write_observation_table(file: &hdf5::File, observation: &ObservationRow) -> Result<()> {
+    let mut t =
+        Table::create(&ensure_groups(file, "/configuration/observation")?, "run", 1, &columns(OBSERVATION_COLUMNS))?;
+    t.push(*observation)?;
+    t.finish()?;
+    Ok(())
+}
+
+/// Reads the observation row of a product file, if it has one.
+pub fn read_observation_table(file: &hdf5::File, path: &Path) -> Result<Option<ObservationRow>> {
+    match file.dataset(OBSERVATION_PATH) {
+        Ok(d) => Ok(d
+            .read_raw::<ObservationRow>()
+            .map_err(|e| Error::msg(format!("{}: unreadable {OBSERVATION_PATH}: {e}", path.display())))?
+            .first()
+            .copied()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// How the run came about: a Monte Carlo production (thrown-event information) or an
+/// observation run.
+pub enum RunInfo {
+    Simulation(SimulationRunRow),
+    Observation(ObservationRow),
+}
+
 fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
     spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
@@ -138,10 +229,18 @@ pub struct R1Writer {
     file: hdf5::File,
     events: Table<R1Row>,
     showers: Table<ShowerRow>,
+    triggers: Option<Table<TriggerRow>>,
 }
 
 impl R1Writer {
-    pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<R1Writer> {
+    /// `observation`: the file is an observation run; every event then needs its trigger row.
+    pub fn create(
+        path: &Path,
+        tel_id: u16,
+        observation: bool,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<R1Writer> {
         let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
         file.new_attr::<u16>()
             .create("tel_id")
@@ -163,10 +262,31 @@ impl R1Writer {
             1024,
             &columns(SHOWER_COLUMNS),
         )?;
-        Ok(R1Writer { file, events, showers })
+        let triggers = if observation {
+            Some(Table::create(
+                &ensure_groups(&file, "/r1/event/subarray")?,
+                "trigger",
+                1024,
+                &columns(TRIGGER_COLUMNS),
+            )?)
+        } else {
+            None
+        };
+        Ok(R1Writer { file, events, showers, triggers })
     }
 
-    pub fn write(&mut self, event_id: u64, waveform: &[f32], shower: ShowerRow) -> Result<()> {
+    pub fn write(
+        &mut self,
+        event_id: u64,
+        waveform: &[f32],
+        shower: ShowerRow,
+        trigger: Option<TriggerRow>,
+    ) -> Result<()> {
+        match (&mut self.triggers, trigger) {
+            (Some(t), Some(row)) => t.push(row)?,
+            (None, None) => {}
+            _ => return Err(Error::msg("R1 writer: trigger rows are for observation runs, and needed there")),
+        }
         let mut row = R1Row { event_id, waveform: [0; WAVEFORM_LEN] };
         for (o, &v) in row.waveform.iter_mut().zip(waveform) {
             *o = (v / WAVEFORM_SCALE_PE).round().clamp(-32767.0, 32767.0) as i16;
@@ -175,13 +295,25 @@ impl R1Writer {
         self.showers.push(shower)
     }
 
-    pub fn finish(self, run: SimulationRunRow) -> Result<usize> {
+    pub fn finish(self, run: RunInfo) -> Result<usize> {
         let n = self.events.finish()?;
         self.showers.finish()?;
-        let mut t =
-            Table::create(&ensure_groups(&self.file, "/configuration/simulation")?, "run", 1, &columns(RUN_COLUMNS))?;
-        t.push(run)?;
-        t.finish()?;
+        if let Some(t) = self.triggers {
+            t.finish()?;
+        }
+        match run {
+            RunInfo::Simulation(run) => {
+                let mut t = Table::create(
+                    &ensure_groups(&self.file, "/configuration/simulation")?,
+                    "run",
+                    1,
+                    &columns(RUN_COLUMNS),
+                )?;
+                t.push(run)?;
+                t.finish()?;
+            }
+            RunInfo::Observation(o) => write_observation_table(&self.file, &o)?,
+        }
         Ok(n)
     }
 }
@@ -193,6 +325,9 @@ pub struct R1Reader {
     pub n_events: usize,
     pub showers: Vec<ShowerRow>,
     pub run: Option<SimulationRunRow>,
+    /// Observation runs: the run and each event's time and pointing (by event id order).
+    pub observation: Option<ObservationRow>,
+    pub triggers: Vec<TriggerRow>,
     path: std::path::PathBuf,
 }
 
@@ -224,7 +359,19 @@ impl R1Reader {
             Ok(d) => d.read_raw::<SimulationRunRow>().map_err(|e| bad("run table", e))?.first().copied(),
             Err(_) => None,
         };
-        Ok(R1Reader { events, tel_id, n_events, showers, run, path: path.to_path_buf() })
+        let observation = read_observation_table(&file, path)?;
+        let triggers = match file.dataset("/r1/event/subarray/trigger") {
+            Ok(d) => d.read_raw::<TriggerRow>().map_err(|e| bad("trigger table", e))?,
+            Err(_) => Vec::new(),
+        };
+        if observation.is_some() && triggers.len() != n_events {
+            return Err(Error::msg(format!(
+                "{}: observation run with {n_events} events but {} trigger rows",
+                path.display(),
+                triggers.len()
+            )));
+        }
+        Ok(R1Reader { events, tel_id, n_events, showers, run, observation, triggers, path: path.to_path_buf() })
     }
 
     /// Events `start..end` (one chunk of memory at a time).

@@ -187,6 +187,16 @@ impl Simulator {
     /// Simulates event `index` of the configured run into `waveforms` (pixel-major,
     /// 1296 × 50, overwritten) and returns its truth.
     pub fn simulate(&mut self, cfg: &SimConfig, index: u64, waveforms: &mut [f32]) -> Shower {
+        let source = (cfg.source_offset_deg * metres_per_degree(), 0.0);
+        self.simulate_at(cfg, index, source, waveforms)
+    }
+
+    /// Like [`Simulator::simulate`], with the source (or, for a view cone, the cone's centre)
+    /// at camera position `centre_m` (m) instead of `source_offset_deg` along +x. Observation
+    /// runs use it: the source drifts in the camera as the telescope tracks, and diffuse
+    /// protons are centred on the pointing. A shower that does not trigger gets no background
+    /// (its waveforms are never read).
+    pub fn simulate_at(&mut self, cfg: &SimConfig, index: u64, centre_m: (f64, f64), waveforms: &mut [f32]) -> Shower {
         assert_eq!(waveforms.len(), self.geom.n_pixels() * N_SAMPLES);
         self.ensure_noise_bank(cfg);
         let mut rng = Rng::new(cfg.seed, index);
@@ -197,7 +207,7 @@ impl Simulator {
         let r_core = cfg.max_impact_m * rng.uniform().sqrt();
         let phi_core = rng.uniform() * std::f64::consts::TAU;
         let (core_x, core_y) = (r_core * phi_core.cos(), r_core * phi_core.sin());
-        let (mut src_x, mut src_y) = (cfg.source_offset_deg * m_deg, 0.0);
+        let (mut src_x, mut src_y) = centre_m;
         if cfg.viewcone_deg > 0.0 {
             let r = cfg.viewcone_deg * m_deg * rng.uniform().sqrt();
             let a = rng.uniform() * std::f64::consts::TAU;
@@ -286,7 +296,9 @@ impl Simulator {
         });
         // Background: each pixel adds 50 consecutive samples of the noise library from a random
         // offset (the library holds ~200 ms of background, so repeats are rare and harmless).
-        for p in 0..self.geom.n_pixels() {
+        // Each event draws from its own stream, so skipping this for an event nobody records
+        // changes no other event.
+        for p in 0..if triggered { self.geom.n_pixels() } else { 0 } {
             let offset = (rng.next_u64() % (NOISE_BANK_SAMPLES - N_SAMPLES) as u64) as usize;
             let noise = &self.noise_bank[offset..offset + N_SAMPLES];
             for (w, n) in waveforms[p * N_SAMPLES..(p + 1) * N_SAMPLES].iter_mut().zip(noise) {

@@ -291,8 +291,15 @@ impl Stage for Dl1Dl2Stage {
                     );
                     out.reco_alt = alt;
                     out.reco_az = reco::wrap_azimuth(az, wrap);
-                    if is_mc {
-                        let (ra, dec) = astro::altaz_to_radec(alt, az, site, astro::MC_OBSTIME_UNIX_S);
+                    let time = if r.local_time.is_finite() {
+                        Some(r.local_time)
+                    } else if is_mc {
+                        Some(astro::MC_OBSTIME_UNIX_S)
+                    } else {
+                        None
+                    };
+                    if let Some(time) = time {
+                        let (ra, dec) = astro::altaz_to_radec(alt, az, site, time);
                         out.reco_ra = ra;
                         out.reco_dec = dec;
                     }
@@ -303,9 +310,12 @@ impl Stage for Dl1Dl2Stage {
             start = end;
         }
         writer.write_simulation(&dl1.showers, dl1.run)?;
+        if let Some(o) = &dl1.observation {
+            writer.write_observation(o)?;
+        }
         let n = writer.finish()?;
         let _ = writeln!(ctx.log, "{n} events, {reconstructed} with a reconstructed direction");
-        if !is_mc {
+        if !is_mc && dl1.observation.is_none() {
             let _ = writeln!(
                 ctx.log,
                 "not a simulation: reco_ra/reco_dec need event times, which this DL1 lacks; left NaN"

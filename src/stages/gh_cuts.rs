@@ -58,6 +58,21 @@ pub fn read_cut_table(path: &Path, shown_as: &str) -> Result<Vec<CutRow>> {
     Ok(rows)
 }
 
+/// The gammaness cut: global (`gammaness > cut`) or per reco-energy bin (`>=`, pyirf's rule).
+pub enum GhCut {
+    Global(f64),
+    Binned(Vec<CutRow>),
+}
+
+impl GhCut {
+    pub fn passes(&self, reco_energy: f64, gammaness: f64) -> bool {
+        match self {
+            GhCut::Global(cut) => gammaness > *cut,
+            GhCut::Binned(table) => passes(table, reco_energy, gammaness),
+        }
+    }
+}
+
 /// pyirf's `evaluate_binned_cut` with `>=`: does an event of `reco_energy` with `gammaness` pass?
 pub fn passes(cuts: &[CutRow], reco_energy: f64, gammaness: f64) -> bool {
     let last = cuts.len() - 1;

@@ -23,7 +23,10 @@
 //! `BACKGROUND` (s⁻¹ MeV⁻¹ sr⁻¹), with the GADF HDUCLAS keywords gammapy needs and, in every
 //! header, our provenance: the activity key (after a `sst1mflow_activity_key` comment, so
 //! `lineage` finds a copy), the pipeline version, the gammaness cut, the event selection, and
-//! the RF models behind the DL2 (from its `sst1mflow_models` attribute).
+//! the RF models behind the DL2 (from its `sst1mflow_models` attribute), and the node the
+//! simulation stands for (`ZEN_PNT`, `AZ_PNT`, `NSBRATE`, `IRFNODE` = `ze20_az180_nsb50`), by
+//! which `dl2-dl3` chooses among IRFs.
+use super::gh_cuts::GhCut;
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::astro::angular_separation_deg;
@@ -62,21 +65,6 @@ fn config_keys(global_cut: bool) -> Vec<String> {
         keys.push(format!("analysis.{k}"));
     }
     keys
-}
-
-/// The gammaness cut: global (`gammaness > cut`) or per reco-energy bin (`>=`, pyirf's rule).
-enum GhCut {
-    Global(f64),
-    Binned(Vec<super::gh_cuts::CutRow>),
-}
-
-impl GhCut {
-    fn passes(&self, reco_energy: f64, gammaness: f64) -> bool {
-        match self {
-            GhCut::Global(cut) => gammaness > *cut,
-            GhCut::Binned(table) => super::gh_cuts::passes(table, reco_energy, gammaness),
-        }
-    }
 }
 
 struct Settings {
@@ -152,6 +140,8 @@ struct Events {
     theta: Vec<f64>,
     reco_offset: Vec<f64>,
     sim: SimulationInfo,
+    /// The simulation's pointing (alt, az; deg) and NSB (GHz): the IRF's node.
+    node: (f64, f64, f64),
     models: String,
     read: usize,
 }
@@ -191,6 +181,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
         theta: vec![],
         reco_offset: vec![],
         sim,
+        node: (run.pointing_alt, run.pointing_az, run.nsb_rate),
         models: dl2.models.clone(),
         read: 0,
     };
@@ -223,6 +214,11 @@ fn simulated_flux(sim: &SimulationInfo, t_obs_s: f64, e: f64) -> f64 {
     let solid = irf::cone_solid_angle(sim.viewcone_max_deg) - irf::cone_solid_angle(sim.viewcone_min_deg);
     let delta = sim.energy_max_tev.powf(k) - sim.energy_min_tev.powf(k);
     k * sim.n_showers / (area * t_obs_s * delta * solid) * e.powf(sim.spectral_index)
+}
+
+/// sst1mpipe's node directory name, `ze<zenith>_az<azimuth>_nsb<NSB in MHz>` (rounded).
+pub fn node_name(alt: f64, az: f64, nsb_ghz: f64) -> String {
+    format!("ze{:.0}_az{:.0}_nsb{:.0}", 90.0 - alt, az, nsb_ghz * 1000.0)
 }
 
 fn one_row(name: &str, unit: &str, values: Vec<f64>) -> Column {
@@ -279,7 +275,7 @@ impl Stage for MakeIrfsStage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -356,6 +352,12 @@ impl Stage for MakeIrfsStage {
         .map_err(|e| irf_err("energy dispersion", e))?;
         let psf = irf::psf_table(&gammas.true_e, &gammas.true_offset, &gammas.theta, &true_e, &s.offset, &s.rad)
             .map_err(|e| irf_err("PSF", e))?;
+        if gammas.node != protons.node {
+            return Err(Error::msg(format!(
+                "gamma and proton inputs were simulated at different nodes (pointing alt/az, NSB): {:?} vs {:?}; an IRF belongs to one node",
+                gammas.node, protons.node
+            )));
+        }
         let p = &protons.sim;
         if p.viewcone_max_deg <= 0.0 {
             return Err(Error::msg(
@@ -409,6 +411,11 @@ impl Stage for MakeIrfsStage {
             "event_selection",
         ));
         provenance.push(str_card("RFMODELS", &gammas.models, "RF models behind the gamma DL2"));
+        let (alt, az, nsb) = gammas.node;
+        provenance.push(Card::new("ZEN_PNT", Fv::Float(90.0 - alt), "[deg] zenith of the simulated pointing"));
+        provenance.push(Card::new("AZ_PNT", Fv::Float(az), "[deg] azimuth of the simulated pointing"));
+        provenance.push(Card::new("NSBRATE", Fv::Float(nsb), "[GHz] simulated night-sky background"));
+        provenance.push(str_card("IRFNODE", &node_name(alt, az, nsb), "zenith/azimuth/NSB node"));
         // The marker, then the key within the next card: what `lineage` looks for in a copy.
         provenance.push(str_card("S1MNOTE", "sst1mflow_activity_key follows", ""));
         provenance.push(str_card("S1MKEY", ctx.activity_key, "activity that made this file"));

@@ -14,6 +14,8 @@
 pub mod command;
 pub mod dl1_dl2;
 pub mod dl1_input;
+pub mod dl2_dl3;
+pub mod dl3_index;
 pub mod gh_cuts;
 pub mod make_irfs;
 pub mod params;
@@ -99,10 +101,12 @@ static TRAIN_RFS: train_rfs::TrainRfsStage = train_rfs::TrainRfsStage;
 static DL1_DL2: dl1_dl2::Dl1Dl2Stage = dl1_dl2::Dl1Dl2Stage;
 static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
 static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
+static DL2_DL3: dl2_dl3::Dl2Dl3Stage = dl2_dl3::Dl2Dl3Stage;
+static DL3_INDEX: dl3_index::Dl3IndexStage = dl3_index::Dl3IndexStage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS]
+    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS, &DL2_DL3, &DL3_INDEX]
 }
 
 pub fn names() -> Vec<&'static str> {

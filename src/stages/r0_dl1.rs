@@ -108,7 +108,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -191,11 +191,22 @@ impl Stage for R0Dl1Stage {
             image_mask: [false; 1296],
             is_valid: false,
         };
-        let pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
+        let run_pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
+        // Observation runs: each event's time and pointing; Monte Carlo: the run's pointing.
+        let triggers: std::collections::HashMap<u64, (f64, (f64, f64))> =
+            reader.triggers.iter().map(|t| (t.event_id, (t.time, (t.pointing_alt, t.pointing_az)))).collect();
+        let time_and_pointing = |event_id: u64| triggers.get(&event_id).copied().unwrap_or((f64::NAN, run_pointing));
+        let obs_id = match &reader.observation {
+            Some(o) => i32::try_from(o.obs_id)
+                .map_err(|_| Error::msg(format!("input {}: obs_id {} out of range", input.name, o.obs_id)))?,
+            None => 1,
+        };
+        row.obs_id = obs_id;
         let truth: std::collections::HashMap<u64, Truth> = reader
             .showers
             .iter()
             .map(|s| {
+                let pointing = time_and_pointing(s.event_id).1;
                 let direction = crate::astro::camera_to_altaz(
                     s.true_camera_x,
                     s.true_camera_y,
@@ -247,11 +258,18 @@ impl Stage for R0Dl1Stage {
                 row.event_id = event.event_id as i64;
                 row.is_valid = p.is_some();
                 let t = truth.get(&event.event_id);
-                writer.write(row, ParametersRow::new(1, event.event_id as i64, tel as i16, pointing, p.as_ref(), t))?;
+                let (time, pointing) = time_and_pointing(event.event_id);
+                let mut parameters =
+                    ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
+                parameters.local_time = time;
+                writer.write(row, parameters)?;
             }
             start = end;
         }
         writer.write_simulation(&reader.showers, reader.run)?;
+        if let Some(o) = &reader.observation {
+            writer.write_observation(o)?;
+        }
         let events = writer.finish()?;
         let _ = writeln!(ctx.log, "processed {events} events of telescope {tel}; {with_params} with image parameters");
         Ok(())

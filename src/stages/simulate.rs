@@ -7,12 +7,31 @@
 //! `nsb_rate_ghz` [0.05], `noise_pe` [0.3], `trigger_pe` [25], `pointing_alt_deg` [70],
 //! `pointing_az_deg` [180] (the pointing is recorded, and makes camera positions sky directions). Only triggered events are
 //! written; the thrown-shower information IRFs need goes to `/configuration/simulation/run`.
+//!
+//! # Observation runs (`"mode": "observation"`)
+//!
+//! A run of `duration_s` seconds from `start_unix_s` (UTC), tracking the wobble position
+//! `wobble_offset_deg` [0.4] from the target (`target_ra_deg` [83.6333], `target_dec_deg`
+//! [22.0145]: the Crab) at position angle `wobble_angle_deg` [0] (north through east), from
+//! the site of `telescope_coords.tel_NNN` in the config. The sky holds a point source at the
+//! target with dN/dE = `source_amplitude` (E/TeV)^`source_index` (default: the HEGRA Crab,
+//! 2.83e-11 cm⁻² s⁻¹ TeV⁻¹, −2.62) thrown on `source_energy_min_tev` [0.2] –
+//! `source_energy_max_tev` [200] within `source_max_impact_m` [400], and cosmic-ray protons
+//! at the rate of `proton_amplitude` (E/TeV)^`proton_index` (default pyirf's IRFDOC proton
+//! spectrum, 9.8e-6 cm⁻² s⁻¹ TeV⁻¹ sr⁻¹, −2.62) on `proton_energy_min_tev` [1] –
+//! `proton_energy_max_tev` [400], within `proton_max_impact_m` [500] and
+//! `proton_viewcone_deg` [4] of the pointing. The numbers of showers are Poisson draws of the
+//! expected numbers (flux × area × solid angle × duration), their arrival times uniform in the
+//! run; each event gets its time, the pointing (alt/az) at that time, and the source where the
+//! tracking puts it in the camera. The file has the trigger table and the observation row
+//! (see [`crate::io::r1`]); the truth stays in the shower table, for checks.
 use super::params::Params;
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
+use crate::astro::{self, Site};
 use crate::error::{Error, Result};
 use crate::instrument::camera::CameraGeometry;
-use crate::io::r1::{R1Writer, ShowerRow, SimulationRunRow};
-use crate::sim::{Particle, SimConfig, Simulator};
+use crate::io::r1::{ObservationRow, R1Writer, RunInfo, ShowerRow, SimulationRunRow, TriggerRow};
+use crate::sim::{rng::Rng, Particle, SimConfig, Simulator};
 use serde_json::Value;
 
 pub struct SimulateStage;
@@ -34,12 +53,254 @@ const KNOWN: &[&str] = &[
     "pointing_alt_deg",
     "pointing_az_deg",
 ];
+const OBSERVATION_KNOWN: &[&str] = &[
+    "mode",
+    "obs_id",
+    "seed",
+    "tel_id",
+    "start_unix_s",
+    "duration_s",
+    "target_ra_deg",
+    "target_dec_deg",
+    "wobble_offset_deg",
+    "wobble_angle_deg",
+    "source_amplitude",
+    "source_index",
+    "source_energy_min_tev",
+    "source_energy_max_tev",
+    "source_max_impact_m",
+    "proton_amplitude",
+    "proton_index",
+    "proton_energy_min_tev",
+    "proton_energy_max_tev",
+    "proton_max_impact_m",
+    "proton_viewcone_deg",
+    "nsb_rate_ghz",
+    "noise_pe",
+    "trigger_pe",
+];
 const MAX_EVENTS: u64 = 50_000_000;
+
+/// An observation run to simulate.
+struct ObservationPlan {
+    row: ObservationRow,
+    tel_id: u16,
+    gamma: SimConfig,
+    proton: SimConfig,
+}
+
+fn is_observation(params: &Value) -> bool {
+    params.get("mode").and_then(Value::as_str) == Some("observation")
+}
+
+/// ∫ A E^index dE over [lo, hi] (index ≠ −1).
+fn integral_flux(amplitude: f64, index: f64, lo: f64, hi: f64) -> f64 {
+    amplitude * (hi.powf(index + 1.0) - lo.powf(index + 1.0)) / (index + 1.0)
+}
+
+/// The position `offset` degrees from (ra, dec) at position angle `angle` (deg, north
+/// through east).
+fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f64, f64) {
+    let (d, r, pa) = (dec.to_radians(), offset.to_radians(), angle.to_radians());
+    let sin_dec = d.sin() * r.cos() + d.cos() * r.sin() * pa.cos();
+    let dec_p = sin_dec.clamp(-1.0, 1.0).asin();
+    let dra = (pa.sin() * r.sin() * d.cos()).atan2(r.cos() - d.sin() * sin_dec);
+    ((ra + dra.to_degrees()).rem_euclid(360.0), dec_p.to_degrees())
+}
+
+fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
+    let p = Params::new(params, OBSERVATION_KNOWN, "simulate", at)?;
+    let bad = |what: &str| Error::msg(format!("{at}.params: {what}"));
+    let obs_id = p.u64_or("obs_id", None)?;
+    if obs_id == 0 || obs_id > i32::MAX as u64 {
+        return Err(bad("obs_id must be between 1 and 2147483647"));
+    }
+    let tel_id = u16::try_from(p.u64_or("tel_id", Some(1))?).map_err(|_| bad("tel_id out of range"))?;
+    let seed = p.u64_or("seed", None)?;
+    let start = p.f64_or("start_unix_s", f64::NAN)?;
+    let duration = p.f64_or("duration_s", f64::NAN)?;
+    let valid = start > 0.0 && duration > 0.0 && duration <= 86_400.0;
+    if !valid {
+        return Err(bad("start_unix_s (> 0) and duration_s (0 < d ≤ 86400) are required, in seconds"));
+    }
+    let (target_ra, target_dec) = (p.f64_or("target_ra_deg", 83.6333)?, p.f64_or("target_dec_deg", 22.0145)?);
+    if !(0.0..360.0).contains(&target_ra) || !(-90.0..=90.0).contains(&target_dec) {
+        return Err(bad("target_ra_deg must be in [0, 360) and target_dec_deg in [−90, 90]"));
+    }
+    let (wobble_offset, wobble_angle) = (p.f64_or("wobble_offset_deg", 0.4)?, p.f64_or("wobble_angle_deg", 0.0)?);
+    if !(0.0..=3.0).contains(&wobble_offset) {
+        return Err(bad("wobble_offset_deg must be in [0, 3]"));
+    }
+    let (ra_pnt, dec_pnt) = offset_position(target_ra, target_dec, wobble_offset, wobble_angle);
+    let common = SimConfig {
+        particle: Particle::Gamma,
+        energy_min_tev: p.f64_or("source_energy_min_tev", 0.2)?,
+        energy_max_tev: p.f64_or("source_energy_max_tev", 200.0)?,
+        spectral_index: p.f64_or("source_index", -2.62)?,
+        max_impact_m: p.f64_or("source_max_impact_m", 400.0)?,
+        viewcone_deg: 0.0,
+        source_offset_deg: 0.0,
+        nsb_rate_ghz: p.f64_or("nsb_rate_ghz", 0.05)?,
+        noise_pe: p.f64_or("noise_pe", 0.3)?,
+        trigger_pe: p.f64_or("trigger_pe", 25.0)?,
+        seed,
+    };
+    let proton = SimConfig {
+        particle: Particle::Proton,
+        energy_min_tev: p.f64_or("proton_energy_min_tev", 1.0)?,
+        energy_max_tev: p.f64_or("proton_energy_max_tev", 400.0)?,
+        spectral_index: p.f64_or("proton_index", -2.62)?,
+        max_impact_m: p.f64_or("proton_max_impact_m", 500.0)?,
+        viewcone_deg: p.f64_or("proton_viewcone_deg", 4.0)?,
+        ..common.clone()
+    };
+    for c in [&common, &proton] {
+        if !(c.energy_min_tev > 0.0 && c.energy_max_tev > c.energy_min_tev) || c.spectral_index == -1.0 {
+            return Err(bad("each energy range needs 0 < min < max, and an index other than −1"));
+        }
+        if c.max_impact_m.is_nan()
+            || c.max_impact_m <= 0.0
+            || !(0.0..=10.0).contains(&c.viewcone_deg)
+            || c.nsb_rate_ghz < 0.0
+            || c.noise_pe < 0.0
+        {
+            return Err(bad("impacts must be positive, the proton view cone within [0, 10] deg, NSB and noise ≥ 0"));
+        }
+    }
+    let (source_amplitude, proton_amplitude) =
+        (p.f64_or("source_amplitude", 2.83e-11)?, p.f64_or("proton_amplitude", 9.8e-6)?);
+    if source_amplitude < 0.0 || proton_amplitude < 0.0 {
+        return Err(bad("source_amplitude and proton_amplitude must be ≥ 0"));
+    }
+    let row = ObservationRow {
+        obs_id: obs_id as i64,
+        tstart: start,
+        tstop: start + duration,
+        ra_pnt,
+        dec_pnt,
+        target_ra,
+        target_dec,
+        wobble_offset,
+        wobble_angle,
+        nsb_rate: common.nsb_rate_ghz,
+        source_amplitude,
+        source_index: common.spectral_index,
+        proton_amplitude,
+        proton_index: proton.spectral_index,
+    };
+    Ok(ObservationPlan { row, tel_id, gamma: common, proton })
+}
+
+/// The site of telescope `tel` from the config's `telescope_coords`.
+fn site(config: &Value, tel: u16) -> Result<Site> {
+    let entry = config.get("telescope_coords").and_then(|c| c.get(format!("tel_{tel:03}")));
+    let get = |k: &str| entry.and_then(|e| e.get(k)).and_then(Value::as_f64);
+    match (get("long_deg"), get("lat_deg")) {
+        (Some(lon_deg), Some(lat_deg)) => Ok(Site { lon_deg, lat_deg }),
+        _ => Err(Error::msg(format!("config telescope_coords.tel_{tel:03} needs long_deg and lat_deg (degrees)"))),
+    }
+}
+
+/// Simulates an observation run into `r1.h5`: Poisson numbers of source gammas and protons,
+/// uniform arrival times, each shower seen from where the tracking points at its time.
+fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()> {
+    let o = &plan.row;
+    let site = site(ctx.config, plan.tel_id)?;
+    let duration = o.tstop - o.tstart;
+    let cm2 = |r_m: f64| std::f64::consts::PI * r_m * r_m * 1e4;
+    let (g, p) = (&plan.gamma, &plan.proton);
+    let expected_gammas = integral_flux(o.source_amplitude, g.spectral_index, g.energy_min_tev, g.energy_max_tev)
+        * cm2(g.max_impact_m)
+        * duration;
+    let solid_angle = std::f64::consts::TAU * (1.0 - p.viewcone_deg.to_radians().cos());
+    let expected_protons = integral_flux(o.proton_amplitude, p.spectral_index, p.energy_min_tev, p.energy_max_tev)
+        * cm2(p.max_impact_m)
+        * solid_angle
+        * duration;
+    if expected_gammas + expected_protons > MAX_EVENTS as f64 {
+        return Err(Error::msg(format!(
+            "simulate: {expected_gammas:.0} gammas and {expected_protons:.0} protons expected, more than {MAX_EVENTS}; shorten the run"
+        )));
+    }
+    let mut counts = Rng::new(g.seed, u64::MAX - 1);
+    let n_gammas = counts.poisson(expected_gammas);
+    let n_protons = counts.poisson(expected_protons);
+    // Arrival times: one draw per thrown shower (gammas first, then protons), then time order.
+    let mut times = Rng::new(g.seed, u64::MAX - 2);
+    let mut thrown: Vec<(f64, u64)> =
+        (0..n_gammas + n_protons).map(|i| (o.tstart + duration * times.uniform(), i)).collect();
+    thrown.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let _ = writeln!(
+        ctx.log,
+        "observation run {}: {duration} s, pointing RA {:.4} Dec {:.4}; expected {expected_gammas:.1} source gammas and {expected_protons:.1} protons thrown, drew {n_gammas} and {n_protons}",
+        o.obs_id, o.ra_pnt, o.dec_pnt
+    );
+    let mut sim = Simulator::new(CameraGeometry::digicam());
+    let mut writer =
+        R1Writer::create(&ctx.work_dir.join("r1.h5"), plan.tel_id, true, ctx.activity_key, ctx.pipeline_version)?;
+    let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
+    let (mut triggered_gammas, mut triggered_protons) = (0u64, 0u64);
+    let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
+    for (event_id, &(time, index)) in thrown.iter().enumerate() {
+        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
+        let is_gamma = index < n_gammas;
+        let s = if is_gamma {
+            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
+            let centre = astro::altaz_to_camera(src_alt, src_az, focal, alt, az);
+            sim.simulate_at(g, index, centre, &mut waveform)
+        } else {
+            sim.simulate_at(p, index, (0.0, 0.0), &mut waveform)
+        };
+        if !s.triggered {
+            continue;
+        }
+        if is_gamma {
+            triggered_gammas += 1;
+        } else {
+            triggered_protons += 1;
+        }
+        let event_id = event_id as u64;
+        writer.write(
+            event_id,
+            &waveform,
+            shower_row(event_id, &s),
+            Some(TriggerRow { event_id, time, pointing_alt: alt, pointing_az: az }),
+        )?;
+    }
+    writer.finish(RunInfo::Observation(*o))?;
+    let _ = writeln!(
+        ctx.log,
+        "recorded {} events: {triggered_gammas} source gammas, {triggered_protons} protons ({:.1} Hz)",
+        triggered_gammas + triggered_protons,
+        (triggered_gammas + triggered_protons) as f64 / duration
+    );
+    Ok(())
+}
+
+fn shower_row(event_id: u64, s: &crate::sim::Shower) -> ShowerRow {
+    ShowerRow {
+        event_id,
+        true_energy: s.energy_tev,
+        true_core_x: s.core_x_m,
+        true_core_y: s.core_y_m,
+        true_impact: s.impact_m,
+        true_camera_x: s.true_x_m,
+        true_camera_y: s.true_y_m,
+        true_h_max: s.h_max_m,
+        true_shower_primary_id: s.primary_id,
+        n_photoelectrons: s.n_photoelectrons,
+    }
+}
 
 /// Simulation settings, the number of showers, the telescope, and its pointing (alt, az; deg).
 type Parsed = (SimConfig, u64, u16, (f64, f64));
 
 fn parse(params: &Value, at: &str) -> Result<Parsed> {
+    if let Some(mode) = params.get("mode") {
+        return Err(Error::msg(format!(
+            "{at}.params.mode: {mode} is not a mode; \"observation\" simulates an observation run, no mode a Monte Carlo production"
+        )));
+    }
     let p = Params::new(params, KNOWN, "simulate", at)?;
     let particle = match p.str_required("particle")? {
         "gamma" => Particle::Gamma,
@@ -94,24 +355,35 @@ impl Stage for SimulateStage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
-        parse(params, at)?;
         if !input_roles.is_empty() {
             return Err(Error::msg(format!("{at}: stage simulate takes no inputs")));
         }
+        let config_keys = if is_observation(params) {
+            let plan = parse_observation(params, at)?;
+            vec![format!("telescope_coords.tel_{:03}", plan.tel_id)]
+        } else {
+            parse(params, at)?;
+            Vec::new()
+        };
         Ok(StagePlan {
-            config_keys: Vec::new(),
+            config_keys,
             outputs: vec![DeclaredOutput { role: "r1".into(), file: "r1.h5".into(), kind: "r1-mc".into() }],
         })
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
+        if is_observation(ctx.params) {
+            let plan = parse_observation(ctx.params, "simulate")?;
+            return run_observation(&plan, ctx);
+        }
         let (cfg, n_events, tel_id, pointing) = parse(ctx.params, "simulate")?;
         let mut sim = Simulator::new(CameraGeometry::digicam());
-        let mut writer = R1Writer::create(&ctx.work_dir.join("r1.h5"), tel_id, ctx.activity_key, ctx.pipeline_version)?;
+        let mut writer =
+            R1Writer::create(&ctx.work_dir.join("r1.h5"), tel_id, false, ctx.activity_key, ctx.pipeline_version)?;
         let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
         let mut triggered = 0u64;
         for i in 0..n_events {
@@ -120,24 +392,9 @@ impl Stage for SimulateStage {
                 continue;
             }
             triggered += 1;
-            writer.write(
-                i,
-                &waveform,
-                ShowerRow {
-                    event_id: i,
-                    true_energy: s.energy_tev,
-                    true_core_x: s.core_x_m,
-                    true_core_y: s.core_y_m,
-                    true_impact: s.impact_m,
-                    true_camera_x: s.true_x_m,
-                    true_camera_y: s.true_y_m,
-                    true_h_max: s.h_max_m,
-                    true_shower_primary_id: s.primary_id,
-                    n_photoelectrons: s.n_photoelectrons,
-                },
-            )?;
+            writer.write(i, &waveform, shower_row(i, &s), None)?;
         }
-        writer.finish(SimulationRunRow {
+        writer.finish(RunInfo::Simulation(SimulationRunRow {
             n_showers: n_events,
             energy_range_min: cfg.energy_min_tev,
             energy_range_max: cfg.energy_max_tev,
@@ -149,7 +406,7 @@ impl Stage for SimulateStage {
             seed: cfg.seed,
             pointing_alt: pointing.0,
             pointing_az: pointing.1,
-        })?;
+        }))?;
         let _ = writeln!(ctx.log, "simulated {n_events} {:?} showers, {triggered} triggered", cfg.particle);
         Ok(())
     }
