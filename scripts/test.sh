@@ -10,4 +10,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
 cargo build --quiet
 cargo build --quiet --examples
-SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" .venv/bin/python -m pytest -q -rs tests/interop
+# The quickstart (a few minutes of physics) runs on the release build.
+cargo build --quiet --release
+SST1MFLOW_BIN="$PWD/target/debug/sst1mflow" SST1MFLOW_RELEASE_BIN="$PWD/target/release/sst1mflow" \
+    .venv/bin/python -m pytest -q -rs tests/interop

@@ -1,6 +1,6 @@
 //! `sst1mflow run RECIPE`: the summary printing around [`crate::engine::run::run_recipe`].
 use super::Cli;
-use crate::engine::run::{run_recipe, want_progress, Outcome, RunOptions};
+use crate::engine::run::{run_recipe, want_progress, Outcome, RunOptions, RunReport};
 use crate::error::Result;
 use crate::store::Store;
 use clap::Args;
@@ -56,6 +56,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
             if skipped.len() > LIST_LIMIT {
                 println!("skipped  … and {} more (--json lists all)", skipped.len() - LIST_LIMIT);
             }
+            print_step_summary(&report);
             println!(
                 "recipe {}: {total} activities — {} ran, {} reused, {} failed, {} skipped ({:.2} s)",
                 report.recipe,
@@ -75,9 +76,50 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
                 println!("FAILED  … and {} more (--json lists all)", failed.len() - LIST_LIMIT);
             }
             if report.success() {
-                println!("products: {}", store.views_dir().join(&report.recipe).display());
+                let views = store.views_dir().join(&report.recipe);
+                println!("products: {}", views.display());
+                if let Some(last) = report.activities.last() {
+                    let items = report.activities.iter().filter(|a| a.step == last.step).count();
+                    let folder =
+                        if items == 1 { views.join(&last.step).join(&last.item) } else { views.join(&last.step) };
+                    println!("last step ({}): {}", last.step, folder.display());
+                }
             }
         }
     }
     Ok(if report.success() { 0 } else { 1 })
+}
+
+/// One line per step: items, what ran and was reused, and the files each item makes.
+fn print_step_summary(report: &RunReport) {
+    let mut steps: Vec<(&str, Vec<&crate::engine::run::ActivityReport>)> = Vec::new();
+    for a in &report.activities {
+        match steps.iter_mut().find(|(s, _)| *s == a.step) {
+            Some((_, v)) => v.push(a),
+            None => steps.push((&a.step, vec![a])),
+        }
+    }
+    let width = steps.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+    for (step, acts) in &steps {
+        let ran = acts.iter().filter(|a| a.outcome == Outcome::Ran).count();
+        let reused = acts.iter().filter(|a| a.outcome == Outcome::Reused).count();
+        let other = acts.len() - ran - reused;
+        let mut what = Vec::new();
+        if ran > 0 {
+            what.push(format!("{ran} ran"));
+        }
+        if reused > 0 {
+            what.push(format!("{reused} reused"));
+        }
+        if other > 0 {
+            what.push(format!("{other} failed or skipped"));
+        }
+        println!(
+            "  {step:<width$}  {:>2} item{}  {:<18}  {}",
+            acts.len(),
+            if acts.len() == 1 { " " } else { "s" },
+            what.join(", "),
+            acts[0].output_files.join(" ")
+        );
+    }
 }

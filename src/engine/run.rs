@@ -184,6 +184,7 @@ struct JobResult {
 /// Loads the recipe and its config and checks every step before anything runs.
 fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
     let mut warnings = Vec::new();
+    let mut similar: Vec<(String, Vec<String>)> = Vec::new();
     let recipe = recipe::load(recipe_path, &stages::names())?;
     let config: Option<Value> = match &recipe.config {
         Some(p) => {
@@ -224,9 +225,13 @@ fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
         }
         let cfg = stages::config_subset(config.as_ref().zip(recipe.config.as_deref()), &plan.config_keys, &at)?;
         if let Some(file) = recipe.config.as_deref() {
-            for w in stage.check_config(&cfg, file, &format!("step \"{}\"", step.name))? {
-                if !warnings.contains(&w) {
-                    warnings.push(w);
+            // The same notice from several steps is shown once, naming them all.
+            let named = format!("step \"{}\"", step.name);
+            for w in stage.check_config(&cfg, file, &named)? {
+                let template = w.replace(&named, "\u{0}");
+                match similar.iter_mut().find(|(t, _)| *t == template) {
+                    Some((_, steps)) => steps.push(step.name.clone()),
+                    None => similar.push((template, vec![step.name.clone()])),
                 }
             }
         }
@@ -254,6 +259,15 @@ fn prepare(recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
                 infos[*s].name,
                 crate::text::suggestion(role, infos[*s].plan.outputs.iter().map(|o| o.role.as_str()))
             )));
+        }
+    }
+    for (template, steps) in similar {
+        let quoted: Vec<String> = steps.iter().map(|s| format!("\"{s}\"")).collect();
+        let names =
+            if steps.len() == 1 { format!("step {}", quoted[0]) } else { format!("steps {}", quoted.join(", ")) };
+        let w = template.replace('\u{0}', &names);
+        if !warnings.contains(&w) {
+            warnings.push(w);
         }
     }
     Ok((recipe, infos, warnings))

@@ -94,6 +94,62 @@ macro_rules! parameter_tables {
             pub reco_dec: f64,
         }
 
+        /// [`Dl2Row`] without padding: the layout of the DL2 table in the file, so reading
+        /// into it is a plain copy for HDF5 (an aligned struct costs a field-by-field
+        /// conversion of every row, most of the reading time).
+        #[derive(H5Type, Clone, Copy)]
+        #[repr(C, packed)]
+        pub struct Dl2RowPacked {
+            $(pub $field: $ty,)*
+            pub log_reco_energy: f64,
+            pub reco_energy: f64,
+            pub reco_disp_norm: f64,
+            pub reco_disp_sign: f64,
+            pub reco_disp_dx: f64,
+            pub reco_disp_dy: f64,
+            pub gammaness: f64,
+            pub reco_src_x: f64,
+            pub reco_src_y: f64,
+            pub reco_alt: f64,
+            pub reco_az: f64,
+            pub reco_ra: f64,
+            pub reco_dec: f64,
+        }
+
+        impl From<Dl2RowPacked> for Dl2Row {
+            fn from(p: Dl2RowPacked) -> Dl2Row {
+                Dl2Row {
+                    $($field: p.$field,)*
+                    log_reco_energy: p.log_reco_energy,
+                    reco_energy: p.reco_energy,
+                    reco_disp_norm: p.reco_disp_norm,
+                    reco_disp_sign: p.reco_disp_sign,
+                    reco_disp_dx: p.reco_disp_dx,
+                    reco_disp_dy: p.reco_disp_dy,
+                    gammaness: p.gammaness,
+                    reco_src_x: p.reco_src_x,
+                    reco_src_y: p.reco_src_y,
+                    reco_alt: p.reco_alt,
+                    reco_az: p.reco_az,
+                    reco_ra: p.reco_ra,
+                    reco_dec: p.reco_dec,
+                }
+            }
+        }
+
+        /// [`ParametersRow`] without padding, for reading (see [`Dl2RowPacked`]).
+        #[derive(H5Type, Clone, Copy)]
+        #[repr(C, packed)]
+        pub struct ParametersRowPacked {
+            $(pub $field: $ty,)*
+        }
+
+        impl From<ParametersRowPacked> for ParametersRow {
+            fn from(p: ParametersRowPacked) -> ParametersRow {
+                ParametersRow { $($field: p.$field,)* }
+            }
+        }
+
         /// Units of [`Dl2Row`]'s columns.
         pub const DL2_COLUMNS: &[(&str, &str)] = &[
             $((stringify!($field), $unit),)*
@@ -546,8 +602,14 @@ impl Dl1Reader {
 
     /// Parameter rows `start..end`.
     pub fn read(&self, start: usize, end: usize) -> Result<Vec<ParametersRow>> {
-        self.parameters.read_slice_1d::<ParametersRow, _>(start..end).map(|a| a.to_vec()).map_err(|e| {
-            crate::error::Error::msg(format!("{}: cannot read parameter rows {start}..{end}: {e}", self.path.display()))
-        })
+        self.parameters
+            .read_slice_1d::<ParametersRowPacked, _>(start..end)
+            .map(|a| a.iter().map(|&r| r.into()).collect())
+            .map_err(|e| {
+                crate::error::Error::msg(format!(
+                    "{}: cannot read parameter rows {start}..{end}: {e}",
+                    self.path.display()
+                ))
+            })
     }
 }

@@ -8,7 +8,7 @@
 //! settings of the events (`sst1mflow_dl1_settings`), the models applied
 //! (`sst1mflow_models`: role → file hash, training activity, pipeline version), and, when the
 //! contract between models and DL1 was overridden, what differed (`sst1mflow_contract_override`).
-use super::dl1::{Dl2Row, DL2_COLUMNS};
+use super::dl1::{Dl2Row, Dl2RowPacked, DL2_COLUMNS};
 use super::hdf5_table::{create_product_file, ensure_groups, string_attr, ColumnMeta, Table};
 use super::r1::{ObservationRow, ShowerRow, SimulationRunRow};
 use crate::error::Result;
@@ -107,8 +107,8 @@ impl Dl2Reader {
 
     /// Rows `start..end`.
     pub fn read(&self, start: usize, end: usize) -> Result<Vec<Dl2Row>> {
-        self.events.read_slice_1d::<Dl2Row, _>(start..end).map(|a| a.to_vec()).map_err(|e| {
-            crate::error::Error::msg(format!("{}: cannot read DL2 rows {start}..{end}: {e}", self.path.display()))
-        })
+        self.events.read_slice_1d::<Dl2RowPacked, _>(start..end).map(|a| a.iter().map(|&r| r.into()).collect()).map_err(
+            |e| crate::error::Error::msg(format!("{}: cannot read DL2 rows {start}..{end}: {e}", self.path.display())),
+        )
     }
 }
