@@ -126,8 +126,11 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(ran_steps(&report), ["irfs", "dl3", "index"], "{report}");
     let irfs_07 = view_target(&store, "cut07/irfs/all/irfs.fits");
-    let (code, report, err) =
-        run_json(&store, &mix_recipe(dir.path(), "wrong-cut", &base, &obs_dl2, &[irfs_07.clone()], "{}"), &[]);
+    let (code, report, err) = run_json(
+        &store,
+        &mix_recipe(dir.path(), "wrong-cut", &base, &obs_dl2, std::slice::from_ref(&irfs_07), "{}"),
+        &[],
+    );
     assert_ne!(code, 0);
     let why = report.to_string() + &err;
     assert!(why.contains("no IRF was made with this DL3's gammaness cut (global gammaness > 0.6)"), "{why}");
@@ -150,8 +153,11 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     let (code, _, err) = run_json(&store, &other, &[]);
     assert_eq!(code, 0, "{err}");
     let irfs_other = view_target(&store, "other-models/irfs/all/irfs.fits");
-    let (code, report, err) =
-        run_json(&store, &mix_recipe(dir.path(), "wrong-models", &base, &obs_dl2, &[irfs_other.clone()], "{}"), &[]);
+    let (code, report, err) = run_json(
+        &store,
+        &mix_recipe(dir.path(), "wrong-models", &base, &obs_dl2, std::slice::from_ref(&irfs_other), "{}"),
+        &[],
+    );
     assert_ne!(code, 0);
     let why = report.to_string() + &err;
     assert!(why.contains("the IRF does not belong to these events"), "{why}");
