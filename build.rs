@@ -24,15 +24,22 @@ const BUILD_INPUTS: [&str; 5] = ["src", "config", "build.rs", "Cargo.toml", "Car
 fn main() {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=SST1MFLOW_GIT_COMMIT={commit}");
-    // Untracked files do not count as dirt.
-    let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+    // Tracked changes, and new files not ignored (a new source module is compiled in).
+    let mut status = vec!["status", "--porcelain", "--untracked-files=all", "--"];
     status.extend(BUILD_INPUTS);
     let dirty = git(&status).is_some_and(|s| !s.is_empty());
     let fingerprint = if dirty {
         let mut args = vec!["diff", "HEAD", "--no-ext-diff", "--binary", "--"];
         args.extend(BUILD_INPUTS);
-        let diff = Command::new("git").args(&args).output();
-        diff.map(|o| format!("{:016x}", fnv1a(&o.stdout))).unwrap_or_default()
+        let mut bytes = Command::new("git").args(&args).output().map(|o| o.stdout).unwrap_or_default();
+        let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
+        untracked.extend(BUILD_INPUTS);
+        for file in git(&untracked).unwrap_or_default().lines() {
+            bytes.extend_from_slice(file.as_bytes());
+            bytes.push(0);
+            bytes.extend(std::fs::read(file).unwrap_or_default());
+        }
+        format!("{:016x}", fnv1a(&bytes))
     } else {
         String::new()
     };

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz libhdf5-dev)
+APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz libhdf5-dev fonts-dejavu-core)
 PY_PACKAGES=(pytest prov numpy tables pandas h5py "ctapipe==0.28.0" "scikit-learn==1.9.1" "pyirf==0.13.0" "gammapy==2.1" "regions==0.11")
 
 with_python=0

@@ -16,6 +16,7 @@ pub mod image;
 pub mod instrument;
 pub mod io;
 pub mod irf;
+pub mod plot;
 pub mod provenance;
 pub mod reco;
 pub mod sim;

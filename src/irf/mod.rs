@@ -14,6 +14,7 @@
 //!
 //! Arrays are row-major with the axes in the order named (energy first), as in pyirf; the GADF
 //! writer transposes them as the format requires. Pure functions over slices: no I/O.
+pub mod performance;
 
 /// What was thrown: pyirf's `SimulatedEventsInfo`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,6 +71,20 @@ pub fn bin_index(edges: &[f64], x: f64) -> Option<usize> {
 }
 
 /// The solid angle of a cone of half-opening `deg` (sr).
+/// pyirf's `PowerLaw.from_simulation` flux of the thrown events at E: per m² s TeV sr for a
+/// diffuse simulation, per m² s TeV for a point-like one (view cone 0).
+pub fn simulated_flux(sim: &SimulationInfo, t_obs_s: f64, e: f64) -> f64 {
+    let k = sim.spectral_index + 1.0;
+    let area = std::f64::consts::PI * sim.max_impact_m.powi(2);
+    let solid = if sim.viewcone_max_deg > 0.0 {
+        cone_solid_angle(sim.viewcone_max_deg) - cone_solid_angle(sim.viewcone_min_deg)
+    } else {
+        1.0
+    };
+    let delta = sim.energy_max_tev.powf(k) - sim.energy_min_tev.powf(k);
+    k * sim.n_showers / (area * t_obs_s * delta * solid) * e.powf(sim.spectral_index)
+}
+
 pub fn cone_solid_angle(deg: f64) -> f64 {
     std::f64::consts::TAU * (1.0 - deg.to_radians().cos())
 }

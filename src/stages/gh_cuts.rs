@@ -83,6 +83,29 @@ pub fn passes(cuts: &[CutRow], reco_energy: f64, gammaness: f64) -> bool {
     gammaness >= cuts[i.min(last)].cut
 }
 
+/// sst1mpipe's efficiency cuts: per reco-energy bin, the gammaness above which a fraction
+/// `efficiency` of the gammas lies, clipped to [0.1, 0.95]; bins with fewer than 100 gammas are
+/// closed (their cut is the highest gammaness seen). Returns the table and that fill value.
+pub fn efficiency_cuts(
+    gammaness: &[f64],
+    reco_energy: &[f64],
+    edges: &[f64],
+    efficiency: f64,
+) -> Result<(Vec<irf::CutBin>, f64)> {
+    let fill = gammaness.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let table = irf::percentile_cut(
+        gammaness,
+        reco_energy,
+        edges,
+        100.0 * (1.0 - efficiency),
+        fill,
+        (Some(CLIP.0), Some(CLIP.1)),
+        MIN_EVENTS,
+    )
+    .map_err(|e| Error::msg(e.to_string()))?;
+    Ok((table, fill))
+}
+
 fn analysis(config: &Value, key: &str) -> std::result::Result<f64, String> {
     config
         .get("analysis")
@@ -186,17 +209,7 @@ impl Stage for GhCutsStage {
                 input.name
             )));
         }
-        let fill = gammaness.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let table = irf::percentile_cut(
-            &gammaness,
-            &energy,
-            &s.edges,
-            100.0 * (1.0 - s.efficiency),
-            fill,
-            (Some(CLIP.0), Some(CLIP.1)),
-            MIN_EVENTS,
-        )
-        .map_err(|e| Error::msg(e.to_string()))?;
+        let (table, fill) = efficiency_cuts(&gammaness, &energy, &s.edges, s.efficiency)?;
         let file = create_product_file(&ctx.work_dir.join("gh_cuts.h5"), ctx.activity_key, ctx.pipeline_version)?;
         write_attrs(&file, &[("gamma_efficiency", Attr::Float(s.efficiency)), ("method", Attr::Str("efficiency"))])?;
         let columns: Vec<ColumnMeta> = CUT_COLUMNS.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();

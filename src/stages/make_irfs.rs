@@ -207,15 +207,6 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
     Ok(ev)
 }
 
-/// pyirf's `PowerLaw.from_simulation` flux (per m² s TeV sr) of the thrown events at E.
-fn simulated_flux(sim: &SimulationInfo, t_obs_s: f64, e: f64) -> f64 {
-    let k = sim.spectral_index + 1.0;
-    let area = std::f64::consts::PI * sim.max_impact_m.powi(2);
-    let solid = irf::cone_solid_angle(sim.viewcone_max_deg) - irf::cone_solid_angle(sim.viewcone_min_deg);
-    let delta = sim.energy_max_tev.powf(k) - sim.energy_min_tev.powf(k);
-    k * sim.n_showers / (area * t_obs_s * delta * solid) * e.powf(sim.spectral_index)
-}
-
 /// sst1mpipe's node directory name, `ze<zenith>_az<azimuth>_nsb<NSB in MHz>` (rounded).
 pub fn node_name(alt: f64, az: f64, nsb_ghz: f64) -> String {
     format!("ze{:.0}_az{:.0}_nsb{:.0}", 90.0 - alt, az, nsb_ghz * 1000.0)
@@ -367,7 +358,7 @@ impl Stage for MakeIrfsStage {
         let weights: Vec<f64> = protons
             .true_e
             .iter()
-            .map(|&e| PROTON_NORM_M2 * e.powf(PROTON_INDEX) / simulated_flux(p, T_OBS_S, e))
+            .map(|&e| PROTON_NORM_M2 * e.powf(PROTON_INDEX) / irf::simulated_flux(p, T_OBS_S, e))
             .collect();
         let bkg_tev =
             irf::background_2d(&protons.reco_e, &protons.reco_offset, &weights, &s.reco_e, &s.bg_offset, T_OBS_S)

@@ -19,6 +19,7 @@ pub mod dl3_index;
 pub mod gh_cuts;
 pub mod make_irfs;
 pub mod params;
+pub mod performance;
 pub mod r0_dl1;
 pub mod simulate;
 pub mod train_rfs;
@@ -103,10 +104,11 @@ static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
 static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
 static DL2_DL3: dl2_dl3::Dl2Dl3Stage = dl2_dl3::Dl2Dl3Stage;
 static DL3_INDEX: dl3_index::Dl3IndexStage = dl3_index::Dl3IndexStage;
+static PERFORMANCE: performance::PerformanceStage = performance::PerformanceStage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS, &DL2_DL3, &DL3_INDEX]
+    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS, &PERFORMANCE, &DL2_DL3, &DL3_INDEX]
 }
 
 pub fn names() -> Vec<&'static str> {

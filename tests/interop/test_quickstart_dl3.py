@@ -113,3 +113,65 @@ def test_event_times_are_the_simulated_utc_times(quickstart):
     local = dl2.set_index("event_id").loc[ids, "local_time"].to_numpy()
     assert np.max(np.abs(t.utc.unix - local)) < 1e-5
     assert start == pytest.approx(1667267400.0, abs=1e-5)
+
+
+def test_performance_tables_agree_with_numpy_and_sklearn(quickstart):
+    """The performance stage's tables, read by pandas, against numpy/scikit-learn recomputed
+    from the same DL2; the figures are PNG and SVG files that matplotlib and an XML parser read."""
+    import xml.etree.ElementTree as ET
+
+    import matplotlib.image
+    from sklearn.metrics import roc_auc_score
+
+    store, _, _ = quickstart
+    views = store / "views" / "quickstart"
+    perf = views / "performance" / "all"
+    h5 = perf / "performance.h5"
+    tables = {k: pd.read_hdf(h5, key=k) for k in ("energy_resolution", "angular_resolution", "roc", "gammaness_cuts",
+                                                   "theta_cuts", "sensitivity", "summary")}
+    key = "/dl2/event/telescope/parameters/tel_001"
+    cfg = json.loads((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+
+    def selected(df):
+        m = np.isfinite(df.reco_energy) & np.isfinite(df.gammaness) & np.isfinite(df.reco_alt)
+        for col, (lo, hi) in cfg["event_selection"].items():
+            m &= (df[col] >= lo) & (df[col] <= hi)
+        return df[m]
+
+    g = selected(pd.read_hdf(views / "dl2-gamma-point" / "all" / "dl2.h5", key=key))
+    p = selected(pd.read_hdf(views / "dl2-proton-test" / "all" / "dl2.h5", key=key))
+    auc = roc_auc_score(np.r_[np.ones(len(g)), np.zeros(len(p))], np.r_[g.gammaness, p.gammaness])
+    summary = tables["summary"].iloc[0]
+    print(f"ROC AUC {summary.roc_auc:.4f} (sklearn {auc:.4f}); Crab at 5 sigma in {summary.time_to_detection_s:.0f} s")
+    assert summary.roc_auc == pytest.approx(auc, abs=1e-12)
+    assert summary.n_gamma_selected == len(g) and summary.n_proton_selected == len(p)
+
+    # Energy resolution per true-energy bin after the cut table, recomputed with numpy.
+    cuts = tables["gammaness_cuts"]
+    edges = np.r_[cuts.low.to_numpy(), cuts.high.to_numpy()[-1]]
+    idx = np.searchsorted(edges, g.reco_energy.to_numpy(), side="right") - 1
+    inside = (idx >= 0) & (idx < len(cuts))
+    passed = np.zeros(len(g), bool)
+    passed[inside] = g.gammaness.to_numpy()[inside] >= cuts.cut.to_numpy()[idx[inside]]
+    gc = g[passed]
+    res = tables["energy_resolution"]
+    for _, b in res[res.n_events >= 20].iterrows():
+        m = (gc.true_energy >= b.low) & (gc.true_energy < b.high)
+        rel = ((gc.reco_energy - gc.true_energy) / gc.true_energy)[m]
+        assert b.n_events == m.sum()
+        assert b.resolution == pytest.approx(np.percentile(np.abs(rel), 68.27), rel=1e-9)
+        assert b.bias == pytest.approx(np.median(rel), rel=1e-9, abs=1e-12)
+    sens = tables["sensitivity"]
+    ok = sens[np.isfinite(sens.relative_sensitivity)]
+    assert len(ok) >= 3, sens
+    assert (ok.flux_sensitivity_erg > 0).all()
+    assert np.isfinite(summary.time_to_detection_s) and summary.time_to_detection_s > 0
+
+    for name in ("energy_resolution", "angular_resolution", "roc", "sensitivity"):
+        img = matplotlib.image.imread(perf / f"{name}.png")
+        assert img.shape[0] == 560 and img.shape[1] == 800
+        assert img[..., :3].std() > 0.05, f"{name}.png is not blank"
+        root = ET.parse(perf / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg")
+        texts = "".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+        assert "TeV" in texts or "rate" in texts, name
