@@ -138,7 +138,8 @@ def main():
     import matplotlib.pyplot as plt
     fig = plt.figure(figsize=(13, 5))
     ax1 = fig.add_subplot(1, 2, 1, projection=sig_map.geom.to_image().wcs)
-    im = ax1.imshow(sig_map.data.squeeze(), origin="lower", cmap="RdBu_r", vmin=-5, vmax=max(5, peak))
+    top = max(5.0, peak)
+    im = ax1.imshow(sig_map.data.squeeze(), origin="lower", cmap="RdBu_r", vmin=-top, vmax=top)
     fig.colorbar(im, ax=ax1, label="significance (sqrt TS), ring background")
     ax1.set_xlabel("RA")
     ax1.set_ylabel("Dec")
