@@ -203,3 +203,79 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     }
     assert!(ran.iter().all(|s| !s.starts_with("sim") && !s.starts_with("dl1")), "nothing upstream of DL2: {ran:?}");
 }
+
+/// The performance stage on a small Monte Carlo: every table and figure is written; diffuse
+/// gammas, a missing proton input and a global method with a misspelt name are refused with the
+/// reason, and nothing is published for them.
+#[test]
+fn performance_needs_point_gammas_and_protons() {
+    let dir = TempDir::new("perf");
+    let store = dir.path().join("store");
+    write(&dir.path().join("c.json"), &config_text(42, 0.6, 0.0));
+    let recipe = |name: &str, gamma: &str, extra_inputs: &str, params: &str| -> PathBuf {
+        let path = dir.path().join(format!("{name}.json"));
+        write(
+            &path,
+            &format!(
+                r#"{{"name": "{name}", "config": "c.json", "steps": [
+    {{"name": "sim-g", "stage": "simulate", "params": {{"particle": "gamma", "n_events": 1500, "seed": 11, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}}}},
+    {{"name": "sim-p", "stage": "simulate", "params": {{"particle": "proton", "n_events": 2400, "seed": 12, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}}}},
+    {{"name": "sim-pt", "stage": "simulate", "params": {{"particle": "gamma", "n_events": 1500, "seed": 13, "source_offset_deg": 0.4, "energy_min_tev": 1, "max_impact_m": 300}}}},
+    {{"name": "dl1-g", "stage": "r0-dl1", "inputs": {{"r1": "sim-g.r1"}}}},
+    {{"name": "dl1-p", "stage": "r0-dl1", "inputs": {{"r1": "sim-p.r1"}}}},
+    {{"name": "dl1-pt", "stage": "r0-dl1", "inputs": {{"r1": "sim-pt.r1"}}}},
+    {{"name": "train", "stage": "train-rfs", "inputs": {{"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}}}},
+    {{"name": "dl2-g", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-g.dl1", {MODELS}}}}},
+    {{"name": "dl2-p", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-p.dl1", {MODELS}}}}},
+    {{"name": "dl2-pt", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-pt.dl1", {MODELS}}}}},
+    {{"name": "perf", "stage": "performance", "inputs": {{"gamma": "{gamma}"{extra_inputs}}}, "params": {params}}}]}}"#
+            ),
+        );
+        path
+    };
+    let (code, report, err) = run_json(&store, &recipe("ok", "dl2-pt.dl2", r#", "proton": "dl2-p.dl2""#, "{}"), &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    for file in ["performance.h5", "energy_resolution.png", "angular_resolution.svg", "roc.png", "sensitivity.svg"] {
+        let bytes = std::fs::read(view_target(&store, &format!("ok/perf/all/{file}"))).unwrap();
+        if file.ends_with(".png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{file}");
+        } else if file.ends_with(".svg") {
+            assert!(bytes.starts_with(b"<svg"), "{file}");
+        }
+    }
+    let (code, report, err) = run_json(
+        &store,
+        &recipe(
+            "sig",
+            "dl2-pt.dl2",
+            r#", "proton": "dl2-p.dl2""#,
+            r#"{"gh_cut": "significance", "theta_cut": "global"}"#,
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}\n{report}");
+    assert_eq!(ran_steps(&report), ["perf"], "only the performance step reruns for another method");
+
+    let (code, report, err) =
+        run_json(&store, &recipe("diffuse", "dl2-g.dl2", r#", "proton": "dl2-p.dl2""#, "{}"), &[]);
+    assert_ne!(code, 0);
+    let why = report.to_string() + &err;
+    assert!(why.contains("is a diffuse simulation") && why.contains("point source"), "{why}");
+    assert!(!store.join("views/diffuse/perf/all/performance.h5").exists());
+
+    let (code, report, err) = run_json(&store, &recipe("no-protons", "dl2-pt.dl2", "", "{}"), &[]);
+    assert_ne!(code, 0);
+    let why = report.to_string() + &err;
+    assert!(why.contains("without them there is no background, ROC or sensitivity"), "{why}");
+    let (code, report, err) = run_json(
+        &store,
+        &recipe("typo", "dl2-pt.dl2", r#", "proton": "dl2-p.dl2""#, r#"{"gh_cut": "signficance"}"#),
+        &[],
+    );
+    assert_ne!(code, 0);
+    let why = report.to_string() + &err;
+    assert!(
+        why.contains("gh_cut") && why.contains("\\\"significance\\\"") || why.contains("\"significance\""),
+        "{why}"
+    );
+}
