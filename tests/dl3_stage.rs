@@ -40,7 +40,14 @@ fn night_recipe(dir: &Path, name: &str, config: &str) -> PathBuf {
     {{"name": "dl2-p", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-p.dl1", {MODELS}}}}},
     {{"name": "dl2-obs", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-obs.dl1", {MODELS}}}}},
     {{"name": "irfs", "stage": "make-irfs", "inputs": {{"gamma": "dl2-g.dl2", "proton": "dl2-p.dl2"}}}},
-    {{"name": "dl3", "stage": "dl2-dl3", "inputs": {{"dl2": "dl2-obs.dl2", "irfs": "irfs.irfs"}}, "params": {{"target_name": "test source"}}}},
+    {{"name": "sim-g20", "stage": "simulate", "params": {{"particle": "gamma", "n_events": 1500, "seed": 21, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300, "pointing_alt_deg": 70}}}},
+    {{"name": "sim-p20", "stage": "simulate", "params": {{"particle": "proton", "n_events": 2400, "seed": 22, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300, "pointing_alt_deg": 70}}}},
+    {{"name": "dl1-g20", "stage": "r0-dl1", "inputs": {{"r1": "sim-g20.r1"}}}},
+    {{"name": "dl1-p20", "stage": "r0-dl1", "inputs": {{"r1": "sim-p20.r1"}}}},
+    {{"name": "dl2-g20", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-g20.dl1", {MODELS}}}}},
+    {{"name": "dl2-p20", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1-p20.dl1", {MODELS}}}}},
+    {{"name": "irfs-ze20", "stage": "make-irfs", "inputs": {{"gamma": "dl2-g20.dl2", "proton": "dl2-p20.dl2"}}}},
+    {{"name": "dl3", "stage": "dl2-dl3", "inputs": {{"dl2": "dl2-obs.dl2", "irfs": ["irfs-ze20.irfs", "irfs.irfs"]}}, "params": {{"target_name": "test source"}}}},
     {{"name": "index", "stage": "dl3-index", "inputs": {{"dl3": "dl3.dl3"}}}}]}}"#
         ),
     );
@@ -104,6 +111,13 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     }
     let irf_maker = json_ok(&store, &["show", view_target(&store, "night/irfs/all/irfs.fits").to_str().unwrap()]);
     assert!(text.contains(irf_maker["made_by"]["key"].as_str().unwrap()), "the IRF's activity key is recorded");
+    // Of the two nodes (zenith 20 and 28), the observation's (zenith ~28) is chosen, and said.
+    let ze20 = String::from_utf8_lossy(&std::fs::read(view_target(&store, "night/irfs-ze20/all/irfs.fits")).unwrap())
+        .to_string();
+    assert!(ze20.contains("IRFNODE = 'ze20_az180_nsb50'"));
+    let dl3_key = json_ok(&store, &["show", dl3.to_str().unwrap()])["made_by"]["key"].as_str().unwrap().to_string();
+    let log = stdout(&sst1mflow(&store, &["log", &dl3_key]));
+    assert!(log.contains("node ze28_az180_nsb50") && log.contains("of 2 with this cut"), "{log}");
     let copy = dir.path().join("copy.fits");
     std::fs::copy(&dl3, &copy).unwrap();
     let lineage = json_ok(&store, &["lineage", copy.to_str().unwrap()]).to_string();
@@ -124,7 +138,7 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     let cut07 = night_recipe(dir.path(), "cut07", &config_text(42, 0.7, 0.0));
     let (code, report, err) = run_json(&store, &cut07, &[]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(ran_steps(&report), ["irfs", "dl3", "index"], "{report}");
+    assert_eq!(ran_steps(&report), ["irfs", "irfs-ze20", "dl3", "index"], "{report}");
     let irfs_07 = view_target(&store, "cut07/irfs/all/irfs.fits");
     let (code, report, err) = run_json(
         &store,
