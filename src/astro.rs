@@ -155,6 +155,13 @@ pub fn unix_to_dl3_time(unix_s: f64) -> Option<f64> {
     Some(unix_s - UNIX_2001 + (tai_utc - 32.0))
 }
 
+/// A Unix time (UTC) → seconds on the TAI scale since 1970-01-01T00:00:00 TAI (astropy's
+/// `unix_tai`, the epoch of ctapipe's `ctao_high_res` timestamps), or `None` before 1999.
+pub fn unix_to_unix_tai(unix_s: f64) -> Option<f64> {
+    let tai_utc = TAI_MINUS_UTC.iter().rev().find(|(from, _)| unix_s >= *from).map(|e| e.1)?;
+    Some(unix_s + tai_utc)
+}
+
 /// A Unix time → (`YYYY-MM-DD`, `hh:mm:ss.sss`) in UTC, for the DATE-OBS style keywords.
 pub fn utc_date_time(unix_s: f64) -> (String, String) {
     let secs = unix_s.floor();

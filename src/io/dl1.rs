@@ -482,6 +482,37 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
     spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
 
+/// One row of ctapipe's `/dl1/event/subarray/trigger` for an event with a time: the time as
+/// ctapipe's `ctao_high_res` (seconds and quarter nanoseconds since 1970-01-01 TAI).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TriggerRow {
+    pub obs_id: i32,
+    pub event_id: i64,
+    pub time: [u32; 2],
+    /// ctapipe's `EventType` value (32: subarray trigger).
+    pub event_type: u8,
+}
+
+/// ctapipe's `EventType.SUBARRAY`.
+pub const EVENT_TYPE_SUBARRAY: u8 = 32;
+
+impl TriggerRow {
+    /// The row for an event at Unix time `unix_s` (UTC); `None` when the time cannot be
+    /// expressed (NaN, before 1999).
+    pub fn at(obs_id: i32, event_id: i64, unix_s: f64) -> Option<TriggerRow> {
+        let tai = crate::astro::unix_to_unix_tai(unix_s)?;
+        let seconds = tai.floor();
+        let quarter_ns = ((tai - seconds) * 4e9).round().min(4e9 - 1.0);
+        Some(TriggerRow {
+            obs_id,
+            event_id,
+            time: [seconds as u32, quarter_ns as u32],
+            event_type: EVENT_TYPE_SUBARRAY,
+        })
+    }
+}
+
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
     file: hdf5::File,
@@ -513,6 +544,29 @@ impl Dl1Writer {
         run: Option<super::r1::SimulationRunRow>,
     ) -> Result<()> {
         super::r1::write_simulation_tables(&self.file, showers, run)
+    }
+
+    /// Writes ctapipe's subarray trigger table (`/dl1/event/subarray/trigger`: obs_id, event_id,
+    /// time in `ctao_high_res` TAI, event_type) for events that have times.
+    pub fn write_triggers(&mut self, rows: &[TriggerRow]) -> Result<()> {
+        let columns = [
+            ColumnMeta::new("obs_id", ""),
+            ColumnMeta::new("event_id", ""),
+            ColumnMeta::new("time", ""),
+            ColumnMeta::new("event_type", ""),
+        ];
+        let mut t =
+            Table::<TriggerRow>::create(&ensure_groups(&self.file, "/dl1/event/subarray")?, "trigger", 1024, &columns)?;
+        t.attrs(&[
+            ("CTAFIELD_2_TRANSFORM", super::hdf5_table::Attr::Str("time")),
+            ("CTAFIELD_2_TIME_SCALE", super::hdf5_table::Attr::Str("tai")),
+            ("CTAFIELD_2_TIME_FORMAT", super::hdf5_table::Attr::Str("ctao_high_res")),
+        ])?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        Ok(())
     }
 
     /// Copies an observation run's row (`/configuration/observation/run`) into the file.

@@ -21,7 +21,7 @@ use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
 use crate::image::{clean, extract, params as image_params};
 use crate::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
-use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, Truth};
+use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, TriggerRow, Truth};
 use crate::io::r1::R1Reader;
 use serde_json::Value;
 
@@ -108,7 +108,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "3"
+        "4"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -232,6 +232,7 @@ impl Stage for R0Dl1Stage {
             })
             .collect();
         let mut with_params = 0usize;
+        let mut triggers = Vec::new();
         let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
         let mut start = 0;
         while start < reader.n_events {
@@ -262,6 +263,9 @@ impl Stage for R0Dl1Stage {
                 let mut parameters =
                     ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
                 parameters.local_time = time;
+                if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
+                    triggers.push(t);
+                }
                 writer.write(row, parameters)?;
             }
             start = end;
@@ -269,6 +273,7 @@ impl Stage for R0Dl1Stage {
         writer.write_simulation(&reader.showers, reader.run)?;
         if let Some(o) = &reader.observation {
             writer.write_observation(o)?;
+            writer.write_triggers(&triggers)?;
         }
         let events = writer.finish()?;
         let _ = writeln!(ctx.log, "processed {events} events of telescope {tel}; {with_params} with image parameters");

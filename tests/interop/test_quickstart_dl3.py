@@ -175,3 +175,17 @@ def test_performance_tables_agree_with_numpy_and_sklearn(quickstart):
         assert root.tag.endswith("svg")
         texts = "".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
         assert "TeV" in texts or "rate" in texts, name
+
+
+def test_dl1_trigger_table_times_read_by_ctapipe(quickstart):
+    """Observation-run DL1 has ctapipe's /dl1/event/subarray/trigger with ctao_high_res TAI
+    times; ctapipe's read_table turns them into astropy Times equal to the simulated UTC times."""
+    from ctapipe.io import read_table
+
+    store, _, _ = quickstart
+    dl1 = store / "views" / "quickstart" / "dl1-obs" / "sim-obs-1002" / "dl1.h5"
+    trig = read_table(dl1, "/dl1/event/subarray/trigger")
+    params = pd.read_hdf(dl1, key="/dl1/event/telescope/parameters/tel_001")
+    assert list(trig["event_id"]) == list(params.event_id)
+    assert set(trig["obs_id"]) == {1002} and set(trig["event_type"]) == {32}
+    assert np.max(np.abs(trig["time"].utc.unix - params.local_time.to_numpy())) < 1e-6
