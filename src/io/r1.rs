@@ -88,6 +88,21 @@ pub struct SimulationRunRow {
     pub pointing_az: f64,
 }
 
+impl SimulationRunRow {
+    /// The thrown-event description IRFs and weights need ([`crate::irf::SimulationInfo`]).
+    pub fn simulation_info(&self) -> crate::irf::SimulationInfo {
+        crate::irf::SimulationInfo {
+            n_showers: self.n_showers as f64,
+            energy_min_tev: self.energy_range_min,
+            energy_max_tev: self.energy_range_max,
+            max_impact_m: self.max_scatter_range,
+            spectral_index: self.spectral_index,
+            viewcone_min_deg: 0.0,
+            viewcone_max_deg: self.max_viewcone_radius,
+        }
+    }
+}
+
 const RUN_COLUMNS: &[(&str, &str)] = &[
     ("n_showers", ""),
     ("energy_range_min", "TeV"),

@@ -164,15 +164,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
             input.name, run.source_offset
         )));
     }
-    let sim = SimulationInfo {
-        n_showers: run.n_showers as f64,
-        energy_min_tev: run.energy_range_min,
-        energy_max_tev: run.energy_range_max,
-        max_impact_m: run.max_scatter_range,
-        spectral_index: run.spectral_index,
-        viewcone_min_deg: 0.0,
-        viewcone_max_deg: run.max_viewcone_radius,
-    };
+    let sim = run.simulation_info();
     let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?;
     let mut ev = Events {
         true_e: vec![],

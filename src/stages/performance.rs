@@ -31,7 +31,7 @@
 //! Outputs: `performance.h5` (tables `energy_resolution`, `angular_resolution`, `roc`,
 //! `gammaness_cuts`, `theta_cuts`, `sensitivity`, `summary`; pandas reads each with `key=`) and
 //! four figures as PNG and SVG: `energy_resolution`, `angular_resolution`, `roc`, `sensitivity`.
-use super::gh_cuts::efficiency_cuts;
+use super::gh_cuts::{efficiency_cuts, CutRow, GhCut};
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::astro::angular_separation_deg;
@@ -175,15 +175,7 @@ fn open(input: &InputFile, role: &str) -> Result<(Dl2Reader, SimulationInfo)> {
             input.name
         )));
     };
-    let sim = SimulationInfo {
-        n_showers: run.n_showers as f64,
-        energy_min_tev: run.energy_range_min,
-        energy_max_tev: run.energy_range_max,
-        max_impact_m: run.max_scatter_range,
-        spectral_index: run.spectral_index,
-        viewcone_min_deg: 0.0,
-        viewcone_max_deg: run.max_viewcone_radius,
-    };
+    let sim = run.simulation_info();
     if sim.n_showers <= 0.0 || sim.max_impact_m <= 0.0 || sim.energy_max_tev <= sim.energy_min_tev {
         return Err(Error::msg(format!("{role} input {}: incomplete simulation information ({run:?})", input.name)));
     }
@@ -322,20 +314,6 @@ fn cut_rows(bins: &[CutBin]) -> Vec<CutTableRow> {
             cut: b.cut,
         })
         .collect()
-}
-
-/// Does an event of `reco_e` and `gammaness` pass the cut? Global: `>` (sst1mpipe); per bin:
-/// `>=` the bin's cut (pyirf), NaN cuts and energies outside the table failing.
-fn passes(cuts: &[CutBin], global: bool, reco_e: f64, gammaness: f64) -> bool {
-    if global {
-        return gammaness > cuts[0].cut;
-    }
-    let last = cuts.len() - 1;
-    if !(reco_e >= cuts[0].low && reco_e < cuts[last].high) {
-        return false;
-    }
-    let i = cuts.partition_point(|c| c.high <= reco_e).min(last);
-    gammaness >= cuts[i].cut
 }
 
 fn crab(e: f64) -> f64 {
@@ -487,8 +465,25 @@ impl Stage for PerformanceStage {
                 (cuts, false)
             }
         };
+        // Global: `>` (sst1mpipe); per bin: `>=` the bin's cut (pyirf), as everywhere.
+        let rule = if global {
+            GhCut::Global(s.global_gh)
+        } else {
+            GhCut::Binned(
+                gh_cuts
+                    .iter()
+                    .map(|b| CutRow {
+                        low: b.low,
+                        high: b.high,
+                        center: (b.low * b.high).sqrt(),
+                        n_events: b.n_events as i64,
+                        cut: b.cut,
+                    })
+                    .collect(),
+            )
+        };
         let keep = |p: &Particle| -> Vec<usize> {
-            (0..p.reco_e.len()).filter(|&i| passes(&gh_cuts, global, p.reco_e[i], p.gammaness[i])).collect()
+            (0..p.reco_e.len()).filter(|&i| rule.passes(p.reco_e[i], p.gammaness[i])).collect()
         };
         let (g_keep, p_keep) = (keep(&gammas), keep(&protons));
         let pick = |v: &[f64], idx: &[usize]| -> Vec<f64> { idx.iter().map(|&i| v[i]).collect() };
