@@ -50,7 +50,10 @@ const IMAGE_COLUMNS: &[(&str, &str)] = &[
 /// the DL2 row ([`Dl2Row`]: the same columns followed by the reconstruction), so the two tables
 /// can never disagree about a column.
 macro_rules! parameter_tables {
-    ($($field:ident : $ty:ty = $unit:literal,)*) => {
+    (
+        parameters { $($field:ident : $ty:ty = $unit:literal,)* }
+        reconstruction { $($reco:ident = $reco_unit:literal,)* }
+    ) => {
         /// Parameter row, in ctapipe's column order.
         #[derive(H5Type, Clone, Copy, Debug)]
         #[repr(C)]
@@ -79,19 +82,7 @@ macro_rules! parameter_tables {
         #[repr(C)]
         pub struct Dl2Row {
             $(pub $field: $ty,)*
-            pub log_reco_energy: f64,
-            pub reco_energy: f64,
-            pub reco_disp_norm: f64,
-            pub reco_disp_sign: f64,
-            pub reco_disp_dx: f64,
-            pub reco_disp_dy: f64,
-            pub gammaness: f64,
-            pub reco_src_x: f64,
-            pub reco_src_y: f64,
-            pub reco_alt: f64,
-            pub reco_az: f64,
-            pub reco_ra: f64,
-            pub reco_dec: f64,
+            $(pub $reco: f64,)*
         }
 
         /// [`Dl2Row`] without padding: the layout of the DL2 table in the file, so reading
@@ -101,39 +92,12 @@ macro_rules! parameter_tables {
         #[repr(C, packed)]
         pub struct Dl2RowPacked {
             $(pub $field: $ty,)*
-            pub log_reco_energy: f64,
-            pub reco_energy: f64,
-            pub reco_disp_norm: f64,
-            pub reco_disp_sign: f64,
-            pub reco_disp_dx: f64,
-            pub reco_disp_dy: f64,
-            pub gammaness: f64,
-            pub reco_src_x: f64,
-            pub reco_src_y: f64,
-            pub reco_alt: f64,
-            pub reco_az: f64,
-            pub reco_ra: f64,
-            pub reco_dec: f64,
+            $(pub $reco: f64,)*
         }
 
         impl From<Dl2RowPacked> for Dl2Row {
             fn from(p: Dl2RowPacked) -> Dl2Row {
-                Dl2Row {
-                    $($field: p.$field,)*
-                    log_reco_energy: p.log_reco_energy,
-                    reco_energy: p.reco_energy,
-                    reco_disp_norm: p.reco_disp_norm,
-                    reco_disp_sign: p.reco_disp_sign,
-                    reco_disp_dx: p.reco_disp_dx,
-                    reco_disp_dy: p.reco_disp_dy,
-                    gammaness: p.gammaness,
-                    reco_src_x: p.reco_src_x,
-                    reco_src_y: p.reco_src_y,
-                    reco_alt: p.reco_alt,
-                    reco_az: p.reco_az,
-                    reco_ra: p.reco_ra,
-                    reco_dec: p.reco_dec,
-                }
+                Dl2Row { $($field: p.$field,)* $($reco: p.$reco,)* }
             }
         }
 
@@ -153,19 +117,7 @@ macro_rules! parameter_tables {
         /// Units of [`Dl2Row`]'s columns.
         pub const DL2_COLUMNS: &[(&str, &str)] = &[
             $((stringify!($field), $unit),)*
-            ("log_reco_energy", ""),
-            ("reco_energy", "TeV"),
-            ("reco_disp_norm", "m"),
-            ("reco_disp_sign", ""),
-            ("reco_disp_dx", "m"),
-            ("reco_disp_dy", "m"),
-            ("gammaness", ""),
-            ("reco_src_x", "m"),
-            ("reco_src_y", "m"),
-            ("reco_alt", "deg"),
-            ("reco_az", "deg"),
-            ("reco_ra", "deg"),
-            ("reco_dec", "deg"),
+            $((stringify!($reco), $reco_unit),)*
         ];
 
         impl Dl2Row {
@@ -179,29 +131,14 @@ macro_rules! parameter_tables {
 
             /// The DL1 columns of `p` with every reconstructed value NaN.
             pub fn from_parameters(p: &ParametersRow) -> Dl2Row {
-                let nan = f64::NAN;
-                Dl2Row {
-                    $($field: p.$field,)*
-                    log_reco_energy: nan,
-                    reco_energy: nan,
-                    reco_disp_norm: nan,
-                    reco_disp_sign: nan,
-                    reco_disp_dx: nan,
-                    reco_disp_dy: nan,
-                    gammaness: nan,
-                    reco_src_x: nan,
-                    reco_src_y: nan,
-                    reco_alt: nan,
-                    reco_az: nan,
-                    reco_ra: nan,
-                    reco_dec: nan,
-                }
+                Dl2Row { $($field: p.$field,)* $($reco: f64::NAN,)* }
             }
         }
     };
 }
 
 parameter_tables! {
+    parameters {
     obs_id: i32 = "",
     event_id: i64 = "",
     tel_id: i16 = "",
@@ -276,6 +213,22 @@ parameter_tables! {
     disp_angle: f64 = "rad",
     disp_sign: f64 = "",
     miss: f64 = "m",
+    }
+    reconstruction {
+        log_reco_energy = "",
+        reco_energy = "TeV",
+        reco_disp_norm = "m",
+        reco_disp_sign = "",
+        reco_disp_dx = "m",
+        reco_disp_dy = "m",
+        gammaness = "",
+        reco_src_x = "m",
+        reco_src_y = "m",
+        reco_alt = "deg",
+        reco_az = "deg",
+        reco_ra = "deg",
+        reco_dec = "deg",
+    }
 }
 
 /// The simulation truth of an event, as the DL1 parameter columns need it.
@@ -630,14 +583,7 @@ impl Dl1Reader {
             Ok(d) => d.read_raw::<super::r1::ShowerRow>().map_err(|e| bad(&format!("shower table: {e}")))?,
             Err(_) => Vec::new(),
         };
-        let run = match file.dataset("/configuration/simulation/run") {
-            Ok(d) => d
-                .read_raw::<super::r1::SimulationRunRow>()
-                .map_err(|e| bad(&format!("simulation run table: {e}")))?
-                .first()
-                .copied(),
-            Err(_) => None,
-        };
+        let run = super::r1::read_simulation_run(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl1Reader {
             observation,

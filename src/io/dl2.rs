@@ -82,14 +82,7 @@ impl Dl2Reader {
             DL2_COLUMNS.iter().map(|c| c.0),
         )
         .map_err(|e| bad(&e))?;
-        let run = match file.dataset("/configuration/simulation/run") {
-            Ok(d) => d
-                .read_raw::<SimulationRunRow>()
-                .map_err(|e| bad(&format!("simulation run table: {e}")))?
-                .first()
-                .copied(),
-            Err(_) => None,
-        };
+        let run = super::r1::read_simulation_run(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl2Reader {
             observation,

@@ -187,6 +187,18 @@ pub fn write_observation_table(file: &hdf5::File, observation: &ObservationRow) 
     Ok(())
 }
 
+/// Reads the thrown-event row of a product file (`/configuration/simulation/run`), if it has one.
+pub fn read_simulation_run(file: &hdf5::File, path: &Path) -> Result<Option<SimulationRunRow>> {
+    match file.dataset("/configuration/simulation/run") {
+        Ok(d) => Ok(d
+            .read_raw::<SimulationRunRow>()
+            .map_err(|e| Error::msg(format!("{}: unreadable simulation run table: {e}", path.display())))?
+            .first()
+            .copied()),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Reads the observation row of a product file, if it has one.
 pub fn read_observation_table(file: &hdf5::File, path: &Path) -> Result<Option<ObservationRow>> {
     match file.dataset(OBSERVATION_PATH) {
@@ -370,10 +382,7 @@ impl R1Reader {
             Ok(d) => d.read_raw::<ShowerRow>().map_err(|e| bad("shower table", e))?,
             Err(_) => Vec::new(),
         };
-        let run = match file.dataset("/configuration/simulation/run") {
-            Ok(d) => d.read_raw::<SimulationRunRow>().map_err(|e| bad("run table", e))?.first().copied(),
-            Err(_) => None,
-        };
+        let run = read_simulation_run(&file, path)?;
         let observation = read_observation_table(&file, path)?;
         let triggers = match file.dataset("/r1/event/subarray/trigger") {
             Ok(d) => d.read_raw::<TriggerRow>().map_err(|e| bad("trigger table", e))?,
