@@ -378,6 +378,35 @@ pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     enc.finish().map_err(|e| Error::io("gzip".to_string(), e))
 }
 
+/// Adds the cards of one 2880-byte header block to `cards` (keyword, value text; `CONTINUE`
+/// long strings joined); true when the block holds the `END` card. Shared by every FITS reader.
+pub fn header_block_cards(block: &[u8], cards: &mut Vec<(String, String)>) -> std::result::Result<bool, &'static str> {
+    for card in block.chunks(80) {
+        if !card.is_ascii() {
+            return Err("a header card is not ASCII");
+        }
+        let text = std::str::from_utf8(card).expect("ascii");
+        if text.len() < 10 {
+            return Err("a header card is shorter than 80 characters");
+        }
+        let key = text[..8].trim_end();
+        if key == "END" {
+            return Ok(true);
+        } else if key == "CONTINUE" {
+            // Long string: append to the previous value, whose text ends in `&'`.
+            if let Some((_, prev)) = cards.last_mut() {
+                let piece = text[8..].trim();
+                if let (Some(p), Some(stripped)) = (prev.trim_end().strip_suffix("&'"), piece.strip_prefix('\'')) {
+                    *prev = format!("{p}{stripped}");
+                }
+            }
+        } else if &text[8..10] == "= " {
+            cards.push((key.to_string(), text[10..].to_string()));
+        }
+    }
+    Ok(false)
+}
+
 /// Splits FITS bytes into HDUs, checking the structure: 2880-byte blocks, an `END` card in
 /// every header, data sizes from `BITPIX`, `NAXISn`, `PCOUNT` and `GCOUNT`. Errors name `what`
 /// (the file), the byte offset and what was expected.
@@ -396,31 +425,7 @@ pub fn read_hdus(bytes: &[u8], what: &str) -> Result<Vec<RawHdu>> {
             if at + BLOCK > bytes.len() {
                 return Err(bad(at, "header without an END card (truncated?)"));
             }
-            for card in bytes[at..at + BLOCK].chunks(80) {
-                if ended {
-                    break;
-                }
-                if !card.is_ascii() {
-                    return Err(bad(at, "a header card is not ASCII"));
-                }
-                let text = std::str::from_utf8(card).expect("ascii");
-                let key = text[..8].trim_end();
-                if key == "END" {
-                    ended = true;
-                } else if key == "CONTINUE" {
-                    // Long string: append to the previous value, whose text ends in `&'`.
-                    if let Some((_, prev)) = cards.last_mut() {
-                        let piece = text[8..].trim();
-                        if let (Some(p), Some(stripped)) =
-                            (prev.trim_end().strip_suffix("&'"), piece.strip_prefix('\''))
-                        {
-                            *prev = format!("{p}{stripped}");
-                        }
-                    }
-                } else if &text[8..10] == "= " {
-                    cards.push((key.to_string(), text[10..].to_string()));
-                }
-            }
+            ended = header_block_cards(&bytes[at..at + BLOCK], &mut cards).map_err(|m| bad(at, m))?;
             at += BLOCK;
         }
         if hdus.is_empty() && cards.first().map(|c| c.0.as_str()) != Some("SIMPLE") {
