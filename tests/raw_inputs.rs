@@ -181,3 +181,129 @@ fn zfits_damaged_files_give_errors_naming_file_and_offset() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+mod simtel {
+    use super::data;
+    use sst1mflow::io::simtel::SimtelReader;
+
+    fn all_events(path: &std::path::Path) -> (SimtelReader, Vec<sst1mflow::io::simtel::SimtelEvent>) {
+        let mut r = SimtelReader::open(path).unwrap_or_else(|e| panic!("{e}"));
+        let mut events = Vec::new();
+        while let Some(e) = r.next_event().unwrap_or_else(|e| panic!("{e}")) {
+            events.push(e);
+        }
+        (r, events)
+    }
+
+    #[test]
+    fn sst1m_test_file_golden_values() {
+        let Some(p) = data("mc_simtel/simtel_test_file.simtel.gz") else { return };
+        let (r, events) = all_events(&p);
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, vec![1102, 1600, 1601, 3308, 4209, 6205, 7300, 9205, 10000]);
+        let energies: Vec<f64> = events.iter().map(|e| (e.shower.energy_tev as f64 * 1e4).round() / 1e4).collect();
+        assert_eq!(energies, vec![1.4841, 9.6968, 9.6968, 0.8477, 1.2990, 1.2469, 5.9570, 8.9818, 1.0737]);
+        let first = &events[0].telescopes[0];
+        assert_eq!((first.tel_id, first.n_gains, first.n_pixels, first.n_samples), (1, 1, 1296, 50));
+        assert_eq!(first.adc_samples.iter().map(|&x| x as u64).sum::<u64>(), 18304257);
+        // Every use of every shower is counted (100 showers × 10 uses).
+        assert_eq!(r.n_mc_events, 1000);
+        let mc = &r.mc_run_headers[0];
+        assert_eq!((mc.n_showers, mc.n_use, mc.spectral_index), (100, 10, -2.0));
+        assert_eq!((mc.energy_range_tev, mc.core_range_m), ((0.3, 200.0), (0.0, 1000.0)));
+        assert_eq!(mc.viewcone_deg, (0.0, 0.0));
+        let cam = &r.cameras[&1];
+        assert_eq!((cam.n_pixels, cam.effective_focal_length_m), (1296, None));
+        assert!((cam.focal_length_m - 5.6).abs() < 1e-6);
+        assert!((cam.pixel_area[0] - 4.7016e-4).abs() < 1e-8);
+        let rh = r.run_header.as_ref().unwrap();
+        assert_eq!(rh.tel_ids, vec![1]);
+        // Calibration as eventio reads it: pedestal 14074.335 over 50 slices, 0.05461669 p.e./ADC.
+        let cal = first.calibration.as_ref().unwrap();
+        assert!((cal.pedestal_per_sample[0] - 14074.335 / 50.0).abs() < 1e-3);
+        assert!((cal.dc_to_pe[0] - 0.05461669).abs() < 1e-7);
+        // True images (photo-electrons stored): total p.e. of event 1102 is 289, of 7300 1357.
+        let pe = |i: usize| events[i].telescopes[0].true_image.as_ref().unwrap().iter().sum::<i32>();
+        assert_eq!((pe(0), pe(6)), (289, 1357));
+        assert_eq!(first.pointing_rad, Some((0.0, std::f32::consts::FRAC_PI_2)));
+        assert!(r.history.iter().any(|l| l.contains("QUANTUM_EFF")));
+    }
+
+    #[test]
+    fn one_event_file_golden_value() {
+        let Some(p) = data("mc_simtel/1_triggered_events_10_TeV.simtel.gz") else { return };
+        let (_, events) = all_events(&p);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_id, 102);
+        assert_eq!(events[0].telescopes[0].adc_samples.iter().map(|&x| x as u64).sum::<u64>(), 3254723);
+    }
+
+    #[test]
+    fn multi_camera_and_zstd_prod6_files_are_read_or_skipped_with_counts() {
+        let Some(calib) = data("mc_simtel/calib_events.simtel.gz") else { return };
+        let (r, events) = all_events(&calib);
+        assert!(events.is_empty(), "only a calibration event in this file");
+        assert_eq!(r.n_calibration_events, 1);
+        assert_eq!(r.cameras.len(), 7);
+        assert!(r.cameras.values().any(|c| c.n_pixels == 1296));
+        let Some(prod6) = data("mc_simtel/gamma_prod6_tel_event_header_v4.simtel.zst") else { return };
+        let (r, events) = all_events(&prod6);
+        assert!(!events.is_empty());
+        assert!(r.cameras.values().all(|c| c.effective_focal_length_m.is_some()));
+        // Object versions newer than we read are counted, not fatal.
+        eprintln!("prod6 skipped: {:?}", r.skipped);
+        for e in &events {
+            for t in &e.telescopes {
+                assert_eq!(t.adc_samples.len(), t.n_gains * t.n_pixels * t.n_samples);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_simtel_files_give_errors_naming_file_and_offset() {
+        let Some(p) = data("mc_simtel/1_triggered_events_10_TeV.simtel.gz") else { return };
+        let raw = {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).unwrap()).read_to_end(&mut out).unwrap();
+            out
+        };
+        let dir = std::env::temp_dir().join(format!("sst1mflow-simtel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read_all = |b: &[u8], name: &str| -> Result<usize, String> {
+            let f = dir.join(name);
+            std::fs::write(&f, b).unwrap();
+            let mut r = SimtelReader::open(&f).map_err(|e| e.to_string())?;
+            let mut n = 0;
+            while r.next_event().map_err(|e| e.to_string())?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        };
+        assert_eq!(read_all(&raw, "plain.simtel"), Ok(1));
+        for cut in [3, 100, raw.len() / 2, raw.len() - 1] {
+            let err = read_all(&raw[..cut], "cut.simtel").unwrap_err();
+            assert!(err.contains("cut.simtel") && err.contains("byte") && err.contains("truncated"), "{err}");
+        }
+        let compressed = std::fs::read(&p).unwrap();
+        let err = read_all(&compressed[..compressed.len() / 2], "cut.simtel.gz").unwrap_err();
+        assert!(err.contains("cut.simtel.gz"), "{err}");
+        let err = read_all(b"this is not a simtel file at all", "text.simtel").unwrap_err();
+        assert!(err.contains("text.simtel") && err.contains("not an EventIO"), "{err}");
+        let mut state = 0x2545f4914f6cdd1du64;
+        for _ in 0..100 {
+            let mut b = raw.clone();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state as usize) % b.len();
+                b[at] ^= 1 << (state >> 61);
+            }
+            if let Err(e) = read_all(&b, "flipped.simtel") {
+                assert!(e.contains("flipped.simtel"), "{e}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -7,12 +7,15 @@
 //! * [`fits`] — a small FITS writer (primary HDU and binary tables) for IRFs and DL3.
 //! * [`model`] — random-forest model files with their provenance header.
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
+//! * [`eventio`], [`simtel`] — sim_telarray EventIO Monte Carlo files, read natively.
 //! * [`zfits`] — SST-1M DigiCam R0 (and CTAO R1v1) zfits files, read natively.
 pub mod dl1;
 pub mod dl2;
+pub mod eventio;
 pub mod fits;
 pub mod hdf5_table;
 pub mod instrument;
 pub mod model;
 pub mod r1;
+pub mod simtel;
 pub mod zfits;
