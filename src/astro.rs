@@ -45,7 +45,7 @@ fn sky_to_offset(lon: f64, lat: f64, lon0: f64, lat0: f64) -> (f64, f64) {
     angles([v[0] * c + v[2] * s, v[1], -v[0] * s + v[2] * c])
 }
 
-fn wrap_360(deg: f64) -> f64 {
+pub fn wrap_360(deg: f64) -> f64 {
     let d = deg.rem_euclid(360.0);
     if d >= 360.0 {
         0.0

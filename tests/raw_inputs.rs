@@ -2,6 +2,7 @@
 //! values listed in ../shared/data/README.md (read there with protozfits 2.13.1 and eventio
 //! 2.1.1), and their behaviour on damaged files. Each test skips, saying why, when the shared
 //! data folder is absent.
+mod common;
 use sst1mflow::io::zfits::{DigicamReader, ZFile};
 use std::path::PathBuf;
 
@@ -305,5 +306,184 @@ mod simtel {
             }
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+/// r0-dl1 on real sim_telarray and zfits files, inside recipes.
+mod stage {
+    use super::common::*;
+    use super::data;
+    use sst1mflow::io::dl1::Dl1Reader;
+    use std::path::Path;
+
+    fn config(dir: &Path, base: &str, tag: &str, edit: impl Fn(String) -> String) -> String {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(base)).unwrap();
+        let name = format!("cfg-{tag}-{base}");
+        write(&dir.join(&name), &edit(text));
+        name
+    }
+
+    fn recipe(
+        dir: &Path,
+        name: &str,
+        config: &str,
+        inputs: &str,
+        step_inputs: &str,
+        params: &str,
+    ) -> std::path::PathBuf {
+        let path = dir.join(format!("{name}.json"));
+        write(
+            &path,
+            &format!(
+                r#"{{"name": "{name}", "config": "{config}", "inputs": {inputs},
+                    "steps": [{{"name": "dl1", "stage": "r0-dl1", "inputs": {step_inputs}, "params": {params}}}]}}"#
+            ),
+        );
+        path
+    }
+
+    #[test]
+    fn sim_telarray_file_to_dl1_with_truth() {
+        let Some(simtel) = data("mc_simtel/simtel_test_file.simtel.gz") else { return };
+        let dir = TempDir::new("simtel-dl1");
+        let store = dir.path().join("store");
+        let inputs = format!(r#"{{"mc": {{"paths": ["{}"], "kind": "simtel"}}}}"#, simtel.display());
+        // The sample's QE table has no sst1mpipe PDE factor: with the correction on, refused.
+        let cfg = config(dir.path(), "sst1mpipe_mc_config.json", "pde", |t| t);
+        let r = recipe(dir.path(), "pde", &cfg, &inputs, r#"{"r0": "mc"}"#, r#"{"tel_id": 1}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("simtel_test_file.simtel.gz") && err.contains("qe_SST1M_5477_ave.dat"), "{err}");
+        assert!(err.contains("qe_SST1M_5477_ave_TEL1_NSB136.0"), "{err}");
+        assert!(!store.join("views/pde/dl1/all/dl1.h5").exists(), "nothing published for a refused run");
+        // Without it: 9 triggered events with truth and the thrown-event description.
+        let cfg = config(dir.path(), "sst1mpipe_mc_config.json", "nopde", |t| {
+            t.replace("\"mc_correction_for_PDE\": true", "\"mc_correction_for_PDE\": false")
+        });
+        let r = recipe(dir.path(), "mc", &cfg, &inputs, r#"{"r0": "mc"}"#, r#"{"tel_id": 1}"#);
+        let (code, report, err) = run_json(&store, &r, &[]);
+        assert_eq!(code, 0, "{err}");
+        let dl1 = view_target(&store, "mc/dl1/all/dl1.h5");
+        let reader = Dl1Reader::open(&dl1).unwrap();
+        assert_eq!(reader.n_events, 9);
+        let rows = reader.read(0, 9).unwrap();
+        let ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+        assert_eq!(ids, vec![1102, 1600, 1601, 3308, 4209, 6205, 7300, 9205, 10000]);
+        assert!((rows[0].true_energy - 1.4841).abs() < 1e-4);
+        assert!(rows.iter().all(|r| r.true_shower_primary_id == 0 && (r.true_alt_tel - 90.0).abs() < 1e-4));
+        let bright = rows.iter().filter(|r| r.camera_frame_hillas_intensity > 50.0).count();
+        assert!(
+            bright >= 5,
+            "most events give images: {:?}",
+            rows.iter().map(|r| r.camera_frame_hillas_intensity).collect::<Vec<_>>()
+        );
+        let run = reader.run.unwrap();
+        assert_eq!(run.n_showers, 1000);
+        assert_eq!((run.energy_range_min as f32, run.energy_range_max as f32), (0.3, 200.0));
+        assert_eq!(reader.showers.len(), 9);
+        assert_eq!(reader.showers[6].n_photoelectrons, 1357);
+        let key = report["activities"][0]["key"].as_str().unwrap().to_string();
+        let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+        assert!(log.contains("sim_telarray run") && log.contains("1000 simulated shower uses"), "{log}");
+        // Given as camera data (with a calibration table), refused by name.
+        let table = dir.path().join("calib.txt");
+        write(&table, "dc_to_pe calib_flag\n");
+        let inputs2 = format!(
+            r#"{{"mc": {{"paths": ["{}"], "kind": "simtel"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}}}"#,
+            simtel.display()
+        );
+        let r =
+            recipe(dir.path(), "mixed", &cfg, &inputs2, r#"{"r0": "mc", "calibration": "cal"}"#, r#"{"tel_id": 1}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        // The MC configuration has no camera-calibration settings: refused while planning.
+        assert!(err.contains("telescope_calibration"), "{err}");
+    }
+
+    fn calibration_table(dir: &Path) {
+        let mut text = String::from("pixel_id dc_to_pe calib_flag\n");
+        for p in 0..1296 {
+            let (v, flag) = if p == 489 {
+                ("nan".to_string(), 0)
+            } else if p == 162 {
+                ("99".to_string(), 0)
+            } else {
+                (format!("{}", 23.0 + (p % 7) as f64 * 0.2), 1)
+            };
+            text.push_str(&format!("{p} {v} {flag}\n"));
+        }
+        write(&dir.join("calib.txt"), &text);
+        let mut w = String::from("pixel_id\tcorrection_factor\n");
+        for p in 0..1296 {
+            w.push_str(&format!("{p}\t{}\n", 0.95 + (p % 10) as f64 * 0.01));
+        }
+        write(&dir.join("window.txt"), &w);
+    }
+
+    #[test]
+    fn zfits_camera_data_to_dl1_with_calibration_inputs() {
+        let Some(zfits) = data("r0_zfits/example_SST1M_20180822.fits.fz") else { return };
+        let dir = TempDir::new("zfits-dl1");
+        let store = dir.path().join("store");
+        calibration_table(dir.path());
+        let cfg = config(dir.path(), "sst1mpipe_data_config.json", "data", |t| t);
+        let inputs = format!(
+            r#"{{"run": {{"paths": ["{}"], "kind": "r0"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}, "win": {{"paths": ["window.txt"], "kind": "window"}}}}"#,
+            zfits.display()
+        );
+        let full = r#"{"r0": "run", "calibration": "cal", "window_transmittance": "win"}"#;
+        // No run number in this file's name: the step must give obs_id.
+        let r = recipe(dir.path(), "noid", &cfg, &inputs, full, r#"{"tel_id": 22}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("example_SST1M_20180822.fits.fz") && err.contains("obs_id"), "{err}");
+        // Without a calibration table: refused, saying which role to give.
+        let r =
+            recipe(dir.path(), "nocal", &cfg, &inputs, r#"{"r0": "run"}"#, r#"{"tel_id": 22, "obs_id": 201808220001}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("calibration"), "{err}");
+        // Wrong telescope.
+        let r = recipe(dir.path(), "wrongtel", &cfg, &inputs, full, r#"{"tel_id": 21, "obs_id": 201808220001}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("telescope 22") && err.contains("telescope 21"), "{err}");
+        // A calibration path buried in the config is refused.
+        let buried = config(dir.path(), "sst1mpipe_data_config.json", "buried", |t| {
+            t.replacen("\"tel_022\": null", "\"tel_022\": \"/somewhere/calib.h5\"", 1)
+        });
+        let r = recipe(dir.path(), "buried", &buried, &inputs, full, r#"{"tel_id": 22, "obs_id": 201808220001}"#);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("activity inputs") && err.contains("calibration"), "{err}");
+        for name in ["noid", "nocal", "wrongtel", "buried"] {
+            assert!(!store.join(format!("views/{name}/dl1/all/dl1.h5")).exists(), "nothing published for {name}");
+        }
+
+        let r = recipe(dir.path(), "data", &cfg, &inputs, full, r#"{"tel_id": 22, "obs_id": 201808220001}"#);
+        let (code, report, err) = run_json(&store, &r, &[]);
+        assert_eq!(code, 0, "{err}");
+        let dl1 = view_target(&store, "data/dl1/all/dl1.h5");
+        let reader = Dl1Reader::open(&dl1).unwrap();
+        // 32 events, 2 of them internal-trigger pedestals (event type 8, not written).
+        assert_eq!(reader.n_events, 30);
+        let rows = reader.read(0, 30).unwrap();
+        assert_eq!(rows[0].event_id, 1027888, "no SWAT: the camera counter");
+        assert!(rows.iter().any(|r| r.camera_frame_hillas_intensity > 0.0), "some events have images");
+        assert!(rows.iter().all(|r| r.true_energy.is_nan()), "no truth for data");
+        assert!(rows.iter().all(|r| (r.local_time - 1534982401.0).abs() < 60.0), "UTC times");
+        let key = report["activities"][0]["key"].as_str().unwrap().to_string();
+        let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+        assert!(log.contains("2 pedestal events") && log.contains("NSB level"), "{log}");
+        // The calibration table is an input: changing one factor reruns the step.
+        let text = std::fs::read_to_string(dir.path().join("calib.txt")).unwrap().replacen("23.2 1", "23.3 1", 1);
+        write(&dir.path().join("calib.txt"), &text);
+        let (code, again, err) = run_json(&store, &r, &[]);
+        assert_eq!((code, again["ran"].as_u64()), (0, Some(1)), "{err}");
+        // A truncated table is refused naming it.
+        write(&dir.path().join("calib.txt"), "pixel_id dc_to_pe calib_flag\n0 23 1\n");
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("calib.txt") && err.contains("1 rows"), "{err}");
     }
 }

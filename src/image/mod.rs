@@ -1,5 +1,6 @@
 //! Camera images: from waveforms to cleaned images to image parameters.
 //!
+//! * [`calibrate`] — R0 → R1 for camera data (baseline, dc→p.e., voltage drop, saturation, bad pixels, pedestal windows).
 //! * [`extract`] — LocalPeakWindowSum charge and peak time per pixel, integration correction.
 //! * [`clean`] — tailcuts and time-delta cleaning, islands.
 //! * [`params`] — Hillas, leakage, concentration, timing, morphology, statistics.
@@ -8,6 +9,7 @@
 //! implementation sst1mpipe uses) to floating-point precision; the interop tests compare them
 //! with ctapipe on the same images. Per-image work allocates at most a few vectors of the
 //! number of selected pixels, never per pixel.
+pub mod calibrate;
 pub mod clean;
 pub mod extract;
 pub mod params;

@@ -93,7 +93,7 @@ pub enum Compression {
 /// Streams the top-level objects of an EventIO file.
 pub struct EventIoReader {
     what: String,
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     pub compression: Compression,
     /// Bytes consumed from the decompressed stream.
     pub offset: u64,
@@ -102,13 +102,22 @@ pub struct EventIoReader {
 impl EventIoReader {
     pub fn open(path: &Path) -> Result<EventIoReader> {
         let what = path.display().to_string();
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+        EventIoReader::from_reader(path, Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    /// Reads EventIO bytes held in memory; `name` stands for the file in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<EventIoReader> {
+        EventIoReader::from_reader(name, Box::new(std::io::Cursor::new(bytes)))
+    }
+
+    fn from_reader(path: &Path, mut file: Box<dyn Read + Send>) -> Result<EventIoReader> {
+        let what = path.display().to_string();
         let mut magic = [0u8; 4];
         let n = read_up_to(&mut file, &mut magic).map_err(|e| Error::io(format!("cannot read {what}"), e))?;
-        let file = std::io::BufReader::with_capacity(1 << 20, file);
         let head = std::io::Cursor::new(magic[..n].to_vec());
         let chained = head.chain(file);
-        let (input, compression): (Box<dyn Read>, Compression) = match magic[..n] {
+        let (input, compression): (Box<dyn Read + Send>, Compression) = match magic[..n] {
             [0x1f, 0x8b, ..] => (Box::new(flate2::read::MultiGzDecoder::new(chained)), Compression::Gzip),
             [0x28, 0xb5, 0x2f, 0xfd] => {
                 let d = ruzstd::decoding::StreamingDecoder::new(chained)

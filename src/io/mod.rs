@@ -9,6 +9,7 @@
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 //! * [`eventio`], [`simtel`] — sim_telarray EventIO Monte Carlo files, read natively.
 //! * [`zfits`] — SST-1M DigiCam R0 (and CTAO R1v1) zfits files, read natively.
+pub mod calibration_tables;
 pub mod dl1;
 pub mod dl2;
 pub mod eventio;

@@ -155,8 +155,17 @@ fn parse_err(obj: &str, offset: u64, what: &str, e: String) -> Error {
 
 impl SimtelReader {
     pub fn open(path: &Path) -> Result<SimtelReader> {
-        Ok(SimtelReader {
-            io: EventIoReader::open(path)?,
+        Ok(SimtelReader::new(EventIoReader::open(path)?))
+    }
+
+    /// Reads a sim_telarray file held in memory; `name` stands for the file in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<SimtelReader> {
+        Ok(SimtelReader::new(EventIoReader::from_bytes(name, bytes)?))
+    }
+
+    fn new(io: EventIoReader) -> SimtelReader {
+        SimtelReader {
+            io,
             run_header: None,
             mc_run_headers: Vec::new(),
             cameras: BTreeMap::new(),
@@ -170,7 +179,7 @@ impl SimtelReader {
             n_calibration_events: 0,
             skipped: BTreeMap::new(),
             finished: false,
-        })
+        }
     }
 
     pub fn description(&self) -> &str {

@@ -114,10 +114,14 @@ pub struct Tile {
     pub columns: Vec<Vec<u8>>,
 }
 
+/// What a zfits file is read from: a file on disk, or bytes in memory (tests, fuzzing).
+pub trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
 /// An open zfits file.
 pub struct ZFile {
     pub path: PathBuf,
-    file: File,
+    file: Box<dyn Source>,
     pub file_len: u64,
     pub tables: Vec<ZTable>,
     /// The primary header and any uncompressed table headers, for keys such as `TARGET`.
@@ -125,7 +129,7 @@ pub struct ZFile {
     compressed: Vec<u8>,
 }
 
-fn read_exact_at(file: &mut File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+fn read_exact_at(file: &mut dyn Source, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(at))?;
     file.read_exact(buf)
 }
@@ -134,8 +138,19 @@ impl ZFile {
     /// Opens `path` and reads every HDU header and every compressed table's catalogue.
     pub fn open(path: &Path) -> Result<ZFile> {
         let what = path.display().to_string();
-        let mut file = File::open(path).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+        let file = File::open(path).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
         let file_len = file.metadata().map_err(|e| Error::io(format!("cannot read {what}"), e))?.len();
+        ZFile::from_source(path, Box::new(file), file_len)
+    }
+
+    /// Reads a zfits file held in memory; `name` stands for the file in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<ZFile> {
+        let len = bytes.len() as u64;
+        ZFile::from_source(name, Box::new(std::io::Cursor::new(bytes)), len)
+    }
+
+    fn from_source(path: &Path, mut file: Box<dyn Source>, file_len: u64) -> Result<ZFile> {
+        let what = path.display().to_string();
         let bad = |at: u64, msg: String| Error::msg(format!("{what}: not a valid zfits file at byte {at}: {msg}"));
         if file_len == 0 || !file_len.is_multiple_of(BLOCK) {
             return Err(bad(file_len, format!("the size {file_len} is not a multiple of 2880 (truncated?)")));
@@ -151,7 +166,8 @@ impl ZFile {
                 if at + BLOCK > file_len {
                     return Err(bad(at, "header without an END card (truncated?)".into()));
                 }
-                read_exact_at(&mut file, at, &mut block).map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+                read_exact_at(file.as_mut(), at, &mut block)
+                    .map_err(|e| Error::io(format!("cannot read {what}"), e))?;
                 if at == 0 && !block.starts_with(b"SIMPLE  =") {
                     return Err(bad(0, "the file does not start with a FITS SIMPLE card (not a FITS file)".into()));
                 }
@@ -182,7 +198,7 @@ impl ZFile {
                 return Err(bad(at, format!("{padded} bytes of data announced, {} left (truncated?)", file_len - at)));
             }
             if hdu.string("ZTABLE").is_some() || hdu.raw_is_true("ZTABLE") {
-                tables.push(read_table(&mut file, &what, hdu, at, data)?);
+                tables.push(read_table(file.as_mut(), &what, hdu, at, data)?);
             } else {
                 headers.push(hdu);
             }
@@ -213,7 +229,7 @@ impl ZFile {
         }
         let len = (tile_end - tile_start) as usize;
         self.compressed.resize(len, 0);
-        read_exact_at(&mut self.file, tile_start, &mut self.compressed)
+        read_exact_at(self.file.as_mut(), tile_start, &mut self.compressed)
             .map_err(|e| Error::io(format!("cannot read {what} at byte {tile_start}"), e))?;
         let t = &self.tables[table];
         let header = &self.compressed[..TILE_HEADER];
@@ -258,7 +274,7 @@ impl RawHdu {
     }
 }
 
-fn read_table(file: &mut File, what: &str, hdu: RawHdu, data_start: u64, data_len: u64) -> Result<ZTable> {
+fn read_table(file: &mut dyn Source, what: &str, hdu: RawHdu, data_start: u64, data_len: u64) -> Result<ZTable> {
     let bad = |msg: String| Error::msg(format!("{what}: zfits table at byte {data_start}: {msg}"));
     let name = hdu.string("EXTNAME").unwrap_or_default();
     let int = |k: &str| -> Result<u64> {
@@ -821,8 +837,12 @@ struct DigicamColumns {
 
 impl DigicamReader {
     pub fn open(path: &Path) -> Result<DigicamReader> {
-        let file = ZFile::open(path)?;
-        let what = path.display().to_string();
+        DigicamReader::new(ZFile::open(path)?)
+    }
+
+    /// A reader over an already opened zfits file.
+    pub fn new(file: ZFile) -> Result<DigicamReader> {
+        let what = file.path.display().to_string();
         let table = file.table("Events").ok_or_else(|| {
             Error::msg(format!(
                 "{what}: no Events table (tables: {})",

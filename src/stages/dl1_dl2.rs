@@ -57,7 +57,7 @@ pub fn model_telescope(tel_id: u16) -> u16 {
     }
 }
 
-fn site(config: &Value, tel_id: u16) -> Result<astro::Site> {
+pub(crate) fn site(config: &Value, tel_id: u16) -> Result<astro::Site> {
     let key = format!("telescope_coords.tel_{tel_id:03}");
     let entry = config.get("telescope_coords").and_then(|c| c.get(format!("tel_{tel_id:03}")));
     let get = |f: &str| entry.and_then(|e| e.get(f)).and_then(Value::as_f64);

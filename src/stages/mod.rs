@@ -21,6 +21,7 @@ pub mod make_irfs;
 pub mod params;
 pub mod performance;
 pub mod r0_dl1;
+pub mod r0_sources;
 pub mod simulate;
 pub mod train_rfs;
 

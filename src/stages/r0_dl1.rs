@@ -1,52 +1,112 @@
-//! The `r0-dl1` stage for simulated R1 (our R1 files): charge extraction, cleaning and image
-//! parameters, written as a DL1 file in the ctapipe layout with the simulation truth.
+//! The `r0-dl1` stage: charge extraction, cleaning and image parameters, written as a DL1
+//! file in the ctapipe layout, from any of the inputs [`super::r0_sources`] reads: our
+//! simulated R1, sim_telarray Monte Carlo, or SST-1M zfits camera data.
 //!
 //! It reads the sections `CameraCalibrator`, `ImageProcessor` and `NsbCalibrator` of the
 //! sst1mpipe configuration, unchanged; every key in them must be a known sst1mpipe key
-//! ([`crate::config`]), settings not implemented yet are reported as warnings (or refused when
-//! they would change the meaning of the output). What it uses:
+//! ([`crate::config`]), settings not implemented are refused or reported. What it uses:
 //!
 //! | key | use |
 //! |---|---|
 //! | `CameraCalibrator.image_extractor_type` | must be `LocalPeakWindowSum` |
 //! | `CameraCalibrator.LocalPeakWindowSum` | `window_width`, `window_shift`, `apply_integration_correction` |
-//! | `ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN` | first entry (ImageCleanerSST_MC): picture/boundary thresholds, `min_picture_neighbors`, `keep_isolated`, `min_time_neighbors`, `time_limit_ns`, `only_main_island` |
+//! | `ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN` | Monte Carlo: the first entry (ImageCleanerSST_MC). Data: the entry of the run's NSB level (largest `min_nsb_level` ≤ the mean pedestal charge), with per-pixel picture thresholds max(`picture_threshold_pe`, μ + `stdev_scaling`·σ) of the last ≤1000 calibrated pedestal images |
+//! | `ImageProcessor.TailcutsImageCleaner` | data runs without pedestal events (sst1mpipe's fallback): plain tailcuts, no time cleaning |
 //! | `NsbCalibrator.intensity_correction.tel_NNN` | multiplies the Hillas intensity after parametrisation |
+//! | `NsbCalibrator.mc_correction_for_PDE` | sim_telarray input: divide R1 by the factor of the file's QE table (sst1mpipe's `mc_pde_correction_factors.json`) |
+//! | `NsbCalibrator.apply_global_Vdrop_correction` / `apply_pixelwise_Vdrop_correction` | data: the voltage-drop factor from the pedestal variance |
+//! | `telescope_calibration.bad_calib_px_interpolation`, `.dynamic_dead_px_interpolation` | data: which pixels are interpolated |
+//! | `analysis.bad_pixels` | data: pixels always zeroed and interpolated |
 //!
-//! Parameter: `tel_id` [1]: which telescope's settings apply; the input file must be of it.
-//! Not yet done here (issue 4): zfits/EventIO inputs, data-path calibration, the PDE correction,
-//! and the sst1mpipe extra and MC-truth columns in the parameter table.
+//! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
+//! role `calibration` (the per-pixel calibration table) and take `window_transmittance` (the
+//! window factors); they are activity inputs, so their bytes are in the key. A path in the
+//! config's `telescope_calibration.tel_NNN` or `window_transmittance.tel_NNN` is refused: give
+//! the file as an input instead. Pedestal events (event type 8) feed the calibration and the
+//! cleaning and are not written.
+//!
+//! Parameters: `tel_id` [1]: which telescope's settings apply; the input must hold it.
+//! `obs_id`: camera data whose file name does not carry `YYYYMMDD_RRRR`.
 use super::params::Params;
+use super::r0_sources::{self, Calibrated, DataCalibration, Format, SimtelSource};
+use super::InputFile;
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
+use crate::image::calibrate;
 use crate::image::{clean, extract, params as image_params};
 use crate::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
+use crate::io::calibration_tables::{read_pixel_calibration, read_window_transmittance};
 use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, TriggerRow, Truth};
 use crate::io::r1::R1Reader;
+use crate::io::zfits::DigicamEvent;
 use serde_json::Value;
 
 pub struct R0Dl1Stage;
 
 const CHUNK: usize = 64;
 
-fn tel_id(params: &Value, at: &str) -> Result<u16> {
-    let p = Params::new(params, &["tel_id"], "r0-dl1", at)?;
-    u16::try_from(p.u64_or("tel_id", Some(1))?).map_err(|_| Error::msg(format!("{at}.params.tel_id: out of range")))
+struct StepParams {
+    tel_id: u16,
+    obs_id: Option<i64>,
 }
 
-fn config_keys(_tel: u16) -> Vec<String> {
-    // Whole sections, so that every setting in them is checked (and a setting that is not
-    // implemented yet is reported) and changes to any of them rerun the stage.
-    vec!["CameraCalibrator".into(), "ImageProcessor".into(), "NsbCalibrator".into()]
+fn step_params(params: &Value, at: &str) -> Result<StepParams> {
+    let p = Params::new(params, &["tel_id", "obs_id"], "r0-dl1", at)?;
+    let tel_id = u16::try_from(p.u64_or("tel_id", Some(1))?)
+        .map_err(|_| Error::msg(format!("{at}.params.tel_id: out of range")))?;
+    let obs_id = match params.get("obs_id") {
+        None => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| Error::msg(format!("{at}.params.obs_id: expected a positive integer, found {v}")))?,
+        ),
+    };
+    Ok(StepParams { tel_id, obs_id })
+}
+
+/// Whole sections, so that every setting in them is checked (and a setting that is not
+/// implemented is reported) and changes to any of them rerun the stage; camera data also read
+/// their calibration settings, the site and the bad-pixel list.
+fn config_keys(camera_data: bool) -> Vec<String> {
+    let mut keys: Vec<String> = vec!["CameraCalibrator".into(), "ImageProcessor".into(), "NsbCalibrator".into()];
+    if camera_data {
+        keys.extend(
+            ["telescope_calibration", "window_transmittance", "telescope_coords", "analysis.bad_pixels"]
+                .map(String::from),
+        );
+    }
+    keys
+}
+
+/// sst1mpipe's PDE correction factors for sim_telarray productions
+/// (`sst1mpipe/data/mc_pde_correction_factors.json`): QE table → factor R1 is divided by.
+fn pde_factors(tel: u16) -> Vec<(String, f64)> {
+    let table: &[(u16, &str, f64)] = &[
+        (1, "qe_SST1M_5477_ave_TEL1_NSB136.0", 0.96569),
+        (1, "qe_SST1M_5477_ave_TEL1_NSB251.0", 0.93939),
+        (2, "qe_SST1M_5477_ave_TEL2_NSB177.0", 0.98918),
+        (2, "qe_SST1M_5477_ave_TEL2_NSB300.0", 0.98191),
+    ];
+    table.iter().filter(|t| t.0 == tel).map(|t| (t.1.to_string(), t.2)).collect()
+}
+
+/// One `ImageCleanerSST` setting (an entry of `telescope_defaults.tel_NNN`).
+#[derive(Clone, Debug)]
+struct Cleaner {
+    min_nsb_level: f64,
+    stdev_scaling: f64,
+    picture: f64,
+    cuts: clean::Tailcuts,
+    min_time_neighbors: usize,
+    time_limit_ns: f64,
+    only_main_island: bool,
 }
 
 struct Settings {
     window: extract::Window,
-    cuts: clean::Tailcuts,
-    picture: f64,
-    min_time_neighbors: usize,
-    time_limit_ns: f64,
-    only_main_island: bool,
+    /// In the order written in the config.
+    cleaners: Vec<Cleaner>,
     intensity_correction: f64,
 }
 
@@ -58,6 +118,10 @@ fn number(config: &Value, path: &str) -> Result<f64> {
     get(config, path)?.as_f64().ok_or_else(|| Error::msg(format!("config key {path} must be a number")))
 }
 
+fn flag(config: &Value, path: &str) -> Result<bool> {
+    get(config, path)?.as_bool().ok_or_else(|| Error::msg(format!("config key {path} must be true or false")))
+}
+
 fn settings(config: &Value, tel: u16) -> Result<Settings> {
     let extractor = get(config, "CameraCalibrator.image_extractor_type")?;
     if extractor.as_str() != Some("LocalPeakWindowSum") {
@@ -67,40 +131,118 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
     }
     let width = number(config, "CameraCalibrator.LocalPeakWindowSum.window_width")? as usize;
     let shift = number(config, "CameraCalibrator.LocalPeakWindowSum.window_shift")? as usize;
-    let apply = get(config, "CameraCalibrator.LocalPeakWindowSum.apply_integration_correction")?.as_bool().ok_or_else(
-        || Error::msg("config CameraCalibrator.LocalPeakWindowSum.apply_integration_correction must be true or false"),
-    )?;
+    let apply = flag(config, "CameraCalibrator.LocalPeakWindowSum.apply_integration_correction")?;
     let correction = if apply {
         extract::integration_correction(&pulse::reference_table(), pulse::REFERENCE_STEP_NS, SAMPLE_NS, width, shift)
     } else {
         1.0
     };
     let key = format!("ImageProcessor.ImageCleanerSST.telescope_defaults.tel_{tel:03}");
-    let first = get(config, &key)?
+    let entries = get(config, &key)?
         .as_array()
-        .and_then(|a| a.first())
+        .filter(|a| !a.is_empty())
         .ok_or_else(|| Error::msg(format!("config {key} must be a non-empty list of settings")))?;
-    let field = |name: &str| first.get(name).ok_or_else(|| Error::msg(format!("config {key}[0] lacks \"{name}\"")));
-    let num = |name: &str| {
-        field(name)?.as_f64().ok_or_else(|| Error::msg(format!("config {key}[0].{name} must be a number")))
-    };
-    let flag = |name: &str| {
-        field(name)?.as_bool().ok_or_else(|| Error::msg(format!("config {key}[0].{name} must be true or false")))
-    };
+    let mut cleaners = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let field =
+            |name: &str| entry.get(name).ok_or_else(|| Error::msg(format!("config {key}[{i}] lacks \"{name}\"")));
+        let num = |name: &str| {
+            field(name)?.as_f64().ok_or_else(|| Error::msg(format!("config {key}[{i}].{name} must be a number")))
+        };
+        let flag = |name: &str| {
+            field(name)?.as_bool().ok_or_else(|| Error::msg(format!("config {key}[{i}].{name} must be true or false")))
+        };
+        cleaners.push(Cleaner {
+            min_nsb_level: entry.get("min_nsb_level").and_then(Value::as_f64).unwrap_or(0.0),
+            stdev_scaling: entry.get("stdev_scaling").and_then(Value::as_f64).unwrap_or(0.0),
+            picture: num("picture_threshold_pe")?,
+            cuts: clean::Tailcuts {
+                boundary: num("boundary_threshold_pe")?,
+                min_picture_neighbors: num("min_picture_neighbors")? as usize,
+                keep_isolated: flag("keep_isolated")?,
+            },
+            min_time_neighbors: num("min_time_neighbors")? as usize,
+            time_limit_ns: num("time_limit_ns")?,
+            only_main_island: flag("only_main_island")?,
+        });
+    }
     Ok(Settings {
         window: extract::Window { width, shift, sample_ns: SAMPLE_NS, correction },
-        cuts: clean::Tailcuts {
-            boundary: num("boundary_threshold_pe")?,
-            min_picture_neighbors: num("min_picture_neighbors")? as usize,
-            keep_isolated: flag("keep_isolated")?,
-        },
-        picture: num("picture_threshold_pe")?,
-        min_time_neighbors: num("min_time_neighbors")? as usize,
-        time_limit_ns: num("time_limit_ns")?,
-        only_main_island: flag("only_main_island")?,
+        cleaners,
         intensity_correction: number(config, &format!("NsbCalibrator.intensity_correction.tel_{tel:03}"))?,
     })
 }
+
+/// sst1mpipe's fallback for data runs without pedestal events: `TailcutsImageCleaner` with the
+/// per-telescope values (`[["id", 21, 8], ["id", 22, 9]]` lists, or plain numbers).
+fn tailcuts_fallback(config: &Value, tel: u16) -> Result<Cleaner> {
+    let value = |name: &str| -> Result<f64> {
+        let key = format!("ImageProcessor.TailcutsImageCleaner.{name}");
+        let v = get(config, &key)?;
+        if let Some(x) = v.as_f64() {
+            return Ok(x);
+        }
+        v.as_array()
+            .and_then(|rows| {
+                rows.iter().find_map(|r| {
+                    let r = r.as_array()?;
+                    (r.len() == 3 && r[1].as_u64() == Some(tel as u64)).then(|| r[2].as_f64()).flatten()
+                })
+            })
+            .ok_or_else(|| Error::msg(format!("config {key} has no value for telescope {tel}")))
+    };
+    Ok(Cleaner {
+        min_nsb_level: 0.0,
+        stdev_scaling: 0.0,
+        picture: value("picture_threshold_pe")?,
+        cuts: clean::Tailcuts {
+            boundary: value("boundary_threshold_pe")?,
+            min_picture_neighbors: value("min_picture_neighbors")? as usize,
+            keep_isolated: false,
+        },
+        min_time_neighbors: 0,
+        time_limit_ns: 0.0,
+        only_main_island: false,
+    })
+}
+
+/// Charge extraction, cleaning and parameters of one R1 waveform into `row`; returns the
+/// parameters (None when the cleaned image cannot be parametrised).
+#[allow(clippy::too_many_arguments)]
+fn process_image(
+    geom: &CameraGeometry,
+    waveform: &[f32],
+    window: &extract::Window,
+    cleaner: &Cleaner,
+    thresholds: &[f64],
+    after_extraction: &mut dyn FnMut(&mut [f32], &mut [f32]),
+    intensity_correction: f64,
+    row: &mut ImageRow,
+) -> Option<image_params::ImageParameters> {
+    extract::local_peak_window_sum(waveform, N_SAMPLES, window, &mut row.image, &mut row.peak_time);
+    after_extraction(&mut row.image, &mut row.peak_time);
+    clean::tailcuts_clean(geom, &row.image, thresholds, &cleaner.cuts, &mut row.image_mask);
+    if cleaner.min_time_neighbors > 0 {
+        clean::time_delta_clean(
+            geom,
+            &row.peak_time,
+            cleaner.min_time_neighbors,
+            cleaner.time_limit_ns,
+            &mut row.image_mask,
+        );
+    }
+    if cleaner.only_main_island {
+        clean::keep_main_island(geom, &mut row.image_mask);
+    }
+    let mut p = image_params::image_parameters(geom, &row.image, &row.peak_time, &row.image_mask);
+    if let Some(p) = p.as_mut() {
+        p.hillas.intensity *= intensity_correction;
+    }
+    p
+}
+
+const EVENT_ROLES: [&str; 2] = ["r1", "r0"];
+const DATA_ROLES: [&str; 2] = ["calibration", "window_transmittance"];
 
 impl Stage for R0Dl1Stage {
     fn name(&self) -> &'static str {
@@ -108,23 +250,37 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "4"
+        "5"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
-        let tel = tel_id(params, at)?;
-        if input_roles != ["r1"] {
-            return Err(Error::msg(format!("{at}: stage r0-dl1 takes exactly one input role, \"r1\"")));
+        step_params(params, at)?;
+        let events = input_roles.iter().filter(|r| EVENT_ROLES.contains(r)).count();
+        if events != 1 {
+            return Err(Error::msg(format!(
+                "{at}: stage r0-dl1 takes exactly one event input, role \"r1\" or \"r0\" (an R1, sim_telarray or zfits file)"
+            )));
+        }
+        if let Some(other) = input_roles.iter().find(|r| !EVENT_ROLES.contains(r) && !DATA_ROLES.contains(r)) {
+            return Err(Error::msg(format!(
+                "{at}: stage r0-dl1 has no input role \"{other}\" (roles: r1 or r0, calibration, window_transmittance)"
+            )));
+        }
+        let camera_data = input_roles.contains(&"calibration");
+        if input_roles.contains(&"window_transmittance") && !camera_data {
+            return Err(Error::msg(format!(
+                "{at}: window_transmittance is for camera data, which also needs its calibration table (role \"calibration\")"
+            )));
         }
         Ok(StagePlan {
-            config_keys: config_keys(tel),
+            config_keys: config_keys(camera_data),
             outputs: vec![DeclaredOutput { role: "dl1".into(), file: "dl1.h5".into(), kind: "dl1".into() }],
         })
     }
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
         crate::config::check_known(config, file, at)?;
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
         if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {
             if t != "ImageCleanerSST" {
@@ -140,143 +296,520 @@ impl Stage for R0Dl1Stage {
                 file.display()
             )));
         }
-        if value("NsbCalibrator.mc_correction_for_PDE") == Some(&Value::Bool(true)) {
-            warnings.push(format!(
-                "{}: NsbCalibrator.mc_correction_for_PDE = true (read by {at}) is not implemented yet: no PDE correction is applied",
-                file.display()
-            ));
-        }
-        for unused in ["NsbCalibrator.apply_pixelwise_Vdrop_correction", "NsbCalibrator.apply_global_Vdrop_correction"]
-        {
-            if value(unused) == Some(&Value::Bool(true)) {
-                warnings.push(format!(
-                    "{}: {unused} = true (read by {at}) applies to real data, which this stage does not read yet",
-                    file.display()
-                ));
+        for section in ["telescope_calibration", "window_transmittance"] {
+            if let Some(Value::Object(m)) = value(section) {
+                for (k, v) in m {
+                    if k.starts_with("tel_") && !v.is_null() {
+                        return Err(Error::msg(format!(
+                            "{}: {section}.{k} = {v} (read by {at}): calibration files are activity inputs, so that their content is in the provenance; set it to null and give the file to the step as input role \"{}\"",
+                            file.display(),
+                            if section == "telescope_calibration" { "calibration" } else { "window_transmittance" }
+                        )));
+                    }
+                }
             }
         }
         Ok(warnings)
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
-        let tel = tel_id(ctx.params, "r0-dl1")?;
+        let p = step_params(ctx.params, "r0-dl1")?;
+        let tel = p.tel_id;
         let s = settings(ctx.config, tel)?;
-        let inputs = ctx.inputs.get("r1").map(Vec::as_slice).unwrap_or(&[]);
+        let role = EVENT_ROLES.iter().find(|r| ctx.inputs.contains_key(**r)).copied().unwrap_or("r1");
+        let inputs = ctx.inputs.get(role).map(Vec::as_slice).unwrap_or(&[]);
         let [input] = inputs else {
-            return Err(Error::msg(format!("r0-dl1 needs exactly one R1 file, got {}", inputs.len())));
+            return Err(Error::msg(format!("r0-dl1 needs exactly one input file, got {}", inputs.len())));
         };
-        let reader = R1Reader::open(&input.path)
-            .map_err(|e| Error::msg(format!("input {} ({}): {e}", input.name, input.path.display())))?;
-        if reader.tel_id != tel {
-            return Err(Error::msg(format!(
-                "input {} holds telescope {}, but the step is configured for telescope {tel}",
-                input.name, reader.tel_id
-            )));
-        }
-        let geom = CameraGeometry::digicam();
-        let n = geom.n_pixels();
-        let mut writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), tel, ctx.activity_key, ctx.pipeline_version)?;
-        let settings = crate::contract::dl1_settings(ctx.config, tel);
-        writer.attribute(
-            crate::io::dl1::SETTINGS_ATTR,
-            &serde_json::to_string(&settings).map_err(|e| Error::msg(format!("DL1 settings: {e}")))?,
-        )?;
-        let thresholds = vec![s.picture; n];
-        let mut row = ImageRow {
-            obs_id: 1,
-            event_id: 0,
-            tel_id: tel as i16,
-            image: [0.0; 1296],
-            peak_time: [0.0; 1296],
-            image_mask: [false; 1296],
-            is_valid: false,
-        };
-        let run_pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
-        // Observation runs: each event's time and pointing; Monte Carlo: the run's pointing.
-        let triggers: std::collections::HashMap<u64, (f64, (f64, f64))> =
-            reader.triggers.iter().map(|t| (t.event_id, (t.time, (t.pointing_alt, t.pointing_az)))).collect();
-        let time_and_pointing = |event_id: u64| triggers.get(&event_id).copied().unwrap_or((f64::NAN, run_pointing));
-        let obs_id = match &reader.observation {
-            Some(o) => i32::try_from(o.obs_id)
-                .map_err(|_| Error::msg(format!("input {}: obs_id {} out of range", input.name, o.obs_id)))?,
-            None => 1,
-        };
-        row.obs_id = obs_id;
-        let truth: std::collections::HashMap<u64, Truth> = reader
-            .showers
-            .iter()
-            .map(|s| {
-                let pointing = time_and_pointing(s.event_id).1;
-                let direction = crate::astro::camera_to_altaz(
-                    s.true_camera_x,
-                    s.true_camera_y,
-                    crate::instrument::EQUIVALENT_FOCAL_LENGTH_M,
-                    pointing.0,
-                    pointing.1,
-                );
-                (
-                    s.event_id,
-                    Truth {
-                        energy_tev: s.true_energy,
-                        camera_x: s.true_camera_x,
-                        camera_y: s.true_camera_y,
-                        core_x: s.true_core_x,
-                        core_y: s.true_core_y,
-                        h_max: s.true_h_max,
-                        impact: s.true_impact,
-                        primary_id: s.true_shower_primary_id as i64,
-                        alt_deg: direction.0,
-                        az_deg: direction.1,
-                    },
-                )
-            })
-            .collect();
-        let mut with_params = 0usize;
-        let mut triggers = Vec::new();
-        let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
-        let mut start = 0;
-        while start < reader.n_events {
-            let end = (start + CHUNK).min(reader.n_events);
-            for event in reader.read(start, end)? {
-                event.waveform_pe(&mut waveform);
-                extract::local_peak_window_sum(&waveform, N_SAMPLES, &s.window, &mut row.image, &mut row.peak_time);
-                clean::tailcuts_clean(&geom, &row.image, &thresholds, &s.cuts, &mut row.image_mask);
-                clean::time_delta_clean(
-                    &geom,
-                    &row.peak_time,
-                    s.min_time_neighbors,
-                    s.time_limit_ns,
-                    &mut row.image_mask,
-                );
-                if s.only_main_island {
-                    clean::keep_main_island(&geom, &mut row.image_mask);
+        let format = r0_sources::detect(&input.path, &input.name)?;
+        let camera_data = ctx.inputs.contains_key("calibration");
+        let pde_on = ctx.config.pointer("/NsbCalibrator/mc_correction_for_PDE") == Some(&Value::Bool(true));
+        match format {
+            Format::Zfits if !camera_data => Err(Error::msg(format!(
+                "input {}: SST-1M camera data need their calibration table: give it to the step as input role \"calibration\"",
+                input.name
+            ))),
+            Format::R1 | Format::Simtel if camera_data => Err(Error::msg(format!(
+                "input {} is {}, but the step was given a camera calibration table (role \"calibration\"), which is for zfits camera data only",
+                input.name,
+                if format == Format::R1 { "simulated R1" } else { "a sim_telarray file" }
+            ))),
+            Format::R1 => {
+                if pde_on {
+                    let _ = writeln!(
+                        ctx.log,
+                        "NsbCalibrator.mc_correction_for_PDE: not applicable to sst1mflow's simulator (no QE table); no correction"
+                    );
                 }
-                let mut p = image_params::image_parameters(&geom, &row.image, &row.peak_time, &row.image_mask);
-                if let Some(p) = p.as_mut() {
-                    p.hillas.intensity *= s.intensity_correction;
-                    with_params += 1;
-                }
-                row.event_id = event.event_id as i64;
-                row.is_valid = p.is_some();
-                let t = truth.get(&event.event_id);
-                let (time, pointing) = time_and_pointing(event.event_id);
-                let mut parameters =
-                    ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
-                parameters.local_time = time;
-                if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
-                    triggers.push(t);
-                }
-                writer.write(row, parameters)?;
+                run_r1(ctx, input, tel, &s)
             }
-            start = end;
+            Format::Simtel => run_simtel(ctx, input, tel, &s, pde_on),
+            Format::Zfits => run_zfits(ctx, input, &p, &s),
         }
-        writer.write_simulation(&reader.showers, reader.run)?;
-        if let Some(o) = &reader.observation {
-            writer.write_observation(o)?;
-            writer.write_triggers(&triggers)?;
-        }
-        let events = writer.finish()?;
-        let _ = writeln!(ctx.log, "processed {events} events of telescope {tel}; {with_params} with image parameters");
-        Ok(())
     }
+}
+
+fn dl1_writer(ctx: &StageContext, tel: u16) -> Result<Dl1Writer> {
+    let writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), tel, ctx.activity_key, ctx.pipeline_version)?;
+    let settings = crate::contract::dl1_settings(ctx.config, tel);
+    writer.attribute(
+        crate::io::dl1::SETTINGS_ATTR,
+        &serde_json::to_string(&settings).map_err(|e| Error::msg(format!("DL1 settings: {e}")))?,
+    )?;
+    Ok(writer)
+}
+
+fn empty_row(obs_id: i32, tel: u16) -> ImageRow {
+    ImageRow {
+        obs_id,
+        event_id: 0,
+        tel_id: tel as i16,
+        image: [0.0; 1296],
+        peak_time: [0.0; 1296],
+        image_mask: [false; 1296],
+        is_valid: false,
+    }
+}
+
+fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> Result<()> {
+    let reader = R1Reader::open(&input.path)
+        .map_err(|e| Error::msg(format!("input {} ({}): {e}", input.name, input.path.display())))?;
+    if reader.tel_id != tel {
+        return Err(Error::msg(format!(
+            "input {} holds telescope {}, but the step is configured for telescope {tel}",
+            input.name, reader.tel_id
+        )));
+    }
+    let geom = CameraGeometry::digicam();
+    let mut writer = dl1_writer(ctx, tel)?;
+    let cleaner = &s.cleaners[0];
+    let thresholds = vec![cleaner.picture; geom.n_pixels()];
+    let run_pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
+    // Observation runs: each event's time and pointing; Monte Carlo: the run's pointing.
+    let triggers: std::collections::HashMap<u64, (f64, (f64, f64))> =
+        reader.triggers.iter().map(|t| (t.event_id, (t.time, (t.pointing_alt, t.pointing_az)))).collect();
+    let time_and_pointing = |event_id: u64| triggers.get(&event_id).copied().unwrap_or((f64::NAN, run_pointing));
+    let obs_id = match &reader.observation {
+        Some(o) => i32::try_from(o.obs_id)
+            .map_err(|_| Error::msg(format!("input {}: obs_id {} out of range", input.name, o.obs_id)))?,
+        None => 1,
+    };
+    let mut row = empty_row(obs_id, tel);
+    let truth: std::collections::HashMap<u64, Truth> = reader
+        .showers
+        .iter()
+        .map(|s| {
+            let pointing = time_and_pointing(s.event_id).1;
+            let direction = crate::astro::camera_to_altaz(
+                s.true_camera_x,
+                s.true_camera_y,
+                crate::instrument::EQUIVALENT_FOCAL_LENGTH_M,
+                pointing.0,
+                pointing.1,
+            );
+            (
+                s.event_id,
+                Truth {
+                    energy_tev: s.true_energy,
+                    camera_x: s.true_camera_x,
+                    camera_y: s.true_camera_y,
+                    core_x: s.true_core_x,
+                    core_y: s.true_core_y,
+                    h_max: s.true_h_max,
+                    impact: s.true_impact,
+                    primary_id: s.true_shower_primary_id as i64,
+                    alt_deg: direction.0,
+                    az_deg: direction.1,
+                },
+            )
+        })
+        .collect();
+    let mut with_params = 0usize;
+    let mut trigger_rows = Vec::new();
+    let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
+    let mut start = 0;
+    while start < reader.n_events {
+        let end = (start + CHUNK).min(reader.n_events);
+        for event in reader.read(start, end)? {
+            event.waveform_pe(&mut waveform);
+            let p = process_image(
+                &geom,
+                &waveform,
+                &s.window,
+                cleaner,
+                &thresholds,
+                &mut |_, _| {},
+                s.intensity_correction,
+                &mut row,
+            );
+            with_params += p.is_some() as usize;
+            row.event_id = event.event_id as i64;
+            row.is_valid = p.is_some();
+            let t = truth.get(&event.event_id);
+            let (time, pointing) = time_and_pointing(event.event_id);
+            let mut parameters = ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
+            parameters.local_time = time;
+            if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
+                trigger_rows.push(t);
+            }
+            writer.write(row, parameters)?;
+        }
+        start = end;
+    }
+    writer.write_simulation(&reader.showers, reader.run)?;
+    if let Some(o) = &reader.observation {
+        writer.write_observation(o)?;
+        writer.write_triggers(&trigger_rows)?;
+    }
+    let events = writer.finish()?;
+    let _ = writeln!(ctx.log, "processed {events} events of telescope {tel}; {with_params} with image parameters");
+    Ok(())
+}
+
+fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings, pde_on: bool) -> Result<()> {
+    let factors = pde_factors(tel);
+    let mut source = SimtelSource::open(&input.path, &input.name, tel, pde_on.then_some(factors.as_slice()))?;
+    let geom = CameraGeometry::digicam();
+    let mut writer = dl1_writer(ctx, tel)?;
+    let cleaner = &s.cleaners[0];
+    let thresholds = vec![cleaner.picture; geom.n_pixels()];
+    let obs_id = source.obs_id;
+    let mut row = empty_row(obs_id, tel);
+    let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
+    let mut with_params = 0usize;
+    let mut n = 0usize;
+    while let Some((event_id, pointing, truth)) =
+        source.next(&mut waveform).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?
+    {
+        let p = process_image(
+            &geom,
+            &waveform,
+            &s.window,
+            cleaner,
+            &thresholds,
+            &mut |_, _| {},
+            s.intensity_correction,
+            &mut row,
+        );
+        with_params += p.is_some() as usize;
+        row.event_id = event_id as i64;
+        row.is_valid = p.is_some();
+        let parameters = ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
+        writer.write(row, parameters)?;
+        n += 1;
+    }
+    writer.write_simulation(&source.showers, Some(source.run))?;
+    writer.finish()?;
+    let r = &source.reader;
+    let _ = writeln!(
+        ctx.log,
+        "sim_telarray run {obs_id}: {n} triggered events of telescope {tel} ({with_params} with image parameters), {} simulated shower uses, {} calibration events skipped",
+        r.n_mc_events, r.n_calibration_events
+    );
+    if source.events_without_telescope > 0 {
+        let _ = writeln!(ctx.log, "{} triggered events without telescope {tel}", source.events_without_telescope);
+    }
+    match &source.pde_factor {
+        Some((qe, f)) => {
+            let _ = writeln!(ctx.log, "PDE correction: QE table {qe}, R1 divided by {f}");
+        }
+        None => {
+            let _ = writeln!(ctx.log, "PDE correction: off (NsbCalibrator.mc_correction_for_PDE)");
+        }
+    }
+    for ((t, v), (count, why)) in &r.skipped {
+        let _ = writeln!(ctx.log, "warning: skipped {count} EventIO object(s) of type {t} version {v}: {why}");
+    }
+    Ok(())
+}
+
+/// Pedestal events: sst1mpipe's camera event type 8 (internal trigger).
+const PEDESTAL_EVENT_TYPE: u32 = 8;
+/// The initial pedestal window: the first ≤100 pedestal events among the first 100,000.
+const INITIAL_SEARCH_EVENTS: usize = 100_000;
+
+fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Settings) -> Result<()> {
+    let tel = p.tel_id;
+    let geom = CameraGeometry::digicam();
+    let n_pixels = geom.n_pixels();
+    let calib_in = &ctx.inputs["calibration"];
+    let [calib_in] = calib_in.as_slice() else {
+        return Err(Error::msg(format!("r0-dl1 takes one calibration table, got {}", calib_in.len())));
+    };
+    let table = read_pixel_calibration(&calib_in.path, n_pixels)
+        .map_err(|e| Error::msg(format!("calibration table {}: {e}", calib_in.name)))?;
+    let (dc_to_pe, bad_calibration) =
+        table.effective().map_err(|e| Error::msg(format!("calibration table {}: {e}", calib_in.name)))?;
+    let window = match ctx.inputs.get("window_transmittance").map(Vec::as_slice) {
+        None | Some([]) => None,
+        Some([w]) => Some(
+            read_window_transmittance(&w.path, n_pixels)
+                .map_err(|e| Error::msg(format!("window transmittance {}: {e}", w.name)))?,
+        ),
+        Some(many) => {
+            return Err(Error::msg(format!("r0-dl1 takes one window transmittance file, got {}", many.len())))
+        }
+    };
+    let bad_pixels_key = format!("/analysis/bad_pixels/tel_{tel:03}");
+    let bad_pixels: Vec<usize> = match ctx.config.pointer(&bad_pixels_key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_u64().filter(|&p| (p as usize) < n_pixels).map(|p| p as usize))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Error::msg(format!("config analysis.bad_pixels.tel_{tel:03} must list pixel ids 0..1295"))
+            })?,
+        Some(other) => {
+            return Err(Error::msg(format!("config analysis.bad_pixels.tel_{tel:03} must be a list, found {other}")))
+        }
+    };
+    let opt_flag = |path: &str| ctx.config.pointer(path) == Some(&Value::Bool(true));
+    let calibration = DataCalibration {
+        tel_id: tel,
+        dc_to_pe,
+        bad_calibration,
+        window,
+        bad_pixels,
+        interpolate_bad: opt_flag("/telescope_calibration/bad_calib_px_interpolation"),
+        dynamic_dead: opt_flag("/telescope_calibration/dynamic_dead_px_interpolation"),
+        global_voltage_drop: opt_flag("/NsbCalibrator/apply_global_Vdrop_correction"),
+        pixelwise_voltage_drop: opt_flag("/NsbCalibrator/apply_pixelwise_Vdrop_correction"),
+    };
+    let obs_id = match p.obs_id.or_else(|| r0_sources::obs_id_from_name(&input.name)) {
+        Some(id) => i32::try_from(id).ok().map(|_| id),
+        None => None,
+    };
+    let obs_id_i64 = p.obs_id.or_else(|| r0_sources::obs_id_from_name(&input.name)).ok_or_else(|| {
+        Error::msg(format!(
+            "input {}: the file name carries no YYYYMMDD_RRRR run identifier; give the step an \"obs_id\" parameter",
+            input.name
+        ))
+    })?;
+    // DL1 tables store obs_id as int32 like ctapipe's; sst1mpipe's YYYYMMDDRRRR ids need 64 bits.
+    let obs_id_row = obs_id.map(|v| v as i32).unwrap_or(-1);
+    let site = super::dl1_dl2::site(ctx.config, tel).ok();
+
+    // Pass 1: the initial raw-sample window and the event-id rule (SWAT or camera counter).
+    let mut stats = calibrate::PedestalStats::new(n_pixels);
+    let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
+    let mut event = DigicamEvent::default();
+    let mut seen = 0usize;
+    let mut first_array_ids = Vec::new();
+    let mut std_buf = vec![0.0f64; n_pixels];
+    while seen < INITIAL_SEARCH_EVENTS && stats.n_raw() < stats.max_raw && reader.read_into(&mut event)? {
+        check_event(&event, tel, &input.name)?;
+        if first_array_ids.len() < 2 {
+            first_array_ids.push(event.array_event_number);
+        }
+        if event.event_type == PEDESTAL_EVENT_TYPE {
+            calibrate::raw_sample_std(&event.samples, event.n_samples, &mut std_buf);
+            stats.push_raw_std(std_buf.clone());
+        }
+        seen += 1;
+    }
+    let swat = first_array_ids.iter().any(|&a| a != 0);
+    let has_pedestals = stats.n_raw() > 0;
+    // Pass 2: calibrated pedestal images for the adaptive thresholds and the run's NSB level.
+    let mut out = Calibrated::new();
+    let mut row = empty_row(obs_id_row, tel);
+    let mut image = vec![0.0f32; n_pixels];
+    let mut peak = vec![0.0f32; n_pixels];
+    let pedestal_image = |event: &DigicamEvent,
+                          stats: &calibrate::PedestalStats,
+                          out: &mut Calibrated,
+                          image: &mut [f32],
+                          peak: &mut [f32]| {
+        calibration.calibrate(event, stats, out);
+        extract::local_peak_window_sum(&out.r1, N_SAMPLES, &s.window, image, peak);
+        finish_image(&geom, &calibration, event, out, image, peak);
+    };
+    if has_pedestals {
+        let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
+        let mut seen = 0usize;
+        while seen < INITIAL_SEARCH_EVENTS && stats.n_images() < stats.max_images && reader.read_into(&mut event)? {
+            if event.event_type == PEDESTAL_EVENT_TYPE {
+                pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
+                stats.push_image(&image);
+            }
+            seen += 1;
+        }
+    }
+    let (nsb_level, cleaner) = if has_pedestals {
+        let (mean, _) = stats.image_mean_std().expect("pedestal images");
+        let level = mean.iter().sum::<f64>() / mean.len() as f64;
+        let mut sorted = s.cleaners.clone();
+        sorted.sort_by(|a, b| b.min_nsb_level.total_cmp(&a.min_nsb_level));
+        let chosen = sorted
+            .iter()
+            .find(|c| c.min_nsb_level <= level)
+            .cloned()
+            .unwrap_or_else(|| sorted.last().cloned().expect("non-empty"));
+        (level, chosen)
+    } else {
+        (f64::NAN, tailcuts_fallback(ctx.config, tel)?)
+    };
+    let _ = writeln!(
+        ctx.log,
+        "zfits {}: telescope {tel}, obs_id {obs_id_i64}, {} events; event ids from {}",
+        input.name,
+        reader_events(&input.path, &input.name)?,
+        if swat { "the SWAT array counter" } else { "the camera counter" }
+    );
+    if has_pedestals {
+        let _ = writeln!(
+            ctx.log,
+            "initial pedestal window: {} raw, {} calibrated images; NSB level {nsb_level:.4} p.e. -> cleaning setting min_nsb_level {} (picture {} p.e., boundary {} p.e., stdev scaling {})",
+            stats.n_raw(),
+            stats.n_images(),
+            cleaner.min_nsb_level,
+            cleaner.picture,
+            cleaner.cuts.boundary,
+            cleaner.stdev_scaling
+        );
+    } else {
+        let _ = writeln!(
+            ctx.log,
+            "no pedestal events: TailcutsImageCleaner {}/{}/{} without time cleaning, no voltage-drop correction (sst1mpipe's fallback)",
+            cleaner.picture, cleaner.cuts.boundary, cleaner.cuts.min_picture_neighbors
+        );
+    }
+    if calibration.window.is_none() {
+        let _ = writeln!(ctx.log, "no window transmittance given: images are not corrected for the window");
+    }
+    if (calibration.global_voltage_drop || calibration.pixelwise_voltage_drop)
+        && crate::image::calibrate::voltage_drop_factor(tel, 0.0).is_none()
+    {
+        let _ =
+            writeln!(ctx.log, "telescope {tel} has no voltage-drop model (only 21 and 22): no voltage-drop correction");
+    }
+    let target = reader.target.clone();
+    let pointing_radec = target.as_deref().and_then(r0_sources::parse_target);
+    match (&target, &pointing_radec) {
+        (None, _) => {
+            let _ = writeln!(ctx.log, "no TARGET header: pointing unknown (NaN)");
+        }
+        (Some(t), None) => {
+            return Err(Error::msg(format!(
+                "input {}: TARGET header {t:?} is not `Target,W1,RA,DEC` or `Target,RA,DEC`",
+                input.name
+            )))
+        }
+        (Some(_), Some((name, wobble, ra, dec))) => {
+            if site.is_none() {
+                return Err(Error::msg(format!(
+                    "config telescope_coords.tel_{tel:03} is needed to point at {name} (RA {ra}, Dec {dec})"
+                )));
+            }
+            let _ = writeln!(ctx.log, "target {name} ({wobble}) at RA {ra} deg, Dec {dec} deg");
+        }
+    }
+
+    // Pass 3: every event.
+    let mut writer = dl1_writer(ctx, tel)?;
+    let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
+    let mut thresholds = vec![cleaner.picture; n_pixels];
+    let mut trigger_rows = Vec::new();
+    let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
+    while reader.read_into(&mut event)? {
+        check_event(&event, tel, &input.name)?;
+        if event.event_type == PEDESTAL_EVENT_TYPE {
+            calibrate::raw_sample_std(&event.samples, event.n_samples, &mut std_buf);
+            stats.push_raw_std(std_buf.clone());
+            pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
+            stats.push_image(&image);
+            n_pedestals += 1;
+            continue;
+        }
+        if has_pedestals {
+            if let Some((mean, std)) = stats.image_mean_std() {
+                for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
+                    *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
+                }
+            }
+        }
+        calibration.calibrate(&event, &stats, &mut out);
+        let mut saturated = false;
+        let params = process_image(
+            &geom,
+            &out.r1,
+            &s.window,
+            &cleaner,
+            &thresholds,
+            &mut |img: &mut [f32], pk: &mut [f32]| {
+                saturated = finish_image(&geom, &calibration, &event, &out, img, pk);
+            },
+            s.intensity_correction,
+            &mut row,
+        );
+        n_saturated += saturated as usize;
+        with_params += params.is_some() as usize;
+        let event_id = if swat { event.array_event_number as i64 } else { event.event_number as i64 };
+        row.event_id = event_id;
+        row.is_valid = params.is_some();
+        let tai_s = event.local_clock_ns as f64 * 1e-9;
+        let time = tai_s - (crate::astro::unix_to_unix_tai(tai_s).unwrap_or(tai_s) - tai_s);
+        let pointing = match (pointing_radec.as_ref(), site) {
+            (Some((_, _, ra, dec)), Some(site)) => crate::astro::radec_to_altaz(*ra, *dec, site, time),
+            _ => (f64::NAN, f64::NAN),
+        };
+        let mut parameters = ParametersRow::new(obs_id_row, event_id, tel as i16, pointing, params.as_ref(), None);
+        parameters.local_time = time;
+        if let Some(t) = TriggerRow::at(obs_id_row, event_id, time) {
+            trigger_rows.push(t);
+        }
+        writer.write(row, parameters)?;
+        n_events += 1;
+    }
+    writer.write_triggers(&trigger_rows)?;
+    writer.finish()?;
+    let _ = writeln!(
+        ctx.log,
+        "processed {n_events} events ({with_params} with image parameters, {n_saturated} with saturated pixels); {n_pedestals} pedestal events used for calibration and cleaning, not written"
+    );
+    Ok(())
+}
+
+fn reader_events(path: &std::path::Path, name: &str) -> Result<u64> {
+    Ok(r0_sources::open_zfits(path, name)?.n_events)
+}
+
+fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {
+    if event.telescope_id != tel as i32 {
+        return Err(Error::msg(format!(
+            "input {name}: event {} is from telescope {}, but the step is configured for telescope {tel}",
+            event.event_number, event.telescope_id
+        )));
+    }
+    if event.samples.len() != 1296 * N_SAMPLES || event.baselines.len() != 1296 {
+        return Err(Error::msg(format!(
+            "input {name}: event {} has {} samples and {} baselines, DigiCam has 1296 pixels × {N_SAMPLES} samples",
+            event.event_number,
+            event.samples.len(),
+            event.baselines.len()
+        )));
+    }
+    Ok(())
+}
+
+/// After charge extraction on camera data: saturation, bad-pixel interpolation, window.
+/// Returns whether saturated pixels were re-integrated.
+fn finish_image(
+    geom: &CameraGeometry,
+    calibration: &DataCalibration,
+    _event: &DigicamEvent,
+    out: &Calibrated,
+    image: &mut [f32],
+    peak: &mut [f32],
+) -> bool {
+    let saturated = calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
+    if out.bad.iter().any(|&b| b) {
+        calibrate::interpolate_bad_pixels(geom, &out.bad, image, peak);
+    }
+    if let Some(w) = &calibration.window {
+        for (v, f) in image.iter_mut().zip(w) {
+            *v = (*v as f64 / f) as f32;
+        }
+    }
+    saturated
 }

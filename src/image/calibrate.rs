@@ -1,0 +1,328 @@
+//! R0 → R1 calibration of SST-1M camera data, as sst1mpipe does it (`Calibrator_R0_R1`,
+//! `saturated_charge_correction`, `NSB_tools.VAR_to_Idrop`, ctapipe `NeighborAverage`), and the
+//! pedestal statistics the adaptive cleaning needs. Pure functions and small state over slices.
+//!
+//! * R1 = (ADC − DigiCam baseline/16) / dc_to_pe / VI, where VI is the relative drop of gain
+//!   and PDE under night-sky light, estimated from the variance of the raw pedestal samples
+//!   through sst1mpipe's B-spline (tel 21 quadratic, tel 22 linear) and linear slopes.
+//! * Saturated pixels (max baseline-subtracted ADC > 3000 and > 5 samples above 2500) are
+//!   integrated from the first sample ≥ 20% of the maximum to the first one after it below,
+//!   with peak time (width/2 + first sample above 2500) × 4 ns.
+//! * Bad pixels (bad calibration, dead from their pedestal width, or listed in the config) get
+//!   the mean image and peak time of their valid neighbours (0 when none).
+//! * [`PedestalStats`] keeps sst1mpipe's sliding windows: the raw-sample std of the last ≤100
+//!   pedestal events (for VI and dead pixels) and the mean/std of the last ≤1000 calibrated
+//!   pedestal images (for the picture thresholds of ImageCleanerSST).
+use crate::instrument::camera::CameraGeometry;
+use std::collections::VecDeque;
+
+/// sst1mpipe `NSB_tools.TCK1` (tel 21): quadratic B-spline, variance [ADC²] → baseline shift [ADC].
+const TCK_TEL21: (&[f64], &[f64], usize) = (
+    &[0.0, 0.0, 0.0, 46.96969697, 60.90909091, 67.57575758, 74.24242424, 74.24242424, 74.24242424],
+    &[-0.4367913, 9.08788226, 39.66927065, 54.18389959, 69.24518367, 104.29418015, 0.0, 0.0, 0.0],
+    2,
+);
+
+/// sst1mpipe `NSB_tools.TCK2` (tel 22): linear B-spline.
+const TCK_TEL22: (&[f64], &[f64], usize) = (
+    &[
+        0.0,
+        0.0,
+        93.74735497,
+        126.46232902,
+        181.54405469,
+        256.80398702,
+        266.62290877,
+        292.98812266,
+        294.71402901,
+        295.67072519,
+        298.04051867,
+        339.91032956,
+        339.91032956,
+    ],
+    &[
+        -1.74764142,
+        48.41280122,
+        68.36843193,
+        104.62272377,
+        168.14318275,
+        179.34289593,
+        212.07400565,
+        214.10474285,
+        215.17017626,
+        217.7828114,
+        268.19128994,
+        0.0,
+        0.0,
+    ],
+    1,
+);
+
+/// Relative gain + PDE drop per ADC of baseline shift (sst1mpipe `Vdrop_lin_aprox`).
+const DROP_SLOPE_TEL21: f64 = -0.00487 - 0.00317;
+const DROP_SLOPE_TEL22: f64 = -0.00118 - 0.000663;
+
+/// Evaluates a B-spline (knots `t`, coefficients `c`, degree `k`) at `x` like FITPACK's
+/// `splev` with extrapolation: outside the base interval the end polynomial piece continues.
+pub fn bspline(t: &[f64], c: &[f64], k: usize, x: f64) -> f64 {
+    let n = t.len();
+    // Interval l with t[l] <= x < t[l+1], restricted to k <= l <= n-k-2.
+    let mut l = k;
+    while l < n - k - 2 && x >= t[l + 1] {
+        l += 1;
+    }
+    // de Boor's recursion on the k+1 coefficients c[l-k..=l].
+    let mut d: Vec<f64> = (0..=k).map(|j| c[j + l - k]).collect();
+    for r in 1..=k {
+        for j in (r..=k).rev() {
+            let i = j + l - k;
+            let denom = t[i + k + 1 - r] - t[i];
+            let alpha = if denom == 0.0 { 0.0 } else { (x - t[i]) / denom };
+            d[j] = (1.0 - alpha) * d[j - 1] + alpha * d[j];
+        }
+    }
+    d[k]
+}
+
+/// sst1mpipe's `VAR_to_Idrop(variance, tel)`: the factor the charges are divided by. Only the
+/// two SST-1M telescopes (21, 22) have a model.
+pub fn voltage_drop_factor(tel_id: u16, variance_adc2: f64) -> Option<f64> {
+    let ((t, c, k), slope) = match tel_id {
+        21 => (TCK_TEL21, DROP_SLOPE_TEL21),
+        22 => (TCK_TEL22, DROP_SLOPE_TEL22),
+        _ => return None,
+    };
+    Some(1.0 + bspline(t, c, k, variance_adc2) * slope)
+}
+
+/// Baseline-subtracted ADC and R1 (p.e.) waveforms of one event, pixel-major. `baselines_x16`
+/// are DigiCam's baselines in 1/16 ADC.
+pub fn r0_to_r1(
+    samples: &[i16],
+    baselines_x16: &[i16],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    adc: &mut [f32],
+    r1: &mut [f32],
+) {
+    for (pixel, ((s, a), r)) in samples
+        .chunks_exact(n_samples)
+        .zip(adc.chunks_exact_mut(n_samples))
+        .zip(r1.chunks_exact_mut(n_samples))
+        .enumerate()
+    {
+        let baseline = baselines_x16[pixel] as f32 / 16.0;
+        let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
+        for ((&x, a), r) in s.iter().zip(a.iter_mut()).zip(r.iter_mut()) {
+            *a = x as f32 - baseline;
+            *r = *a * scale;
+        }
+    }
+}
+
+pub const SATURATION_THRESHOLD_ADC: f32 = 3000.0;
+pub const SATURATION_WIDTH_LEVEL_ADC: f32 = 2500.0;
+pub const SATURATION_MIN_WIDTH: usize = 5;
+pub const SATURATION_INTEGRATION_LEVEL: f32 = 0.2;
+
+/// sst1mpipe's saturated-charge correction; returns whether any pixel was corrected.
+pub fn correct_saturation(
+    adc: &[f32],
+    r1: &[f32],
+    n_samples: usize,
+    sample_ns: f32,
+    image: &mut [f32],
+    peak_time: &mut [f32],
+) -> bool {
+    let mut any = false;
+    for (pixel, (w, r)) in adc.chunks_exact(n_samples).zip(r1.chunks_exact(n_samples)).enumerate() {
+        let (index_max, &max) =
+            w.iter().enumerate().fold((0, &f32::NEG_INFINITY), |best, (i, v)| if *v > *best.1 { (i, v) } else { best });
+        if max <= SATURATION_THRESHOLD_ADC {
+            continue;
+        }
+        let width = w.iter().filter(|&&v| v > SATURATION_WIDTH_LEVEL_ADC).count();
+        if width <= SATURATION_MIN_WIDTH {
+            continue;
+        }
+        let level = SATURATION_INTEGRATION_LEVEL * max;
+        let start = w.iter().position(|&v| v >= level).unwrap_or(0);
+        let stop = (index_max + 1..n_samples).find(|&i| w[i] < level).unwrap_or(n_samples - 1);
+        let first_above = w.iter().position(|&v| v > SATURATION_WIDTH_LEVEL_ADC).unwrap_or(0);
+        image[pixel] = r[start..=stop].iter().sum();
+        peak_time[pixel] = (width as f32 / 2.0 + first_above as f32) * sample_ns;
+        any = true;
+    }
+    any
+}
+
+/// ctapipe `NeighborAverage`: each bad pixel gets the mean image and peak time of its valid
+/// neighbours (0 when it has none).
+pub fn interpolate_bad_pixels(geom: &CameraGeometry, bad: &[bool], image: &mut [f32], peak_time: &mut [f32]) {
+    for pixel in 0..bad.len() {
+        if !bad[pixel] {
+            continue;
+        }
+        let (mut sum, mut time, mut n) = (0.0f32, 0.0f32, 0u32);
+        for &nb in geom.neighbors(pixel) {
+            if !bad[nb as usize] {
+                sum += image[nb as usize];
+                time += peak_time[nb as usize];
+                n += 1;
+            }
+        }
+        if n == 0 {
+            image[pixel] = 0.0;
+            peak_time[pixel] = 0.0;
+        } else {
+            image[pixel] = sum / n as f32;
+            peak_time[pixel] = time / n as f32;
+        }
+    }
+}
+
+/// Per-pixel standard deviation of the raw samples of one pedestal event (ADC).
+pub fn raw_sample_std(samples: &[i16], n_samples: usize, out: &mut [f64]) {
+    for (s, o) in samples.chunks_exact(n_samples).zip(out.iter_mut()) {
+        let n = s.len() as f64;
+        let mean = s.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = s.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        *o = var.sqrt();
+    }
+}
+
+/// sst1mpipe's sliding pedestal windows.
+#[derive(Clone, Debug)]
+pub struct PedestalStats {
+    n_pixels: usize,
+    raw_std: VecDeque<Vec<f64>>,
+    images: VecDeque<Vec<f32>>,
+    pub max_raw: usize,
+    pub max_images: usize,
+}
+
+impl PedestalStats {
+    pub fn new(n_pixels: usize) -> PedestalStats {
+        PedestalStats { n_pixels, raw_std: VecDeque::new(), images: VecDeque::new(), max_raw: 100, max_images: 1000 }
+    }
+
+    pub fn push_raw_std(&mut self, std: Vec<f64>) {
+        if self.raw_std.len() == self.max_raw {
+            self.raw_std.pop_front();
+        }
+        self.raw_std.push_back(std);
+    }
+
+    pub fn push_image(&mut self, image: &[f32]) {
+        if self.images.len() == self.max_images {
+            self.images.pop_front();
+        }
+        self.images.push_back(image.to_vec());
+    }
+
+    pub fn n_raw(&self) -> usize {
+        self.raw_std.len()
+    }
+
+    pub fn n_images(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Mean over the buffer of the per-pixel raw-sample std (sst1mpipe `get_charge_std`).
+    pub fn raw_std(&self) -> Option<Vec<f64>> {
+        if self.raw_std.is_empty() {
+            return None;
+        }
+        let mut out = vec![0.0; self.n_pixels];
+        for s in &self.raw_std {
+            for (o, v) in out.iter_mut().zip(s) {
+                *o += v;
+            }
+        }
+        let n = self.raw_std.len() as f64;
+        out.iter_mut().for_each(|o| *o /= n);
+        Some(out)
+    }
+
+    /// The global voltage-drop factor from the median of the per-pixel variances.
+    pub fn global_voltage_drop(&self, tel_id: u16) -> Option<f64> {
+        let std = self.raw_std()?;
+        let mut var: Vec<f64> = std.iter().map(|s| s * s).collect();
+        var.sort_by(f64::total_cmp);
+        let n = var.len();
+        let median = if n % 2 == 1 { var[n / 2] } else { 0.5 * (var[n / 2 - 1] + var[n / 2]) };
+        voltage_drop_factor(tel_id, median)
+    }
+
+    /// Per-pixel (mean, std) of the calibrated pedestal images in the buffer.
+    pub fn image_mean_std(&self) -> Option<(Vec<f64>, Vec<f64>)> {
+        if self.images.is_empty() {
+            return None;
+        }
+        let n = self.images.len() as f64;
+        let mut mean = vec![0.0; self.n_pixels];
+        for img in &self.images {
+            for (m, &v) in mean.iter_mut().zip(img) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0.0; self.n_pixels];
+        for img in &self.images {
+            for ((s, &v), m) in var.iter_mut().zip(img).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let std = var.iter().map(|s| (s / n).sqrt()).collect();
+        Some((mean, std))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bspline_matches_scipy_splev() {
+        // scipy.interpolate.splev(x, TCK) with sst1mpipe's TCK1/TCK2, inside and beyond the knots.
+        let cases21 = [
+            (3.0, 0.8372585093622611),
+            (25.0, 13.68498663135356),
+            (50.0, 35.84673919799134),
+            (65.0, 56.31856913231668),
+            (90.0, 423.71925170271857),
+        ];
+        let cases22 = [
+            (3.0, -0.1424619675433907),
+            (100.0, 52.22681846447942),
+            (200.0, 120.19980550135926),
+            (310.0, 232.18123463521985),
+            (400.0, 340.5352723575049),
+        ];
+        for ((t, c, k), cases) in [(TCK_TEL21, &cases21), (TCK_TEL22, &cases22)] {
+            for &(x, want) in cases.iter() {
+                let got = bspline(t, c, k, x);
+                assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "splev({x}) = {want}, got {got}");
+            }
+        }
+        let vi = voltage_drop_factor(21, 25.0).unwrap();
+        assert!((vi - (1.0 + 13.68498663135356 * (-0.00487 - 0.00317))).abs() < 1e-12);
+        assert!(voltage_drop_factor(1, 25.0).is_none());
+    }
+
+    #[test]
+    fn saturated_pixels_are_integrated_over_the_whole_pulse() {
+        let n = 50;
+        let mut adc = vec![0.0f32; n];
+        for (i, v) in adc.iter_mut().enumerate().take(30).skip(10) {
+            *v = if (12..22).contains(&i) { 3500.0 } else { 1000.0 };
+        }
+        let r1: Vec<f32> = adc.iter().map(|a| a / 20.0).collect();
+        let mut image = vec![1.0f32];
+        let mut peak = vec![0.0f32];
+        assert!(correct_saturation(&adc, &r1, n, 4.0, &mut image, &mut peak));
+        assert_eq!(image[0], r1[10..=30].iter().sum::<f32>());
+        assert_eq!(peak[0], (10.0 / 2.0 + 12.0) * 4.0);
+    }
+}

@@ -1,0 +1,417 @@
+//! Where `r0-dl1`'s events come from: our R1 files (the simulator), sim_telarray Monte Carlo
+//! (EventIO) and SST-1M camera data (zfits R0). The format is recognised from the file's first
+//! bytes, never from its name. Each source turns its events into the same thing, an R1
+//! waveform in p.e. per sample with the event's identity, time, pointing and (for Monte Carlo)
+//! truth, so that charge extraction, cleaning and parametrisation are one code path.
+//!
+//! * **sim_telarray**: R1 = (ADC − pedestal per sample) × dc_to_pe of the file's own
+//!   monitoring and laser calibration (ctapipe's `apply_simtel_r1_calibration`), then divided
+//!   by the PDE correction factor when `NsbCalibrator.mc_correction_for_PDE` is on (the factor
+//!   of the QE file named in the file's history). The camera must be DigiCam (1296 pixels at
+//!   the positions of [`CameraGeometry::digicam`]); truth and the thrown-event description come
+//!   from the MC headers (n_showers × n_use showers, as pyirf counts them).
+//! * **zfits**: [`super::super::image::calibrate`] does sst1mpipe's R0→R1 with the calibration
+//!   table and window transmittance given as activity inputs; see [`DataCalibration`].
+use super::super::image::calibrate;
+use crate::error::{Error, Result};
+use crate::instrument::camera::CameraGeometry;
+use crate::io::dl1::Truth;
+use crate::io::r1::{ShowerRow, SimulationRunRow};
+use crate::io::simtel::{SimtelEvent, SimtelReader};
+use crate::io::zfits::{DigicamEvent, DigicamReader};
+use std::path::Path;
+
+/// The input formats r0-dl1 reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Our R1 HDF5 file (from `simulate`).
+    R1,
+    /// sim_telarray EventIO (gzip, zstd or plain).
+    Simtel,
+    /// SST-1M DigiCam zfits R0.
+    Zfits,
+}
+
+/// Recognises a file's format from its first bytes.
+pub fn detect(path: &Path, name: &str) -> Result<Format> {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {name}"), e))?;
+    let n = f.read(&mut head).map_err(|e| Error::io(format!("cannot read {name}"), e))?;
+    let h = &head[..n];
+    if h.starts_with(b"\x89HDF\r\n\x1a\n") {
+        Ok(Format::R1)
+    } else if h.starts_with(b"SIMPLE  =") {
+        Ok(Format::Zfits)
+    } else if h.starts_with(&[0x1f, 0x8b])
+        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || h.starts_with(&crate::io::eventio::SYNC_MARKER)
+    {
+        Ok(Format::Simtel)
+    } else {
+        Err(Error::msg(format!(
+            "{name}: not an input r0-dl1 reads (expected an sst1mflow R1 HDF5 file, a sim_telarray file or an SST-1M zfits file; the file starts with {:02x?})",
+            h
+        )))
+    }
+}
+
+/// Distance (m) from a telescope at `tel` to the shower axis through the ground `core` along
+/// the direction (alt, az) (ground frame: x north, y west, z up; az east of north).
+pub fn impact_distance(tel: [f64; 3], core: [f64; 2], alt_rad: f64, az_rad: f64) -> f64 {
+    let d = [alt_rad.cos() * az_rad.cos(), -alt_rad.cos() * az_rad.sin(), alt_rad.sin()];
+    let v = [tel[0] - core[0], tel[1] - core[1], tel[2]];
+    let along = v[0] * d[0] + v[1] * d[1] + v[2] * d[2];
+    let perp = [v[0] - along * d[0], v[1] - along * d[1], v[2] - along * d[2]];
+    (perp[0] * perp[0] + perp[1] * perp[1] + perp[2] * perp[2]).sqrt()
+}
+
+/// A Monte Carlo event's id, pointing (alt, az in degrees) and truth.
+pub type McEvent = (u64, (f64, f64), Truth);
+
+/// A sim_telarray file as r0-dl1 sees it.
+pub struct SimtelSource {
+    pub reader: SimtelReader,
+    pub tel_id: u16,
+    pub obs_id: i32,
+    tel_position: [f64; 3],
+    pub pde_factor: Option<(String, f64)>,
+    pub run: SimulationRunRow,
+    pub showers: Vec<ShowerRow>,
+    pub events_without_telescope: u64,
+}
+
+impl SimtelSource {
+    /// Opens the file and checks that it holds telescope `tel_id` with a DigiCam camera.
+    /// `pde_factors` maps QE table names to the factor R1 is divided by (None: no correction).
+    pub fn open(path: &Path, name: &str, tel_id: u16, pde_factors: Option<&[(String, f64)]>) -> Result<SimtelSource> {
+        let mut reader = SimtelReader::open(path).map_err(|e| Error::msg(format!("input {name}: {e}")))?;
+        reader.read_headers().map_err(|e| Error::msg(format!("input {name}: {e}")))?;
+        let run_header =
+            reader.run_header.clone().ok_or_else(|| Error::msg(format!("input {name}: no run header (type 2000)")))?;
+        let index = run_header.tel_ids.iter().position(|&t| t as i32 == tel_id as i32).ok_or_else(|| {
+            Error::msg(format!(
+                "input {name} holds telescopes {:?}, but the step is configured for telescope {tel_id}",
+                run_header.tel_ids
+            ))
+        })?;
+        let camera = reader.cameras.get(&(tel_id as i32)).ok_or_else(|| {
+            Error::msg(format!("input {name}: no camera settings (type 2002) for telescope {tel_id}"))
+        })?;
+        let geom = CameraGeometry::digicam();
+        if camera.n_pixels != geom.n_pixels() {
+            return Err(Error::msg(format!(
+                "input {name}: telescope {tel_id} has a camera of {} pixels, not SST-1M's DigiCam (1296)",
+                camera.n_pixels
+            )));
+        }
+        let worst = (0..camera.n_pixels)
+            .map(|i| {
+                let (x, y) = (geom.pix_x[i], geom.pix_y[i]);
+                ((camera.pixel_x[i] as f64 - x).powi(2) + (camera.pixel_y[i] as f64 - y).powi(2)).sqrt()
+            })
+            .fold(0.0, f64::max);
+        if worst > 1e-3 {
+            return Err(Error::msg(format!(
+                "input {name}: telescope {tel_id}'s pixel positions differ from DigiCam's by up to {:.1} mm (another camera or pixel order)",
+                worst * 1e3
+            )));
+        }
+        let mc = reader
+            .mc_run_headers
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::msg(format!("input {name}: no MC run header (type 2001): not a simulation?")))?;
+        let pde_factor = match pde_factors {
+            None => None,
+            Some(factors) => {
+                let found = factors.iter().find(|(qe, _)| reader.history.iter().any(|l| l.contains(qe.as_str())));
+                match found {
+                    Some(f) => Some(f.clone()),
+                    None => {
+                        let qe: Vec<&str> = reader
+                            .history
+                            .iter()
+                            .filter(|l| l.to_ascii_uppercase().starts_with("QUANTUM_EFF"))
+                            .map(|l| l.trim())
+                            .collect();
+                        return Err(Error::msg(format!(
+                            "input {name}: NsbCalibrator.mc_correction_for_PDE is on, but none of the QE tables with a correction factor for tel_{tel_id:03} ({}) is named in the file's history ({})",
+                            factors.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", "),
+                            if qe.is_empty() { "no QUANTUM_EFFiciency line".to_string() } else { qe.join("; ") }
+                        )));
+                    }
+                }
+            }
+        };
+        let pos = run_header.tel_positions[index];
+        let pointing_alt = run_header.direction.1.to_degrees() as f64;
+        let pointing_az = run_header.direction.0.to_degrees() as f64;
+        let run = SimulationRunRow {
+            n_showers: (mc.n_showers.max(0) as u64) * (mc.n_use.max(0) as u64),
+            energy_range_min: mc.energy_range_tev.0 as f64,
+            energy_range_max: mc.energy_range_tev.1 as f64,
+            spectral_index: mc.spectral_index as f64,
+            max_scatter_range: mc.core_range_m.1 as f64,
+            max_viewcone_radius: mc.viewcone_deg.1 as f64,
+            source_offset: 0.0,
+            nsb_rate: f64::NAN,
+            seed: 0,
+            pointing_alt,
+            pointing_az,
+        };
+        Ok(SimtelSource {
+            reader,
+            tel_id,
+            obs_id: run_header.run,
+            tel_position: [pos[0] as f64, pos[1] as f64, pos[2] as f64],
+            pde_factor,
+            run,
+            showers: Vec::new(),
+            events_without_telescope: 0,
+        })
+    }
+
+    /// The next event that has data of our telescope: its R1 waveform (p.e.) into `waveform`,
+    /// returning (event id, pointing alt/az in degrees, truth).
+    pub fn next(&mut self, waveform: &mut [f32]) -> Result<Option<McEvent>> {
+        loop {
+            let Some(event) = self.reader.next_event()? else { return Ok(None) };
+            if let Some(out) = self.convert(&event, waveform)? {
+                return Ok(Some(out));
+            }
+            self.events_without_telescope += 1;
+        }
+    }
+
+    fn convert(&mut self, event: &SimtelEvent, waveform: &mut [f32]) -> Result<Option<McEvent>> {
+        let what = self.reader.description().to_string();
+        let Some(te) = event.telescopes.iter().find(|t| t.tel_id == self.tel_id as i32) else { return Ok(None) };
+        let n_samples = crate::instrument::N_SAMPLES;
+        if te.n_pixels != 1296 || te.n_samples != n_samples {
+            return Err(Error::msg(format!(
+                "{what}: event {}: {} pixels × {} samples, DigiCam has 1296 × {n_samples}",
+                event.event_id, te.n_pixels, te.n_samples
+            )));
+        }
+        let cal = te.calibration.as_ref().ok_or_else(|| {
+            Error::msg(format!(
+                "{what}: event {}: no pedestal/laser calibration (types 2022, 2023) for telescope {} before it",
+                event.event_id, self.tel_id
+            ))
+        })?;
+        let divide = self.pde_factor.as_ref().map(|f| f.1).unwrap_or(1.0) as f32;
+        // Gain 0 (DigiCam has one).
+        for p in 0..1296 {
+            let ped = cal.pedestal_per_sample[p];
+            let gain = cal.dc_to_pe[p] / divide;
+            let src = &te.adc_samples[p * n_samples..(p + 1) * n_samples];
+            for (o, &a) in waveform[p * n_samples..(p + 1) * n_samples].iter_mut().zip(src) {
+                *o = (a as f32 - ped) * gain;
+            }
+        }
+        let pointing = te
+            .pointing_rad
+            .map(|(az, alt)| (alt.to_degrees() as f64, az.to_degrees() as f64))
+            .unwrap_or((self.run.pointing_alt, self.run.pointing_az));
+        let s = &event.shower;
+        let (alt, az) = (s.altitude_rad as f64, s.azimuth_rad as f64);
+        let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
+        let (cx, cy) = crate::astro::altaz_to_camera(alt.to_degrees(), az.to_degrees(), focal, pointing.0, pointing.1);
+        let impact = impact_distance(self.tel_position, [event.core_x_m as f64, event.core_y_m as f64], alt, az);
+        let truth = Truth {
+            energy_tev: s.energy_tev as f64,
+            camera_x: cx,
+            camera_y: cy,
+            core_x: event.core_x_m as f64,
+            core_y: event.core_y_m as f64,
+            h_max: s.h_max_m as f64,
+            impact,
+            primary_id: s.primary_id as i64,
+            alt_deg: alt.to_degrees(),
+            az_deg: crate::astro::wrap_360(az.to_degrees()),
+        };
+        self.showers.push(ShowerRow {
+            event_id: event.event_id as u64,
+            true_energy: truth.energy_tev,
+            true_core_x: truth.core_x,
+            true_core_y: truth.core_y,
+            true_impact: impact,
+            true_camera_x: cx,
+            true_camera_y: cy,
+            true_h_max: truth.h_max,
+            true_shower_primary_id: s.primary_id.clamp(0, u16::MAX as i32) as u16,
+            n_photoelectrons: te.true_image.as_ref().map(|i| i.iter().map(|&v| v.max(0) as u64).sum()).unwrap_or(0),
+        });
+        Ok(Some((event.event_id as u64, pointing, truth)))
+    }
+}
+
+/// The calibration of one telescope's camera data (zfits).
+pub struct DataCalibration {
+    pub tel_id: u16,
+    pub dc_to_pe: Vec<f64>,
+    pub bad_calibration: Vec<bool>,
+    pub window: Option<Vec<f64>>,
+    /// Config `analysis.bad_pixels`.
+    pub bad_pixels: Vec<usize>,
+    pub interpolate_bad: bool,
+    pub dynamic_dead: bool,
+    pub global_voltage_drop: bool,
+    pub pixelwise_voltage_drop: bool,
+}
+
+/// Reusable buffers and the result of calibrating one camera event.
+pub struct Calibrated {
+    pub adc: Vec<f32>,
+    pub r1: Vec<f32>,
+    pub bad: Vec<bool>,
+    pub voltage_drop: f64,
+}
+
+impl Calibrated {
+    pub fn new() -> Calibrated {
+        let n = 1296 * crate::instrument::N_SAMPLES;
+        Calibrated { adc: vec![0.0; n], r1: vec![0.0; n], bad: vec![false; 1296], voltage_drop: 1.0 }
+    }
+}
+
+impl Default for Calibrated {
+    fn default() -> Self {
+        Calibrated::new()
+    }
+}
+
+impl DataCalibration {
+    /// R0 → R1 of one event with the current pedestal statistics (sst1mpipe `calibrate`):
+    /// waveforms of bad pixels are zeroed and flagged for interpolation.
+    pub fn calibrate(&self, event: &DigicamEvent, stats: &calibrate::PedestalStats, out: &mut Calibrated) {
+        let n_samples = event.n_samples;
+        let raw_std = stats.raw_std();
+        let vi = if self.pixelwise_voltage_drop {
+            None
+        } else if self.global_voltage_drop {
+            stats.global_voltage_drop(self.tel_id)
+        } else {
+            Some(1.0)
+        };
+        match (&raw_std, self.pixelwise_voltage_drop) {
+            (Some(std), true) => {
+                let per_pixel: Vec<f64> = self
+                    .dc_to_pe
+                    .iter()
+                    .zip(std)
+                    .map(|(d, s)| d * calibrate::voltage_drop_factor(self.tel_id, s * s).unwrap_or(1.0))
+                    .collect();
+                calibrate::r0_to_r1(
+                    &event.samples,
+                    &event.baselines,
+                    &per_pixel,
+                    1.0,
+                    n_samples,
+                    &mut out.adc,
+                    &mut out.r1,
+                );
+                out.voltage_drop = f64::NAN;
+            }
+            _ => {
+                let vi = vi.unwrap_or(1.0);
+                calibrate::r0_to_r1(
+                    &event.samples,
+                    &event.baselines,
+                    &self.dc_to_pe,
+                    vi,
+                    n_samples,
+                    &mut out.adc,
+                    &mut out.r1,
+                );
+                out.voltage_drop = vi;
+            }
+        }
+        out.bad.iter_mut().for_each(|b| *b = false);
+        if self.interpolate_bad {
+            for (p, b) in out.bad.iter_mut().enumerate() {
+                *b = self.bad_calibration[p]
+                    || (self.dynamic_dead && raw_std.as_ref().map(|s| s[p] < DEAD_PEDESTAL_STD_ADC).unwrap_or(false));
+            }
+        }
+        for &p in &self.bad_pixels {
+            out.bad[p] = true;
+        }
+        for (p, &b) in out.bad.iter().enumerate() {
+            if b {
+                out.r1[p * n_samples..(p + 1) * n_samples].iter_mut().for_each(|v| *v = 0.0);
+                out.adc[p * n_samples..(p + 1) * n_samples].iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+    }
+}
+
+/// A pixel whose pedestal samples vary less than this (ADC) is dead (sst1mpipe).
+pub const DEAD_PEDESTAL_STD_ADC: f64 = 2.5;
+
+/// sst1mpipe's obs_id from an SST-1M file name: the date field (8 digits) followed by the run
+/// number (`SST1M1_20240304_0012.fits.fz` → 202403040012).
+pub fn obs_id_from_name(name: &str) -> Option<i64> {
+    let stem = name.split('.').next().unwrap_or(name);
+    let fields: Vec<&str> = stem.split('_').collect();
+    fields.windows(2).find_map(|w| {
+        let date_ok = w[0].len() == 8 && w[0].bytes().all(|b| b.is_ascii_digit());
+        let run_ok = !w[1].is_empty() && w[1].len() <= 4 && w[1].bytes().all(|b| b.is_ascii_digit());
+        if date_ok && run_ok {
+            Some(w[0].parse::<i64>().ok()? * 10_000 + w[1].parse::<i64>().ok()?)
+        } else {
+            None
+        }
+    })
+}
+
+/// The zfits `TARGET` key (`Target,W1,RA,DEC` or `Target,RA,DEC`; `,` or `_` separated) →
+/// (name, wobble, RA, Dec).
+pub fn parse_target(target: &str) -> Option<(String, String, f64, f64)> {
+    let sep = if target.matches(',').count() > 1 { ',' } else { '_' };
+    let f: Vec<&str> = target.split(sep).map(str::trim).collect();
+    let (name, wobble, ra, dec) = match f.len() {
+        4 => (f[0], f[1], f[2], f[3]),
+        3 => (f[0], "UNDEF", f[1], f[2]),
+        _ => return None,
+    };
+    let wobble = if wobble.len() > 1 && wobble.starts_with('W') && wobble[1..].bytes().all(|b| b.is_ascii_digit()) {
+        wobble
+    } else {
+        "UNDEF"
+    };
+    Some((name.to_string(), wobble.to_string(), ra.parse().ok()?, dec.parse().ok()?))
+}
+
+/// Opens a zfits file as DigiCam events.
+pub fn open_zfits(path: &Path, name: &str) -> Result<DigicamReader> {
+    DigicamReader::open(path).map_err(|e| Error::msg(format!("input {name}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn obs_ids_and_targets_follow_sst1mpipe() {
+        assert_eq!(obs_id_from_name("SST1M1_20240304_0012.fits.fz"), Some(202403040012));
+        assert_eq!(obs_id_from_name("SST1M_01_20180822_001.fits.fz"), Some(201808220001));
+        assert_eq!(obs_id_from_name("example_SST1M_20180822.fits.fz"), None);
+        assert_eq!(parse_target("Crab,W1,83.633,22.014"), Some(("Crab".into(), "W1".into(), 83.633, 22.014)));
+        assert_eq!(parse_target("Crab_83.6_22.0"), Some(("Crab".into(), "UNDEF".into(), 83.6, 22.0)));
+        assert_eq!(parse_target("nonsense"), None);
+    }
+
+    #[test]
+    fn impact_is_the_distance_to_the_shower_axis() {
+        // Vertical shower: the horizontal distance.
+        let d = impact_distance([30.0, 40.0, 0.0], [0.0, 0.0], std::f64::consts::FRAC_PI_2, 0.0);
+        assert!((d - 50.0).abs() < 1e-9);
+        // A telescope on the axis has no impact distance.
+        let (alt, az) = (60f64.to_radians(), 30f64.to_radians());
+        let up = 100.0;
+        let tel = [up / alt.tan() * az.cos(), -up / alt.tan() * az.sin(), up];
+        assert!(impact_distance(tel, [0.0, 0.0], alt, az) < 1e-9);
+    }
+}
