@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-const DATA_DEFAULTS: &str = include_str!("../config/sst1mpipe_data_config.json");
-const MC_DEFAULTS: &str = include_str!("../config/sst1mpipe_mc_config.json");
+pub const DATA_DEFAULTS: &str = include_str!("../config/sst1mpipe_data_config.json");
+pub const MC_DEFAULTS: &str = include_str!("../config/sst1mpipe_mc_config.json");
 
 /// `tel_021` → `tel_NNN`; any other key unchanged.
 fn normalise(key: &str) -> &str {

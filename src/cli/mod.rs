@@ -4,6 +4,7 @@ mod camera;
 mod graph;
 mod log;
 mod maintain;
+mod r0_dl1;
 mod run;
 mod status;
 mod verify;
@@ -31,6 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Plan a recipe, reuse what is recorded, run the rest
     Run(run::RunArgs),
+    /// R0 (zfits, sim_telarray) or R1 files → DL1, recorded like a one-step recipe
+    #[command(name = "r0-dl1")]
+    R0Dl1(r0_dl1::R0Dl1Args),
     /// Re-hash every object and check every record; exit 1 on any problem
     Verify,
     /// Print the log of an activity (by key or unique key prefix)
@@ -123,6 +127,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli, args),
+        Command::R0Dl1(args) => r0_dl1::run(&cli, args),
         Command::Verify => verify::run(&cli),
         Command::Log { key } => log::run(&cli, key),
         Command::Lineage(args) => graph::lineage(&cli, args),

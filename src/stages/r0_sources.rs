@@ -129,12 +129,14 @@ impl SimtelSource {
                 match found {
                     Some(f) => Some(f.clone()),
                     None => {
-                        let qe: Vec<&str> = reader
+                        let mut qe: Vec<&str> = reader
                             .history
                             .iter()
                             .filter(|l| l.to_ascii_uppercase().starts_with("QUANTUM_EFF"))
-                            .map(|l| l.trim())
+                            .map(|l| l.split('%').next().unwrap_or(l).trim())
                             .collect();
+                        qe.sort_unstable();
+                        qe.dedup();
                         return Err(Error::msg(format!(
                             "input {name}: NsbCalibrator.mc_correction_for_PDE is on, but none of the QE tables with a correction factor for tel_{tel_id:03} ({}) is named in the file's history ({})",
                             factors.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", "),

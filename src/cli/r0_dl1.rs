@@ -1,0 +1,178 @@
+//! `sst1mflow r0-dl1 FILE…`: R0 (or R1) → DL1 without writing a recipe.
+//!
+//! The command writes the recipe a user would have written (one `r0-dl1` activity per file,
+//! the calibration table and window as inputs) into the store's `standalone/` folder and runs
+//! it through the engine, so a DL1 made this way has the same provenance, reuse and refusal
+//! rules as one made by a recipe. The DL1 files are then copied out as `<name>.dl1.h5`.
+use super::Cli;
+use crate::engine::run::{run_recipe, want_progress, Outcome, RunOptions};
+use crate::error::{Error, Result};
+use crate::stages::r0_sources::{detect, Format};
+use crate::store::Store;
+use clap::Args;
+use serde_json::json;
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct R0Dl1Args {
+    /// Input files: SST-1M zfits (.fits.fz), sim_telarray (.simtel.gz/.zst) or sst1mflow R1 (.h5)
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// sst1mpipe configuration (default: the shipped data config for zfits, MC config otherwise)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Telescope (default: the one in the first file)
+    #[arg(long)]
+    pub tel_id: Option<u16>,
+    /// Observation id, for camera data whose file name has no YYYYMMDD_RRRR (one file only)
+    #[arg(long)]
+    pub obs_id: Option<i64>,
+    /// Per-pixel calibration table (camera data): pandas HDF5 or a text table with dc_to_pe and calib_flag
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
+    /// Window transmittance file (camera data)
+    #[arg(long)]
+    pub window: Option<PathBuf>,
+    /// Where to copy the DL1 files
+    #[arg(long, short, default_value = ".")]
+    pub output: PathBuf,
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))
+}
+
+/// The telescope of a file, read from its content.
+fn telescope_of(path: &Path, format: Format) -> Result<u16> {
+    let name = path.display().to_string();
+    match format {
+        Format::Zfits => {
+            let mut r = crate::io::zfits::DigicamReader::open(path)?;
+            let e = r.next_event()?.ok_or_else(|| Error::msg(format!("{name}: no events")))?;
+            u16::try_from(e.telescope_id).map_err(|_| Error::msg(format!("{name}: telescope id {}", e.telescope_id)))
+        }
+        Format::Simtel => {
+            let mut r = crate::io::simtel::SimtelReader::open(path)?;
+            r.read_headers()?;
+            let ids = r.run_header.map(|h| h.tel_ids).unwrap_or_default();
+            match ids.as_slice() {
+                [one] => Ok(*one as u16),
+                _ => Err(Error::msg(format!("{name} holds telescopes {ids:?}: choose one with --tel-id"))),
+            }
+        }
+        Format::R1 => {
+            let f = hdf5::File::open(path).map_err(|e| Error::msg(format!("{name}: {e}")))?;
+            f.attr("tel_id").and_then(|a| a.read_scalar::<u16>()).map_err(|e| Error::msg(format!("{name}: tel_id: {e}")))
+        }
+    }
+}
+
+/// `run.fits.fz` → `run`; `x.simtel.gz` → `x`; `a.h5` → `a`.
+fn stem(name: &str) -> &str {
+    for suffix in [".fits.fz", ".simtel.gz", ".simtel.zst", ".simtel", ".h5", ".fits"] {
+        if let Some(s) = name.strip_suffix(suffix) {
+            return s;
+        }
+    }
+    name
+}
+
+pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
+    let files: Vec<PathBuf> = args.files.iter().map(|f| absolute(f)).collect::<Result<_>>()?;
+    let formats: Vec<Format> = files.iter().map(|f| detect(f, &f.display().to_string())).collect::<Result<_>>()?;
+    if args.obs_id.is_some() && files.len() > 1 {
+        return Err(Error::msg("--obs-id names one observation: give one file"));
+    }
+    let camera_data = formats.contains(&Format::Zfits);
+    if camera_data && args.calibration.is_none() {
+        return Err(Error::msg("SST-1M camera data (zfits) need their per-pixel calibration table: --calibration FILE"));
+    }
+    if !camera_data && (args.calibration.is_some() || args.window.is_some()) {
+        return Err(Error::msg("--calibration and --window are for SST-1M camera data (zfits) only"));
+    }
+    let tel_id = match args.tel_id {
+        Some(t) => t,
+        None => telescope_of(&files[0], formats[0])?,
+    };
+    let store = Store::open(&cli.store_dir())?;
+    let dir = store.root().join("standalone");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let config = match &args.config {
+        Some(c) => absolute(c)?,
+        None => {
+            let (name, text) = if camera_data {
+                ("sst1mpipe_data_config.json", crate::config::DATA_DEFAULTS)
+            } else {
+                ("sst1mpipe_mc_config.json", crate::config::MC_DEFAULTS)
+            };
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::io(format!("cannot write {}", p.display()), e))?;
+            p
+        }
+    };
+    let mut inputs = serde_json::Map::new();
+    inputs.insert("files".into(), json!({"paths": files, "kind": if camera_data { "r0" } else { "mc" }}));
+    let mut step_inputs = serde_json::Map::new();
+    step_inputs.insert("r0".into(), json!("files"));
+    if let Some(c) = &args.calibration {
+        inputs.insert("calibration".into(), json!({"paths": [absolute(c)?], "kind": "calibration"}));
+        step_inputs.insert("calibration".into(), json!("calibration"));
+    }
+    if let Some(w) = &args.window {
+        inputs.insert("window".into(), json!({"paths": [absolute(w)?], "kind": "window_transmittance"}));
+        step_inputs.insert("window_transmittance".into(), json!("window"));
+    }
+    let mut params = json!({"tel_id": tel_id});
+    if let Some(o) = args.obs_id {
+        params["obs_id"] = json!(o);
+    }
+    let body = json!({
+        "config": config,
+        "inputs": inputs,
+        "steps": [{"name": "dl1", "stage": "r0-dl1", "inputs": step_inputs, "foreach": "r0", "params": params}],
+    });
+    let digest = sha2::Sha256::digest(serde_json::to_vec(&body).expect("json"));
+    let name = format!("r0-dl1-{}", &digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..10]);
+    let mut recipe = body;
+    recipe["name"] = json!(name);
+    recipe["description"] = json!("written by `sst1mflow r0-dl1`");
+    let recipe_path = dir.join(format!("{name}.json"));
+    std::fs::write(&recipe_path, serde_json::to_string_pretty(&recipe).expect("json"))
+        .map_err(|e| Error::io(format!("cannot write {}", recipe_path.display()), e))?;
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let opts = RunOptions { jobs, dry_run: false, progress: want_progress(cli.quiet) && !cli.json };
+    let report = run_recipe(&store, &recipe_path, &opts)?;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| Error::io(format!("cannot create {}", args.output.display()), e))?;
+    let mut results = Vec::new();
+    for a in &report.activities {
+        let out = args.output.join(format!("{}.dl1.h5", stem(&a.item)));
+        match &a.outcome {
+            Outcome::Ran | Outcome::Reused => {
+                let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("dl1.h5");
+                std::fs::copy(&src, &out).map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), out.display()), e))?;
+                results.push(json!({"input": a.item, "dl1": out, "outcome": if a.outcome == Outcome::Ran { "ran" } else { "reused" }, "key": a.key}));
+                if !cli.json {
+                    let how = if a.outcome == Outcome::Ran { "made" } else { "reused" };
+                    println!("{} -> {} ({how})", a.item, out.display());
+                }
+            }
+            Outcome::Failed(e) => {
+                results.push(json!({"input": a.item, "error": e}));
+                if !cli.json {
+                    println!("FAILED  {}: {e}", a.item);
+                }
+            }
+            other => {
+                results.push(json!({"input": a.item, "error": format!("{other:?}")}));
+            }
+        }
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"recipe": recipe_path, "tel_id": tel_id, "results": results})).expect("json"));
+    } else {
+        println!("recipe written to {} (rerun it with `sst1mflow run`)", recipe_path.display());
+    }
+    Ok(if report.success() { 0 } else { 1 })
+}
