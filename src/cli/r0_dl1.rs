@@ -63,7 +63,9 @@ fn telescope_of(path: &Path, format: Format) -> Result<u16> {
         }
         Format::R1 => {
             let f = hdf5::File::open(path).map_err(|e| Error::msg(format!("{name}: {e}")))?;
-            f.attr("tel_id").and_then(|a| a.read_scalar::<u16>()).map_err(|e| Error::msg(format!("{name}: tel_id: {e}")))
+            f.attr("tel_id")
+                .and_then(|a| a.read_scalar::<u16>())
+                .map_err(|e| Error::msg(format!("{name}: tel_id: {e}")))
         }
     }
 }
@@ -86,7 +88,9 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     }
     let camera_data = formats.contains(&Format::Zfits);
     if camera_data && args.calibration.is_none() {
-        return Err(Error::msg("SST-1M camera data (zfits) need their per-pixel calibration table: --calibration FILE"));
+        return Err(Error::msg(
+            "SST-1M camera data (zfits) need their per-pixel calibration table: --calibration FILE",
+        ));
     }
     if !camera_data && (args.calibration.is_some() || args.window.is_some()) {
         return Err(Error::msg("--calibration and --window are for SST-1M camera data (zfits) only"));
@@ -151,7 +155,8 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
         match &a.outcome {
             Outcome::Ran | Outcome::Reused => {
                 let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("dl1.h5");
-                std::fs::copy(&src, &out).map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), out.display()), e))?;
+                std::fs::copy(&src, &out)
+                    .map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), out.display()), e))?;
                 results.push(json!({"input": a.item, "dl1": out, "outcome": if a.outcome == Outcome::Ran { "ran" } else { "reused" }, "key": a.key}));
                 if !cli.json {
                     let how = if a.outcome == Outcome::Ran { "made" } else { "reused" };
@@ -170,7 +175,11 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
         }
     }
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"recipe": recipe_path, "tel_id": tel_id, "results": results})).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"recipe": recipe_path, "tel_id": tel_id, "results": results}))
+                .expect("json")
+        );
     } else {
         println!("recipe written to {} (rerun it with `sst1mflow run`)", recipe_path.display());
     }

@@ -186,6 +186,11 @@ impl SimtelReader {
         self.io.description()
     }
 
+    /// Bytes of the decompressed stream read so far.
+    pub fn decompressed_bytes(&self) -> u64 {
+        self.io.offset
+    }
+
     fn skip(&mut self, type_: u32, version: u32, reason: &str) {
         let e = self.skipped.entry((type_, version)).or_insert((0, reason.to_string()));
         e.0 += 1;

@@ -213,6 +213,12 @@ impl ZFile {
 
     /// Reads and decompresses tile `tile` of table `table`.
     pub fn read_tile(&mut self, table: usize, tile: usize) -> Result<Tile> {
+        self.read_tile_columns(table, tile, None)
+    }
+
+    /// Like [`Self::read_tile`], decompressing only the columns marked in `wanted` (the others
+    /// are left empty): a reader skips what it does not use.
+    pub fn read_tile_columns(&mut self, table: usize, tile: usize, wanted: Option<&[bool]>) -> Result<Tile> {
         let what = self.path.display().to_string();
         let t = &self.tables[table];
         let entries = &t.catalogue[tile];
@@ -248,7 +254,11 @@ impl ZFile {
         }
         let limit = (t.row_bytes as usize).saturating_mul(n_rows).saturating_add(1 << 16);
         let mut columns = Vec::with_capacity(t.columns.len());
-        for (c, &(size, offset)) in t.columns.iter().zip(entries) {
+        for (i, (c, &(size, offset))) in t.columns.iter().zip(entries).enumerate() {
+            if wanted.is_some_and(|w| !w.get(i).copied().unwrap_or(false)) {
+                columns.push(Vec::new());
+                continue;
+            }
             let from = (t.heap_start + offset - tile_start) as usize;
             let block = &self.compressed[from..from + size as usize];
             let at = t.heap_start + offset;
@@ -501,7 +511,7 @@ pub fn decode_block(block: &[u8], limit: usize) -> std::result::Result<Vec<u8>, 
                 let stream = input.get(4..4 + n).ok_or("huffman16: the stream is shorter than announced")?;
                 let mut out = Vec::new();
                 huffman16_decode(stream, limit / 2, &mut out)?;
-                u16s_to_bytes(&out)
+                out
             }
             proc::HALFMAN16 => {
                 let n0 = read_u32(input, 0)? as usize;
@@ -509,11 +519,9 @@ pub fn decode_block(block: &[u8], limit: usize) -> std::result::Result<Vec<u8>, 
                 let s0 = input.get(8..8 + n0).ok_or("halfman16: the first stream is shorter than announced")?;
                 let s1 =
                     input.get(8 + n0..8 + n0 + n1).ok_or("halfman16: the second stream is shorter than announced")?;
-                let mut out = Vec::new();
-                huffman16_decode(s0, limit / 2, &mut out)?;
-                let mut bytes = u16s_to_bytes(&out);
-                huffman16_decode(s1, limit / 2, &mut out)?;
-                bytes.extend_from_slice(&u16s_to_bytes(&out));
+                let mut bytes = Vec::new();
+                huffman16_decode(s0, limit / 2, &mut bytes)?;
+                huffman16_decode(s1, limit / 2, &mut bytes)?;
                 bytes
             }
             proc::SMOOTHING => {
@@ -637,14 +645,6 @@ fn read_u32(b: &[u8], at: usize) -> std::result::Result<u32, String> {
         .ok_or_else(|| format!("a 4-byte size at offset {at} lies beyond the {} bytes of the block", b.len()))
 }
 
-fn u16s_to_bytes(v: &[u16]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len() * 2);
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out
-}
-
 fn inflate(input: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut d = flate2::read::ZlibDecoder::new(input).take(limit as u64 + 1);
@@ -658,6 +658,9 @@ fn unzstd(input: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
     d.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
     Ok(out)
 }
+
+/// Code lengths decoded by one flat-table lookup.
+const FAST_BITS: u32 = 12;
 
 /// One entry of a Huffman lookup table: a leaf (symbol and code length within this byte) or a
 /// link to the table of the next 8 bits.
@@ -674,8 +677,7 @@ struct HuffEntry {
 /// (u16 symbol, u8 length, ceil(length/8) code bytes), then the bit stream read LSB first
 /// through 256-entry tables, 8 bits per level. A single code means "all values are this
 /// symbol". `max_symbols` bounds the output.
-pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u16>) -> std::result::Result<(), String> {
-    out.clear();
+pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
     let u64_at = |at: usize| -> std::result::Result<u64, String> {
         input
             .get(at..at + 8)
@@ -691,6 +693,7 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u16>) ->
         return Err(format!("huffman16: {n_codes} codes announced for 16-bit symbols"));
     }
     let mut tables: Vec<[HuffEntry; 256]> = vec![[HuffEntry::default(); 256]];
+    let mut codes: Vec<(u16, u8, u64)> = Vec::with_capacity(n_codes as usize);
     let mut at = 16usize;
     let truncated = |at: usize| format!("huffman16: the code table ends at byte {at} (truncated)");
     for _ in 0..n_codes {
@@ -715,6 +718,10 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u16>) ->
         for (i, b) in code_bytes.iter().enumerate() {
             bits |= (*b as u64) << (8 * i);
         }
+        if n_bits < 64 {
+            bits &= (1u64 << n_bits) - 1;
+        }
+        codes.push((symbol, n_bits, bits));
         // Walk down one table per full byte of code, then fill every entry that starts with
         // the remaining bits.
         let mut table = 0usize;
@@ -749,37 +756,118 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u16>) ->
         if n_codes == 0 && total > 0 {
             return Err("huffman16: symbols announced without any code".into());
         }
-        if total > 0 {
-            let symbol = tables[0][0].symbol;
-            out.resize(total, symbol);
+        let symbol = tables[0][0].symbol.to_le_bytes();
+        for _ in 0..total {
+            out.extend_from_slice(&symbol);
         }
         return Ok(());
     }
-    let mut pos = 0usize;
-    let mut cur_bit = 0u32;
-    let mut table = 0usize;
-    while pos < stream.len() && out.len() < total {
-        let two = stream[pos] as u32 | (*stream.get(pos + 1).unwrap_or(&0) as u32) << 8;
-        let key = ((two >> cur_bit) & 0xff) as usize;
-        let e = tables[table][key];
-        if !e.leaf {
-            if e.next == 0 {
-                return Err(format!("huffman16: unknown bit code at byte {} of the stream", pos));
-            }
-            table = e.next as usize - 1;
-            pos += 1;
+    // Codes of up to FAST_BITS bits decode with one lookup in a flat table indexed by the next
+    // bits of a 64-bit buffer (LSB first); longer ones walk the byte tables.
+    let mut fast = vec![0u32; 1 << FAST_BITS];
+    for &(symbol, n_bits, bits) in &codes {
+        if n_bits == 0 || n_bits as u32 > FAST_BITS {
             continue;
         }
-        out.push(e.symbol);
-        cur_bit += e.n_bits as u32;
-        table = 0;
-        if cur_bit >= 8 {
-            cur_bit %= 8;
-            pos += 1;
+        for i in 0..1usize << (FAST_BITS - n_bits as u32) {
+            fast[(bits as usize | (i << n_bits)) & ((1 << FAST_BITS) - 1)] = ((symbol as u32) << 8) | n_bits as u32;
         }
     }
-    if out.len() != total {
-        return Err(format!("huffman16: the stream ended after {} of {total} symbols", out.len()));
+    // Pairs: when the next FAST_BITS bits hold two whole codes, one lookup gives both (the
+    // decoding is a chain of dependent lookups, so halving the chain is what pays).
+    let mut pairs = vec![0u64; 1 << FAST_BITS];
+    for (idx, pair) in pairs.iter_mut().enumerate() {
+        let e1 = fast[idx];
+        if e1 == 0 {
+            continue;
+        }
+        let l1 = e1 & 0xff;
+        let e2 = fast[idx >> l1];
+        let l2 = e2 & 0xff;
+        *pair = if e2 != 0 && l1 + l2 <= FAST_BITS {
+            (e1 >> 8) as u64 | ((e2 >> 8) as u64) << 16 | ((l1 + l2) as u64) << 32 | (l1 as u64) << 40 | 2 << 48
+        } else {
+            (e1 >> 8) as u64 | (l1 as u64) << 32 | (l1 as u64) << 40 | 1 << 48
+        };
+    }
+    let total_bits = stream.len() as u64 * 8;
+    let (mut buf, mut n_buf, mut pos, mut consumed) = (0u64, 0u32, 0usize, 0u64);
+    let start = out.len();
+    // One spare symbol so that the fast loop may always store two.
+    out.resize(start + 2 * total + 2, 0);
+    let dst = &mut out[start..];
+    let mut written = 0usize;
+    // Fast loop, well inside the stream and the output: no end checks, and no branch on
+    // whether one or two symbols were decoded (both are stored, the count advances).
+    while written + 2 <= total && pos + 8 <= stream.len() {
+        if n_buf < 32 {
+            let word = u64::from_le_bytes(stream[pos..pos + 8].try_into().expect("8 bytes"));
+            buf |= word << n_buf;
+            let bytes = (63 - n_buf) >> 3;
+            pos += bytes as usize;
+            n_buf += bytes * 8;
+        }
+        let e = pairs[(buf & ((1 << FAST_BITS) - 1)) as usize];
+        if e == 0 {
+            // A code longer than FAST_BITS: walk the byte tables (n_buf ≥ 32 here).
+            let (mut table, mut shift) = (0usize, 0u32);
+            let (symbol, len) = loop {
+                let entry = tables[table][((buf >> shift) & 0xff) as usize];
+                if entry.leaf {
+                    break (entry.symbol, shift + entry.n_bits as u32);
+                }
+                if entry.next == 0 || shift + 8 > n_buf.saturating_sub(8) {
+                    break (0, u32::MAX);
+                }
+                table = entry.next as usize - 1;
+                shift += 8;
+            };
+            if len == u32::MAX || len > n_buf {
+                break; // let the careful loop below decide (unknown code or a very long one)
+            }
+            dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
+            written += 1;
+            buf >>= len;
+            n_buf -= len;
+            consumed += len as u64;
+            continue;
+        }
+        dst[2 * written..2 * written + 4].copy_from_slice(&(e as u32).to_le_bytes());
+        written += (e >> 48) as usize;
+        let len = (e >> 32) as u32 & 0xff;
+        buf >>= len;
+        n_buf -= len;
+        consumed += len as u64;
+    }
+    // Careful loop: one symbol at a time, zeros past the end of the stream (as the C++
+    // reader's two-byte peek), stopping when the input is used up.
+    while written < total && consumed < total_bits {
+        while n_buf <= 56 {
+            buf |= (*stream.get(pos).unwrap_or(&0) as u64) << n_buf;
+            n_buf += 8;
+            pos += 1;
+        }
+        let (mut table, mut shift) = (0usize, 0u32);
+        let (symbol, len) = loop {
+            let entry = tables[table][((buf >> shift) & 0xff) as usize];
+            if entry.leaf {
+                break (entry.symbol, shift + entry.n_bits as u32);
+            }
+            if entry.next == 0 || shift >= 48 {
+                return Err(format!("huffman16: unknown bit code at bit {consumed} of the stream"));
+            }
+            table = entry.next as usize - 1;
+            shift += 8;
+        };
+        dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
+        written += 1;
+        buf >>= len;
+        n_buf -= len;
+        consumed += len as u64;
+    }
+    out.truncate(start + 2 * written);
+    if written != total {
+        return Err(format!("huffman16: the stream ended after {written} of {total} symbols"));
     }
     Ok(())
 }
@@ -813,6 +901,8 @@ pub struct DigicamReader {
     pub file: ZFile,
     table: usize,
     cols: DigicamColumns,
+    /// The columns this reader decodes.
+    wanted: Vec<bool>,
     tile: Option<(usize, Tile)>,
     next: u64,
     pub n_events: u64,
@@ -892,7 +982,24 @@ impl DigicamReader {
         }
         let target = t.header.string("TARGET").or_else(|| file.headers.iter().find_map(|h| h.string("TARGET")));
         let n_events = t.n_rows;
-        Ok(DigicamReader { file, table, cols, tile: None, next: 0, n_events, target })
+        let mut wanted = vec![false; t.columns.len()];
+        for c in [Some(cols.telescope_id), Some(cols.event_number), Some(cols.samples), Some(cols.pixel_indices)]
+            .into_iter()
+            .chain([
+                cols.array_event_number,
+                cols.event_type,
+                cols.baselines,
+                cols.time_sec,
+                cols.time_nanosec,
+                cols.pixels_flags,
+                cols.trig_sec,
+                cols.trig_nanosec,
+            ])
+            .flatten()
+        {
+            wanted[c] = true;
+        }
+        Ok(DigicamReader { file, table, cols, wanted, tile: None, next: 0, n_events, target })
     }
 
     /// The next event, or `None` at the end of the table.
@@ -910,7 +1017,7 @@ impl DigicamReader {
         let tile_index = (self.next / per_tile) as usize;
         let row = (self.next % per_tile) as usize;
         if self.tile.as_ref().map(|t| t.0) != Some(tile_index) {
-            let tile = self.file.read_tile(self.table, tile_index)?;
+            let tile = self.file.read_tile_columns(self.table, tile_index, Some(&self.wanted))?;
             self.tile = Some((tile_index, tile));
         }
         let what = self.file.path.display().to_string();
