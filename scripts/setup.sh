@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz libhdf5-dev fonts-dejavu-core)
-PY_PACKAGES=(pytest prov numpy tables pandas h5py "ctapipe==0.28.0" "scikit-learn==1.9.1" "pyirf==0.13.0" "gammapy==2.1" "regions==0.11")
+PY_PACKAGES=(pytest prov numpy tables pandas h5py "ctapipe==0.28.0" "scikit-learn==1.9.1" "pyirf==0.13.0" "gammapy==2.1" "regions==0.11" "eventio==2.1.1" "protozfits==2.13.1")
 
 with_python=0
 with_bench=0

@@ -72,6 +72,9 @@ pub struct TelescopeCalibration {
     pub pedestal_per_sample: Vec<f32>,
     /// ADC → p.e. factor, `[gain][pixel]`.
     pub dc_to_pe: Vec<f32>,
+    /// Per-pixel time offsets (ns) to subtract from peak times, `[gain][pixel]` (laser
+    /// calibration version ≥ 2; ctapipe's `time_shift`).
+    pub time_shift_ns: Option<Vec<f32>>,
     pub n_gains: usize,
     pub n_pixels: usize,
 }
@@ -125,6 +128,7 @@ struct CalibrationState {
     /// (n_gains, n_pixels) of the monitoring report.
     dims: Option<(usize, usize)>,
     dc_to_pe: Option<Vec<f32>>,
+    time_shift_ns: Option<Vec<f32>>,
 }
 
 /// Streams a sim_telarray file.
@@ -303,15 +307,24 @@ impl SimtelReader {
             }
             2023 if h.version <= 3 => {
                 let mut c = Cursor::new(&o.data);
-                let parse = |c: &mut Cursor| -> ParseResult<Vec<f32>> {
+                let version = h.version;
+                let parse = |c: &mut Cursor| -> ParseResult<(Vec<f32>, Option<Vec<f32>>)> {
                     let n_pixels = c.u16()? as usize;
                     let n_gains = c.i16()?;
                     let _id = c.i32()?;
                     let n = c.count(n_gains as i64 * n_pixels as i64, 4, "n_gains × n_pixels")?;
-                    c.f32s(n)
+                    let calib = c.f32s(n)?;
+                    if version >= 1 {
+                        c.skip(8 * n_gains.max(0) as usize)?;
+                    }
+                    let time_shift = if version >= 2 { Some(c.f32s(n)?) } else { None };
+                    Ok((calib, time_shift))
                 };
-                let calib = parse(&mut c).map_err(|e| parse_err(&name("LaserCalibration"), at, &what, e))?;
-                self.calibrations.entry(h.id).or_default().dc_to_pe = Some(calib);
+                let (calib, time_shift) =
+                    parse(&mut c).map_err(|e| parse_err(&name("LaserCalibration"), at, &what, e))?;
+                let state = self.calibrations.entry(h.id).or_default();
+                state.dc_to_pe = Some(calib);
+                state.time_shift_ns = time_shift;
             }
             2000 if h.version <= 2 => {
                 let r = parse_run_header(&o.data, h.id, h.version)
@@ -438,6 +451,7 @@ impl SimtelReader {
         Some(TelescopeCalibration {
             pedestal_per_sample: ped.iter().map(|p| p / slices as f32).collect(),
             dc_to_pe: calib.clone(),
+            time_shift_ns: state.time_shift_ns.clone().filter(|t| t.len() == calib.len()),
             n_gains,
             n_pixels,
         })

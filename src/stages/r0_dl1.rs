@@ -481,13 +481,15 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     while let Some((event_id, pointing, truth)) =
         source.next(&mut waveform).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?
     {
+        // ctapipe's peak-time shift: sim_telarray's per-pixel time calibration.
+        let shift = &source.time_shift_ns;
         let p = process_image(
             &geom,
             &waveform,
             &s.window,
             cleaner,
             &thresholds,
-            &mut |_, _| {},
+            &mut |_, peak: &mut [f32]| peak.iter_mut().zip(shift).for_each(|(t, s)| *t -= s),
             s.intensity_correction,
             &mut row,
         );

@@ -79,6 +79,8 @@ pub struct SimtelSource {
     pub run: SimulationRunRow,
     pub showers: Vec<ShowerRow>,
     pub events_without_telescope: u64,
+    /// The current event's per-pixel peak-time offsets (ns), subtracted after extraction.
+    pub time_shift_ns: Vec<f32>,
 }
 
 impl SimtelSource {
@@ -171,6 +173,7 @@ impl SimtelSource {
             run,
             showers: Vec::new(),
             events_without_telescope: 0,
+            time_shift_ns: vec![0.0; 1296],
         })
     }
 
@@ -203,6 +206,10 @@ impl SimtelSource {
             ))
         })?;
         let divide = self.pde_factor.as_ref().map(|f| f.1).unwrap_or(1.0) as f32;
+        match &cal.time_shift_ns {
+            Some(t) => self.time_shift_ns.copy_from_slice(&t[..1296]),
+            None => self.time_shift_ns.fill(0.0),
+        }
         // Gain 0 (DigiCam has one).
         for p in 0..1296 {
             let ped = cal.pedestal_per_sample[p];
