@@ -182,14 +182,23 @@ pub fn interpolate_bad_pixels(geom: &CameraGeometry, bad: &[bool], image: &mut [
     }
 }
 
-/// Per-pixel standard deviation of the raw samples of one pedestal event (ADC).
-pub fn raw_sample_std(samples: &[i16], n_samples: usize, out: &mut [f64]) {
-    for (s, o) in samples.chunks_exact(n_samples).zip(out.iter_mut()) {
+/// Per-pixel mean and standard deviation (ddof 0) of the raw samples of one pedestal event.
+pub fn raw_sample_stats(samples: &[i16], n_samples: usize, mean: &mut [f64], std: &mut [f64]) {
+    for ((s, m), o) in samples.chunks_exact(n_samples).zip(mean.iter_mut()).zip(std.iter_mut()) {
         let n = s.len() as f64;
-        let mean = s.iter().map(|&x| x as f64).sum::<f64>() / n;
-        let var = s.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        *m = s.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = s.iter().map(|&x| (x as f64 - *m).powi(2)).sum::<f64>() / n;
         *o = var.sqrt();
     }
+}
+
+/// The raw pedestal window as monitoring reports it (ADC; times in seconds).
+pub struct PedestalSummary {
+    pub n_events: usize,
+    pub time_mean_min_max: [f64; 3],
+    pub mean: Vec<f64>,
+    pub median: Vec<f64>,
+    pub std: Vec<f64>,
 }
 
 /// sst1mpipe's sliding pedestal windows.
@@ -197,6 +206,8 @@ pub fn raw_sample_std(samples: &[i16], n_samples: usize, out: &mut [f64]) {
 pub struct PedestalStats {
     n_pixels: usize,
     raw_std: VecDeque<Vec<f64>>,
+    raw_mean: VecDeque<Vec<f64>>,
+    times: VecDeque<f64>,
     images: VecDeque<Vec<f32>>,
     pub max_raw: usize,
     pub max_images: usize,
@@ -204,14 +215,53 @@ pub struct PedestalStats {
 
 impl PedestalStats {
     pub fn new(n_pixels: usize) -> PedestalStats {
-        PedestalStats { n_pixels, raw_std: VecDeque::new(), images: VecDeque::new(), max_raw: 100, max_images: 1000 }
+        PedestalStats {
+            n_pixels,
+            raw_std: VecDeque::new(),
+            raw_mean: VecDeque::new(),
+            times: VecDeque::new(),
+            images: VecDeque::new(),
+            max_raw: 100,
+            max_images: 1000,
+        }
     }
 
-    pub fn push_raw_std(&mut self, std: Vec<f64>) {
+    /// Adds a pedestal event's raw-sample statistics (per-pixel mean and std, ADC) taken at
+    /// `time_s`.
+    pub fn push_raw(&mut self, time_s: f64, mean: &[f64], std: &[f64]) {
         if self.raw_std.len() == self.max_raw {
             self.raw_std.pop_front();
+            self.raw_mean.pop_front();
+            self.times.pop_front();
         }
-        self.raw_std.push_back(std);
+        self.raw_std.push_back(std.to_vec());
+        self.raw_mean.push_back(mean.to_vec());
+        self.times.push_back(time_s);
+    }
+
+    /// The monitoring summary of the raw window (sst1mpipe `fill_mon_container`): number of
+    /// events, mean/min/max time, per-pixel mean and median of the event means, mean std.
+    pub fn raw_summary(&self) -> Option<PedestalSummary> {
+        let n = self.times.len();
+        if n == 0 {
+            return None;
+        }
+        let times = [
+            self.times.iter().sum::<f64>() / n as f64,
+            self.times.front().copied().unwrap_or(f64::NAN),
+            self.times.back().copied().unwrap_or(f64::NAN),
+        ];
+        let mut mean = vec![0.0; self.n_pixels];
+        let mut median = vec![0.0; self.n_pixels];
+        let mut column = Vec::with_capacity(n);
+        for p in 0..self.n_pixels {
+            column.clear();
+            column.extend(self.raw_mean.iter().map(|m| m[p]));
+            mean[p] = column.iter().sum::<f64>() / n as f64;
+            column.sort_by(f64::total_cmp);
+            median[p] = if n % 2 == 1 { column[n / 2] } else { 0.5 * (column[n / 2 - 1] + column[n / 2]) };
+        }
+        Some(PedestalSummary { n_events: n, time_mean_min_max: times, mean, median, std: self.raw_std()? })
     }
 
     pub fn push_image(&mut self, image: &[f32]) {

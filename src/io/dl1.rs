@@ -34,6 +34,30 @@ pub struct ImageRow {
     pub is_valid: bool,
 }
 
+/// One row of the pedestal monitoring of camera data (ctapipe's `PedestalContainer`, prefix
+/// `pedestal_`): the sliding window of raw pedestal events, in ADC.
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct PedestalRow {
+    pub pedestal_n_events: i64,
+    pub pedestal_sample_time: f64,
+    pub pedestal_sample_time_min: f64,
+    pub pedestal_sample_time_max: f64,
+    pub pedestal_charge_mean: [f32; N_PIXELS],
+    pub pedestal_charge_median: [f32; N_PIXELS],
+    pub pedestal_charge_std: [f32; N_PIXELS],
+}
+
+const PEDESTAL_COLUMNS: &[(&str, &str)] = &[
+    ("pedestal_n_events", ""),
+    ("pedestal_sample_time", "s"),
+    ("pedestal_sample_time_min", "s"),
+    ("pedestal_sample_time_max", "s"),
+    ("pedestal_charge_mean", "adc"),
+    ("pedestal_charge_median", "adc"),
+    ("pedestal_charge_std", "adc"),
+];
+
 const IMAGE_COLUMNS: &[(&str, &str)] = &[
     ("obs_id", ""),
     ("event_id", ""),
@@ -195,6 +219,11 @@ parameter_tables! {
     true_alt_tel: f64 = "deg",
     // Event time of an observation run, Unix seconds (UTC), as sst1mpipe's; NaN for MC.
     local_time: f64 = "s",
+    // Camera data: the White Rabbit camera clock (TAI-based Unix time) split as sst1mpipe's
+    // --precise-timestamps does, so that integer nanoseconds survive: full seconds and the
+    // fraction (exact to the nanosecond in a double). −1 and NaN elsewhere.
+    time_wr_full_seconds: i64 = "s",
+    time_wr_frac_seconds: f64 = "s",
     // MC truth (NaN for data): energy, direction, core, and the disp target.
     true_energy: f64 = "TeV",
     log_true_energy: f64 = "",
@@ -410,6 +439,8 @@ impl ParametersRow {
             true_az_tel: nan,
             true_alt_tel: nan,
             local_time: nan,
+            time_wr_full_seconds: -1,
+            time_wr_frac_seconds: nan,
             true_energy: nan,
             log_true_energy: nan,
             true_alt: nan,
@@ -538,6 +569,21 @@ impl Dl1Writer {
     }
 
     /// Writes what is buffered and closes the file; returns the number of events.
+    /// Writes the pedestal monitoring table (`/dl1/monitoring/telescope/pedestal/tel_NNN`).
+    pub fn write_pedestals(&mut self, tel_id: u16, rows: &[PedestalRow]) -> Result<()> {
+        let mut t = Table::<PedestalRow>::create(
+            &ensure_groups(&self.file, "/dl1/monitoring/telescope/pedestal")?,
+            &format!("tel_{tel_id:03}"),
+            16,
+            &columns(PEDESTAL_COLUMNS),
+        )?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        Ok(())
+    }
+
     pub fn finish(self) -> Result<usize> {
         self.images.finish()?;
         self.parameters.finish()

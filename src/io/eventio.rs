@@ -172,15 +172,16 @@ impl EventIoReader {
             )));
         }
         self.read_full(&mut head[4..16], start, "an object header")?;
-        let mut header = ObjectHeader::parse_sub(&head[4..16]).expect("12 bytes");
-        if header.header_len == 16 {
-            let mut ext = [0u8; 4];
-            self.read_full(&mut ext, start, "an extended object header")?;
+        let type_word = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+        let header = if type_word & (1 << 17) != 0 {
+            // Extended header: one more word holds the high bits of the length.
             let mut both = [0u8; 16];
             both[..12].copy_from_slice(&head[4..16]);
-            both[12..].copy_from_slice(&ext);
-            header = ObjectHeader::parse_sub(&both).expect("16 bytes");
-        }
+            self.read_full(&mut both[12..], start, "an extended object header")?;
+            ObjectHeader::parse_sub(&both).expect("16 bytes")
+        } else {
+            ObjectHeader::parse_sub(&head[4..16]).expect("12 bytes, not extended")
+        };
         if header.length > MAX_OBJECT_BYTES {
             return Err(Error::msg(format!(
                 "{}: object type {} announces {} bytes, more than the {} accepted (corrupt header?)",
@@ -442,5 +443,27 @@ mod tests {
         let used = differential_traces(&[20, 1, 4], 1, 3, &mut out).unwrap();
         assert_eq!((used, out), (3, vec![10, 9, 11]));
         assert!(differential_traces(&[20, 0x81], 1, 3, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn extended_headers_are_read_and_truncated_ones_refused() {
+        // Found by fuzzing: an extended header cut after its first 12 bytes once panicked.
+        let mut bytes = SYNC_MARKER.to_vec();
+        bytes.extend_from_slice(&(2000u32 | 1 << 17).to_le_bytes());
+        bytes.extend_from_slice(&7i32.to_le_bytes());
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        let mut r = EventIoReader::from_bytes(Path::new("cut.simtel"), bytes.clone()).unwrap();
+        let err = r.next_object().err().unwrap().to_string();
+        assert!(err.contains("cut.simtel") && err.contains("extended object header"), "{err}");
+        // Complete: the extension word adds to the length (here 0), then 3 content bytes.
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2, 3]);
+        let mut r = EventIoReader::from_bytes(Path::new("ok.simtel"), bytes).unwrap();
+        let o = r.next_object().unwrap().unwrap();
+        assert_eq!(
+            (o.header.type_, o.header.id, o.header.header_len, o.data.as_slice()),
+            (2000, 7, 16, &[1u8, 2, 3][..])
+        );
+        assert!(r.next_object().unwrap().is_none());
     }
 }

@@ -36,7 +36,7 @@ use crate::image::calibrate;
 use crate::image::{clean, extract, params as image_params};
 use crate::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
 use crate::io::calibration_tables::{read_pixel_calibration, read_window_transmittance};
-use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, TriggerRow, Truth};
+use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, PedestalRow, TriggerRow, Truth};
 use crate::io::r1::R1Reader;
 use crate::io::zfits::DigicamEvent;
 use serde_json::Value;
@@ -525,6 +525,8 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     Ok(())
 }
 
+/// A pedestal monitoring row is written every this many processed pedestal events.
+const PEDESTAL_MONITORING_EVERY: usize = 20;
 /// Pedestal events: sst1mpipe's camera event type 8 (internal trigger).
 const PEDESTAL_EVENT_TYPE: u32 = 8;
 /// The initial pedestal window: the first ≤100 pedestal events among the first 100,000.
@@ -599,14 +601,15 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut seen = 0usize;
     let mut first_array_ids = Vec::new();
     let mut std_buf = vec![0.0f64; n_pixels];
+    let mut mean_buf = vec![0.0f64; n_pixels];
     while seen < INITIAL_SEARCH_EVENTS && stats.n_raw() < stats.max_raw && reader.read_into(&mut event)? {
         check_event(&event, tel, &input.name)?;
         if first_array_ids.len() < 2 {
             first_array_ids.push(event.array_event_number);
         }
         if event.event_type == PEDESTAL_EVENT_TYPE {
-            calibrate::raw_sample_std(&event.samples, event.n_samples, &mut std_buf);
-            stats.push_raw_std(std_buf.clone());
+            calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
+            stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
         }
         seen += 1;
     }
@@ -712,15 +715,31 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
     let mut thresholds = vec![cleaner.picture; n_pixels];
     let mut trigger_rows = Vec::new();
+    let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
     while reader.read_into(&mut event)? {
         check_event(&event, tel, &input.name)?;
         if event.event_type == PEDESTAL_EVENT_TYPE {
-            calibrate::raw_sample_std(&event.samples, event.n_samples, &mut std_buf);
-            stats.push_raw_std(std_buf.clone());
+            calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
+            stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
             pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
             stats.push_image(&image);
             n_pedestals += 1;
+            // sst1mpipe writes the monitoring row every 20th processed pedestal.
+            if n_pedestals % PEDESTAL_MONITORING_EVERY == 0 {
+                if let Some(m) = stats.raw_summary() {
+                    let to_f32 = |v: &[f64]| -> [f32; 1296] { std::array::from_fn(|i| v[i] as f32) };
+                    pedestal_rows.push(PedestalRow {
+                        pedestal_n_events: m.n_events as i64,
+                        pedestal_sample_time: m.time_mean_min_max[0],
+                        pedestal_sample_time_min: m.time_mean_min_max[1],
+                        pedestal_sample_time_max: m.time_mean_min_max[2],
+                        pedestal_charge_mean: to_f32(&m.mean),
+                        pedestal_charge_median: to_f32(&m.median),
+                        pedestal_charge_std: to_f32(&m.std),
+                    });
+                }
+            }
             continue;
         }
         if has_pedestals {
@@ -757,6 +776,8 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         };
         let mut parameters = ParametersRow::new(obs_id_row, event_id, tel as i16, pointing, params.as_ref(), None);
         parameters.local_time = time;
+        parameters.time_wr_full_seconds = event.local_clock_ns.div_euclid(1_000_000_000);
+        parameters.time_wr_frac_seconds = event.local_clock_ns.rem_euclid(1_000_000_000) as f64 / 1e9;
         if let Some(t) = TriggerRow::at(obs_id_row, event_id, time) {
             trigger_rows.push(t);
         }
@@ -764,6 +785,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         n_events += 1;
     }
     writer.write_triggers(&trigger_rows)?;
+    if has_pedestals {
+        writer.write_pedestals(tel, &pedestal_rows)?;
+    }
     writer.finish()?;
     let _ = writeln!(
         ctx.log,

@@ -205,6 +205,12 @@ impl SimtelSource {
                 event.event_id, self.tel_id
             ))
         })?;
+        if cal.n_pixels != te.n_pixels || cal.pedestal_per_sample.len() < te.n_pixels {
+            return Err(Error::msg(format!(
+                "{what}: event {}: the calibration of telescope {} covers {} pixels, the event {}",
+                event.event_id, self.tel_id, cal.n_pixels, te.n_pixels
+            )));
+        }
         let divide = self.pde_factor.as_ref().map(|f| f.1).unwrap_or(1.0) as f32;
         match &cal.time_shift_ns {
             Some(t) => self.time_shift_ns.copy_from_slice(&t[..1296]),

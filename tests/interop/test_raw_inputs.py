@@ -149,5 +149,9 @@ def test_zfits_events_and_charges_equal_protozfits(tmp_path):
     print(f"zfits vs protozfits + numpy: worst charge difference {worst:.2e} (relative)")
     assert worst < 1e-4
     # local_time is the UTC Unix time of the (TAI) camera clock: 37 s apart in 2018.
-    for event_id, t in zip(params["event_id"], params["local_time"]):
-        assert abs(ref[int(event_id)][1] / 1e9 - 37.0 - t) < 1e-5
+    for event_id, t, full, frac in zip(params["event_id"], params["local_time"], params["time_wr_full_seconds"],
+                                       params["time_wr_frac_seconds"]):
+        clock = ref[int(event_id)][1]
+        assert abs(clock / 1e9 - 37.0 - t) < 1e-5
+        # The White Rabbit clock survives to the nanosecond, as sst1mpipe's matcher rebuilds it.
+        assert int(full) * 1_000_000_000 + int(round(frac * 1e9)) == clock
