@@ -102,6 +102,16 @@ fn zfits_digicampipe_file_with_config_table() {
     let f = ZFile::open(&p).unwrap();
     let names: Vec<&str> = f.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["DigicamConfig", "Events"]);
+    // The configuration table decodes too (values read with protozfits 2.13.1): 39 boards,
+    // serial numbers 0, 2120021, 2120022, …; hv 0, 2, 2, …
+    let mut f = f;
+    let t = f.table("DigicamConfig").unwrap();
+    let tile = f.read_tile(t, 0).unwrap();
+    let sn = f.tables[t].column("sn").unwrap();
+    let sn: Vec<u32> = tile.arrays(sn)[0].chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!((sn.len(), &sn[..3]), (39, &[0, 2120021, 2120022][..]));
+    let hv = f.tables[t].column("hv").unwrap();
+    assert_eq!(&tile.arrays(hv)[0][..5], &[0, 2, 2, 2, 2]);
     let s = summarise(&p);
     assert_eq!(s.n, 1);
     assert_eq!(s.event_numbers, vec![60636]);

@@ -717,8 +717,11 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut trigger_rows = Vec::new();
     let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
+    let mut position = 0usize;
     while reader.read_into(&mut event)? {
         check_event(&event, tel, &input.name)?;
+        position += 1;
+        let position = position - 1;
         if event.event_type == PEDESTAL_EVENT_TYPE {
             calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
@@ -765,7 +768,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         );
         n_saturated += saturated as usize;
         with_params += params.is_some() as usize;
-        let event_id = if swat { event.array_event_number as i64 } else { event.event_number as i64 };
+        let raw_id = if swat { event.array_event_number as i64 } else { event.event_number as i64 };
+        // sst1mpipe: a zero id becomes int(str(run) + zfill6(event counter)).
+        let event_id = if raw_id > 0 { raw_id } else { (obs_id_i64 % 10_000) * 1_000_000 + position as i64 };
         row.event_id = event_id;
         row.is_valid = params.is_some();
         let tai_s = event.local_clock_ns as f64 * 1e-9;
