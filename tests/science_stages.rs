@@ -116,7 +116,7 @@ fn bad_stage_parameters_config_and_inputs_are_refused() {
     let store = dir.path().join("s4");
     let (code, report, err) = run_json(&store, &bad, &[]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("fake.h5") && err.contains("not a readable sst1mflow R1 file"), "{err}");
+    assert!(err.contains("fake.h5") && err.contains("not an input r0-dl1 reads"), "{err}");
     assert_eq!(report["failed"], 1);
     assert_eq!(object_count(&store), 1, "only the raw input is stored");
 }

@@ -49,9 +49,13 @@ pub fn detect(path: &Path, name: &str) -> Result<Format> {
     {
         Ok(Format::Simtel)
     } else {
+        let start = if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+            format!("{:?}", String::from_utf8_lossy(h))
+        } else {
+            format!("{h:02x?}")
+        };
         Err(Error::msg(format!(
-            "{name}: not an input r0-dl1 reads (expected an sst1mflow R1 HDF5 file, a sim_telarray file or an SST-1M zfits file; the file starts with {:02x?})",
-            h
+            "{name}: not an input r0-dl1 reads (expected an sst1mflow R1 HDF5 file, a sim_telarray file or an SST-1M zfits file; the file starts with {start})"
         )))
     }
 }
