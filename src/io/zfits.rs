@@ -897,6 +897,13 @@ pub struct DigicamEvent {
     pub pixel_indices: Vec<u16>,
 }
 
+impl DigicamEvent {
+    /// The event's buffers for reuse, unless it never held any.
+    pub fn into_recyclable(self) -> Option<DigicamEvent> {
+        (!self.samples.is_empty()).then_some(self)
+    }
+}
+
 /// Reads the `Events` table of an SST-1M DigiCam zfits file, event by event.
 pub struct DigicamReader {
     pub file: ZFile,

@@ -403,6 +403,31 @@ pub fn parse_target(target: &str) -> Option<(String, String, f64, f64)> {
     Some((name.to_string(), wobble.to_string(), ra.parse().ok()?, dec.parse().ok()?))
 }
 
+/// Decodes a zfits file on a separate thread, a few events ahead: events arrive on the first
+/// channel (an error ends the stream); used events may be sent back on the second for reuse.
+pub fn read_zfits_ahead(
+    mut reader: DigicamReader,
+) -> (std::sync::mpsc::Receiver<Result<DigicamEvent>>, std::sync::mpsc::Sender<DigicamEvent>) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<DigicamEvent>>(4);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<DigicamEvent>();
+    std::thread::spawn(move || loop {
+        let mut event = recycle_rx.try_recv().unwrap_or_default();
+        match reader.read_into(&mut event) {
+            Ok(true) => {
+                if tx.send(Ok(event)).is_err() {
+                    return;
+                }
+            }
+            Ok(false) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    });
+    (rx, recycle_tx)
+}
+
 /// Opens a zfits file as DigiCam events.
 pub fn open_zfits(path: &Path, name: &str) -> Result<DigicamReader> {
     DigicamReader::open(path).map_err(|e| Error::msg(format!("input {name}: {e}")))
