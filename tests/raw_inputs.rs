@@ -238,6 +238,25 @@ mod simtel {
         assert_eq!((pe(0), pe(6)), (289, 1357));
         assert_eq!(first.pointing_rad, Some((0.0, std::f32::consts::FRAC_PI_2)));
         assert!(r.history.iter().any(|l| l.contains("QUANTUM_EFF")));
+        // Camera organisation, pixel settings and pixel timing as eventio reads them.
+        let org = &r.organizations[&1];
+        assert_eq!((org.n_pixels, org.n_drawers, org.n_gains, org.n_sectors), (1296, 109, 1, 432));
+        assert_eq!(
+            (&org.drawer[..3], &org.sectors[0][..], &org.sectors[1][..]),
+            (&[76, 108, 76][..], &[0, 1, 2, 4][..], &[0, 1, 3, 4, 7][..])
+        );
+        let ps = &r.pixel_settings[&1];
+        assert_eq!((ps.time_slice_ns, ps.sum_bins, ps.ref_step_ns), (Some(4.0), Some(50), Some(0.4)));
+        assert_eq!((ps.ref_shape.len(), ps.ref_shape[0].len()), (1, 490));
+        // eventio's float16 values, summed in float64: 37.4845.
+        assert!((ps.ref_shape[0].iter().map(|&v| v as f64).sum::<f64>() - 37.4845).abs() < 1e-3);
+        assert_eq!(ps.ref_shape[0][..3], [-0.002981186, -0.0041999817, -0.005420685]);
+        let pt = first.pixel_timing.as_ref().unwrap();
+        assert_eq!((pt.n_types, &pt.time_type[..]), (7, &[1i16, 2, 2, 2, 4, 4, 5][..]));
+        let with_time = (0..1296).filter(|p| !pt.times[p * 7].is_nan()).count();
+        let total: f64 = pt.times.iter().filter(|t| !t.is_nan()).map(|&t| t as f64).sum();
+        assert_eq!(with_time, 119);
+        assert!((total - 14420.35).abs() < 0.05, "{total}");
     }
 
     #[test]

@@ -65,6 +65,45 @@ pub struct CameraSettings {
     pub pixel_area: Vec<f32>,
 }
 
+/// Camera organisation (type 2003): readout drawers and trigger sectors.
+#[derive(Clone, Debug, Default)]
+pub struct CameraOrganization {
+    pub n_pixels: usize,
+    pub n_drawers: usize,
+    pub n_gains: usize,
+    pub n_sectors: usize,
+    /// Drawer of each pixel.
+    pub drawer: Vec<i32>,
+    /// Trigger sectors each pixel belongs to.
+    pub sectors: Vec<Vec<i32>>,
+}
+
+/// Pixel settings (type 2004): the readout window and the reference pulse.
+#[derive(Clone, Debug, Default)]
+pub struct PixelSettings {
+    pub n_pixels: usize,
+    pub n_drawers: usize,
+    /// Nanoseconds per sample (version ≥ 1).
+    pub time_slice_ns: Option<f32>,
+    pub sum_bins: Option<i32>,
+    /// Reference pulse shape per gain, sampled every `ref_step_ns` (version ≥ 2).
+    pub ref_step_ns: Option<f32>,
+    pub ref_shape: Vec<Vec<f32>>,
+}
+
+/// Pixel timing of a telescope event (type 2016): sim_telarray's own peak-time estimates.
+#[derive(Clone, Debug, Default)]
+pub struct PixelTiming {
+    pub n_types: usize,
+    /// Timing types and levels (e.g. peak, fractions of the peak).
+    pub time_type: Vec<i16>,
+    pub time_level: Vec<f32>,
+    pub granularity: f32,
+    pub peak_global: f32,
+    /// `[pixel][type]`, in samples; NaN for pixels without timing.
+    pub times: Vec<f32>,
+}
+
 /// Calibration of one telescope as sim_telarray wrote it.
 #[derive(Clone, Debug, Default)]
 pub struct TelescopeCalibration {
@@ -106,6 +145,7 @@ pub struct TelescopeEvent {
     pub calibration: Option<TelescopeCalibration>,
     /// True p.e. per pixel, when the file stores photo-electrons.
     pub true_image: Option<Vec<i32>>,
+    pub pixel_timing: Option<PixelTiming>,
 }
 
 /// A triggered array event.
@@ -137,6 +177,8 @@ pub struct SimtelReader {
     pub run_header: Option<RunHeader>,
     pub mc_run_headers: Vec<McRunHeader>,
     pub cameras: BTreeMap<i32, CameraSettings>,
+    pub organizations: BTreeMap<i32, CameraOrganization>,
+    pub pixel_settings: BTreeMap<i32, PixelSettings>,
     /// History configuration and command lines, in file order.
     pub history: Vec<String>,
     calibrations: BTreeMap<i32, CalibrationState>,
@@ -173,6 +215,8 @@ impl SimtelReader {
             run_header: None,
             mc_run_headers: Vec::new(),
             cameras: BTreeMap::new(),
+            organizations: BTreeMap::new(),
+            pixel_settings: BTreeMap::new(),
             history: Vec::new(),
             calibrations: BTreeMap::new(),
             current_shower: None,
@@ -340,6 +384,16 @@ impl SimtelReader {
                     .map_err(|e| parse_err(&name("CameraSettings"), at, &what, e))?;
                 self.cameras.insert(h.id, c);
             }
+            2003 if (1..=2).contains(&h.version) => {
+                let c = parse_camera_organization(&o.data, h.version)
+                    .map_err(|e| parse_err(&name("CameraOrganization"), at, &what, e))?;
+                self.organizations.insert(h.id, c);
+            }
+            2004 if h.version <= 3 => {
+                let p = parse_pixel_settings(&o.data, h.version)
+                    .map_err(|e| parse_err(&name("PixelSettings"), at, &what, e))?;
+                self.pixel_settings.insert(h.id, p);
+            }
             70 => {
                 for sub in sub_objects(&o.data, o.content_offset()) {
                     let sub = sub.map_err(|e| Error::msg(format!("{what}: History at byte {at}: {e}")))?;
@@ -352,9 +406,9 @@ impl SimtelReader {
                 }
             }
             // Known objects that R0→DL1 does not need.
-            71 | 72 | 75 | 100 | 1212 | 1216 | 2003..=2008 | 2024 | 2025 | 2026 | 2034 => {}
+            71 | 72 | 75 | 100 | 1212 | 1216 | 2005..=2008 | 2024 | 2025 | 2026 | 2034 => {}
             _ => {
-                let known = matches!(h.type_, 2000 | 2001 | 2002 | 2020 | 2021 | 2022 | 2023);
+                let known = matches!(h.type_, 2000..=2004 | 2020 | 2021 | 2022 | 2023);
                 let reason = if known { "object version not supported" } else { "unknown object type" };
                 self.skip(h.type_, h.version, reason);
             }
@@ -409,7 +463,12 @@ impl SimtelReader {
                                     parse_err("ADCSamples (type 2013, version 3)", inner.offset, &what, e)
                                 })?;
                             }
-                            2011 | 2014 | 2016 | 2027 => {}
+                            2016 if (1..=2).contains(&inner.header.version) => {
+                                let t = parse_pixel_timing(inner.data, inner.header.version)
+                                    .map_err(|e| parse_err("PixelTiming (type 2016)", inner.offset, &what, e))?;
+                                te.pixel_timing = Some(t);
+                            }
+                            2011 | 2014 | 2027 => {}
                             other => self.skip(other, inner.header.version, "telescope-event object not read"),
                         }
                     }
@@ -692,4 +751,156 @@ fn parse_adc_samples(data: &[u8], flags: i32, te: &mut TelescopeEvent) -> ParseR
         }
     }
     Ok(())
+}
+
+fn parse_camera_organization(data: &[u8], version: u32) -> ParseResult<CameraOrganization> {
+    let mut c = Cursor::new(data);
+    let n_pixels = c.i32()?;
+    let n_drawers = c.i32()?;
+    let n_gains = c.i32()?;
+    let n_sectors = c.i32()?;
+    let n_pixels = c.count(n_pixels as i64, 1, "n_pixels")?;
+    let n_gains = c.count(n_gains as i64, 0, "n_gains")?.min(16);
+    let n_drawers = n_drawers.max(0) as usize;
+    let n_sectors = n_sectors.max(0) as usize;
+    let mut drawer = Vec::with_capacity(n_pixels);
+    let mut sectors = Vec::with_capacity(n_pixels);
+    if version == 1 {
+        drawer.extend(c.i16s(n_pixels)?.into_iter().map(i32::from));
+        c.skip(3 * 2 * n_pixels * n_gains)?; // card, chip, channel
+        for _ in 0..n_pixels {
+            let n = c.i16()?;
+            let n = c.count(n as i64, 2, "sectors of a pixel")?;
+            sectors.push(c.i16s(n)?.into_iter().map(i32::from).collect());
+        }
+    } else {
+        for _ in 0..n_pixels {
+            drawer.push(c.svarint()? as i32);
+        }
+        for _ in 0..3 * n_pixels * n_gains {
+            c.svarint()?; // card, chip, channel
+        }
+        for _ in 0..n_pixels {
+            let n = c.svarint()?;
+            let n = c.count(n, 1, "sectors of a pixel")?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(c.svarint()? as i32);
+            }
+            sectors.push(v);
+        }
+    }
+    c.count(n_sectors as i64, 9, "n_sectors")?;
+    Ok(CameraOrganization { n_pixels, n_drawers, n_gains, n_sectors, drawer, sectors })
+}
+
+/// IEEE half precision → single.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = (h >> 10) & 0x1f;
+    let frac = (h & 0x3ff) as f32;
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 => {
+            if frac == 0.0 {
+                sign * f32::INFINITY
+            } else {
+                f32::NAN
+            }
+        }
+        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e as i32 - 15),
+    }
+}
+
+fn parse_pixel_settings(data: &[u8], version: u32) -> ParseResult<PixelSettings> {
+    let mut c = Cursor::new(data);
+    c.skip(12)?; // setup_id, trigger_mode, min_pixel_mult
+    let n_pixels = c.i32()?;
+    let n_pixels = c.count(n_pixels as i64, 4, "n_pixels")?;
+    c.skip(4 * n_pixels)?; // HV DAC
+    let n_drawers = c.i32()?;
+    let n_drawers = c.count(n_drawers as i64, 4, "n_drawers")?;
+    c.skip(4 * n_drawers)?; // threshold DAC
+    let n_drawers2 = c.i32()?;
+    let n_drawers2 = c.count(n_drawers2 as i64, 4, "n_drawers")?;
+    c.skip(4 * n_drawers2)?; // ADC start, count
+    let (time_slice_ns, sum_bins) = if version >= 1 { (Some(c.f32()?), Some(c.i32()?)) } else { (None, None) };
+    let mut ref_step_ns = None;
+    let mut ref_shape = Vec::new();
+    if version >= 2 {
+        let n_ref = c.svarint()?;
+        let len_ref = c.svarint()?;
+        let n_ref = c.count(n_ref, 0, "reference shapes")?.min(16);
+        let len_ref = c.count(len_ref, 2, "reference shape length")?;
+        ref_step_ns = Some(c.f32()?);
+        for _ in 0..n_ref {
+            let raw = c.bytes(2 * len_ref)?;
+            ref_shape.push(raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect());
+        }
+    }
+    Ok(PixelSettings { n_pixels, n_drawers, time_slice_ns, sum_bins, ref_step_ns, ref_shape })
+}
+
+fn parse_pixel_timing(data: &[u8], version: u32) -> ParseResult<PixelTiming> {
+    let mut c = Cursor::new(data);
+    let n_pixels = if version <= 1 { c.i16()? as i64 } else { c.svarint()? };
+    if !(0..=100_000).contains(&n_pixels) {
+        return Err(format!("{n_pixels} pixels"));
+    }
+    let n_pixels = n_pixels as usize;
+    let n_gains = c.i16()?;
+    let n_gains = c.count(n_gains as i64, 0, "n_gains")?.min(16);
+    let before = c.i16()?;
+    let after = c.i16()?;
+    let with_sum = before >= 0 && after >= 0;
+    let list_type = c.i16()?;
+    if list_type != 1 && list_type != 2 {
+        return Err(format!("list type {list_type}, expected 1 or 2"));
+    }
+    let list_size = if version <= 1 { c.i16()? as i64 } else { c.svarint()? };
+    let n_list = c.count(list_size.saturating_mul(list_type as i64), 1, "pixel list")?;
+    let mut list = Vec::with_capacity(n_list);
+    for _ in 0..n_list {
+        list.push(if version <= 1 { c.i16()? as i64 } else { c.svarint()? });
+    }
+    let threshold = c.i16()?;
+    let glob_only_selected = threshold < 0;
+    let n_types = c.i16()?;
+    let n_types = c.count(n_types as i64, 2, "timing types")?;
+    let time_type = c.i16s(n_types)?;
+    let time_level = c.f32s(n_types)?;
+    let granularity = c.f32()?;
+    let peak_global = c.f32()?;
+    let mut times = vec![f32::NAN; n_pixels * n_types];
+    let pixels: Vec<usize> = if list_type == 1 {
+        list.iter().map(|&p| p as usize).collect()
+    } else {
+        let mut v = Vec::new();
+        for pair in list.chunks_exact(2) {
+            if pair[0] < 0 || pair[1] < pair[0] || pair[1] as usize >= n_pixels {
+                return Err(format!("pixel range {}..={} outside 0..{n_pixels}", pair[0], pair[1]));
+            }
+            v.extend(pair[0] as usize..=pair[1] as usize);
+        }
+        v
+    };
+    for &p in &pixels {
+        if p >= n_pixels {
+            return Err(format!("pixel {p} outside 0..{n_pixels}"));
+        }
+        for t in 0..n_types {
+            times[p * n_types + t] = granularity * c.i16()? as f32;
+        }
+        if with_sum {
+            for _ in 0..n_gains {
+                c.svarint()?;
+            }
+            if glob_only_selected {
+                for _ in 0..n_gains {
+                    c.svarint()?;
+                }
+            }
+        }
+    }
+    Ok(PixelTiming { n_types, time_type, time_level, granularity, peak_global, times })
 }

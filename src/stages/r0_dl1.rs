@@ -105,6 +105,7 @@ struct Cleaner {
 
 struct Settings {
     window: extract::Window,
+    apply_integration_correction: bool,
     /// In the order written in the config.
     cleaners: Vec<Cleaner>,
     intensity_correction: f64,
@@ -168,6 +169,7 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
     }
     Ok(Settings {
         window: extract::Window { width, shift, sample_ns: SAMPLE_NS, correction },
+        apply_integration_correction: apply,
         cleaners,
         intensity_correction: number(config, &format!("NsbCalibrator.intensity_correction.tel_{tel:03}"))?,
     })
@@ -469,6 +471,31 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
 fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings, pde_on: bool) -> Result<()> {
     let factors = pde_factors(tel);
     let mut source = SimtelSource::open(&input.path, &input.name, tel, pde_on.then_some(factors.as_slice()))?;
+    // The readout as the file describes it (ctapipe takes it from there): 4 ns samples, and
+    // the integration correction from the file's own reference pulse.
+    let mut window = s.window;
+    if let Some(ps) = source.reader.pixel_settings.get(&(tel as i32)) {
+        if let Some(slice) = ps.time_slice_ns {
+            if (slice as f64 - SAMPLE_NS).abs() > 1e-6 {
+                return Err(Error::msg(format!(
+                    "input {}: telescope {tel} samples every {slice} ns, DigiCam every {SAMPLE_NS} ns",
+                    input.name
+                )));
+            }
+        }
+        if let (true, Some(step), Some(shape)) = (s.apply_integration_correction, ps.ref_step_ns, ps.ref_shape.first())
+        {
+            let pulse: Vec<f64> = shape.iter().map(|&v| v as f64).collect();
+            window.correction =
+                extract::integration_correction(&pulse, step as f64, SAMPLE_NS, window.width, window.shift);
+            let _ = writeln!(
+                ctx.log,
+                "integration correction {:.6} from the file's reference pulse ({} points every {step} ns)",
+                window.correction,
+                pulse.len()
+            );
+        }
+    }
     let geom = CameraGeometry::digicam();
     let mut writer = dl1_writer(ctx, tel)?;
     let cleaner = &s.cleaners[0];
@@ -486,7 +513,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         let p = process_image(
             &geom,
             &waveform,
-            &s.window,
+            &window,
             cleaner,
             &thresholds,
             &mut |_, peak: &mut [f32]| peak.iter_mut().zip(shift).for_each(|(t, s)| *t -= s),

@@ -1,8 +1,9 @@
 """r0-dl1 on real raw files against the Python readers on the same files.
 
 * sim_telarray: `sst1mflow r0-dl1` on the SST-1M test file vs ctapipe 0.28 (SimTelEventSource,
-  which reads through eventio, + CameraCalibrator with LocalPeakWindowSum): same events, same
-  charges and peak times per pixel, same truth and thrown-event numbers.
+  which reads through eventio, + CameraCalibrator with LocalPeakWindowSum and the integration
+  correction from the file's reference pulse): same events, same charges and peak times per
+  pixel, same truth and thrown-event numbers.
 * zfits: the DL1 of a DigiCam file vs protozfits' decoding of the same events (event numbers,
   clock times) and a charge recomputed in numpy from protozfits' raw samples with the same
   calibration table.
@@ -49,7 +50,7 @@ def mc_config(tmp, integration_correction):
 def simtel_dl1(tmp_path_factory):
     need(SIMTEL)
     tmp = tmp_path_factory.mktemp("simtel")
-    cfg = mc_config(tmp, False)
+    cfg = mc_config(tmp, True)
     out = tmp / "out"
     r = subprocess.run([BIN, "--store", str(tmp / "store"), "--json", "r0-dl1", str(SIMTEL), "--config", str(cfg),
                         "-o", str(out)], capture_output=True, text=True)
@@ -68,7 +69,7 @@ def test_simtel_charges_equal_ctapipe(simtel_dl1):
     ours = {int(e): (np.asarray(i, dtype=np.float64), np.asarray(t, dtype=np.float64))
             for e, i, t in zip(images["event_id"], images["image"], images["peak_time"])}
     config = Config({"LocalPeakWindowSum": {"window_width": 7, "window_shift": 3,
-                                            "apply_integration_correction": False}})
+                                            "apply_integration_correction": True}})
     source = SimTelEventSource(SIMTEL, focal_length_choice="EQUIVALENT", config=config)
     calibrator = CameraCalibrator(subarray=source.subarray, image_extractor_type="LocalPeakWindowSum", config=config)
     seen = []
