@@ -498,6 +498,10 @@ mod stage {
         assert_eq!(reader.n_events, 30);
         let rows = reader.read(0, 30).unwrap();
         assert_eq!(rows[0].event_id, 1027888, "no SWAT: the camera counter");
+        // The 12-digit obs_id does not fit ctapipe's int32 event column: the run row keeps it.
+        let obs = reader.observation.unwrap();
+        assert_eq!(obs.obs_id, 201808220001);
+        assert!(obs.tstart <= rows[0].local_time && obs.tstop >= rows[29].local_time);
         assert!(rows.iter().any(|r| r.camera_frame_hillas_intensity > 0.0), "some events have images");
         assert!(rows.iter().all(|r| r.true_energy.is_nan()), "no truth for data");
         assert!(rows.iter().all(|r| (r.local_time - 1534982401.0).abs() < 60.0), "UTC times");

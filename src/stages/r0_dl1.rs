@@ -746,6 +746,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
     let mut position = 0usize;
+    let (mut run_start, mut run_stop) = (f64::INFINITY, f64::NEG_INFINITY);
     for received in events.iter() {
         if let Some(done) = std::mem::replace(&mut event, received?).into_recyclable() {
             let _ = recycle.send(done);
@@ -753,6 +754,10 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         check_event(&event, tel, &input.name)?;
         position += 1;
         let position = position - 1;
+        let clock_s = event.local_clock_ns as f64 * 1e-9;
+        let utc_s = clock_s - (crate::astro::unix_to_unix_tai(clock_s).unwrap_or(clock_s) - clock_s);
+        run_start = run_start.min(utc_s);
+        run_stop = run_stop.max(utc_s);
         if event.event_type == PEDESTAL_EVENT_TYPE {
             calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
@@ -824,6 +829,25 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     if has_pedestals {
         writer.write_pedestals(tel, &pedestal_rows)?;
     }
+    // The run's row carries the full obs_id (sst1mpipe's YYYYMMDDRRRR does not fit the int32
+    // obs_id of ctapipe's event tables) and the pointing of the TARGET key on to DL2 and DL3.
+    let (ra_pnt, dec_pnt) = pointing_radec.as_ref().map(|t| (t.2, t.3)).unwrap_or((f64::NAN, f64::NAN));
+    writer.write_observation(&crate::io::r1::ObservationRow {
+        obs_id: obs_id_i64,
+        tstart: run_start,
+        tstop: run_stop,
+        ra_pnt,
+        dec_pnt,
+        target_ra: f64::NAN,
+        target_dec: f64::NAN,
+        wobble_offset: f64::NAN,
+        wobble_angle: f64::NAN,
+        nsb_rate: f64::NAN,
+        source_amplitude: 0.0,
+        source_index: f64::NAN,
+        proton_amplitude: 0.0,
+        proton_index: f64::NAN,
+    })?;
     writer.finish()?;
     let _ = writeln!(
         ctx.log,
