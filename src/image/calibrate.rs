@@ -201,7 +201,10 @@ pub struct PedestalSummary {
     pub std: Vec<f64>,
 }
 
-/// sst1mpipe's sliding pedestal windows.
+/// sst1mpipe's sliding pedestal windows, with running sums (as sst1mpipe's `ped_img_sum`,
+/// `ped_img_sum2`) so that what every physics event needs (the mean raw std, the voltage-drop
+/// factor, the image mean and std per pixel) is O(pixels) to update on a pedestal event and free
+/// to read: [`Self::generation`] changes only when a window changes.
 #[derive(Clone, Debug)]
 pub struct PedestalStats {
     n_pixels: usize,
@@ -209,8 +212,12 @@ pub struct PedestalStats {
     raw_mean: VecDeque<Vec<f64>>,
     times: VecDeque<f64>,
     images: VecDeque<Vec<f32>>,
+    raw_std_sum: Vec<f64>,
+    image_sum: Vec<f64>,
+    image_sum2: Vec<f64>,
     pub max_raw: usize,
     pub max_images: usize,
+    generation: u64,
 }
 
 impl PedestalStats {
@@ -221,22 +228,35 @@ impl PedestalStats {
             raw_mean: VecDeque::new(),
             times: VecDeque::new(),
             images: VecDeque::new(),
+            raw_std_sum: vec![0.0; n_pixels],
+            image_sum: vec![0.0; n_pixels],
+            image_sum2: vec![0.0; n_pixels],
             max_raw: 100,
             max_images: 1000,
+            generation: 0,
         }
+    }
+
+    /// Changes whenever a window changes, so callers can cache what they derive from it.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Adds a pedestal event's raw-sample statistics (per-pixel mean and std, ADC) taken at
     /// `time_s`.
     pub fn push_raw(&mut self, time_s: f64, mean: &[f64], std: &[f64]) {
         if self.raw_std.len() == self.max_raw {
-            self.raw_std.pop_front();
+            if let Some(old) = self.raw_std.pop_front() {
+                self.raw_std_sum.iter_mut().zip(&old).for_each(|(s, v)| *s -= v);
+            }
             self.raw_mean.pop_front();
             self.times.pop_front();
         }
+        self.raw_std_sum.iter_mut().zip(std).for_each(|(s, v)| *s += v);
         self.raw_std.push_back(std.to_vec());
         self.raw_mean.push_back(mean.to_vec());
         self.times.push_back(time_s);
+        self.generation += 1;
     }
 
     /// The monitoring summary of the raw window (sst1mpipe `fill_mon_container`): number of
@@ -266,9 +286,19 @@ impl PedestalStats {
 
     pub fn push_image(&mut self, image: &[f32]) {
         if self.images.len() == self.max_images {
-            self.images.pop_front();
+            if let Some(old) = self.images.pop_front() {
+                for ((s, s2), &v) in self.image_sum.iter_mut().zip(self.image_sum2.iter_mut()).zip(&old) {
+                    *s -= v as f64;
+                    *s2 -= (v as f64) * (v as f64);
+                }
+            }
+        }
+        for ((s, s2), &v) in self.image_sum.iter_mut().zip(self.image_sum2.iter_mut()).zip(image) {
+            *s += v as f64;
+            *s2 += (v as f64) * (v as f64);
         }
         self.images.push_back(image.to_vec());
+        self.generation += 1;
     }
 
     pub fn n_raw(&self) -> usize {
@@ -279,20 +309,13 @@ impl PedestalStats {
         self.images.len()
     }
 
-    /// Mean over the buffer of the per-pixel raw-sample std (sst1mpipe `get_charge_std`).
+    /// Mean over the window of the per-pixel raw-sample std (sst1mpipe `get_charge_std`).
     pub fn raw_std(&self) -> Option<Vec<f64>> {
         if self.raw_std.is_empty() {
             return None;
         }
-        let mut out = vec![0.0; self.n_pixels];
-        for s in &self.raw_std {
-            for (o, v) in out.iter_mut().zip(s) {
-                *o += v;
-            }
-        }
         let n = self.raw_std.len() as f64;
-        out.iter_mut().for_each(|o| *o /= n);
-        Some(out)
+        Some(self.raw_std_sum.iter().map(|s| s / n).collect())
     }
 
     /// The global voltage-drop factor from the median of the per-pixel variances.
@@ -305,26 +328,15 @@ impl PedestalStats {
         voltage_drop_factor(tel_id, median)
     }
 
-    /// Per-pixel (mean, std) of the calibrated pedestal images in the buffer.
+    /// Per-pixel (mean, std) of the calibrated pedestal images in the window (sst1mpipe's
+    /// running-sum formula; a variance that rounding makes negative counts as 0).
     pub fn image_mean_std(&self) -> Option<(Vec<f64>, Vec<f64>)> {
         if self.images.is_empty() {
             return None;
         }
         let n = self.images.len() as f64;
-        let mut mean = vec![0.0; self.n_pixels];
-        for img in &self.images {
-            for (m, &v) in mean.iter_mut().zip(img) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= n);
-        let mut var = vec![0.0; self.n_pixels];
-        for img in &self.images {
-            for ((s, &v), m) in var.iter_mut().zip(img).zip(&mean) {
-                *s += (v as f64 - m).powi(2);
-            }
-        }
-        let std = var.iter().map(|s| (s / n).sqrt()).collect();
+        let mean: Vec<f64> = self.image_sum.iter().map(|s| s / n).collect();
+        let std = self.image_sum2.iter().zip(&mean).map(|(s2, m)| (s2 / n - m * m).max(0.0).sqrt()).collect();
         Some((mean, std))
     }
 }
@@ -359,6 +371,39 @@ mod tests {
         let vi = voltage_drop_factor(21, 25.0).unwrap();
         assert!((vi - (1.0 + 13.68498663135356 * (-0.00487 - 0.00317))).abs() < 1e-12);
         assert!(voltage_drop_factor(1, 25.0).is_none());
+    }
+
+    #[test]
+    fn pedestal_windows_slide_with_running_sums() {
+        let n = 5;
+        let mut stats = PedestalStats::new(n);
+        stats.max_raw = 3;
+        stats.max_images = 4;
+        let value = |i: usize, p: usize| ((i * 7 + p * 3) % 11) as f64 * 0.5;
+        for i in 0..10 {
+            let std: Vec<f64> = (0..n).map(|p| value(i, p)).collect();
+            stats.push_raw(i as f64, &std, &std);
+            let image: Vec<f32> = (0..n).map(|p| value(i + 1, p) as f32).collect();
+            stats.push_image(&image);
+        }
+        assert_eq!((stats.n_raw(), stats.n_images()), (3, 4));
+        let raw = stats.raw_std().unwrap();
+        let (mean, std) = stats.image_mean_std().unwrap();
+        for p in 0..n {
+            let want: f64 = (7..10).map(|i| value(i, p)).sum::<f64>() / 3.0;
+            assert!((raw[p] - want).abs() < 1e-12);
+            let xs: Vec<f64> = (6..10).map(|i| value(i + 1, p)).collect();
+            let m = xs.iter().sum::<f64>() / 4.0;
+            let sd = (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / 4.0).sqrt();
+            assert!(
+                (mean[p] - m).abs() < 1e-9 && (std[p] - sd).abs() < 1e-6,
+                "{p}: {} {} vs {m} {sd}",
+                mean[p],
+                std[p]
+            );
+        }
+        let summary = stats.raw_summary().unwrap();
+        assert_eq!((summary.n_events, summary.time_mean_min_max), (3, [8.0, 7.0, 9.0]));
     }
 
     #[test]

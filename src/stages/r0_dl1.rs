@@ -652,7 +652,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                           out: &mut Calibrated,
                           image: &mut [f32],
                           peak: &mut [f32]| {
-        calibration.calibrate(event, stats, out);
+        calibration.calibrate(event, &calibration.derive(stats), out);
         extract::local_peak_window_sum(&out.r1, N_SAMPLES, &s.window, image, peak);
         finish_image(&geom, &calibration, event, out, image, peak);
     };
@@ -742,6 +742,14 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut writer = dl1_writer(ctx, tel)?;
     let (events, recycle) = r0_sources::read_zfits_ahead(r0_sources::open_zfits(&input.path, &input.name)?);
     let mut thresholds = vec![cleaner.picture; n_pixels];
+    let mut derived = calibration.derive(&stats);
+    if has_pedestals {
+        if let Some((mean, std)) = stats.image_mean_std() {
+            for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
+                *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
+            }
+        }
+    }
     let mut trigger_rows = Vec::new();
     let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
@@ -781,14 +789,18 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             }
             continue;
         }
-        if has_pedestals {
-            if let Some((mean, std)) = stats.image_mean_std() {
-                for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
-                    *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
+        // What depends on the pedestal windows is recomputed only when they changed.
+        if derived.generation != stats.generation() {
+            derived = calibration.derive(&stats);
+            if has_pedestals {
+                if let Some((mean, std)) = stats.image_mean_std() {
+                    for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
+                        *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
+                    }
                 }
             }
         }
-        calibration.calibrate(&event, &stats, &mut out);
+        calibration.calibrate(&event, &derived, &mut out);
         let mut saturated = false;
         let params = process_image(
             &geom,

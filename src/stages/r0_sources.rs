@@ -302,68 +302,68 @@ impl Default for Calibrated {
 }
 
 impl DataCalibration {
-    /// R0 → R1 of one event with the current pedestal statistics (sst1mpipe `calibrate`):
-    /// waveforms of bad pixels are zeroed and flagged for interpolation.
-    pub fn calibrate(&self, event: &DigicamEvent, stats: &calibrate::PedestalStats, out: &mut Calibrated) {
-        let n_samples = event.n_samples;
+    /// What the calibration derives from the pedestal windows (raw std per pixel, the
+    /// voltage-drop factor or factors, the bad-pixel mask), to recompute only when the windows
+    /// change ([`calibrate::PedestalStats::generation`]).
+    pub fn derive(&self, stats: &calibrate::PedestalStats) -> DerivedCalibration {
         let raw_std = stats.raw_std();
-        let vi = if self.pixelwise_voltage_drop {
-            None
-        } else if self.global_voltage_drop {
-            stats.global_voltage_drop(self.tel_id)
+        let (scale, voltage_drop) = if let (true, Some(std)) = (self.pixelwise_voltage_drop, raw_std.as_ref()) {
+            let per_pixel = self
+                .dc_to_pe
+                .iter()
+                .zip(std)
+                .map(|(d, s)| d * calibrate::voltage_drop_factor(self.tel_id, s * s).unwrap_or(1.0))
+                .collect();
+            (per_pixel, f64::NAN)
         } else {
-            Some(1.0)
+            let vi = if self.global_voltage_drop { stats.global_voltage_drop(self.tel_id).unwrap_or(1.0) } else { 1.0 };
+            (self.dc_to_pe.iter().map(|d| d * vi).collect(), vi)
         };
-        match (&raw_std, self.pixelwise_voltage_drop) {
-            (Some(std), true) => {
-                let per_pixel: Vec<f64> = self
-                    .dc_to_pe
-                    .iter()
-                    .zip(std)
-                    .map(|(d, s)| d * calibrate::voltage_drop_factor(self.tel_id, s * s).unwrap_or(1.0))
-                    .collect();
-                calibrate::r0_to_r1(
-                    &event.samples,
-                    &event.baselines,
-                    &per_pixel,
-                    1.0,
-                    n_samples,
-                    &mut out.adc,
-                    &mut out.r1,
-                );
-                out.voltage_drop = f64::NAN;
-            }
-            _ => {
-                let vi = vi.unwrap_or(1.0);
-                calibrate::r0_to_r1(
-                    &event.samples,
-                    &event.baselines,
-                    &self.dc_to_pe,
-                    vi,
-                    n_samples,
-                    &mut out.adc,
-                    &mut out.r1,
-                );
-                out.voltage_drop = vi;
-            }
-        }
-        out.bad.iter_mut().for_each(|b| *b = false);
+        let mut bad = vec![false; self.dc_to_pe.len()];
         if self.interpolate_bad {
-            for (p, b) in out.bad.iter_mut().enumerate() {
+            for (p, b) in bad.iter_mut().enumerate() {
                 *b = self.bad_calibration[p]
                     || (self.dynamic_dead && raw_std.as_ref().map(|s| s[p] < DEAD_PEDESTAL_STD_ADC).unwrap_or(false));
             }
         }
         for &p in &self.bad_pixels {
-            out.bad[p] = true;
+            bad[p] = true;
         }
-        for (p, &b) in out.bad.iter().enumerate() {
+        DerivedCalibration { generation: stats.generation(), scale, voltage_drop, bad }
+    }
+
+    /// R0 → R1 of one event (sst1mpipe `calibrate`) with what [`Self::derive`] gave:
+    /// waveforms of bad pixels are zeroed and flagged for interpolation.
+    pub fn calibrate(&self, event: &DigicamEvent, derived: &DerivedCalibration, out: &mut Calibrated) {
+        let n_samples = event.n_samples;
+        calibrate::r0_to_r1(
+            &event.samples,
+            &event.baselines,
+            &derived.scale,
+            1.0,
+            n_samples,
+            &mut out.adc,
+            &mut out.r1,
+        );
+        out.voltage_drop = derived.voltage_drop;
+        out.bad.copy_from_slice(&derived.bad);
+        for (p, &b) in derived.bad.iter().enumerate() {
             if b {
                 out.r1[p * n_samples..(p + 1) * n_samples].iter_mut().for_each(|v| *v = 0.0);
                 out.adc[p * n_samples..(p + 1) * n_samples].iter_mut().for_each(|v| *v = 0.0);
             }
         }
     }
+}
+
+/// The calibration of the current pedestal windows.
+pub struct DerivedCalibration {
+    pub generation: u64,
+    /// ADC per p.e. including the voltage drop, per pixel.
+    pub scale: Vec<f64>,
+    /// The global factor (NaN when pixel-wise).
+    pub voltage_drop: f64,
+    pub bad: Vec<bool>,
 }
 
 /// A pixel whose pedestal samples vary less than this (ADC) is dead (sst1mpipe).
