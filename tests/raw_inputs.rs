@@ -498,7 +498,8 @@ mod stage {
         assert_eq!(reader.n_events, 30);
         let rows = reader.read(0, 30).unwrap();
         assert_eq!(rows[0].event_id, 1027888, "no SWAT: the camera counter");
-        // The 12-digit obs_id does not fit ctapipe's int32 event column: the run row keeps it.
+        // sst1mpipe's 12-digit obs_id, in the event rows (int64) and the run's row.
+        assert!(rows.iter().all(|r| r.obs_id == 201808220001));
         let obs = reader.observation.unwrap();
         assert_eq!(obs.obs_id, 201808220001);
         assert!(obs.tstart <= rows[0].local_time && obs.tstop >= rows[29].local_time);

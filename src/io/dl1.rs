@@ -25,7 +25,7 @@ use std::path::Path;
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct ImageRow {
-    pub obs_id: i32,
+    pub obs_id: i64,
     pub event_id: i64,
     pub tel_id: i16,
     pub image: [f32; N_PIXELS],
@@ -163,7 +163,7 @@ macro_rules! parameter_tables {
 
 parameter_tables! {
     parameters {
-    obs_id: i32 = "",
+    obs_id: i64 = "",
     event_id: i64 = "",
     tel_id: i16 = "",
     camera_frame_hillas_intensity: f64 = "",
@@ -280,7 +280,7 @@ impl ParametersRow {
     /// The row for an event; NaN (and −1 for counts) where no parameters exist, as ctapipe;
     /// truth columns NaN (and −1) without `truth`.
     pub fn new(
-        obs_id: i32,
+        obs_id: i64,
         event_id: i64,
         tel_id: i16,
         pointing_alt_az_deg: (f64, f64),
@@ -318,7 +318,7 @@ impl ParametersRow {
         row
     }
 
-    fn parameters(obs_id: i32, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
+    fn parameters(obs_id: i64, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
         let nan = f64::NAN;
         let Some(p) = p else {
             return ParametersRow { obs_id, event_id, tel_id, ..Self::no_truth() };
@@ -471,7 +471,7 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct TriggerRow {
-    pub obs_id: i32,
+    pub obs_id: i64,
     pub event_id: i64,
     pub time: [u32; 2],
     /// ctapipe's `EventType` value (32: subarray trigger).
@@ -484,7 +484,7 @@ pub const EVENT_TYPE_SUBARRAY: u8 = 32;
 impl TriggerRow {
     /// The row for an event at Unix time `unix_s` (UTC); `None` when the time cannot be
     /// expressed (NaN, before 1999).
-    pub fn at(obs_id: i32, event_id: i64, unix_s: f64) -> Option<TriggerRow> {
+    pub fn at(obs_id: i64, event_id: i64, unix_s: f64) -> Option<TriggerRow> {
         let tai = crate::astro::unix_to_unix_tai(unix_s)?;
         let seconds = tai.floor();
         let quarter_ns = ((tai - seconds) * 4e9).round().min(4e9 - 1.0);

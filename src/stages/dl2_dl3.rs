@@ -16,7 +16,8 @@
 //! another activity, e.g. with `foreach`), and a gap becomes a new row of the GTI table
 //! (ONTIME is the sum of the GTIs), which is what good time intervals are for. The GTIs are the
 //! runs' recorded start and stop, merged when less than 2 s apart; the obs id is the smallest
-//! of the runs'; with several runs, EVENT_ID is `obs_id << 32 | event_id`, so it stays unique.
+//! of the runs'; with several runs, EVENT_ID is `obs_id << 32 | event_id` (the run's ordinal
+//! instead of obs_id for sst1mpipe's 12-digit ids), so it stays unique.
 //!
 //! # Which IRF, and the contract
 //!
@@ -253,11 +254,15 @@ impl Stage for Dl2Dl3Stage {
 
         // Read the events once: pointing statistics over all events, DL3 rows for the selected.
         let multi = runs.len() > 1;
+        // Merged runs: EVENT_ID = obs_id << 32 | event_id while obs ids fit in 31 bits; sst1mpipe's
+        // 12-digit YYYYMMDDRRRR ids do not, so their runs are numbered 1, 2, … in that field.
+        let small_ids = runs.iter().all(|r| (0..1 << 31).contains(&r.observation.obs_id));
         let mut ev = Events::default();
         let (mut alt_sum, mut az_x, mut az_y, mut n_pointing) = (0.0, 0.0, 0.0, 0usize);
         let (mut n_read, mut n_selected) = (0usize, 0usize);
         let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
-        for run in &runs {
+        for (ordinal, run) in runs.iter().enumerate() {
+            let run_tag = if small_ids { run.observation.obs_id } else { ordinal as i64 + 1 };
             let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?;
             let mut start = 0;
             while start < run.dl2.n_events {
@@ -284,7 +289,7 @@ impl Stage for Dl2Dl3Stage {
                             run.input.name, r.event_id, r.local_time
                         ))
                     })?;
-                    ev.event_id.push(if multi { (r.obs_id as i64) << 32 | r.event_id } else { r.event_id });
+                    ev.event_id.push(if multi { run_tag << 32 | r.event_id } else { r.event_id });
                     ev.time.push(time);
                     ev.ra.push(r.reco_ra as f32);
                     ev.dec.push(r.reco_dec as f32);

@@ -361,7 +361,7 @@ fn dl1_writer(ctx: &StageContext, tel: u16) -> Result<Dl1Writer> {
     Ok(writer)
 }
 
-fn empty_row(obs_id: i32, tel: u16) -> ImageRow {
+fn empty_row(obs_id: i64, tel: u16) -> ImageRow {
     ImageRow {
         obs_id,
         event_id: 0,
@@ -391,11 +391,7 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
     let triggers: std::collections::HashMap<u64, (f64, (f64, f64))> =
         reader.triggers.iter().map(|t| (t.event_id, (t.time, (t.pointing_alt, t.pointing_az)))).collect();
     let time_and_pointing = |event_id: u64| triggers.get(&event_id).copied().unwrap_or((f64::NAN, run_pointing));
-    let obs_id = match &reader.observation {
-        Some(o) => i32::try_from(o.obs_id)
-            .map_err(|_| Error::msg(format!("input {}: obs_id {} out of range", input.name, o.obs_id)))?,
-        None => 1,
-    };
+    let obs_id = reader.observation.map(|o| o.obs_id).unwrap_or(1);
     let mut row = empty_row(obs_id, tel);
     let truth: std::collections::HashMap<u64, Truth> = reader
         .showers
@@ -607,18 +603,14 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         global_voltage_drop: opt_flag("/NsbCalibrator/apply_global_Vdrop_correction"),
         pixelwise_voltage_drop: opt_flag("/NsbCalibrator/apply_pixelwise_Vdrop_correction"),
     };
-    let obs_id = match p.obs_id.or_else(|| r0_sources::obs_id_from_name(&input.name)) {
-        Some(id) => i32::try_from(id).ok().map(|_| id),
-        None => None,
-    };
     let obs_id_i64 = p.obs_id.or_else(|| r0_sources::obs_id_from_name(&input.name)).ok_or_else(|| {
         Error::msg(format!(
             "input {}: the file name carries no YYYYMMDD_RRRR run identifier; give the step an \"obs_id\" parameter",
             input.name
         ))
     })?;
-    // DL1 tables store obs_id as int32 like ctapipe's; sst1mpipe's YYYYMMDDRRRR ids need 64 bits.
-    let obs_id_row = obs_id.map(|v| v as i32).unwrap_or(-1);
+    // sst1mpipe's YYYYMMDDRRRR needs 64 bits (as ctapipe 0.17's tables, which sst1mpipe writes).
+    let obs_id_row = obs_id_i64;
     let site = super::dl1_dl2::site(ctx.config, tel).ok();
 
     // Pass 1: the initial raw-sample window and the event-id rule (SWAT or camera counter).

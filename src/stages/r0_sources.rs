@@ -77,7 +77,7 @@ pub type McEvent = (u64, (f64, f64), Truth);
 pub struct SimtelSource {
     pub reader: SimtelReader,
     pub tel_id: u16,
-    pub obs_id: i32,
+    pub obs_id: i64,
     tel_position: [f64; 3],
     pub pde_factor: Option<(String, f64)>,
     pub run: SimulationRunRow,
@@ -171,7 +171,7 @@ impl SimtelSource {
         Ok(SimtelSource {
             reader,
             tel_id,
-            obs_id: run_header.run,
+            obs_id: run_header.run as i64,
             tel_position: [pos[0] as f64, pos[1] as f64, pos[2] as f64],
             pde_factor,
             run,
