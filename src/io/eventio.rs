@@ -368,19 +368,32 @@ impl<'a> Cursor<'a> {
     pub fn uvarint(&mut self) -> ParseResult<u64> {
         let first =
             *self.data.get(self.pos).ok_or_else(|| format!("content ends at byte {} inside a var-int", self.pos))?;
-        let len = (first.leading_ones() as usize + 1).min(9);
-        let b = self.bytes(len)?;
-        let mut v: u64 = if len >= 8 { 0 } else { (b[0] & (0xffu16 >> len) as u8) as u64 };
-        for &x in &b[1..] {
-            v = (v << 8) | x as u64;
-        }
-        Ok(v)
+        let b = self.bytes(varint_len(first))?;
+        Ok(varint_value(b))
     }
 
     /// A signed (zig-zag) EventIO var-int.
     pub fn svarint(&mut self) -> ParseResult<i64> {
         Ok(zigzag(self.uvarint()?))
     }
+}
+
+/// Bytes of the var-int starting with `first`: the number of leading 1 bits + 1 (at most 9).
+#[inline]
+fn varint_len(first: u8) -> usize {
+    (first.leading_ones() as usize + 1).min(9)
+}
+
+/// The value of a complete var-int (`b` has [`varint_len`] bytes): the first byte's bits after
+/// its length prefix (none for 8 and 9 bytes), then the following bytes, big-endian.
+#[inline]
+fn varint_value(b: &[u8]) -> u64 {
+    let len = b.len();
+    let mut v: u64 = if len >= 8 { 0 } else { (b[0] & (0xffu16 >> len) as u8) as u64 };
+    for &x in &b[1..] {
+        v = (v << 8) | x as u64;
+    }
+    v
 }
 
 #[inline]
@@ -406,16 +419,12 @@ pub fn differential_traces(data: &[u8], n_traces: usize, n_samples: usize, out: 
                 pos += 1;
                 first as u64
             } else {
-                let len = (first.leading_ones() as usize + 1).min(9);
+                let len = varint_len(first);
                 let b = data
                     .get(pos..pos + len)
                     .ok_or_else(|| format!("ADC samples end at byte {pos} inside a var-int"))?;
                 pos += len;
-                let mut v: u64 = if len >= 8 { 0 } else { (b[0] & (0xffu16 >> len) as u8) as u64 };
-                for &x in &b[1..] {
-                    v = (v << 8) | x as u64;
-                }
-                v
+                varint_value(b)
             };
             value = value.wrapping_add(zigzag(v));
             out.push(value as u16);

@@ -413,6 +413,17 @@ impl Tile {
         self.columns[c].chunks_exact(size)
     }
 
+    /// The bytes of message `row` in array column `c` (lengths checked when the tile was read).
+    pub fn array(&self, c: usize, row: usize) -> &[u8] {
+        let bytes = &self.columns[c];
+        let mut at = 0;
+        for _ in 0..row {
+            at += 4 + i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
+        }
+        let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
+        &bytes[at + 4..at + 4 + n]
+    }
+
     /// The per-message byte strings of an array column.
     pub fn arrays(&self, c: usize) -> Vec<&[u8]> {
         let bytes = &self.columns[c];
@@ -674,6 +685,23 @@ struct HuffEntry {
     next: u32,
 }
 
+/// Follows the byte tables for the code at the bottom of `buf` (LSB first), 8 bits per level,
+/// using at most `available` bits: (symbol, code length), or None for an unknown or too long code.
+fn walk_huffman_tables(tables: &[[HuffEntry; 256]], buf: u64, available: u32) -> Option<(u16, u32)> {
+    let (mut table, mut shift) = (0usize, 0u32);
+    loop {
+        let entry = tables[table][((buf >> shift) & 0xff) as usize];
+        if entry.leaf {
+            return Some((entry.symbol, shift + entry.n_bits as u32));
+        }
+        if entry.next == 0 || shift + 8 > available.min(48) {
+            return None;
+        }
+        table = entry.next as usize - 1;
+        shift += 8;
+    }
+}
+
 /// Decodes one FACT Huffman16 stream: u64 number of symbols, u64 number of codes, per code
 /// (u16 symbol, u8 length, ceil(length/8) code bytes), then the bit stream read LSB first
 /// through 256-entry tables, 8 bits per level. A single code means "all values are this
@@ -811,20 +839,11 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> 
         let e = pairs[(buf & ((1 << FAST_BITS) - 1)) as usize];
         if e == 0 {
             // A code longer than FAST_BITS: walk the byte tables (n_buf ≥ 32 here).
-            let (mut table, mut shift) = (0usize, 0u32);
-            let (symbol, len) = loop {
-                let entry = tables[table][((buf >> shift) & 0xff) as usize];
-                if entry.leaf {
-                    break (entry.symbol, shift + entry.n_bits as u32);
-                }
-                if entry.next == 0 || shift + 8 > n_buf.saturating_sub(8) {
-                    break (0, u32::MAX);
-                }
-                table = entry.next as usize - 1;
-                shift += 8;
-            };
-            if len == u32::MAX || len > n_buf {
+            let Some((symbol, len)) = walk_huffman_tables(&tables, buf, n_buf.saturating_sub(8)) else {
                 break; // let the careful loop below decide (unknown code or a very long one)
+            };
+            if len > n_buf {
+                break;
             }
             dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
             written += 1;
@@ -848,17 +867,8 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> 
             n_buf += 8;
             pos += 1;
         }
-        let (mut table, mut shift) = (0usize, 0u32);
-        let (symbol, len) = loop {
-            let entry = tables[table][((buf >> shift) & 0xff) as usize];
-            if entry.leaf {
-                break (entry.symbol, shift + entry.n_bits as u32);
-            }
-            if entry.next == 0 || shift >= 48 {
-                return Err(format!("huffman16: unknown bit code at bit {consumed} of the stream"));
-            }
-            table = entry.next as usize - 1;
-            shift += 8;
+        let Some((symbol, len)) = walk_huffman_tables(&tables, buf, 56) else {
+            return Err(format!("huffman16: unknown bit code at bit {consumed} of the stream"));
         };
         dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
         written += 1;
@@ -1046,16 +1056,7 @@ impl DigicamReader {
         event.local_clock_ns = (sec as i64).wrapping_mul(1_000_000_000).wrapping_add(nanosec as i64);
         event.trigger_time =
             (c.trig_sec.map(scalar_u32).unwrap_or(0) as u64, c.trig_nanosec.map(scalar_u32).unwrap_or(0) as u64);
-        let array = |col: usize| -> &[u8] {
-            let bytes = &tile.columns[col];
-            let mut at = 0;
-            for _ in 0..row {
-                let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
-                at += 4 + n;
-            }
-            let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
-            &bytes[at + 4..at + 4 + n]
-        };
+        let array = |col: usize| tile.array(col, row);
         let index_bytes = array(c.pixel_indices);
         let n_pixels = index_bytes.len() / 2;
         event.pixel_indices.clear();

@@ -646,7 +646,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                           peak: &mut [f32]| {
         calibration.calibrate(event, &calibration.derive(stats), out);
         extract::local_peak_window_sum(&out.r1, N_SAMPLES, &s.window, image, peak);
-        finish_image(&geom, &calibration, event, out, image, peak);
+        finish_image(&geom, &calibration, out, image, peak);
     };
     if has_pedestals {
         let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
@@ -801,7 +801,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             &cleaner,
             &thresholds,
             &mut |img: &mut [f32], pk: &mut [f32]| {
-                saturated = finish_image(&geom, &calibration, &event, &out, img, pk);
+                saturated = finish_image(&geom, &calibration, &out, img, pk);
             },
             s.intensity_correction,
             &mut row,
@@ -887,7 +887,6 @@ fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {
 fn finish_image(
     geom: &CameraGeometry,
     calibration: &DataCalibration,
-    _event: &DigicamEvent,
     out: &Calibrated,
     image: &mut [f32],
     peak: &mut [f32],
