@@ -687,6 +687,7 @@ struct HuffEntry {
 
 /// Follows the byte tables for the code at the bottom of `buf` (LSB first), 8 bits per level,
 /// using at most `available` bits: (symbol, code length), or None for an unknown or too long code.
+#[inline(always)]
 fn walk_huffman_tables(tables: &[[HuffEntry; 256]], buf: u64, available: u32) -> Option<(u16, u32)> {
     let (mut table, mut shift) = (0usize, 0u32);
     loop {
