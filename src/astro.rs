@@ -162,6 +162,12 @@ pub fn unix_to_unix_tai(unix_s: f64) -> Option<f64> {
     Some(unix_s + tai_utc)
 }
 
+/// A TAI-based Unix time (such as the SST-1M camera clock) → the Unix (UTC) time of the same
+/// instant; the inverse of [`unix_to_unix_tai`] away from the seconds of a leap.
+pub fn unix_tai_to_unix(tai_s: f64) -> f64 {
+    tai_s - (unix_to_unix_tai(tai_s).unwrap_or(tai_s) - tai_s)
+}
+
 /// A Unix time → (`YYYY-MM-DD`, `hh:mm:ss.sss`) in UTC, for the DATE-OBS style keywords.
 pub fn utc_date_time(unix_s: f64) -> (String, String) {
     let secs = unix_s.floor();

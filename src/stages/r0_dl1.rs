@@ -610,7 +610,6 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         ))
     })?;
     // sst1mpipe's YYYYMMDDRRRR needs 64 bits (as ctapipe 0.17's tables, which sst1mpipe writes).
-    let obs_id_row = obs_id_i64;
     let site = super::dl1_dl2::site(ctx.config, tel).ok();
 
     // Pass 1: the initial raw-sample window and the event-id rule (SWAT or camera counter).
@@ -636,7 +635,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let has_pedestals = stats.n_raw() > 0;
     // Pass 2: calibrated pedestal images for the adaptive thresholds and the run's NSB level.
     let mut out = Calibrated::new();
-    let mut row = empty_row(obs_id_row, tel);
+    let mut row = empty_row(obs_id_i64, tel);
     let mut image = vec![0.0f32; n_pixels];
     let mut peak = vec![0.0f32; n_pixels];
     let pedestal_image = |event: &DigicamEvent,
@@ -677,7 +676,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         ctx.log,
         "zfits {}: telescope {tel}, obs_id {obs_id_i64}, {} events; event ids from {}",
         input.name,
-        reader_events(&input.path, &input.name)?,
+        reader.n_events,
         if swat { "the SWAT array counter" } else { "the camera counter" }
     );
     if has_pedestals {
@@ -754,8 +753,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         check_event(&event, tel, &input.name)?;
         position += 1;
         let position = position - 1;
-        let clock_s = event.local_clock_ns as f64 * 1e-9;
-        let utc_s = clock_s - (crate::astro::unix_to_unix_tai(clock_s).unwrap_or(clock_s) - clock_s);
+        let utc_s = crate::astro::unix_tai_to_unix(event.local_clock_ns as f64 * 1e-9);
         run_start = run_start.min(utc_s);
         run_stop = run_stop.max(utc_s);
         if event.event_type == PEDESTAL_EVENT_TYPE {
@@ -813,17 +811,16 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         let event_id = if raw_id > 0 { raw_id } else { (obs_id_i64 % 10_000) * 1_000_000 + position as i64 };
         row.event_id = event_id;
         row.is_valid = params.is_some();
-        let tai_s = event.local_clock_ns as f64 * 1e-9;
-        let time = tai_s - (crate::astro::unix_to_unix_tai(tai_s).unwrap_or(tai_s) - tai_s);
+        let time = utc_s;
         let pointing = match (pointing_radec.as_ref(), site) {
             (Some((_, _, ra, dec)), Some(site)) => crate::astro::radec_to_altaz(*ra, *dec, site, time),
             _ => (f64::NAN, f64::NAN),
         };
-        let mut parameters = ParametersRow::new(obs_id_row, event_id, tel as i16, pointing, params.as_ref(), None);
+        let mut parameters = ParametersRow::new(obs_id_i64, event_id, tel as i16, pointing, params.as_ref(), None);
         parameters.local_time = time;
         parameters.time_wr_full_seconds = event.local_clock_ns.div_euclid(1_000_000_000);
         parameters.time_wr_frac_seconds = event.local_clock_ns.rem_euclid(1_000_000_000) as f64 / 1e9;
-        if let Some(t) = TriggerRow::at(obs_id_row, event_id, time) {
+        if let Some(t) = TriggerRow::at(obs_id_i64, event_id, time) {
             trigger_rows.push(t);
         }
         writer.write(row, parameters)?;
@@ -858,10 +855,6 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         "processed {n_events} events ({with_params} with image parameters, {n_saturated} with saturated pixels); {n_pedestals} pedestal events used for calibration and cleaning, not written"
     );
     Ok(())
-}
-
-fn reader_events(path: &std::path::Path, name: &str) -> Result<u64> {
-    Ok(r0_sources::open_zfits(path, name)?.n_events)
 }
 
 fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {

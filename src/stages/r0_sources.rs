@@ -285,13 +285,12 @@ pub struct Calibrated {
     pub adc: Vec<f32>,
     pub r1: Vec<f32>,
     pub bad: Vec<bool>,
-    pub voltage_drop: f64,
 }
 
 impl Calibrated {
     pub fn new() -> Calibrated {
         let n = 1296 * crate::instrument::N_SAMPLES;
-        Calibrated { adc: vec![0.0; n], r1: vec![0.0; n], bad: vec![false; 1296], voltage_drop: 1.0 }
+        Calibrated { adc: vec![0.0; n], r1: vec![0.0; n], bad: vec![false; 1296] }
     }
 }
 
@@ -307,17 +306,17 @@ impl DataCalibration {
     /// change ([`calibrate::PedestalStats::generation`]).
     pub fn derive(&self, stats: &calibrate::PedestalStats) -> DerivedCalibration {
         let raw_std = stats.raw_std();
-        let (scale, voltage_drop) = if let (true, Some(std)) = (self.pixelwise_voltage_drop, raw_std.as_ref()) {
+        let scale = if let (true, Some(std)) = (self.pixelwise_voltage_drop, raw_std.as_ref()) {
             let per_pixel = self
                 .dc_to_pe
                 .iter()
                 .zip(std)
                 .map(|(d, s)| d * calibrate::voltage_drop_factor(self.tel_id, s * s).unwrap_or(1.0))
                 .collect();
-            (per_pixel, f64::NAN)
+            per_pixel
         } else {
             let vi = if self.global_voltage_drop { stats.global_voltage_drop(self.tel_id).unwrap_or(1.0) } else { 1.0 };
-            (self.dc_to_pe.iter().map(|d| d * vi).collect(), vi)
+            self.dc_to_pe.iter().map(|d| d * vi).collect()
         };
         let mut bad = vec![false; self.dc_to_pe.len()];
         if self.interpolate_bad {
@@ -329,7 +328,7 @@ impl DataCalibration {
         for &p in &self.bad_pixels {
             bad[p] = true;
         }
-        DerivedCalibration { generation: stats.generation(), scale, voltage_drop, bad }
+        DerivedCalibration { generation: stats.generation(), scale, bad }
     }
 
     /// R0 → R1 of one event (sst1mpipe `calibrate`) with what [`Self::derive`] gave:
@@ -345,7 +344,6 @@ impl DataCalibration {
             &mut out.adc,
             &mut out.r1,
         );
-        out.voltage_drop = derived.voltage_drop;
         out.bad.copy_from_slice(&derived.bad);
         for (p, &b) in derived.bad.iter().enumerate() {
             if b {
@@ -361,8 +359,6 @@ pub struct DerivedCalibration {
     pub generation: u64,
     /// ADC per p.e. including the voltage drop, per pixel.
     pub scale: Vec<f64>,
-    /// The global factor (NaN when pixel-wise).
-    pub voltage_drop: f64,
     pub bad: Vec<bool>,
 }
 
