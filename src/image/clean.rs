@@ -17,6 +17,10 @@ pub struct Tailcuts {
 
 /// Tailcuts cleaning with one picture threshold per pixel (sst1mpipe raises them per pixel from
 /// pedestal statistics). Writes the mask into `mask`.
+///
+/// Shower images are sparse: one scan of the image lists the few pixels above a threshold
+/// (bit sets of the camera's pixels, 64 per word), and only those and their neighbours are
+/// looked at again.
 pub fn tailcuts_clean(
     geom: &CameraGeometry,
     image: &[f32],
@@ -26,25 +30,42 @@ pub fn tailcuts_clean(
 ) {
     let n = geom.n_pixels();
     assert!(image.len() == n && picture_threshold.len() == n && mask.len() == n);
-    let above_picture = |p: usize| image[p] as f64 >= picture_threshold[p];
-    let above_boundary = |p: usize| image[p] as f64 >= cuts.boundary;
-    let in_picture = |p: usize| {
-        above_picture(p)
+    let words = n.div_ceil(64);
+    let mut above_picture = vec![0u64; words];
+    let mut above_boundary = vec![0u64; words];
+    let mut candidates = Vec::new();
+    for (word, ((pic, bnd), (q, thr))) in above_picture
+        .iter_mut()
+        .zip(above_boundary.iter_mut())
+        .zip(image.chunks(64).zip(picture_threshold.chunks(64)))
+        .enumerate()
+    {
+        for (bit, (&q, &thr)) in q.iter().zip(thr).enumerate() {
+            *pic |= ((q as f64 >= thr) as u64) << bit;
+            *bnd |= ((q as f64 >= cuts.boundary) as u64) << bit;
+        }
+        let mut either = *pic | *bnd;
+        while either != 0 {
+            candidates.push(word * 64 + either.trailing_zeros() as usize);
+            either &= either - 1;
+        }
+    }
+    let has = |set: &[u64], p: usize| set[p / 64] >> (p % 64) & 1 == 1;
+    let mut in_picture = vec![0u64; words];
+    for &p in &candidates {
+        let picture = has(&above_picture, p)
             && (cuts.keep_isolated
                 || cuts.min_picture_neighbors == 0
-                || geom.neighbors(p).iter().filter(|&&q| above_picture(q as usize)).count()
-                    >= cuts.min_picture_neighbors)
-    };
-    // Two passes keep it allocation-free: first mark picture pixels in `mask`.
-    for (p, m) in mask.iter_mut().enumerate() {
-        *m = in_picture(p);
+                || geom.neighbors(p).iter().filter(|&&q| has(&above_picture, q as usize)).count()
+                    >= cuts.min_picture_neighbors);
+        in_picture[p / 64] |= (picture as u64) << (p % 64);
     }
-    let picture: Vec<bool> = mask.to_vec();
-    for p in 0..n {
-        let near_picture = geom.neighbors(p).iter().any(|&q| picture[q as usize]);
-        let boundary_kept = above_boundary(p) && near_picture;
-        let picture_kept =
-            picture[p] && (cuts.keep_isolated || geom.neighbors(p).iter().any(|&q| above_boundary(q as usize)));
+    mask.fill(false);
+    for &p in &candidates {
+        let near_picture = || geom.neighbors(p).iter().any(|&q| has(&in_picture, q as usize));
+        let near_boundary = || geom.neighbors(p).iter().any(|&q| has(&above_boundary, q as usize));
+        let boundary_kept = has(&above_boundary, p) && near_picture();
+        let picture_kept = has(&in_picture, p) && (cuts.keep_isolated || near_boundary());
         mask[p] = boundary_kept || picture_kept;
     }
 }
@@ -58,17 +79,21 @@ pub fn time_delta_clean(
     time_limit_ns: f64,
     mask: &mut [bool],
 ) {
-    let before = mask.to_vec();
-    for p in 0..geom.n_pixels() {
-        if !before[p] {
-            continue;
-        }
-        let close = geom
-            .neighbors(p)
-            .iter()
-            .filter(|&&q| before[q as usize] && ((peak_time[p] - peak_time[q as usize]).abs() as f64) < time_limit_ns)
-            .count();
-        mask[p] = close >= min_neighbors;
+    let kept: Vec<usize> = (0..geom.n_pixels()).filter(|&p| mask[p]).collect();
+    let dropped: Vec<usize> = kept
+        .iter()
+        .copied()
+        .filter(|&p| {
+            let close = geom
+                .neighbors(p)
+                .iter()
+                .filter(|&&q| mask[q as usize] && ((peak_time[p] - peak_time[q as usize]).abs() as f64) < time_limit_ns)
+                .count();
+            close < min_neighbors
+        })
+        .collect();
+    for p in dropped {
+        mask[p] = false;
     }
 }
 
@@ -158,5 +183,69 @@ mod tests {
         times[centre] = 30.0;
         time_delta_clean(&g, &times, 1, 8.0, &mut mask);
         assert!(!mask[centre] && mask.iter().filter(|m| **m).count() == 6);
+    }
+
+    /// ctapipe's tailcuts and time-delta cleaning written out pixel by pixel over the whole
+    /// camera (as its numpy code reads): the sparse versions must agree on random images.
+    #[test]
+    fn sparse_cleaning_equals_the_dense_definition() {
+        let g = CameraGeometry::digicam();
+        let n = g.n_pixels();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for trial in 0..60 {
+            let image: Vec<f32> = (0..n).map(|_| next(160) as f32 / 10.0 - 2.0).collect();
+            let times: Vec<f32> = (0..n).map(|_| next(400) as f32 / 10.0).collect();
+            // Per-pixel picture thresholds, some below the boundary threshold.
+            let thr: Vec<f64> = (0..n).map(|_| 3.0 + next(80) as f64 / 10.0).collect();
+            let cuts = Tailcuts {
+                boundary: 4.0 + (trial % 3) as f64,
+                min_picture_neighbors: trial % 4,
+                keep_isolated: trial % 5 == 0,
+            };
+            let above_pic: Vec<bool> = (0..n).map(|p| image[p] as f64 >= thr[p]).collect();
+            let above_bnd: Vec<bool> = (0..n).map(|p| image[p] as f64 >= cuts.boundary).collect();
+            let count = |set: &[bool], p: usize| g.neighbors(p).iter().filter(|&&q| set[q as usize]).count();
+            let in_pic: Vec<bool> = (0..n)
+                .map(|p| {
+                    above_pic[p]
+                        && (cuts.keep_isolated
+                            || cuts.min_picture_neighbors == 0
+                            || count(&above_pic, p) >= cuts.min_picture_neighbors)
+                })
+                .collect();
+            let mut dense: Vec<bool> = (0..n)
+                .map(|p| {
+                    let boundary_kept = above_bnd[p] && count(&in_pic, p) > 0;
+                    if cuts.keep_isolated {
+                        boundary_kept || in_pic[p]
+                    } else {
+                        boundary_kept || (in_pic[p] && count(&above_bnd, p) > 0)
+                    }
+                })
+                .collect();
+            let mut sparse = vec![true; n];
+            tailcuts_clean(&g, &image, &thr, &cuts, &mut sparse);
+            assert_eq!(sparse, dense, "tailcuts, trial {trial}");
+            let before = dense.clone();
+            for p in 0..n {
+                if before[p] {
+                    let close = g
+                        .neighbors(p)
+                        .iter()
+                        .filter(|&&q| before[q as usize] && ((times[p] - times[q as usize]).abs() as f64) < 5.0)
+                        .count();
+                    let min_neighbors = 1 + trial % 2;
+                    dense[p] = close >= min_neighbors;
+                }
+            }
+            time_delta_clean(&g, &times, 1 + trial % 2, 5.0, &mut sparse);
+            assert_eq!(sparse, dense, "time delta, trial {trial}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! integration correction; the peak time is the mean sample index weighted by the positive
 //! samples in the window (the peak index if none is positive), in ns.
 
+use crate::instrument::N_SAMPLES;
+
 /// Integration window settings (sst1mpipe: width 7, shift 3 samples of 4 ns).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
@@ -23,62 +25,294 @@ pub fn local_peak_window_sum(
     charge: &mut [f32],
     peak_time: &mut [f32],
 ) {
-    let Window { width, shift, sample_ns, correction } = *window;
     assert_eq!(waveforms.len(), charge.len() * n_samples);
     assert_eq!(charge.len(), peak_time.len());
-    for (pix, w) in waveforms.chunks_exact(n_samples).enumerate() {
-        let peak = first_argmax(w);
-        let start = peak.saturating_sub(shift);
-        let end = (peak as isize - shift as isize + width as isize).clamp(0, n_samples as isize) as usize;
-        let (mut sum, mut num, mut den) = (0.0f64, 0.0f64, 0.0f64);
-        for (i, &v) in w[start..end.max(start)].iter().enumerate() {
-            let v = v as f64;
-            sum += v;
-            let positive = if v > 0.0 { v } else { 0.0 };
-            num += positive * (start + i) as f64;
-            den += positive;
-        }
-        let t = if den > 0.0 { num / den } else { peak as f64 };
-        charge[pix] = ((sum as f32) as f64 * correction) as f32;
-        peak_time[pix] = (t * sample_ns) as f32;
+    #[cfg(target_arch = "x86_64")]
+    if (2 * LANES..=64).contains(&n_samples)
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
+        // SAFETY: the CPU has AVX-512F and AVX2 (checked just above).
+        unsafe {
+            match n_samples {
+                N_SAMPLES => window_sums_avx512::<N_SAMPLES>(waveforms, n_samples, window, charge, peak_time),
+                _ => window_sums_avx512::<0>(waveforms, n_samples, window, charge, peak_time),
+            }
+        };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if (LANES..=64).contains(&n_samples) && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe {
+            match n_samples {
+                N_SAMPLES => window_sums_avx2::<N_SAMPLES>(waveforms, n_samples, window, charge, peak_time),
+                _ => window_sums_avx2::<0>(waveforms, n_samples, window, charge, peak_time),
+            }
+        };
+        return;
+    }
+    window_sums(waveforms, n_samples, window, charge, peak_time);
+}
+
+#[inline(always)]
+fn window_sums(waveforms: &[f32], n_samples: usize, window: &Window, charge: &mut [f32], peak_time: &mut [f32]) {
+    for ((w, q), t) in waveforms.chunks_exact(n_samples).zip(charge.iter_mut()).zip(peak_time.iter_mut()) {
+        (*q, *t) = sum_around(w, first_argmax(w), window);
     }
 }
 
-/// Index of the first maximum (numpy's argmax), branch-free over four interleaved lanes.
-#[inline]
+/// Charge and peak time of one waveform with its window placed around `peak`. The same
+/// sequential f64 sums on every path, so the AVX2 build gives the same bits as the portable one.
+#[inline(always)]
+fn sum_around(w: &[f32], peak: usize, window: &Window) -> (f32, f32) {
+    let start = peak.saturating_sub(window.shift);
+    let end = (peak + window.width).saturating_sub(window.shift).min(w.len());
+    let (mut sum, mut num, mut den) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &v) in w.iter().enumerate().take(end).skip(start) {
+        let v = v as f64;
+        sum += v;
+        let positive = if v > 0.0 { v } else { 0.0 };
+        num += positive * i as f64;
+        den += positive;
+    }
+    let time = if den > 0.0 { num / den } else { peak as f64 };
+    (((sum as f32) as f64 * window.correction) as f32, (time * window.sample_ns) as f32)
+}
+
+/// Index of the first maximum (numpy's argmax, NaN samples ignored; 0 if there is no number).
 fn first_argmax(w: &[f32]) -> usize {
-    let mut best = [f32::NEG_INFINITY; 4];
-    let mut idx = [0usize; 4];
-    let chunks = w.chunks_exact(4);
-    let rest = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
-        for lane in 0..4 {
-            let v = chunk[lane];
-            let better = v > best[lane];
-            best[lane] = if better { v } else { best[lane] };
-            idx[lane] = if better { 4 * c + lane } else { idx[lane] };
-        }
-    }
-    let mut top = f32::NEG_INFINITY;
     let mut at = 0;
-    for lane in 0..4 {
-        if best[lane] > top || (best[lane] == top && idx[lane] < at) {
-            top = best[lane];
-            at = idx[lane];
-        }
-    }
-    let base = w.len() - rest.len();
-    for (i, &v) in rest.iter().enumerate() {
+    let mut top = f32::NEG_INFINITY;
+    for (i, &v) in w.iter().enumerate() {
         if v > top {
             top = v;
-            at = base + i;
+            at = i;
         }
     }
-    if top == f32::NEG_INFINITY {
-        0
-    } else {
-        at
+    at
+}
+
+/// The AVX2 build: the argmax in two vector passes per pixel (the maximum of 8-sample chunks,
+/// then a compare and a movemask per chunk and the first set bit); the window sums of four
+/// pixels at a time, one f64 lane each, sample by sample in the same order as [`sum_around`]
+/// (samples outside a pixel's window add +0.0, which changes no sum), so the bits are the same.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn window_sums_avx2<const N: usize>(
+    waveforms: &[f32],
+    n_samples: usize,
+    window: &Window,
+    charge: &mut [f32],
+    peak_time: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    assert!(waveforms.len() < i32::MAX as usize);
+    // N is the sample count when known at compile time (0: read it at run time); the camera's 50
+    // lets the compiler unroll the per-pixel loops.
+    let n_samples = if N == 0 { n_samples } else { N };
+    let Window { width, shift, sample_ns, correction } = *window;
+    let n_blocks = charge.len() / 4;
+    let zero = _mm256_setzero_pd();
+    for block in 0..n_blocks {
+        let first = 4 * block;
+        let mut peak = [0i32; 4];
+        let mut start = [0i32; 4];
+        let mut end = [0i32; 4];
+        for lane in 0..4 {
+            let offset = (first + lane) * n_samples;
+            let p = first_argmax_avx2(&waveforms[offset..offset + n_samples]);
+            peak[lane] = p as i32;
+            start[lane] = (offset + p.saturating_sub(shift)) as i32;
+            end[lane] = (offset + (p + width).saturating_sub(shift).min(n_samples)) as i32;
+        }
+        let offset0 = (first * n_samples) as i32;
+        let pixel_offset = _mm_setr_epi32(
+            offset0,
+            offset0 + n_samples as i32,
+            offset0 + 2 * n_samples as i32,
+            offset0 + 3 * n_samples as i32,
+        );
+        let last = _mm_add_epi32(pixel_offset, _mm_set1_epi32(n_samples as i32 - 1));
+        // SAFETY: plain loads of four i32.
+        let (start, end) = unsafe {
+            (_mm_loadu_si128(start.as_ptr() as *const __m128i), _mm_loadu_si128(end.as_ptr() as *const __m128i))
+        };
+        let (mut sum, mut num, mut den) = (zero, zero, zero);
+        for j in 0..width as i32 {
+            let at = _mm_add_epi32(start, _mm_set1_epi32(j));
+            let inside = _mm_castsi128_ps(_mm_cmpgt_epi32(end, at));
+            // SAFETY: indices are clamped to each pixel's own samples, inside `waveforms`.
+            let v = unsafe { _mm_i32gather_ps::<4>(waveforms.as_ptr(), _mm_min_epi32(at, last)) };
+            let v = _mm256_cvtps_pd(_mm_and_ps(v, inside));
+            sum = _mm256_add_pd(sum, v);
+            let positive = _mm256_max_pd(v, zero);
+            let sample = _mm256_cvtepi32_pd(_mm_sub_epi32(at, pixel_offset));
+            num = _mm256_add_pd(num, _mm256_mul_pd(positive, sample));
+            den = _mm256_add_pd(den, positive);
+        }
+        // SAFETY: plain loads of four i32.
+        let peak = _mm256_cvtepi32_pd(unsafe { _mm_loadu_si128(peak.as_ptr() as *const __m128i) });
+        let time = _mm256_blendv_pd(peak, _mm256_div_pd(num, den), _mm256_cmp_pd::<_CMP_GT_OQ>(den, zero));
+        let time = _mm256_cvtpd_ps(_mm256_mul_pd(time, _mm256_set1_pd(sample_ns)));
+        let q = _mm256_cvtps_pd(_mm256_cvtpd_ps(sum));
+        let q = _mm256_cvtpd_ps(_mm256_mul_pd(q, _mm256_set1_pd(correction)));
+        // SAFETY: four floats into each output at `first`, which has 4 left (first < 4 · n_blocks).
+        unsafe {
+            _mm_storeu_ps(charge[first..first + 4].as_mut_ptr(), q);
+            _mm_storeu_ps(peak_time[first..first + 4].as_mut_ptr(), time);
+        }
     }
+    for pixel in 4 * n_blocks..charge.len() {
+        let w = &waveforms[pixel * n_samples..(pixel + 1) * n_samples];
+        (charge[pixel], peak_time[pixel]) = sum_around(w, first_argmax_avx2(w), window);
+    }
+}
+
+/// Samples per AVX2 register.
+const LANES: usize = 8;
+
+/// [`first_argmax`] for `LANES <= w.len() <= 64`; a partial last chunk is read as the
+/// overlapping last eight samples.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn first_argmax_avx2(w: &[f32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = w.len();
+    debug_assert!((LANES..=64).contains(&n));
+    let full = n / LANES;
+    let tail = !n.is_multiple_of(LANES);
+    // SAFETY: every load reads 8 floats starting at most at n - 8, inside `w`.
+    let load = |at: usize| unsafe { _mm256_loadu_ps(w.as_ptr().add(at)) };
+    // max_ps(v, m) keeps m where v is NaN, so NaN samples never become the maximum.
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    for k in 0..full {
+        m = _mm256_max_ps(load(k * LANES), m);
+    }
+    if tail {
+        m = _mm256_max_ps(load(n - LANES), m);
+    }
+    let half = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
+    let top = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter)));
+    if top == f32::NEG_INFINITY {
+        return 0;
+    }
+    let top = _mm256_set1_ps(top);
+    let equal = |at: usize| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(load(at), top)) as u32 as u64;
+    let mut bits = 0u64;
+    for k in 0..full {
+        bits |= equal(k * LANES) << (k * LANES);
+    }
+    if tail {
+        bits |= equal(n - LANES) << (n - LANES);
+    }
+    bits.trailing_zeros() as usize
+}
+
+/// The AVX-512 build: sixteen samples per compare (the compares give bit masks directly), and
+/// eight pixels per block of window sums, one f64 lane each, in [`sum_around`]'s order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+fn window_sums_avx512<const N: usize>(
+    waveforms: &[f32],
+    n_samples: usize,
+    window: &Window,
+    charge: &mut [f32],
+    peak_time: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    assert!(waveforms.len() < i32::MAX as usize);
+    let n_samples = if N == 0 { n_samples } else { N };
+    let Window { width, shift, sample_ns, correction } = *window;
+    let n_blocks = charge.len() / 8;
+    let zero = _mm512_setzero_pd();
+    let lane_offsets =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n_samples as i32));
+    for block in 0..n_blocks {
+        let first = 8 * block;
+        let mut peak = [0i32; 8];
+        let mut start = [0i32; 8];
+        let mut end = [0i32; 8];
+        for lane in 0..8 {
+            let offset = (first + lane) * n_samples;
+            let p = first_argmax_avx512(&waveforms[offset..offset + n_samples]);
+            peak[lane] = p as i32;
+            start[lane] = (offset + p.saturating_sub(shift)) as i32;
+            end[lane] = (offset + (p + width).saturating_sub(shift).min(n_samples)) as i32;
+        }
+        let pixel_offset = _mm256_add_epi32(_mm256_set1_epi32((first * n_samples) as i32), lane_offsets);
+        let last = _mm256_add_epi32(pixel_offset, _mm256_set1_epi32(n_samples as i32 - 1));
+        // SAFETY: plain loads of eight i32.
+        let (start, end, peak) = unsafe {
+            (
+                _mm256_loadu_si256(start.as_ptr() as *const __m256i),
+                _mm256_loadu_si256(end.as_ptr() as *const __m256i),
+                _mm256_loadu_si256(peak.as_ptr() as *const __m256i),
+            )
+        };
+        let (mut sum, mut num, mut den) = (zero, zero, zero);
+        for j in 0..width as i32 {
+            let at = _mm256_add_epi32(start, _mm256_set1_epi32(j));
+            let inside = _mm256_castsi256_ps(_mm256_cmpgt_epi32(end, at));
+            // SAFETY: indices are clamped to each pixel's own samples, inside `waveforms`.
+            let v = unsafe { _mm256_i32gather_ps::<4>(waveforms.as_ptr(), _mm256_min_epi32(at, last)) };
+            let v = _mm512_cvtps_pd(_mm256_and_ps(v, inside));
+            sum = _mm512_add_pd(sum, v);
+            let positive = _mm512_max_pd(v, zero);
+            let sample = _mm512_cvtepi32_pd(_mm256_sub_epi32(at, pixel_offset));
+            num = _mm512_add_pd(num, _mm512_mul_pd(positive, sample));
+            den = _mm512_add_pd(den, positive);
+        }
+        let has_weight = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(den, zero);
+        let time = _mm512_mask_blend_pd(has_weight, _mm512_cvtepi32_pd(peak), _mm512_div_pd(num, den));
+        let time = _mm512_cvtpd_ps(_mm512_mul_pd(time, _mm512_set1_pd(sample_ns)));
+        let q = _mm512_cvtps_pd(_mm512_cvtpd_ps(sum));
+        let q = _mm512_cvtpd_ps(_mm512_mul_pd(q, _mm512_set1_pd(correction)));
+        // SAFETY: eight floats into each output at `first`, which has 8 left (first < 8 · n_blocks).
+        unsafe {
+            _mm256_storeu_ps(charge[first..first + 8].as_mut_ptr(), q);
+            _mm256_storeu_ps(peak_time[first..first + 8].as_mut_ptr(), time);
+        }
+    }
+    for pixel in 8 * n_blocks..charge.len() {
+        let w = &waveforms[pixel * n_samples..(pixel + 1) * n_samples];
+        (charge[pixel], peak_time[pixel]) = sum_around(w, first_argmax_avx512(w), window);
+    }
+}
+
+/// [`first_argmax`] for `16 <= w.len() <= 64`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn first_argmax_avx512(w: &[f32]) -> usize {
+    use std::arch::x86_64::*;
+    const WIDE: usize = 16;
+    let n = w.len();
+    debug_assert!((WIDE..=64).contains(&n));
+    let full = n / WIDE;
+    let tail = !n.is_multiple_of(WIDE);
+    // SAFETY: every load reads 16 floats starting at most at n - 16, inside `w`.
+    let load = |at: usize| unsafe { _mm512_loadu_ps(w.as_ptr().add(at)) };
+    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+    for k in 0..full {
+        m = _mm512_max_ps(load(k * WIDE), m);
+    }
+    if tail {
+        m = _mm512_max_ps(load(n - WIDE), m);
+    }
+    let top = _mm512_reduce_max_ps(m);
+    if top == f32::NEG_INFINITY {
+        return 0;
+    }
+    let top = _mm512_set1_ps(top);
+    let mut bits = 0u64;
+    for k in 0..full {
+        bits |= (_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(load(k * WIDE), top) as u64) << (k * WIDE);
+    }
+    if tail {
+        bits |= (_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(load(n - WIDE), top) as u64) << (n - WIDE);
+    }
+    bits.trailing_zeros() as usize
 }
 
 /// ctapipe's integration correction: 1 / (fraction of the reference pulse, rebinned to the
@@ -162,6 +396,78 @@ mod tests {
                 }
             }
             assert_eq!(first_argmax(w), naive, "{w:?}");
+        }
+    }
+
+    /// Every vector build gives the scalar build's bits: random waveforms with ties, NaN,
+    /// negative and all-equal pixels, peaks at both ends (windows clipped), for the camera's 50
+    /// samples and for other lengths, and a pixel count that leaves a partial block.
+    #[test]
+    fn vector_builds_equal_the_scalar_one_bit_for_bit() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n_samples in [50usize, 16, 23, 64, 8] {
+            let n_pixels = 203;
+            let mut w = vec![0.0f32; n_pixels * n_samples];
+            for (pixel, chunk) in w.chunks_exact_mut(n_samples).enumerate() {
+                for v in chunk.iter_mut() {
+                    *v = ((next() % 2000) as f32 - 300.0) / 37.0;
+                }
+                match pixel % 9 {
+                    0 => chunk[0] = 1e4,
+                    1 => chunk[n_samples - 1] = 1e4,
+                    2 => chunk.fill(-1.0),
+                    3 => {
+                        chunk[n_samples / 3] = 500.0;
+                        chunk[n_samples / 2] = 500.0;
+                    }
+                    4 => chunk[(next() as usize) % n_samples] = f32::NAN,
+                    5 => chunk.fill(f32::NAN),
+                    6 => chunk.fill(0.0),
+                    _ => {}
+                }
+            }
+            for window in [
+                Window { width: 7, shift: 3, sample_ns: 4.0, correction: 1.0378 },
+                Window { width: 5, shift: 0, sample_ns: 4.0, correction: 1.0 },
+                Window { width: 9, shift: 9, sample_ns: 2.5, correction: 0.9 },
+            ] {
+                let run = |f: &dyn Fn(&mut [f32], &mut [f32])| {
+                    let (mut q, mut t) = (vec![0.0f32; n_pixels], vec![0.0f32; n_pixels]);
+                    f(&mut q, &mut t);
+                    (
+                        q.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        t.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    )
+                };
+                let scalar = run(&|q, t| window_sums(&w, n_samples, &window, q, t));
+                assert_eq!(run(&|q, t| local_peak_window_sum(&w, n_samples, &window, q, t)), scalar);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: AVX2 checked.
+                        let avx2 = run(&|q, t| unsafe { window_sums_avx2::<0>(&w, n_samples, &window, q, t) });
+                        assert!(avx2 == scalar, "AVX2, {n_samples} samples, {window:?}");
+                    } else {
+                        println!("no AVX2 here: that build is not compared");
+                    }
+                    if n_samples >= 16
+                        && std::arch::is_x86_feature_detected!("avx512f")
+                        && std::arch::is_x86_feature_detected!("avx2")
+                    {
+                        // SAFETY: AVX-512F and AVX2 checked.
+                        let avx512 = run(&|q, t| unsafe { window_sums_avx512::<0>(&w, n_samples, &window, q, t) });
+                        assert!(avx512 == scalar, "AVX-512, {n_samples} samples, {window:?}");
+                    } else if n_samples >= 16 {
+                        println!("no AVX-512 here: that build is not compared");
+                    }
+                }
+            }
         }
     }
 
