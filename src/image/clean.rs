@@ -18,9 +18,9 @@ pub struct Tailcuts {
 /// Tailcuts cleaning with one picture threshold per pixel (sst1mpipe raises them per pixel from
 /// pedestal statistics). Writes the mask into `mask`.
 ///
-/// Shower images are sparse: one scan of the image lists the few pixels above a threshold
-/// (bit sets of the camera's pixels, 64 per word), and only those and their neighbours are
-/// looked at again.
+/// Shower images are sparse: one branch-free pass flags each pixel against both thresholds,
+/// eight flags are then tested at a time to list the few flagged pixels, and only those and
+/// their neighbours are looked at again.
 pub fn tailcuts_clean(
     geom: &CameraGeometry,
     image: &[f32],
@@ -28,46 +28,82 @@ pub fn tailcuts_clean(
     cuts: &Tailcuts,
     mask: &mut [bool],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        unsafe { tailcuts_clean_avx512(geom, image, picture_threshold, cuts, mask) };
+        return;
+    }
+    tailcuts(geom, image, picture_threshold, cuts, mask)
+}
+
+/// [`tailcuts`] compiled for AVX-512, where the flagging pass compares eight pixels at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn tailcuts_clean_avx512(
+    geom: &CameraGeometry,
+    image: &[f32],
+    picture_threshold: &[f64],
+    cuts: &Tailcuts,
+    mask: &mut [bool],
+) {
+    tailcuts(geom, image, picture_threshold, cuts, mask)
+}
+
+#[inline(always)]
+fn tailcuts(geom: &CameraGeometry, image: &[f32], picture_threshold: &[f64], cuts: &Tailcuts, mask: &mut [bool]) {
+    const ABOVE_PICTURE: u8 = 1;
+    const ABOVE_BOUNDARY: u8 = 2;
+    const IN_PICTURE: u8 = 4;
     let n = geom.n_pixels();
     assert!(image.len() == n && picture_threshold.len() == n && mask.len() == n);
-    let words = n.div_ceil(64);
-    let mut above_picture = vec![0u64; words];
-    let mut above_boundary = vec![0u64; words];
-    let mut candidates = Vec::new();
-    for (word, ((pic, bnd), (q, thr))) in above_picture
-        .iter_mut()
-        .zip(above_boundary.iter_mut())
-        .zip(image.chunks(64).zip(picture_threshold.chunks(64)))
-        .enumerate()
-    {
-        for (bit, (&q, &thr)) in q.iter().zip(thr).enumerate() {
-            *pic |= ((q as f64 >= thr) as u64) << bit;
-            *bnd |= ((q as f64 >= cuts.boundary) as u64) << bit;
-        }
-        let mut either = *pic | *bnd;
-        while either != 0 {
-            candidates.push(word * 64 + either.trailing_zeros() as usize);
-            either &= either - 1;
-        }
+    let mut flags = vec![0u8; n.next_multiple_of(8)];
+    for ((f, &q), &thr) in flags.iter_mut().zip(image).zip(picture_threshold) {
+        let q = q as f64;
+        *f = ((q >= thr) as u8 * ABOVE_PICTURE) | ((q >= cuts.boundary) as u8 * ABOVE_BOUNDARY);
     }
-    let has = |set: &[u64], p: usize| set[p / 64] >> (p % 64) & 1 == 1;
-    let mut in_picture = vec![0u64; words];
+    let mut candidates = Vec::new();
+    push_nonzero_indices(&flags, &mut candidates);
+    let count =
+        |flags: &[u8], p: usize, flag: u8| geom.neighbors(p).iter().filter(|&&q| flags[q as usize] & flag != 0).count();
     for &p in &candidates {
-        let picture = has(&above_picture, p)
+        let picture = flags[p] & ABOVE_PICTURE != 0
             && (cuts.keep_isolated
                 || cuts.min_picture_neighbors == 0
-                || geom.neighbors(p).iter().filter(|&&q| has(&above_picture, q as usize)).count()
-                    >= cuts.min_picture_neighbors);
-        in_picture[p / 64] |= (picture as u64) << (p % 64);
+                || count(&flags, p, ABOVE_PICTURE) >= cuts.min_picture_neighbors);
+        flags[p] |= picture as u8 * IN_PICTURE;
     }
     mask.fill(false);
     for &p in &candidates {
-        let near_picture = || geom.neighbors(p).iter().any(|&q| has(&in_picture, q as usize));
-        let near_boundary = || geom.neighbors(p).iter().any(|&q| has(&above_boundary, q as usize));
-        let boundary_kept = has(&above_boundary, p) && near_picture();
-        let picture_kept = has(&in_picture, p) && (cuts.keep_isolated || near_boundary());
+        let boundary_kept = flags[p] & ABOVE_BOUNDARY != 0 && count(&flags, p, IN_PICTURE) > 0;
+        let picture_kept = flags[p] & IN_PICTURE != 0 && (cuts.keep_isolated || count(&flags, p, ABOVE_BOUNDARY) > 0);
         mask[p] = boundary_kept || picture_kept;
     }
+}
+
+/// Indices of the true entries of `mask` (the pixels of a cleaned image), in order.
+pub fn selected_pixels(mask: &[bool]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let bytes: Vec<u8> = mask.iter().map(|&m| m as u8).collect();
+    push_nonzero_indices(&bytes, &mut out);
+    out
+}
+
+/// Appends the indices of the non-zero bytes, testing eight bytes at a time (cleaned images are
+/// sparse, so most words are zero and skipped whole).
+fn push_nonzero_indices(bytes: &[u8], out: &mut Vec<usize>) {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    for (word, eight) in words.enumerate() {
+        let mut bits = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
+        while bits != 0 {
+            let byte = bits.trailing_zeros() / 8;
+            out.push(word * 8 + byte as usize);
+            bits &= !(0xff << (byte * 8));
+        }
+    }
+    let base = bytes.len() - rest.len();
+    out.extend(rest.iter().enumerate().filter(|(_, &b)| b != 0).map(|(i, _)| base + i));
 }
 
 /// ctapipe's `apply_time_delta_cleaning`: keep a pixel only if at least `min_neighbors` of its
@@ -79,7 +115,7 @@ pub fn time_delta_clean(
     time_limit_ns: f64,
     mask: &mut [bool],
 ) {
-    let kept: Vec<usize> = (0..geom.n_pixels()).filter(|&p| mask[p]).collect();
+    let kept = selected_pixels(mask);
     let dropped: Vec<usize> = kept
         .iter()
         .copied()
@@ -97,49 +133,44 @@ pub fn time_delta_clean(
     }
 }
 
-/// Connected groups of masked pixels: (number of islands, label per pixel with 0 = not in the
-/// mask and islands numbered from 1 in order of their lowest pixel id).
-pub fn islands(geom: &CameraGeometry, mask: &[bool]) -> (usize, Vec<u32>) {
+/// Connected groups of masked pixels: the label of every pixel (0 = not in the mask; islands
+/// numbered from 1 in order of their lowest pixel id) and the pixel count of each island, indexed
+/// by label (index 0 unused, 0).
+pub fn islands(geom: &CameraGeometry, mask: &[bool]) -> (Vec<u32>, Vec<usize>) {
     let mut labels = vec![0u32; mask.len()];
+    let mut sizes = vec![0usize];
     let mut stack = Vec::new();
-    let mut count = 0u32;
     for start in 0..mask.len() {
         if !mask[start] || labels[start] != 0 {
             continue;
         }
-        count += 1;
-        labels[start] = count;
+        let label = sizes.len() as u32;
+        let mut size = 1;
+        labels[start] = label;
         stack.push(start);
         while let Some(p) = stack.pop() {
             for &q in geom.neighbors(p) {
                 let q = q as usize;
                 if mask[q] && labels[q] == 0 {
-                    labels[q] = count;
+                    labels[q] = label;
+                    size += 1;
                     stack.push(q);
                 }
             }
         }
+        sizes.push(size);
     }
-    (count as usize, labels)
-}
-
-/// Pixel count of each island, indexed by label (index 0 counts the pixels outside the mask).
-pub fn island_sizes(n_islands: usize, labels: &[u32]) -> Vec<usize> {
-    let mut sizes = vec![0usize; n_islands + 1];
-    for &l in labels {
-        sizes[l as usize] += 1;
-    }
-    sizes
+    (labels, sizes)
 }
 
 /// Keeps only the largest island of the mask (sst1mpipe's `only_main_island`); ties go to the
 /// island with the lowest label (lowest pixel id), as numpy's argmax of the island sizes.
 pub fn keep_main_island(geom: &CameraGeometry, mask: &mut [bool]) {
-    let (n, labels) = islands(geom, mask);
+    let (labels, sizes) = islands(geom, mask);
+    let n = sizes.len() - 1;
     if n <= 1 {
         return;
     }
-    let sizes = island_sizes(n, &labels);
     let mut main = 1;
     for l in 2..=n {
         if sizes[l] > sizes[main] {
@@ -171,8 +202,8 @@ mod tests {
         tailcuts_clean(&g, &image, &thr, &cuts, &mut mask);
         assert!(mask[centre] && !mask[50]);
         assert_eq!(mask.iter().filter(|m| **m).count(), 7);
-        let (n, labels) = islands(&g, &mask);
-        assert_eq!((n, labels[centre]), (1, 1));
+        let (labels, sizes) = islands(&g, &mask);
+        assert_eq!((sizes, labels[centre]), (vec![0, 7], 1));
         // Two islands: keep_main_island keeps the larger.
         let mut two = mask.clone();
         two[1000] = true;

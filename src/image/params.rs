@@ -271,7 +271,7 @@ pub fn image_parameters(
     peak_time: &[f32],
     mask: &[bool],
 ) -> Option<ImageParameters> {
-    let sel: Vec<usize> = (0..geom.n_pixels()).filter(|&p| mask[p]).collect();
+    let sel = super::clean::selected_pixels(mask);
     let h = hillas(geom, image, &sel)?;
     let mut out = ImageParameters { hillas: h.clone(), ..Default::default() };
     let q: Vec<f64> = sel.iter().map(|&p| image[p] as f64).collect();
@@ -321,8 +321,8 @@ pub fn image_parameters(
     out.timing_deviation =
         (longi.iter().zip(&t).map(|(l, t)| (l * slope + intercept - t).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
     // Morphology.
-    let (n_islands, labels) = islands(geom, mask);
-    let sizes = super::clean::island_sizes(n_islands, &labels);
+    let (_, sizes) = islands(geom, mask);
+    let n_islands = sizes.len() - 1;
     out.n_pixels = sel.len() as i64;
     out.n_islands = n_islands as i64;
     for &size in &sizes[1..] {
