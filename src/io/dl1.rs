@@ -11,10 +11,12 @@
 //! `true_camera_x/y`, `true_core_x/y`, `true_h_max`, `true_tel_impact_distance`,
 //! `true_shower_primary_id`, `disp_dx/dy/norm/angle/sign`, `miss`), NaN where unknown.
 //!
-//! Known divergence: booleans (`image_mask`, `is_valid`) are stored as HDF5's enum bool
-//! (`hdf5-metno`'s only bool type), which h5py reads as `bool` and PyTables as int8 0/1;
-//! ctapipe writes PyTables' 8-bit bitfield bool (`H5T_STD_B8LE`). Writing the bitfield needs a
-//! raw datatype writer through `hdf5-sys`.
+//! Trigger tables (`/dl1/event/subarray/trigger`, `/dl1/event/telescope/trigger`) are written
+//! for events that have a clock: camera data, observation runs and sim_telarray files; the
+//! embedded simulator's Monte Carlo events have none, and get no trigger tables.
+//!
+//! Booleans (`image_mask`, `is_valid`, `tels_with_trigger`) are PyTables' 8-bit bitfield, as
+//! ctapipe writes them (see [`super::hdf5_table`]).
 use super::hdf5_table::{ensure_groups, ColumnMeta, Table};
 use crate::error::Result;
 use crate::image::params::ImageParameters;
@@ -467,6 +469,7 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
 }
 
 /// One row of ctapipe's `/dl1/event/subarray/trigger` for an event with a time: the time as
+/// One row of ctapipe's subarray trigger table (`/dl1/event/subarray/trigger`). `time` is
 /// ctapipe's `ctao_high_res` (seconds and quarter nanoseconds since 1970-01-01 TAI).
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
@@ -474,8 +477,23 @@ pub struct TriggerRow {
     pub obs_id: i64,
     pub event_id: i64,
     pub time: [u32; 2],
+    /// Mask over the file's subarray, which is the one telescope of the file.
+    pub tels_with_trigger: [bool; 1],
     /// ctapipe's `EventType` value (32: subarray trigger).
     pub event_type: u8,
+}
+
+/// One row of ctapipe's telescope trigger table (`/dl1/event/telescope/trigger`).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TelescopeTriggerRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub tel_id: i16,
+    pub time: [u32; 2],
+    pub event_type: u8,
+    /// Trigger sectors listed: -1, not recorded (ctapipe's default).
+    pub n_trigger_pixels: i64,
 }
 
 /// ctapipe's `EventType.SUBARRAY`.
@@ -488,18 +506,49 @@ impl TriggerRow {
         let tai = crate::astro::unix_to_unix_tai(unix_s)?;
         let seconds = tai.floor();
         let quarter_ns = ((tai - seconds) * 4e9).round().min(4e9 - 1.0);
-        Some(TriggerRow {
-            obs_id,
-            event_id,
-            time: [seconds as u32, quarter_ns as u32],
-            event_type: EVENT_TYPE_SUBARRAY,
-        })
+        Some(TriggerRow::new(obs_id, event_id, [seconds as u32, quarter_ns as u32]))
     }
+
+    /// The row for an event whose clock reads `tai_ns` nanoseconds since 1970-01-01 TAI (the
+    /// DigiCam clock), exact to the nanosecond; `None` outside ctapipe's u32 seconds.
+    pub fn at_tai_ns(obs_id: i64, event_id: i64, tai_ns: i64) -> Option<TriggerRow> {
+        let seconds = u32::try_from(tai_ns.div_euclid(1_000_000_000)).ok()?;
+        let quarter_ns = (tai_ns.rem_euclid(1_000_000_000) * 4) as u32;
+        Some(TriggerRow::new(obs_id, event_id, [seconds, quarter_ns]))
+    }
+
+    fn new(obs_id: i64, event_id: i64, time: [u32; 2]) -> TriggerRow {
+        TriggerRow { obs_id, event_id, time, tels_with_trigger: [true], event_type: EVENT_TYPE_SUBARRAY }
+    }
+
+    /// The telescope's row of the same trigger.
+    pub fn telescope(&self, tel_id: u16) -> TelescopeTriggerRow {
+        TelescopeTriggerRow {
+            obs_id: self.obs_id,
+            event_id: self.event_id,
+            tel_id: tel_id as i16,
+            time: self.time,
+            event_type: self.event_type,
+            n_trigger_pixels: -1,
+        }
+    }
+}
+
+/// ctapipe's attributes of a `ctao_high_res` TAI time column.
+fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
+    use super::hdf5_table::Attr;
+    let (transform, scale, format) = (
+        format!("CTAFIELD_{column}_TRANSFORM"),
+        format!("CTAFIELD_{column}_TIME_SCALE"),
+        format!("CTAFIELD_{column}_TIME_FORMAT"),
+    );
+    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("ctao_high_res"))])
 }
 
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
     file: hdf5::File,
+    tel_id: u16,
     images: Table<ImageRow>,
     parameters: Table<ParametersRow>,
 }
@@ -518,7 +567,7 @@ impl Dl1Writer {
             1024,
             &columns(PARAMETER_COLUMNS),
         )?;
-        Ok(Dl1Writer { file, images, parameters })
+        Ok(Dl1Writer { file, tel_id, images, parameters })
     }
 
     /// Copies the simulation truth (shower table and thrown-event run row) into the file.
@@ -530,24 +579,34 @@ impl Dl1Writer {
         super::r1::write_simulation_tables(&self.file, showers, run)
     }
 
-    /// Writes ctapipe's subarray trigger table (`/dl1/event/subarray/trigger`: obs_id, event_id,
-    /// time in `ctao_high_res` TAI, event_type) for events that have times.
+    /// Writes ctapipe's trigger tables for events that have times: the subarray table
+    /// (`/dl1/event/subarray/trigger`: obs_id, event_id, time in `ctao_high_res` TAI,
+    /// tels_with_trigger, event_type) and the telescope table (`/dl1/event/telescope/trigger`:
+    /// obs_id, event_id, tel_id, time, event_type, n_trigger_pixels).
     pub fn write_triggers(&mut self, rows: &[TriggerRow]) -> Result<()> {
-        let columns = [
-            ColumnMeta::new("obs_id", ""),
-            ColumnMeta::new("event_id", ""),
-            ColumnMeta::new("time", ""),
-            ColumnMeta::new("event_type", ""),
-        ];
-        let mut t =
-            Table::<TriggerRow>::create(&ensure_groups(&self.file, "/dl1/event/subarray")?, "trigger", 1024, &columns)?;
-        t.attrs(&[
-            ("CTAFIELD_2_TRANSFORM", super::hdf5_table::Attr::Str("time")),
-            ("CTAFIELD_2_TIME_SCALE", super::hdf5_table::Attr::Str("tai")),
-            ("CTAFIELD_2_TIME_FORMAT", super::hdf5_table::Attr::Str("ctao_high_res")),
-        ])?;
+        let names = |list: &[&'static str]| list.iter().map(|n| ColumnMeta::new(n, "")).collect::<Vec<_>>();
+        let subarray = names(&["obs_id", "event_id", "time", "tels_with_trigger", "event_type"]);
+        let mut t = Table::<TriggerRow>::create(
+            &ensure_groups(&self.file, "/dl1/event/subarray")?,
+            "trigger",
+            1024,
+            &subarray,
+        )?;
+        time_column_attrs(&t, 2)?;
         for r in rows {
             t.push(*r)?;
+        }
+        t.finish()?;
+        let telescope = names(&["obs_id", "event_id", "tel_id", "time", "event_type", "n_trigger_pixels"]);
+        let mut t = Table::<TelescopeTriggerRow>::create(
+            &ensure_groups(&self.file, "/dl1/event/telescope")?,
+            "trigger",
+            1024,
+            &telescope,
+        )?;
+        time_column_attrs(&t, 3)?;
+        for r in rows {
+            t.push(r.telescope(self.tel_id))?;
         }
         t.finish()?;
         Ok(())

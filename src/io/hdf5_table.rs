@@ -7,6 +7,13 @@
 //! `VERSION`, `FIELD_i_NAME`, `NROWS`) make it look like a PyTables table, and ctapipe's
 //! `CTAFIELD_i_NAME`/`_UNIT` attributes carry the units. Nothing time- or host-dependent is
 //! written, so the same rows give the same bytes.
+//!
+//! Bool columns are stored as PyTables stores them (and so ctapipe): the 8-bit bitfield
+//! `H5T_STD_B8LE`, which PyTables reads as numpy `bool` (h5py as `uint8`, as for any ctapipe
+//! file). `hdf5-metno` only knows HDF5's enum bool, and HDF5 converts neither way between enum
+//! and bitfield, so a row type with bools gets its own file and memory types (the same compound
+//! with every bool a bitfield, [`bitfield_bool_type`]) and its rows go out through `H5Dwrite`:
+//! a Rust `bool` is one byte 0 or 1, exactly a B8 value.
 use crate::error::{Error, Result};
 use hdf5::types::VarLenUnicode;
 use hdf5::{Dataset, Extent, Group, H5Type, Location};
@@ -162,6 +169,102 @@ pub struct Table<T: H5Type + Clone> {
     buffer: Vec<T>,
     chunk: usize,
     rows: usize,
+    /// The in-memory row type with bitfield bools, for row types that have bools.
+    bitfield_memory_type: Option<hdf5::Datatype>,
+}
+
+/// Writes `rows` (laid out as `memory_type` says) at row `first` of a one-dimensional dataset.
+fn write_rows_raw<T>(dataset: &Dataset, memory_type: &hdf5::Datatype, rows: &[T], first: usize) -> Result<()> {
+    use hdf5_sys::{h5d, h5p, h5s};
+    let start = first as hdf5_sys::h5::hsize_t;
+    let count = rows.len() as hdf5_sys::h5::hsize_t;
+    // SAFETY: the dataset and type ids are alive for the call; the selection covers `count`
+    // rows, and `rows` holds `count` values of the layout `memory_type` describes; the two
+    // dataspaces are closed on every path.
+    let status = hdf5::sync::sync(|| unsafe {
+        let file_space = h5d::H5Dget_space(dataset.id());
+        if file_space < 0 {
+            return -1;
+        }
+        let memory_space = h5s::H5Screate_simple(1, &count, std::ptr::null());
+        let mut status = memory_space;
+        if status >= 0 {
+            status = h5s::H5Sselect_hyperslab(
+                file_space,
+                h5s::H5S_seloper_t::H5S_SELECT_SET,
+                &start,
+                std::ptr::null(),
+                &count,
+                std::ptr::null(),
+            ) as i64;
+        }
+        if status >= 0 {
+            status = h5d::H5Dwrite(
+                dataset.id(),
+                memory_type.id(),
+                memory_space,
+                file_space,
+                h5p::H5P_DEFAULT,
+                rows.as_ptr().cast(),
+            ) as i64;
+        }
+        if memory_space >= 0 {
+            h5s::H5Sclose(memory_space);
+        }
+        h5s::H5Sclose(file_space);
+        status
+    });
+    if status < 0 {
+        return Err(Error::msg(format!("cannot write rows to {}", dataset.name())));
+    }
+    Ok(())
+}
+
+/// Whether a type has a bool anywhere inside.
+fn has_bool(desc: &hdf5::types::TypeDescriptor) -> bool {
+    use hdf5::types::TypeDescriptor as TD;
+    match desc {
+        TD::Boolean => true,
+        TD::FixedArray(inner, _) | TD::VarLenArray(inner) => has_bool(inner),
+        TD::Compound(c) => c.fields.iter().any(|f| has_bool(&f.ty)),
+        _ => false,
+    }
+}
+
+/// The HDF5 type of `desc` (at its offsets) with every bool as the 8-bit bitfield PyTables
+/// writes for `BoolCol`.
+fn bitfield_bool_type(desc: &hdf5::types::TypeDescriptor) -> Result<hdf5::Datatype> {
+    use hdf5::types::TypeDescriptor as TD;
+    use hdf5_sys::h5t;
+    let failed = |what: &str| Error::msg(format!("cannot build the HDF5 type of a bool column ({what})"));
+    // SAFETY: each call gets valid type ids and returns a new id (negative on failure), which
+    // `from_id` takes ownership of; names are NUL-terminated.
+    hdf5::sync::sync(|| unsafe {
+        let id = match desc {
+            TD::Boolean => h5t::H5Tcopy(*h5t::H5T_STD_B8LE),
+            TD::FixedArray(inner, len) => {
+                let element = bitfield_bool_type(inner)?;
+                let dims = *len as hdf5_sys::h5::hsize_t;
+                h5t::H5Tarray_create2(element.id(), 1, &dims)
+            }
+            TD::Compound(c) => {
+                let id = h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, c.size);
+                for field in &c.fields {
+                    let member = bitfield_bool_type(&field.ty)?;
+                    let name = std::ffi::CString::new(field.name.as_str()).map_err(|_| failed("field name"))?;
+                    if id < 0 || h5t::H5Tinsert(id, name.as_ptr(), field.offset, member.id()) < 0 {
+                        return Err(failed(&field.name));
+                    }
+                }
+                id
+            }
+            other => return hdf5::Datatype::from_descriptor(other).map_err(|e| hdf5_error("HDF5 type", e)),
+        };
+        if id < 0 {
+            return Err(failed("H5T call"));
+        }
+        hdf5::from_id::<hdf5::Datatype>(id).map_err(|e| hdf5_error("HDF5 type", e))
+    })
 }
 
 impl<T: H5Type + Clone> Table<T> {
@@ -170,9 +273,13 @@ impl<T: H5Type + Clone> Table<T> {
         // The file gets the packed layout of the row: HDF5 converts field by field from the
         // in-memory `repr(C)` layout, so padding bytes (uninitialised memory) never reach the
         // file and the same rows always give the same bytes.
-        let dataset = group
-            .new_dataset::<T>()
-            .packed(true)
+        let descriptor = T::type_descriptor();
+        let bitfield_memory_type = if has_bool(&descriptor) { Some(bitfield_bool_type(&descriptor)?) } else { None };
+        let builder = match &bitfield_memory_type {
+            Some(_) => group.new_dataset_builder().empty_as(bitfield_bool_type(&descriptor.to_packed_repr())?),
+            None => group.new_dataset::<T>().packed(true),
+        };
+        let dataset = builder
             .chunk((chunk,))
             .shape(Extent::resizable(0))
             .shuffle()
@@ -194,7 +301,7 @@ impl<T: H5Type + Clone> Table<T> {
                 write_attrs(&dataset, &[(&format!("CTAFIELD_{i}_MAXLEN"), Attr::Int(c.string_len as i64))])?;
             }
         }
-        Ok(Table { dataset, buffer: Vec::with_capacity(chunk), chunk, rows: 0 })
+        Ok(Table { dataset, buffer: Vec::with_capacity(chunk), chunk, rows: 0, bitfield_memory_type })
     }
 
     /// Writes table-level attributes (ctapipe's `TAB_TYPE`, `TAB_VER`, …).
@@ -216,9 +323,13 @@ impl<T: H5Type + Clone> Table<T> {
         }
         let n = self.buffer.len();
         self.dataset.resize((self.rows + n,)).map_err(|e| hdf5_error("cannot grow table", e))?;
-        self.dataset
-            .write_slice(&self.buffer, self.rows..self.rows + n)
-            .map_err(|e| hdf5_error("cannot write rows", e))?;
+        match &self.bitfield_memory_type {
+            None => self
+                .dataset
+                .write_slice(&self.buffer, self.rows..self.rows + n)
+                .map_err(|e| hdf5_error("cannot write rows", e))?,
+            Some(memory_type) => write_rows_raw(&self.dataset, memory_type, &self.buffer, self.rows)?,
+        }
         self.rows += n;
         self.buffer.clear();
         Ok(())

@@ -501,6 +501,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
     let mut with_params = 0usize;
     let mut n = 0usize;
+    let mut trigger_rows = Vec::new();
     while let Some((event_id, pointing, truth)) =
         source.next(&mut waveform).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?
     {
@@ -521,8 +522,18 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         row.is_valid = p.is_some();
         let parameters = ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
         writer.write(row, parameters)?;
+        // ctapipe reads sim_telarray's GPS time as UTC Unix seconds and nanoseconds; TAI is
+        // that plus the whole leap seconds of the day, so the row is exact to the nanosecond.
+        let (seconds, nanoseconds) = source.gps_time;
+        let tai_seconds = crate::astro::unix_to_unix_tai(seconds as f64).map(|tai| tai as i64);
+        if let Some(t) = tai_seconds
+            .and_then(|s| TriggerRow::at_tai_ns(obs_id, event_id as i64, s * 1_000_000_000 + nanoseconds as i64))
+        {
+            trigger_rows.push(t);
+        }
         n += 1;
     }
+    writer.write_triggers(&trigger_rows)?;
     writer.write_simulation(&source.showers, Some(source.run))?;
     writer.finish()?;
     let r = &source.reader;
@@ -820,7 +831,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         parameters.local_time = time;
         parameters.time_wr_full_seconds = event.local_clock_ns.div_euclid(1_000_000_000);
         parameters.time_wr_frac_seconds = event.local_clock_ns.rem_euclid(1_000_000_000) as f64 / 1e9;
-        if let Some(t) = TriggerRow::at(obs_id_i64, event_id, time) {
+        if let Some(t) = TriggerRow::at_tai_ns(obs_id_i64, event_id, event.local_clock_ns) {
             trigger_rows.push(t);
         }
         writer.write(row, parameters)?;

@@ -85,6 +85,9 @@ pub struct SimtelSource {
     pub events_without_telescope: u64,
     /// The current event's per-pixel peak-time offsets (ns), subtracted after extraction.
     pub time_shift_ns: Vec<f32>,
+    /// The current event's central trigger time (sim_telarray's GPS time: Unix seconds and
+    /// nanoseconds, which ctapipe reads as UTC).
+    pub gps_time: (i32, i32),
 }
 
 impl SimtelSource {
@@ -178,6 +181,7 @@ impl SimtelSource {
             showers: Vec::new(),
             events_without_telescope: 0,
             time_shift_ns: vec![0.0; 1296],
+            gps_time: (0, 0),
         })
     }
 
@@ -187,6 +191,7 @@ impl SimtelSource {
         loop {
             let Some(event) = self.reader.next_event()? else { return Ok(None) };
             if let Some(out) = self.convert(&event, waveform)? {
+                self.gps_time = event.gps_time;
                 return Ok(Some(out));
             }
             self.events_without_telescope += 1;

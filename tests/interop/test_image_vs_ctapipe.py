@@ -227,15 +227,18 @@ def test_dl1_file_reads_in_pandas_pytables_and_h5py(both):
         assert t.nrows == N_EVENTS and t.coldescrs["image"].shape == (1296,)
         row = t[5]
         assert np.allclose(row["image"], ours["events"][5]["image"])
-        # Known divergence (issue 4 note): our bools are HDF5's enum bool, which PyTables reads
-        # as int8 0/1; ctapipe writes PyTables' 8-bit bitfield bool.
-        assert set(np.unique(row["image_mask"]).tolist()) <= {0, 1}
-        assert np.array_equal(row["image_mask"].astype(bool), ours["events"][5]["mask"])
+        # Bools are PyTables' 8-bit bitfield, as ctapipe writes them: numpy bool to PyTables.
+        assert t.coldtypes["image_mask"].base == np.dtype(bool) and t.coldtypes["is_valid"] == np.dtype(bool)
+        assert np.array_equal(row["image_mask"], ours["events"][5]["mask"])
+        assert row["is_valid"] == any(ours["events"][5]["mask"])
         p = f.get_node("/dl1/event/telescope/parameters/tel_001")
         assert p.attrs["CTAFIELD_14_UNIT"] == "deg" and p.attrs["FIELD_14_NAME"] == "camera_frame_hillas_psi"
     with h5py.File(dl1, "r") as f:
         assert f.attrs["sst1mflow_activity_key"] == "0" * 64
-        assert f["/dl1/event/telescope/images/tel_001"]["image_mask"].dtype.base == np.dtype(bool)
+        # h5py reads the bitfield as uint8 0/1 (as for ctapipe's own files).
+        images = f["/dl1/event/telescope/images/tel_001"]
+        assert images.id.get_type().get_member_type(images.dtype.names.index("is_valid")).get_class() == h5py.h5t.BITFIELD
+        assert set(np.unique(images["image_mask"][:5]).tolist()) <= {0, 1}
         assert f["/dl1/event/telescope/parameters/tel_001"].compression == "gzip"
 
 

@@ -189,3 +189,6 @@ def test_dl1_trigger_table_times_read_by_ctapipe(quickstart):
     assert list(trig["event_id"]) == list(params.event_id)
     assert set(trig["obs_id"]) == {1002} and set(trig["event_type"]) == {32}
     assert np.max(np.abs(trig["time"].utc.unix - params.local_time.to_numpy())) < 1e-6
+    tel = read_table(dl1, "/dl1/event/telescope/trigger")
+    assert list(tel["event_id"]) == list(params.event_id) and set(tel["tel_id"]) == {1}
+    assert np.all(tel["time"] == trig["time"]) and trig["tels_with_trigger"].all()

@@ -156,3 +156,34 @@ def test_zfits_events_and_charges_equal_protozfits(tmp_path):
         assert abs(clock / 1e9 - 37.0 - t) < 1e-5
         # The White Rabbit clock survives to the nanosecond, as sst1mpipe's matcher rebuilds it.
         assert int(full) * 1_000_000_000 + int(round(frac * 1e9)) == clock
+    # ctapipe's trigger tables: the camera clock as ctao_high_res TAI, exact to the nanosecond.
+    from ctapipe.io import read_table
+    import tables
+    for key in ["/dl1/event/subarray/trigger", "/dl1/event/telescope/trigger"]:
+        trig = read_table(dl1, key)
+        assert list(trig["event_id"]) == list(params["event_id"]), key
+        assert set(trig["event_type"]) == {32}
+        with tables.open_file(str(dl1)) as f:
+            raw = f.get_node(key).read()
+        for event_id, (seconds, quarter_ns) in zip(raw["event_id"], raw["time"]):
+            assert int(seconds) * 1_000_000_000 + int(quarter_ns) // 4 == ref[int(event_id)][1], key
+        # astropy agrees with the camera clock read as TAI, through ctapipe's time transform.
+        clock = np.array([ref[int(e)][1] for e in trig["event_id"]], dtype=np.int64)
+        assert np.max(np.abs((trig["time"].unix_tai - clock // 1_000_000_000) - (clock % 1_000_000_000) / 1e9)) < 1e-6
+    tel = read_table(dl1, "/dl1/event/telescope/trigger")
+    assert set(tel["tel_id"]) == {22} and set(tel["n_trigger_pixels"]) == {-1}
+    sub = read_table(dl1, "/dl1/event/subarray/trigger")
+    assert sub["tels_with_trigger"].dtype == bool and sub["tels_with_trigger"].shape == (len(sub), 1)
+    assert sub["tels_with_trigger"].all()
+
+
+def test_simtel_trigger_times_equal_ctapipe(simtel_dl1):
+    """sim_telarray's central trigger time, as ctapipe's SimTelEventSource reads it."""
+    from ctapipe.io import SimTelEventSource, read_table
+
+    ref = {e.index.event_id: e.trigger.time for e in SimTelEventSource(SIMTEL, focal_length_choice="EQUIVALENT")}
+    for key in ["/dl1/event/subarray/trigger", "/dl1/event/telescope/trigger"]:
+        trig = read_table(simtel_dl1, key)
+        assert sorted(trig["event_id"]) == sorted(ref), key
+        for event_id, time in zip(trig["event_id"], trig["time"]):
+            assert abs((time - ref[int(event_id)]).to_value("s")) < 1e-9, (key, event_id)
