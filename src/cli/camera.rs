@@ -21,6 +21,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 "pix_area": camera::PIXEL_AREA_M2, "pix_rot_deg": camera::PIX_ROT_DEG, "cam_rot_deg": camera::CAM_ROT_DEG,
                 "neighbors": neighbors,
                 "border_width_1": g.border_width_1, "border_width_2": g.border_width_2,
+                "radius_m": g.radius(),
                 "n_samples": instrument::N_SAMPLES, "sample_ns": instrument::SAMPLE_NS,
                 "pulse": {"t_ns": pulse_t, "amplitude": pulse_a, "peak_ns": pulse::peak_time_ns(), "area_ns": pulse::area_ns()},
                 "equivalent_focal_length_m": instrument::EQUIVALENT_FOCAL_LENGTH_M,

@@ -144,6 +144,15 @@ impl CameraGeometry {
         }
     }
 
+    /// ctapipe's `guess_radius`: mean distance of the outermost pixels from the pixels' mean
+    /// position (m); the stereo reconstruction's step along the image axis is a tenth of it.
+    pub fn radius(&self) -> f64 {
+        let n = self.n_pixels() as f64;
+        let (cx, cy) = (self.pix_x.iter().sum::<f64>() / n, self.pix_y.iter().sum::<f64>() / n);
+        let border: Vec<usize> = (0..self.n_pixels()).filter(|&p| self.border_width_1[p]).collect();
+        border.iter().map(|&p| (self.pix_x[p] - cx).hypot(self.pix_y[p] - cy)).sum::<f64>() / border.len() as f64
+    }
+
     /// ctapipe's border mask of the given width (≥ 1).
     pub fn border_mask(&self, width: usize) -> Vec<bool> {
         assert!(width >= 1);

@@ -91,7 +91,7 @@ fn altaz_to_telescope(alt: f64, az: f64) -> [[f64; 3]; 3] {
 }
 
 /// A camera-frame point (m) of a telescope pointing at (alt, az) → (alt, az) on the sky.
-fn camera_to_altaz(x: f64, y: f64, focal_length: f64, alt: f64, az: f64) -> (f64, f64) {
+pub fn camera_to_altaz(x: f64, y: f64, focal_length: f64, alt: f64, az: f64) -> (f64, f64) {
     let (lat, lon) = (x / focal_length, y / focal_length);
     let v = [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()];
     let m = altaz_to_telescope(alt, az);
@@ -101,7 +101,7 @@ fn camera_to_altaz(x: f64, y: f64, focal_length: f64, alt: f64, az: f64) -> (f64
 }
 
 /// (alt, az) on the sky → camera-frame point (m) of a telescope pointing at (alt_p, az_p).
-fn altaz_to_camera(alt: f64, az: f64, focal_length: f64, alt_p: f64, az_p: f64) -> (f64, f64) {
+pub fn altaz_to_camera(alt: f64, az: f64, focal_length: f64, alt_p: f64, az_p: f64) -> (f64, f64) {
     let v = [alt.cos() * az.cos(), alt.cos() * az.sin(), alt.sin()];
     let m = altaz_to_telescope(alt_p, az_p);
     let w: Vec3 = std::array::from_fn(|i| (0..3).map(|j| m[i][j] * v[j]).sum());
@@ -114,6 +114,17 @@ fn altaz_to_camera(alt: f64, az: f64, focal_length: f64, alt_p: f64, az_p: f64) 
 /// `altaz_to_righthanded_cartesian`).
 pub fn ground_direction(alt: f64, az: f64) -> Vec3 {
     [alt.cos() * az.cos(), -alt.cos() * az.sin(), alt.sin()]
+}
+
+/// The (alt, az) of a ground-frame vector.
+pub fn sky_direction(v: Vec3) -> (f64, f64) {
+    (v[2].atan2(v[0].hypot(v[1])), (-v[1].atan2(v[0])).rem_euclid(std::f64::consts::TAU))
+}
+
+/// Distance of `point` to the line through `origin` along `direction` (all ground frame, m).
+pub fn distance_to_line(point: Vec3, origin: Vec3, direction: Vec3) -> f64 {
+    let offset = [point[0] - origin[0], point[1] - origin[1], point[2] - origin[2]];
+    norm(cross(offset, direction)) / norm(direction)
 }
 
 /// ctapipe's ground → tilted-frame matrix for a pointing (alt, az).
@@ -214,8 +225,7 @@ pub fn hillas_reconstructor(
         .map(|c| (dot(direction, *c) / (norm(direction) * norm(*c))).clamp(-1.0, 1.0).acos())
         .sum::<f64>()
         / crossings.len() as f64;
-    let alt = direction[2].atan2(direction[0].hypot(direction[1]));
-    let az = (-direction[1].atan2(direction[0])).rem_euclid(std::f64::consts::TAU);
+    let (alt, az) = sky_direction(direction);
     // Core: the image axes as lines through the telescopes in the tilted frame.
     let tilt = tilted_matrix(array_alt, array_az);
     let lines: Vec<(Vec3, Vec3)> = images
@@ -253,8 +263,7 @@ pub fn hillas_reconstructor(
 /// Distance (m) of a telescope at `position_m` (ground frame) to the shower axis.
 pub fn impact_distance(geometry: &StereoGeometry, position_m: [f64; 3]) -> f64 {
     let direction = ground_direction(geometry.alt_rad, geometry.az_rad);
-    let offset = [position_m[0] - geometry.core_x_m, position_m[1] - geometry.core_y_m, position_m[2]];
-    norm(cross(offset, direction)) / norm(direction)
+    distance_to_line(position_m, [geometry.core_x_m, geometry.core_y_m, 0.0], direction)
 }
 
 #[cfg(test)]

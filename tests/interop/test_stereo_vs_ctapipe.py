@@ -115,6 +115,8 @@ def test_hillas_reconstructor_equals_ctapipe():
     subarray = sst1m_subarray()
     reco = HillasReconstructor(subarray)
     radius = subarray.tel[1].camera.geometry.guess_radius().to_value(u.m)
+    cam = json.loads(subprocess.run([BIN, "--json", "camera"], capture_output=True, text=True, check=True).stdout)
+    assert abs(cam["radius_m"] - radius) < 1e-12  # our CameraGeometry::radius is ctapipe's guess_radius
     height = subarray.reference_location.geodetic.height.to_value(u.m)
     events = random_events(np.random.default_rng(11))
     lines = []
