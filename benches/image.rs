@@ -64,6 +64,7 @@ fn main() {
             t_dl1 += start.elapsed().as_secs_f64();
         }
     }
+    println!("vector build of the extraction: {:?} (SST1MFLOW_SIMD=scalar|avx2 lowers it)", extract::vector_build());
     println!(
         "simulator: {n} events in {t_sim:.2} s = {:.0} events/s on one core ({} triggered)",
         n as f64 / t_sim,

@@ -29,9 +29,15 @@ pub fn tailcuts_clean(
     mask: &mut [bool],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
+    if super::extract::vector_build() == super::extract::VectorBuild::Avx512 {
+        // SAFETY: the CPU has AVX-512F (`vector_build` checked).
         unsafe { tailcuts_clean_avx512(geom, image, picture_threshold, cuts, mask) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::extract::vector_build() == super::extract::VectorBuild::Avx2 {
+        // SAFETY: the CPU has AVX2 (`vector_build` checked).
+        unsafe { tailcuts_clean_avx2(geom, image, picture_threshold, cuts, mask) };
         return;
     }
     tailcuts(geom, image, picture_threshold, cuts, mask)
@@ -41,6 +47,19 @@ pub fn tailcuts_clean(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn tailcuts_clean_avx512(
+    geom: &CameraGeometry,
+    image: &[f32],
+    picture_threshold: &[f64],
+    cuts: &Tailcuts,
+    mask: &mut [bool],
+) {
+    tailcuts(geom, image, picture_threshold, cuts, mask)
+}
+
+/// [`tailcuts`] compiled for AVX2 (four pixels per compare).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn tailcuts_clean_avx2(
     geom: &CameraGeometry,
     image: &[f32],
     picture_threshold: &[f64],

@@ -35,11 +35,10 @@ pub fn local_peak_window_sum(
     assert_eq!(waveforms.len(), charge.len() * n_samples);
     assert_eq!(charge.len(), peak_time.len());
     #[cfg(target_arch = "x86_64")]
-    if (2 * LANES..=64).contains(&n_samples)
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx2")
-    {
-        // SAFETY: the CPU has AVX-512F and AVX2 (checked just above).
+    let build = vector_build();
+    #[cfg(target_arch = "x86_64")]
+    if (2 * LANES..=64).contains(&n_samples) && build == VectorBuild::Avx512 {
+        // SAFETY: the CPU has AVX-512F and AVX2 (`vector_build` checked).
         unsafe {
             match n_samples {
                 N_SAMPLES => window_sums_avx512::<N_SAMPLES>(waveforms, n_samples, window, charge, peak_time),
@@ -49,8 +48,8 @@ pub fn local_peak_window_sum(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if (LANES..=64).contains(&n_samples) && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
+    if (LANES..=64).contains(&n_samples) && build >= VectorBuild::Avx2 {
+        // SAFETY: the CPU has AVX2 (`vector_build` checked).
         unsafe {
             match n_samples {
                 N_SAMPLES => window_sums_avx2::<N_SAMPLES>(waveforms, n_samples, window, charge, peak_time),
@@ -60,6 +59,40 @@ pub fn local_peak_window_sum(
         return;
     }
     window_sums(waveforms, n_samples, window, charge, peak_time);
+}
+
+/// The vector instructions the extraction uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VectorBuild {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+/// The widest build this CPU runs, lowered by the environment variable `SST1MFLOW_SIMD`
+/// (`scalar` or `avx2`; for benchmarks and checks: every build gives the same bits). Decided
+/// once per process.
+pub fn vector_build() -> VectorBuild {
+    static BUILD: std::sync::OnceLock<VectorBuild> = std::sync::OnceLock::new();
+    *BUILD.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let available = if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx2")
+        {
+            VectorBuild::Avx512
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            VectorBuild::Avx2
+        } else {
+            VectorBuild::Scalar
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let available = VectorBuild::Scalar;
+        let cap = match std::env::var("SST1MFLOW_SIMD").as_deref() {
+            Ok("scalar") => VectorBuild::Scalar,
+            Ok("avx2") => VectorBuild::Avx2,
+            _ => VectorBuild::Avx512,
+        };
+        available.min(cap)
+    })
 }
 
 #[inline(always)]
@@ -196,13 +229,13 @@ fn first_argmax_avx2(w: &[f32]) -> usize {
     if tail {
         m = _mm256_max_ps(load(n - LANES), m);
     }
-    let half = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
-    let quarter = _mm_max_ps(half, _mm_movehl_ps(half, half));
-    let top = _mm_cvtss_f32(_mm_max_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter)));
-    if top == f32::NEG_INFINITY {
+    // The maximum in every lane: swap halves, pairs, neighbours.
+    let m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+    let m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b01_00_11_10>(m, m));
+    let top = _mm256_max_ps(m, _mm256_shuffle_ps::<0b10_11_00_01>(m, m));
+    if _mm256_cvtss_f32(top) == f32::NEG_INFINITY {
         return 0;
     }
-    let top = _mm256_set1_ps(top);
     let equal = |at: usize| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(load(at), top)) as u32 as u64;
     let mut bits = 0u64;
     for k in 0..full {
@@ -458,6 +491,12 @@ mod tests {
                         // SAFETY: AVX2 checked.
                         let avx2 = run(&|q, t| unsafe { window_sums_avx2::<0>(&w, n_samples, &window, q, t) });
                         assert!(avx2 == scalar, "AVX2, {n_samples} samples, {window:?}");
+                        if n_samples == N_SAMPLES {
+                            // SAFETY: AVX2 checked.
+                            let fixed =
+                                run(&|q, t| unsafe { window_sums_avx2::<N_SAMPLES>(&w, n_samples, &window, q, t) });
+                            assert!(fixed == scalar, "AVX2, {N_SAMPLES} samples known at compile time, {window:?}");
+                        }
                     } else {
                         println!("no AVX2 here: that build is not compared");
                     }
@@ -468,6 +507,12 @@ mod tests {
                         // SAFETY: AVX-512F and AVX2 checked.
                         let avx512 = run(&|q, t| unsafe { window_sums_avx512::<0>(&w, n_samples, &window, q, t) });
                         assert!(avx512 == scalar, "AVX-512, {n_samples} samples, {window:?}");
+                        if n_samples == N_SAMPLES {
+                            // SAFETY: AVX-512F and AVX2 checked.
+                            let fixed =
+                                run(&|q, t| unsafe { window_sums_avx512::<N_SAMPLES>(&w, n_samples, &window, q, t) });
+                            assert!(fixed == scalar, "AVX-512, {N_SAMPLES} samples known at compile time, {window:?}");
+                        }
                     } else if n_samples >= 16 {
                         println!("no AVX-512 here: that build is not compared");
                     }
