@@ -56,9 +56,21 @@ pub fn wrap_360(deg: f64) -> f64 {
 
 /// A camera-frame position (m) → (alt, az) in degrees, az in [0, 360).
 pub fn camera_to_altaz(x_m: f64, y_m: f64, focal_m: f64, pointing_alt_deg: f64, pointing_az_deg: f64) -> (f64, f64) {
-    let (az, alt) =
-        offset_to_sky(y_m / focal_m, x_m / focal_m, pointing_az_deg.to_radians(), pointing_alt_deg.to_radians());
+    let (alt, az) = camera_to_altaz_rad(x_m, y_m, focal_m, pointing_alt_deg.to_radians(), pointing_az_deg.to_radians());
     (alt.to_degrees(), wrap_360(az.to_degrees()))
+}
+
+/// ctapipe's CameraFrame → AltAz in radians: `fov_lat = x / f`, `fov_lon = y / f` (no camera
+/// rotation), then the sky offset from the pointing. Returns (alt, az), az in (−π, π].
+pub fn camera_to_altaz_rad(x_m: f64, y_m: f64, focal_m: f64, pointing_alt: f64, pointing_az: f64) -> (f64, f64) {
+    let (az, alt) = offset_to_sky(y_m / focal_m, x_m / focal_m, pointing_az, pointing_alt);
+    (alt, az)
+}
+
+/// The inverse of [`camera_to_altaz_rad`]: (alt, az) in radians → camera-frame position (m).
+pub fn altaz_to_camera_rad(alt: f64, az: f64, focal_m: f64, pointing_alt: f64, pointing_az: f64) -> (f64, f64) {
+    let (lon, lat) = sky_to_offset(az, alt, pointing_az, pointing_alt);
+    (lat * focal_m, lon * focal_m)
 }
 
 /// (alt, az) in degrees → camera-frame position (m); the inverse of [`camera_to_altaz`].
@@ -69,13 +81,13 @@ pub fn altaz_to_camera(
     pointing_alt_deg: f64,
     pointing_az_deg: f64,
 ) -> (f64, f64) {
-    let (lon, lat) = sky_to_offset(
-        az_deg.to_radians(),
+    altaz_to_camera_rad(
         alt_deg.to_radians(),
-        pointing_az_deg.to_radians(),
+        az_deg.to_radians(),
+        focal_m,
         pointing_alt_deg.to_radians(),
-    );
-    (lat * focal_m, lon * focal_m)
+        pointing_az_deg.to_radians(),
+    )
 }
 
 /// The angular distance between two directions (degrees in, degrees out).

@@ -33,6 +33,10 @@ pub const MC_DATA_DIFFERENCES: &[(&str, &str)] = &[
     ),
     ("telescope_calibration", "calibration files exist for observations only"),
     ("window_transmittance", "the entrance-window correction is applied to observations only"),
+    (
+        "stereo.matching",
+        "simulated telescopes share event ids; observed events are matched by SWAT id or White Rabbit time",
+    ),
 ];
 
 /// Why `key` may differ between MC and data, if it may.

@@ -42,6 +42,16 @@ pub fn telescope(tel_id: u16) -> Option<&'static Telescope> {
     TELESCOPES.iter().find(|t| t.tel_id == tel_id)
 }
 
+/// Ground position of telescope `tel_id` (m): the data ids 21 and 22, and the Monte Carlo ids 1
+/// and 2 that sst1mpipe's simulations give the same two telescopes.
+pub fn ground_position(tel_id: u16) -> Option<[f64; 3]> {
+    let data_id = match tel_id {
+        1 | 2 => tel_id + 20,
+        other => other,
+    };
+    telescope(data_id).map(|t| t.position_m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,7 @@ macro_rules! parameter_tables {
         /// Parameter row, in ctapipe's column order.
         #[derive(H5Type, Clone, Copy, Debug)]
         #[repr(C)]
+        #[allow(non_snake_case)]
         pub struct ParametersRow {
             $(pub $field: $ty,)*
         }
@@ -106,6 +107,7 @@ macro_rules! parameter_tables {
         /// A DL2 row: every DL1 parameter column, then the reconstruction (sst1mpipe's names).
         #[derive(H5Type, Clone, Copy, Debug)]
         #[repr(C)]
+        #[allow(non_snake_case)]
         pub struct Dl2Row {
             $(pub $field: $ty,)*
             $(pub $reco: f64,)*
@@ -116,6 +118,7 @@ macro_rules! parameter_tables {
         /// conversion of every row, most of the reading time).
         #[derive(H5Type, Clone, Copy)]
         #[repr(C, packed)]
+        #[allow(non_snake_case)]
         pub struct Dl2RowPacked {
             $(pub $field: $ty,)*
             $(pub $reco: f64,)*
@@ -130,6 +133,7 @@ macro_rules! parameter_tables {
         /// [`ParametersRow`] without padding, for reading (see [`Dl2RowPacked`]).
         #[derive(H5Type, Clone, Copy)]
         #[repr(C, packed)]
+        #[allow(non_snake_case)]
         pub struct ParametersRowPacked {
             $(pub $field: $ty,)*
         }
@@ -226,6 +230,14 @@ parameter_tables! {
     // fraction (exact to the nanosecond in a double). −1 and NaN elsewhere.
     time_wr_full_seconds: i64 = "s",
     time_wr_frac_seconds: f64 = "s",
+    // Stereo (the dl1-stereo stage; NaN in mono DL1): ctapipe's HillasReconstructor of the
+    // event, under the names sst1mpipe's stereo feature lists use.
+    HillasReconstructor_alt: f64 = "deg",
+    HillasReconstructor_az: f64 = "deg",
+    HillasReconstructor_core_x: f64 = "m",
+    HillasReconstructor_core_y: f64 = "m",
+    HillasReconstructor_h_max: f64 = "m",
+    HillasReconstructor_tel_impact_distance: f64 = "m",
     // MC truth (NaN for data): energy, direction, core, and the disp target.
     true_energy: f64 = "TeV",
     log_true_energy: f64 = "",
@@ -443,6 +455,12 @@ impl ParametersRow {
             local_time: nan,
             time_wr_full_seconds: -1,
             time_wr_frac_seconds: nan,
+            HillasReconstructor_alt: nan,
+            HillasReconstructor_az: nan,
+            HillasReconstructor_core_x: nan,
+            HillasReconstructor_core_y: nan,
+            HillasReconstructor_h_max: nan,
+            HillasReconstructor_tel_impact_distance: nan,
             true_energy: nan,
             log_true_energy: nan,
             true_alt: nan,
@@ -549,18 +567,49 @@ fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Resu
 pub struct Dl1Writer {
     file: hdf5::File,
     tel_id: u16,
-    images: Table<ImageRow>,
+    /// None for a parameters-only file (stereo DL1).
+    images: Option<Table<ImageRow>>,
     parameters: Table<ParametersRow>,
 }
 
 impl Dl1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
-        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
         // The simulated telescope stands at the origin of the ground frame.
-        super::instrument::write_instrument(&file, tel_id, [0.0, 0.0, 0.0])?;
+        Self::create_with(path, tel_id, [0.0, 0.0, 0.0], true, activity_key, pipeline_version)
+    }
+
+    /// A DL1 file of parameters only (no image table), for the telescope at `position_m`.
+    pub fn create_parameters_only(
+        path: &Path,
+        tel_id: u16,
+        position_m: [f64; 3],
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl1Writer> {
+        Self::create_with(path, tel_id, position_m, false, activity_key, pipeline_version)
+    }
+
+    fn create_with(
+        path: &Path,
+        tel_id: u16,
+        position_m: [f64; 3],
+        with_images: bool,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl1Writer> {
+        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
+        super::instrument::write_instrument(&file, tel_id, position_m)?;
         let table = format!("tel_{tel_id:03}");
-        let images =
-            Table::create(&ensure_groups(&file, "/dl1/event/telescope/images")?, &table, 64, &columns(IMAGE_COLUMNS))?;
+        let images = if with_images {
+            Some(Table::create(
+                &ensure_groups(&file, "/dl1/event/telescope/images")?,
+                &table,
+                64,
+                &columns(IMAGE_COLUMNS),
+            )?)
+        } else {
+            None
+        };
         let parameters = Table::create(
             &ensure_groups(&file, "/dl1/event/telescope/parameters")?,
             &table,
@@ -568,6 +617,11 @@ impl Dl1Writer {
             &columns(PARAMETER_COLUMNS),
         )?;
         Ok(Dl1Writer { file, tel_id, images, parameters })
+    }
+
+    /// The open file, for tables other stages add.
+    pub fn file(&self) -> &hdf5::File {
+        &self.file
     }
 
     /// Copies the simulation truth (shower table and thrown-event run row) into the file.
@@ -623,7 +677,14 @@ impl Dl1Writer {
     }
 
     pub fn write(&mut self, image: ImageRow, parameters: ParametersRow) -> Result<()> {
-        self.images.push(image)?;
+        if let Some(images) = &mut self.images {
+            images.push(image)?;
+        }
+        self.parameters.push(parameters)
+    }
+
+    /// Writes a parameter row (parameters-only files).
+    pub fn write_parameters(&mut self, parameters: ParametersRow) -> Result<()> {
         self.parameters.push(parameters)
     }
 
@@ -644,7 +705,9 @@ impl Dl1Writer {
     }
 
     pub fn finish(self) -> Result<usize> {
-        self.images.finish()?;
+        if let Some(images) = self.images {
+            images.finish()?;
+        }
         self.parameters.finish()
     }
 }

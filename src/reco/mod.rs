@@ -5,7 +5,8 @@
 //! * [`EventSelection`]: sst1mpipe's `event_selection` (inclusive `[min, max]` per column).
 //! * [`ForestArgs`]: scikit-learn's forest keyword arguments as sst1mpipe's config gives them,
 //!   each accepted key either implemented or refused with the reason.
-//! * Feature lists: mono drops the stereo `HillasReconstructor_*` features (as sst1mpipe does);
+//! * Feature lists: mono drops the stereo `HillasReconstructor_*` features (as sst1mpipe does),
+//!   stereo DL1 (from `dl1-stereo`) keeps them;
 //!   `log_reco_energy` and `reco_disp_norm` are *derived* features, predicted by the energy and
 //!   disp models before the gamma/hadron classifier runs.
 //! * Sampling is seeded (sst1mpipe's pandas sampling is not): the same inputs and config select
@@ -33,8 +34,9 @@ pub fn mono_features(list: &[String]) -> Vec<String> {
     list.iter().filter(|f| !f.starts_with("HillasReconstructor_")).cloned().collect()
 }
 
-/// Parses a feature list from the config.
-pub fn feature_list(v: &Value, key: &str) -> Result<Vec<String>, String> {
+/// Parses a feature list from the config: whole for stereo DL1, without the stereo
+/// `HillasReconstructor_*` features for mono DL1 (as sst1mpipe).
+pub fn feature_list(v: &Value, key: &str, stereo: bool) -> Result<Vec<String>, String> {
     let list = v.as_array().ok_or_else(|| format!("{key} must be a list of column names"))?;
     let names: Vec<String> = list
         .iter()
@@ -44,7 +46,7 @@ pub fn feature_list(v: &Value, key: &str) -> Result<Vec<String>, String> {
     if mono.is_empty() {
         return Err(format!("{key}: no mono features left after removing the stereo HillasReconstructor_* ones"));
     }
-    Ok(mono)
+    Ok(if stereo { names } else { mono })
 }
 
 /// sst1mpipe's `event_selection`: keep events with `min <= column <= max` for every entry.
@@ -334,7 +336,9 @@ mod tests {
         assert_eq!(s.cuts[0].1, 50.0);
         assert!(EventSelection::parse(&json!({"x": [2, 1]})).is_err());
         assert!(EventSelection::parse(&json!({"x": 3})).is_err());
-        let f = feature_list(&json!(["a", "HillasReconstructor_h_max", "b"]), "k").unwrap();
+        let all = feature_list(&json!(["a", "HillasReconstructor_h_max", "b"]), "k", true).unwrap();
+        assert_eq!(all, ["a", "HillasReconstructor_h_max", "b"]);
+        let f = feature_list(&json!(["a", "HillasReconstructor_h_max", "b"]), "k", false).unwrap();
         assert_eq!(f, vec!["a", "b"]);
     }
 

@@ -2,11 +2,9 @@
 //! features of sst1mpipe's stereo feature lists (`h_max`, `tel_impact_distance`). Pure
 //! geometry, no I/O, same algorithm and conventions as ctapipe 0.28 so the numbers agree with it:
 //!
-//! * Frames. Camera frame: x, y in m on the focal plane, no rotation; telescope frame:
-//!   `fov_lat = x / f`, `fov_lon = y / f` (rad, ctapipe's equidistant mapping); to Alt/Az through
-//!   the sky-offset rotation about the pointing (`Ry(−alt) · Rz(az)`, astropy's passive
-//!   matrices, transposed). Ground frame: x north, y west, z up, in m; a direction on the sky
-//!   is `(cos alt cos az, −cos alt sin az, sin alt)` in it.
+//! * Frames. Camera ↔ Alt/Az as ctapipe ([`crate::astro::camera_to_altaz_rad`]: `fov_lat = x / f`,
+//!   `fov_lon = y / f`, then the sky offset from the pointing). Ground frame: x north, y west,
+//!   z up, in m; a direction on the sky is `(cos alt cos az, −cos alt sin az, sin alt)` in it.
 //! * Direction: each telescope's image axis, as two sky directions (the centroid and a point
 //!   0.1 camera radius along ψ), spans a plane through the telescope; the shower direction is
 //!   the weighted mean of the pairwise plane intersections (pointing up), weight
@@ -60,6 +58,8 @@ pub struct StereoGeometry {
     pub telescopes: Vec<u16>,
 }
 
+use crate::astro::{altaz_to_camera_rad, camera_to_altaz_rad};
+
 type Vec3 = [f64; 3];
 
 fn cross(a: Vec3, b: Vec3) -> Vec3 {
@@ -72,42 +72,6 @@ fn dot(a: Vec3, b: Vec3) -> f64 {
 
 fn norm(a: Vec3) -> f64 {
     dot(a, a).sqrt()
-}
-
-/// The rotation taking Alt/Az (astropy cartesian) vectors into the telescope frame pointing at
-/// (alt, az): astropy's `rotation_matrix(−alt, "y") @ rotation_matrix(az, "z")`.
-fn altaz_to_telescope(alt: f64, az: f64) -> [[f64; 3]; 3] {
-    let (sa, ca) = (-alt).sin_cos();
-    let (sz, cz) = az.sin_cos();
-    let ry = [[ca, 0.0, -sa], [0.0, 1.0, 0.0], [sa, 0.0, ca]];
-    let rz = [[cz, sz, 0.0], [-sz, cz, 0.0], [0.0, 0.0, 1.0]];
-    let mut m = [[0.0; 3]; 3];
-    for (i, row) in m.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|k| ry[i][k] * rz[k][j]).sum();
-        }
-    }
-    m
-}
-
-/// A camera-frame point (m) of a telescope pointing at (alt, az) → (alt, az) on the sky.
-pub fn camera_to_altaz(x: f64, y: f64, focal_length: f64, alt: f64, az: f64) -> (f64, f64) {
-    let (lat, lon) = (x / focal_length, y / focal_length);
-    let v = [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()];
-    let m = altaz_to_telescope(alt, az);
-    // The transpose is the inverse.
-    let w: Vec3 = std::array::from_fn(|j| (0..3).map(|i| m[i][j] * v[i]).sum());
-    (w[2].clamp(-1.0, 1.0).asin(), w[1].atan2(w[0]))
-}
-
-/// (alt, az) on the sky → camera-frame point (m) of a telescope pointing at (alt_p, az_p).
-pub fn altaz_to_camera(alt: f64, az: f64, focal_length: f64, alt_p: f64, az_p: f64) -> (f64, f64) {
-    let v = [alt.cos() * az.cos(), alt.cos() * az.sin(), alt.sin()];
-    let m = altaz_to_telescope(alt_p, az_p);
-    let w: Vec3 = std::array::from_fn(|i| (0..3).map(|j| m[i][j] * v[j]).sum());
-    let lat = w[2].clamp(-1.0, 1.0).asin();
-    let lon = w[1].atan2(w[0]);
-    (lat * focal_length, lon * focal_length)
 }
 
 /// A sky direction as a vector of the ground frame (ctapipe's
@@ -185,15 +149,15 @@ pub fn hillas_reconstructor(
         let step = 0.1 * image.camera_radius_m;
         let (p2x, p2y) = (image.x_m + step * image.psi_rad.cos(), image.y_m + step * image.psi_rad.sin());
         let f = image.focal_length_m;
-        let cog = camera_to_altaz(image.x_m, image.y_m, f, image.pointing_alt_rad, image.pointing_az_rad);
-        let p2 = camera_to_altaz(p2x, p2y, f, image.pointing_alt_rad, image.pointing_az_rad);
+        let cog = camera_to_altaz_rad(image.x_m, image.y_m, f, image.pointing_alt_rad, image.pointing_az_rad);
+        let p2 = camera_to_altaz_rad(p2x, p2y, f, image.pointing_alt_rad, image.pointing_az_rad);
         let (cog_v, p2_v) = (ground_direction(cog.0, cog.1), ground_direction(p2.0, p2.1));
         normals.push(cross(cog_v, p2_v));
         cog_directions.push(cog_v);
         weights.push(image.intensity * image.length_m / image.width_m);
         // ψ again, in a camera frame pointing where the array points.
-        let (cx, cy) = altaz_to_camera(cog.0, cog.1, f, array_alt, array_az);
-        let (px, py) = altaz_to_camera(p2.0, p2.1, f, array_alt, array_az);
+        let (cx, cy) = altaz_to_camera_rad(cog.0, cog.1, f, array_alt, array_az);
+        let (px, py) = altaz_to_camera_rad(p2.0, p2.1, f, array_alt, array_az);
         corrected_psi.push(((cy - py) / (cx - px)).atan());
     }
     // Direction: weighted mean of the pairwise plane intersections, each pointing up.
@@ -283,7 +247,7 @@ mod tests {
                 let seen = |distance: f64| {
                     let point: Vec3 = std::array::from_fn(|k| core[k] + distance * axis[k] - pos[k]);
                     let l = norm(point);
-                    altaz_to_camera((point[2] / l).asin(), (-point[1]).atan2(point[0]), 5.6, pointing.0, pointing.1)
+                    altaz_to_camera_rad((point[2] / l).asin(), (-point[1]).atan2(point[0]), 5.6, pointing.0, pointing.1)
                 };
                 let (a, b) = (seen(12_000.0), seen(8_000.0));
                 StereoImage {

@@ -304,9 +304,8 @@ impl Simulator {
         telescopes: &[(u16, [f64; 3])],
         waveforms: &mut [Vec<f32>],
     ) -> StereoShower {
-        use crate::reco::stereo::{
-            altaz_to_camera, camera_to_altaz, distance_to_line, ground_direction, sky_direction,
-        };
+        use crate::astro::{altaz_to_camera_rad, camera_to_altaz_rad};
+        use crate::reco::stereo::{distance_to_line, ground_direction, sky_direction};
         assert_eq!(telescopes.len(), waveforms.len());
         self.ensure_noise_bank(cfg);
         let mut rng = Rng::new(cfg.seed, index);
@@ -324,7 +323,7 @@ impl Simulator {
             src_y += r * a.sin();
         }
         let t0 = 60.0 + rng.normal();
-        let direction = camera_to_altaz(src_x, src_y, f, pointing.0, pointing.1);
+        let direction = camera_to_altaz_rad(src_x, src_y, f, pointing.0, pointing.1);
         let axis = ground_direction(direction.0, direction.1);
         let h_max = h_max_m(energy);
         let shower_max: [f64; 3] = std::array::from_fn(|k| core[k] + h_max / axis[2] * axis[k]);
@@ -333,7 +332,7 @@ impl Simulator {
             assert_eq!(wf.len(), self.geom.n_pixels() * N_SAMPLES);
             let seen: [f64; 3] = std::array::from_fn(|k| shower_max[k] - position[k]);
             let (alt, az) = sky_direction(seen);
-            let centroid = altaz_to_camera(alt, az, f, pointing.0, pointing.1);
+            let centroid = altaz_to_camera_rad(alt, az, f, pointing.0, pointing.1);
             let (dx, dy) = (centroid.0 - src_x, centroid.1 - src_y);
             let impact = distance_to_line(position, core, axis);
             let light =
@@ -350,7 +349,7 @@ impl Simulator {
             primary_id: cfg.particle.primary_id(),
             energy_tev: energy,
             alt_rad: direction.0,
-            az_rad: direction.1,
+            az_rad: direction.1.rem_euclid(std::f64::consts::TAU),
             core_x_m: core[0],
             core_y_m: core[1],
             true_x_m: src_x,

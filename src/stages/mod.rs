@@ -14,6 +14,7 @@
 pub mod command;
 pub mod dl1_dl2;
 pub mod dl1_input;
+pub mod dl1_stereo;
 pub mod dl2_dl3;
 pub mod dl3_index;
 pub mod gh_cuts;
@@ -101,6 +102,7 @@ static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
 static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;
 static TRAIN_RFS: train_rfs::TrainRfsStage = train_rfs::TrainRfsStage;
 static DL1_DL2: dl1_dl2::Dl1Dl2Stage = dl1_dl2::Dl1Dl2Stage;
+static DL1_STEREO: dl1_stereo::Dl1StereoStage = dl1_stereo::Dl1StereoStage;
 static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
 static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
 static DL2_DL3: dl2_dl3::Dl2Dl3Stage = dl2_dl3::Dl2Dl3Stage;
@@ -109,7 +111,19 @@ static PERFORMANCE: performance::PerformanceStage = performance::PerformanceStag
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
-    vec![&COMMAND, &SIMULATE, &R0_DL1, &TRAIN_RFS, &DL1_DL2, &GH_CUTS, &MAKE_IRFS, &PERFORMANCE, &DL2_DL3, &DL3_INDEX]
+    vec![
+        &COMMAND,
+        &SIMULATE,
+        &R0_DL1,
+        &DL1_STEREO,
+        &TRAIN_RFS,
+        &DL1_DL2,
+        &GH_CUTS,
+        &MAKE_IRFS,
+        &PERFORMANCE,
+        &DL2_DL3,
+        &DL3_INDEX,
+    ]
 }
 
 pub fn names() -> Vec<&'static str> {

@@ -7,6 +7,10 @@
 //! `nsb_rate_ghz` [0.05], `noise_pe` [0.3], `trigger_pe` [25], `pointing_alt_deg` [70],
 //! `pointing_az_deg` [180] (the pointing is recorded, and makes camera positions sky directions). Only triggered events are
 //! written; the thrown-shower information IRFs need goes to `/configuration/simulation/run`.
+//! With `"stereo": true` each shower is seen by telescopes 1 and 2 (sst1mpipe's Monte Carlo ids,
+//! at the array's two positions; cores thrown around the array centre), and the stage writes
+//! one R1 file per telescope (`r1_tel_001`, `r1_tel_002`) with the events that telescope
+//! triggered on, under shared event ids.
 //!
 //! # Observation runs (`"mode": "observation"`)
 //!
@@ -52,6 +56,7 @@ const KNOWN: &[&str] = &[
     "trigger_pe",
     "pointing_alt_deg",
     "pointing_az_deg",
+    "stereo",
 ];
 const OBSERVATION_KNOWN: &[&str] = &[
     "mode",
@@ -292,8 +297,12 @@ fn shower_row(event_id: u64, s: &crate::sim::Shower) -> ShowerRow {
     }
 }
 
-/// Simulation settings, the number of showers, the telescope, and its pointing (alt, az; deg).
-type Parsed = (SimConfig, u64, u16, (f64, f64));
+/// Simulation settings, the number of showers, the telescope, its pointing (alt, az; deg), and
+/// whether both telescopes (Monte Carlo ids 1 and 2) see each shower.
+type Parsed = (SimConfig, u64, u16, (f64, f64), bool);
+
+/// The telescopes of a stereo production: sst1mpipe's Monte Carlo ids at the array's positions.
+const STEREO_TELESCOPES: [u16; 2] = [1, 2];
 
 fn parse(params: &Value, at: &str) -> Result<Parsed> {
     if let Some(mode) = params.get("mode") {
@@ -318,6 +327,16 @@ fn parse(params: &Value, at: &str) -> Result<Parsed> {
     }
     let tel_id = p.u64_or("tel_id", Some(1))?;
     let tel_id = u16::try_from(tel_id).map_err(|_| Error::msg(format!("{at}.params.tel_id: out of range")))?;
+    let stereo = match params.get("stereo") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(Error::msg(format!("{at}.params.stereo: {other} is not true or false"))),
+    };
+    if stereo && params.get("tel_id").is_some() {
+        return Err(Error::msg(format!(
+            "{at}.params: tel_id and stereo exclude each other (a stereo production simulates telescopes 1 and 2)"
+        )));
+    }
     let cfg = SimConfig {
         particle,
         energy_min_tev: p.f64_or("energy_min_tev", 0.5)?,
@@ -346,7 +365,79 @@ fn parse(params: &Value, at: &str) -> Result<Parsed> {
             "{at}.params: pointing_alt_deg must be in [0, 90] and pointing_az_deg in [0, 360), in degrees"
         )));
     }
-    Ok((cfg, n_events, tel_id, pointing))
+    Ok((cfg, n_events, tel_id, pointing, stereo))
+}
+
+/// A stereo production: each shower seen by telescopes 1 and 2 (see
+/// [`Simulator::simulate_stereo`]), one R1 file per telescope with the events it triggered on,
+/// under the same event ids.
+fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut StageContext) -> Result<()> {
+    let telescopes: Vec<(u16, [f64; 3])> = STEREO_TELESCOPES
+        .iter()
+        .map(|&t| (t, crate::instrument::ground_position(t).expect("the stereo telescopes have positions")))
+        .collect();
+    let mut writers = telescopes
+        .iter()
+        .map(|&(t, _)| {
+            R1Writer::create(
+                &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
+                t,
+                false,
+                ctx.activity_key,
+                ctx.pipeline_version,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut sim = Simulator::new(CameraGeometry::digicam());
+    let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
+    let (mut triggered, mut both) = (vec![0u64; telescopes.len()], 0u64);
+    let pointing_rad = (pointing.0.to_radians(), pointing.1.to_radians());
+    for i in 0..n_events {
+        let s = sim.simulate_stereo(cfg, i, pointing_rad, &telescopes, &mut waveforms);
+        for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
+            triggered[k] += 1;
+            let truth = ShowerRow {
+                event_id: i,
+                true_energy: s.energy_tev,
+                true_core_x: s.core_x_m,
+                true_core_y: s.core_y_m,
+                true_impact: view.impact_m,
+                true_camera_x: s.true_x_m,
+                true_camera_y: s.true_y_m,
+                true_h_max: s.h_max_m,
+                true_shower_primary_id: s.primary_id,
+                n_photoelectrons: view.n_photoelectrons,
+            };
+            writers[k].write(i, &waveforms[k], truth, None)?;
+        }
+        both += s.telescopes.iter().all(|v| v.triggered) as u64;
+    }
+    for writer in writers {
+        writer.finish(RunInfo::Simulation(simulation_run(cfg, n_events, pointing)))?;
+    }
+    let _ = writeln!(
+        ctx.log,
+        "simulated {n_events} {:?} showers in stereo: {} triggered telescope 1, {} telescope 2, {both} both",
+        cfg.particle, triggered[0], triggered[1]
+    );
+    Ok(())
+}
+
+/// The thrown-shower description of a Monte Carlo production.
+fn simulation_run(cfg: &SimConfig, n_events: u64, pointing: (f64, f64)) -> SimulationRunRow {
+    SimulationRunRow {
+        n_showers: n_events,
+        energy_range_min: cfg.energy_min_tev,
+        energy_range_max: cfg.energy_max_tev,
+        spectral_index: cfg.spectral_index,
+        max_scatter_range: cfg.max_impact_m,
+        max_viewcone_radius: cfg.viewcone_deg,
+        source_offset: cfg.source_offset_deg,
+        nsb_rate: cfg.nsb_rate_ghz,
+        seed: cfg.seed,
+        pointing_alt: pointing.0,
+        pointing_az: pointing.1,
+    }
 }
 
 impl Stage for SimulateStage {
@@ -362,17 +453,25 @@ impl Stage for SimulateStage {
         if !input_roles.is_empty() {
             return Err(Error::msg(format!("{at}: stage simulate takes no inputs")));
         }
-        let config_keys = if is_observation(params) {
+        let (config_keys, stereo) = if is_observation(params) {
             let plan = parse_observation(params, at)?;
-            vec![format!("telescope_coords.tel_{:03}", plan.tel_id)]
+            (vec![format!("telescope_coords.tel_{:03}", plan.tel_id)], false)
         } else {
-            parse(params, at)?;
-            Vec::new()
+            (Vec::new(), parse(params, at)?.4)
         };
-        Ok(StagePlan {
-            config_keys,
-            outputs: vec![DeclaredOutput { role: "r1".into(), file: "r1.h5".into(), kind: "r1-mc".into() }],
-        })
+        let outputs = if stereo {
+            STEREO_TELESCOPES
+                .iter()
+                .map(|t| DeclaredOutput {
+                    role: format!("r1_tel_{t:03}"),
+                    file: format!("r1_tel_{t:03}.h5").into(),
+                    kind: "r1-mc".into(),
+                })
+                .collect()
+        } else {
+            vec![DeclaredOutput { role: "r1".into(), file: "r1.h5".into(), kind: "r1-mc".into() }]
+        };
+        Ok(StagePlan { config_keys, outputs })
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
@@ -380,7 +479,10 @@ impl Stage for SimulateStage {
             let plan = parse_observation(ctx.params, "simulate")?;
             return run_observation(&plan, ctx);
         }
-        let (cfg, n_events, tel_id, pointing) = parse(ctx.params, "simulate")?;
+        let (cfg, n_events, tel_id, pointing, stereo) = parse(ctx.params, "simulate")?;
+        if stereo {
+            return run_stereo(&cfg, n_events, pointing, ctx);
+        }
         let mut sim = Simulator::new(CameraGeometry::digicam());
         let mut writer =
             R1Writer::create(&ctx.work_dir.join("r1.h5"), tel_id, false, ctx.activity_key, ctx.pipeline_version)?;
@@ -394,19 +496,7 @@ impl Stage for SimulateStage {
             triggered += 1;
             writer.write(i, &waveform, shower_row(i, &s), None)?;
         }
-        writer.finish(RunInfo::Simulation(SimulationRunRow {
-            n_showers: n_events,
-            energy_range_min: cfg.energy_min_tev,
-            energy_range_max: cfg.energy_max_tev,
-            spectral_index: cfg.spectral_index,
-            max_scatter_range: cfg.max_impact_m,
-            max_viewcone_radius: cfg.viewcone_deg,
-            source_offset: cfg.source_offset_deg,
-            nsb_rate: cfg.nsb_rate_ghz,
-            seed: cfg.seed,
-            pointing_alt: pointing.0,
-            pointing_az: pointing.1,
-        }))?;
+        writer.finish(RunInfo::Simulation(simulation_run(&cfg, n_events, pointing)))?;
         let _ = writeln!(ctx.log, "simulated {n_events} {:?} showers, {triggered} triggered", cfg.particle);
         Ok(())
     }

@@ -74,12 +74,13 @@ fn field<'v>(config: &'v Value, path: &str) -> std::result::Result<&'v Value, St
     path.split('.').try_fold(config, |v, k| v.get(k)).ok_or_else(|| format!("config key {path} is missing"))
 }
 
-pub fn parse_config(config: &Value) -> std::result::Result<TrainingConfig, String> {
+/// `stereo`: the training DL1 is stereo (from `dl1-stereo`), so the stereo features stay.
+pub fn parse_config(config: &Value, stereo: bool) -> std::result::Result<TrainingConfig, String> {
     let method = field(config, "disp_method")?;
     if method.as_str() != Some("disp_norm_sign") {
         return Err(format!("disp_method = {method}: only \"disp_norm_sign\" is implemented"));
     }
-    let list = |key: &str| reco::feature_list(field(config, key)?, key);
+    let list = |key: &str| reco::feature_list(field(config, key)?, key, stereo);
     let energy_features = list("energy_regression_features")?;
     let disp_norm_features = list("disp_regression_features")?;
     let disp_sign_features = list("disp_classification_features")?;
@@ -247,13 +248,30 @@ impl Stage for TrainRfsStage {
             }
         }
         crate::config::check_known(&schema_part, file, at)?;
-        parse_config(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+        parse_config(config, false).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let tel = tel_id(ctx.params, "train-rfs")?;
-        let cfg = parse_config(ctx.config).map_err(Error::msg)?;
+        let no_inputs = Vec::new();
+        let gamma_files = ctx.inputs.get("gamma").unwrap_or(&no_inputs);
+        // Stereo DL1 (its settings say how it was matched) trains with the stereo features too;
+        // gamma and proton DL1 made differently are refused below.
+        let stereo = match gamma_files.first() {
+            Some(f) => crate::io::dl1::Dl1Reader::open(&f.path)
+                .map_err(|e| Error::msg(format!("input {}: {e}", f.name)))?
+                .settings
+                .contains_key("stereo.reconstructor"),
+            None => false,
+        };
+        let cfg = parse_config(ctx.config, stereo).map_err(Error::msg)?;
+        let _ = writeln!(
+            ctx.log,
+            "{} DL1: {} features",
+            if stereo { "stereo" } else { "mono" },
+            if stereo { "with the HillasReconstructor_*" } else { "without the stereo HillasReconstructor_*" }
+        );
         let from_dl1 = |list: &[String]| -> Vec<String> {
             list.iter().filter(|f| !DERIVED_FEATURES.contains(&f.as_str())).cloned().collect()
         };
@@ -266,8 +284,6 @@ impl Stage for TrainRfsStage {
         features.sort();
         features.dedup();
         let gamma_targets = ["log_true_energy", "disp_norm", "disp_sign", "true_shower_primary_id"].map(String::from);
-        let no_inputs = Vec::new();
-        let gamma_files = ctx.inputs.get("gamma").unwrap_or(&no_inputs);
         let proton_files = ctx.inputs.get("proton");
         let keep: Vec<String> = features.iter().chain(&gamma_targets).cloned().collect();
         let gammas = dl1_input::load(gamma_files, "gamma", tel, &keep, &keep, &cfg.selection)?;

@@ -153,3 +153,68 @@ def test_hillas_reconstructor_equals_ctapipe():
         assert np.isclose(mine["average_intensity"], ref["average_intensity"], rtol=1e-12)
     assert refused == N_EVENTS // 50
     print("stereo vs ctapipe, worst differences:", {k: f"{v:.1e}" for k, v in worst.items()})
+
+
+def test_dl1_stereo_stage_equals_ctapipe_on_its_own_dl1(tmp_path):
+    """The dl1-stereo stage on a small stereo simulation: pandas reads both stereo DL1 files,
+    ctapipe's read_table the HillasReconstructor tables, and ctapipe's HillasReconstructor on the
+    DL1 Hillas parameters gives the stage's columns (telescopes at our array positions)."""
+    import pandas as pd
+    from ctapipe.io import read_table
+
+    config = json.loads((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+    (tmp_path / "mc.json").write_text(json.dumps(config))
+    recipe = {"name": "st", "config": "mc.json", "steps": [
+        {"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 300, "seed": 4, "stereo": True,
+                                                        "energy_min_tev": 2.0, "max_impact_m": 200}},
+        {"name": "d1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1_tel_001"}},
+        {"name": "d2", "stage": "r0-dl1", "params": {"tel_id": 2}, "inputs": {"r1": "sim.r1_tel_002"}},
+        {"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "d1.dl1", "tel2": "d2.dl1"}}]}
+    (tmp_path / "st.json").write_text(json.dumps(recipe))
+    r = subprocess.run([BIN, "--store", str(tmp_path / "store"), "run", str(tmp_path / "st.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    view = tmp_path / "store" / "views" / "st" / "stereo" / "all"
+    p1 = pd.read_hdf(view / "dl1_tel1.h5", "/dl1/event/telescope/parameters/tel_001")
+    p2 = pd.read_hdf(view / "dl1_tel2.h5", "/dl1/event/telescope/parameters/tel_002")
+    assert list(p1.event_id) == list(p2.event_id) and len(p1) > 20
+    geometry = read_table(view / "dl1_tel1.h5", "/dl2/event/subarray/geometry/HillasReconstructor")
+    assert geometry["HillasReconstructor_h_max"].unit == u.m and geometry["HillasReconstructor_alt"].unit == u.deg
+    assert geometry["HillasReconstructor_is_valid"].dtype == bool
+    impact = read_table(view / "dl1_tel2.h5", "/dl2/event/telescope/impact/HillasReconstructor/tel_002")
+    assert np.allclose(impact["HillasReconstructor_tel_impact_distance"], p2.HillasReconstructor_tel_impact_distance,
+                       equal_nan=True)
+
+    cam = json.loads(subprocess.run([BIN, "--json", "camera"], capture_output=True, text=True, check=True).stdout)
+    positions = {1: cam["telescopes"][0]["position_m"], 2: cam["telescopes"][1]["position_m"]}
+    global POSITIONS
+    saved, POSITIONS = POSITIONS, positions
+    try:
+        subarray = sst1m_subarray()
+    finally:
+        POSITIONS = saved
+    subarray.reference_location = EarthLocation(lon=14.782924 * u.deg, lat=49.9118 * u.deg, height=510 * u.m)
+    from traitlets.config import Config
+    # The quality query of the sst1mpipe config, as ctapipe's ShowerProcessor would pass it.
+    reco = HillasReconstructor(subarray, config=Config(
+        {"HillasReconstructor": config["ShowerProcessor"]["HillasReconstructor"]}))
+    compared = 0
+    for (_, a), (_, b) in zip(p1.iterrows(), p2.iterrows()):
+        if not np.isfinite(a.HillasReconstructor_h_max):
+            continue
+        event = {"array_pointing": [np.radians(a.true_alt_tel), np.radians(a.true_az_tel)], "images": [
+            {"tel_id": t, "pointing": [np.radians(row.true_alt_tel), np.radians(row.true_az_tel)],
+             "x": row.camera_frame_hillas_x, "y": row.camera_frame_hillas_y,
+             "psi": np.radians(row.camera_frame_hillas_psi), "intensity": row.camera_frame_hillas_intensity,
+             "length": row.camera_frame_hillas_length, "width": row.camera_frame_hillas_width}
+            for t, row in [(1, a), (2, b)]]}
+        ref = ctapipe_reconstruct(subarray, reco, event)
+        assert ref is not None
+        assert abs(np.degrees(ref["alt"]) - a.HillasReconstructor_alt) < 1e-7
+        assert abs(np.angle(np.exp(1j * (ref["az"] - np.radians(a.HillasReconstructor_az))))) < 1e-9
+        assert np.isclose(ref["h_max"], a.HillasReconstructor_h_max, rtol=1e-6)
+        assert np.isclose(ref["core_x"], a.HillasReconstructor_core_x, rtol=1e-6, atol=1e-6)
+        assert np.isclose(ref["impact"]["1"], a.HillasReconstructor_tel_impact_distance, rtol=1e-6)
+        assert np.isclose(ref["impact"]["2"], b.HillasReconstructor_tel_impact_distance, rtol=1e-6)
+        compared += 1
+    assert compared > 20

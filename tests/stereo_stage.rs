@@ -1,0 +1,133 @@
+//! Stereo under the engine: a stereo simulation (one R1 per telescope), DL1 of each telescope,
+//! `dl1-stereo` (matching, HillasReconstructor, the stereo columns and ctapipe's tables) and
+//! random forests trained with sst1mpipe's stereo feature lists; refusals for the same telescope
+//! twice and for a quality criterion we cannot evaluate.
+mod common;
+use common::*;
+use sst1mflow::io::dl1::Dl1Reader;
+use std::path::{Path, PathBuf};
+
+fn stereo_recipe(dir: &Path, config: &str) -> PathBuf {
+    let recipe = dir.join("stereo.json");
+    write(
+        &recipe,
+        &format!(
+            r#"{{"name": "stereo", "config": "{config}",
+                "steps": [
+                  {{"name": "sim", "stage": "simulate", "params": {{"particle": "gamma", "n_events": 700, "seed": 9,
+                     "stereo": true, "viewcone_deg": 2.0, "energy_min_tev": 1.0, "energy_max_tev": 60, "max_impact_m": 250}}}},
+                  {{"name": "dl1-1", "stage": "r0-dl1", "inputs": {{"r1": "sim.r1_tel_001"}}}},
+                  {{"name": "dl1-2", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim.r1_tel_002"}}}},
+                  {{"name": "stereo", "stage": "dl1-stereo", "inputs": {{"tel1": "dl1-1.dl1", "tel2": "dl1-2.dl1"}}}},
+                  {{"name": "train", "stage": "train-rfs", "inputs": {{"gamma": "stereo.dl1_tel1"}}}}
+                ]}}"#
+        ),
+    );
+    recipe
+}
+
+fn mc_config() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sst1mpipe_mc_config.json")).unwrap()
+}
+
+#[test]
+fn stereo_simulation_dl1_reconstruction_and_training_with_stereo_features() {
+    let dir = TempDir::new("stereo");
+    // Few events: small forests and no minimum event count.
+    let config = mc_config()
+        .replace("\"n_estimators\": 150", "\"n_estimators\": 10")
+        .replace("\"n_estimators\": 100", "\"n_estimators\": 10");
+    write(&dir.path().join("mc.json"), &config);
+    let recipe = stereo_recipe(dir.path(), "mc.json");
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    assert_eq!(report["ran"], 5, "{report}");
+
+    let tel1 = Dl1Reader::open(&view_target(&store, "stereo/stereo/all/dl1_tel1.h5")).unwrap();
+    let tel2 = Dl1Reader::open(&view_target(&store, "stereo/stereo/all/dl1_tel2.h5")).unwrap();
+    assert_eq!((tel1.tel_id, tel2.tel_id), (1, 2));
+    assert!(tel1.settings.contains_key("stereo.reconstructor") && tel1.settings["stereo.matching"] == "event_id");
+    let (a, b) = (tel1.read(0, tel1.n_events).unwrap(), tel2.read(0, tel2.n_events).unwrap());
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() >= 60, "{} matched events", a.len());
+    let mut errors = Vec::new();
+    for (r1, r2) in a.iter().zip(&b) {
+        assert_eq!((r1.obs_id, r1.event_id), (r2.obs_id, r2.event_id));
+        if !r1.HillasReconstructor_h_max.is_finite() {
+            continue;
+        }
+        // One geometry per event, one impact per telescope; the truth is the shower's.
+        assert_eq!(r1.HillasReconstructor_h_max, r2.HillasReconstructor_h_max);
+        assert_ne!(r1.HillasReconstructor_tel_impact_distance, r2.HillasReconstructor_tel_impact_distance);
+        let error = sst1mflow::astro::angular_separation_deg(
+            r1.HillasReconstructor_az,
+            r1.HillasReconstructor_alt,
+            r1.true_az,
+            r1.true_alt,
+        );
+        errors.push(error);
+    }
+    errors.sort_by(f64::total_cmp);
+    assert!(errors.len() * 10 >= a.len() * 6, "{} of {} reconstructed", errors.len(), a.len());
+    let median = errors[errors.len() / 2];
+    println!("{} stereo events, median direction error {median:.3} deg", errors.len());
+    assert!(median < 0.3, "median direction error {median} deg");
+
+    // The training used the stereo features (the config lists HillasReconstructor_*).
+    let train_key = report["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["step"] == "train")
+        .and_then(|a| a["key"].as_str())
+        .unwrap()
+        .to_string();
+    let log = stdout(&sst1mflow(&store, &["log", &train_key[..12]]));
+    assert!(log.contains("stereo DL1: with the HillasReconstructor_* features"), "{log}");
+    let model = std::fs::read(view_target(&store, "stereo/train/all/reg_energy_tel_001.rf")).unwrap();
+    assert!(model.windows(25).any(|w| w == b"HillasReconstructor_h_max"), "energy model lacks the stereo features");
+
+    // ctapipe's stereo tables are there.
+    let file = hdf5::File::open(view_target(&store, "stereo/stereo/all/dl1_tel2.h5")).unwrap();
+    assert_eq!(file.dataset("/dl2/event/subarray/geometry/HillasReconstructor").unwrap().size(), a.len());
+    assert_eq!(file.dataset("/dl2/event/telescope/impact/HillasReconstructor/tel_002").unwrap().size(), a.len());
+    assert!(file.dataset("/dl1/event/telescope/images/tel_002").is_err(), "stereo DL1 has no images");
+}
+
+#[test]
+fn the_same_telescope_twice_and_unknown_quality_criteria_are_refused() {
+    let dir = TempDir::new("stereo-bad");
+    write(&dir.path().join("mc.json"), &mc_config());
+    let recipe = dir.path().join("same.json");
+    write(
+        &recipe,
+        r#"{"name": "same", "config": "mc.json", "steps": [
+             {"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 60, "seed": 3, "stereo": true, "energy_min_tev": 3.0}},
+             {"name": "dl1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1_tel_001"}},
+             {"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "dl1.dl1", "tel2": "dl1.dl1"}}]}"#,
+    );
+    let store = dir.path().join("store");
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("are both telescope 1; stereo needs two telescopes"), "{}", stderr(&out));
+    assert!(!store.join("views/same/stereo").exists(), "nothing published for the refused step");
+
+    let config = mc_config().replace("parameters.hillas.intensity > 0", "parameters.hillas.colour > 0");
+    write(&dir.path().join("bad.json"), &config);
+    let recipe = stereo_recipe(dir.path(), "bad.json");
+    let out = sst1mflow(&dir.path().join("store-2"), &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.json") && err.contains("no DL1 column camera_frame_hillas_colour"), "{err}");
+
+    // stereo and tel_id exclude each other.
+    let recipe = dir.path().join("both.json");
+    write(
+        &recipe,
+        r#"{"name": "both", "config": "mc.json", "steps": [
+             {"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 5, "seed": 3, "stereo": true, "tel_id": 2}}]}"#,
+    );
+    let out = sst1mflow(&dir.path().join("store-3"), &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("tel_id and stereo exclude each other"), "{}", stderr(&out));
+}
