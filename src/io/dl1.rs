@@ -781,3 +781,36 @@ impl Dl1Reader {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 4's promise: every column of the four feature lists and of `event_selection` in the
+    /// shipped (sst1mpipe's) configs is a DL1 column, or a feature the models predict.
+    #[test]
+    fn every_feature_and_selection_column_of_the_default_configs_is_a_dl1_column() {
+        for name in ["sst1mpipe_mc_config.json", "sst1mpipe_data_config.json"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let lists = [
+                "energy_regression_features",
+                "particle_classification_features",
+                "disp_regression_features",
+                "disp_classification_features",
+            ];
+            let mut columns: Vec<String> = lists
+                .iter()
+                .flat_map(|l| config[l].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()))
+                .collect();
+            columns.extend(config["event_selection"].as_object().unwrap().keys().cloned());
+            for column in columns {
+                assert!(
+                    ParametersRow::getter(&column).is_some()
+                        || crate::reco::DERIVED_FEATURES.contains(&column.as_str()),
+                    "{name}: {column} is not a DL1 column"
+                );
+            }
+        }
+    }
+}
