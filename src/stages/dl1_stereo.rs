@@ -27,7 +27,7 @@ use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
 use crate::io::dl1::{Dl1Reader, Dl1Writer, ParametersRow};
-use crate::io::hdf5_table::{ensure_groups, Attr, ColumnMeta, Table};
+use crate::io::hdf5_table::{ensure_groups, ColumnMeta, Table};
 use crate::reco::stereo::{hillas_reconstructor, impact_distance, StereoGeometry, StereoImage};
 use hdf5::H5Type;
 use serde_json::{json, Value};
@@ -500,7 +500,6 @@ impl Stage for Dl1StereoStage {
             let group = ensure_groups(writer.file(), "/dl2/event/telescope/impact/HillasReconstructor")?;
             let mut t =
                 Table::<ImpactRow>::create(&group, &format!("tel_{:03}", tels[k]), 1024, &meta(&IMPACT_COLUMNS))?;
-            t.attrs(&[("TAB_TYPE", Attr::Str("sst1mflow.stereo_impact"))])?;
             for r in &impacts[k] {
                 t.push(*r)?;
             }
