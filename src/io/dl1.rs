@@ -671,6 +671,14 @@ impl Dl1Writer {
         super::r1::write_observation_table(&self.file, observation)
     }
 
+    /// Writes the DL1 settings ([`crate::contract::dl1_settings`]) as the root attribute
+    /// [`SETTINGS_ATTR`], which the model contract compares.
+    pub fn write_settings(&self, settings: &std::collections::BTreeMap<String, serde_json::Value>) -> Result<()> {
+        let json =
+            serde_json::to_string(settings).map_err(|e| crate::error::Error::msg(format!("DL1 settings: {e}")))?;
+        self.attribute(SETTINGS_ATTR, &json)
+    }
+
     /// Sets a string attribute on the file's root.
     pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
         super::hdf5_table::string_attr(&self.file, name, value)

@@ -478,10 +478,7 @@ impl Stage for Dl1StereoStage {
             for (key, value) in &stereo_settings {
                 dl1_settings.insert(key.to_string(), value.clone());
             }
-            writer.attribute(
-                crate::io::dl1::SETTINGS_ATTR,
-                &serde_json::to_string(&dl1_settings).map_err(|e| Error::msg(format!("DL1 settings: {e}")))?,
-            )?;
+            writer.write_settings(&dl1_settings)?;
             for r in &out_rows[k] {
                 writer.write_parameters(*r)?;
             }

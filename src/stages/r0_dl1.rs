@@ -354,10 +354,7 @@ impl Stage for R0Dl1Stage {
 fn dl1_writer(ctx: &StageContext, tel: u16) -> Result<Dl1Writer> {
     let writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), tel, ctx.activity_key, ctx.pipeline_version)?;
     let settings = crate::contract::dl1_settings(ctx.config, tel);
-    writer.attribute(
-        crate::io::dl1::SETTINGS_ATTR,
-        &serde_json::to_string(&settings).map_err(|e| Error::msg(format!("DL1 settings: {e}")))?,
-    )?;
+    writer.write_settings(&settings)?;
     Ok(writer)
 }
 
