@@ -19,7 +19,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// What the binary is built from: only changes here make a build dirty (a README or a test
 /// edit does not change what the binary computes, so it must not make every product stale).
-const BUILD_INPUTS: [&str; 5] = ["src", "config", "build.rs", "Cargo.toml", "Cargo.lock"];
+const BUILD_INPUTS: [&str; 6] = ["src", "crates", "config", "build.rs", "Cargo.toml", "Cargo.lock"];
 
 fn main() {
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_string());

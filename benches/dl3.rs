@@ -100,8 +100,15 @@ fn main() {
     });
     let params = json!({"target_name": "bench"});
     let mut inputs = BTreeMap::new();
-    inputs.insert("dl2".to_string(), vec![InputFile { path: dl2_path.clone(), name: "dl2.h5".into() }]);
-    inputs.insert("irfs".to_string(), vec![InputFile { path: irf_path, name: "irfs.fits".into() }]);
+    let input = |role: &str, path: &std::path::Path, name: &str| InputFile {
+        role: role.into(),
+        position: 0,
+        hash: sst1mflow::store::hash_file(path).unwrap().hash,
+        path: path.to_path_buf(),
+        name: name.into(),
+    };
+    inputs.insert("dl2".to_string(), vec![input("dl2", &dl2_path, "dl2.h5")]);
+    inputs.insert("irfs".to_string(), vec![input("irfs", &irf_path, "irfs.fits")]);
     let stage = stages::by_name("dl2-dl3").unwrap();
     let plan = stage.plan(&params, &["dl2", "irfs"], "bench").unwrap();
     let work = dir.join("work");

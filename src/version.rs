@@ -1,7 +1,7 @@
 //! The pipeline version: what exact build of sst1mflow made a product.
 //!
 //! It is the crate version, the git commit the binary was built from (see `build.rs`) and a
-//! `dirty` marker with a fingerprint of the uncommitted changes to the build inputs (`src`,
+//! `dirty` marker with a fingerprint of the uncommitted changes to the build inputs (`src`, `crates`,
 //! `config`, `build.rs`, `Cargo.toml`, `Cargo.lock`; see `build.rs`) when there are any, e.g.
 //! `0.1.0+3f2a…c9` or `0.1.0+3f2a…c9.dirty-5e0c…41` (so products of two different uncommitted
 //! states never pass for each other). It enters every activity key and is recorded on every activity.

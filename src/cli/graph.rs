@@ -286,9 +286,7 @@ pub fn show(cli: &Cli, target: &str) -> Result<i32> {
     let g = query::ancestors(&db, &hash)?;
     let p = &g.products[&hash];
     let maker = g.made_by.get(&hash).and_then(|id| g.activities.get(id));
-    let used_by: i64 =
-        db.conn()
-            .query_row("SELECT count(DISTINCT activity_id) FROM used WHERE product_hash = ?1", [&hash], |r| r.get(0))?;
+    let used_by = db.user_count(&hash)?;
     let path = store.object_path(&hash);
     if cli.json {
         println!(

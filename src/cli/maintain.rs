@@ -142,10 +142,7 @@ pub fn pin(cli: &Cli, name: Option<&str>, target: Option<&str>) -> Result<i32> {
             let hash = crate::provenance::query::resolve_target(&store, &db, target)?;
             pins.insert(name.to_string(), hash.clone());
             write_map(store.root(), "pins.json", &pins)?;
-            db.conn().execute(
-                "INSERT OR REPLACE INTO pins(name, product_hash) VALUES (?1, ?2)",
-                rusqlite::params![name, hash],
-            )?;
+            db.pin(name, &hash)?;
             if cli.json {
                 println!("{}", json!({"pinned": name, "product": hash}));
             } else {
@@ -176,7 +173,7 @@ pub fn unpin(cli: &Cli, name: &str) -> Result<i32> {
         return Err(Error::msg(format!("no pin named \"{name}\"")));
     }
     write_map(store.root(), "pins.json", &pins)?;
-    db.conn().execute("DELETE FROM pins WHERE name = ?1", [name])?;
+    db.unpin(name)?;
     if cli.json {
         println!("{}", json!({"unpinned": name}));
     } else {
@@ -188,7 +185,7 @@ pub fn unpin(cli: &Cli, name: &str) -> Result<i32> {
 pub fn reproduce(cli: &Cli, target: &str, keep: bool) -> Result<i32> {
     let (store, db) = super::graph::open(cli)?;
     let scratch = store.root().join("tmp").join(format!("reproduce-{}", std::process::id()));
-    let outcome = crate::engine::reproduce::reproduce(&store, &db, target, &scratch);
+    let outcome = crate::engine::reproduce::reproduce(&crate::stages::pipeline(), &store, &db, target, &scratch);
     if !keep {
         let _ = std::fs::remove_dir_all(&scratch);
     }

@@ -25,7 +25,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let store = Store::open(&cli.store_dir())?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let opts = RunOptions { jobs, dry_run: args.dry_run, progress: want_progress(cli.quiet) && !cli.json };
-    let report = run_recipe(&store, &args.recipe, &opts)?;
+    let report = run_recipe(&crate::stages::pipeline(), &store, &args.recipe, &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("json"));
     } else {

@@ -5,6 +5,7 @@
 //! recipe that has run against the store is checked, from the path recorded at its last run.
 use super::Cli;
 use crate::engine::run::{run_recipe, Outcome, RunOptions};
+use crate::engine::why::StaleReason;
 use crate::error::{Error, Result};
 use crate::provenance::Db;
 use crate::store::Store;
@@ -15,8 +16,7 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;
     let recipes: Vec<PathBuf> = if recipes.is_empty() {
         let db = Db::open(&store.db_path())?;
-        let mut stmt = db.conn().prepare("SELECT path FROM recipes ORDER BY name")?;
-        let paths: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let paths = db.recipe_paths()?;
         if paths.is_empty() {
             return Err(Error::msg(format!("no recipe has run against {} yet; name one", store.root().display())));
         }
@@ -28,13 +28,13 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     let mut all = Vec::new();
     let mut stale_total = 0;
     for path in &recipes {
-        let report = run_recipe(&store, path, &opts)?;
+        let report = run_recipe(&crate::stages::pipeline(), &store, path, &opts)?;
         let mut items = Vec::new();
         for a in &report.activities {
             let (state, why) = match &a.outcome {
                 Outcome::Reused => continue,
-                Outcome::WouldRun(r) if r == "new" => ("missing", r.clone()),
-                Outcome::WouldRun(r) => ("stale", r.clone()),
+                Outcome::WouldRun(r @ StaleReason::New) => ("missing", r.to_string()),
+                Outcome::WouldRun(r) => ("stale", r.to_string()),
                 Outcome::WouldRunAfter(up) => match &a.reason {
                     Some(r) => ("stale", format!("{r}; upstream {up} must be remade first")),
                     None => ("stale", format!("upstream {up} must be remade first")),

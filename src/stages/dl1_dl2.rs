@@ -26,7 +26,6 @@
 //! camera frame at the event's pointing (azimuth wrapped to (−180, 180] when the first event
 //! points within 90° of north); `reco_ra/dec` at the site, at sst1mpipe's fixed MC obstime for
 //! simulations. Events whose features are not finite keep their row with NaN reconstruction.
-use super::dl1_input;
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::astro;
@@ -37,7 +36,6 @@ use crate::io::dl2::Dl2Writer;
 use crate::io::model::{self, Model};
 use crate::reco::{self, DERIVED_FEATURES};
 use serde_json::{json, Value};
-use std::path::Path;
 
 pub struct Dl1Dl2Stage;
 
@@ -201,11 +199,6 @@ impl Stage for Dl1Dl2Stage {
         })
     }
 
-    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
-        Ok(Vec::new())
-    }
-
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let allow = override_flag(ctx.params, "dl1-dl2")?;
         let one = |role: &str| -> Result<&InputFile> {
@@ -235,7 +228,7 @@ impl Stage for Dl1Dl2Stage {
         for ((role, input), m) in MODEL_ROLES.iter().zip(&models_in).zip(&models) {
             applied.insert(
                 role.to_string(),
-                json!({"name": input.name, "sha256": dl1_input::input_hash(input)?,
+                json!({"name": input.name, "sha256": input.hash,
                        "training_activity": m.header.activity_key, "pipeline_version": m.header.pipeline_version}),
             );
         }

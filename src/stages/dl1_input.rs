@@ -30,15 +30,6 @@ impl Dl1Columns {
     }
 }
 
-/// The SHA-256 of an input: its store object name, or a fresh hash outside a store.
-pub fn input_hash(input: &InputFile) -> Result<String> {
-    let name = input.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(name);
-    }
-    Ok(crate::store::hash_file(&input.path)?.hash)
-}
-
 /// A getter for `name`, or an error naming the file.
 pub fn getter(name: &str, file: &str) -> Result<fn(&ParametersRow) -> f64> {
     ParametersRow::getter(name).ok_or_else(|| {
@@ -132,7 +123,7 @@ pub fn load(
                 }
             }
         }
-        out.inputs.push(InputRecord { role: role.into(), name: input.name.clone(), sha256: input_hash(input)? });
+        out.inputs.push(InputRecord { role: role.into(), name: input.name.clone(), sha256: input.hash.clone() });
         let keep_get: Vec<_> = keep.iter().map(|k| getter(k, &input.name)).collect::<Result<_>>()?;
         let finite_get: Vec<_> = finite.iter().map(|k| getter(k, &input.name)).collect::<Result<_>>()?;
         let cuts: Vec<_> =

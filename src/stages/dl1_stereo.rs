@@ -369,7 +369,6 @@ impl Stage for Dl1StereoStage {
     }
 
     fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         // The telescopes (and so their heights) are known from the inputs only, at run time.
         quality_criteria(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())

@@ -39,7 +39,7 @@
 //! 37 s off. DEADC = 1: the simulator has no dead time, and sst1mpipe writes 1 for data too.
 //! Every header carries the activity key, pipeline version, cut, event selection, RF models
 //! and the IRF's activity key.
-use super::dl1_input::{input_hash, Dl2Selection};
+use super::dl1_input::Dl2Selection;
 use super::gh_cuts::{read_cut_table, GhCut};
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
@@ -215,7 +215,6 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         if let Some(sel) = config.get("event_selection") {
             EventSelection::parse(sel).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         }
@@ -231,7 +230,7 @@ impl Stage for Dl2Dl3Stage {
         // The cut and its identity.
         let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
         let (cut, cut_id): (GhCut, std::result::Result<f64, String>) = match cut_input {
-            Some(f) => (GhCut::Binned(read_cut_table(&f.path, &f.name)?), Err(input_hash(f)?)),
+            Some(f) => (GhCut::Binned(read_cut_table(&f.path, &f.name)?), Err(f.hash.clone())),
             None => {
                 let c = ctx
                     .config
@@ -353,7 +352,7 @@ impl Stage for Dl2Dl3Stage {
         provenance.push(Card::new("EVTSEL", s(&evtsel), "event_selection"));
         provenance.push(Card::new("RFMODELS", s(&runs[0].dl2.models), "RF models behind the DL2"));
         provenance.push(Card::new("IRFKEY", s(&irf.activity_key), "activity that made the IRF HDUs"));
-        provenance.push(Card::new("IRFFILE", s(&input_hash(irf.input)?), "SHA-256 of the IRF product"));
+        provenance.push(Card::new("IRFFILE", s(&irf.input.hash), "SHA-256 of the IRF product"));
         for (i, line) in overridden.iter().enumerate() {
             provenance.push(Card::new(&format!("S1MOVR{}", i + 1), s(line), "contract overridden"));
         }

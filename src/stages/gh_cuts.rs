@@ -171,7 +171,6 @@ impl Stage for GhCutsStage {
     }
 
     fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }

@@ -277,7 +277,6 @@ impl Stage for MakeIrfsStage {
     }
 
     fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         // The global cut is only read (and so only in the config subset) without a cut table.
         let binned = config.get("analysis").and_then(|a| a.get("global_gammaness_cut")).is_none();
         settings(config, binned.then(Vec::new))
@@ -380,11 +379,7 @@ impl Stage for MakeIrfsStage {
             }
             (GhCut::Binned(_), Some(f)) => {
                 provenance.push(str_card("GH_CUT", "energy-dependent", "gammaness >= cut of the reco-energy bin"));
-                provenance.push(str_card(
-                    "CUTTABLE",
-                    &super::dl1_input::input_hash(f)?,
-                    "SHA-256 of the gh-cuts table",
-                ));
+                provenance.push(str_card("CUTTABLE", &f.hash, "SHA-256 of the gh-cuts table"));
             }
             (GhCut::Binned(_), None) => unreachable!("a binned cut comes from a cuts input"),
         }

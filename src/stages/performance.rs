@@ -367,7 +367,6 @@ impl Stage for PerformanceStage {
     }
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }

@@ -281,7 +281,6 @@ impl Stage for R0Dl1Stage {
     }
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        crate::config::check_known(config, file, at)?;
         let warnings = Vec::new();
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
         if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {

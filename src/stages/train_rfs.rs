@@ -26,6 +26,7 @@
 use super::dl1_input::{self, Dl1Columns};
 use super::params::Params;
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
+use crate::config::FOREST_SECTIONS;
 use crate::error::{Error, Result};
 use crate::forest::{Forest, Task};
 use crate::io::model::{self, Model, ModelHeader};
@@ -37,8 +38,6 @@ use std::path::Path;
 use std::time::Instant;
 
 pub struct TrainRfsStage;
-
-const FOREST_SECTIONS: [&str; 2] = ["random_forest_regressor_args", "random_forest_classifier_args"];
 
 fn config_keys() -> Vec<String> {
     [
@@ -240,14 +239,7 @@ impl Stage for TrainRfsStage {
     }
 
     fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        // Forest arguments are scikit-learn's, checked by their own parser (which knows them all).
-        let mut schema_part = config.clone();
-        if let Some(m) = schema_part.as_object_mut() {
-            for s in FOREST_SECTIONS {
-                m.remove(s);
-            }
-        }
-        crate::config::check_known(&schema_part, file, at)?;
+        // Forest arguments are scikit-learn's: the schema check leaves them to this parser.
         parse_config(config, false).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }

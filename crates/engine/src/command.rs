@@ -1,0 +1,501 @@
+//! The `command` stage: runs any external program under provenance.
+//!
+//! This is how existing tools (sst1mpipe's scripts, ctapipe tools, shell utilities) run inside
+//! sst1mflow today: their inputs come from the store, their declared outputs go into it, and
+//! the activity key covers argv, declared outputs and the config keys they read.
+//!
+//! Parameters:
+//!
+//! | key           | meaning |
+//! |---------------|---------|
+//! | `argv`        | program and arguments, run directly (no shell); placeholders below |
+//! | `outputs`     | `{role: "relative/path"}` or `{role: {"path": …, "kind": …}}`; paths stay inside the work directory |
+//! | `config_keys` | dotted config keys the program reads (added to those named by placeholders) |
+//! | `stdout`      | an output role that receives the program's standard output |
+//! | `env`         | extra environment variables `{name: value}` (part of the key) |
+//!
+//! Placeholders in argv: `{input:ROLE}` (a role with several files, alone in its argument,
+//! expands to one argument per file), `{output:ROLE}`, `{config}` (a JSON file holding only the
+//! declared config keys: the program cannot read what it did not declare), `{config:a.b}` (the
+//! value; strings verbatim, anything else as canonical JSON), `{workdir}` (absolute; avoid it in
+//! anything that reaches a product), and `{{`/`}}` for literal braces. Input, output and config
+//! paths are relative to the work directory (inputs appear as
+//! `.sst1mflow-in/<role>/<position>/<original file name>`), so a tool that prints or embeds
+//! its paths still gives the same bytes in any store. The program runs in the work directory
+//! with standard input closed, and
+//! also sees `SST1MFLOW_ACTIVITY_KEY` and `SST1MFLOW_PIPELINE_VERSION` so that a cooperating
+//! tool can embed them in its products. Everything it prints goes to the activity log.
+//!
+//! A non-zero exit, a death by signal, or a declared output that is missing, not a regular
+//! file, or a symlink, fails the activity.
+use crate::key::canonical_json;
+use crate::recipe::type_name;
+use crate::stage::{DeclaredOutput, Stage, StageContext, StagePlan};
+use serde_json::Value;
+use sst1mflow_base::error::{Error, Result};
+use sst1mflow_base::text::suggestion;
+use std::fs::{self, File};
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct CommandStage;
+
+const PARAMS: &[&str] = &["argv", "outputs", "config_keys", "stdout", "env"];
+/// Names inside the work directory that belong to the engine.
+const RESERVED_PREFIXES: &[&str] = &[".owner", ".sst1mflow"];
+const CONFIG_FILE: &str = ".sst1mflow-config.json";
+const LOG_FILE: &str = ".sst1mflow-command.log";
+const INPUT_DIR: &str = ".sst1mflow-in";
+
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Text(String),
+    Input(String),
+    Output(String),
+    ConfigFile,
+    ConfigValue(String),
+    WorkDir,
+}
+
+/// Whether `{name}` has the shape of a placeholder (`word` or `word:rest`, no spaces or
+/// braces): anything else, such as an awk program's `{ print $1 }`, is literal text.
+fn looks_like_placeholder(name: &str) -> bool {
+    let (kind, rest) = name.split_once(':').unwrap_or((name, ""));
+    !kind.is_empty()
+        && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !rest.chars().any(|c| c.is_whitespace() || c == '{' || c == '}')
+        && name.contains(':') != rest.is_empty()
+}
+
+fn parse_template(arg: &str, at: &str) -> Result<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut rest = arg;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{{") || rest.starts_with("}}") {
+            text.push(c);
+            rest = &rest[2..];
+            continue;
+        }
+        if c == '{' {
+            if let Some(close) = rest[1..].find('}') {
+                let name = &rest[1..1 + close];
+                if looks_like_placeholder(name) {
+                    let piece = match name.split_once(':') {
+                        None if name == "config" => Piece::ConfigFile,
+                        None if name == "workdir" => Piece::WorkDir,
+                        Some(("input", r)) => Piece::Input(r.to_string()),
+                        Some(("output", r)) => Piece::Output(r.to_string()),
+                        Some(("config", k)) => Piece::ConfigValue(k.to_string()),
+                        _ => {
+                            let kind = name.split(':').next().unwrap_or("");
+                            return Err(Error::msg(format!(
+                                "{at}: argv \"{arg}\": unknown placeholder {{{name}}}{} (write {{{{ for a literal brace)",
+                                suggestion(kind, ["input", "output", "config", "workdir"])
+                            )));
+                        }
+                    };
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(piece);
+                    rest = &rest[close + 2..];
+                    continue;
+                }
+            }
+        }
+        text.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    if !text.is_empty() || pieces.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+fn check_output_path(role: &str, path: &str, at: &str) -> Result<PathBuf> {
+    let p = Path::new(path);
+    let bad = |why: &str| Error::msg(format!("{at}: output \"{role}\" path \"{path}\" {why}"));
+    if path.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if p.is_absolute() {
+        return Err(bad("is absolute; outputs must stay inside the activity's work directory"));
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => {
+                let s = s.to_string_lossy();
+                if RESERVED_PREFIXES.iter().any(|r| s.starts_with(r)) {
+                    return Err(bad("uses a name reserved by sst1mflow"));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "must not contain \"..\", \".\" or a root; outputs must stay inside the activity's work directory",
+                ))
+            }
+        }
+    }
+    Ok(p.to_path_buf())
+}
+
+struct Parsed {
+    argv: Vec<Vec<Piece>>,
+    stdout: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+fn parse_params(params: &Value, input_roles: &[&str], at: &str) -> Result<(Parsed, StagePlan)> {
+    let obj = params.as_object().ok_or_else(|| Error::msg(format!("{at}: params must be an object")))?;
+    for k in obj.keys() {
+        if !PARAMS.contains(&k.as_str()) {
+            return Err(Error::msg(format!(
+                "{at}.params: unknown key \"{k}\" for stage command{}",
+                suggestion(k, PARAMS.iter().copied())
+            )));
+        }
+    }
+    let argv_v = obj.get("argv").ok_or_else(|| Error::msg(format!("{at}.params: missing required key \"argv\"")))?;
+    let argv_list = argv_v
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| Error::msg(format!("{at}.params: \"argv\" must be a non-empty array of strings")))?;
+    let mut argv = Vec::new();
+    for a in argv_list {
+        let s = a.as_str().ok_or_else(|| {
+            Error::msg(format!("{at}.params: \"argv\" entries must be strings, found {}", type_name(a)))
+        })?;
+        argv.push(parse_template(s, at)?);
+    }
+    if !matches!(argv[0].as_slice(), [Piece::Text(t)] if !t.is_empty())
+        && !matches!(argv[0].as_slice(), [Piece::Input(_)])
+    {
+        return Err(Error::msg(format!("{at}.params: argv[0] must name a program")));
+    }
+
+    let outputs_v =
+        obj.get("outputs").ok_or_else(|| Error::msg(format!("{at}.params: missing required key \"outputs\"")))?;
+    let outputs_obj = outputs_v
+        .as_object()
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| Error::msg(format!("{at}.params: \"outputs\" must be a non-empty object {{role: path}}")))?;
+    let mut outputs = Vec::new();
+    for (role, spec) in outputs_obj {
+        let (path, kind) = match spec {
+            Value::String(p) => (p.as_str(), "file".to_string()),
+            Value::Object(o) => {
+                for k in o.keys() {
+                    if k != "path" && k != "kind" {
+                        return Err(Error::msg(format!(
+                            "{at}.params.outputs.{role}: unknown key \"{k}\"{}",
+                            suggestion(k, ["path", "kind"])
+                        )));
+                    }
+                }
+                let p = o.get("path").and_then(Value::as_str).ok_or_else(|| {
+                    Error::msg(format!("{at}.params.outputs.{role}: \"path\" is required and must be a string"))
+                })?;
+                let kind = o.get("kind").and_then(Value::as_str).unwrap_or("file").to_string();
+                (p, kind)
+            }
+            other => {
+                return Err(Error::msg(format!(
+                    "{at}.params.outputs.{role}: expected a path string or {{\"path\", \"kind\"}}, found {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let file = check_output_path(role, path, at)?;
+        if outputs.iter().any(|o: &DeclaredOutput| o.file == file) {
+            return Err(Error::msg(format!("{at}.params.outputs: two outputs share the path \"{path}\"")));
+        }
+        outputs.push(DeclaredOutput { role: role.clone(), file, kind });
+    }
+
+    let mut config_keys: Vec<String> = match obj.get("config_keys") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::msg(format!("{at}.params: \"config_keys\" entries must be strings")))
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(Error::msg(format!("{at}.params: \"config_keys\" must be an array of strings"))),
+    };
+    let output_roles: Vec<&str> = outputs.iter().map(|o| o.role.as_str()).collect();
+    for pieces in &argv {
+        for p in pieces {
+            match p {
+                Piece::Input(r) if !input_roles.contains(&r.as_str()) => {
+                    return Err(Error::msg(format!(
+                        "{at}.params.argv: {{input:{r}}} names no input role of this step{}",
+                        suggestion(r, input_roles.iter().copied())
+                    )))
+                }
+                Piece::Output(r) if !output_roles.contains(&r.as_str()) => {
+                    return Err(Error::msg(format!(
+                        "{at}.params.argv: {{output:{r}}} names no declared output{}",
+                        suggestion(r, output_roles.iter().copied())
+                    )))
+                }
+                Piece::ConfigValue(k) if !config_keys.contains(k) => config_keys.push(k.clone()),
+                _ => {}
+            }
+        }
+    }
+    config_keys.sort();
+    config_keys.dedup();
+
+    let stdout = match obj.get("stdout") {
+        None => None,
+        Some(Value::String(r)) => {
+            if !output_roles.contains(&r.as_str()) {
+                return Err(Error::msg(format!(
+                    "{at}.params: \"stdout\" names \"{r}\", which is not a declared output{}",
+                    suggestion(r, output_roles.iter().copied())
+                )));
+            }
+            Some(r.clone())
+        }
+        Some(_) => return Err(Error::msg(format!("{at}.params: \"stdout\" must name an output role"))),
+    };
+    let env = match obj.get("env") {
+        None => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), s.to_string()))
+                    .ok_or_else(|| Error::msg(format!("{at}.params.env.{k}: must be a string")))
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(Error::msg(format!("{at}.params: \"env\" must be an object of strings"))),
+    };
+    Ok((Parsed { argv, stdout, env }, StagePlan { config_keys, outputs }))
+}
+
+fn lookup<'v>(config: &'v Value, key: &str) -> Option<&'v Value> {
+    key.split('.').try_fold(config, |node, part| node.get(part))
+}
+
+/// Presents every input inside the work directory as `.sst1mflow-in/<role>/<position>/<name>`,
+/// a symlink to the read-only object, and returns those relative paths by role. Commands run
+/// in the work directory, so every path they see is relative and the same in any store: a
+/// tool that prints or embeds its input paths still gives identical bytes everywhere.
+fn link_inputs(ctx: &StageContext) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (role, files) in ctx.inputs {
+        let mut rel = Vec::with_capacity(files.len());
+        for (pos, f) in files.iter().enumerate() {
+            let name = if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+                "input".to_string()
+            } else {
+                f.name.clone()
+            };
+            let dir = format!("{INPUT_DIR}/{role}/{pos}");
+            let abs_dir = ctx.work_dir.join(&dir);
+            fs::create_dir_all(&abs_dir).map_err(|e| Error::io(format!("cannot create {}", abs_dir.display()), e))?;
+            std::os::unix::fs::symlink(&f.path, abs_dir.join(&name)).map_err(|e| {
+                Error::io(format!("cannot link input {} into {}", f.path.display(), abs_dir.display()), e)
+            })?;
+            rel.push(format!("{dir}/{name}"));
+        }
+        out.insert(role.clone(), rel);
+    }
+    Ok(out)
+}
+
+fn expand(parsed: &Parsed, ctx: &StageContext) -> Result<Vec<String>> {
+    let inputs = link_inputs(ctx)?;
+    let mut args = Vec::new();
+    for pieces in &parsed.argv {
+        if let [Piece::Input(role)] = pieces.as_slice() {
+            for p in inputs.get(role).map(Vec::as_slice).unwrap_or(&[]) {
+                args.push(p.clone());
+            }
+            continue;
+        }
+        let mut arg = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => arg.push_str(t),
+                Piece::Input(role) => {
+                    let files = inputs.get(role).map(Vec::as_slice).unwrap_or(&[]);
+                    if files.len() != 1 {
+                        return Err(Error::msg(format!(
+                            "{{input:{role}}} inside a longer argument needs exactly one file, but the role has {}",
+                            files.len()
+                        )));
+                    }
+                    arg.push_str(&files[0]);
+                }
+                Piece::Output(role) => {
+                    let out = ctx.plan.outputs.iter().find(|o| &o.role == role).expect("validated at plan time");
+                    arg.push_str(&out.file.to_string_lossy());
+                }
+                Piece::ConfigFile => arg.push_str(CONFIG_FILE),
+                Piece::ConfigValue(k) => match lookup(ctx.config, k) {
+                    Some(Value::String(s)) => arg.push_str(s),
+                    Some(v) => arg.push_str(&canonical_json(v)),
+                    None => return Err(Error::msg(format!("config key \"{k}\" missing at run time"))),
+                },
+                Piece::WorkDir => arg.push_str(&ctx.work_dir.to_string_lossy()),
+            }
+        }
+        args.push(arg);
+    }
+    Ok(args)
+}
+
+impl Stage for CommandStage {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn version(&self) -> &'static str {
+        "1"
+    }
+
+    fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
+        parse_params(params, input_roles, at).map(|(_, plan)| plan)
+    }
+
+    fn run(&self, ctx: &mut StageContext) -> Result<()> {
+        let (parsed, _) =
+            parse_params(ctx.params, &ctx.inputs.keys().map(String::as_str).collect::<Vec<_>>(), "command")?;
+        let args = expand(&parsed, ctx)?;
+        if parsed.argv.iter().flatten().any(|p| *p == Piece::ConfigFile) {
+            let path = ctx.work_dir.join(CONFIG_FILE);
+            let text = serde_json::to_string_pretty(ctx.config).expect("config serialises");
+            fs::write(&path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        }
+        for out in &ctx.plan.outputs {
+            if let Some(parent) = ctx.work_dir.join(&out.file).parent() {
+                fs::create_dir_all(parent).map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+            }
+        }
+        let _ = writeln!(ctx.log, "$ {}", shell_quote(&args));
+        let log_path = ctx.work_dir.join(LOG_FILE);
+        let log_file =
+            File::create(&log_path).map_err(|e| Error::io(format!("cannot create {}", log_path.display()), e))?;
+        let stderr = log_file.try_clone().map_err(|e| Error::io("cannot duplicate log handle".to_string(), e))?;
+        let stdout: Stdio = match &parsed.stdout {
+            Some(role) => {
+                let out = ctx.plan.outputs.iter().find(|o| &o.role == role).expect("validated");
+                let p = ctx.work_dir.join(&out.file);
+                File::create(&p).map_err(|e| Error::io(format!("cannot create {}", p.display()), e))?.into()
+            }
+            None => log_file.into(),
+        };
+        let mut cmd = Command::new(&args[0]);
+        cmd.args(&args[1..])
+            .current_dir(ctx.work_dir)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .env("SST1MFLOW_ACTIVITY_KEY", ctx.activity_key)
+            .env("SST1MFLOW_PIPELINE_VERSION", ctx.pipeline_version);
+        for (k, v) in &parsed.env {
+            cmd.env(k, v);
+        }
+        let status = cmd.status();
+        let printed = fs::read(&log_path).unwrap_or_default();
+        let _ = ctx.log.write_all(&printed);
+        let status = status.map_err(|e| Error::io(format!("cannot start \"{}\"", args[0]), e))?;
+        if !status.success() {
+            use std::os::unix::process::ExitStatusExt;
+            return Err(Error::msg(match (status.code(), status.signal()) {
+                (Some(code), _) => format!("command \"{}\" exited with status {code}", args[0]),
+                (None, Some(sig)) => format!("command \"{}\" was killed by signal {sig}", args[0]),
+                _ => format!("command \"{}\" failed", args[0]),
+            }));
+        }
+        for out in &ctx.plan.outputs {
+            let p = ctx.work_dir.join(&out.file);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_file() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::msg(format!(
+                        "declared output \"{}\" ({}) is a symlink; outputs must be regular files written in the work directory",
+                        out.role,
+                        out.file.display()
+                    )))
+                }
+                Ok(_) => {
+                    return Err(Error::msg(format!(
+                        "declared output \"{}\" ({}) is not a regular file",
+                        out.role,
+                        out.file.display()
+                    )))
+                }
+                Err(_) => {
+                    return Err(Error::msg(format!(
+                        "command \"{}\" wrote no declared output \"{}\" ({})",
+                        args[0],
+                        out.role,
+                        out.file.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn shell_quote(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outputs_cannot_escape_the_work_directory() {
+        for bad in ["../x", "/tmp/x", "a/../../x", "./x", ".owner", ""] {
+            let p = json!({"argv": ["true"], "outputs": {"o": bad}});
+            assert!(CommandStage.plan(&p, &[], "steps[0]").is_err(), "{bad} accepted");
+        }
+        let p = json!({"argv": ["true"], "outputs": {"o": "sub/dir/x.h5"}});
+        assert!(CommandStage.plan(&p, &[], "s").is_ok());
+    }
+
+    #[test]
+    fn placeholders_are_validated_and_config_keys_collected() {
+        let p = json!({"argv": ["awk", "-v", "t={config:sel.min}", "{input:ev}", "{{x}}"],
+                       "outputs": {"o": "o.txt"}, "stdout": "o", "config_keys": ["b.c"]});
+        let plan = CommandStage.plan(&p, &["ev"], "s").unwrap();
+        assert_eq!(plan.config_keys, vec!["b.c".to_string(), "sel.min".to_string()]);
+        let e = CommandStage
+            .plan(&json!({"argv": ["x", "{inptu:ev}"], "outputs": {"o": "o"}}), &["ev"], "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean \"input\""), "{e}");
+        let e = CommandStage
+            .plan(&json!({"argv": ["x", "{input:evs}"], "outputs": {"o": "o"}}), &["ev"], "s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean \"ev\""), "{e}");
+        let e = CommandStage.plan(&json!({"argv": ["x"], "outptus": {}}), &[], "s").unwrap_err().to_string();
+        assert!(e.contains("did you mean \"outputs\""), "{e}");
+        assert_eq!(parse_template("a{{b}}", "s").unwrap(), vec![Piece::Text("a{b}".into())]);
+        assert_eq!(parse_template("END { print NR }", "s").unwrap(), vec![Piece::Text("END { print NR }".into())]);
+        assert_eq!(
+            parse_template("--in={input:ev}.x", "s").unwrap(),
+            vec![Piece::Text("--in=".into()), Piece::Input("ev".into()), Piece::Text(".x".into())]
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The engine: a generic, provenance-exact workflow executor. It turns a recipe into activities,
+//! decides from their keys which are already done, runs the rest and records every product,
+//! activity and edge. It knows nothing about gamma rays: an application hands it a
+//! [`stage::Pipeline`] (its stages and pipeline version) and the engine drives them.
+//!
+//! * [`store`] — content-addressed objects, written atomically; views; gc and verify.
+//! * [`provenance`] — the SQLite graph of products, activities and their edges (the only SQL).
+//! * [`recipe`] — parses and validates recipe files.
+//! * [`key`] — activity keys, the sole basis of reuse.
+//! * [`stage`] — the interface every stage implements, and the config subset it is handed.
+//! * [`run`] — plans the activity DAG and executes it on local cores.
+//! * [`why`] — why an activity must rerun.
+//! * [`reproduce`] — re-executes a product's recorded history and compares hashes.
+//! * [`command`] — the generic stage that runs a shell-free command.
+pub mod command;
+pub mod key;
+pub mod provenance;
+pub mod recipe;
+pub mod reproduce;
+pub mod run;
+pub mod stage;
+pub mod store;
+pub mod why;
+
+pub use stage::Pipeline;

@@ -1,0 +1,52 @@
+//! Garbage collection: which products nothing needs, and (only when asked) deleting them.
+//!
+//! Roots are the outputs of every recipe slot's current activity (what the last run of each
+//! recipe produced) and every pin (a named product, typically a paper-level result). Live is
+//! the roots and everything in their lineage; the rest is garbage. Deleting removes the
+//! object file but keeps its records and manifests, so lineage still answers and a later run
+//! recomputes (and re-registers) it. `gc --delete` holds the store's exclusive gc lock, which
+//! every `run` holds shared, so it never deletes under a running recipe.
+use super::Store;
+use crate::provenance::Db;
+use sst1mflow_base::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+
+pub use crate::provenance::maintenance::Garbage;
+
+/// Held by runs (shared) and by `gc --delete` (exclusive).
+pub struct GcGuard {
+    _file: File,
+}
+
+pub fn guard(store: &Store, exclusive: bool) -> Result<GcGuard> {
+    let path = store.root().join("locks").join("gc");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let r = if exclusive { file.lock() } else { file.lock_shared() };
+    r.map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+    Ok(GcGuard { _file: file })
+}
+
+/// Products nothing live needs (see [`Db::garbage`] for what is live).
+pub fn find_garbage(db: &Db) -> Result<Vec<Garbage>> {
+    db.garbage()
+}
+
+/// Deletes the objects of `garbage` (re-checked under the exclusive lock by the caller).
+pub fn delete(store: &Store, db: &Db, garbage: &[Garbage]) -> Result<u64> {
+    let mut freed = 0;
+    for g in garbage {
+        let path = store.object_path(&g.hash);
+        db.mark_collected(&g.hash)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => freed += g.size,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("cannot delete {}", path.display()), e)),
+        }
+    }
+    Ok(freed)
+}

@@ -1,0 +1,824 @@
+//! DL1 files in the ctapipe layout: one file per run and telescope, with the image table
+//! (`/dl1/event/telescope/images/tel_NNN`) and the parameter table
+//! (`/dl1/event/telescope/parameters/tel_NNN`) under the column names, dtypes and units
+//! ctapipe (and so sst1mpipe) writes: angles in degrees, timing slope in 1/m, leakage
+//! intensities and intensity/peak-time max/min/mean/std as float32. The file's root carries
+//! the activity key (`sst1mflow_activity_key`) and pipeline version, so a copy can be traced.
+//!
+//! After ctapipe's columns the parameter table carries sst1mpipe's extra columns
+//! (`log_camera_frame_hillas_intensity`, `camera_frame_hillas_wl`, `t_rms`, `t_rms_w`, `t_lac`,
+//! `len_st`) and the MC truth with the disp target (`true_energy`, `log_true_energy`,
+//! `true_camera_x/y`, `true_core_x/y`, `true_h_max`, `true_tel_impact_distance`,
+//! `true_shower_primary_id`, `disp_dx/dy/norm/angle/sign`, `miss`), NaN where unknown.
+//!
+//! Trigger tables (`/dl1/event/subarray/trigger`, `/dl1/event/telescope/trigger`) are written
+//! for events that have a clock: camera data, observation runs and sim_telarray files; the
+//! embedded simulator's Monte Carlo events have none, and get no trigger tables.
+//!
+//! Booleans (`image_mask`, `is_valid`, `tels_with_trigger`) are PyTables' 8-bit bitfield, as
+//! ctapipe writes them (see [`super::hdf5_table`]).
+use super::hdf5_table::{ensure_groups, ColumnMeta, Table};
+use hdf5::H5Type;
+use sst1mflow_base::error::Result;
+use sst1mflow_science::image::params::ImageParameters;
+use sst1mflow_science::instrument::camera::N_PIXELS;
+use std::path::Path;
+
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct ImageRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub tel_id: i16,
+    pub image: [f32; N_PIXELS],
+    pub peak_time: [f32; N_PIXELS],
+    pub image_mask: [bool; N_PIXELS],
+    pub is_valid: bool,
+}
+
+/// One row of the pedestal monitoring of camera data (ctapipe's `PedestalContainer`, prefix
+/// `pedestal_`): the sliding window of raw pedestal events, in ADC.
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct PedestalRow {
+    pub pedestal_n_events: i64,
+    pub pedestal_sample_time: f64,
+    pub pedestal_sample_time_min: f64,
+    pub pedestal_sample_time_max: f64,
+    pub pedestal_charge_mean: [f32; N_PIXELS],
+    pub pedestal_charge_median: [f32; N_PIXELS],
+    pub pedestal_charge_std: [f32; N_PIXELS],
+}
+
+const PEDESTAL_COLUMNS: &[(&str, &str)] = &[
+    ("pedestal_n_events", ""),
+    ("pedestal_sample_time", "s"),
+    ("pedestal_sample_time_min", "s"),
+    ("pedestal_sample_time_max", "s"),
+    ("pedestal_charge_mean", "adc"),
+    ("pedestal_charge_median", "adc"),
+    ("pedestal_charge_std", "adc"),
+];
+
+const IMAGE_COLUMNS: &[(&str, &str)] = &[
+    ("obs_id", ""),
+    ("event_id", ""),
+    ("tel_id", ""),
+    ("image", ""),
+    ("peak_time", "ns"),
+    ("image_mask", ""),
+    ("is_valid", ""),
+];
+
+/// Defines, from one list of `column: type = "unit"`, the DL1 parameter row
+/// ([`ParametersRow`], in ctapipe's column order followed by sst1mpipe's extra columns and the MC
+/// truth), its column metadata, by-name column access for the stages that select features, and
+/// the DL2 row ([`Dl2Row`]: the same columns followed by the reconstruction), so the two tables
+/// can never disagree about a column.
+macro_rules! parameter_tables {
+    (
+        parameters { $($field:ident : $ty:ty = $unit:literal,)* }
+        reconstruction { $($reco:ident = $reco_unit:literal,)* }
+    ) => {
+        /// Parameter row, in ctapipe's column order.
+        #[derive(H5Type, Clone, Copy, Debug)]
+        #[repr(C)]
+        #[allow(non_snake_case)]
+        pub struct ParametersRow {
+            $(pub $field: $ty,)*
+        }
+
+        const PARAMETER_COLUMNS: &[(&str, &str)] = &[$((stringify!($field), $unit),)*];
+
+        impl ParametersRow {
+            /// Reads the column `name` of a row as f64, or `None` when there is no such column.
+            pub fn getter(name: &str) -> Option<fn(&ParametersRow) -> f64> {
+                match name {
+                    $(stringify!($field) => Some(|r: &ParametersRow| r.$field as f64),)*
+                    _ => None,
+                }
+            }
+
+            pub fn column_names() -> impl Iterator<Item = &'static str> + Clone {
+                PARAMETER_COLUMNS.iter().map(|c| c.0)
+            }
+        }
+
+        /// A DL2 row: every DL1 parameter column, then the reconstruction (sst1mpipe's names).
+        #[derive(H5Type, Clone, Copy, Debug)]
+        #[repr(C)]
+        #[allow(non_snake_case)]
+        pub struct Dl2Row {
+            $(pub $field: $ty,)*
+            $(pub $reco: f64,)*
+        }
+
+        /// [`Dl2Row`] without padding: the layout of the DL2 table in the file, so reading
+        /// into it is a plain copy for HDF5 (an aligned struct costs a field-by-field
+        /// conversion of every row, most of the reading time).
+        #[derive(H5Type, Clone, Copy)]
+        #[repr(C, packed)]
+        #[allow(non_snake_case)]
+        pub struct Dl2RowPacked {
+            $(pub $field: $ty,)*
+            $(pub $reco: f64,)*
+        }
+
+        impl From<Dl2RowPacked> for Dl2Row {
+            fn from(p: Dl2RowPacked) -> Dl2Row {
+                Dl2Row { $($field: p.$field,)* $($reco: p.$reco,)* }
+            }
+        }
+
+        /// [`ParametersRow`] without padding, for reading (see [`Dl2RowPacked`]).
+        #[derive(H5Type, Clone, Copy)]
+        #[repr(C, packed)]
+        #[allow(non_snake_case)]
+        pub struct ParametersRowPacked {
+            $(pub $field: $ty,)*
+        }
+
+        impl From<ParametersRowPacked> for ParametersRow {
+            fn from(p: ParametersRowPacked) -> ParametersRow {
+                ParametersRow { $($field: p.$field,)* }
+            }
+        }
+
+        /// Units of [`Dl2Row`]'s columns.
+        pub const DL2_COLUMNS: &[(&str, &str)] = &[
+            $((stringify!($field), $unit),)*
+            $((stringify!($reco), $reco_unit),)*
+        ];
+
+        impl Dl2Row {
+            /// Reads the DL1 column `name` of a DL2 row as f64 (for `event_selection`), or `None`.
+            pub fn getter(name: &str) -> Option<fn(&Dl2Row) -> f64> {
+                match name {
+                    $(stringify!($field) => Some(|r: &Dl2Row| r.$field as f64),)*
+                    _ => None,
+                }
+            }
+
+            /// The DL1 columns of `p` with every reconstructed value NaN.
+            pub fn from_parameters(p: &ParametersRow) -> Dl2Row {
+                Dl2Row { $($field: p.$field,)* $($reco: f64::NAN,)* }
+            }
+        }
+    };
+}
+
+parameter_tables! {
+    parameters {
+    obs_id: i64 = "",
+    event_id: i64 = "",
+    tel_id: i16 = "",
+    camera_frame_hillas_intensity: f64 = "",
+    camera_frame_hillas_skewness: f64 = "",
+    camera_frame_hillas_kurtosis: f64 = "",
+    camera_frame_hillas_x: f64 = "m",
+    camera_frame_hillas_y: f64 = "m",
+    camera_frame_hillas_r: f64 = "m",
+    camera_frame_hillas_phi: f64 = "deg",
+    camera_frame_hillas_length: f64 = "m",
+    camera_frame_hillas_length_uncertainty: f64 = "m",
+    camera_frame_hillas_width: f64 = "m",
+    camera_frame_hillas_width_uncertainty: f64 = "m",
+    camera_frame_hillas_psi: f64 = "deg",
+    camera_frame_hillas_psi_uncertainty: f64 = "deg",
+    camera_frame_hillas_transverse_cog_uncertainty: f64 = "m",
+    camera_frame_timing_intercept: f64 = "",
+    camera_frame_timing_deviation: f64 = "",
+    camera_frame_timing_slope: f64 = "m**-1",
+    leakage_pixels_width_1: f64 = "",
+    leakage_pixels_width_2: f64 = "",
+    leakage_intensity_width_1: f32 = "",
+    leakage_intensity_width_2: f32 = "",
+    concentration_cog: f64 = "",
+    concentration_core: f64 = "",
+    concentration_pixel: f64 = "",
+    morphology_n_pixels: i64 = "",
+    morphology_n_islands: i64 = "",
+    morphology_n_small_islands: i64 = "",
+    morphology_n_medium_islands: i64 = "",
+    morphology_n_large_islands: i64 = "",
+    intensity_max: f32 = "",
+    intensity_min: f32 = "",
+    intensity_mean: f32 = "",
+    intensity_std: f32 = "",
+    intensity_skewness: f64 = "",
+    intensity_kurtosis: f64 = "",
+    peak_time_max: f32 = "",
+    peak_time_min: f32 = "",
+    peak_time_mean: f32 = "",
+    peak_time_std: f32 = "",
+    peak_time_skewness: f64 = "",
+    peak_time_kurtosis: f64 = "",
+    core_psi: f64 = "deg",
+    // sst1mpipe's extra columns (io.write_extra_parameters) and the pointing.
+    log_camera_frame_hillas_intensity: f64 = "",
+    camera_frame_hillas_wl: f64 = "",
+    t_rms: f64 = "ns",
+    t_rms_w: f64 = "ns",
+    t_lac: f64 = "ns",
+    len_st: f64 = "",
+    true_az_tel: f64 = "deg",
+    true_alt_tel: f64 = "deg",
+    // Event time of an observation run, Unix seconds (UTC), as sst1mpipe's; NaN for MC.
+    local_time: f64 = "s",
+    // Camera data: the White Rabbit camera clock (TAI-based Unix time) split as sst1mpipe's
+    // --precise-timestamps does, so that integer nanoseconds survive: full seconds and the
+    // fraction (exact to the nanosecond in a double). −1 and NaN elsewhere.
+    time_wr_full_seconds: i64 = "s",
+    time_wr_frac_seconds: f64 = "s",
+    // Stereo (the dl1-stereo stage; NaN in mono DL1): ctapipe's HillasReconstructor of the
+    // event, under the names sst1mpipe's stereo feature lists use.
+    HillasReconstructor_alt: f64 = "deg",
+    HillasReconstructor_az: f64 = "deg",
+    HillasReconstructor_core_x: f64 = "m",
+    HillasReconstructor_core_y: f64 = "m",
+    HillasReconstructor_h_max: f64 = "m",
+    HillasReconstructor_tel_impact_distance: f64 = "m",
+    // MC truth (NaN for data): energy, direction, core, and the disp target.
+    true_energy: f64 = "TeV",
+    log_true_energy: f64 = "",
+    true_alt: f64 = "deg",
+    true_az: f64 = "deg",
+    true_camera_x: f64 = "m",
+    true_camera_y: f64 = "m",
+    true_core_x: f64 = "m",
+    true_core_y: f64 = "m",
+    true_h_max: f64 = "m",
+    true_tel_impact_distance: f64 = "m",
+    true_shower_primary_id: i64 = "",
+    disp_dx: f64 = "m",
+    disp_dy: f64 = "m",
+    disp_norm: f64 = "m",
+    disp_angle: f64 = "rad",
+    disp_sign: f64 = "",
+    miss: f64 = "m",
+    }
+    reconstruction {
+        log_reco_energy = "",
+        reco_energy = "TeV",
+        reco_disp_norm = "m",
+        reco_disp_sign = "",
+        reco_disp_dx = "m",
+        reco_disp_dy = "m",
+        gammaness = "",
+        reco_src_x = "m",
+        reco_src_y = "m",
+        reco_alt = "deg",
+        reco_az = "deg",
+        reco_ra = "deg",
+        reco_dec = "deg",
+    }
+}
+
+/// The simulation truth of an event, as the DL1 parameter columns need it.
+#[derive(Clone, Copy, Debug)]
+pub struct Truth {
+    pub energy_tev: f64,
+    pub camera_x: f64,
+    pub camera_y: f64,
+    pub core_x: f64,
+    pub core_y: f64,
+    pub h_max: f64,
+    pub impact: f64,
+    pub primary_id: i64,
+    /// True direction (deg).
+    pub alt_deg: f64,
+    pub az_deg: f64,
+}
+
+impl ParametersRow {
+    /// The row for an event; NaN (and −1 for counts) where no parameters exist, as ctapipe;
+    /// truth columns NaN (and −1) without `truth`.
+    pub fn new(
+        obs_id: i64,
+        event_id: i64,
+        tel_id: i16,
+        pointing_alt_az_deg: (f64, f64),
+        p: Option<&ImageParameters>,
+        truth: Option<&Truth>,
+    ) -> ParametersRow {
+        let mut row = Self::parameters(obs_id, event_id, tel_id, p);
+        row.true_alt_tel = pointing_alt_az_deg.0;
+        row.true_az_tel = pointing_alt_az_deg.1;
+        if let Some(t) = truth {
+            row.true_energy = t.energy_tev;
+            row.log_true_energy = t.energy_tev.log10();
+            row.true_alt = t.alt_deg;
+            row.true_az = t.az_deg;
+            row.true_camera_x = t.camera_x;
+            row.true_camera_y = t.camera_y;
+            row.true_core_x = t.core_x;
+            row.true_core_y = t.core_y;
+            row.true_h_max = t.h_max;
+            row.true_tel_impact_distance = t.impact;
+            row.true_shower_primary_id = t.primary_id;
+            if let Some(p) = p {
+                // sst1mpipe's disp definitions, relative to the Hillas centroid and axis.
+                let (dx, dy) = (t.camera_x - p.hillas.x, t.camera_y - p.hillas.y);
+                let (s, c) = p.hillas.psi.sin_cos();
+                let along = dx * c + dy * s;
+                row.disp_dx = dx;
+                row.disp_dy = dy;
+                row.disp_norm = along.abs();
+                row.disp_angle = (dy / dx).atan();
+                row.disp_sign = along.signum();
+                row.miss = (-dx * s + dy * c).abs();
+            }
+        }
+        row
+    }
+
+    fn parameters(obs_id: i64, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
+        let nan = f64::NAN;
+        let Some(p) = p else {
+            return ParametersRow { obs_id, event_id, tel_id, ..Self::no_truth() };
+        };
+        let h = &p.hillas;
+        let (is, ts) = (&p.intensity_statistics, &p.peak_time_statistics);
+        ParametersRow {
+            obs_id,
+            event_id,
+            tel_id,
+            camera_frame_hillas_intensity: h.intensity,
+            camera_frame_hillas_skewness: h.skewness,
+            camera_frame_hillas_kurtosis: h.kurtosis,
+            camera_frame_hillas_x: h.x,
+            camera_frame_hillas_y: h.y,
+            camera_frame_hillas_r: h.r,
+            camera_frame_hillas_phi: h.phi.to_degrees(),
+            camera_frame_hillas_length: h.length,
+            camera_frame_hillas_length_uncertainty: h.length_uncertainty,
+            camera_frame_hillas_width: h.width,
+            camera_frame_hillas_width_uncertainty: h.width_uncertainty,
+            camera_frame_hillas_psi: h.psi.to_degrees(),
+            camera_frame_hillas_psi_uncertainty: h.psi_uncertainty.to_degrees(),
+            camera_frame_hillas_transverse_cog_uncertainty: h.transverse_cog_uncertainty,
+            camera_frame_timing_intercept: p.timing_intercept,
+            camera_frame_timing_deviation: p.timing_deviation,
+            camera_frame_timing_slope: p.timing_slope,
+            leakage_pixels_width_1: p.leakage_pixels_width_1,
+            leakage_pixels_width_2: p.leakage_pixels_width_2,
+            leakage_intensity_width_1: p.leakage_intensity_width_1 as f32,
+            leakage_intensity_width_2: p.leakage_intensity_width_2 as f32,
+            concentration_cog: p.concentration_cog,
+            concentration_core: p.concentration_core,
+            concentration_pixel: p.concentration_pixel,
+            morphology_n_pixels: p.n_pixels,
+            morphology_n_islands: p.n_islands,
+            morphology_n_small_islands: p.n_small_islands,
+            morphology_n_medium_islands: p.n_medium_islands,
+            morphology_n_large_islands: p.n_large_islands,
+            intensity_max: is.max as f32,
+            intensity_min: is.min as f32,
+            intensity_mean: is.mean as f32,
+            intensity_std: is.std as f32,
+            intensity_skewness: is.skewness,
+            intensity_kurtosis: is.kurtosis,
+            peak_time_max: ts.max as f32,
+            peak_time_min: ts.min as f32,
+            peak_time_mean: ts.mean as f32,
+            peak_time_std: ts.std as f32,
+            peak_time_skewness: ts.skewness,
+            peak_time_kurtosis: ts.kurtosis,
+            core_psi: nan,
+            log_camera_frame_hillas_intensity: h.intensity.log10(),
+            camera_frame_hillas_wl: h.width / h.length,
+            t_rms: p.t_rms,
+            t_rms_w: p.t_rms_w,
+            t_lac: p.t_lac,
+            len_st: p.len_st,
+            ..Self::no_truth()
+        }
+    }
+
+    /// A row with nothing known: NaN everywhere, −1 for counts and the particle id.
+    fn no_truth() -> ParametersRow {
+        let nan = f64::NAN;
+        ParametersRow {
+            obs_id: 0,
+            event_id: 0,
+            tel_id: 0,
+            camera_frame_hillas_intensity: nan,
+            camera_frame_hillas_skewness: nan,
+            camera_frame_hillas_kurtosis: nan,
+            camera_frame_hillas_x: nan,
+            camera_frame_hillas_y: nan,
+            camera_frame_hillas_r: nan,
+            camera_frame_hillas_phi: nan,
+            camera_frame_hillas_length: nan,
+            camera_frame_hillas_length_uncertainty: nan,
+            camera_frame_hillas_width: nan,
+            camera_frame_hillas_width_uncertainty: nan,
+            camera_frame_hillas_psi: nan,
+            camera_frame_hillas_psi_uncertainty: nan,
+            camera_frame_hillas_transverse_cog_uncertainty: nan,
+            camera_frame_timing_intercept: nan,
+            camera_frame_timing_deviation: nan,
+            camera_frame_timing_slope: nan,
+            leakage_pixels_width_1: nan,
+            leakage_pixels_width_2: nan,
+            leakage_intensity_width_1: f32::NAN,
+            leakage_intensity_width_2: f32::NAN,
+            concentration_cog: nan,
+            concentration_core: nan,
+            concentration_pixel: nan,
+            morphology_n_pixels: -1,
+            morphology_n_islands: -1,
+            morphology_n_small_islands: -1,
+            morphology_n_medium_islands: -1,
+            morphology_n_large_islands: -1,
+            intensity_max: f32::NAN,
+            intensity_min: f32::NAN,
+            intensity_mean: f32::NAN,
+            intensity_std: f32::NAN,
+            intensity_skewness: nan,
+            intensity_kurtosis: nan,
+            peak_time_max: f32::NAN,
+            peak_time_min: f32::NAN,
+            peak_time_mean: f32::NAN,
+            peak_time_std: f32::NAN,
+            peak_time_skewness: nan,
+            peak_time_kurtosis: nan,
+            core_psi: nan,
+            log_camera_frame_hillas_intensity: nan,
+            camera_frame_hillas_wl: nan,
+            t_rms: nan,
+            t_rms_w: nan,
+            t_lac: nan,
+            len_st: nan,
+            true_az_tel: nan,
+            true_alt_tel: nan,
+            local_time: nan,
+            time_wr_full_seconds: -1,
+            time_wr_frac_seconds: nan,
+            HillasReconstructor_alt: nan,
+            HillasReconstructor_az: nan,
+            HillasReconstructor_core_x: nan,
+            HillasReconstructor_core_y: nan,
+            HillasReconstructor_h_max: nan,
+            HillasReconstructor_tel_impact_distance: nan,
+            true_energy: nan,
+            log_true_energy: nan,
+            true_alt: nan,
+            true_az: nan,
+            true_camera_x: nan,
+            true_camera_y: nan,
+            true_core_x: nan,
+            true_core_y: nan,
+            true_h_max: nan,
+            true_tel_impact_distance: nan,
+            true_shower_primary_id: -1,
+            disp_dx: nan,
+            disp_dy: nan,
+            disp_norm: nan,
+            disp_angle: nan,
+            disp_sign: nan,
+            miss: nan,
+        }
+    }
+}
+
+fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
+    spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
+}
+
+/// One row of ctapipe's `/dl1/event/subarray/trigger` for an event with a time: the time as
+/// One row of ctapipe's subarray trigger table (`/dl1/event/subarray/trigger`). `time` is
+/// ctapipe's `ctao_high_res` (seconds and quarter nanoseconds since 1970-01-01 TAI).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TriggerRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub time: [u32; 2],
+    /// Mask over the file's subarray, which is the one telescope of the file.
+    pub tels_with_trigger: [bool; 1],
+    /// ctapipe's `EventType` value (32: subarray trigger).
+    pub event_type: u8,
+}
+
+/// One row of ctapipe's telescope trigger table (`/dl1/event/telescope/trigger`).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TelescopeTriggerRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub tel_id: i16,
+    pub time: [u32; 2],
+    pub event_type: u8,
+    /// Trigger sectors listed: -1, not recorded (ctapipe's default).
+    pub n_trigger_pixels: i64,
+}
+
+/// ctapipe's `EventType.SUBARRAY`.
+pub const EVENT_TYPE_SUBARRAY: u8 = 32;
+
+impl TriggerRow {
+    /// The row for an event at Unix time `unix_s` (UTC); `None` when the time cannot be
+    /// expressed (NaN, before 1999).
+    pub fn at(obs_id: i64, event_id: i64, unix_s: f64) -> Option<TriggerRow> {
+        let tai = sst1mflow_science::astro::unix_to_unix_tai(unix_s)?;
+        let seconds = tai.floor();
+        let quarter_ns = ((tai - seconds) * 4e9).round().min(4e9 - 1.0);
+        Some(TriggerRow::new(obs_id, event_id, [seconds as u32, quarter_ns as u32]))
+    }
+
+    /// The row for an event whose clock reads `tai_ns` nanoseconds since 1970-01-01 TAI (the
+    /// DigiCam clock), exact to the nanosecond; `None` outside ctapipe's u32 seconds.
+    pub fn at_tai_ns(obs_id: i64, event_id: i64, tai_ns: i64) -> Option<TriggerRow> {
+        let seconds = u32::try_from(tai_ns.div_euclid(1_000_000_000)).ok()?;
+        let quarter_ns = (tai_ns.rem_euclid(1_000_000_000) * 4) as u32;
+        Some(TriggerRow::new(obs_id, event_id, [seconds, quarter_ns]))
+    }
+
+    fn new(obs_id: i64, event_id: i64, time: [u32; 2]) -> TriggerRow {
+        TriggerRow { obs_id, event_id, time, tels_with_trigger: [true], event_type: EVENT_TYPE_SUBARRAY }
+    }
+
+    /// The telescope's row of the same trigger.
+    pub fn telescope(&self, tel_id: u16) -> TelescopeTriggerRow {
+        TelescopeTriggerRow {
+            obs_id: self.obs_id,
+            event_id: self.event_id,
+            tel_id: tel_id as i16,
+            time: self.time,
+            event_type: self.event_type,
+            n_trigger_pixels: -1,
+        }
+    }
+}
+
+/// ctapipe's attributes of a `ctao_high_res` TAI time column.
+fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
+    use super::hdf5_table::Attr;
+    let (transform, scale, format) = (
+        format!("CTAFIELD_{column}_TRANSFORM"),
+        format!("CTAFIELD_{column}_TIME_SCALE"),
+        format!("CTAFIELD_{column}_TIME_FORMAT"),
+    );
+    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("ctao_high_res"))])
+}
+
+/// Streams one telescope's DL1 into a file.
+pub struct Dl1Writer {
+    file: hdf5::File,
+    tel_id: u16,
+    /// None for a parameters-only file (stereo DL1).
+    images: Option<Table<ImageRow>>,
+    parameters: Table<ParametersRow>,
+}
+
+impl Dl1Writer {
+    pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
+        // The simulated telescope stands at the origin of the ground frame.
+        Self::create_with(path, tel_id, [0.0, 0.0, 0.0], true, activity_key, pipeline_version)
+    }
+
+    /// A DL1 file of parameters only (no image table), for the telescope at `position_m`.
+    pub fn create_parameters_only(
+        path: &Path,
+        tel_id: u16,
+        position_m: [f64; 3],
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl1Writer> {
+        Self::create_with(path, tel_id, position_m, false, activity_key, pipeline_version)
+    }
+
+    fn create_with(
+        path: &Path,
+        tel_id: u16,
+        position_m: [f64; 3],
+        with_images: bool,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl1Writer> {
+        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
+        super::instrument::write_instrument(&file, tel_id, position_m)?;
+        let table = format!("tel_{tel_id:03}");
+        let images = if with_images {
+            Some(Table::create(
+                &ensure_groups(&file, "/dl1/event/telescope/images")?,
+                &table,
+                64,
+                &columns(IMAGE_COLUMNS),
+            )?)
+        } else {
+            None
+        };
+        let parameters = Table::create(
+            &ensure_groups(&file, "/dl1/event/telescope/parameters")?,
+            &table,
+            1024,
+            &columns(PARAMETER_COLUMNS),
+        )?;
+        Ok(Dl1Writer { file, tel_id, images, parameters })
+    }
+
+    /// The open file, for tables other stages add.
+    pub fn file(&self) -> &hdf5::File {
+        &self.file
+    }
+
+    /// Copies the simulation truth (shower table and thrown-event run row) into the file.
+    pub fn write_simulation(
+        &mut self,
+        showers: &[super::r1::ShowerRow],
+        run: Option<super::r1::SimulationRunRow>,
+    ) -> Result<()> {
+        super::r1::write_simulation_tables(&self.file, showers, run)
+    }
+
+    /// Writes ctapipe's trigger tables for events that have times: the subarray table
+    /// (`/dl1/event/subarray/trigger`: obs_id, event_id, time in `ctao_high_res` TAI,
+    /// tels_with_trigger, event_type) and the telescope table (`/dl1/event/telescope/trigger`:
+    /// obs_id, event_id, tel_id, time, event_type, n_trigger_pixels).
+    pub fn write_triggers(&mut self, rows: &[TriggerRow]) -> Result<()> {
+        let names = |list: &[&'static str]| list.iter().map(|n| ColumnMeta::new(n, "")).collect::<Vec<_>>();
+        let subarray = names(&["obs_id", "event_id", "time", "tels_with_trigger", "event_type"]);
+        let mut t = Table::<TriggerRow>::create(
+            &ensure_groups(&self.file, "/dl1/event/subarray")?,
+            "trigger",
+            1024,
+            &subarray,
+        )?;
+        time_column_attrs(&t, 2)?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        let telescope = names(&["obs_id", "event_id", "tel_id", "time", "event_type", "n_trigger_pixels"]);
+        let mut t = Table::<TelescopeTriggerRow>::create(
+            &ensure_groups(&self.file, "/dl1/event/telescope")?,
+            "trigger",
+            1024,
+            &telescope,
+        )?;
+        time_column_attrs(&t, 3)?;
+        for r in rows {
+            t.push(r.telescope(self.tel_id))?;
+        }
+        t.finish()?;
+        Ok(())
+    }
+
+    /// Copies an observation run's row (`/configuration/observation/run`) into the file.
+    pub fn write_observation(&mut self, observation: &super::r1::ObservationRow) -> Result<()> {
+        super::r1::write_observation_table(&self.file, observation)
+    }
+
+    /// Writes the DL1 settings (`sst1mflow::contract::dl1_settings`) as the root attribute
+    /// [`SETTINGS_ATTR`], which the model contract compares.
+    pub fn write_settings(&self, settings: &std::collections::BTreeMap<String, serde_json::Value>) -> Result<()> {
+        let json = serde_json::to_string(settings)
+            .map_err(|e| sst1mflow_base::error::Error::msg(format!("DL1 settings: {e}")))?;
+        self.attribute(SETTINGS_ATTR, &json)
+    }
+
+    /// Sets a string attribute on the file's root.
+    pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
+        super::hdf5_table::string_attr(&self.file, name, value)
+    }
+
+    pub fn write(&mut self, image: ImageRow, parameters: ParametersRow) -> Result<()> {
+        if let Some(images) = &mut self.images {
+            images.push(image)?;
+        }
+        self.parameters.push(parameters)
+    }
+
+    /// Writes a parameter row (parameters-only files).
+    pub fn write_parameters(&mut self, parameters: ParametersRow) -> Result<()> {
+        self.parameters.push(parameters)
+    }
+
+    /// Writes what is buffered and closes the file; returns the number of events.
+    /// Writes the pedestal monitoring table (`/dl1/monitoring/telescope/pedestal/tel_NNN`).
+    pub fn write_pedestals(&mut self, tel_id: u16, rows: &[PedestalRow]) -> Result<()> {
+        let mut t = Table::<PedestalRow>::create(
+            &ensure_groups(&self.file, "/dl1/monitoring/telescope/pedestal")?,
+            &format!("tel_{tel_id:03}"),
+            16,
+            &columns(PEDESTAL_COLUMNS),
+        )?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<usize> {
+        if let Some(images) = self.images {
+            images.finish()?;
+        }
+        self.parameters.finish()
+    }
+}
+
+/// Root attribute holding the DL1 settings (`sst1mflow::contract::dl1_settings`) as JSON.
+pub const SETTINGS_ATTR: &str = "sst1mflow_dl1_settings";
+
+/// Reads one telescope's DL1 parameters back, a chunk at a time, with the file's provenance
+/// attributes and simulation tables.
+pub struct Dl1Reader {
+    parameters: hdf5::Dataset,
+    pub path: std::path::PathBuf,
+    pub tel_id: u16,
+    pub n_events: usize,
+    pub activity_key: String,
+    pub pipeline_version: String,
+    /// The DL1 settings (empty when the file has none).
+    pub settings: std::collections::BTreeMap<String, serde_json::Value>,
+    pub showers: Vec<super::r1::ShowerRow>,
+    pub run: Option<super::r1::SimulationRunRow>,
+    pub observation: Option<super::r1::ObservationRow>,
+}
+
+impl Dl1Reader {
+    pub fn open(path: &Path) -> Result<Dl1Reader> {
+        use sst1mflow_base::error::Error;
+        let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL1 file: {what}", path.display()));
+        let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
+        let (parameters, tel_id) = super::hdf5_table::open_telescope_table(
+            &file,
+            "/dl1/event/telescope/parameters",
+            ParametersRow::column_names(),
+        )
+        .map_err(|e| bad(&e))?;
+        let n_events = parameters.shape().first().copied().unwrap_or(0);
+        let settings = match super::hdf5_table::read_string_attr(&file, SETTINGS_ATTR) {
+            Some(json) => serde_json::from_str(&json).map_err(|e| bad(&format!("attribute {SETTINGS_ATTR}: {e}")))?,
+            None => Default::default(),
+        };
+        let showers = match file.dataset("/simulation/event/subarray/shower") {
+            Ok(d) => d.read_raw::<super::r1::ShowerRow>().map_err(|e| bad(&format!("shower table: {e}")))?,
+            Err(_) => Vec::new(),
+        };
+        let run = super::r1::read_simulation_run(&file, path)?;
+        let observation = super::r1::read_observation_table(&file, path)?;
+        Ok(Dl1Reader {
+            observation,
+            parameters,
+            path: path.to_path_buf(),
+            tel_id,
+            n_events,
+            activity_key: super::hdf5_table::read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: super::hdf5_table::read_string_attr(&file, "sst1mflow_pipeline_version")
+                .unwrap_or_default(),
+            settings,
+            showers,
+            run,
+        })
+    }
+
+    /// Parameter rows `start..end`.
+    pub fn read(&self, start: usize, end: usize) -> Result<Vec<ParametersRow>> {
+        self.parameters
+            .read_slice_1d::<ParametersRowPacked, _>(start..end)
+            .map(|a| a.iter().map(|&r| r.into()).collect())
+            .map_err(|e| {
+                sst1mflow_base::error::Error::msg(format!(
+                    "{}: cannot read parameter rows {start}..{end}: {e}",
+                    self.path.display()
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 4's promise: every column of the four feature lists and of `event_selection` in the
+    /// shipped (sst1mpipe's) configs is a DL1 column, or a feature the models predict.
+    #[test]
+    fn every_feature_and_selection_column_of_the_default_configs_is_a_dl1_column() {
+        for name in ["sst1mpipe_mc_config.json", "sst1mpipe_data_config.json"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let lists = [
+                "energy_regression_features",
+                "particle_classification_features",
+                "disp_regression_features",
+                "disp_classification_features",
+            ];
+            let mut columns: Vec<String> = lists
+                .iter()
+                .flat_map(|l| config[l].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()))
+                .collect();
+            columns.extend(config["event_selection"].as_object().unwrap().keys().cloned());
+            for column in columns {
+                assert!(
+                    ParametersRow::getter(&column).is_some()
+                        || sst1mflow_science::reco::DERIVED_FEATURES.contains(&column.as_str()),
+                    "{name}: {column} is not a DL1 column"
+                );
+            }
+        }
+    }
+}

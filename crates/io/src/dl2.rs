@@ -1,0 +1,112 @@
+//! DL2 files: one telescope's events with the reconstruction, in the layout sst1mpipe's
+//! `dl1_dl2` writes (`/dl2/event/telescope/parameters/tel_NNN`: every DL1 parameter column
+//! followed by `log_reco_energy`, `reco_energy`, `reco_disp_*`, `gammaness`, `reco_src_x/y`,
+//! `reco_alt/az`, `reco_ra/dec`), plus the simulation tables of MC files (which IRFs need) and
+//! the instrument description. Unlike sst1mpipe, the DL1 images are not copied along.
+//!
+//! Root attributes: the activity key and pipeline version (every product has them), the DL1
+//! settings of the events (`sst1mflow_dl1_settings`), the models applied
+//! (`sst1mflow_models`: role → file hash, training activity, pipeline version), and, when the
+//! contract between models and DL1 was overridden, what differed (`sst1mflow_contract_override`).
+use super::dl1::{Dl2Row, Dl2RowPacked, DL2_COLUMNS};
+use super::hdf5_table::{create_product_file, ensure_groups, string_attr, ColumnMeta, Table};
+use super::r1::{ObservationRow, ShowerRow, SimulationRunRow};
+use sst1mflow_base::error::Result;
+use std::path::Path;
+
+pub struct Dl2Writer {
+    file: hdf5::File,
+    events: Table<Dl2Row>,
+}
+
+impl Dl2Writer {
+    pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl2Writer> {
+        let file = create_product_file(path, activity_key, pipeline_version)?;
+        super::instrument::write_instrument(&file, tel_id, [0.0, 0.0, 0.0])?;
+        let columns: Vec<ColumnMeta> = DL2_COLUMNS.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();
+        let events = Table::create(
+            &ensure_groups(&file, "/dl2/event/telescope/parameters")?,
+            &format!("tel_{tel_id:03}"),
+            1024,
+            &columns,
+        )?;
+        Ok(Dl2Writer { file, events })
+    }
+
+    pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
+        string_attr(&self.file, name, value)
+    }
+
+    pub fn write(&mut self, row: Dl2Row) -> Result<()> {
+        self.events.push(row)
+    }
+
+    /// Copies the simulation truth (shower table and thrown-event run row).
+    pub fn write_simulation(&mut self, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
+        super::r1::write_simulation_tables(&self.file, showers, run)
+    }
+
+    /// Copies an observation run's row.
+    pub fn write_observation(&mut self, observation: &ObservationRow) -> Result<()> {
+        super::r1::write_observation_table(&self.file, observation)
+    }
+
+    pub fn finish(self) -> Result<usize> {
+        self.events.finish()
+    }
+}
+
+/// Reads one telescope's DL2 back, a chunk at a time, with its attributes and simulation tables.
+pub struct Dl2Reader {
+    events: hdf5::Dataset,
+    pub path: std::path::PathBuf,
+    pub tel_id: u16,
+    pub n_events: usize,
+    pub activity_key: String,
+    pub pipeline_version: String,
+    /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
+    pub models: String,
+    pub run: Option<SimulationRunRow>,
+    /// Observation runs: what the run was (obs id, times, pointing, target).
+    pub observation: Option<ObservationRow>,
+}
+
+impl Dl2Reader {
+    pub fn open(path: &Path) -> Result<Dl2Reader> {
+        use sst1mflow_base::error::Error;
+        let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL2 file: {what}", path.display()));
+        let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
+        let (events, tel_id) = super::hdf5_table::open_telescope_table(
+            &file,
+            "/dl2/event/telescope/parameters",
+            DL2_COLUMNS.iter().map(|c| c.0),
+        )
+        .map_err(|e| bad(&e))?;
+        let run = super::r1::read_simulation_run(&file, path)?;
+        let observation = super::r1::read_observation_table(&file, path)?;
+        Ok(Dl2Reader {
+            observation,
+            n_events: events.shape().first().copied().unwrap_or(0),
+            events,
+            path: path.to_path_buf(),
+            tel_id,
+            activity_key: super::hdf5_table::read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
+            pipeline_version: super::hdf5_table::read_string_attr(&file, "sst1mflow_pipeline_version")
+                .unwrap_or_default(),
+            models: super::hdf5_table::read_string_attr(&file, "sst1mflow_models").unwrap_or_default(),
+            run,
+        })
+    }
+
+    /// Rows `start..end`.
+    pub fn read(&self, start: usize, end: usize) -> Result<Vec<Dl2Row>> {
+        self.events.read_slice_1d::<Dl2RowPacked, _>(start..end).map(|a| a.iter().map(|&r| r.into()).collect()).map_err(
+            |e| {
+                sst1mflow_base::error::Error::msg(format!(
+                    "{}: cannot read DL2 rows {start}..{end}: {e}",
+                    self.path.display()
+                ))
+            },
+        )
+    }
+}

@@ -1,0 +1,348 @@
+//! Append-only HDF5 tables that pandas (`read_hdf(path, key=…)`), PyTables and h5py read as is.
+//!
+//! A table is a one-dimensional, chunked, resizable dataset of a compound type (one Rust
+//! `#[repr(C)]` struct deriving `H5Type` per row layout), compressed with deflate, which every
+//! HDF5 reader decodes without plugins. Rows are buffered and written a chunk at a time, so
+//! memory does not grow with the number of rows. The PyTables attributes (`CLASS`, `TITLE`,
+//! `VERSION`, `FIELD_i_NAME`, `NROWS`) make it look like a PyTables table, and ctapipe's
+//! `CTAFIELD_i_NAME`/`_UNIT` attributes carry the units. Nothing time- or host-dependent is
+//! written, so the same rows give the same bytes.
+//!
+//! Bool columns are stored as PyTables stores them (and so ctapipe): the 8-bit bitfield
+//! `H5T_STD_B8LE`, which PyTables reads as numpy `bool` (h5py as `uint8`, as for any ctapipe
+//! file). `hdf5-metno` only knows HDF5's enum bool, and HDF5 converts neither way between enum
+//! and bitfield, so a row type with bools gets its own file and memory types (the same compound
+//! with every bool a bitfield, [`bitfield_bool_type`]) and its rows go out through `H5Dwrite`:
+//! a Rust `bool` is one byte 0 or 1, exactly a B8 value.
+use hdf5::types::VarLenUnicode;
+use hdf5::{Dataset, Extent, Group, H5Type, Location};
+use sst1mflow_base::error::{Error, Result};
+
+pub fn hdf5_error(what: impl std::fmt::Display, e: hdf5::Error) -> Error {
+    Error::msg(format!("{what}: {e}"))
+}
+
+/// Creates an HDF5 file with object timestamps off everywhere (the root group included), so the
+/// same content gives the same bytes.
+pub fn create_file(path: &std::path::Path) -> Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fcpl(|p| p.obj_track_times(false))
+        .create(path)
+        .map_err(|e| hdf5_error(format!("cannot create {}", path.display()), e))
+}
+
+/// Creates a product file: timestamps off, PyTables root attributes, and the provenance
+/// attributes `sst1mflow_activity_key` and `sst1mflow_pipeline_version` that let `lineage`
+/// trace a copy and `verify` check it.
+pub fn create_product_file(path: &std::path::Path, activity_key: &str, pipeline_version: &str) -> Result<hdf5::File> {
+    let file = create_file(path)?;
+    string_attr(&file, "CLASS", "GROUP")?;
+    string_attr(&file, "TITLE", "")?;
+    string_attr(&file, "VERSION", "1.0")?;
+    string_attr(&file, "PYTABLES_FORMAT_VERSION", "2.1")?;
+    string_attr(&file, "sst1mflow_activity_key", activity_key)?;
+    string_attr(&file, "sst1mflow_pipeline_version", pipeline_version)?;
+    Ok(file)
+}
+
+/// Writes a string attribute (variable-length UTF-8).
+pub fn string_attr(loc: &Location, name: &str, value: &str) -> Result<()> {
+    let v: VarLenUnicode = value.parse().map_err(|_| Error::msg(format!("attribute {name}: invalid string")))?;
+    loc.new_attr::<VarLenUnicode>()
+        .create(name)
+        .and_then(|a| a.write_scalar(&v))
+        .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))
+}
+
+/// Reads a string attribute, `None` when absent or not a string.
+pub fn read_string_attr(loc: &Location, name: &str) -> Option<String> {
+    loc.attr(name).ok()?.read_scalar::<VarLenUnicode>().ok().map(|s| s.as_str().to_string())
+}
+
+/// Opens the one `tel_NNN` table under `group_path` (ctapipe's per-telescope layout) and checks
+/// that its records have every column of `required`. Errors are the problem alone; callers say
+/// which file. Returns the table and its telescope id.
+pub fn open_telescope_table<'a>(
+    file: &hdf5::File,
+    group_path: &str,
+    required: impl Iterator<Item = &'a str>,
+) -> std::result::Result<(Dataset, u16), String> {
+    let group = file.group(group_path).map_err(|_| format!("no {group_path} group"))?;
+    let names = group.member_names().map_err(|e| e.to_string())?;
+    let [table] = names.as_slice() else {
+        return Err(format!("expected one telescope table in {group_path}, found {names:?}"));
+    };
+    let tel_id: u16 = table
+        .strip_prefix("tel_")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unexpected table name {table}"))?;
+    let dataset = group.dataset(table).map_err(|e| format!("table {table}: {e}"))?;
+    let present: Vec<String> = match dataset.dtype().and_then(|t| t.to_descriptor()) {
+        Ok(hdf5::types::TypeDescriptor::Compound(c)) => c.fields.into_iter().map(|f| f.name).collect(),
+        _ => return Err(format!("{group_path}/{table} is not a table of records")),
+    };
+    let missing: Vec<&str> = required.filter(|c| !present.iter().any(|p| p == c)).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{group_path}/{table} lacks the column(s) {} (made by another version of sst1mflow?)",
+            missing.join(", ")
+        ));
+    }
+    Ok((dataset, tel_id))
+}
+
+/// Marks a group the way PyTables does.
+pub fn pytables_group(group: &Group) -> Result<()> {
+    string_attr(group, "CLASS", "GROUP")?;
+    string_attr(group, "TITLE", "")?;
+    string_attr(group, "VERSION", "1.0")
+}
+
+/// Creates `path`'s groups (PyTables-style) and returns the last.
+pub fn ensure_groups(file: &hdf5::File, path: &str) -> Result<Group> {
+    let mut group: Group = (**file).clone();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        group = match group.group(part) {
+            Ok(g) => g,
+            Err(_) => {
+                let g = group
+                    .create_group_builder()
+                    .obj_track_times(false)
+                    .create(part)
+                    .map_err(|e| hdf5_error(format!("cannot create group {part}"), e))?;
+                pytables_group(&g)?;
+                g
+            }
+        };
+    }
+    Ok(group)
+}
+
+/// One column's metadata for the attributes: name and unit ("" for none). Fixed-length string
+/// columns are described with [`ColumnMeta::string`] (ctapipe's `string` transform).
+pub struct ColumnMeta<'a> {
+    pub name: &'a str,
+    pub unit: &'a str,
+    /// Length of a fixed-length string column, 0 for other columns.
+    pub string_len: usize,
+}
+
+impl<'a> ColumnMeta<'a> {
+    pub fn new(name: &'a str, unit: &'a str) -> ColumnMeta<'a> {
+        ColumnMeta { name, unit, string_len: 0 }
+    }
+
+    pub fn string(name: &'a str, len: usize) -> ColumnMeta<'a> {
+        ColumnMeta { name, unit: "", string_len: len }
+    }
+}
+
+/// A scalar attribute value for [`Table::attrs`].
+pub enum Attr<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+}
+
+/// Writes scalar attributes on a location.
+pub fn write_attrs(loc: &Location, attrs: &[(&str, Attr)]) -> Result<()> {
+    for (name, value) in attrs {
+        match value {
+            Attr::Str(s) => string_attr(loc, name, s)?,
+            Attr::Int(i) => loc
+                .new_attr::<i64>()
+                .create(*name)
+                .and_then(|a| a.write_scalar(i))
+                .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))?,
+            Attr::Float(f) => loc
+                .new_attr::<f64>()
+                .create(*name)
+                .and_then(|a| a.write_scalar(f))
+                .map_err(|e| hdf5_error(format!("cannot write attribute {name}"), e))?,
+        }
+    }
+    Ok(())
+}
+
+pub struct Table<T: H5Type + Clone> {
+    dataset: Dataset,
+    buffer: Vec<T>,
+    chunk: usize,
+    rows: usize,
+    /// The in-memory row type with bitfield bools, for row types that have bools.
+    bitfield_memory_type: Option<hdf5::Datatype>,
+}
+
+/// Writes `rows` (laid out as `memory_type` says) at row `first` of a one-dimensional dataset.
+fn write_rows_raw<T>(dataset: &Dataset, memory_type: &hdf5::Datatype, rows: &[T], first: usize) -> Result<()> {
+    use hdf5_sys::{h5d, h5p, h5s};
+    let start = first as hdf5_sys::h5::hsize_t;
+    let count = rows.len() as hdf5_sys::h5::hsize_t;
+    // SAFETY: the dataset and type ids are alive for the call; the selection covers `count`
+    // rows, and `rows` holds `count` values of the layout `memory_type` describes; the two
+    // dataspaces are closed on every path.
+    let status = hdf5::sync::sync(|| unsafe {
+        let file_space = h5d::H5Dget_space(dataset.id());
+        if file_space < 0 {
+            return -1;
+        }
+        let memory_space = h5s::H5Screate_simple(1, &count, std::ptr::null());
+        let mut status = memory_space;
+        if status >= 0 {
+            status = h5s::H5Sselect_hyperslab(
+                file_space,
+                h5s::H5S_seloper_t::H5S_SELECT_SET,
+                &start,
+                std::ptr::null(),
+                &count,
+                std::ptr::null(),
+            ) as i64;
+        }
+        if status >= 0 {
+            status = h5d::H5Dwrite(
+                dataset.id(),
+                memory_type.id(),
+                memory_space,
+                file_space,
+                h5p::H5P_DEFAULT,
+                rows.as_ptr().cast(),
+            ) as i64;
+        }
+        if memory_space >= 0 {
+            h5s::H5Sclose(memory_space);
+        }
+        h5s::H5Sclose(file_space);
+        status
+    });
+    if status < 0 {
+        return Err(Error::msg(format!("cannot write rows to {}", dataset.name())));
+    }
+    Ok(())
+}
+
+/// Whether a type has a bool anywhere inside.
+fn has_bool(desc: &hdf5::types::TypeDescriptor) -> bool {
+    use hdf5::types::TypeDescriptor as TD;
+    match desc {
+        TD::Boolean => true,
+        TD::FixedArray(inner, _) | TD::VarLenArray(inner) => has_bool(inner),
+        TD::Compound(c) => c.fields.iter().any(|f| has_bool(&f.ty)),
+        _ => false,
+    }
+}
+
+/// The HDF5 type of `desc` (at its offsets) with every bool as the 8-bit bitfield PyTables
+/// writes for `BoolCol`.
+fn bitfield_bool_type(desc: &hdf5::types::TypeDescriptor) -> Result<hdf5::Datatype> {
+    use hdf5::types::TypeDescriptor as TD;
+    use hdf5_sys::h5t;
+    let failed = |what: &str| Error::msg(format!("cannot build the HDF5 type of a bool column ({what})"));
+    // SAFETY: each call gets valid type ids and returns a new id (negative on failure), which
+    // `from_id` takes ownership of; names are NUL-terminated.
+    hdf5::sync::sync(|| unsafe {
+        let id = match desc {
+            TD::Boolean => h5t::H5Tcopy(*h5t::H5T_STD_B8LE),
+            TD::FixedArray(inner, len) => {
+                let element = bitfield_bool_type(inner)?;
+                let dims = *len as hdf5_sys::h5::hsize_t;
+                h5t::H5Tarray_create2(element.id(), 1, &dims)
+            }
+            TD::Compound(c) => {
+                let id = h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, c.size);
+                for field in &c.fields {
+                    let member = bitfield_bool_type(&field.ty)?;
+                    let name = std::ffi::CString::new(field.name.as_str()).map_err(|_| failed("field name"))?;
+                    if id < 0 || h5t::H5Tinsert(id, name.as_ptr(), field.offset, member.id()) < 0 {
+                        return Err(failed(&field.name));
+                    }
+                }
+                id
+            }
+            other => return hdf5::Datatype::from_descriptor(other).map_err(|e| hdf5_error("HDF5 type", e)),
+        };
+        if id < 0 {
+            return Err(failed("H5T call"));
+        }
+        hdf5::from_id::<hdf5::Datatype>(id).map_err(|e| hdf5_error("HDF5 type", e))
+    })
+}
+
+impl<T: H5Type + Clone> Table<T> {
+    /// Creates the table `name` in `group`. `columns` must list the row struct's fields in order.
+    pub fn create(group: &Group, name: &str, chunk: usize, columns: &[ColumnMeta]) -> Result<Table<T>> {
+        // The file gets the packed layout of the row: HDF5 converts field by field from the
+        // in-memory `repr(C)` layout, so padding bytes (uninitialised memory) never reach the
+        // file and the same rows always give the same bytes.
+        let descriptor = T::type_descriptor();
+        let bitfield_memory_type = if has_bool(&descriptor) { Some(bitfield_bool_type(&descriptor)?) } else { None };
+        let builder = match &bitfield_memory_type {
+            Some(_) => group.new_dataset_builder().empty_as(bitfield_bool_type(&descriptor.to_packed_repr())?),
+            None => group.new_dataset::<T>().packed(true),
+        };
+        let dataset = builder
+            .chunk((chunk,))
+            .shape(Extent::resizable(0))
+            .shuffle()
+            .deflate(4)
+            .create(name)
+            .map_err(|e| hdf5_error(format!("cannot create table {name}"), e))?;
+        string_attr(&dataset, "CLASS", "TABLE")?;
+        string_attr(&dataset, "TITLE", "")?;
+        string_attr(&dataset, "VERSION", "2.7")?;
+        for (i, c) in columns.iter().enumerate() {
+            string_attr(&dataset, &format!("FIELD_{i}_NAME"), c.name)?;
+            string_attr(&dataset, &format!("CTAFIELD_{i}_NAME"), c.name)?;
+            if !c.unit.is_empty() {
+                string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
+                string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
+            }
+            if c.string_len > 0 {
+                string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "string")?;
+                write_attrs(&dataset, &[(&format!("CTAFIELD_{i}_MAXLEN"), Attr::Int(c.string_len as i64))])?;
+            }
+        }
+        Ok(Table { dataset, buffer: Vec::with_capacity(chunk), chunk, rows: 0, bitfield_memory_type })
+    }
+
+    /// Writes table-level attributes (ctapipe's `TAB_TYPE`, `TAB_VER`, …).
+    pub fn attrs(&self, attrs: &[(&str, Attr)]) -> Result<()> {
+        write_attrs(&self.dataset, attrs)
+    }
+
+    pub fn push(&mut self, row: T) -> Result<()> {
+        self.buffer.push(row);
+        if self.buffer.len() == self.chunk {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let n = self.buffer.len();
+        self.dataset.resize((self.rows + n,)).map_err(|e| hdf5_error("cannot grow table", e))?;
+        match &self.bitfield_memory_type {
+            None => self
+                .dataset
+                .write_slice(&self.buffer, self.rows..self.rows + n)
+                .map_err(|e| hdf5_error("cannot write rows", e))?,
+            Some(memory_type) => write_rows_raw(&self.dataset, memory_type, &self.buffer, self.rows)?,
+        }
+        self.rows += n;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the remaining rows and the row count; returns it.
+    pub fn finish(mut self) -> Result<usize> {
+        self.flush()?;
+        self.dataset
+            .new_attr::<u64>()
+            .create("NROWS")
+            .and_then(|a| a.write_scalar(&(self.rows as u64)))
+            .map_err(|e| hdf5_error("cannot write NROWS", e))?;
+        Ok(self.rows)
+    }
+}

@@ -1,0 +1,408 @@
+//! Our R1 file: calibrated waveforms (p.e. per sample) of one telescope, with the simulation
+//! truth when the events are simulated. Layout:
+//!
+//! | path | content |
+//! |---|---|
+//! | `/r1/event/telescope/tel_NNN` | `event_id` (u64), `waveform` (i16[1296·50], pixel-major, in units of 1/16 p.e.: attribute `waveform_scale_pe` = 0.0625) |
+//! | `/simulation/event/subarray/shower` | `event_id`, `true_energy` (TeV), `true_core_x`, `true_core_y`, `true_impact` (m), `true_camera_x`, `true_camera_y` (m), `true_h_max` (m), `true_shower_primary_id`, `n_photoelectrons` |
+//! | `/configuration/simulation/run` | one row: `n_showers` thrown, `energy_range_min`/`max` (TeV), `spectral_index`, `max_scatter_range` (m), `max_viewcone_radius` (deg), `source_offset` (deg), `nsb_rate` (GHz), `seed` (Monte Carlo productions) |
+//! | `/r1/event/subarray/trigger` | observation runs: `event_id`, `time` (Unix s, UTC), `pointing_alt`, `pointing_az` (deg) per event |
+//! | `/configuration/observation/run` | observation runs, one row ([`ObservationRow`]): obs id, start and stop, pointing and target (RA/Dec), wobble, NSB, and the simulated source and background |
+//!
+//! Root attributes: `sst1mflow_activity_key`, `sst1mflow_pipeline_version`, `tel_id`,
+//! `waveform_scale_pe`. Every table is readable with pandas/PyTables/h5py (see
+//! [`super::hdf5_table`]).
+//!
+//! Waveforms are quantised to 1/16 p.e. (rounding, quantisation noise 0.018 p.e. rms, far below
+//! the electronic noise) and clamped to ±2047 p.e. per sample, like a digitiser: noisy float32
+//! samples hardly compress, int16 ones with shuffle + deflate do.
+use super::hdf5_table::{ensure_groups, hdf5_error, ColumnMeta, Table};
+use hdf5::H5Type;
+use sst1mflow_base::error::{Error, Result};
+use sst1mflow_science::instrument::{camera::N_PIXELS, N_SAMPLES};
+use std::path::Path;
+
+pub const WAVEFORM_LEN: usize = N_PIXELS * N_SAMPLES;
+
+/// p.e. per stored count.
+pub const WAVEFORM_SCALE_PE: f32 = 1.0 / 16.0;
+
+#[derive(H5Type, Clone, Copy)]
+#[repr(C)]
+pub struct R1Row {
+    pub event_id: u64,
+    pub waveform: [i16; WAVEFORM_LEN],
+}
+
+impl R1Row {
+    /// The waveform in p.e. per sample.
+    pub fn waveform_pe(&self, out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(self.waveform.iter()) {
+            *o = v as f32 * WAVEFORM_SCALE_PE;
+        }
+    }
+}
+
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct ShowerRow {
+    pub event_id: u64,
+    pub true_energy: f64,
+    pub true_core_x: f64,
+    pub true_core_y: f64,
+    pub true_impact: f64,
+    pub true_camera_x: f64,
+    pub true_camera_y: f64,
+    pub true_h_max: f64,
+    pub true_shower_primary_id: u16,
+    pub n_photoelectrons: u64,
+}
+
+const SHOWER_COLUMNS: &[(&str, &str)] = &[
+    ("event_id", ""),
+    ("true_energy", "TeV"),
+    ("true_core_x", "m"),
+    ("true_core_y", "m"),
+    ("true_impact", "m"),
+    ("true_camera_x", "m"),
+    ("true_camera_y", "m"),
+    ("true_h_max", "m"),
+    ("true_shower_primary_id", ""),
+    ("n_photoelectrons", ""),
+];
+
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct SimulationRunRow {
+    pub n_showers: u64,
+    pub energy_range_min: f64,
+    pub energy_range_max: f64,
+    pub spectral_index: f64,
+    pub max_scatter_range: f64,
+    pub max_viewcone_radius: f64,
+    pub source_offset: f64,
+    pub nsb_rate: f64,
+    pub seed: u64,
+    /// Telescope pointing (deg).
+    pub pointing_alt: f64,
+    pub pointing_az: f64,
+}
+
+impl SimulationRunRow {
+    /// The thrown-event description IRFs and weights need ([`sst1mflow_science::irf::SimulationInfo`]).
+    pub fn simulation_info(&self) -> sst1mflow_science::irf::SimulationInfo {
+        sst1mflow_science::irf::SimulationInfo {
+            n_showers: self.n_showers as f64,
+            energy_min_tev: self.energy_range_min,
+            energy_max_tev: self.energy_range_max,
+            max_impact_m: self.max_scatter_range,
+            spectral_index: self.spectral_index,
+            viewcone_min_deg: 0.0,
+            viewcone_max_deg: self.max_viewcone_radius,
+        }
+    }
+}
+
+const RUN_COLUMNS: &[(&str, &str)] = &[
+    ("n_showers", ""),
+    ("energy_range_min", "TeV"),
+    ("energy_range_max", "TeV"),
+    ("spectral_index", ""),
+    ("max_scatter_range", "m"),
+    ("max_viewcone_radius", "deg"),
+    ("source_offset", "deg"),
+    ("nsb_rate", "GHz"),
+    ("seed", ""),
+    ("pointing_alt", "deg"),
+    ("pointing_az", "deg"),
+];
+
+/// The time and pointing of one event of an observation run.
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct TriggerRow {
+    pub event_id: u64,
+    /// Unix seconds (UTC), like sst1mpipe's `local_time`.
+    pub time: f64,
+    pub pointing_alt: f64,
+    pub pointing_az: f64,
+}
+
+const TRIGGER_COLUMNS: &[(&str, &str)] =
+    &[("event_id", ""), ("time", "s"), ("pointing_alt", "deg"), ("pointing_az", "deg")];
+
+/// What an observation run was: when, where the telescope pointed, what it looked at, and (for
+/// a simulated run) what the sky held. It travels from R1 through DL1 and DL2 to DL3.
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct ObservationRow {
+    pub obs_id: i64,
+    /// Start and stop of the run, Unix seconds (UTC).
+    pub tstart: f64,
+    pub tstop: f64,
+    /// Tracked position (the wobble position), J2000 degrees.
+    pub ra_pnt: f64,
+    pub dec_pnt: f64,
+    /// The target, J2000 degrees.
+    pub target_ra: f64,
+    pub target_dec: f64,
+    pub wobble_offset: f64,
+    pub wobble_angle: f64,
+    /// Night-sky background, GHz per pixel.
+    pub nsb_rate: f64,
+    /// Simulated source: dN/dE = source_amplitude (E/TeV)^source_index, cm⁻² s⁻¹ TeV⁻¹ (0
+    /// for real data).
+    pub source_amplitude: f64,
+    pub source_index: f64,
+    /// Simulated protons: dN/dE dΩ = proton_amplitude (E/TeV)^proton_index, cm⁻² s⁻¹ TeV⁻¹ sr⁻¹.
+    pub proton_amplitude: f64,
+    pub proton_index: f64,
+}
+
+const OBSERVATION_COLUMNS: &[(&str, &str)] = &[
+    ("obs_id", ""),
+    ("tstart", "s"),
+    ("tstop", "s"),
+    ("ra_pnt", "deg"),
+    ("dec_pnt", "deg"),
+    ("target_ra", "deg"),
+    ("target_dec", "deg"),
+    ("wobble_offset", "deg"),
+    ("wobble_angle", "deg"),
+    ("nsb_rate", "GHz"),
+    ("source_amplitude", "cm**-2 s**-1 TeV**-1"),
+    ("source_index", ""),
+    ("proton_amplitude", "cm**-2 s**-1 TeV**-1 sr**-1"),
+    ("proton_index", ""),
+];
+
+pub const OBSERVATION_PATH: &str = "/configuration/observation/run";
+
+/// Writes the observation row into a product file (`/configuration/observation/run`).
+pub fn write_observation_table(file: &hdf5::File, observation: &ObservationRow) -> Result<()> {
+    let mut t =
+        Table::create(&ensure_groups(file, "/configuration/observation")?, "run", 1, &columns(OBSERVATION_COLUMNS))?;
+    t.push(*observation)?;
+    t.finish()?;
+    Ok(())
+}
+
+/// Reads the thrown-event row of a product file (`/configuration/simulation/run`), if it has one.
+pub fn read_simulation_run(file: &hdf5::File, path: &Path) -> Result<Option<SimulationRunRow>> {
+    match file.dataset("/configuration/simulation/run") {
+        Ok(d) => Ok(d
+            .read_raw::<SimulationRunRow>()
+            .map_err(|e| Error::msg(format!("{}: unreadable simulation run table: {e}", path.display())))?
+            .first()
+            .copied()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Reads the observation row of a product file, if it has one.
+pub fn read_observation_table(file: &hdf5::File, path: &Path) -> Result<Option<ObservationRow>> {
+    match file.dataset(OBSERVATION_PATH) {
+        Ok(d) => Ok(d
+            .read_raw::<ObservationRow>()
+            .map_err(|e| Error::msg(format!("{}: unreadable {OBSERVATION_PATH}: {e}", path.display())))?
+            .first()
+            .copied()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// How the run came about: a Monte Carlo production (thrown-event information) or an
+/// observation run.
+pub enum RunInfo {
+    Simulation(SimulationRunRow),
+    Observation(ObservationRow),
+}
+
+fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
+    spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
+}
+
+pub fn shower_columns() -> Vec<ColumnMeta<'static>> {
+    columns(SHOWER_COLUMNS)
+}
+
+pub fn run_columns() -> Vec<ColumnMeta<'static>> {
+    columns(RUN_COLUMNS)
+}
+
+/// Writes the simulation truth into a product file: the shower table
+/// (`/simulation/event/subarray/shower`) and the thrown-event run row
+/// (`/configuration/simulation/run`); nothing when there is neither.
+pub fn write_simulation_tables(file: &hdf5::File, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
+    if showers.is_empty() && run.is_none() {
+        return Ok(());
+    }
+    let mut table =
+        Table::create(&ensure_groups(file, "/simulation/event/subarray")?, "shower", 1024, &shower_columns())?;
+    for s in showers {
+        table.push(*s)?;
+    }
+    table.finish()?;
+    if let Some(run) = run {
+        let mut t = Table::create(&ensure_groups(file, "/configuration/simulation")?, "run", 1, &run_columns())?;
+        t.push(run)?;
+        t.finish()?;
+    }
+    Ok(())
+}
+
+/// Streams simulated events into an R1 file.
+pub struct R1Writer {
+    file: hdf5::File,
+    events: Table<R1Row>,
+    showers: Table<ShowerRow>,
+    triggers: Option<Table<TriggerRow>>,
+}
+
+impl R1Writer {
+    /// `observation`: the file is an observation run; every event then needs its trigger row.
+    pub fn create(
+        path: &Path,
+        tel_id: u16,
+        observation: bool,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<R1Writer> {
+        let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
+        file.new_attr::<u16>()
+            .create("tel_id")
+            .and_then(|a| a.write_scalar(&tel_id))
+            .map_err(|e| hdf5_error("cannot write tel_id", e))?;
+        file.new_attr::<f32>()
+            .create("waveform_scale_pe")
+            .and_then(|a| a.write_scalar(&WAVEFORM_SCALE_PE))
+            .map_err(|e| hdf5_error("cannot write waveform_scale_pe", e))?;
+        let events = Table::create(
+            &ensure_groups(&file, "/r1/event/telescope")?,
+            &format!("tel_{tel_id:03}"),
+            4,
+            &[ColumnMeta::new("event_id", ""), ColumnMeta::new("waveform", "")],
+        )?;
+        let showers = Table::create(
+            &ensure_groups(&file, "/simulation/event/subarray")?,
+            "shower",
+            1024,
+            &columns(SHOWER_COLUMNS),
+        )?;
+        let triggers = if observation {
+            Some(Table::create(
+                &ensure_groups(&file, "/r1/event/subarray")?,
+                "trigger",
+                1024,
+                &columns(TRIGGER_COLUMNS),
+            )?)
+        } else {
+            None
+        };
+        Ok(R1Writer { file, events, showers, triggers })
+    }
+
+    pub fn write(
+        &mut self,
+        event_id: u64,
+        waveform: &[f32],
+        shower: ShowerRow,
+        trigger: Option<TriggerRow>,
+    ) -> Result<()> {
+        match (&mut self.triggers, trigger) {
+            (Some(t), Some(row)) => t.push(row)?,
+            (None, None) => {}
+            _ => return Err(Error::msg("R1 writer: trigger rows are for observation runs, and needed there")),
+        }
+        let mut row = R1Row { event_id, waveform: [0; WAVEFORM_LEN] };
+        for (o, &v) in row.waveform.iter_mut().zip(waveform) {
+            *o = (v / WAVEFORM_SCALE_PE).round().clamp(-32767.0, 32767.0) as i16;
+        }
+        self.events.push(row)?;
+        self.showers.push(shower)
+    }
+
+    pub fn finish(self, run: RunInfo) -> Result<usize> {
+        let n = self.events.finish()?;
+        self.showers.finish()?;
+        if let Some(t) = self.triggers {
+            t.finish()?;
+        }
+        match run {
+            RunInfo::Simulation(run) => {
+                let mut t = Table::create(
+                    &ensure_groups(&self.file, "/configuration/simulation")?,
+                    "run",
+                    1,
+                    &columns(RUN_COLUMNS),
+                )?;
+                t.push(run)?;
+                t.finish()?;
+            }
+            RunInfo::Observation(o) => write_observation_table(&self.file, &o)?,
+        }
+        Ok(n)
+    }
+}
+
+/// Reads an R1 file back, in chunks.
+pub struct R1Reader {
+    events: hdf5::Dataset,
+    pub tel_id: u16,
+    pub n_events: usize,
+    pub showers: Vec<ShowerRow>,
+    pub run: Option<SimulationRunRow>,
+    /// Observation runs: the run and each event's time and pointing (by event id order).
+    pub observation: Option<ObservationRow>,
+    pub triggers: Vec<TriggerRow>,
+    path: std::path::PathBuf,
+}
+
+impl R1Reader {
+    pub fn open(path: &Path) -> Result<R1Reader> {
+        let bad = |what: &str, e: hdf5::Error| {
+            Error::msg(format!("{}: not a readable sst1mflow R1 file ({what}: {e})", path.display()))
+        };
+        let file = hdf5::File::open(path).map_err(|e| bad("open", e))?;
+        let tel_id: u16 = file.attr("tel_id").and_then(|a| a.read_scalar()).map_err(|e| bad("tel_id attribute", e))?;
+        let scale: f32 = file
+            .attr("waveform_scale_pe")
+            .and_then(|a| a.read_scalar())
+            .map_err(|e| bad("waveform_scale_pe attribute", e))?;
+        if scale != WAVEFORM_SCALE_PE {
+            return Err(Error::msg(format!(
+                "{}: waveform scale {scale} p.e./count, this sst1mflow reads {WAVEFORM_SCALE_PE}",
+                path.display()
+            )));
+        }
+        let events =
+            file.dataset(&format!("/r1/event/telescope/tel_{tel_id:03}")).map_err(|e| bad("event table", e))?;
+        let n_events = events.shape().first().copied().unwrap_or(0);
+        let showers = match file.dataset("/simulation/event/subarray/shower") {
+            Ok(d) => d.read_raw::<ShowerRow>().map_err(|e| bad("shower table", e))?,
+            Err(_) => Vec::new(),
+        };
+        let run = read_simulation_run(&file, path)?;
+        let observation = read_observation_table(&file, path)?;
+        let triggers = match file.dataset("/r1/event/subarray/trigger") {
+            Ok(d) => d.read_raw::<TriggerRow>().map_err(|e| bad("trigger table", e))?,
+            Err(_) => Vec::new(),
+        };
+        if observation.is_some() && triggers.len() != n_events {
+            return Err(Error::msg(format!(
+                "{}: observation run with {n_events} events but {} trigger rows",
+                path.display(),
+                triggers.len()
+            )));
+        }
+        Ok(R1Reader { events, tel_id, n_events, showers, run, observation, triggers, path: path.to_path_buf() })
+    }
+
+    /// Events `start..end` (one chunk of memory at a time).
+    pub fn read(&self, start: usize, end: usize) -> Result<Vec<R1Row>> {
+        self.events
+            .read_slice_1d::<R1Row, _>(start..end)
+            .map(|a| a.to_vec())
+            .map_err(|e| Error::msg(format!("{}: cannot read events {start}..{end}: {e}", self.path.display())))
+    }
+}

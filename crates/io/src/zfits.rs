@@ -1,0 +1,1125 @@
+//! Reader for CTA "zfits" files (`.fits.fz`): the SST-1M DigiCam R0 files and CTAO R1v1 files.
+//!
+//! A zfits file is a FITS file whose binary tables hold protobuf messages flattened into
+//! columns and compressed tile by tile. This module owns the container, from bytes to
+//! per-column message values, without any protobuf or FITS library:
+//!
+//! * **Container.** Each table HDU is a *catalogue*: one row per tile, one big-endian
+//!   `(size, heap offset)` pair per column. The heap starts `max(ZHEAPPTR, NAXIS1·NAXIS2)` bytes
+//!   after the data start. A 16-byte `TILE` header precedes each tile's first block; each
+//!   column block starts with a little-endian header `{u64 size, u8 ordering, u8 n_procs,
+//!   u16 procs[n_procs]}` and its processings are undone in reverse order ([`decode_block`]).
+//! * **Processings** (protozfits numbering): raw, smoothing, FACT Huffman16 and halfman16, diff,
+//!   double diff, split hi/lo 16 and 32, 128-offset, zlib, zstd, same-values and sparse. Those
+//!   are all the real SST-1M and R1v1 files use. LZO, RICE and the lossy codecs are refused by
+//!   name, never mis-decoded.
+//! * **Flattened messages.** After decompression a column block holds, for the N messages of
+//!   the tile: N scalars back to back (a field with `ZFORM` repeat 1), or per message a
+//!   little-endian i32 byte count (negative = "packed") followed by the bytes (an `AnyArray` or
+//!   a string). The element type is the `ZFORM` letter; a `TZEROn` card only marks it unsigned.
+//!
+//! Reading is streaming: the file is opened once and each tile is read with one seek when it is
+//! needed, so memory is bounded by one tile whatever the run length (real runs are ~1 GB).
+//! Every structural problem (truncated file, bad catalogue, a block that overruns its tile, a
+//! Huffman table that does not decode, a size that does not add up) is an error naming the
+//! file, the byte offset and what was expected; no input can make the reader panic or loop.
+//!
+//! [`DigicamReader`] interprets `DataModel.CameraEvent` tables (SST-1M, 2017 onwards) as
+//! [`DigicamEvent`]s with the waveforms in software pixel order.
+use crate::fits::{header_block_cards, RawHdu};
+use sst1mflow_base::error::{Error, Result};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+const BLOCK: u64 = 2880;
+const TILE_HEADER: usize = 16;
+
+/// Element type of a column, from its `ZFORM` letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    I16,
+    I32,
+    I64,
+    U8,
+    F32,
+    F64,
+    Bool,
+    Char,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::U8 | Elem::Bool | Elem::Char => 1,
+            Elem::I16 => 2,
+            Elem::I32 | Elem::F32 => 4,
+            Elem::I64 | Elem::F64 => 8,
+        }
+    }
+}
+
+/// One column of a compressed table.
+#[derive(Clone, Debug)]
+pub struct ZColumn {
+    pub name: String,
+    pub elem: Elem,
+    /// The `ZFORM` repeat count: 1 for a scalar field, the maximum size for arrays.
+    pub repeat: usize,
+    /// `TZEROn` present: the unsigned variant of the element type.
+    pub unsigned: bool,
+    /// Protobuf field-number path (`TPBIDn`), e.g. `6.1.1`.
+    pub field_path: String,
+}
+
+impl ZColumn {
+    /// Scalars are stored back to back; everything else with a per-message byte count.
+    pub fn is_scalar(&self) -> bool {
+        self.repeat == 1 && self.elem != Elem::Char
+    }
+}
+
+/// One compressed table (a message stream) of a zfits file.
+#[derive(Clone, Debug)]
+pub struct ZTable {
+    pub name: String,
+    /// `PBFHEAD`: the message type, e.g. `DataModel.CameraEvent`.
+    pub message_type: String,
+    pub header: RawHdu,
+    pub columns: Vec<ZColumn>,
+    pub n_rows: u64,
+    pub rows_per_tile: u64,
+    /// Bytes of one uncompressed row (`ZNAXIS1`), which bounds every decompressed block.
+    pub row_bytes: u64,
+    /// Per tile, per column: (compressed size, offset from the heap start).
+    catalogue: Vec<Vec<(u64, u64)>>,
+    heap_start: u64,
+    data_start: u64,
+    data_end: u64,
+}
+
+impl ZTable {
+    pub fn n_tiles(&self) -> usize {
+        self.catalogue.len()
+    }
+
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// A decompressed tile: each column's bytes for `n_rows` messages.
+pub struct Tile {
+    pub n_rows: usize,
+    pub columns: Vec<Vec<u8>>,
+}
+
+/// What a zfits file is read from: a file on disk, or bytes in memory (tests, fuzzing).
+pub trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
+/// An open zfits file.
+pub struct ZFile {
+    pub path: PathBuf,
+    file: Box<dyn Source>,
+    pub file_len: u64,
+    pub tables: Vec<ZTable>,
+    /// The primary header and any uncompressed table headers, for keys such as `TARGET`.
+    pub headers: Vec<RawHdu>,
+    compressed: Vec<u8>,
+}
+
+fn read_exact_at(file: &mut dyn Source, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)
+}
+
+impl ZFile {
+    /// Opens `path` and reads every HDU header and every compressed table's catalogue.
+    pub fn open(path: &Path) -> Result<ZFile> {
+        let what = path.display().to_string();
+        let file = File::open(path).map_err(|e| Error::io(format!("cannot open {what}"), e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(format!("cannot read {what}"), e))?.len();
+        ZFile::from_source(path, Box::new(file), file_len)
+    }
+
+    /// Reads a zfits file held in memory; `name` stands for the file in messages.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<ZFile> {
+        let len = bytes.len() as u64;
+        ZFile::from_source(name, Box::new(std::io::Cursor::new(bytes)), len)
+    }
+
+    fn from_source(path: &Path, mut file: Box<dyn Source>, file_len: u64) -> Result<ZFile> {
+        let what = path.display().to_string();
+        let bad = |at: u64, msg: String| Error::msg(format!("{what}: not a valid zfits file at byte {at}: {msg}"));
+        if file_len == 0 || !file_len.is_multiple_of(BLOCK) {
+            return Err(bad(file_len, format!("the size {file_len} is not a multiple of 2880 (truncated?)")));
+        }
+        let mut tables = Vec::new();
+        let mut headers = Vec::new();
+        let mut at = 0u64;
+        let mut block = vec![0u8; BLOCK as usize];
+        while at < file_len {
+            let start = at;
+            let mut cards = Vec::new();
+            loop {
+                if at + BLOCK > file_len {
+                    return Err(bad(at, "header without an END card (truncated?)".into()));
+                }
+                read_exact_at(file.as_mut(), at, &mut block)
+                    .map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+                if at == 0 && !block.starts_with(b"SIMPLE  =") {
+                    return Err(bad(0, "the file does not start with a FITS SIMPLE card (not a FITS file)".into()));
+                }
+                at += BLOCK;
+                if header_block_cards(&block, &mut cards).map_err(|m| bad(at - BLOCK, m.into()))? {
+                    break;
+                }
+            }
+            let hdu = RawHdu { cards, bytes: Vec::new() };
+            let int = |k: &str| -> Result<u64> {
+                hdu.number(k)
+                    .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+                    .map(|v| v as u64)
+                    .ok_or_else(|| bad(start, format!("header lacks a valid {k}")))
+            };
+            let naxis = int("NAXIS")?;
+            let mut data = 0u64;
+            if naxis > 0 {
+                let bitpix = hdu.number("BITPIX").unwrap_or(8.0).abs() as u64 / 8;
+                let mut n = 1u64;
+                for i in 1..=naxis {
+                    n = n.saturating_mul(int(&format!("NAXIS{i}"))?);
+                }
+                data = bitpix.saturating_mul(n.saturating_add(hdu.number("PCOUNT").unwrap_or(0.0).max(0.0) as u64));
+            }
+            let padded = data.div_ceil(BLOCK).saturating_mul(BLOCK);
+            if at.saturating_add(padded) > file_len {
+                return Err(bad(at, format!("{padded} bytes of data announced, {} left (truncated?)", file_len - at)));
+            }
+            if hdu.string("ZTABLE").is_some() || hdu.raw_is_true("ZTABLE") {
+                tables.push(read_table(file.as_mut(), &what, hdu, at, data)?);
+            } else {
+                headers.push(hdu);
+            }
+            at += padded;
+        }
+        Ok(ZFile { path: path.to_path_buf(), file, file_len, tables, headers, compressed: Vec::new() })
+    }
+
+    pub fn table(&self, name: &str) -> Option<usize> {
+        self.tables.iter().position(|t| t.name == name)
+    }
+
+    /// Reads and decompresses tile `tile` of table `table`.
+    pub fn read_tile(&mut self, table: usize, tile: usize) -> Result<Tile> {
+        self.read_tile_columns(table, tile, None)
+    }
+
+    /// Like [`Self::read_tile`], decompressing only the columns marked in `wanted` (the others
+    /// are left empty): a reader skips what it does not use.
+    pub fn read_tile_columns(&mut self, table: usize, tile: usize, wanted: Option<&[bool]>) -> Result<Tile> {
+        let what = self.path.display().to_string();
+        let t = &self.tables[table];
+        let entries = &t.catalogue[tile];
+        let n_rows_expected = (t.n_rows - tile as u64 * t.rows_per_tile).min(t.rows_per_tile) as usize;
+        let first = entries.iter().map(|e| e.1).min().unwrap_or(0);
+        let last = entries.iter().map(|e| e.1 + e.0).max().unwrap_or(0);
+        let tile_start = t.heap_start + first - TILE_HEADER as u64;
+        let tile_end = t.heap_start + last;
+        if t.heap_start + first < t.data_start + TILE_HEADER as u64 || tile_end > t.data_end {
+            return Err(Error::msg(format!(
+                "{what}: table {} tile {tile}: the catalogue points outside the table's data (bytes {}..{}, data ends at {}; truncated or corrupt)",
+                t.name, t.heap_start + first, tile_end, t.data_end
+            )));
+        }
+        let len = (tile_end - tile_start) as usize;
+        self.compressed.resize(len, 0);
+        read_exact_at(self.file.as_mut(), tile_start, &mut self.compressed)
+            .map_err(|e| Error::io(format!("cannot read {what} at byte {tile_start}"), e))?;
+        let t = &self.tables[table];
+        let header = &self.compressed[..TILE_HEADER];
+        if &header[..4] != b"TILE" {
+            return Err(Error::msg(format!(
+                "{what}: table {} tile {tile}: no TILE marker at byte {tile_start} (corrupt catalogue?)",
+                t.name
+            )));
+        }
+        let n_rows = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+        if n_rows != n_rows_expected {
+            return Err(Error::msg(format!(
+                "{what}: table {} tile {tile} at byte {tile_start}: the tile holds {n_rows} rows, the header announces {n_rows_expected}",
+                t.name
+            )));
+        }
+        let limit = (t.row_bytes as usize).saturating_mul(n_rows).saturating_add(1 << 16);
+        let mut columns = Vec::with_capacity(t.columns.len());
+        for (i, (c, &(size, offset))) in t.columns.iter().zip(entries).enumerate() {
+            if wanted.is_some_and(|w| !w.get(i).copied().unwrap_or(false)) {
+                columns.push(Vec::new());
+                continue;
+            }
+            let from = (t.heap_start + offset - tile_start) as usize;
+            let block = &self.compressed[from..from + size as usize];
+            let at = t.heap_start + offset;
+            let bytes = decode_block(block, limit).map_err(|m| {
+                Error::msg(format!("{what}: table {} tile {tile} column {} (block at byte {at}): {m}", t.name, c.name))
+            })?;
+            let expected = expected_len(c, &bytes, n_rows);
+            if let Err(m) = expected {
+                return Err(Error::msg(format!(
+                    "{what}: table {} tile {tile} column {} (block at byte {at}): {m}",
+                    t.name, c.name
+                )));
+            }
+            columns.push(bytes);
+        }
+        Ok(Tile { n_rows, columns })
+    }
+}
+
+impl RawHdu {
+    fn raw_is_true(&self, key: &str) -> bool {
+        self.cards.iter().any(|(k, v)| k == key && v.split('/').next().unwrap_or("").trim() == "T")
+    }
+}
+
+fn read_table(file: &mut dyn Source, what: &str, hdu: RawHdu, data_start: u64, data_len: u64) -> Result<ZTable> {
+    let bad = |msg: String| Error::msg(format!("{what}: zfits table at byte {data_start}: {msg}"));
+    let name = hdu.string("EXTNAME").unwrap_or_default();
+    let int = |k: &str| -> Result<u64> {
+        hdu.number(k)
+            .filter(|v| *v >= 0.0 && v.fract() == 0.0)
+            .map(|v| v as u64)
+            .ok_or_else(|| bad(format!("table {name} lacks a valid {k}")))
+    };
+    let n_fields = int("TFIELDS")? as usize;
+    let row_width = int("NAXIS1")?;
+    let n_tiles = int("NAXIS2")?;
+    let n_rows = int("ZNAXIS2")?;
+    let rows_per_tile = int("ZTILELEN")?;
+    let row_bytes = int("ZNAXIS1")?;
+    if row_width != 16 * n_fields as u64 {
+        return Err(bad(format!("table {name}: NAXIS1 = {row_width}, expected 16 bytes per column × {n_fields}")));
+    }
+    if rows_per_tile == 0 || n_rows.div_ceil(rows_per_tile) != n_tiles {
+        return Err(bad(format!(
+            "table {name}: {n_tiles} tiles for {n_rows} rows of {rows_per_tile} per tile do not add up"
+        )));
+    }
+    let mut columns = Vec::with_capacity(n_fields);
+    for i in 1..=n_fields {
+        let zform = hdu.string(&format!("ZFORM{i}")).ok_or_else(|| bad(format!("table {name} lacks ZFORM{i}")))?;
+        let digits: String = zform.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let repeat =
+            if digits.is_empty() { 1 } else { digits.parse().map_err(|_| bad(format!("ZFORM{i} = {zform:?}")))? };
+        let elem = match zform[digits.len()..].chars().next() {
+            Some('I') => Elem::I16,
+            Some('J') => Elem::I32,
+            Some('K') => Elem::I64,
+            Some('B') => Elem::U8,
+            Some('E') => Elem::F32,
+            Some('D') => Elem::F64,
+            Some('L') => Elem::Bool,
+            Some('A') => Elem::Char,
+            _ => return Err(bad(format!("table {name}: ZFORM{i} = {zform:?} is not a known column type"))),
+        };
+        columns.push(ZColumn {
+            name: hdu.string(&format!("TTYPE{i}")).unwrap_or_else(|| format!("col{i}")),
+            elem,
+            repeat,
+            unsigned: hdu.number(&format!("TZERO{i}")).is_some(),
+            field_path: hdu.string(&format!("TPBID{i}")).unwrap_or_default(),
+        });
+    }
+    let catalogue_len = row_width * n_tiles;
+    if catalogue_len > data_len {
+        return Err(bad(format!(
+            "table {name}: a catalogue of {catalogue_len} bytes does not fit in {data_len} bytes"
+        )));
+    }
+    let mut raw = vec![0u8; catalogue_len as usize];
+    read_exact_at(file, data_start, &mut raw).map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+    let heap_start = data_start + hdu.number("ZHEAPPTR").map(|v| v.max(0.0) as u64).unwrap_or(0).max(catalogue_len);
+    let data_end = data_start + data_len;
+    let mut catalogue = Vec::with_capacity(n_tiles as usize);
+    for (tile, row) in raw.chunks(row_width as usize).enumerate() {
+        let mut entries = Vec::with_capacity(n_fields);
+        for (c, cell) in row.chunks(16).enumerate() {
+            let size = i64::from_be_bytes(cell[..8].try_into().expect("8 bytes"));
+            let offset = i64::from_be_bytes(cell[8..].try_into().expect("8 bytes"));
+            if size < 0 || offset < 0 || heap_start.saturating_add(offset as u64).saturating_add(size as u64) > data_end
+            {
+                return Err(bad(format!(
+                    "table {name} tile {tile} column {}: catalogue entry (size {size}, offset {offset}) points outside the heap (truncated or corrupt)",
+                    c + 1
+                )));
+            }
+            entries.push((size as u64, offset as u64));
+        }
+        // The tile header sits just before the first block.
+        let first = entries.iter().map(|e| e.1).min().unwrap_or(0);
+        if heap_start + first < data_start + TILE_HEADER as u64 {
+            return Err(bad(format!("table {name} tile {tile}: no room for the tile header before offset {first}")));
+        }
+        catalogue.push(entries);
+    }
+    Ok(ZTable {
+        message_type: hdu.string("PBFHEAD").unwrap_or_default(),
+        name,
+        header: hdu,
+        columns,
+        n_rows,
+        rows_per_tile,
+        row_bytes,
+        catalogue,
+        heap_start,
+        data_start,
+        data_end,
+    })
+}
+
+/// Checks that a decompressed column block holds exactly `n_rows` messages.
+fn expected_len(c: &ZColumn, bytes: &[u8], n_rows: usize) -> std::result::Result<(), String> {
+    if c.is_scalar() {
+        let want = n_rows * c.elem.size();
+        if bytes.len() < want || bytes.len() - want > 3 {
+            return Err(format!("{} bytes decompressed, {n_rows} values need {want}", bytes.len()));
+        }
+        return Ok(());
+    }
+    let mut at = 0usize;
+    for row in 0..n_rows {
+        let Some(head) = bytes.get(at..at + 4) else {
+            return Err(format!("message {row} of {n_rows}: the data end at byte {} before its length", bytes.len()));
+        };
+        let n = i32::from_le_bytes(head.try_into().expect("4 bytes")).unsigned_abs() as usize;
+        at += 4;
+        if at + n > bytes.len() {
+            return Err(format!("message {row}: {n} bytes announced, {} left", bytes.len() - at));
+        }
+        at += n;
+    }
+    // Word-splitting processings pad a column to whole words: up to 3 spare bytes.
+    if at > bytes.len() || bytes.len() - at > 3 {
+        return Err(format!("{} bytes decompressed, the {n_rows} messages use {at}", bytes.len()));
+    }
+    Ok(())
+}
+
+impl Tile {
+    /// The scalar values of column `c` as little-endian words of `size` bytes.
+    pub fn scalars<'a>(&'a self, c: usize, size: usize) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.columns[c].chunks_exact(size)
+    }
+
+    /// The bytes of message `row` in array column `c` (lengths checked when the tile was read).
+    pub fn array(&self, c: usize, row: usize) -> &[u8] {
+        let bytes = &self.columns[c];
+        let mut at = 0;
+        for _ in 0..row {
+            at += 4 + i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
+        }
+        let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
+        &bytes[at + 4..at + 4 + n]
+    }
+
+    /// The per-message byte strings of an array column.
+    pub fn arrays(&self, c: usize) -> Vec<&[u8]> {
+        let bytes = &self.columns[c];
+        let mut out = Vec::with_capacity(self.n_rows);
+        let mut at = 0;
+        for _ in 0..self.n_rows {
+            let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
+            out.push(&bytes[at + 4..at + 4 + n]);
+            at += 4 + n;
+        }
+        out
+    }
+}
+
+/// Processing codes of zfits column blocks (protozfits `FitsDefs.h`).
+mod proc {
+    pub const RAW: u16 = 0;
+    pub const SMOOTHING: u16 = 1;
+    pub const HUFFMAN16: u16 = 2;
+    pub const DIFF: u16 = 3;
+    pub const DOUBLE_DIFF: u16 = 4;
+    pub const SPLIT_HI_LO16: u16 = 5;
+    pub const ZLIB: u16 = 7;
+    pub const LZO: u16 = 9;
+    pub const RICE: u16 = 10;
+    pub const HALFMAN16: u16 = 12;
+    pub const SPLIT_HI_LO32: u16 = 14;
+    pub const OFFSET128: u16 = 16;
+    pub const SAME_VALUES: u16 = 17;
+    pub const SPARSE: u16 = 19;
+
+    pub fn name(code: u16) -> &'static str {
+        match code {
+            0 => "raw",
+            1 => "smoothing",
+            2 => "huffman16",
+            3 => "diff",
+            4 => "doublediff",
+            5 => "splithilo16",
+            6 => "hufftimes4",
+            7 => "zlib",
+            8 => "huffbyrow",
+            9 => "lzo",
+            10 => "rice",
+            11 => "huffman8",
+            12 => "halfman16",
+            13 => "halfman8",
+            14 => "splithilo32",
+            15 => "localdiff",
+            16 => "128offset",
+            17 => "samevalues",
+            18 => "lossyfloats",
+            19 => "sparse",
+            20 => "halfdiff32",
+            21 => "lossyint16",
+            22 => "lossyint32",
+            23 => "zstd",
+            _ => "unknown",
+        }
+    }
+}
+
+const ZSTD: u16 = 23;
+
+/// Undoes the processings of one column block (header included) and returns the bytes.
+/// `limit` bounds every decompressed size (the tile's uncompressed size plus slack), so a
+/// corrupt size field cannot make the reader allocate without bound.
+pub fn decode_block(block: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    if block.len() < 10 {
+        return Err(format!("a block of {} bytes is shorter than its 10-byte header", block.len()));
+    }
+    let size = u64::from_le_bytes(block[..8].try_into().expect("8 bytes"));
+    let n_procs = block[9] as usize;
+    let head = 10 + 2 * n_procs;
+    if size != block.len() as u64 || head > block.len() {
+        return Err(format!(
+            "the block header announces {size} bytes and {n_procs} processings, the catalogue {} bytes",
+            block.len()
+        ));
+    }
+    let procs: Vec<u16> = block[10..head].chunks(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    let payload = &block[head..];
+    if payload.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut data: Option<Vec<u8>> = None;
+    for &p in procs.iter().rev() {
+        // The first processing undone reads the stored payload; the following ones work on the
+        // previous result (protozfits applies zlib/zstd/Huffman only first).
+        let input: &[u8] = data.as_deref().unwrap_or(payload);
+        let out = match p {
+            proc::RAW => input.to_vec(),
+            proc::ZLIB => inflate(input, limit)?,
+            ZSTD => unzstd(input, limit)?,
+            proc::HUFFMAN16 => {
+                let n = read_u32(input, 0)? as usize;
+                let stream = input.get(4..4 + n).ok_or("huffman16: the stream is shorter than announced")?;
+                let mut out = Vec::new();
+                huffman16_decode(stream, limit / 2, &mut out)?;
+                out
+            }
+            proc::HALFMAN16 => {
+                let n0 = read_u32(input, 0)? as usize;
+                let n1 = read_u32(input, 4)? as usize;
+                let s0 = input.get(8..8 + n0).ok_or("halfman16: the first stream is shorter than announced")?;
+                let s1 =
+                    input.get(8 + n0..8 + n0 + n1).ok_or("halfman16: the second stream is shorter than announced")?;
+                let mut bytes = Vec::new();
+                huffman16_decode(s0, limit / 2, &mut bytes)?;
+                huffman16_decode(s1, limit / 2, &mut bytes)?;
+                bytes
+            }
+            proc::SMOOTHING => {
+                let mut v = data.take().ok_or("smoothing cannot be the first processing undone")?;
+                let n = v.len() / 2;
+                for j in 2..n {
+                    let a = i16::from_le_bytes([v[2 * j - 2], v[2 * j - 1]]) as i32;
+                    let b = i16::from_le_bytes([v[2 * j - 4], v[2 * j - 3]]) as i32;
+                    let x = i16::from_le_bytes([v[2 * j], v[2 * j + 1]]).wrapping_add(((a + b) / 2) as i16);
+                    v[2 * j..2 * j + 2].copy_from_slice(&x.to_le_bytes());
+                }
+                v
+            }
+            proc::DIFF | proc::DOUBLE_DIFF => {
+                let mut v = data.take().ok_or("diff cannot be the first processing undone")?;
+                let passes = if p == proc::DIFF { 1 } else { 2 };
+                for _ in 0..passes {
+                    let mut prev = 0i16;
+                    for w in v.chunks_exact_mut(2) {
+                        prev = prev.wrapping_add(i16::from_le_bytes([w[0], w[1]]));
+                        w.copy_from_slice(&prev.to_le_bytes());
+                    }
+                }
+                v
+            }
+            proc::OFFSET128 => {
+                let mut v = data.take().ok_or("128offset cannot be the first processing undone")?;
+                for w in v.chunks_exact_mut(2) {
+                    let x = i16::from_le_bytes([w[0], w[1]]).wrapping_sub(128);
+                    w.copy_from_slice(&x.to_le_bytes());
+                }
+                v
+            }
+            proc::SPLIT_HI_LO16 => {
+                if !input.len().is_multiple_of(2) {
+                    return Err(format!("splithilo16 on {} bytes, not a multiple of 2", input.len()));
+                }
+                let half = input.len() / 2;
+                let mut v = vec![0u8; input.len()];
+                for k in 0..half {
+                    v[2 * k] = input[k];
+                    v[2 * k + 1] = input[half + k];
+                }
+                v
+            }
+            proc::SPLIT_HI_LO32 => {
+                if !input.len().is_multiple_of(4) {
+                    return Err(format!("splithilo32 on {} bytes, not a multiple of 4", input.len()));
+                }
+                let half = input.len() / 2;
+                let mut v = vec![0u8; input.len()];
+                for k in 0..half / 2 {
+                    v[4 * k..4 * k + 2].copy_from_slice(&input[2 * k..2 * k + 2]);
+                    v[4 * k + 2..4 * k + 4].copy_from_slice(&input[half + 2 * k..half + 2 * k + 2]);
+                }
+                v
+            }
+            proc::SAME_VALUES => {
+                let n = read_u32(input, 0)? as usize;
+                if (2 * n + 1) * 4 != input.len() {
+                    return Err(format!("samevalues: {n} runs need {} bytes, found {}", (2 * n + 1) * 4, input.len()));
+                }
+                let mut v = Vec::new();
+                for i in 0..n {
+                    let count = read_u32(input, 4 + 8 * i)? as usize;
+                    let value = &input[8 + 8 * i..12 + 8 * i];
+                    if v.len() + 4 * count > limit {
+                        return Err("samevalues: more data than the tile can hold".into());
+                    }
+                    for _ in 0..count {
+                        v.extend_from_slice(value);
+                    }
+                }
+                v
+            }
+            proc::SPARSE => {
+                if input.len() < 8 {
+                    return Err("sparse: block shorter than its 8-byte header".into());
+                }
+                let default = &input[0..4];
+                let n = read_u32(input, 4)? as usize;
+                if (n + 2) * 4 != input.len() {
+                    return Err(format!("sparse: {n} values need {} bytes, found {}", (n + 2) * 4, input.len()));
+                }
+                let value = |i: usize| &input[8 + 4 * i..12 + 4 * i];
+                let mut v = Vec::new();
+                let mut i = 0;
+                while i < n {
+                    let run = i32::from_le_bytes(value(i).try_into().expect("4 bytes")).max(0) as usize;
+                    if v.len() + 4 * run > limit {
+                        return Err("sparse: more data than the tile can hold".into());
+                    }
+                    for _ in 0..run {
+                        v.extend_from_slice(default);
+                    }
+                    i += 1;
+                    if i >= n {
+                        break;
+                    }
+                    v.extend_from_slice(value(i));
+                    i += 1;
+                }
+                v
+            }
+            proc::LZO | proc::RICE | 6 | 8 | 11 | 13 | 15 | 18 | 20 | 21 | 22 => {
+                return Err(format!("processing {p} ({}) is not supported", proc::name(p)))
+            }
+            other => return Err(format!("unknown processing code {other}")),
+        };
+        if out.len() > limit {
+            return Err(format!("{} decompressed to {} bytes, more than the tile can hold", proc::name(p), out.len()));
+        }
+        data = Some(out);
+    }
+    Ok(data.unwrap_or_else(|| payload.to_vec()))
+}
+
+fn read_u32(b: &[u8], at: usize) -> std::result::Result<u32, String> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_le_bytes(s.try_into().expect("4 bytes")))
+        .ok_or_else(|| format!("a 4-byte size at offset {at} lies beyond the {} bytes of the block", b.len()))
+}
+
+fn inflate(input: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut d = flate2::read::ZlibDecoder::new(input).take(limit as u64 + 1);
+    d.read_to_end(&mut out).map_err(|e| format!("zlib: {e}"))?;
+    Ok(out)
+}
+
+fn unzstd(input: &[u8], limit: usize) -> std::result::Result<Vec<u8>, String> {
+    let d = ruzstd::decoding::StreamingDecoder::new(input).map_err(|e| format!("zstd: {e}"))?;
+    let mut out = Vec::new();
+    d.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
+    Ok(out)
+}
+
+/// Code lengths decoded by one flat-table lookup.
+const FAST_BITS: u32 = 12;
+
+/// One entry of a Huffman lookup table: a leaf (symbol and code length within this byte) or a
+/// link to the table of the next 8 bits.
+#[derive(Clone, Copy, Default)]
+struct HuffEntry {
+    leaf: bool,
+    n_bits: u8,
+    symbol: u16,
+    /// Index of the next table + 1 (0: none).
+    next: u32,
+}
+
+/// Follows the byte tables for the code at the bottom of `buf` (LSB first), 8 bits per level,
+/// using at most `available` bits: (symbol, code length), or None for an unknown or too long code.
+#[inline(always)]
+fn walk_huffman_tables(tables: &[[HuffEntry; 256]], buf: u64, available: u32) -> Option<(u16, u32)> {
+    let (mut table, mut shift) = (0usize, 0u32);
+    loop {
+        let entry = tables[table][((buf >> shift) & 0xff) as usize];
+        if entry.leaf {
+            return Some((entry.symbol, shift + entry.n_bits as u32));
+        }
+        if entry.next == 0 || shift + 8 > available.min(48) {
+            return None;
+        }
+        table = entry.next as usize - 1;
+        shift += 8;
+    }
+}
+
+/// Decodes one FACT Huffman16 stream: u64 number of symbols, u64 number of codes, per code
+/// (u16 symbol, u8 length, ceil(length/8) code bytes), then the bit stream read LSB first
+/// through 256-entry tables, 8 bits per level. A single code means "all values are this
+/// symbol". `max_symbols` bounds the output.
+pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let u64_at = |at: usize| -> std::result::Result<u64, String> {
+        input
+            .get(at..at + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+            .ok_or_else(|| format!("huffman16: the stream ends at byte {} inside its header", input.len()))
+    };
+    let n_symbols = u64_at(0)?;
+    if n_symbols > max_symbols as u64 {
+        return Err(format!("huffman16: {n_symbols} symbols announced, at most {max_symbols} fit in the tile"));
+    }
+    let n_codes = u64_at(8)?;
+    if n_codes > 65536 {
+        return Err(format!("huffman16: {n_codes} codes announced for 16-bit symbols"));
+    }
+    let mut tables: Vec<[HuffEntry; 256]> = vec![[HuffEntry::default(); 256]];
+    let mut codes: Vec<(u16, u8, u64)> = Vec::with_capacity(n_codes as usize);
+    let mut at = 16usize;
+    let truncated = |at: usize| format!("huffman16: the code table ends at byte {at} (truncated)");
+    for _ in 0..n_codes {
+        let sym = input.get(at..at + 2).ok_or_else(|| truncated(at))?;
+        let symbol = u16::from_le_bytes([sym[0], sym[1]]);
+        at += 2;
+        if n_codes == 1 {
+            for e in tables[0].iter_mut() {
+                *e = HuffEntry { leaf: true, n_bits: 0, symbol, next: 0 };
+            }
+            break;
+        }
+        let n_bits = *input.get(at).ok_or_else(|| truncated(at))?;
+        at += 1;
+        let n_bytes = (n_bits as usize).div_ceil(8);
+        if n_bytes > 8 {
+            return Err(format!("huffman16: a code of {n_bits} bits"));
+        }
+        let code_bytes = input.get(at..at + n_bytes).ok_or_else(|| truncated(at))?;
+        at += n_bytes;
+        let mut bits = 0u64;
+        for (i, b) in code_bytes.iter().enumerate() {
+            bits |= (*b as u64) << (8 * i);
+        }
+        if n_bits < 64 {
+            bits &= (1u64 << n_bits) - 1;
+        }
+        codes.push((symbol, n_bits, bits));
+        // Walk down one table per full byte of code, then fill every entry that starts with
+        // the remaining bits.
+        let mut table = 0usize;
+        let mut n = n_bits as u32;
+        while n > 8 {
+            let key = (bits & 0xff) as usize;
+            let next = tables[table][key].next;
+            table = if next == 0 {
+                tables.push([HuffEntry::default(); 256]);
+                let index = tables.len() - 1;
+                tables[table][key].next = index as u32 + 1;
+                index
+            } else {
+                next as usize - 1
+            };
+            bits >>= 8;
+            n -= 8;
+        }
+        let fill = 1usize << (8 - n);
+        for i in 0..fill {
+            let key = (bits as usize | (i << n)) & 0xff;
+            let e = &mut tables[table][key];
+            e.leaf = true;
+            e.symbol = symbol;
+            e.n_bits = n as u8;
+        }
+    }
+    let stream = &input[at..];
+    let total = n_symbols as usize;
+    out.reserve(total);
+    if stream.is_empty() {
+        if n_codes == 0 && total > 0 {
+            return Err("huffman16: symbols announced without any code".into());
+        }
+        let symbol = tables[0][0].symbol.to_le_bytes();
+        for _ in 0..total {
+            out.extend_from_slice(&symbol);
+        }
+        return Ok(());
+    }
+    // Codes of up to FAST_BITS bits decode with one lookup in a flat table indexed by the next
+    // bits of a 64-bit buffer (LSB first); longer ones walk the byte tables.
+    let mut fast = vec![0u32; 1 << FAST_BITS];
+    for &(symbol, n_bits, bits) in &codes {
+        if n_bits == 0 || n_bits as u32 > FAST_BITS {
+            continue;
+        }
+        for i in 0..1usize << (FAST_BITS - n_bits as u32) {
+            fast[(bits as usize | (i << n_bits)) & ((1 << FAST_BITS) - 1)] = ((symbol as u32) << 8) | n_bits as u32;
+        }
+    }
+    // Pairs: when the next FAST_BITS bits hold two whole codes, one lookup gives both (the
+    // decoding is a chain of dependent lookups, so halving the chain is what pays).
+    let mut pairs = vec![0u64; 1 << FAST_BITS];
+    for (idx, pair) in pairs.iter_mut().enumerate() {
+        let e1 = fast[idx];
+        if e1 == 0 {
+            continue;
+        }
+        let l1 = e1 & 0xff;
+        let e2 = fast[idx >> l1];
+        let l2 = e2 & 0xff;
+        *pair = if e2 != 0 && l1 + l2 <= FAST_BITS {
+            (e1 >> 8) as u64 | ((e2 >> 8) as u64) << 16 | ((l1 + l2) as u64) << 32 | (l1 as u64) << 40 | 2 << 48
+        } else {
+            (e1 >> 8) as u64 | (l1 as u64) << 32 | (l1 as u64) << 40 | 1 << 48
+        };
+    }
+    let total_bits = stream.len() as u64 * 8;
+    let (mut buf, mut n_buf, mut pos, mut consumed) = (0u64, 0u32, 0usize, 0u64);
+    let start = out.len();
+    // One spare symbol so that the fast loop may always store two.
+    out.resize(start + 2 * total + 2, 0);
+    let dst = &mut out[start..];
+    let mut written = 0usize;
+    // Fast loop, well inside the stream and the output: no end checks, and no branch on
+    // whether one or two symbols were decoded (both are stored, the count advances).
+    while written + 2 <= total && pos + 8 <= stream.len() {
+        if n_buf < 32 {
+            let word = u64::from_le_bytes(stream[pos..pos + 8].try_into().expect("8 bytes"));
+            buf |= word << n_buf;
+            let bytes = (63 - n_buf) >> 3;
+            pos += bytes as usize;
+            n_buf += bytes * 8;
+        }
+        let e = pairs[(buf & ((1 << FAST_BITS) - 1)) as usize];
+        if e == 0 {
+            // A code longer than FAST_BITS: walk the byte tables (n_buf ≥ 32 here).
+            let Some((symbol, len)) = walk_huffman_tables(&tables, buf, n_buf.saturating_sub(8)) else {
+                break; // let the careful loop below decide (unknown code or a very long one)
+            };
+            if len > n_buf {
+                break;
+            }
+            dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
+            written += 1;
+            buf >>= len;
+            n_buf -= len;
+            consumed += len as u64;
+            continue;
+        }
+        dst[2 * written..2 * written + 4].copy_from_slice(&(e as u32).to_le_bytes());
+        written += (e >> 48) as usize;
+        let len = (e >> 32) as u32 & 0xff;
+        buf >>= len;
+        n_buf -= len;
+        consumed += len as u64;
+    }
+    // Careful loop: one symbol at a time, zeros past the end of the stream (as the C++
+    // reader's two-byte peek), stopping when the input is used up.
+    while written < total && consumed < total_bits {
+        while n_buf <= 56 {
+            buf |= (*stream.get(pos).unwrap_or(&0) as u64) << n_buf;
+            n_buf += 8;
+            pos += 1;
+        }
+        let Some((symbol, len)) = walk_huffman_tables(&tables, buf, 56) else {
+            return Err(format!("huffman16: unknown bit code at bit {consumed} of the stream"));
+        };
+        dst[2 * written..2 * written + 2].copy_from_slice(&symbol.to_le_bytes());
+        written += 1;
+        buf >>= len;
+        n_buf -= len;
+        consumed += len as u64;
+    }
+    out.truncate(start + 2 * written);
+    if written != total {
+        return Err(format!("huffman16: the stream ended after {written} of {total} symbols"));
+    }
+    Ok(())
+}
+
+/// A DigiCam camera event (`DataModel.CameraEvent`), per-pixel arrays in software pixel order.
+#[derive(Clone, Debug, Default)]
+pub struct DigicamEvent {
+    pub telescope_id: i32,
+    /// Camera event counter.
+    pub event_number: u32,
+    /// SWAT array event number (0 when there is no SWAT).
+    pub array_event_number: u32,
+    /// Camera event-type flags (`CameraEventType`; 8 = internal trigger = pedestal).
+    pub event_type: u32,
+    /// Camera clock (White Rabbit), integer nanoseconds since the Unix epoch (TAI-based).
+    pub local_clock_ns: i64,
+    /// GPS trigger time (seconds, nanoseconds), (0, 0) when absent.
+    pub trigger_time: (u64, u64),
+    /// Raw ADC samples, `[pixel][sample]` in software pixel order.
+    pub samples: Vec<i16>,
+    pub n_samples: usize,
+    /// DigiCam baselines ×16 (ADC), software pixel order.
+    pub baselines: Vec<i16>,
+    pub pixels_flags: Vec<u16>,
+    /// The raw readout → software pixel permutation (`pixelsIndices`).
+    pub pixel_indices: Vec<u16>,
+}
+
+impl DigicamEvent {
+    /// The event's buffers for reuse, unless it never held any.
+    pub fn into_recyclable(self) -> Option<DigicamEvent> {
+        (!self.samples.is_empty()).then_some(self)
+    }
+}
+
+/// Reads the `Events` table of an SST-1M DigiCam zfits file, event by event.
+pub struct DigicamReader {
+    pub file: ZFile,
+    table: usize,
+    cols: DigicamColumns,
+    /// The columns this reader decodes.
+    wanted: Vec<bool>,
+    tile: Option<(usize, Tile)>,
+    next: u64,
+    pub n_events: u64,
+    /// The `TARGET` header key of the Events table (`Target,W1,RA,DEC`), when present.
+    pub target: Option<String>,
+}
+
+struct DigicamColumns {
+    telescope_id: usize,
+    event_number: usize,
+    array_event_number: Option<usize>,
+    event_type: Option<usize>,
+    samples: usize,
+    pixel_indices: usize,
+    baselines: Option<usize>,
+    time_sec: Option<usize>,
+    time_nanosec: Option<usize>,
+    pixels_flags: Option<usize>,
+    trig_sec: Option<usize>,
+    trig_nanosec: Option<usize>,
+}
+
+impl DigicamReader {
+    pub fn open(path: &Path) -> Result<DigicamReader> {
+        DigicamReader::new(ZFile::open(path)?)
+    }
+
+    /// A reader over an already opened zfits file.
+    pub fn new(file: ZFile) -> Result<DigicamReader> {
+        let what = file.path.display().to_string();
+        let table = file.table("Events").ok_or_else(|| {
+            Error::msg(format!(
+                "{what}: no Events table (tables: {})",
+                file.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let t = &file.tables[table];
+        if t.message_type != "DataModel.CameraEvent" {
+            return Err(Error::msg(format!(
+                "{what}: the Events table holds {:?} messages, not SST-1M DigiCam ones (DataModel.CameraEvent)",
+                t.message_type
+            )));
+        }
+        let find = |name: &str, elem: Elem| -> Result<Option<usize>> {
+            match t.column(name) {
+                None => Ok(None),
+                Some(i) if t.columns[i].elem == elem => Ok(Some(i)),
+                Some(i) => Err(Error::msg(format!(
+                    "{what}: column {name} has type {:?}, expected {elem:?}",
+                    t.columns[i].elem
+                ))),
+            }
+        };
+        let need = |name: &str, elem: Elem| -> Result<usize> {
+            find(name, elem)?.ok_or_else(|| Error::msg(format!("{what}: the Events table lacks the column {name}")))
+        };
+        let cols = DigicamColumns {
+            telescope_id: need("telescopeID", Elem::I32)?,
+            event_number: need("eventNumber", Elem::I32)?,
+            array_event_number: find("arrayEvtNum", Elem::I32)?,
+            event_type: find("event_type", Elem::I32)?,
+            samples: need("hiGain_waveforms_samples", Elem::I16)?,
+            pixel_indices: need("hiGain_waveforms_pixelsIndices", Elem::I16)?,
+            baselines: find("hiGain_waveforms_baselines", Elem::I16)?,
+            time_sec: find("local_time_sec", Elem::I64)?,
+            time_nanosec: find("local_time_nanosec", Elem::I64)?,
+            pixels_flags: find("pixels_flags", Elem::I16)?,
+            trig_sec: find("trig_timeSec", Elem::I32)?,
+            trig_nanosec: find("trig_timeNanoSec", Elem::I32)?,
+        };
+        for (name, c) in [("telescopeID", Some(cols.telescope_id)), ("eventNumber", Some(cols.event_number))] {
+            if let Some(c) = c {
+                if !t.columns[c].is_scalar() {
+                    return Err(Error::msg(format!("{what}: column {name} is not a scalar")));
+                }
+            }
+        }
+        let target = t.header.string("TARGET").or_else(|| file.headers.iter().find_map(|h| h.string("TARGET")));
+        let n_events = t.n_rows;
+        let mut wanted = vec![false; t.columns.len()];
+        for c in [Some(cols.telescope_id), Some(cols.event_number), Some(cols.samples), Some(cols.pixel_indices)]
+            .into_iter()
+            .chain([
+                cols.array_event_number,
+                cols.event_type,
+                cols.baselines,
+                cols.time_sec,
+                cols.time_nanosec,
+                cols.pixels_flags,
+                cols.trig_sec,
+                cols.trig_nanosec,
+            ])
+            .flatten()
+        {
+            wanted[c] = true;
+        }
+        Ok(DigicamReader { file, table, cols, wanted, tile: None, next: 0, n_events, target })
+    }
+
+    /// The next event, or `None` at the end of the table.
+    pub fn next_event(&mut self) -> Result<Option<DigicamEvent>> {
+        let mut event = DigicamEvent::default();
+        Ok(if self.read_into(&mut event)? { Some(event) } else { None })
+    }
+
+    /// Reads the next event into `event` (its buffers are reused); false at the end.
+    pub fn read_into(&mut self, event: &mut DigicamEvent) -> Result<bool> {
+        if self.next >= self.n_events {
+            return Ok(false);
+        }
+        let per_tile = self.file.tables[self.table].rows_per_tile;
+        let tile_index = (self.next / per_tile) as usize;
+        let row = (self.next % per_tile) as usize;
+        if self.tile.as_ref().map(|t| t.0) != Some(tile_index) {
+            let tile = self.file.read_tile_columns(self.table, tile_index, Some(&self.wanted))?;
+            self.tile = Some((tile_index, tile));
+        }
+        let what = self.file.path.display().to_string();
+        let (_, tile) = self.tile.as_ref().expect("loaded");
+        let c = &self.cols;
+        let scalar_u32 = |col: usize| -> u32 {
+            u32::from_le_bytes(tile.columns[col][4 * row..4 * row + 4].try_into().expect("checked"))
+        };
+        let scalar_u64 = |col: usize| -> u64 {
+            u64::from_le_bytes(tile.columns[col][8 * row..8 * row + 8].try_into().expect("checked"))
+        };
+        event.telescope_id = scalar_u32(c.telescope_id) as i32;
+        event.event_number = scalar_u32(c.event_number);
+        event.array_event_number = c.array_event_number.map(scalar_u32).unwrap_or(0);
+        event.event_type = c.event_type.map(scalar_u32).unwrap_or(0);
+        let sec = c.time_sec.map(scalar_u64).unwrap_or(0);
+        let nanosec = c.time_nanosec.map(scalar_u64).unwrap_or(0);
+        event.local_clock_ns = (sec as i64).wrapping_mul(1_000_000_000).wrapping_add(nanosec as i64);
+        event.trigger_time =
+            (c.trig_sec.map(scalar_u32).unwrap_or(0) as u64, c.trig_nanosec.map(scalar_u32).unwrap_or(0) as u64);
+        let array = |col: usize| tile.array(col, row);
+        let index_bytes = array(c.pixel_indices);
+        let n_pixels = index_bytes.len() / 2;
+        event.pixel_indices.clear();
+        event.pixel_indices.extend(index_bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
+        let sample_bytes = array(c.samples);
+        if n_pixels == 0 || !(sample_bytes.len() / 2).is_multiple_of(n_pixels) {
+            return Err(Error::msg(format!(
+                "{what}: event {} (row {}): {} samples for {n_pixels} pixels",
+                event.event_number,
+                self.next,
+                sample_bytes.len() / 2
+            )));
+        }
+        let n_samples = sample_bytes.len() / 2 / n_pixels;
+        event.n_samples = n_samples;
+        // Software pixel id of readout position i is pixelsIndices[i]; check it is a permutation.
+        let mut seen = vec![false; n_pixels];
+        for &p in &event.pixel_indices {
+            if (p as usize) >= n_pixels || std::mem::replace(&mut seen[p as usize], true) {
+                return Err(Error::msg(format!(
+                    "{what}: event {} (row {}): pixelsIndices is not a permutation of 0..{n_pixels} (value {p})",
+                    event.event_number, self.next
+                )));
+            }
+        }
+        event.samples.resize(n_pixels * n_samples, 0);
+        for (readout, &pixel) in event.pixel_indices.iter().enumerate() {
+            let src = &sample_bytes[2 * readout * n_samples..2 * (readout + 1) * n_samples];
+            let dst = &mut event.samples[pixel as usize * n_samples..(pixel as usize + 1) * n_samples];
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = i16::from_le_bytes([s[0], s[1]]);
+            }
+        }
+        let reorder = |col: Option<usize>, out: &mut Vec<u16>| -> Result<()> {
+            out.clear();
+            let Some(col) = col else { return Ok(()) };
+            let bytes = array(col);
+            if bytes.is_empty() {
+                return Ok(());
+            }
+            if bytes.len() != 2 * n_pixels {
+                return Err(Error::msg(format!(
+                    "{what}: event {}: {} values of {} for {n_pixels} pixels",
+                    event.event_number,
+                    bytes.len() / 2,
+                    self.file.tables[self.table].columns[col].name
+                )));
+            }
+            out.resize(n_pixels, 0);
+            for (readout, &pixel) in event.pixel_indices.iter().enumerate() {
+                out[pixel as usize] = u16::from_le_bytes([bytes[2 * readout], bytes[2 * readout + 1]]);
+            }
+            Ok(())
+        };
+        let mut baselines = Vec::new();
+        reorder(c.baselines, &mut baselines)?;
+        event.baselines.clear();
+        event.baselines.extend(baselines.iter().map(|&b| b as i16));
+        let mut flags = std::mem::take(&mut event.pixels_flags);
+        reorder(c.pixels_flags, &mut flags)?;
+        event.pixels_flags = flags;
+        self.next += 1;
+        Ok(true)
+    }
+}
