@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --python
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo test --quiet
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+scripts/check_architecture.sh
+cargo test --workspace --quiet
 cargo build --quiet
 cargo build --quiet --examples
 # The quickstart (a few minutes of physics) runs on the release build.

@@ -61,12 +61,7 @@ fn telescope_of(path: &Path, format: Format) -> Result<u16> {
                 _ => Err(Error::msg(format!("{name} holds telescopes {ids:?}: choose one with --tel-id"))),
             }
         }
-        Format::R1 => {
-            let f = hdf5::File::open(path).map_err(|e| Error::msg(format!("{name}: {e}")))?;
-            f.attr("tel_id")
-                .and_then(|a| a.read_scalar::<u16>())
-                .map_err(|e| Error::msg(format!("{name}: tel_id: {e}")))
-        }
+        Format::R1 => crate::io::r1::read_tel_id(path),
     }
 }
 

@@ -26,10 +26,8 @@
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
-use crate::io::dl1::{Dl1Reader, Dl1Writer, ParametersRow};
-use crate::io::hdf5_table::{ensure_groups, ColumnMeta, Table};
+use crate::io::dl1::{Dl1Reader, Dl1Writer, GeometryRow, ImpactRow, ParametersRow};
 use crate::reco::stereo::{hillas_reconstructor, impact_distance, StereoGeometry, StereoImage};
-use hdf5::H5Type;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
@@ -225,60 +223,6 @@ fn match_events(
         }
     }
     (pairs, mono, multiple)
-}
-
-/// ctapipe's stereo geometry table row (`/dl2/event/subarray/geometry/HillasReconstructor`).
-#[derive(H5Type, Clone, Copy, Debug)]
-#[repr(C)]
-#[allow(non_snake_case)]
-struct GeometryRow {
-    obs_id: i64,
-    event_id: i64,
-    HillasReconstructor_alt: f64,
-    HillasReconstructor_alt_uncert: f64,
-    HillasReconstructor_az: f64,
-    HillasReconstructor_az_uncert: f64,
-    HillasReconstructor_core_x: f64,
-    HillasReconstructor_core_y: f64,
-    HillasReconstructor_core_tilted_x: f64,
-    HillasReconstructor_core_tilted_y: f64,
-    HillasReconstructor_h_max: f64,
-    HillasReconstructor_is_valid: bool,
-    HillasReconstructor_average_intensity: f64,
-}
-
-const GEOMETRY_COLUMNS: [(&str, &str); 13] = [
-    ("obs_id", ""),
-    ("event_id", ""),
-    ("HillasReconstructor_alt", "deg"),
-    ("HillasReconstructor_alt_uncert", "deg"),
-    ("HillasReconstructor_az", "deg"),
-    ("HillasReconstructor_az_uncert", "deg"),
-    ("HillasReconstructor_core_x", "m"),
-    ("HillasReconstructor_core_y", "m"),
-    ("HillasReconstructor_core_tilted_x", "m"),
-    ("HillasReconstructor_core_tilted_y", "m"),
-    ("HillasReconstructor_h_max", "m"),
-    ("HillasReconstructor_is_valid", ""),
-    ("HillasReconstructor_average_intensity", ""),
-];
-
-/// ctapipe's impact table row (`/dl2/event/telescope/impact/HillasReconstructor/tel_NNN`).
-#[derive(H5Type, Clone, Copy, Debug)]
-#[repr(C)]
-#[allow(non_snake_case)]
-struct ImpactRow {
-    obs_id: i64,
-    event_id: i64,
-    tel_id: i16,
-    HillasReconstructor_tel_impact_distance: f64,
-}
-
-const IMPACT_COLUMNS: [(&str, &str); 4] =
-    [("obs_id", ""), ("event_id", ""), ("tel_id", ""), ("HillasReconstructor_tel_impact_distance", "m")];
-
-fn meta(columns: &[(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
-    columns.iter().map(|(n, u)| ColumnMeta::new(n, u)).collect()
 }
 
 fn geometry_row(obs_id: i64, event_id: i64, g: Option<&StereoGeometry>) -> GeometryRow {
@@ -487,19 +431,8 @@ impl Stage for Dl1StereoStage {
             if let Some(o) = &readers[k].observation {
                 writer.write_observation(o)?;
             }
-            let group = ensure_groups(writer.file(), "/dl2/event/subarray/geometry")?;
-            let mut t = Table::<GeometryRow>::create(&group, "HillasReconstructor", 1024, &meta(&GEOMETRY_COLUMNS))?;
-            for r in &geometry_rows {
-                t.push(*r)?;
-            }
-            t.finish()?;
-            let group = ensure_groups(writer.file(), "/dl2/event/telescope/impact/HillasReconstructor")?;
-            let mut t =
-                Table::<ImpactRow>::create(&group, &format!("tel_{:03}", tels[k]), 1024, &meta(&IMPACT_COLUMNS))?;
-            for r in &impacts[k] {
-                t.push(*r)?;
-            }
-            t.finish()?;
+            writer.write_stereo_geometry(&geometry_rows)?;
+            writer.write_stereo_impacts(tels[k], &impacts[k])?;
             writer.finish()?;
         }
         let _ = writeln!(

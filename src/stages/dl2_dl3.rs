@@ -48,6 +48,7 @@ use crate::contract::{self, Difference};
 use crate::error::{Error, Result};
 use crate::io::dl2::Dl2Reader;
 use crate::io::fits::{self, BinTable, Card, Column, ColumnData, RawHdu, Value as Fv};
+use crate::io::gadf::{self, CutIdentity};
 use crate::io::r1::ObservationRow;
 use crate::reco::EventSelection;
 use serde_json::Value;
@@ -101,9 +102,8 @@ struct IrfInfo<'a> {
     hdus: Vec<RawHdu>,
     activity_key: String,
     pipeline_version: String,
-    /// `Ok(value)` for a global cut, `Err(table hash)` for a cut table.
-    cut: std::result::Result<f64, String>,
-    event_selection: Value,
+    cut: CutIdentity,
+    event_selection: Option<EventSelection>,
     models: Value,
     zenith: f64,
     azimuth: f64,
@@ -120,27 +120,16 @@ fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
         }
     }
     let h = hdus.iter().find(|h| h.extname() == IRF_HDUS[0]).expect("checked").clone();
-    let missing =
-        |k: &str| Error::msg(format!("{what}: header card {k} is missing; not an sst1mflow IRF (or an old one)"));
-    let string = |k: &str| h.string(k).ok_or_else(|| missing(k));
-    let number = |k: &str| h.number(k).ok_or_else(|| missing(k));
-    let cut = match h.number("GH_CUT") {
-        Some(v) => Ok(v),
-        None => Err(string("CUTTABLE")?),
-    };
-    let json = |k: &str| -> Result<Value> {
-        let text = string(k)?;
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| Error::msg(format!("{what}: header card {k} is not JSON: {e}")))
-    };
+    let string = |k: &str| h.string(k).ok_or_else(|| gadf::missing(k, &what));
+    let number = |k: &str| h.number(k).ok_or_else(|| gadf::missing(k, &what));
+    let cut = CutIdentity::from_header(&h).ok_or_else(|| gadf::missing("GH_CUT", &what))?;
+    let json = |k: &str| gadf::json_card(&h, k, &what);
     Ok(IrfInfo {
         input,
         activity_key: string("S1MKEY")?,
         pipeline_version: string("S1MVER")?,
         cut,
-        event_selection: json("EVTSEL")?,
+        event_selection: gadf::event_selection(&h, &what)?,
         models: json("RFMODELS")?,
         zenith: number("ZEN_PNT")?,
         azimuth: number("AZ_PNT")?,
@@ -215,22 +204,20 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        if let Some(sel) = config.get("event_selection") {
-            EventSelection::parse(sel).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
-        }
+        EventSelection::from_config(config)
+            .map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let opts = options(ctx.params, "dl2-dl3")?;
-        let selection = EventSelection::parse(
-            ctx.config.get("event_selection").ok_or_else(|| Error::msg("config event_selection is missing"))?,
-        )
-        .map_err(Error::msg)?;
+        let selection = EventSelection::from_config(ctx.config).map_err(|e| Error::msg(format!("config {e}")))?;
         // The cut and its identity.
         let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
-        let (cut, cut_id): (GhCut, std::result::Result<f64, String>) = match cut_input {
-            Some(f) => (GhCut::Binned(read_cut_table(&f.path, &f.name)?), Err(f.hash.clone())),
+        let (cut, cut_id): (GhCut, CutIdentity) = match cut_input {
+            Some(f) => {
+                (GhCut::Binned(read_cut_table(&f.path, &f.name)?), CutIdentity::Table { sha256: f.hash.clone() })
+            }
             None => {
                 let c = ctx
                     .config
@@ -239,7 +226,7 @@ impl Stage for Dl2Dl3Stage {
                     .and_then(Value::as_f64)
                     .filter(|c| (0.0..1.0).contains(c))
                     .ok_or_else(|| Error::msg("config analysis.global_gammaness_cut must be a number in [0, 1)"))?;
-                (GhCut::Global(c), Ok(c))
+                (GhCut::Global(c), CutIdentity::Global(c))
             }
         };
         let runs = open_runs(ctx.inputs.get("dl2").map(Vec::as_slice).unwrap_or(&[]))?;
@@ -307,7 +294,7 @@ impl Stage for Dl2Dl3Stage {
         let mean_az = az_y.atan2(az_x).to_degrees().rem_euclid(360.0);
         let nsb = runs[0].observation.nsb_rate;
         let irf = choose_irf(ctx, &cut_id, 90.0 - mean_alt, mean_az, nsb)?;
-        let overridden = check_contract(&runs, &irf, ctx.config.get("event_selection"), opts.allow_override)?;
+        let overridden = check_contract(&runs, &irf, &selection, opts.allow_override)?;
         if !overridden.is_empty() {
             let _ =
                 writeln!(ctx.log, "WARNING: contract overridden (override_contract: true):\n{}", overridden.join("\n"));
@@ -336,28 +323,14 @@ impl Stage for Dl2Dl3Stage {
         let (date_end, time_end) = astro::utc_date_time(gti[gti.len() - 1].1);
 
         let s = |v: &str| Fv::Str(v.to_string());
-        let mut provenance = vec![
-            Card::new("CREATOR", s("sst1mflow dl2-dl3"), ""),
-            Card::new("ORIGIN", s("sst1mflow"), ""),
-            Card::new("S1MVER", s(ctx.pipeline_version), "sst1mflow pipeline version"),
-        ];
-        match &cut_id {
-            Ok(c) => provenance.push(Card::new("GH_CUT", Fv::Float(*c), "global gammaness cut (gammaness > cut)")),
-            Err(hash) => {
-                provenance.push(Card::new("GH_CUT", s("energy-dependent"), "gammaness >= cut of the reco-energy bin"));
-                provenance.push(Card::new("CUTTABLE", s(hash), "SHA-256 of the gh-cuts table"));
-            }
-        }
-        let evtsel = ctx.config.get("event_selection").map(|v| v.to_string()).unwrap_or_default();
-        provenance.push(Card::new("EVTSEL", s(&evtsel), "event_selection"));
-        provenance.push(Card::new("RFMODELS", s(&runs[0].dl2.models), "RF models behind the DL2"));
+        let mut provenance = gadf::software_cards(self.name(), ctx.pipeline_version);
+        provenance.extend(gadf::analysis_cards(&cut_id, &selection, &runs[0].dl2.models, "RF models behind the DL2"));
         provenance.push(Card::new("IRFKEY", s(&irf.activity_key), "activity that made the IRF HDUs"));
         provenance.push(Card::new("IRFFILE", s(&irf.input.hash), "SHA-256 of the IRF product"));
         for (i, line) in overridden.iter().enumerate() {
             provenance.push(Card::new(&format!("S1MOVR{}", i + 1), s(line), "contract overridden"));
         }
-        provenance.push(Card::new("S1MNOTE", s("sst1mflow_activity_key follows"), ""));
-        provenance.push(Card::new("S1MKEY", s(ctx.activity_key), "activity that made this file"));
+        provenance.extend(gadf::activity_key_cards(ctx.activity_key));
 
         let time_cards = vec![
             Card::new("MJDREFI", Fv::Int(astro::DL3_MJDREFI), "[d] time reference: 2001-01-01 UTC, in TT"),
@@ -368,13 +341,8 @@ impl Stage for Dl2Dl3Stage {
             Card::new("TSTART", Fv::Float(tstart), "[s] since the time reference"),
             Card::new("TSTOP", Fv::Float(tstop), "[s]"),
         ];
-        let mut events_cards = vec![
-            Card::new("HDUCLASS", s("GADF"), ""),
-            Card::new("HDUDOC", s("https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"), ""),
-            Card::new("HDUVERS", s("0.3"), ""),
-            Card::new("HDUCLAS1", s("EVENTS"), ""),
-            Card::new("OBS_ID", Fv::Int(obs_id), ""),
-        ];
+        let mut events_cards = gadf::hdu_class_cards("0.3", &["EVENTS"]);
+        events_cards.push(Card::new("OBS_ID", Fv::Int(obs_id), ""));
         events_cards.extend(time_cards.iter().cloned());
         events_cards.extend([
             Card::new("TELAPSE", Fv::Float(tstop - tstart), "[s]"),
@@ -407,13 +375,8 @@ impl Stage for Dl2Dl3Stage {
             Card::new("IRF", s(&irf.node), "node of the IRF HDUs in this file"),
         ]);
         events_cards.extend(provenance.iter().cloned());
-        let mut gti_cards = vec![
-            Card::new("HDUCLASS", s("GADF"), ""),
-            Card::new("HDUDOC", s("https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"), ""),
-            Card::new("HDUVERS", s("0.3"), ""),
-            Card::new("HDUCLAS1", s("GTI"), ""),
-            Card::new("OBS_ID", Fv::Int(obs_id), ""),
-        ];
+        let mut gti_cards = gadf::hdu_class_cards("0.3", &["GTI"]);
+        gti_cards.push(Card::new("OBS_ID", Fv::Int(obs_id), ""));
         gti_cards.extend(time_cards);
         let n = ev.time.len();
         let tables = [
@@ -515,17 +478,10 @@ fn open_runs(inputs: &[InputFile]) -> Result<Vec<Run<'_>>> {
     Ok(runs)
 }
 
-fn describe_cut(cut: &std::result::Result<f64, String>) -> String {
-    match cut {
-        Ok(c) => format!("global gammaness > {c}"),
-        Err(h) => format!("cut table {}", &h[..h.len().min(16)]),
-    }
-}
-
 /// The IRF of this cut whose node is nearest the observation.
 fn choose_irf<'a>(
     ctx: &mut StageContext<'a>,
-    cut: &std::result::Result<f64, String>,
+    cut: &CutIdentity,
     zenith: f64,
     azimuth: f64,
     nsb: f64,
@@ -538,13 +494,13 @@ fn choose_irf<'a>(
         if &irf.cut == cut {
             candidates.push(irf);
         } else {
-            other_cuts.push(format!("  {} ({}): {}", input.name, irf.node, describe_cut(&irf.cut)));
+            other_cuts.push(format!("  {} ({}): {}", input.name, irf.node, irf.cut.describe()));
         }
     }
     if candidates.is_empty() {
         return Err(Error::msg(format!(
             "no IRF was made with this DL3's gammaness cut ({}); the IRFs given are:\n{}",
-            describe_cut(cut),
+            cut.describe(),
             other_cuts.join("\n")
         )));
     }
@@ -573,13 +529,13 @@ fn choose_irf<'a>(
 
 /// The IRF must come from the DL2's RF models, the same event selection and the same
 /// pipeline version. Returns the differences when overridden.
-fn check_contract(runs: &[Run], irf: &IrfInfo, event_selection: Option<&Value>, allow: bool) -> Result<Vec<String>> {
+fn check_contract(runs: &[Run], irf: &IrfInfo, selection: &EventSelection, allow: bool) -> Result<Vec<String>> {
     let dl2 = &runs[0];
     let dl2_models: Value = serde_json::from_str(&dl2.dl2.models).unwrap_or(Value::Null);
     let mut left = model_hashes(&irf.models);
     let mut right = model_hashes(&dl2_models);
-    left.insert("event_selection".into(), irf.event_selection.clone());
-    right.insert("event_selection".into(), event_selection.cloned().unwrap_or(Value::Null));
+    left.insert("event_selection".into(), irf.event_selection.as_ref().map_or(Value::Null, |s| s.as_json().clone()));
+    right.insert("event_selection".into(), selection.as_json().clone());
     left.insert("pipeline version".into(), Value::String(irf.pipeline_version.clone()));
     right.insert("pipeline version".into(), Value::String(dl2.dl2.pipeline_version.clone()));
     let diffs: Vec<Difference> = contract::all_differences(&left, &right);

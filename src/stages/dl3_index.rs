@@ -21,6 +21,7 @@
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
 use crate::io::fits::{self, BinTable, Card, Column, ColumnData, RawHdu, Value as Fv};
+use crate::io::gadf;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -74,14 +75,7 @@ fn strings(values: Vec<String>) -> ColumnData {
 }
 
 fn index_cards(class2: &str) -> Vec<Card> {
-    let s = |v: &str| Fv::Str(v.into());
-    vec![
-        Card::new("HDUCLASS", s("GADF"), ""),
-        Card::new("HDUDOC", s("https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"), ""),
-        Card::new("HDUVERS", s("0.3"), ""),
-        Card::new("HDUCLAS1", s("INDEX"), ""),
-        Card::new("HDUCLAS2", s(class2), ""),
-    ]
+    gadf::hdu_class_cards("0.3", &["INDEX", class2])
 }
 
 /// Header cards copied from the first observation's EVENTS into the obs index (time
@@ -185,13 +179,9 @@ impl Stage for Dl3IndexStage {
             }
         }
         let s = |v: &str| Fv::Str(v.into());
-        let mut primary = vec![
-            Card::new("CREATOR", s("sst1mflow dl3-index"), ""),
-            Card::new("S1MVER", s(ctx.pipeline_version), "sst1mflow pipeline version"),
-            Card::new("NOBS", Fv::Int(obs.len() as i64), "observations in this file"),
-            Card::new("S1MNOTE", s("sst1mflow_activity_key follows"), ""),
-            Card::new("S1MKEY", s(ctx.activity_key), "activity that made this file"),
-        ];
+        let mut primary = gadf::software_cards(self.name(), ctx.pipeline_version);
+        primary.push(Card::new("NOBS", Fv::Int(obs.len() as i64), "observations in this file"));
+        primary.extend(gadf::activity_key_cards(ctx.activity_key));
         let bundle_refs: Vec<&RawHdu> = hdus.iter().collect();
         fits::write_with_copies(&ctx.work_dir.join(BUNDLE), &primary, &[], &bundle_refs)?;
 

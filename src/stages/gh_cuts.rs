@@ -15,11 +15,11 @@
 use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
+use crate::io::analysis_tables::write_cut_table;
+pub use crate::io::analysis_tables::{read_cut_table, CutRow};
 use crate::io::dl2::Dl2Reader;
-use crate::io::hdf5_table::{create_product_file, ensure_groups, write_attrs, Attr, ColumnMeta, Table};
 use crate::irf;
 use crate::reco::EventSelection;
-use hdf5::H5Type;
 use serde_json::Value;
 use std::path::Path;
 
@@ -27,36 +27,6 @@ pub struct GhCutsStage;
 
 const MIN_EVENTS: usize = 100;
 const CLIP: (f64, f64) = (0.1, 0.95);
-
-#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
-#[repr(C)]
-pub struct CutRow {
-    pub low: f64,
-    pub high: f64,
-    pub center: f64,
-    pub n_events: i64,
-    pub cut: f64,
-}
-
-const CUT_COLUMNS: [(&str, &str); 5] =
-    [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("cut", "")];
-
-/// Reads a cut table back (for make-irfs and DL3).
-pub fn read_cut_table(path: &Path, shown_as: &str) -> Result<Vec<CutRow>> {
-    let bad = |what: String| Error::msg(format!("gammaness cut table {shown_as}: {what}"));
-    let file = hdf5::File::open(path).map_err(|e| bad(format!("cannot open ({e})")))?;
-    let rows = file
-        .dataset("/gammaness_cuts")
-        .and_then(|d| d.read_raw::<CutRow>())
-        .map_err(|e| bad(format!("no readable /gammaness_cuts table ({e})")))?;
-    if rows.is_empty()
-        || rows.windows(2).any(|w| w[0].high != w[1].low)
-        || rows.iter().any(|r| r.low.is_nan() || r.high.is_nan() || r.low >= r.high)
-    {
-        return Err(bad("bins are empty, unordered or not contiguous".into()));
-    }
-    Ok(rows)
-}
 
 /// The gammaness cut: global (`gammaness > cut`) or per reco-energy bin (`>=`, pyirf's rule).
 pub enum GhCut {
@@ -135,11 +105,7 @@ fn settings(config: &Value) -> std::result::Result<Settings, String> {
     }
     let n = n as usize;
     let edges = (0..n).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64)).collect();
-    Ok(Settings {
-        selection: EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)?,
-        efficiency,
-        edges,
-    })
+    Ok(Settings { selection: EventSelection::from_config(config)?, efficiency, edges })
 }
 
 impl Stage for GhCutsStage {
@@ -209,21 +175,17 @@ impl Stage for GhCutsStage {
             )));
         }
         let (table, fill) = efficiency_cuts(&gammaness, &energy, &s.edges, s.efficiency)?;
-        let file = create_product_file(&ctx.work_dir.join("gh_cuts.h5"), ctx.activity_key, ctx.pipeline_version)?;
-        write_attrs(&file, &[("gamma_efficiency", Attr::Float(s.efficiency)), ("method", Attr::Str("efficiency"))])?;
-        let columns: Vec<ColumnMeta> = CUT_COLUMNS.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();
-        let root = ensure_groups(&file, "/")?;
-        let mut t = Table::<CutRow>::create(&root, "gammaness_cuts", 64, &columns)?;
-        for b in &table {
-            t.push(CutRow {
+        let rows: Vec<CutRow> = table
+            .iter()
+            .map(|b| CutRow {
                 low: b.low,
                 high: b.high,
                 center: (b.low * b.high).sqrt(),
                 n_events: b.n_events as i64,
                 cut: b.cut,
-            })?;
-        }
-        t.finish()?;
+            })
+            .collect();
+        write_cut_table(&ctx.work_dir.join("gh_cuts.h5"), ctx.activity_key, ctx.pipeline_version, s.efficiency, &rows)?;
         let filled = table.iter().filter(|b| b.n_events < MIN_EVENTS).count();
         let _ = writeln!(
             ctx.log,

@@ -33,6 +33,7 @@ use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
 use crate::io::dl2::Dl2Reader;
 use crate::io::fits::{self, BinTable, Card, Column, ColumnData, Value as Fv};
+use crate::io::gadf::{self, CutIdentity};
 use crate::irf::{self, SimulationInfo};
 use crate::reco::EventSelection;
 use serde_json::Value;
@@ -103,7 +104,7 @@ fn geomspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 }
 
 fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std::result::Result<Settings, String> {
-    let selection = EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)?;
+    let selection = EventSelection::from_config(config)?;
     let cut = match binned {
         Some(table) => GhCut::Binned(table),
         None => {
@@ -238,16 +239,7 @@ fn transpose(values: &[f64], dims: &[usize]) -> Vec<f32> {
 }
 
 fn hdu(extname: &str, class2: &str, class4: &str, columns: Vec<Column>, provenance: &[Card]) -> BinTable {
-    let s = |v: &str| Fv::Str(v.into());
-    let mut cards = vec![
-        Card::new("HDUCLASS", s("GADF"), ""),
-        Card::new("HDUDOC", s("https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"), ""),
-        Card::new("HDUVERS", s("0.2"), ""),
-        Card::new("HDUCLAS1", s("RESPONSE"), ""),
-        Card::new("HDUCLAS2", s(class2), ""),
-        Card::new("HDUCLAS3", s("FULL-ENCLOSURE"), ""),
-        Card::new("HDUCLAS4", s(class4), ""),
-    ];
+    let mut cards = gadf::hdu_class_cards("0.2", &["RESPONSE", class2, "FULL-ENCLOSURE", class4]);
     cards.extend_from_slice(provenance);
     BinTable { extname: extname.into(), n_rows: 1, columns, cards }
 }
@@ -368,35 +360,25 @@ impl Stage for MakeIrfsStage {
             );
         }
         let str_card = |k: &str, v: &str, c: &str| Card::new(k, Fv::Str(v.into()), c);
-        let mut provenance = vec![
-            Card::new("CREATOR", Fv::Str("sst1mflow".into()), ""),
-            Card::new("ORIGIN", Fv::Str("sst1mflow make-irfs".into()), ""),
-        ];
-        provenance.push(str_card("S1MVER", ctx.pipeline_version, "sst1mflow pipeline version"));
-        match (&s.cut, cut_input) {
-            (GhCut::Global(c), _) => {
-                provenance.push(Card::new("GH_CUT", Fv::Float(*c), "global gammaness cut (gammaness > cut)"))
-            }
-            (GhCut::Binned(_), Some(f)) => {
-                provenance.push(str_card("GH_CUT", "energy-dependent", "gammaness >= cut of the reco-energy bin"));
-                provenance.push(str_card("CUTTABLE", &f.hash, "SHA-256 of the gh-cuts table"));
-            }
+        let cut_id = match (&s.cut, cut_input) {
+            (GhCut::Global(c), _) => CutIdentity::Global(*c),
+            (GhCut::Binned(_), Some(f)) => CutIdentity::Table { sha256: f.hash.clone() },
             (GhCut::Binned(_), None) => unreachable!("a binned cut comes from a cuts input"),
-        }
-        provenance.push(str_card(
-            "EVTSEL",
-            &ctx.config.get("event_selection").map(|v| v.to_string()).unwrap_or_default(),
-            "event_selection",
+        };
+        let mut provenance = gadf::software_cards(self.name(), ctx.pipeline_version);
+        provenance.extend(gadf::analysis_cards(
+            &cut_id,
+            &s.selection,
+            &gammas.models,
+            "RF models behind the gamma DL2",
         ));
-        provenance.push(str_card("RFMODELS", &gammas.models, "RF models behind the gamma DL2"));
         let (alt, az, nsb) = gammas.node;
         provenance.push(Card::new("ZEN_PNT", Fv::Float(90.0 - alt), "[deg] zenith of the simulated pointing"));
         provenance.push(Card::new("AZ_PNT", Fv::Float(az), "[deg] azimuth of the simulated pointing"));
         provenance.push(Card::new("NSBRATE", Fv::Float(nsb), "[GHz] simulated night-sky background"));
         provenance.push(str_card("IRFNODE", &node_name(alt, az, nsb), "zenith/azimuth/NSB node"));
         // The marker, then the key within the next card: what `lineage` looks for in a copy.
-        provenance.push(str_card("S1MNOTE", "sst1mflow_activity_key follows", ""));
-        provenance.push(str_card("S1MKEY", ctx.activity_key, "activity that made this file"));
+        provenance.extend(gadf::activity_key_cards(ctx.activity_key));
         let offset_cols = axis("THETA", "deg", &s.offset);
         let columns_aeff = [
             axis("ENERG", "TeV", &true_e).to_vec(),

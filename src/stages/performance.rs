@@ -36,13 +36,14 @@ use super::params::Params;
 use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
+use crate::io::analysis_tables::{
+    write_performance, PerformanceTables, ResolutionRow, RocRow, SensitivityRow, SummaryRow,
+};
 use crate::io::dl2::Dl2Reader;
-use crate::io::hdf5_table::{create_product_file, ensure_groups, ColumnMeta, Table};
 use crate::irf::performance::{self as perf, ResolutionBin, ScoredEvents};
 use crate::irf::{self, CutBin, SimulationInfo, WeightedEvents, STANDARD_DETECTION};
 use crate::plot::{Axis, Figure, Scale, Series, COLORS};
 use crate::reco::EventSelection;
-use hdf5::H5Type;
 use serde_json::Value;
 
 pub struct PerformanceStage;
@@ -127,7 +128,7 @@ fn settings(config: &Value) -> std::result::Result<Settings, String> {
         return Err("analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins >= 2 edges".into());
     }
     let s = Settings {
-        selection: EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)?,
+        selection: EventSelection::from_config(config)?,
         global_gh: a("global_gammaness_cut")?,
         efficiency: a("gamma_efficiency")?,
         global_theta: a("global_theta_cut")?,
@@ -225,72 +226,6 @@ fn load(
     Ok(p)
 }
 
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct ResolutionRow {
-    low: f64,
-    high: f64,
-    center: f64,
-    n_events: i64,
-    resolution: f64,
-    bias: f64,
-}
-
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct RocRow {
-    threshold: f64,
-    false_positive_rate: f64,
-    true_positive_rate: f64,
-}
-
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct CutTableRow {
-    low: f64,
-    high: f64,
-    center: f64,
-    n_events: i64,
-    cut: f64,
-}
-
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct SensitivityRow {
-    energy: f64,
-    energy_min: f64,
-    energy_max: f64,
-    n_gamma_simulated: i64,
-    n_proton_simulated: i64,
-    n_signal: f64,
-    n_background: f64,
-    relative_sensitivity: f64,
-    flux_sensitivity: f64,
-    flux_sensitivity_erg: f64,
-}
-
-#[derive(H5Type, Clone, Copy)]
-#[repr(C)]
-struct SummaryRow {
-    roc_auc: f64,
-    observation_time_h: f64,
-    time_to_detection_s: f64,
-    signal_rate: f64,
-    background_rate: f64,
-    n_gamma_selected: i64,
-    n_proton_selected: i64,
-}
-
-fn write_table<T: H5Type + Copy>(file: &hdf5::File, name: &str, units: &[(&str, &str)], rows: &[T]) -> Result<()> {
-    let columns: Vec<ColumnMeta> = units.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();
-    let mut t = Table::<T>::create(&ensure_groups(file, "/")?, name, 256, &columns)?;
-    for r in rows {
-        t.push(*r)?;
-    }
-    t.finish()?;
-    Ok(())
-}
-
 fn resolution_rows(bins: &[ResolutionBin]) -> Vec<ResolutionRow> {
     bins.iter()
         .map(|b| ResolutionRow {
@@ -304,9 +239,9 @@ fn resolution_rows(bins: &[ResolutionBin]) -> Vec<ResolutionRow> {
         .collect()
 }
 
-fn cut_rows(bins: &[CutBin]) -> Vec<CutTableRow> {
+fn cut_rows(bins: &[CutBin]) -> Vec<CutRow> {
     bins.iter()
-        .map(|b| CutTableRow {
+        .map(|b| CutRow {
             low: b.low,
             high: b.high,
             center: (b.low * b.high).sqrt(),
@@ -558,13 +493,6 @@ impl Stage for PerformanceStage {
             perf::time_to_detection(signal_rate, background_rate, alpha, &STANDARD_DETECTION, MAX_DETECTION_S);
 
         // Tables.
-        let file = create_product_file(&ctx.work_dir.join("performance.h5"), ctx.activity_key, ctx.pipeline_version)?;
-        let res_units =
-            [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("resolution", ""), ("bias", "")];
-        write_table(&file, "energy_resolution", &res_units, &resolution_rows(&energy_res))?;
-        let ang_units =
-            [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("resolution", "deg"), ("bias", "")];
-        write_table(&file, "angular_resolution", &ang_units, &resolution_rows(&angular_res))?;
         let roc_rows: Vec<RocRow> = (0..roc.threshold.len())
             .map(|i| RocRow {
                 threshold: roc.threshold[i],
@@ -572,29 +500,6 @@ impl Stage for PerformanceStage {
                 true_positive_rate: roc.true_positive_rate[i],
             })
             .collect();
-        write_table(
-            &file,
-            "roc",
-            &[("threshold", ""), ("false_positive_rate", ""), ("true_positive_rate", "")],
-            &roc_rows,
-        )?;
-        let cut_units = [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("cut", "")];
-        write_table(&file, "gammaness_cuts", &cut_units, &cut_rows(&gh_cuts))?;
-        let theta_units = [("low", "TeV"), ("high", "TeV"), ("center", "TeV"), ("n_events", ""), ("cut", "deg")];
-        write_table(&file, "theta_cuts", &theta_units, &cut_rows(&theta_cuts))?;
-        let sens_units = [
-            ("energy", "TeV"),
-            ("energy_min", "TeV"),
-            ("energy_max", "TeV"),
-            ("n_gamma_simulated", ""),
-            ("n_proton_simulated", ""),
-            ("n_signal", ""),
-            ("n_background", ""),
-            ("relative_sensitivity", ""),
-            ("flux_sensitivity", "TeV cm-2 s-1"),
-            ("flux_sensitivity_erg", "erg cm-2 s-1"),
-        ];
-        write_table(&file, "sensitivity", &sens_units, &sensitivity)?;
         let summary = SummaryRow {
             roc_auc: roc.auc,
             observation_time_h: s.t_obs_s / 3600.0,
@@ -604,24 +509,27 @@ impl Stage for PerformanceStage {
             n_gamma_selected: gammas.true_e.len() as i64,
             n_proton_selected: protons.true_e.len() as i64,
         };
-        let sum_units = [
-            ("roc_auc", ""),
-            ("observation_time_h", "h"),
-            ("time_to_detection_s", "s"),
-            ("signal_rate", "s-1"),
-            ("background_rate", "s-1"),
-            ("n_gamma_selected", ""),
-            ("n_proton_selected", ""),
-        ];
-        write_table(&file, "summary", &sum_units, &[summary])?;
         let method = match gh_method {
             GhMethod::Efficiency => format!("efficiency {}", s.efficiency),
             GhMethod::Significance => "significance (max Li & Ma)".into(),
             GhMethod::Global => format!("global > {}", s.global_gh),
             GhMethod::Table => format!("table {}", cut_input.map(|f| f.name.as_str()).unwrap_or("")),
         };
-        crate::io::hdf5_table::string_attr(&file, "gammaness_cut_method", &method)?;
-        drop(file);
+        write_performance(
+            &ctx.work_dir.join("performance.h5"),
+            ctx.activity_key,
+            ctx.pipeline_version,
+            &PerformanceTables {
+                energy_resolution: resolution_rows(&energy_res),
+                angular_resolution: resolution_rows(&angular_res),
+                roc: roc_rows,
+                gammaness_cuts: cut_rows(&gh_cuts),
+                theta_cuts: cut_rows(&theta_cuts),
+                sensitivity: &sensitivity,
+                summary,
+                gammaness_cut_method: &method,
+            },
+        )?;
 
         // Figures.
         plots(ctx.work_dir, &energy_res, &angular_res, &roc, &sensitivity, &method, s.t_obs_s / 3600.0)?;

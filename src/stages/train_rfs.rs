@@ -102,7 +102,7 @@ pub fn parse_config(config: &Value, stereo: bool) -> std::result::Result<Trainin
         .filter(|r| r.is_finite() && *r > 0.0)
         .ok_or("analysis.gamma_to_proton_training_ratio must be a positive number")?;
     Ok(TrainingConfig {
-        selection: EventSelection::parse(field(config, "event_selection")?)?,
+        selection: EventSelection::from_config(config)?,
         energy_features,
         disp_norm_features,
         disp_sign_features,

@@ -572,6 +572,60 @@ pub struct Dl1Writer {
     parameters: Table<ParametersRow>,
 }
 
+/// ctapipe's stereo geometry table row (`/dl2/event/subarray/geometry/HillasReconstructor`).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+#[allow(non_snake_case)]
+pub struct GeometryRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub HillasReconstructor_alt: f64,
+    pub HillasReconstructor_alt_uncert: f64,
+    pub HillasReconstructor_az: f64,
+    pub HillasReconstructor_az_uncert: f64,
+    pub HillasReconstructor_core_x: f64,
+    pub HillasReconstructor_core_y: f64,
+    pub HillasReconstructor_core_tilted_x: f64,
+    pub HillasReconstructor_core_tilted_y: f64,
+    pub HillasReconstructor_h_max: f64,
+    pub HillasReconstructor_is_valid: bool,
+    pub HillasReconstructor_average_intensity: f64,
+}
+
+const GEOMETRY_COLUMNS: [(&str, &str); 13] = [
+    ("obs_id", ""),
+    ("event_id", ""),
+    ("HillasReconstructor_alt", "deg"),
+    ("HillasReconstructor_alt_uncert", "deg"),
+    ("HillasReconstructor_az", "deg"),
+    ("HillasReconstructor_az_uncert", "deg"),
+    ("HillasReconstructor_core_x", "m"),
+    ("HillasReconstructor_core_y", "m"),
+    ("HillasReconstructor_core_tilted_x", "m"),
+    ("HillasReconstructor_core_tilted_y", "m"),
+    ("HillasReconstructor_h_max", "m"),
+    ("HillasReconstructor_is_valid", ""),
+    ("HillasReconstructor_average_intensity", ""),
+];
+
+/// ctapipe's impact table row (`/dl2/event/telescope/impact/HillasReconstructor/tel_NNN`).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+#[allow(non_snake_case)]
+pub struct ImpactRow {
+    pub obs_id: i64,
+    pub event_id: i64,
+    pub tel_id: i16,
+    pub HillasReconstructor_tel_impact_distance: f64,
+}
+
+const IMPACT_COLUMNS: [(&str, &str); 4] =
+    [("obs_id", ""), ("event_id", ""), ("tel_id", ""), ("HillasReconstructor_tel_impact_distance", "m")];
+
+fn column_meta(columns: &[(&'static str, &'static str)]) -> Vec<ColumnMeta<'static>> {
+    columns.iter().map(|(n, u)| ColumnMeta::new(n, u)).collect()
+}
+
 impl Dl1Writer {
     pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
         // The simulated telescope stands at the origin of the ground frame.
@@ -620,6 +674,29 @@ impl Dl1Writer {
     }
 
     /// The open file, for tables other stages add.
+    /// The stereo geometry table (`/dl2/event/subarray/geometry/HillasReconstructor`).
+    pub fn write_stereo_geometry(&self, rows: &[GeometryRow]) -> Result<()> {
+        let group = ensure_groups(self.file(), "/dl2/event/subarray/geometry")?;
+        let mut t = Table::<GeometryRow>::create(&group, "HillasReconstructor", 1024, &column_meta(&GEOMETRY_COLUMNS))?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        Ok(())
+    }
+
+    /// One telescope's impact table (`/dl2/event/telescope/impact/HillasReconstructor/tel_NNN`).
+    pub fn write_stereo_impacts(&self, tel_id: u16, rows: &[ImpactRow]) -> Result<()> {
+        let group = ensure_groups(self.file(), "/dl2/event/telescope/impact/HillasReconstructor")?;
+        let mut t =
+            Table::<ImpactRow>::create(&group, &format!("tel_{tel_id:03}"), 1024, &column_meta(&IMPACT_COLUMNS))?;
+        for r in rows {
+            t.push(*r)?;
+        }
+        t.finish()?;
+        Ok(())
+    }
+
     pub fn file(&self) -> &hdf5::File {
         &self.file
     }

@@ -222,6 +222,13 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
     spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
 
+/// The telescope of an R1 file (its `tel_id` root attribute), without opening its tables.
+pub fn read_tel_id(path: &Path) -> Result<u16> {
+    let name = path.display();
+    let file = hdf5::File::open(path).map_err(|e| Error::msg(format!("{name}: {e}")))?;
+    file.attr("tel_id").and_then(|a| a.read_scalar::<u16>()).map_err(|e| Error::msg(format!("{name}: tel_id: {e}")))
+}
+
 pub fn shower_columns() -> Vec<ColumnMeta<'static>> {
     columns(SHOWER_COLUMNS)
 }

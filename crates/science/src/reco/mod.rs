@@ -50,12 +50,39 @@ pub fn feature_list(v: &Value, key: &str, stereo: bool) -> Result<Vec<String>, S
 }
 
 /// sst1mpipe's `event_selection`: keep events with `min <= column <= max` for every entry.
+///
+/// Parsed once from the config section, it keeps the section as given: that is the form every
+/// product records it in ([`EventSelection::header_form`]: the IRF and DL3 `EVTSEL` card, the
+/// training summary), and what contracts compare, so a selection read back from a product
+/// equals the one it was made with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventSelection {
     pub cuts: Vec<(String, f64, f64)>,
+    source: Value,
 }
 
 impl EventSelection {
+    /// The `event_selection` section of a config (or config subset).
+    pub fn from_config(config: &Value) -> Result<EventSelection, String> {
+        EventSelection::parse(config.get("event_selection").ok_or("event_selection is missing")?)
+    }
+
+    /// The selection as products record it: the config section's JSON text.
+    pub fn header_form(&self) -> String {
+        self.source.to_string()
+    }
+
+    /// The selection a product recorded with [`EventSelection::header_form`].
+    pub fn from_header_form(text: &str) -> Result<EventSelection, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("event selection is not JSON: {e}"))?;
+        EventSelection::parse(&v)
+    }
+
+    /// The config section as given.
+    pub fn as_json(&self) -> &Value {
+        &self.source
+    }
+
     pub fn parse(v: &Value) -> Result<EventSelection, String> {
         let map = v.as_object().ok_or("event_selection must be an object of column: [min, max]")?;
         let mut cuts = Vec::new();
@@ -70,7 +97,7 @@ impl EventSelection {
             }
             cuts.push((column.clone(), pair.0, pair.1));
         }
-        Ok(EventSelection { cuts })
+        Ok(EventSelection { cuts, source: v.clone() })
     }
 
     pub fn columns(&self) -> impl Iterator<Item = &str> {
