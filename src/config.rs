@@ -55,7 +55,7 @@ pub fn known_paths() -> &'static BTreeSet<String> {
 /// the sections, and the stage that reads them checks their keys with its own parser.
 pub const FOREST_SECTIONS: [&str; 2] = ["random_forest_regressor_args", "random_forest_classifier_args"];
 
-/// Checks every key of `subset` (a pruned config, see `stages::config_subset`) is known. The
+/// Checks every key of `subset` (a pruned config, see `engine::config::subset`) is known. The
 /// engine runs it once per step at planning (see `stages::pipeline`), so no stage calls it.
 pub fn check_known(subset: &Value, file: &Path, at: &str) -> Result<()> {
     fn walk(prefix: &str, shown: &str, v: &Value, file: &Path, at: &str) -> Result<()> {

@@ -1,10 +1,10 @@
 //! `lineage`, `descendants` and `show`: render [`crate::provenance::query`] answers as trees
 //! for people, flat JSON for scripts, or Graphviz.
 use super::Cli;
+use crate::engine::config::flatten;
 use crate::error::{Error, Result};
 use crate::provenance::query::{self, activity_json, ActivityInfo, Graph, ProductInfo};
 use crate::provenance::Db;
-use crate::stages::flatten;
 use crate::store::Store;
 use clap::Args;
 use serde_json::{json, Value};

@@ -30,7 +30,7 @@ pub mod simulate;
 pub mod train_rfs;
 
 pub use sst1mflow_engine::command;
-pub use sst1mflow_engine::stage::{config_subset, flatten, DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+pub use sst1mflow_engine::stage::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use sst1mflow_engine::Pipeline;
 
 static COMMAND: command::CommandStage = command::CommandStage;

@@ -1,4 +1,4 @@
-"""The IRF core (src/irf) against pyirf on the same events, weights and binning: effective area
+"""The IRF core (crates/science/src/irf) against pyirf on the same events, weights and binning: effective area
 (per energy, and per energy and offset), energy dispersion, PSF table and background rate,
 bin for bin. Also prints both compute times (the benchmark figure; nothing is asserted on it)."""
 import json

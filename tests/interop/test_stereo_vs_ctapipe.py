@@ -1,4 +1,4 @@
-"""Stereo geometry (src/reco/stereo.rs) against ctapipe 0.28's HillasReconstructor.
+"""Stereo geometry (crates/science/src/reco/stereo.rs) against ctapipe 0.28's HillasReconstructor.
 
 Two SST-1M telescopes at the Ondřejov spacing (143 m north, 61 m west of each other), the
 DigiCam camera built from `sst1mflow --json camera`; a few hundred events with random camera-frame

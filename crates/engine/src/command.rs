@@ -363,6 +363,10 @@ impl Stage for CommandStage {
         parse_params(params, input_roles, at).map(|(_, plan)| plan)
     }
 
+    fn uses_config_schema(&self) -> bool {
+        false
+    }
+
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let (parsed, _) =
             parse_params(ctx.params, &ctx.inputs.keys().map(String::as_str).collect::<Vec<_>>(), "command")?;

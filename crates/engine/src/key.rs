@@ -41,6 +41,7 @@
 //! 2^53 is written as a plain integer (so `1`, `1.0` and `1e0` are the same config), any other
 //! number in Rust's shortest round-trip scientific form (`0.001` and `1e-3` both become `1e-3`).
 //! Negative zero is written as `0`.
+use crate::stage::InputFile;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -48,14 +49,6 @@ use sha2::{Digest, Sha256};
 pub const KEY_SCHEMA_VERSION: u32 = 1;
 
 const DOMAIN_TAG: &[u8] = b"sst1mflow-activity-key";
-
-/// One input of an activity: its role, its position within the role, and its content hash.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeyInput {
-    pub role: String,
-    pub position: u32,
-    pub hash: String,
-}
 
 /// Everything the key is computed from.
 #[derive(Clone, Debug)]
@@ -67,7 +60,8 @@ pub struct KeyMaterial<'a> {
     pub config: &'a str,
     /// Canonical JSON of the stage parameters.
     pub params: &'a str,
-    pub inputs: &'a [KeyInput],
+    /// Only their role, position and content hash enter the key (not path or name).
+    pub inputs: &'a [InputFile],
 }
 
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
@@ -77,8 +71,8 @@ fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
 
 /// The activity key: lowercase hex SHA-256 of the length-prefixed encoding.
 pub fn activity_key(m: &KeyMaterial) -> String {
-    let mut inputs: Vec<&KeyInput> = m.inputs.iter().collect();
-    inputs.sort();
+    let mut inputs: Vec<&InputFile> = m.inputs.iter().collect();
+    inputs.sort_by(|a, b| (&a.role, a.position, &a.hash).cmp(&(&b.role, b.position, &b.hash)));
     let mut buf = Vec::with_capacity(256 + 100 * inputs.len());
     put(&mut buf, DOMAIN_TAG);
     put(&mut buf, KEY_SCHEMA_VERSION.to_string().as_bytes());
@@ -175,7 +169,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn material<'a>(inputs: &'a [KeyInput], config: &'a str) -> KeyMaterial<'a> {
+    fn input(role: &str, position: u32, hash: &str) -> InputFile {
+        InputFile { role: role.into(), position, hash: hash.into(), path: "/nowhere".into(), name: "in".into() }
+    }
+
+    fn material<'a>(inputs: &'a [InputFile], config: &'a str) -> KeyMaterial<'a> {
         KeyMaterial { stage: "r0-dl1", stage_version: "1", pipeline_version: "0.1.0+abc", config, params: "{}", inputs }
     }
 
@@ -192,8 +190,8 @@ mod tests {
 
     #[test]
     fn key_is_length_prefixed_not_concatenated() {
-        let one = [KeyInput { role: "ab".into(), position: 0, hash: "c".into() }];
-        let two = [KeyInput { role: "a".into(), position: 0, hash: "bc".into() }];
+        let one = [input("ab", 0, "c")];
+        let two = [input("a", 0, "bc")];
         assert_ne!(activity_key(&material(&one, "{}")), activity_key(&material(&two, "{}")));
         // Stage name vs version boundary.
         let mut m1 = material(&[], "{}");
@@ -207,15 +205,12 @@ mod tests {
 
     #[test]
     fn key_ignores_input_order_but_not_content_or_role() {
-        let x = KeyInput { role: "gammas".into(), position: 0, hash: "11".into() };
-        let y = KeyInput { role: "protons".into(), position: 0, hash: "22".into() };
+        let x = input("gammas", 0, "11");
+        let y = input("protons", 0, "22");
         let k1 = activity_key(&material(&[x.clone(), y.clone()], "{}"));
         let k2 = activity_key(&material(&[y.clone(), x.clone()], "{}"));
         assert_eq!(k1, k2);
-        let swapped = [
-            KeyInput { role: "gammas".into(), position: 0, hash: "22".into() },
-            KeyInput { role: "protons".into(), position: 0, hash: "11".into() },
-        ];
+        let swapped = [input("gammas", 0, "22"), input("protons", 0, "11")];
         assert_ne!(k1, activity_key(&material(&swapped, "{}")));
         assert_ne!(k1, activity_key(&material(&[x, y], r#"{"a":1}"#)));
         assert_eq!(k1.len(), 64);

@@ -7,17 +7,21 @@
 //! * [`provenance`] — the SQLite graph of products, activities and their edges (the only SQL).
 //! * [`recipe`] — parses and validates recipe files.
 //! * [`key`] — activity keys, the sole basis of reuse.
-//! * [`stage`] — the interface every stage implements, and the config subset it is handed.
+//! * [`stage`] — the interface every stage implements, and the [`Pipeline`] of an application.
+//! * [`config`] — the config file: loaded once, pruned per step, flattened for comparisons.
 //! * [`run`] — plans the activity DAG and executes it on local cores.
+//! * [`runner`] — runs one activity's stage and publishes its outputs (for every executor).
 //! * [`why`] — why an activity must rerun.
 //! * [`reproduce`] — re-executes a product's recorded history and compares hashes.
 //! * [`command`] — the generic stage that runs a shell-free command.
 pub mod command;
+pub mod config;
 pub mod key;
 pub mod provenance;
 pub mod recipe;
 pub mod reproduce;
 pub mod run;
+pub mod runner;
 pub mod stage;
 pub mod store;
 pub mod why;

@@ -5,12 +5,15 @@
 //! subset (and their recorded key, so products that embed it embed the same), each fed the
 //! *reproduced* outputs of its upstream activities. The first activity whose bytes differ is
 //! named and ends the reproduction, since everything downstream of it would differ too.
+//! Activities run through the same activity runner as `run` ([`crate::runner`]), so a stage
+//! that panics here is an error naming it, as in a run.
 use crate::provenance::query::{self, Graph};
 use crate::provenance::Db;
-use crate::stage::{InputFile, Pipeline, StageContext};
+use crate::runner::{run_activity, Activity};
+use crate::stage::{InputFile, Pipeline};
 use crate::store::Store;
 use sst1mflow_base::error::{Error, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -130,7 +133,7 @@ pub fn reproduce(
             r
         };
         let plan = stage.plan(&a.params, &roles, &format!("activity {}", &a.key[..12]))?;
-        let mut paths: BTreeMap<String, Vec<InputFile>> = BTreeMap::new();
+        let mut inputs: Vec<InputFile> = Vec::with_capacity(a.inputs.len());
         for (role, position, h) in &a.inputs {
             let r = reproduced
                 .get(h)
@@ -143,7 +146,8 @@ pub fn reproduce(
                     .unwrap_or("input")
                     .to_string()
             });
-            paths.entry(role.clone()).or_default().push(InputFile {
+            // The recorded hash enters the stage as the key saw it; the bytes are the reproduced ones.
+            inputs.push(InputFile {
                 role: role.clone(),
                 position: *position,
                 hash: h.clone(),
@@ -151,34 +155,31 @@ pub fn reproduce(
                 name,
             });
         }
-        let wd = scratch.work_dir(&a.key[..16])?;
         let mut log = Vec::new();
-        stage
-            .run(&mut StageContext {
-                inputs: &paths,
-                params: &a.params,
-                config: &a.config,
-                plan: &plan,
-                work_dir: &wd.path,
-                activity_key: &a.key,
-                pipeline_version: &a.pipeline_version,
-                log: &mut log,
-            })
-            .map_err(|e| {
-                Error::msg(format!(
-                    "re-running activity {} ({}) failed: {e}\n{}",
-                    a.key,
-                    a.stage,
-                    String::from_utf8_lossy(&log)
-                ))
-            })?;
+        let activity = Activity {
+            stage,
+            plan: &plan,
+            key: &a.key,
+            pipeline_version: &a.pipeline_version,
+            params: &a.params,
+            config: &a.config,
+            inputs: &inputs,
+        };
+        let published = run_activity(&scratch, &activity, &mut log).map_err(|e| {
+            Error::msg(format!(
+                "re-running activity {} ({}) failed: {e}\n{}",
+                a.key,
+                a.stage,
+                String::from_utf8_lossy(&log)
+            ))
+        })?;
         let mut differs = false;
         for (role, recorded) in &a.outputs {
             let declared = plan.outputs.iter().find(|o| &o.role == role).ok_or_else(|| {
                 Error::msg(format!("activity {} recorded output \"{role}\" its stage no longer declares", a.key))
             })?;
             names.insert(recorded.clone(), declared.file_name());
-            let d = scratch.publish(&wd.path.join(&declared.file))?;
+            let d = published.iter().find(|p| &p.role == role).expect("every declared output is published");
             differs |= d.hash != *recorded;
             result.rows.push(Row {
                 stage: a.stage.clone(),
@@ -187,7 +188,7 @@ pub fn reproduce(
                 recorded: recorded.clone(),
                 reproduced: d.hash.clone(),
             });
-            reproduced.insert(recorded.clone(), d.hash);
+            reproduced.insert(recorded.clone(), d.hash.clone());
         }
         if differs {
             result.first_mismatch = Some((a.stage.clone(), a.key.clone()));

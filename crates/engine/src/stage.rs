@@ -7,13 +7,16 @@
 //! It also declares its algorithm version: bump it when a change alters its output bytes, and
 //! exactly the activities of that stage (and what depends on their outputs) rerun.
 //!
-//! At run time ([`Stage::run`]) it gets read-only input paths inside the store, a private
-//! work directory, and a log; it writes every declared output inside the work directory. The
-//! engine then hashes and publishes them. Stages that write HDF5/FITS embed
-//! `ctx.activity_key` and `ctx.pipeline_version` in their products.
-use serde_json::{Map, Value};
-use sst1mflow_base::error::{Error, Result};
-use sst1mflow_base::text::suggestion;
+//! At run time ([`Stage::run`], called only by [`crate::runner`]) it gets its inputs (each an
+//! [`InputFile`]: role, position, content hash, read-only path, name), its config subset and
+//! parameters, a private work directory, and a log; it writes every declared output inside the
+//! work directory. The runner then hashes and publishes them. Stages that write HDF5/FITS
+//! embed `ctx.activity_key` and `ctx.pipeline_version` in their products.
+//!
+//! An application hands the engine its stages as a [`Pipeline`], with its pipeline version and
+//! its config schema check.
+use serde_json::Value;
+use sst1mflow_base::error::Result;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,6 +88,12 @@ pub trait Stage: Send + Sync {
     fn check_config(&self, _config: &Value, _file: &Path, _at: &str) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// Whether the pipeline's config schema check applies to this stage's config subset
+    /// (see [`Pipeline::with_config_schema`]). The generic `command` stage reads whatever keys
+    /// its recipe names, which are the user's, not the application's schema.
+    fn uses_config_schema(&self) -> bool {
+        true
+    }
     /// Runs once, writing every declared output into `ctx.work_dir`.
     fn run(&self, ctx: &mut StageContext) -> Result<()>;
 }
@@ -108,7 +117,8 @@ impl Pipeline {
     }
 
     /// Every stage's config subset is checked with `check` once, at planning, before the
-    /// stage's own [`Stage::check_config`].
+    /// stage's own [`Stage::check_config`] (stages that opt out with
+    /// [`Stage::uses_config_schema`] excepted).
     pub fn with_config_schema(mut self, check: ConfigSchemaCheck) -> Pipeline {
         self.config_schema = Some(check);
         self
@@ -128,104 +138,5 @@ impl Pipeline {
 
     pub fn version(&self) -> &str {
         &self.version
-    }
-}
-
-/// Prunes `config` to the given dotted keys, keeping the nesting. A key absent from the config
-/// is an error naming the config file, the key, and the closest existing sibling.
-pub fn config_subset(config: Option<(&Value, &Path)>, keys: &[String], at: &str) -> Result<Value> {
-    let mut out = Map::new();
-    if keys.is_empty() {
-        return Ok(Value::Object(out));
-    }
-    let Some((config, file)) = config else {
-        return Err(Error::msg(format!(
-            "{at}: reads config key \"{}\", but the recipe names no \"config\" file",
-            keys[0]
-        )));
-    };
-    for key in keys {
-        let parts: Vec<&str> = key.split('.').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::msg(format!("{at}: config key \"{key}\" is malformed")));
-        }
-        let mut node = config;
-        for (depth, part) in parts.iter().enumerate() {
-            let obj = node.as_object().ok_or_else(|| {
-                Error::msg(format!(
-                    "{}: config key \"{key}\" (read by {at}): \"{}\" is not a section",
-                    file.display(),
-                    parts[..depth].join(".")
-                ))
-            })?;
-            node = obj.get(*part).ok_or_else(|| {
-                Error::msg(format!(
-                    "{}: config key \"{key}\" (read by {at}) is not in the config{}",
-                    file.display(),
-                    suggestion(part, obj.keys().map(String::as_str))
-                ))
-            })?;
-        }
-        insert_path(&mut out, &parts, node.clone());
-    }
-    Ok(Value::Object(out))
-}
-
-fn insert_path(map: &mut Map<String, Value>, parts: &[&str], value: Value) {
-    if parts.len() == 1 {
-        map.insert(parts[0].to_string(), value);
-        return;
-    }
-    let entry = map.entry(parts[0].to_string()).or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        // A whole section was already taken; it contains this key too.
-        return;
-    }
-    insert_path(entry.as_object_mut().expect("checked"), &parts[1..], value);
-}
-
-/// Flattens nested JSON objects to dotted paths (for "which config keys changed").
-pub fn flatten(value: &Value) -> BTreeMap<String, Value> {
-    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, child) in m {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                    walk(&p, child, out);
-                }
-            }
-            _ => {
-                out.insert(prefix.to_string(), v.clone());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", value, &mut out);
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn subset_keeps_only_declared_keys() {
-        let cfg = json!({"event_selection": {"min_intensity": 50, "max_leakage": 0.2}, "analysis": {"x": 1}});
-        let sub =
-            config_subset(Some((&cfg, Path::new("c.json"))), &["event_selection.min_intensity".into()], "s").unwrap();
-        assert_eq!(sub, json!({"event_selection": {"min_intensity": 50}}));
-        let sub = config_subset(
-            Some((&cfg, Path::new("c.json"))),
-            &["event_selection".into(), "event_selection.min_intensity".into()],
-            "s",
-        )
-        .unwrap();
-        assert_eq!(sub, json!({"event_selection": {"min_intensity": 50, "max_leakage": 0.2}}));
-        let e = config_subset(Some((&cfg, Path::new("c.json"))), &["event_selection.min_intensty".into()], "s")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("c.json") && e.contains("did you mean \"min_intensity\""), "{e}");
-        assert_eq!(flatten(&cfg).len(), 3);
     }
 }

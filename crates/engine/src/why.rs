@@ -5,8 +5,9 @@
 //! The explanation is typed ([`StaleReason`], made of [`Change`]s), as cargo keeps its
 //! `DirtyReason`: tests and scripts match on it, people read its `Display` form (the text
 //! `run --dry-run` and `status` print) and scripts its JSON form.
+use crate::config::flatten;
 use crate::provenance::Db;
-use crate::stage::flatten;
+use crate::stage::InputFile;
 use serde_json::{json, Value};
 use sst1mflow_base::error::Result;
 use std::collections::BTreeMap;
@@ -19,8 +20,7 @@ pub struct Planned<'a> {
     pub pipeline_version: &'a str,
     pub config: &'a str,
     pub params: &'a str,
-    /// (role, position, hash)
-    pub inputs: &'a [(String, u32, String)],
+    pub inputs: &'a [InputFile],
 }
 
 fn short(h: &str) -> &str {
@@ -231,14 +231,15 @@ pub fn reason(db: &Db, recipe: &str, step: &str, item: &str, p: &Planned) -> Res
     }
     json_diff(&old.config, p.config, |key, from, to| Change::Config { key, from, to }, &mut why);
     json_diff(&old.params, p.params, |key, from, to| Change::Param { key, from, to }, &mut why);
-    let group = |list: &[(String, u32, String)]| {
+    let group = |list: &mut dyn Iterator<Item = (&String, &String)>| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (r, _, h) in list {
+        for (r, h) in list {
             m.entry(r.clone()).or_default().push(h.clone());
         }
         m
     };
-    let (a, b) = (group(&old.used), group(p.inputs));
+    let a = group(&mut old.used.iter().map(|(r, _, h)| (r, h)));
+    let b = group(&mut p.inputs.iter().map(|i| (&i.role, &i.hash)));
     let mut roles: Vec<&String> = a.keys().chain(b.keys()).collect();
     roles.sort();
     roles.dedup();

@@ -876,7 +876,7 @@ mod tests {
     #[test]
     fn every_feature_and_selection_column_of_the_default_configs_is_a_dl1_column() {
         for name in ["sst1mpipe_mc_config.json", "sst1mpipe_data_config.json"] {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config").join(name);
             let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             let lists = [
                 "energy_regression_features",

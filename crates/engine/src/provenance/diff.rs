@@ -5,7 +5,7 @@
 //! and parameter), then each pair of inputs that differs is followed down, until raw inputs.
 //! Identical sub-lineages (same hash) are not entered: they cannot differ.
 use super::query::{ActivityInfo, Graph, ProductInfo};
-use crate::stage::flatten;
+use crate::config::flatten;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

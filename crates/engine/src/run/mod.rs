@@ -1,0 +1,450 @@
+//! Planning and local execution of a recipe.
+//!
+//! Planning expands every step into activities (one per fan-out item, or one for the whole
+//! step) with their dependencies, before anything runs. Execution walks that DAG: an activity
+//! becomes ready when the activities it depends on are done; its key is then computed from the
+//! content hashes of its actual inputs (so an upstream rerun that produced identical bytes does
+//! not force a downstream rerun). A key already recorded with intact outputs is reused; anything
+//! else goes to the worker pool.
+//!
+//! Workers run activities under a per-key file lock and re-check the database once they hold
+//! it, so two processes running the same recipe against one store compute each activity once.
+//! Each worker has its own database connection and records its activity in one transaction
+//! after publishing the outputs. The coordinator thread only reads, plus one final batch of
+//! recipe-slot updates (the baseline for "why does this rerun").
+//!
+//! A failed activity records its log and error and registers no output; activities that need
+//! its outputs are skipped; independent branches go on.
+//!
+//! The parts: [`plan`] (recipe, config and the DAG), [`inputs`] (raw input registration),
+//! [`schedule`] (readiness and outcomes), [`execute`] (one activity in a worker: lock,
+//! re-check, [`crate::runner`], manifest, record), [`progress`] (the stderr line). This module
+//! is the coordinator that ties them together and reports.
+mod execute;
+mod inputs;
+mod plan;
+mod progress;
+mod schedule;
+
+pub use progress::want_progress;
+
+use crate::key::{activity_key, KeyMaterial};
+use crate::provenance::manifest;
+use crate::provenance::Db;
+use crate::recipe::Recipe;
+use crate::stage::{InputFile, Pipeline};
+use crate::store::Store;
+use crate::why::{self, StaleReason};
+use execute::{execute, Job, JobResult};
+use inputs::register_inputs;
+use plan::{build_nodes, prepare, Node, Ref, StepInfo};
+use progress::Progress;
+use schedule::Schedule;
+use serde_json::{json, Map, Value};
+use sst1mflow_base::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Failures reported live on stderr before the rest are left to the summary.
+const LIVE_FAILURE_LINES: usize = 20;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub jobs: usize,
+    pub dry_run: bool,
+    /// Show a progress line on stderr (the CLI sets this only for terminals without --quiet).
+    pub progress: bool,
+}
+
+/// What happened (or would happen) to one activity.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Ran,
+    Reused,
+    Failed(String),
+    Skipped(String),
+    /// Dry run: would run for this reason.
+    WouldRun(StaleReason),
+    /// Dry run: waits for an upstream activity that would run first; key not yet known.
+    WouldRunAfter(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ActivityReport {
+    pub step: String,
+    pub item: String,
+    pub key: Option<String>,
+    pub outcome: Outcome,
+    /// Why it ran (for activities that ran or failed).
+    pub reason: Option<StaleReason>,
+    pub outputs: Vec<(String, String)>,
+    /// File names of the products it makes (declared outputs), for people.
+    pub output_files: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub recipe: String,
+    pub dry_run: bool,
+    /// Settings read but not implemented yet, and similar notices found while planning.
+    pub warnings: Vec<String>,
+    pub activities: Vec<ActivityReport>,
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.activities.iter().filter(|a| f(&a.outcome)).count()
+    }
+
+    pub fn success(&self) -> bool {
+        self.count(|o| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_))) == 0
+    }
+
+    pub fn to_json(&self) -> Value {
+        let acts: Vec<Value> = self
+            .activities
+            .iter()
+            .map(|a| {
+                let (outcome, detail) = match &a.outcome {
+                    Outcome::Ran => ("ran", None),
+                    Outcome::Reused => ("reused", None),
+                    Outcome::Failed(e) => ("failed", Some(e.clone())),
+                    Outcome::Skipped(e) => ("skipped", Some(e.clone())),
+                    Outcome::WouldRun(_) => ("would-run", None),
+                    Outcome::WouldRunAfter(u) => ("would-run-after-upstream", Some(u.clone())),
+                };
+                let outputs: Map<String, Value> =
+                    a.outputs.iter().map(|(r, h)| (r.clone(), Value::String(h.clone()))).collect();
+                json!({"step": a.step, "item": a.item, "key": a.key, "outcome": outcome,
+                       "reason": a.reason.as_ref().map(|r| r.to_string()),
+                       "stale_reason": a.reason.as_ref().map(StaleReason::to_json),
+                       "detail": detail, "outputs": outputs})
+            })
+            .collect();
+        json!({
+            "recipe": self.recipe,
+            "dry_run": self.dry_run,
+            "warnings": self.warnings,
+            "ran": self.count(|o| *o == Outcome::Ran),
+            "reused": self.count(|o| *o == Outcome::Reused),
+            "failed": self.count(|o| matches!(o, Outcome::Failed(_))),
+            "skipped": self.count(|o| matches!(o, Outcome::Skipped(_))),
+            "would_run": self.count(|o| matches!(o, Outcome::WouldRun(_) | Outcome::WouldRunAfter(_))),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "activities": acts,
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Produced {
+    hash: String,
+}
+
+/// Plans and runs (or, with `dry_run`, explains) a recipe against a store.
+pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let (recipe, infos, warnings) = prepare(pipeline, recipe_path)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let db = Db::open(&store.db_path())?;
+    // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
+    let _gc_guard = if opts.dry_run { None } else { Some(crate::store::gc::guard(store, false)?) };
+    if !opts.dry_run {
+        store.clean_stale_tmp()?;
+    }
+    let mut progress = Progress {
+        enabled: opts.progress,
+        total: 0,
+        jobs: opts.jobs.max(1),
+        last: Instant::now() - Duration::from_secs(1),
+    };
+    let raw = register_inputs(store, &db, &recipe, opts.dry_run, &mut progress)?;
+    let nodes = build_nodes(&recipe, &raw, &infos);
+    let pipeline_version = pipeline.version().to_string();
+    let n = nodes.len();
+
+    let mut schedule = Schedule::new(&nodes);
+    let mut keys: Vec<Option<String>> = vec![None; n];
+    let mut reasons: Vec<Option<StaleReason>> = vec![None; n];
+    let mut produced: Vec<Option<Vec<Produced>>> = vec![None; n];
+    progress.total = n;
+    let (mut ran, mut reused, mut failed) = (0usize, 0usize, 0usize);
+    let mut running = 0usize;
+
+    let infos = Arc::new(infos);
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (res_tx, res_rx) = mpsc::channel::<JobResult>();
+    let workers = if opts.dry_run { 0 } else { opts.jobs.max(1) };
+
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let job_rx = Arc::clone(&job_rx);
+            let res_tx = res_tx.clone();
+            let infos = Arc::clone(&infos);
+            let pv = pipeline_version.clone();
+            scope.spawn(move || {
+                let mut db: Option<Db> = None;
+                loop {
+                    let job = match job_rx.lock().expect("job queue").recv() {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    };
+                    let node = job.node;
+                    let result = match &mut db {
+                        Some(db) => execute(store, db, &infos[job.step], &pv, job),
+                        None => match Db::open(&store.db_path()) {
+                            Ok(opened) => execute(store, db.insert(opened), &infos[job.step], &pv, job),
+                            Err(e) => Err(e.to_string()),
+                        },
+                    };
+                    if res_tx.send(JobResult { node, result }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+
+        loop {
+            if schedule.has_ready() {
+                db.begin()?;
+                while let Some(i) = schedule.next_ready() {
+                    let node = &nodes[i];
+                    let info = &infos[node.step];
+                    let mut inputs: Vec<InputFile> = Vec::new();
+                    for (role, refs) in &node.inputs {
+                        for (pos, r) in refs.iter().enumerate() {
+                            let (hash, name) = match *r {
+                                Ref::Raw { set, file } => (raw[set][file].hash.clone(), raw[set][file].label.clone()),
+                                Ref::Out { node: u, output } => (
+                                    produced[u].as_ref().expect("dependency done")[output].hash.clone(),
+                                    infos[nodes[u].step].plan.outputs[output].file_name(),
+                                ),
+                            };
+                            let path = store.object_path(&hash);
+                            inputs.push(InputFile { role: role.clone(), position: pos as u32, hash, path, name });
+                        }
+                    }
+                    let key = activity_key(&KeyMaterial {
+                        stage: info.stage.name(),
+                        stage_version: info.stage.version(),
+                        pipeline_version: &pipeline_version,
+                        config: &info.config_canon,
+                        params: &info.params_canon,
+                        inputs: &inputs,
+                    });
+                    keys[i] = Some(key.clone());
+                    let cached = db.find_ok_activity(&key)?.filter(|c| {
+                        c.outputs.len() == info.plan.outputs.len()
+                            && c.outputs.iter().all(|(_, h, size)| store.object_intact(h, *size))
+                    });
+                    if let Some(c) = cached {
+                        let by_role: BTreeMap<&str, &str> =
+                            c.outputs.iter().map(|(r, h, _)| (r.as_str(), h.as_str())).collect();
+                        let outs: Option<Vec<Produced>> = info
+                            .plan
+                            .outputs
+                            .iter()
+                            .map(|o| by_role.get(o.role.as_str()).map(|h| Produced { hash: h.to_string() }))
+                            .collect();
+                        if let Some(outs) = outs {
+                            produced[i] = Some(outs);
+                            reused += 1;
+                            schedule.finish(i, Outcome::Reused, &nodes, &infos);
+                            continue;
+                        }
+                    }
+                    let reason = why::reason(
+                        &db,
+                        &recipe.name,
+                        &info.name,
+                        &node.label,
+                        &why::Planned {
+                            key: &key,
+                            stage: info.stage.name(),
+                            stage_version: info.stage.version(),
+                            pipeline_version: &pipeline_version,
+                            config: &info.config_canon,
+                            params: &info.params_canon,
+                            inputs: &inputs,
+                        },
+                    )?;
+                    reasons[i] = Some(reason.clone());
+                    if opts.dry_run {
+                        schedule.finish(i, Outcome::WouldRun(reason), &nodes, &infos);
+                        continue;
+                    }
+                    job_tx
+                        .send(Job {
+                            node: i,
+                            key,
+                            step: node.step,
+                            recipe: recipe.name.clone(),
+                            inputs,
+                            metadata: node.metadata.clone(),
+                            label: node.label.clone(),
+                        })
+                        .map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
+                    running += 1;
+                }
+                db.commit()?;
+            }
+            progress.show(schedule.done, ran, reused, failed, running, false);
+            if running == 0 {
+                break;
+            }
+            let res = res_rx.recv().map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
+            running -= 1;
+            let i = res.node;
+            let decided = match res.result {
+                Ok((hashes, ran_here)) => {
+                    produced[i] = Some(hashes.into_iter().map(|hash| Produced { hash }).collect());
+                    if ran_here {
+                        ran += 1;
+                        Outcome::Ran
+                    } else {
+                        reused += 1;
+                        Outcome::Reused
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    let name = format!("{}/{}", infos[nodes[i].step].name, nodes[i].label);
+                    if opts.progress {
+                        let _ = write!(std::io::stderr(), "\r\x1b[K");
+                    }
+                    if failed <= LIVE_FAILURE_LINES {
+                        eprintln!(
+                            "FAILED {name}: {e}\n       log: sst1mflow log {}",
+                            &keys[i].as_deref().unwrap_or("")[..16]
+                        );
+                    } else if failed == LIVE_FAILURE_LINES + 1 {
+                        eprintln!("(further failures are listed in the summary)");
+                    }
+                    Outcome::Failed(e)
+                }
+            };
+            schedule.finish(i, decided, &nodes, &infos);
+        }
+        drop(job_tx);
+        Ok(())
+    })?;
+    progress.show(schedule.done, ran, reused, failed, running, true);
+    progress.finish();
+    let outcome = schedule.outcome;
+
+    if !opts.dry_run {
+        record_slots_and_views(store, &db, &recipe, &infos, &nodes, &keys, &outcome, &produced)?;
+    } else {
+        // Activities waiting on an upstream rerun have no key yet; if what last ran in their
+        // slot was invalidated, say so as well.
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(Outcome::WouldRunAfter(_)) = &outcome[i] {
+                if let Some(key) = db.slot_key(&recipe.name, &infos[node.step].name, &node.label)? {
+                    if let Some(why) = db.activity_by_key(&key)?.and_then(|a| a.invalid) {
+                        reasons[i] = Some(StaleReason::Invalidated(why));
+                    }
+                }
+            }
+        }
+    }
+    let activities = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let info = &infos[node.step];
+            ActivityReport {
+                step: info.name.clone(),
+                item: node.label.clone(),
+                key: keys[i].clone(),
+                outcome: outcome[i].clone().unwrap_or(Outcome::Skipped("not reached".into())),
+                reason: reasons[i].clone(),
+                output_files: info.plan.outputs.iter().map(|o| o.file_name()).collect(),
+                outputs: produced[i]
+                    .as_ref()
+                    .map(|p| info.plan.outputs.iter().zip(p).map(|(o, p)| (o.role.clone(), p.hash.clone())).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(RunReport {
+        recipe: recipe.name.clone(),
+        dry_run: opts.dry_run,
+        warnings,
+        activities,
+        elapsed: started.elapsed(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_slots_and_views(
+    store: &Store,
+    db: &Db,
+    recipe: &Recipe,
+    infos: &[StepInfo],
+    nodes: &[Node],
+    keys: &[Option<String>],
+    outcome: &[Option<Outcome>],
+    produced: &[Option<Vec<Produced>>],
+) -> Result<()> {
+    let slots_name = manifest::slots_file(&recipe.name);
+    let mut slots = manifest::read_map(store.root(), &slots_name)?;
+    let before = slots.clone();
+    db.begin_immediate()?;
+    for (i, node) in nodes.iter().enumerate() {
+        if let (Some(key), Some(Outcome::Ran | Outcome::Reused | Outcome::Failed(_))) = (&keys[i], &outcome[i]) {
+            db.set_slot_key(&recipe.name, &infos[node.step].name, &node.label, key)?;
+            slots.insert(format!("{}\u{1f}{}", infos[node.step].name, node.label), key.clone());
+        }
+    }
+    let recipe_path = std::path::absolute(&recipe.file).unwrap_or_else(|_| recipe.file.clone());
+    let recipe_path = recipe_path.to_string_lossy().to_string();
+    db.record_recipe(&recipe.name, &recipe_path)?;
+    db.commit()?;
+    if slots != before {
+        manifest::write_map(store.root(), &slots_name, &slots)?;
+    }
+    let mut recipes = manifest::read_map(store.root(), "recipes.json")?;
+    if recipes.get(&recipe.name) != Some(&recipe_path) {
+        recipes.insert(recipe.name.clone(), recipe_path);
+        manifest::write_map(store.root(), "recipes.json", &recipes)?;
+    }
+    let views = store.views_dir().join(&recipe.name);
+    for (i, node) in nodes.iter().enumerate() {
+        let (Some(outs), Some(Outcome::Ran | Outcome::Reused)) = (&produced[i], &outcome[i]) else { continue };
+        let info = &infos[node.step];
+        for ((declared, p), wanted) in info.plan.outputs.iter().zip(outs).zip(&info.wanted) {
+            if !wanted {
+                continue;
+            }
+            let link = views.join(&info.name).join(&node.label).join(declared.file_name());
+            let target = store.object_path(&p.hash);
+            update_link(&link, &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Points `link` at `target` (absolute, so views stay valid when copied around), replacing an
+/// older link atomically; untouched when it already points there.
+fn update_link(link: &Path, target: &Path) -> Result<()> {
+    let target = std::path::absolute(target).unwrap_or_else(|_| target.to_path_buf());
+    if std::fs::read_link(link).map(|t| t == target).unwrap_or(false) {
+        return Ok(());
+    }
+    let dir = link.parent().expect("view link has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let tmp = dir.join(format!(".link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&target, &tmp)
+        .map_err(|e| Error::io(format!("cannot create link {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, link).map_err(|e| Error::io(format!("cannot create view {}", link.display()), e))?;
+    Ok(())
+}

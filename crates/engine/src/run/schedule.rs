@@ -1,0 +1,75 @@
+//! The DAG's bookkeeping during a run: which activities are ready, which are waiting on how
+//! many others, and what became of each. Finishing an activity resolves everything that thereby
+//! becomes decidable: dependents whose inputs are all done become ready; dependents of a
+//! failed or skipped activity are skipped (and of one that would run, in a dry run, "would run
+//! after it"), transitively, so independent branches go on and nothing waits forever.
+use super::plan::{Node, StepInfo};
+use super::Outcome;
+use std::collections::VecDeque;
+
+pub(super) struct Schedule {
+    dependents: Vec<Vec<usize>>,
+    remaining: Vec<usize>,
+    ready: VecDeque<usize>,
+    /// What became of each activity (`None` while undecided).
+    pub(super) outcome: Vec<Option<Outcome>>,
+    /// Activities decided so far.
+    pub(super) done: usize,
+}
+
+impl Schedule {
+    pub(super) fn new(nodes: &[Node]) -> Schedule {
+        let n = nodes.len();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut remaining: Vec<usize> = vec![0; n];
+        for (i, node) in nodes.iter().enumerate() {
+            remaining[i] = node.deps.len();
+            for &d in &node.deps {
+                dependents[d].push(i);
+            }
+        }
+        let ready = (0..n).filter(|&i| remaining[i] == 0).collect();
+        Schedule { dependents, remaining, ready, outcome: vec![None; n], done: 0 }
+    }
+
+    pub(super) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    pub(super) fn next_ready(&mut self) -> Option<usize> {
+        self.ready.pop_front()
+    }
+
+    /// Records what became of `start` and resolves everything that becomes decidable.
+    pub(super) fn finish(&mut self, start: usize, outcome: Outcome, nodes: &[Node], infos: &[StepInfo]) {
+        self.outcome[start] = Some(outcome);
+        let mut stack = vec![start];
+        while let Some(i) = stack.pop() {
+            self.done += 1;
+            for k in 0..self.dependents[i].len() {
+                let d = self.dependents[i][k];
+                self.remaining[d] -= 1;
+                if self.remaining[d] > 0 {
+                    continue;
+                }
+                let blocker = nodes[d].deps.iter().find_map(|&u| match &self.outcome[u] {
+                    Some(Outcome::Failed(_)) | Some(Outcome::Skipped(_)) => Some((u, false)),
+                    Some(Outcome::WouldRun(_)) | Some(Outcome::WouldRunAfter(_)) => Some((u, true)),
+                    _ => None,
+                });
+                match blocker {
+                    None => self.ready.push_back(d),
+                    Some((u, dry)) => {
+                        let name = format!("{}/{}", infos[nodes[u].step].name, nodes[u].label);
+                        self.outcome[d] = Some(if dry {
+                            Outcome::WouldRunAfter(name)
+                        } else {
+                            Outcome::Skipped(format!("needs {name}, which did not complete"))
+                        });
+                        stack.push(d);
+                    }
+                }
+            }
+        }
+    }
+}
