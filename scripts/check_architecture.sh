@@ -64,6 +64,12 @@ found=$(hits 'rusqlite|\.conn\(\)' src crates --include='*.rs' | grep -v '^crate
 found=$(hits 'provenance::|\bDb\b|crate::store|sst1mflow_engine::store' src/stages)
 [ -z "$found" ] || broken "a stage reaches the database or the store:"$'\n'"$found"
 
+# 10: the store never opens the database; only the runner runs a stage.
+found=$(hits 'provenance|\bDb\b' crates/engine/src/store)
+[ -z "$found" ] || broken "the store reaches the database:"$'\n'"$found"
+found=$(hits 'run\(&mut StageContext' src crates --include='*.rs' | grep -v '^crates/engine/src/runner.rs' || true)
+[ -z "$found" ] || broken "a stage is run outside crates/engine/src/runner.rs:"$'\n'"$found"
+
 # 5: HDF5 only through the io crate.
 found=$(hits '\bhdf5(_sys)?::|H5Type' src)
 [ -z "$found" ] || broken "HDF5 used outside crates/io:"$'\n'"$found"

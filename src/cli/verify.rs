@@ -1,7 +1,8 @@
-//! `sst1mflow verify`: prints [`crate::store::verify::verify`]'s findings.
+//! `sst1mflow verify`: prints [`crate::engine::maintenance::verify::verify`]'s findings.
 use super::Cli;
+use crate::engine::maintenance::verify::verify;
 use crate::error::Result;
-use crate::store::{verify::verify, Store};
+use crate::store::Store;
 
 pub fn run(cli: &Cli) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;

@@ -3,8 +3,9 @@
 //! activity and edge. It knows nothing about gamma rays: an application hands it a
 //! [`stage::Pipeline`] (its stages and pipeline version) and the engine drives them.
 //!
-//! * [`store`] — content-addressed objects, written atomically; views; gc and verify.
+//! * [`store`] — content-addressed objects, written atomically; work directories; locks.
 //! * [`provenance`] — the SQLite graph of products, activities and their edges (the only SQL).
+//! * [`maintenance`] — `verify` and `gc`, which need both the objects and the graph.
 //! * [`recipe`] — parses and validates recipe files.
 //! * [`key`] — activity keys, the sole basis of reuse.
 //! * [`stage`] — the interface every stage implements, and the [`Pipeline`] of an application.
@@ -17,6 +18,7 @@
 pub mod command;
 pub mod config;
 pub mod key;
+pub mod maintenance;
 pub mod provenance;
 pub mod recipe;
 pub mod reproduce;

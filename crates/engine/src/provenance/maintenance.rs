@@ -5,7 +5,7 @@ use super::Db;
 use rusqlite::OptionalExtension;
 use sst1mflow_base::error::Result;
 
-/// A product nothing live needs (see `store::gc`).
+/// A product nothing live needs (see `maintenance::gc`).
 #[derive(Debug)]
 pub struct Garbage {
     pub hash: String,

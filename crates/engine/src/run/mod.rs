@@ -154,7 +154,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     }
     let db = Db::open(&store.db_path())?;
     // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
-    let _gc_guard = if opts.dry_run { None } else { Some(crate::store::gc::guard(store, false)?) };
+    let _gc_guard = if opts.dry_run { None } else { Some(crate::maintenance::gc::guard(store, false)?) };
     if !opts.dry_run {
         store.clean_stale_tmp()?;
     }

@@ -379,6 +379,3 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
     }
 }
-
-pub mod gc;
-pub mod verify;

@@ -6,8 +6,8 @@
 //! object file but keeps its records and manifests, so lineage still answers and a later run
 //! recomputes (and re-registers) it. `gc --delete` holds the store's exclusive gc lock, which
 //! every `run` holds shared, so it never deletes under a running recipe.
-use super::Store;
 use crate::provenance::Db;
+use crate::store::Store;
 use sst1mflow_base::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 

@@ -6,8 +6,8 @@
 //! that fails SQLite's own integrity or foreign-key checks. Notices (exit zero): complete
 //! objects no record names yet (a run was killed between publishing and recording; the next
 //! run adopts them) and temp files of dead processes (the next run removes them).
-use super::{hash_file, Store};
 use crate::provenance::Db;
+use crate::store::{hash_file, Store};
 use serde_json::{json, Value};
 use sst1mflow_base::error::Result;
 use std::collections::BTreeSet;
