@@ -12,6 +12,9 @@ pub fn rebuild_db(cli: &Cli, force: bool) -> Result<i32> {
             store.db_path().display()
         )));
     }
+    // Exclusive with every run (which holds it shared): a database replaced under a running
+    // run would lose what that run records.
+    let _guard = crate::engine::maintenance::gc::guard(&store, true)?;
     let r = crate::provenance::rebuild::rebuild(&store)?;
     if cli.json {
         println!(

@@ -11,12 +11,9 @@ use sst1mflow_base::text::suggestion;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Reads a config file: a JSON object, or an error naming the file.
+/// Reads a config file: a JSON object without duplicate keys, or an error naming the file.
 pub fn load(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read config {}", path.display()), e))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::msg(format!("config {}: not valid JSON: {e}", path.display())))?;
+    let v = sst1mflow_base::json::read_user_file(path, "config")?;
     if !v.is_object() {
         return Err(Error::msg(format!("config {}: must be a JSON object", path.display())));
     }

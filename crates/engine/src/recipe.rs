@@ -138,10 +138,7 @@ fn valid_name(s: &str) -> bool {
 
 /// Reads and validates a recipe file. `known_stages` names the stages that exist.
 pub fn load(path: &Path, known_stages: &[&str]) -> Result<Recipe> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read recipe {}", path.display()), e))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: not valid JSON: {e}", path.display())))?;
+    let value = sst1mflow_base::json::read_user_file(path, "recipe")?;
     parse(&value, path, known_stages)
 }
 

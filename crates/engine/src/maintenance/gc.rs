@@ -4,7 +4,7 @@
 //! recipe produced) and every pin (a named product, typically a paper-level result). Live is
 //! the roots and everything in their lineage; the rest is garbage. Deleting removes the
 //! object file but keeps its records and manifests, so lineage still answers and a later run
-//! recomputes (and re-registers) it. `gc --delete` holds the store's exclusive gc lock, which
+//! recomputes (and re-registers) it. `gc --delete` (and `rebuild-db`) hold the store's exclusive lock, which
 //! every `run` holds shared, so it never deletes under a running recipe.
 use crate::provenance::Db;
 use crate::store::Store;
@@ -26,8 +26,24 @@ pub fn guard(store: &Store, exclusive: bool) -> Result<GcGuard> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let r = if exclusive { file.lock() } else { file.lock_shared() };
-    r.map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+    let taken = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+    match taken {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // Say why nothing happens, then wait: the other side finishes on its own.
+            eprintln!(
+                "{}",
+                if exclusive {
+                    "waiting for the runs using this store to finish…"
+                } else {
+                    "waiting for gc --delete or rebuild-db on this store to finish…"
+                }
+            );
+            let r = if exclusive { file.lock() } else { file.lock_shared() };
+            r.map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(format!("cannot lock {}", path.display()), e)),
+    }
     Ok(GcGuard { _file: file })
 }
 
@@ -40,6 +56,12 @@ pub fn find_garbage(db: &Db) -> Result<Vec<Garbage>> {
 pub fn delete(store: &Store, db: &Db, garbage: &[Garbage]) -> Result<u64> {
     let mut freed = 0;
     for g in garbage {
+        if !crate::store::is_hash(&g.hash) {
+            return Err(Error::msg(format!(
+                "product record \"{}\" is not a content hash; the database is damaged (run verify, then rebuild-db)",
+                g.hash
+            )));
+        }
         let path = store.object_path(&g.hash);
         db.mark_collected(&g.hash)?;
         match std::fs::remove_file(&path) {

@@ -91,6 +91,10 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
 
     let mut recorded = BTreeSet::new();
     for (hash, size) in db.stored_products()? {
+        if !crate::store::is_hash(&hash) {
+            report.problems.push(format!("product record \"{hash}\" is not a content hash (64 lowercase hex digits)"));
+            continue;
+        }
         if !on_disk.contains(&hash) {
             report.problems.push(format!("product {hash} is recorded but its object is missing"));
             report.damaged.insert(hash.clone());

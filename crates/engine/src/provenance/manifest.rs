@@ -12,6 +12,7 @@
 //! rename) and are deterministic JSON except for the times, host, user and log they record
 //! by design; they are not products and have no content hash name.
 use crate::provenance::ProductRecord;
+use crate::store::is_hash;
 use serde::{Deserialize, Serialize};
 use sst1mflow_base::error::{Error, Result};
 use std::collections::BTreeMap;
@@ -118,6 +119,17 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
             m.sst1mflow_manifest
         )));
     }
+    let not_hash = |what: &str, h: &str| {
+        Error::msg(format!("manifest {} is corrupt: its {what} \"{h}\" is not 64 lowercase hex digits", path.display()))
+    };
+    if !is_hash(&m.key) {
+        return Err(not_hash("activity key", &m.key));
+    }
+    for p in m.used.iter().chain(&m.generated) {
+        if !is_hash(&p.hash) {
+            return Err(not_hash(&format!("product hash (role {})", p.role), &p.hash));
+        }
+    }
     Ok(m)
 }
 
@@ -152,6 +164,22 @@ pub fn read_map(root: &Path, name: &str) -> Result<BTreeMap<String, String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }
+}
+
+/// A map file whose keys (`hash_keys`) or values are content hashes or activity keys, each
+/// checked to be one ([`is_hash`]); an error names the file and the entry.
+pub fn read_hash_map(root: &Path, name: &str, hash_keys: bool) -> Result<BTreeMap<String, String>> {
+    let map = read_map(root, name)?;
+    for (k, v) in &map {
+        let h = if hash_keys { k } else { v };
+        if !is_hash(h) {
+            return Err(Error::msg(format!(
+                "{} is corrupt: entry \"{k}\": \"{h}\" is not 64 lowercase hex digits",
+                root.join("manifests").join(name).display()
+            )));
+        }
+    }
+    Ok(map)
 }
 
 pub fn write_map(root: &Path, name: &str, map: &BTreeMap<String, String>) -> Result<()> {

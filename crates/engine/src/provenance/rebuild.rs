@@ -40,13 +40,13 @@ pub fn rebuild(store: &Store) -> Result<RebuildReport> {
         }
         let conn = db.conn();
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        for (name, hash) in manifest::read_map(root, "pins.json")? {
+        for (name, hash) in manifest::read_hash_map(root, "pins.json", false)? {
             conn.execute("INSERT OR REPLACE INTO pins(name, product_hash) VALUES (?1, ?2)", params![name, hash])
                 .map_err(|e| Error::db(format!("pin {name} names unknown product {hash}"), e))?;
         }
         for (name, path) in manifest::read_map(root, "recipes.json")? {
             conn.execute("INSERT OR REPLACE INTO recipes(name, path) VALUES (?1, ?2)", params![name, path])?;
-            for (slot, key) in manifest::read_map(root, &manifest::slots_file(&name))? {
+            for (slot, key) in manifest::read_hash_map(root, &manifest::slots_file(&name), false)? {
                 let (step, item) = slot.split_once('\u{1f}').unwrap_or((&slot, ""));
                 conn.execute(
                     "INSERT OR REPLACE INTO recipe_slots(recipe, step, item, activity_key) VALUES (?1, ?2, ?3, ?4)",
@@ -54,7 +54,7 @@ pub fn rebuild(store: &Store) -> Result<RebuildReport> {
                 )?;
             }
         }
-        for (hash, why) in manifest::read_map(root, "raw-invalid.json")? {
+        for (hash, why) in manifest::read_hash_map(root, "raw-invalid.json", true)? {
             conn.execute("UPDATE products SET invalid = ?2 WHERE hash = ?1", params![hash, why])?;
         }
         let hashes: Vec<(String, i64)> = conn

@@ -48,6 +48,9 @@ use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The most activities run at once (one worker thread each), whatever `-j` asks.
+pub const MAX_JOBS: usize = 256;
+
 /// Failures reported live on stderr before the rest are left to the summary.
 const LIVE_FAILURE_LINES: usize = 20;
 
@@ -158,12 +161,12 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     if !opts.dry_run {
         store.clean_stale_tmp()?;
     }
-    let mut progress = Progress {
-        enabled: opts.progress,
-        total: 0,
-        jobs: opts.jobs.max(1),
-        last: Instant::now() - Duration::from_secs(1),
-    };
+    let jobs = opts.jobs.clamp(1, MAX_JOBS);
+    if opts.jobs > MAX_JOBS {
+        eprintln!("warning: -j {} is more than a run uses; running at most {MAX_JOBS} activities at a time", opts.jobs);
+    }
+    let mut progress =
+        Progress { enabled: opts.progress, total: 0, jobs, last: Instant::now() - Duration::from_secs(1) };
     let raw = register_inputs(store, &db, &recipe, opts.dry_run, &mut progress)?;
     let nodes = build_nodes(&recipe, &raw, &infos);
     let pipeline_version = pipeline.version().to_string();
@@ -181,7 +184,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (res_tx, res_rx) = mpsc::channel::<JobResult>();
-    let workers = if opts.dry_run { 0 } else { opts.jobs.max(1) };
+    let workers = if opts.dry_run { 0 } else { jobs };
 
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..workers {

@@ -20,6 +20,13 @@
 //! dies: a SIGKILLed run leaves no stale lock to clear by hand. Temp directories whose `.owner`
 //! lock can be taken belong to dead processes and are removed by [`Store::clean_stale_tmp`].
 use crate::key::hex;
+
+/// Whether `s` is a content hash or an activity key as sst1mflow writes them: 64 lowercase hex
+/// digits. Every hash read from a file or the database is checked with this before it names a
+/// path.
+pub fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 use sha2::{Digest, Sha256};
 use sst1mflow_base::error::{Error, Result};
 use std::fs::{self, File, OpenOptions};
@@ -93,8 +100,15 @@ impl Store {
     }
 
     /// Where the object with this hash lives (whether or not it exists).
+    /// Where the object of `hash` is. A string that is not a content hash ([`is_hash`]) names
+    /// no object: its path is one that never exists, inside `objects/` (so a crafted record can
+    /// never make a caller read or delete a file elsewhere).
     pub fn object_path(&self, hash: &str) -> PathBuf {
         let mut p = self.root.join("objects");
+        if !is_hash(hash) {
+            p.push(".not-a-content-hash");
+            return p;
+        }
         p.push(&hash[..2]);
         p.push(hash);
         p
@@ -228,6 +242,9 @@ impl Store {
 
     /// Takes the per-activity-key lock, blocking until no other process or thread runs it.
     pub fn lock_activity(&self, key: &str) -> Result<ActivityLock> {
+        if !is_hash(key) {
+            return Err(Error::msg(format!("\"{key}\" is not an activity key (64 lowercase hex digits)")));
+        }
         let dir = self.root.join("locks").join(&key[..2]);
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
         let path = dir.join(key);

@@ -1,0 +1,152 @@
+//! Hostile and careless input to the store and the recipe reader (issue 16, first part): crafted
+//! manifests and map files never make a command touch a file outside the store, a database is
+//! never replaced under a running run, duplicate JSON keys and unbounded inputs are refused, and
+//! an absurd `-j` is clamped. Driven through the real binary.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn manifests(store: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(store.join("manifests")).unwrap().flatten() {
+        if d.path().is_dir() {
+            out.extend(std::fs::read_dir(d.path()).unwrap().flatten().map(|f| f.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn set_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+}
+
+#[test]
+fn a_crafted_manifest_hash_is_refused_and_nothing_outside_the_store_is_touched() {
+    let dir = TempDir::new("craft");
+    let recipe = three_step_recipe(dir.path(), 2);
+    let store = dir.path().join("store");
+    let (code, _, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let victim = dir.path().join("victim.txt");
+    write(&victim, "not yours");
+    let manifest = manifests(&store).into_iter().next().expect("a manifest");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let first_output = m["generated"][0]["hash"].as_str().unwrap().to_string();
+    for crafted in [victim.to_str().unwrap(), "a", "ABCDEF", &"g".repeat(64)] {
+        m["generated"][0]["hash"] = serde_json::json!(crafted);
+        set_writable(&manifest);
+        std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+        let out = sst1mflow(&store, &["rebuild-db", "--force"]);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "crafted {crafted}: {e}");
+        assert!(e.contains(manifest.to_str().unwrap()) && e.contains("not 64 lowercase hex digits"), "{e}");
+        // The database was not replaced: gc still sees the real products, and deletes nothing outside.
+        let out = sst1mflow(&store, &["gc", "--delete"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "not yours");
+        let out = sst1mflow(&store, &["verify"]);
+        assert!(!out.status.success() && stdout(&out).contains("not 64 lowercase hex"), "{}", stdout(&out));
+    }
+    set_writable(&manifest);
+    std::fs::write(&manifest, &original).unwrap();
+    assert!(first_output.len() == 64);
+
+    // Map files with a path where a hash belongs are refused the same way.
+    let pins = store.join("manifests/pins.json");
+    write(&pins, &format!("{{\"paper\": \"{}\"}}", victim.display()));
+    let out = sst1mflow(&store, &["rebuild-db", "--force"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("pins.json") && stderr(&out).contains("\"paper\""), "{}", stderr(&out));
+    std::fs::remove_file(&pins).unwrap();
+    let out = sst1mflow(&store, &["rebuild-db", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "not yours");
+}
+
+#[test]
+fn rebuild_db_waits_for_a_running_run_and_loses_nothing() {
+    let dir = TempDir::new("rebuild-run");
+    write_inputs(dir.path(), 3);
+    // Three sequential one-second steps: the run is surely in progress when rebuild-db starts.
+    let recipe = serde_json::json!({
+        "name": "slow",
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+        "steps": [
+            {"name": "a", "stage": "command", "inputs": {"f": "raw"},
+             "params": {"argv": ["sh", "-c", "sleep 1; cat \"$@\"", "sh", "{input:f}"], "stdout": "o",
+                        "outputs": {"o": {"path": "a.txt", "kind": "x"}}}},
+            {"name": "b", "stage": "command", "inputs": {"f": "a.o"},
+             "params": {"argv": ["sh", "-c", "sleep 1; cat \"$@\"", "sh", "{input:f}"], "stdout": "o",
+                        "outputs": {"o": {"path": "b.txt", "kind": "x"}}}},
+            {"name": "c", "stage": "command", "inputs": {"f": "b.o"},
+             "params": {"argv": ["sh", "-c", "sleep 1; cat \"$@\"", "sh", "{input:f}"], "stdout": "o",
+                        "outputs": {"o": {"path": "c.txt", "kind": "x"}}}}
+        ]
+    });
+    let path = dir.path().join("slow.json");
+    write(&path, &serde_json::to_string_pretty(&recipe).unwrap());
+    let store = dir.path().join("store");
+    let run = std::process::Command::new(bin())
+        .args(["--quiet", "--store", store.to_str().unwrap(), "run", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Wait until the run has the store open (its first activity is under way).
+    let started = Instant::now();
+    while !store.join("locks/gc").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rebuild = sst1mflow(&store, &["rebuild-db", "--force"]);
+    assert!(rebuild.status.success(), "{}", stderr(&rebuild));
+    assert!(stderr(&rebuild).contains("waiting for the runs using this store to finish"), "{}", stderr(&rebuild));
+    let mut run = run;
+    assert!(run.wait().unwrap().success());
+    // Everything the run recorded is in the rebuilt database: nothing reruns, verify is clean.
+    let (code, report, err) = run_json(&store, &path, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["ran"], 0, "{report}");
+    assert_eq!(report["reused"], 3, "{report}");
+    let out = sst1mflow(&store, &["verify"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
+fn duplicate_keys_devices_and_absurd_job_counts() {
+    let dir = TempDir::new("strict");
+    let recipe = three_step_recipe(dir.path(), 1);
+    let store = dir.path().join("store");
+    // A config key given twice: the last would silently win.
+    write(&dir.path().join("config.json"), "{\"cuts\": {\"suffix\": \"ok\",\n \"suffix\": \"other\", \"unused\": 1}}");
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("config.json") && stderr(&out).contains("duplicate key \"cuts.suffix\""),
+        "{}",
+        stderr(&out)
+    );
+    write(&dir.path().join("config.json"), r#"{"cuts": {"suffix": "ok", "unused": 1}}"#);
+    // A recipe step list given twice.
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let doubled = text.replacen("\"steps\":", "\"steps\": [],\n  \"steps\":", 1);
+    let twice = dir.path().join("twice.json");
+    write(&twice, &doubled);
+    let out = sst1mflow(&store, &["run", twice.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("twice.json") && stderr(&out).contains("duplicate key \"steps\""),
+        "{}",
+        stderr(&out)
+    );
+    // A device is not a recipe: refused at once instead of read without bound.
+    let out = sst1mflow(&store, &["run", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("/dev/zero: not a regular file"), "{}", stderr(&out));
+    // -j 100000 runs, clamped, with a warning.
+    let out = sst1mflow(&store, &["run", "-j", "100000", recipe.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("running at most 256 activities at a time"), "{}", stderr(&out));
+}
