@@ -150,3 +150,82 @@ fn duplicate_keys_devices_and_absurd_job_counts() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("running at most 256 activities at a time"), "{}", stderr(&out));
 }
+
+/// Mounts a tmpfs of `kib` KiB at `at` (root only); false when this machine cannot.
+fn mount_tmpfs(at: &Path, kib: u64) -> bool {
+    std::fs::create_dir_all(at).unwrap();
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", at.to_str().unwrap()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn unmount(at: &Path) {
+    let _ = std::process::Command::new("umount").arg(at).status();
+}
+
+/// Unmounts on drop, so a failing assertion leaves no tmpfs behind.
+struct Mounted<'a>(&'a Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        unmount(self.0);
+    }
+}
+
+/// Every object of a store: its bytes hash to its name (verify), and as HDF5 it reads whole.
+fn assert_objects_intact(store: &Path, what: &str) {
+    let out = sst1mflow(store, &["verify"]);
+    assert!(out.status.success(), "{what}: {}", stdout(&out));
+    let Ok(dirs) = std::fs::read_dir(store.join("objects")) else { return };
+    for d in dirs.flatten() {
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let r = sst1mflow::io::r1::R1Reader::open(&f.path())
+                .and_then(|r| r.read(0, r.n_events).map(|rows| (rows.len(), r.n_events)));
+            match r {
+                Ok((read, n)) => assert_eq!(read, n, "{what}: {}", f.path().display()),
+                Err(e) => panic!("{what}: published object {} is damaged: {e}", f.path().display()),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_never_publishes_a_damaged_product() {
+    let dir = TempDir::new("full");
+    let recipe = dir.path().join("sim.json");
+    write(
+        &recipe,
+        r#"{"name": "full", "steps": [{"name": "sim", "stage": "simulate",
+            "params": {"particle": "gamma", "n_events": 150, "seed": 5, "energy_min_tev": 2, "max_impact_m": 200}}]}"#,
+    );
+    // The product's size on a roomy disk, then disks that run out around its end.
+    let (code, report, err) = run_json(&dir.path().join("roomy"), &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let hash = report["activities"][0]["outputs"]["r1"].as_str().unwrap().to_string();
+    let size = std::fs::metadata(dir.path().join("roomy/objects").join(&hash[..2]).join(&hash)).unwrap().len() / 1024;
+    let mnt = dir.path().join("mnt");
+    if !mount_tmpfs(&mnt, 1024) {
+        println!("skipped: cannot mount a tmpfs here (needs root); the full-disk case is not tested");
+        return;
+    }
+    unmount(&mnt);
+    let (mut failed_at_close, mut succeeded) = (0, 0);
+    for kib in (size.saturating_sub(160)..size + 288).step_by(32) {
+        assert!(mount_tmpfs(&mnt, kib));
+        let _mounted = Mounted(&mnt);
+        let store = mnt.join("store");
+        let out = sst1mflow(&store, &["--quiet", "run", recipe.to_str().unwrap()]);
+        let e = stderr(&out);
+        if out.status.success() {
+            succeeded += 1;
+        } else {
+            assert!(e.contains("No space left on device") || e.contains("disk is full"), "{kib} KiB: {e}");
+            failed_at_close += usize::from(e.contains("cannot finish writing"));
+        }
+        assert_objects_intact(&store, &format!("{kib} KiB tmpfs"));
+    }
+    // The sweep did reach both ends: disks too small at the very end, and large enough.
+    assert!(failed_at_close > 0 && succeeded > 0, "close failures {failed_at_close}, successes {succeeded}");
+}

@@ -2,7 +2,9 @@
 //! `gh-cuts`, read by `make-irfs` and `dl2-dl3`) and the performance tables
 //! (`performance.h5`). Each is a PyTables-readable table under `/` with a unit per column, in
 //! a product file that carries the activity key and pipeline version (see [`crate::hdf5_table`]).
-use crate::hdf5_table::{create_product_file, ensure_groups, string_attr, write_attrs, Attr, ColumnMeta, Table};
+use crate::hdf5_table::{
+    close_product_file, create_product_file, ensure_groups, string_attr, write_attrs, Attr, ColumnMeta, Table,
+};
 use hdf5::H5Type;
 use sst1mflow_base::error::{Error, Result};
 use std::path::Path;
@@ -47,7 +49,8 @@ pub fn write_cut_table(
 ) -> Result<()> {
     let file = create_product_file(path, activity_key, pipeline_version)?;
     write_attrs(&file, &[("gamma_efficiency", Attr::Float(gamma_efficiency)), ("method", Attr::Str("efficiency"))])?;
-    write_rows(&file, "gammaness_cuts", &CUT_COLUMNS, rows, 64)
+    write_rows(&file, "gammaness_cuts", &CUT_COLUMNS, rows, 64)?;
+    close_product_file(file)
 }
 
 /// Reads a cut table back (for make-irfs and DL3).
@@ -164,5 +167,5 @@ pub fn write_performance(path: &Path, activity_key: &str, pipeline_version: &str
     ];
     write_rows(&file, "summary", &sum_units, &[t.summary], 256)?;
     string_attr(&file, "gammaness_cut_method", t.gammaness_cut_method)?;
-    Ok(())
+    close_product_file(file)
 }

@@ -793,7 +793,9 @@ impl Dl1Writer {
         if let Some(images) = self.images {
             images.finish()?;
         }
-        self.parameters.finish()
+        let n = self.parameters.finish()?;
+        super::hdf5_table::close_product_file(self.file)?;
+        Ok(n)
     }
 }
 

@@ -52,7 +52,9 @@ impl Dl2Writer {
     }
 
     pub fn finish(self) -> Result<usize> {
-        self.events.finish()
+        let n = self.events.finish()?;
+        super::hdf5_table::close_product_file(self.file)?;
+        Ok(n)
     }
 }
 

@@ -45,6 +45,15 @@ pub fn create_product_file(path: &std::path::Path, activity_key: &str, pipeline_
     Ok(file)
 }
 
+/// Flushes and closes a product file, reporting what dropping it would hide: HDF5 writes its
+/// metadata (the superblock's end-of-file address among it) at flush, so a full disk shows up
+/// here, and a file that failed here must not be published. Every writer ends with this.
+pub fn close_product_file(file: hdf5::File) -> Result<()> {
+    let name = file.filename();
+    file.flush().map_err(|e| hdf5_error(format!("cannot finish writing {name}"), e))?;
+    file.close().map_err(|e| hdf5_error(format!("cannot close {name}"), e))
+}
+
 /// Writes a string attribute (variable-length UTF-8).
 pub fn string_attr(loc: &Location, name: &str, value: &str) -> Result<()> {
     let v: VarLenUnicode = value.parse().map_err(|_| Error::msg(format!("attribute {name}: invalid string")))?;

@@ -348,6 +348,7 @@ impl R1Writer {
             }
             RunInfo::Observation(o) => write_observation_table(&self.file, &o)?,
         }
+        super::hdf5_table::close_product_file(self.file)?;
         Ok(n)
     }
 }
