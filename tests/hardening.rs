@@ -229,3 +229,95 @@ fn a_full_disk_never_publishes_a_damaged_product() {
     // The sweep did reach both ends: disks too small at the very end, and large enough.
     assert!(failed_at_close > 0 && succeeded > 0, "close failures {failed_at_close}, successes {succeeded}");
 }
+
+#[test]
+fn a_command_is_waited_for_whole_and_never_runs_twice_after_a_killed_run() {
+    let dir = TempDir::new("procs");
+    write_inputs(dir.path(), 1);
+    let marks = dir.path().join("marks.txt");
+    // A background child that writes the output after its parent exits.
+    let recipe = serde_json::json!({
+        "name": "bg",
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+        "steps": [{"name": "late", "stage": "command", "inputs": {"f": "raw"},
+                   "params": {"argv": ["sh", "-c", "(sleep 1; echo late >> o.txt) & echo early > o.txt", "sh", "{input:f}"],
+                              "outputs": {"o": {"path": "o.txt", "kind": "x"}}}}]
+    });
+    let path = dir.path().join("bg.json");
+    write(&path, &serde_json::to_string(&recipe).unwrap());
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &path, &[]);
+    assert_eq!(code, 0, "{err}");
+    let object = view_target(&store, "bg/late/all/o.txt");
+    assert_eq!(std::fs::read_to_string(&object).unwrap(), "early\nlate\n");
+    assert_eq!(hash_of(&object), report["activities"][0]["outputs"]["o"].as_str().unwrap());
+
+    // A run killed while its command sleeps: the resumed run must not leave the old command
+    // running beside the new one (each start is marked; only one may finish).
+    let recipe = serde_json::json!({
+        "name": "slow",
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+        "steps": [{"name": "s", "stage": "command", "inputs": {"f": "raw"},
+                   "params": {"argv": ["sh", "-c", "echo start >> \"$1\"; sleep 2; echo end >> \"$1\"; echo x > o.txt",
+                                       "sh", marks.to_str().unwrap(), "{input:f}"],
+                              "outputs": {"o": {"path": "o.txt", "kind": "x"}}}}]
+    });
+    let path = dir.path().join("slow.json");
+    write(&path, &serde_json::to_string(&recipe).unwrap());
+    let mut run = std::process::Command::new(bin())
+        .args(["--quiet", "--store", store.to_str().unwrap(), "run", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(&marks).unwrap_or_default().contains("start")
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let (code, report, err) = run_json(&store, &path, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["ran"], 1);
+    // Long enough for an orphaned first command to have finished, had it survived.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "start\nstart\nend\n");
+}
+
+#[test]
+fn a_command_sees_a_clean_environment_recorded_in_its_log() {
+    let dir = TempDir::new("env");
+    write_inputs(dir.path(), 1);
+    let recipe = serde_json::json!({
+        "name": "env",
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+        "steps": [{"name": "e", "stage": "command", "inputs": {"f": "raw"},
+                   "params": {"argv": ["sh", "-c", "env | grep -v '^PWD=' | grep -v '^SHLVL=' | grep -v '^_=' | sort", "sh", "{input:f}"],
+                              "env": {"ANSWER": "42"}, "stdout": "o",
+                              "outputs": {"o": {"path": "env.txt", "kind": "x"}}}}]
+    });
+    let path = dir.path().join("env.json");
+    write(&path, &serde_json::to_string(&recipe).unwrap());
+    let store = dir.path().join("store");
+    let run = std::process::Command::new(bin())
+        .args(["--json", "--store", store.to_str().unwrap(), "run", path.to_str().unwrap()])
+        .env("SECRET_TOKEN", "leaks")
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let seen = std::fs::read_to_string(view_target(&store, "env/e/all/env.txt")).unwrap();
+    let names: Vec<&str> = seen.lines().map(|l| l.split('=').next().unwrap()).collect();
+    assert!(!seen.contains("SECRET_TOKEN"), "{seen}");
+    assert!(seen.contains("ANSWER=42\n") && seen.contains("LANG=C.UTF-8\n"), "{seen}");
+    for n in &names {
+        assert!(
+            ["ANSWER", "HOME", "LANG", "PATH", "SST1MFLOW_ACTIVITY_KEY", "SST1MFLOW_PIPELINE_VERSION"].contains(n),
+            "{seen}"
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let key = report["activities"][0]["key"].as_str().unwrap();
+    let log = sst1mflow(&store, &["log", &key[..16]]);
+    assert!(stdout(&log).contains("# environment: ") && stdout(&log).contains("ANSWER=42"), "{}", stdout(&log));
+}

@@ -22,9 +22,17 @@
 //! paths are relative to the work directory (inputs appear as
 //! `.sst1mflow-in/<role>/<position>/<original file name>`), so a tool that prints or embeds
 //! its paths still gives the same bytes in any store. The program runs in the work directory
-//! with standard input closed, and
-//! also sees `SST1MFLOW_ACTIVITY_KEY` and `SST1MFLOW_PIPELINE_VERSION` so that a cooperating
-//! tool can embed them in its products. Everything it prints goes to the activity log.
+//! with standard input closed, in a clean environment: only `PATH`, `HOME` and `LANG` are passed
+//! through from sst1mflow's own (see [`PASSED_ENV`]; not in the key, so a program must not let
+//! them change its output), plus the declared `env` (in the key), plus
+//! `SST1MFLOW_ACTIVITY_KEY` and `SST1MFLOW_PIPELINE_VERSION` so that a cooperating tool can
+//! embed them in its products. The environment it got is written to the activity log.
+//! Everything it prints goes to the activity log.
+//!
+//! It runs as its own process group; the activity ends when the whole group has exited (a
+//! background child still writing an output is waited for), the group leader dies with the run
+//! that started it, and a run that finds a killed run's work directory kills what still runs
+//! there ([`crate::procs`]). It is no sandbox: it can read and write wherever its user can.
 //!
 //! A non-zero exit, a death by signal, or a declared output that is missing, not a regular
 //! file, or a symlink, fails the activity.
@@ -35,10 +43,14 @@ use serde_json::Value;
 use sst1mflow_base::error::{Error, Result};
 use sst1mflow_base::text::suggestion;
 use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub struct CommandStage;
+
+/// The only variables of sst1mflow's environment a command sees (besides its declared `env`).
+pub const PASSED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 
 const PARAMS: &[&str] = &["argv", "outputs", "config_keys", "stdout", "env"];
 /// Names inside the work directory that belong to the engine.
@@ -395,17 +407,46 @@ impl Stage for CommandStage {
             None => log_file.into(),
         };
         let mut cmd = Command::new(&args[0]);
-        cmd.args(&args[1..])
-            .current_dir(ctx.work_dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .env("SST1MFLOW_ACTIVITY_KEY", ctx.activity_key)
-            .env("SST1MFLOW_PIPELINE_VERSION", ctx.pipeline_version);
-        for (k, v) in &parsed.env {
+        cmd.args(&args[1..]).current_dir(ctx.work_dir).stdin(Stdio::null()).stdout(stdout).stderr(stderr).env_clear();
+        let mut env: Vec<(String, String)> =
+            PASSED_ENV.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
+        env.push(("SST1MFLOW_ACTIVITY_KEY".into(), ctx.activity_key.into()));
+        env.push(("SST1MFLOW_PIPELINE_VERSION".into(), ctx.pipeline_version.into()));
+        env.extend(parsed.env.iter().cloned());
+        for (k, v) in &env {
             cmd.env(k, v);
         }
-        let status = cmd.status();
+        let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(ctx.log, "# environment: {}", shown.join(" "));
+        // Its own process group, so that everything it starts can be waited for and killed as
+        // one; the leader dies with the worker that started it (PR_SET_PDEATHSIG), and what a
+        // killed run leaves behind is killed by the next run before it reuses the work dir.
+        cmd.process_group(0);
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = cmd.spawn().and_then(|mut child| {
+            let pgid = child.id() as i32;
+            let status = child.wait()?;
+            // A background child of the command may still write its outputs: wait for the
+            // whole group before anything is read or published.
+            let mut said = false;
+            let mut pause = std::time::Duration::from_millis(5);
+            while crate::procs::group_alive(pgid) {
+                if !said {
+                    let _ = writeln!(ctx.log, "# waiting for background processes the command left running");
+                    said = true;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            Ok(status)
+        });
         let printed = fs::read(&log_path).unwrap_or_default();
         let _ = ctx.log.write_all(&printed);
         let status = status.map_err(|e| Error::io(format!("cannot start \"{}\"", args[0]), e))?;

@@ -14,11 +14,12 @@
 //! * [`runner`] — runs one activity's stage and publishes its outputs (for every executor).
 //! * [`why`] — why an activity must rerun.
 //! * [`reproduce`] — re-executes a product's recorded history and compares hashes.
-//! * [`command`] — the generic stage that runs a shell-free command.
+//! * [`command`] — the generic stage that runs a shell-free command; [`procs`] — its processes.
 pub mod command;
 pub mod config;
 pub mod key;
 pub mod maintenance;
+pub mod procs;
 pub mod provenance;
 pub mod recipe;
 pub mod reproduce;

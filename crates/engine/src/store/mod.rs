@@ -228,6 +228,9 @@ impl Store {
                 };
                 if owner.try_lock().is_ok() {
                     drop(owner);
+                    // Its process died; a command it started may still run there (killed runs
+                    // leave orphans): stop it before the activity can start again.
+                    crate::procs::kill_processes_under(&path);
                     if make_writable_and_remove(&path).is_ok() {
                         removed += 1;
                     }
