@@ -321,3 +321,35 @@ fn a_command_sees_a_clean_environment_recorded_in_its_log() {
     let log = sst1mflow(&store, &["log", &key[..16]]);
     assert!(stdout(&log).contains("# environment: ") && stdout(&log).contains("ANSWER=42"), "{}", stdout(&log));
 }
+
+#[test]
+fn command_outputs_through_a_symlinked_directory_or_a_hard_link_are_refused() {
+    let dir = TempDir::new("escape");
+    write_inputs(dir.path(), 1);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    write(&outside.join("victim.txt"), "outside file");
+    let store = dir.path().join("store");
+    for (name, script, expected) in [
+        ("symlinked-dir", format!("rm -rf sub && ln -s {} sub", outside.display()), "lies outside the work directory"),
+        ("hard-link", format!("mkdir -p sub && ln {}/victim.txt sub/victim.txt", outside.display()), "is a hard link"),
+    ] {
+        let recipe = serde_json::json!({
+            "name": name,
+            "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+            "steps": [{"name": "s", "stage": "command", "inputs": {"f": "raw"},
+                       "params": {"argv": ["sh", "-c", script, "sh", "{input:f}"],
+                                  "outputs": {"o": {"path": "sub/victim.txt", "kind": "x"}}}}]
+        });
+        let path = dir.path().join(format!("{name}.json"));
+        write(&path, &serde_json::to_string(&recipe).unwrap());
+        let out = sst1mflow(&store, &["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{name}: {}", stderr(&out));
+        // The outside file is where it was, writable and unchanged; nothing was published.
+        let victim = outside.join("victim.txt");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "outside file", "{name}");
+        assert!(!std::fs::metadata(&victim).unwrap().permissions().readonly(), "{name}");
+        assert_eq!(object_count(&store), 1, "{name}: only the raw input is in the store");
+    }
+}

@@ -93,10 +93,12 @@ pub fn parse_config(config: &Value, stereo: bool) -> std::result::Result<Trainin
             return Err(format!("{key}: \"{f}\" is predicted by a model and can only be a gamma/hadron feature"));
         }
     }
+    // sst1mpipe's files write it as `7E5`, which Python's int() takes: so do we, when exact.
     let n_training_events = field(config, "analysis.n_training_events")?
-        .as_u64()
-        .filter(|&n| n > 0)
-        .ok_or("analysis.n_training_events must be a positive integer")? as usize;
+        .as_f64()
+        .filter(|&n| n >= 1.0 && n.fract() == 0.0 && n <= (1u64 << 53) as f64)
+        .ok_or("analysis.n_training_events must be a positive integer (7E5 counts)")?
+        as usize;
     let ratio = field(config, "analysis.gamma_to_proton_training_ratio")?
         .as_f64()
         .filter(|r| r.is_finite() && *r > 0.0)
@@ -509,4 +511,24 @@ fn train_gh(
         log,
     )?;
     Ok((model, (n_g, n_p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_written_as_sst1mpipe_writes_them_are_integers() {
+        let with = |count: &str| {
+            let text = crate::config::MC_DEFAULTS
+                .replace("\"n_training_events\": 700000", &format!("\"n_training_events\": {count}"));
+            assert!(text.contains(count), "the shipped MC config names n_training_events");
+            parse_config(&serde_json::from_str(&text).unwrap(), false).map(|c| c.n_training_events)
+        };
+        assert_eq!(with("7E5"), Ok(700_000));
+        assert_eq!(with("700000"), Ok(700_000));
+        for bad in ["7.5", "0", "-7E5", "1e300", "\"7E5\""] {
+            assert!(with(bad).unwrap_err().contains("n_training_events must be a positive integer"), "{bad}");
+        }
+    }
 }

@@ -43,6 +43,7 @@ use serde_json::Value;
 use sst1mflow_base::error::{Error, Result};
 use sst1mflow_base::text::suggestion;
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -458,9 +459,34 @@ impl Stage for CommandStage {
                 _ => format!("command \"{}\" failed", args[0]),
             }));
         }
+        let work_dir = fs::canonicalize(ctx.work_dir)
+            .map_err(|e| Error::io(format!("cannot resolve {}", ctx.work_dir.display()), e))?;
         for out in &ctx.plan.outputs {
             let p = ctx.work_dir.join(&out.file);
+            // Every directory on the way must still be inside the work directory: a command that
+            // replaced `sub` by a symlink to elsewhere must not have an outside file published.
+            if let Some(parent) = p.parent() {
+                let real = fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+                if !real.starts_with(&work_dir) {
+                    return Err(Error::msg(format!(
+                        "declared output \"{}\" ({}) lies outside the work directory (its directory resolves to {})",
+                        out.role,
+                        out.file.display(),
+                        real.display()
+                    )));
+                }
+            }
             match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_file() && m.nlink() > 1 => {
+                    // A hard link shares its inode with a file elsewhere: publishing it would make
+                    // that file read-only, and a later write to it would corrupt the object.
+                    return Err(Error::msg(format!(
+                        "declared output \"{}\" ({}) is a hard link ({} links); outputs must be files the command wrote",
+                        out.role,
+                        out.file.display(),
+                        m.nlink()
+                    )));
+                }
                 Ok(m) if m.file_type().is_file() => {}
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(Error::msg(format!(
