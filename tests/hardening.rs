@@ -353,3 +353,59 @@ fn command_outputs_through_a_symlinked_directory_or_a_hard_link_are_refused() {
         assert_eq!(object_count(&store), 1, "{name}: only the raw input is in the store");
     }
 }
+
+#[test]
+fn out_of_range_extraction_and_cleaning_settings_are_refused_at_planning() {
+    let dir = TempDir::new("ranges");
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sst1mpipe_mc_config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let recipe = dir.path().join("r.json");
+    write(
+        &recipe,
+        r#"{"name": "ranges", "config": "c.json",
+            "steps": [{"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 5, "seed": 1}},
+                      {"name": "dl1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1"}}]}"#,
+    );
+    let store = dir.path().join("store");
+    let window = "/CameraCalibrator/LocalPeakWindowSum";
+    let cleaner = "/ImageProcessor/ImageCleanerSST/telescope_defaults/tel_001/0";
+    let cases: [(&str, &str, serde_json::Value, &str); 9] = [
+        (window, "window_width", serde_json::json!(0), "window_width = 0: must be an integer from 1 to 50"),
+        (window, "window_width", serde_json::json!(-1), "window_width = -1"),
+        (window, "window_width", serde_json::json!(1e10), "window_width = 10000000000.0"),
+        (window, "window_width", serde_json::json!(7.5), "window_width = 7.5"),
+        (window, "window_shift", serde_json::json!(1000), "window_shift = 1000: must be an integer from 0 to 49"),
+        (window, "window_shift", serde_json::json!(-5), "window_shift = -5"),
+        (
+            cleaner,
+            "picture_threshold_pe",
+            serde_json::json!(-1e308),
+            "picture_threshold_pe = -1e+308: must be a finite number of at least 0",
+        ),
+        (
+            cleaner,
+            "min_picture_neighbors",
+            serde_json::json!(1e19),
+            "min_picture_neighbors = 1e+19: must be an integer from 0 to 6",
+        ),
+        (cleaner, "boundary_threshold_pe", serde_json::json!("4"), "boundary_threshold_pe = \"4\""),
+    ];
+    for (section, key, value, expected) in cases {
+        let mut config = shipped.clone();
+        let slot =
+            config.pointer_mut(section).and_then(|s| s.get_mut(key)).unwrap_or_else(|| panic!("{section}/{key}"));
+        *slot = value.clone();
+        write(&dir.path().join("c.json"), &serde_json::to_string(&config).unwrap());
+        let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{key} = {value}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected) && stderr(&out).contains("c.json"),
+            "{key} = {value}: {}",
+            stderr(&out)
+        );
+        assert_eq!(object_count(&store), 0, "{key} = {value}: nothing ran");
+    }
+}

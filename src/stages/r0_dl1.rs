@@ -123,7 +123,71 @@ fn flag(config: &Value, path: &str) -> Result<bool> {
     get(config, path)?.as_bool().ok_or_else(|| Error::msg(format!("config key {path} must be true or false")))
 }
 
+/// A count in `lo..=hi` given as a JSON number that is an exact integer (`7.5` is not a count).
+fn count_in(v: &Value, key: &str, lo: usize, hi: usize, why: &str) -> Result<usize> {
+    match v.as_f64() {
+        Some(x) if x.fract() == 0.0 && x >= lo as f64 && x <= hi as f64 => Ok(x as usize),
+        _ => Err(Error::msg(format!("config {key} = {v}: must be an integer from {lo} to {hi}{why}"))),
+    }
+}
+
+/// A finite number of at least `lo`.
+fn at_least(v: &Value, key: &str, lo: f64) -> Result<f64> {
+    match v.as_f64() {
+        Some(x) if x.is_finite() && x >= lo => Ok(x),
+        _ => Err(Error::msg(format!("config {key} = {v}: must be a finite number of at least {lo}"))),
+    }
+}
+
+/// Range and type checks of every extraction and cleaning setting, for every telescope the
+/// config describes: run at planning, so a bad value refuses the recipe before anything runs.
+fn check_ranges(config: &Value) -> Result<()> {
+    let lpws = "CameraCalibrator.LocalPeakWindowSum";
+    if let Ok(v) = get(config, &format!("{lpws}.window_width")) {
+        count_in(v, &format!("{lpws}.window_width"), 1, N_SAMPLES, " (samples in a DigiCam waveform)")?;
+    }
+    if let Ok(v) = get(config, &format!("{lpws}.window_shift")) {
+        count_in(v, &format!("{lpws}.window_shift"), 0, N_SAMPLES - 1, " (samples before the peak)")?;
+    }
+    let defaults = "ImageProcessor.ImageCleanerSST.telescope_defaults";
+    if let Ok(Value::Object(tels)) = get(config, defaults) {
+        for (tel, entries) in tels {
+            let Some(entries) = entries.as_array() else { continue };
+            for (i, entry) in entries.iter().enumerate() {
+                let key = |name: &str| format!("{defaults}.{tel}[{i}].{name}");
+                for name in ["picture_threshold_pe", "boundary_threshold_pe", "time_limit_ns", "min_nsb_level"] {
+                    if let Some(v) = entry.get(name) {
+                        at_least(v, &key(name), 0.0)?;
+                    }
+                }
+                if let Some(v) = entry.get("stdev_scaling") {
+                    at_least(v, &key("stdev_scaling"), 0.0)?;
+                }
+                for name in ["min_picture_neighbors", "min_time_neighbors"] {
+                    if let Some(v) = entry.get(name) {
+                        count_in(v, &key(name), 0, 6, " (a hexagonal pixel has 6 neighbours)")?;
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(Value::Object(tels)) = get(config, "NsbCalibrator.intensity_correction") {
+        for (tel, v) in tels {
+            match v.as_f64() {
+                Some(x) if x.is_finite() && x > 0.0 => {}
+                _ => {
+                    return Err(Error::msg(format!(
+                        "config NsbCalibrator.intensity_correction.{tel} = {v}: must be a positive number"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn settings(config: &Value, tel: u16) -> Result<Settings> {
+    check_ranges(config)?;
     let extractor = get(config, "CameraCalibrator.image_extractor_type")?;
     if extractor.as_str() != Some("LocalPeakWindowSum") {
         return Err(Error::msg(format!(
@@ -282,6 +346,7 @@ impl Stage for R0Dl1Stage {
 
     fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
         let warnings = Vec::new();
+        check_ranges(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
         if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {
             if t != "ImageCleanerSST" {

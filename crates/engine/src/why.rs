@@ -6,22 +6,11 @@
 //! `DirtyReason`: tests and scripts match on it, people read its `Display` form (the text
 //! `run --dry-run` and `status` print) and scripts its JSON form.
 use crate::config::flatten;
+use crate::key::KeyMaterial;
 use crate::provenance::Db;
-use crate::stage::InputFile;
 use serde_json::{json, Value};
 use sst1mflow_base::error::Result;
 use std::collections::BTreeMap;
-
-/// What a planned activity is made of, for comparison with a recorded one.
-pub struct Planned<'a> {
-    pub key: &'a str,
-    pub stage: &'a str,
-    pub stage_version: &'a str,
-    pub pipeline_version: &'a str,
-    pub config: &'a str,
-    pub params: &'a str,
-    pub inputs: &'a [InputFile],
-}
 
 fn short(h: &str) -> &str {
     &h[..h.len().min(12)]
@@ -201,10 +190,11 @@ fn json_diff(
     }
 }
 
-/// Why the planned activity must run. Only called for activities that are not reusable.
-pub fn reason(db: &Db, recipe: &str, step: &str, item: &str, p: &Planned) -> Result<StaleReason> {
+/// Why the planned activity (its `key`, and what the key was computed from) must run. Only
+/// called for activities that are not reusable.
+pub fn reason(db: &Db, recipe: &str, step: &str, item: &str, key: &str, p: &KeyMaterial) -> Result<StaleReason> {
     let same_key = |none: StaleReason| -> Result<StaleReason> {
-        Ok(match db.activity_by_key(p.key)? {
+        Ok(match db.activity_by_key(key)? {
             Some(a) if a.status == "failed" => StaleReason::PreviousAttemptFailed,
             Some(a) if a.invalid.is_some() => StaleReason::Invalidated(a.invalid.unwrap_or_default()),
             Some(_) => StaleReason::OutputsMissing,
@@ -214,7 +204,7 @@ pub fn reason(db: &Db, recipe: &str, step: &str, item: &str, p: &Planned) -> Res
     let Some(slot_key) = db.slot_key(recipe, step, item)? else {
         return same_key(StaleReason::New);
     };
-    if slot_key == p.key {
+    if slot_key == key {
         return same_key(StaleReason::NeverCompleted);
     }
     let Some(old) = db.activity_by_key(&slot_key)? else {

@@ -235,14 +235,15 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                             inputs.push(InputFile { role: role.clone(), position: pos as u32, hash, path, name });
                         }
                     }
-                    let key = activity_key(&KeyMaterial {
+                    let material = KeyMaterial {
                         stage: info.stage.name(),
                         stage_version: info.stage.version(),
                         pipeline_version: &pipeline_version,
                         config: &info.config_canon,
                         params: &info.params_canon,
                         inputs: &inputs,
-                    });
+                    };
+                    let key = activity_key(&material);
                     keys[i] = Some(key.clone());
                     let cached = db.find_ok_activity(&key)?.filter(|c| {
                         c.outputs.len() == info.plan.outputs.len()
@@ -264,21 +265,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                             continue;
                         }
                     }
-                    let reason = why::reason(
-                        &db,
-                        &recipe.name,
-                        &info.name,
-                        &node.label,
-                        &why::Planned {
-                            key: &key,
-                            stage: info.stage.name(),
-                            stage_version: info.stage.version(),
-                            pipeline_version: &pipeline_version,
-                            config: &info.config_canon,
-                            params: &info.params_canon,
-                            inputs: &inputs,
-                        },
-                    )?;
+                    let reason = why::reason(&db, &recipe.name, &info.name, &node.label, &key, &material)?;
                     reasons[i] = Some(reason.clone());
                     if opts.dry_run {
                         schedule.finish(i, Outcome::WouldRun(reason), &nodes, &infos);
