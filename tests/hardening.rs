@@ -409,3 +409,40 @@ fn out_of_range_extraction_and_cleaning_settings_are_refused_at_planning() {
         assert_eq!(object_count(&store), 0, "{key} = {value}: nothing ran");
     }
 }
+
+#[test]
+fn reading_commands_work_on_a_read_only_store_and_writing_ones_say_why_not() {
+    let dir = TempDir::new("ro");
+    let mnt = dir.path().join("mnt");
+    if !mount_tmpfs(&mnt, 20 * 1024) {
+        println!("skipped: cannot mount a tmpfs here (needs root); the read-only store is not tested");
+        return;
+    }
+    let _mounted = Mounted(&mnt);
+    let recipe = three_step_recipe(&mnt, 2);
+    let store = mnt.join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary =
+        report["activities"].as_array().unwrap().last().unwrap()["outputs"]["n"].as_str().unwrap().to_string();
+    let remount =
+        std::process::Command::new("mount").args(["-o", "remount,ro", mnt.to_str().unwrap()]).status().unwrap();
+    assert!(remount.success());
+    for args in [
+        vec!["lineage", summary.as_str()],
+        vec!["show", summary.as_str()],
+        vec!["descendants", summary.as_str()],
+        vec!["export-prov", summary.as_str()],
+        vec!["status"],
+        vec!["verify"],
+    ] {
+        let out = sst1mflow(&store, &args);
+        assert!(out.status.success(), "{args:?} on a read-only store: {}", stderr(&out));
+    }
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    let out = sst1mflow(&store, &["pin", "paper", &summary]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+}

@@ -229,6 +229,24 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
     }
 }
 
+/// Whether the file system holding `path` is mounted read-only.
+fn on_read_only_filesystem(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && (st.f_flag & libc::ST_RDONLY) != 0 }
+}
+
+/// Whether the file system holding `path` has no space left for us.
+fn no_space_left(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_bavail == 0 }
+}
+
 pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -240,8 +258,40 @@ pub fn host_name() -> String {
 }
 
 impl Db {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`. On a read-only file
+    /// system an existing database is opened for reading only (SQLite's `immutable`: nothing can
+    /// change it there), so that lineage, status and verify still answer; anything that writes
+    /// then fails. A full disk is named as such.
     pub fn open(path: &Path) -> Result<Db> {
+        let ctx = |what: &str| format!("provenance database {}: {what}", path.display());
+        if path.exists() && on_read_only_filesystem(path) {
+            return Db::open_immutable(path);
+        }
+        Db::open_writable(path).map_err(|e| {
+            if no_space_left(path) {
+                Error::msg(format!("{}: no space left on device ({e})", ctx("cannot open for writing")))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_immutable(path: &Path) -> Result<Db> {
+        let ctx = |what: &str| format!("provenance database {} (read-only file system): {what}", path.display());
+        let uri = format!("file:{}?immutable=1", path.display());
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri, flags).map_err(|e| Error::db(ctx("cannot open"), e))?;
+        let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current != schema_version() {
+            return Err(Error::msg(ctx(&format!(
+                "schema version {current}, this sst1mflow reads {} and cannot migrate a read-only store",
+                schema_version()
+            ))));
+        }
+        Ok(Db { conn })
+    }
+
+    fn open_writable(path: &Path) -> Result<Db> {
         let ctx = |what: &str| format!("provenance database {}: {what}", path.display());
         let conn = Connection::open(path).map_err(|e| Error::db(ctx("cannot open"), e))?;
         conn.busy_timeout(Duration::from_secs(600)).map_err(|e| Error::db(ctx("cannot configure"), e))?;
