@@ -229,22 +229,23 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
     }
 }
 
-/// Whether the file system holding `path` is mounted read-only.
-fn on_read_only_filesystem(path: &Path) -> bool {
+/// The `statvfs` of the file system holding `path` (its directory), if it can be read.
+fn filesystem_of(path: &Path) -> Option<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && (st.f_flag & libc::ST_RDONLY) != 0 }
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0).then_some(st)
+}
+
+/// Whether the file system holding `path` is mounted read-only.
+fn on_read_only_filesystem(path: &Path) -> bool {
+    filesystem_of(path).is_some_and(|st| st.f_flag & libc::ST_RDONLY != 0)
 }
 
 /// Whether the file system holding `path` has no space left for us.
 fn no_space_left(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_bavail == 0 }
+    filesystem_of(path).is_some_and(|st| st.f_bavail == 0)
 }
 
 pub fn now_utc() -> String {

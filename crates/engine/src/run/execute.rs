@@ -4,9 +4,9 @@
 use super::plan::StepInfo;
 use crate::key::{canonical_json, KEY_SCHEMA_VERSION};
 use crate::provenance::manifest::{self, Manifest, ManifestProduct, Slot};
-use crate::provenance::{host_name, now_utc, Db};
+use crate::provenance::{host_name, now_utc, CachedActivity, Db};
 use crate::runner::{run_activity, Activity};
-use crate::stage::InputFile;
+use crate::stage::{InputFile, StagePlan};
 use crate::store::Store;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -33,6 +33,17 @@ pub(super) struct JobResult {
     pub result: std::result::Result<(Vec<String>, bool), String>,
 }
 
+/// The output hashes of a recorded activity in plan order, when it can be reused: it recorded
+/// exactly the plan's outputs and every object is intact. Used by the coordinator before
+/// dispatching and by the worker once it holds the activity's lock.
+pub(super) fn reusable_outputs(store: &Store, plan: &StagePlan, c: &CachedActivity) -> Option<Vec<String>> {
+    if c.outputs.len() != plan.outputs.len() || !c.outputs.iter().all(|(_, h, size)| store.object_intact(h, *size)) {
+        return None;
+    }
+    let by_role: BTreeMap<&str, &str> = c.outputs.iter().map(|(r, h, _)| (r.as_str(), h.as_str())).collect();
+    plan.outputs.iter().map(|o| by_role.get(o.role.as_str()).map(|h| h.to_string())).collect()
+}
+
 /// Runs one activity in a worker: lock, re-check, run, publish, record.
 pub(super) fn execute(
     store: &Store,
@@ -43,11 +54,7 @@ pub(super) fn execute(
 ) -> std::result::Result<(Vec<String>, bool), String> {
     let lock = store.lock_activity(&job.key).map_err(|e| e.to_string())?;
     if let Some(c) = db.find_ok_activity(&job.key).map_err(|e| e.to_string())? {
-        let by_role: BTreeMap<&str, &str> = c.outputs.iter().map(|(r, h, _)| (r.as_str(), h.as_str())).collect();
-        let intact = c.outputs.iter().all(|(_, h, size)| store.object_intact(h, *size));
-        let outs: Option<Vec<String>> =
-            info.plan.outputs.iter().map(|o| by_role.get(o.role.as_str()).map(|h| h.to_string())).collect();
-        if let (true, Some(outs)) = (intact, outs) {
+        if let Some(outs) = reusable_outputs(store, &info.plan, &c) {
             return Ok((outs, false));
         }
     }

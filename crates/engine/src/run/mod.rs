@@ -35,14 +35,13 @@ use crate::recipe::Recipe;
 use crate::stage::{InputFile, Pipeline};
 use crate::store::Store;
 use crate::why::{self, StaleReason};
-use execute::{execute, Job, JobResult};
+use execute::{execute, reusable_outputs, Job, JobResult};
 use inputs::register_inputs;
 use plan::{build_nodes, prepare, Node, Ref, StepInfo};
 use progress::Progress;
 use schedule::Schedule;
 use serde_json::{json, Map, Value};
 use sst1mflow_base::error::{Error, Result};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
@@ -245,21 +244,10 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                     };
                     let key = activity_key(&material);
                     keys[i] = Some(key.clone());
-                    let cached = db.find_ok_activity(&key)?.filter(|c| {
-                        c.outputs.len() == info.plan.outputs.len()
-                            && c.outputs.iter().all(|(_, h, size)| store.object_intact(h, *size))
-                    });
+                    let cached = db.find_ok_activity(&key)?;
                     if let Some(c) = cached {
-                        let by_role: BTreeMap<&str, &str> =
-                            c.outputs.iter().map(|(r, h, _)| (r.as_str(), h.as_str())).collect();
-                        let outs: Option<Vec<Produced>> = info
-                            .plan
-                            .outputs
-                            .iter()
-                            .map(|o| by_role.get(o.role.as_str()).map(|h| Produced { hash: h.to_string() }))
-                            .collect();
-                        if let Some(outs) = outs {
-                            produced[i] = Some(outs);
+                        if let Some(outs) = reusable_outputs(store, &info.plan, &c) {
+                            produced[i] = Some(outs.into_iter().map(|hash| Produced { hash }).collect());
                             reused += 1;
                             schedule.finish(i, Outcome::Reused, &nodes, &infos);
                             continue;
