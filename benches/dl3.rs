@@ -28,7 +28,8 @@ fn main() {
     // A DL2 run of n events: power-law energies, gammaness uniform, directions around the target.
     let t = Instant::now();
     let template = ParametersRow::new(1001, 0, 1, (62.0, 180.0), None, None);
-    let mut w = Dl2Writer::create(&dl2_path, 1, &"0".repeat(64), VERSION).unwrap();
+    let telescope = sst1mflow::instrument::TelescopeDescription::model(1, [0.0; 3]);
+    let mut w = Dl2Writer::create(&dl2_path, &telescope, &"0".repeat(64), VERSION).unwrap();
     w.attribute("sst1mflow_models", &models).unwrap();
     let mut rng = Rng::new(1, 1);
     for i in 0..n {

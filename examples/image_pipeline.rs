@@ -20,7 +20,8 @@ fn main() {
         "usage: image_pipeline WAVEFORMS.f32 N_EVENTS PICTURE BOUNDARY MIN_NEIGHBOURS [DL1.h5]"
     );
     let mut writer = args.get(6).map(|path| {
-        sst1mflow::io::dl1::Dl1Writer::create(std::path::Path::new(path), 1, &"0".repeat(64), "test")
+        let telescope = sst1mflow::instrument::TelescopeDescription::model(1, [0.0; 3]);
+        sst1mflow::io::dl1::Dl1Writer::create(std::path::Path::new(path), &telescope, &"0".repeat(64), "test")
             .expect("DL1 file can be created")
     });
     let bytes = std::fs::read(&args[1]).expect("waveform file");

@@ -418,11 +418,17 @@ mod stage {
         let table = dir.path().join("calib.txt");
         write(&table, "dc_to_pe calib_flag\n");
         let inputs2 = format!(
-            r#"{{"mc": {{"paths": ["{}"], "kind": "simtel"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}}}"#,
+            r#"{{"mc": {{"paths": ["{}"], "kind": "simtel"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}, "array": {{"paths": ["calib.txt"], "kind": "subarray"}}}}"#,
             simtel.display()
         );
-        let r =
-            recipe(dir.path(), "mixed", &cfg, &inputs2, r#"{"r0": "mc", "calibration": "cal"}"#, r#"{"tel_id": 1}"#);
+        let r = recipe(
+            dir.path(),
+            "mixed",
+            &cfg,
+            &inputs2,
+            r#"{"r0": "mc", "calibration": "cal", "subarray": "array"}"#,
+            r#"{"tel_id": 1}"#,
+        );
         let (code, _, err) = run_json(&store, &r, &[]);
         assert_ne!(code, 0);
         // The MC configuration has no camera-calibration settings: refused while planning.
@@ -456,11 +462,13 @@ mod stage {
         let store = dir.path().join("store");
         calibration_table(dir.path());
         let cfg = config(dir.path(), "sst1mpipe_data_config.json", "data", |t| t);
+        let Some(array) = data("sst1mpipe_data/sst1m_array.h5") else { return };
         let inputs = format!(
-            r#"{{"run": {{"paths": ["{}"], "kind": "r0"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}, "win": {{"paths": ["window.txt"], "kind": "window"}}}}"#,
-            zfits.display()
+            r#"{{"run": {{"paths": ["{}"], "kind": "r0"}}, "cal": {{"paths": ["calib.txt"], "kind": "calibration"}}, "win": {{"paths": ["window.txt"], "kind": "window"}}, "array": {{"paths": ["{}"], "kind": "subarray"}}}}"#,
+            zfits.display(),
+            array.display()
         );
-        let full = r#"{"r0": "run", "calibration": "cal", "window_transmittance": "win"}"#;
+        let full = r#"{"r0": "run", "calibration": "cal", "window_transmittance": "win", "subarray": "array"}"#;
         // No run number in this file's name: the step must give obs_id.
         let r = recipe(dir.path(), "noid", &cfg, &inputs, full, r#"{"tel_id": 22}"#);
         let (code, _, err) = run_json(&store, &r, &[]);
@@ -472,6 +480,18 @@ mod stage {
         let (code, _, err) = run_json(&store, &r, &[]);
         assert_ne!(code, 0);
         assert!(err.contains("calibration"), "{err}");
+        // Without the telescope description: refused while planning, naming the role.
+        let r = recipe(
+            dir.path(),
+            "noarray",
+            &cfg,
+            &inputs,
+            r#"{"r0": "run", "calibration": "cal"}"#,
+            r#"{"tel_id": 22, "obs_id": 201808220001}"#,
+        );
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("subarray") && err.contains("sst1m_array.h5"), "{err}");
         // Wrong telescope.
         let r = recipe(dir.path(), "wrongtel", &cfg, &inputs, full, r#"{"tel_id": 21, "obs_id": 201808220001}"#);
         let (code, _, err) = run_json(&store, &r, &[]);
@@ -485,7 +505,7 @@ mod stage {
         let (code, _, err) = run_json(&store, &r, &[]);
         assert_ne!(code, 0);
         assert!(err.contains("activity inputs") && err.contains("calibration"), "{err}");
-        for name in ["noid", "nocal", "wrongtel", "buried"] {
+        for name in ["noid", "nocal", "noarray", "wrongtel", "buried"] {
             assert!(!store.join(format!("views/{name}/dl1/all/dl1.h5")).exists(), "nothing published for {name}");
         }
 
@@ -509,6 +529,9 @@ mod stage {
         let key = report["activities"][0]["key"].as_str().unwrap().to_string();
         let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
         assert!(log.contains("2 pedestal events") && log.contains("NSB level"), "{log}");
+        // sst1mpipe's integration correction of tel 22 (the golden value of the shipped
+        // sst1m_array.h5, sst1mpipe_data README), not one of our pulse model.
+        assert!(log.contains("integration correction 1.020946"), "{log}");
         // The calibration table is an input: changing one factor reruns the step.
         let text = std::fs::read_to_string(dir.path().join("calib.txt")).unwrap().replacen("23.2 1", "23.3 1", 1);
         write(&dir.path().join("calib.txt"), &text);

@@ -1,7 +1,7 @@
 //! `sst1mflow r0-dl1 FILE…`: R0 (or R1) → DL1 without writing a recipe.
 //!
 //! The command writes the recipe a user would have written (one `r0-dl1` activity per file,
-//! the calibration table and window as inputs) into the store's `standalone/` folder and runs
+//! the calibration table, window and telescope description as inputs) into the store's `standalone/` folder and runs
 //! it through the engine, so a DL1 made this way has the same provenance, reuse and refusal
 //! rules as one made by a recipe. The DL1 files are then copied out as `<name>.dl1.h5`.
 use super::Cli;
@@ -34,6 +34,10 @@ pub struct R0Dl1Args {
     /// Window transmittance file (camera data)
     #[arg(long)]
     pub window: Option<PathBuf>,
+    /// Telescope description (camera data): sst1mpipe's sst1m_array.h5 or another ctapipe
+    /// SubarrayDescription HDF5 file (reference pulse, pixel positions, optics)
+    #[arg(long)]
+    pub subarray: Option<PathBuf>,
     /// Where to copy the DL1 files
     #[arg(long, short, default_value = ".")]
     pub output: PathBuf,
@@ -87,8 +91,13 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
             "SST-1M camera data (zfits) need their per-pixel calibration table: --calibration FILE",
         ));
     }
-    if !camera_data && (args.calibration.is_some() || args.window.is_some()) {
-        return Err(Error::msg("--calibration and --window are for SST-1M camera data (zfits) only"));
+    if camera_data && args.subarray.is_none() {
+        return Err(Error::msg(
+            "SST-1M camera data (zfits) need the telescope description: --subarray FILE (sst1mpipe's sst1m_array.h5, in sst1mpipe/data/)",
+        ));
+    }
+    if !camera_data && (args.calibration.is_some() || args.window.is_some() || args.subarray.is_some()) {
+        return Err(Error::msg("--calibration, --window and --subarray are for SST-1M camera data (zfits) only"));
     }
     let tel_id = match args.tel_id {
         Some(t) => t,
@@ -117,6 +126,10 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     if let Some(c) = &args.calibration {
         inputs.insert("calibration".into(), json!({"paths": [absolute(c)?], "kind": "calibration"}));
         step_inputs.insert("calibration".into(), json!("calibration"));
+    }
+    if let Some(d) = &args.subarray {
+        inputs.insert("subarray".into(), json!({"paths": [absolute(d)?], "kind": "subarray"}));
+        step_inputs.insert("subarray".into(), json!("subarray"));
     }
     if let Some(w) = &args.window {
         inputs.insert("window".into(), json!({"paths": [absolute(w)?], "kind": "window_transmittance"}));

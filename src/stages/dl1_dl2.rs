@@ -179,7 +179,7 @@ impl Stage for Dl1Dl2Stage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -218,8 +218,11 @@ impl Stage for Dl1Dl2Stage {
         let [energy, disp_norm, disp_sign, gh] = &models;
         let site = site(ctx.config, dl1.tel_id)?;
         let is_mc = dl1.run.is_some();
+        // The DL2 file describes the telescope as the DL1 file does.
+        let telescope = crate::io::instrument::read_telescope_description(&dl1_in.path, dl1.tel_id)
+            .map_err(|e| Error::msg(format!("input {}: {}", dl1_in.name, e.message())))?;
         let mut writer =
-            Dl2Writer::create(&ctx.work_dir.join("dl2.h5"), dl1.tel_id, ctx.activity_key, ctx.pipeline_version)?;
+            Dl2Writer::create(&ctx.work_dir.join("dl2.h5"), &telescope, ctx.activity_key, ctx.pipeline_version)?;
         writer.attribute(
             crate::io::dl1::SETTINGS_ATTR,
             &serde_json::to_string(&dl1.settings).map_err(|e| Error::msg(e.to_string()))?,

@@ -291,7 +291,7 @@ impl Stage for Dl1StereoStage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -350,7 +350,19 @@ impl Stage for Dl1StereoStage {
         let s = settings(ctx.config, tels).map_err(|e| Error::msg(format!("dl1-stereo: {e}")))?;
         let rows = readers.iter().map(|r| r.read(0, r.n_events)).collect::<Result<Vec<_>>>()?;
         let (pairs, mono, multiple) = match_events(&rows[0], &rows[1], how);
-        let radius = crate::instrument::camera::CameraGeometry::digicam().radius();
+        // Each input's own description (camera, optics, pulse), at the array position the
+        // reconstruction uses.
+        let telescopes = inputs
+            .iter()
+            .zip(tels.iter().zip(&positions))
+            .map(|(f, (&t, &position))| {
+                let mut d = crate::io::instrument::read_telescope_description(&f.path, t)
+                    .map_err(|e| Error::msg(format!("input {}: {}", f.name, e.message())))?;
+                d.position_m = position;
+                Ok(d)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let radius = telescopes[0].geometry.radius();
         let passes = |row: &ParametersRow| s.criteria.iter().all(|c| c.passes(row));
         let mut out_rows: [Vec<ParametersRow>; 2] = [Vec::new(), Vec::new()];
         let mut geometry_rows = Vec::with_capacity(pairs.len());
@@ -412,8 +424,7 @@ impl Stage for Dl1StereoStage {
             let role = ["tel1", "tel2"][k];
             let mut writer = Dl1Writer::create_parameters_only(
                 &ctx.work_dir.join(format!("dl1_{role}.h5")),
-                tels[k],
-                positions[k],
+                &telescopes[k],
                 ctx.activity_key,
                 ctx.pipeline_version,
             )?;

@@ -19,8 +19,11 @@
 //! | `analysis.bad_pixels` | data: pixels always zeroed and interpolated |
 //!
 //! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
-//! role `calibration` (the per-pixel calibration table) and take `window_transmittance` (the
-//! window factors); they are activity inputs, so their bytes are in the key. A path in the
+//! role `calibration` (the per-pixel calibration table) and the role `subarray` (the telescope
+//! description, sst1mpipe's `sst1m_array.h5`: reference pulse for the integration correction,
+//! pixel positions, optics, position), and take `window_transmittance` (the window factors);
+//! they are activity inputs, so their bytes are in the key. Simulations are described by the
+//! sim_telarray file itself (camera and pixel settings), our R1 by the simulator's model. A path in the
 //! config's `telescope_calibration.tel_NNN` or `window_transmittance.tel_NNN` is refused: give
 //! the file as an input instead. Pedestal events (event type 8) feed the calibration and the
 //! cleaning and are not written.
@@ -34,9 +37,11 @@ use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::error::{Error, Result};
 use crate::image::calibrate;
 use crate::image::{clean, extract, params as image_params};
-use crate::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
+use crate::instrument::TelescopeDescription;
+use crate::instrument::{camera::CameraGeometry, N_SAMPLES, SAMPLE_NS};
 use crate::io::calibration_tables::{read_pixel_calibration, read_window_transmittance};
 use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, PedestalRow, TriggerRow, Truth};
+use crate::io::instrument::read_telescope_description;
 use crate::io::r1::R1Reader;
 use crate::io::zfits::DigicamEvent;
 use serde_json::Value;
@@ -109,6 +114,35 @@ struct Settings {
     /// In the order written in the config.
     cleaners: Vec<Cleaner>,
     intensity_correction: f64,
+}
+
+impl Settings {
+    /// The extraction window for `telescope`: ctapipe's integration correction of its own
+    /// reference pulse and sampling (as sst1mpipe: the sim_telarray file's pulse for
+    /// simulations, the telescope description's for camera data), noted in the log.
+    fn window_for(&self, telescope: &TelescopeDescription, log: &mut dyn std::io::Write) -> Result<extract::Window> {
+        if (telescope.sample_ns - SAMPLE_NS).abs() > 1e-6 {
+            return Err(Error::msg(format!(
+                "telescope {} samples every {} ns, DigiCam every {SAMPLE_NS} ns",
+                telescope.tel_id, telescope.sample_ns
+            )));
+        }
+        let mut window = self.window;
+        if self.apply_integration_correction {
+            let pulse = &telescope.pulse;
+            window.correction =
+                extract::integration_correction(&pulse.shape, pulse.step_ns, SAMPLE_NS, window.width, window.shift);
+            let _ = writeln!(
+                log,
+                "integration correction {:.6} from the reference pulse of telescope {} ({} points every {} ns)",
+                window.correction,
+                telescope.tel_id,
+                pulse.shape.len(),
+                pulse.step_ns
+            );
+        }
+        Ok(window)
+    }
 }
 
 fn get<'v>(config: &'v Value, path: &str) -> Result<&'v Value> {
@@ -197,11 +231,6 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
     let width = number(config, "CameraCalibrator.LocalPeakWindowSum.window_width")? as usize;
     let shift = number(config, "CameraCalibrator.LocalPeakWindowSum.window_shift")? as usize;
     let apply = flag(config, "CameraCalibrator.LocalPeakWindowSum.apply_integration_correction")?;
-    let correction = if apply {
-        extract::integration_correction(&pulse::reference_table(), pulse::REFERENCE_STEP_NS, SAMPLE_NS, width, shift)
-    } else {
-        1.0
-    };
     let key = format!("ImageProcessor.ImageCleanerSST.telescope_defaults.tel_{tel:03}");
     let entries = get(config, &key)?
         .as_array()
@@ -232,7 +261,9 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
         });
     }
     Ok(Settings {
-        window: extract::Window { width, shift, sample_ns: SAMPLE_NS, correction },
+        // The integration correction depends on the input's reference pulse: set per input
+        // by `Settings::window_for`.
+        window: extract::Window { width, shift, sample_ns: SAMPLE_NS, correction: 1.0 },
         apply_integration_correction: apply,
         cleaners,
         intensity_correction: number(config, &format!("NsbCalibrator.intensity_correction.tel_{tel:03}"))?,
@@ -308,7 +339,7 @@ fn process_image(
 }
 
 const EVENT_ROLES: [&str; 2] = ["r1", "r0"];
-const DATA_ROLES: [&str; 2] = ["calibration", "window_transmittance"];
+const DATA_ROLES: [&str; 3] = ["calibration", "window_transmittance", "subarray"];
 
 impl Stage for R0Dl1Stage {
     fn name(&self) -> &'static str {
@@ -316,7 +347,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "5"
+        "6"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -329,13 +360,20 @@ impl Stage for R0Dl1Stage {
         }
         if let Some(other) = input_roles.iter().find(|r| !EVENT_ROLES.contains(r) && !DATA_ROLES.contains(r)) {
             return Err(Error::msg(format!(
-                "{at}: stage r0-dl1 has no input role \"{other}\" (roles: r1 or r0, calibration, window_transmittance)"
+                "{at}: stage r0-dl1 has no input role \"{other}\" (roles: r1 or r0, calibration, window_transmittance, subarray)"
             )));
         }
         let camera_data = input_roles.contains(&"calibration");
-        if input_roles.contains(&"window_transmittance") && !camera_data {
+        for role in ["window_transmittance", "subarray"] {
+            if input_roles.contains(&role) && !camera_data {
+                return Err(Error::msg(format!(
+                    "{at}: {role} is for camera data, which also needs its calibration table (role \"calibration\"); simulations describe their telescope themselves"
+                )));
+            }
+        }
+        if camera_data && !input_roles.contains(&"subarray") {
             return Err(Error::msg(format!(
-                "{at}: window_transmittance is for camera data, which also needs its calibration table (role \"calibration\")"
+                "{at}: camera data need the telescope description (input role \"subarray\"): sst1mpipe's sst1m_array.h5 (in sst1mpipe/data/) or another ctapipe SubarrayDescription file; its reference pulse sets the integration correction and its pixel positions and optics are the ones the parameters use"
             )));
         }
         Ok(StagePlan {
@@ -415,9 +453,9 @@ impl Stage for R0Dl1Stage {
     }
 }
 
-fn dl1_writer(ctx: &StageContext, tel: u16) -> Result<Dl1Writer> {
-    let writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), tel, ctx.activity_key, ctx.pipeline_version)?;
-    let settings = crate::contract::dl1_settings(ctx.config, tel);
+fn dl1_writer(ctx: &StageContext, telescope: &TelescopeDescription) -> Result<Dl1Writer> {
+    let writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), telescope, ctx.activity_key, ctx.pipeline_version)?;
+    let settings = crate::contract::dl1_settings(ctx.config, telescope.tel_id);
     writer.write_settings(&settings)?;
     Ok(writer)
 }
@@ -443,8 +481,11 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             input.name, reader.tel_id
         )));
     }
-    let geom = CameraGeometry::digicam();
-    let mut writer = dl1_writer(ctx, tel)?;
+    // Our simulator's instrument, its telescope at the origin of the ground frame.
+    let telescope = TelescopeDescription::model(tel, [0.0; 3]);
+    let window = s.window_for(&telescope, &mut ctx.log)?;
+    let geom = &telescope.geometry;
+    let mut writer = dl1_writer(ctx, &telescope)?;
     let cleaner = &s.cleaners[0];
     let thresholds = vec![cleaner.picture; geom.n_pixels()];
     let run_pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
@@ -492,9 +533,9 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
         for event in reader.read(start, end)? {
             event.waveform_pe(&mut waveform);
             let p = process_image(
-                &geom,
+                geom,
                 &waveform,
-                &s.window,
+                &window,
                 cleaner,
                 &thresholds,
                 &mut |_, _| {},
@@ -503,7 +544,8 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             );
             with_params += p.is_some() as usize;
             row.event_id = event.event_id as i64;
-            row.is_valid = p.is_some();
+            // ctapipe 0.17 marks every extracted image valid (parameters or not).
+            row.is_valid = true;
             let t = truth.get(&event.event_id);
             let (time, pointing) = time_and_pointing(event.event_id);
             let mut parameters = ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
@@ -528,33 +570,13 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
 fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings, pde_on: bool) -> Result<()> {
     let factors = pde_factors(tel);
     let mut source = SimtelSource::open(&input.path, &input.name, tel, pde_on.then_some(factors.as_slice()))?;
-    // The readout as the file describes it (ctapipe takes it from there): 4 ns samples, and
-    // the integration correction from the file's own reference pulse.
-    let mut window = s.window;
-    if let Some(ps) = source.reader.pixel_settings.get(&(tel as i32)) {
-        if let Some(slice) = ps.time_slice_ns {
-            if (slice as f64 - SAMPLE_NS).abs() > 1e-6 {
-                return Err(Error::msg(format!(
-                    "input {}: telescope {tel} samples every {slice} ns, DigiCam every {SAMPLE_NS} ns",
-                    input.name
-                )));
-            }
-        }
-        if let (true, Some(step), Some(shape)) = (s.apply_integration_correction, ps.ref_step_ns, ps.ref_shape.first())
-        {
-            let pulse: Vec<f64> = shape.iter().map(|&v| v as f64).collect();
-            window.correction =
-                extract::integration_correction(&pulse, step as f64, SAMPLE_NS, window.width, window.shift);
-            let _ = writeln!(
-                ctx.log,
-                "integration correction {:.6} from the file's reference pulse ({} points every {step} ns)",
-                window.correction,
-                pulse.len()
-            );
-        }
-    }
-    let geom = CameraGeometry::digicam();
-    let mut writer = dl1_writer(ctx, tel)?;
+    // The telescope as the file describes it (ctapipe takes it from there): pixel positions,
+    // optics, and the integration correction from the file's own reference pulse.
+    let telescope = source.telescope.clone();
+    let window =
+        s.window_for(&telescope, &mut ctx.log).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?;
+    let geom = &telescope.geometry;
+    let mut writer = dl1_writer(ctx, &telescope)?;
     let cleaner = &s.cleaners[0];
     let thresholds = vec![cleaner.picture; geom.n_pixels()];
     let obs_id = source.obs_id;
@@ -569,7 +591,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         // ctapipe's peak-time shift: sim_telarray's per-pixel time calibration.
         let shift = &source.time_shift_ns;
         let p = process_image(
-            &geom,
+            geom,
             &waveform,
             &window,
             cleaner,
@@ -580,7 +602,8 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         );
         with_params += p.is_some() as usize;
         row.event_id = event_id as i64;
-        row.is_valid = p.is_some();
+        // ctapipe 0.17 marks every extracted image valid (parameters or not).
+        row.is_valid = true;
         let parameters = ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
         writer.write(row, parameters)?;
         // ctapipe reads sim_telarray's GPS time as UTC Unix seconds and nanoseconds; TAI is
@@ -629,7 +652,16 @@ const INITIAL_SEARCH_EVENTS: usize = 100_000;
 
 fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Settings) -> Result<()> {
     let tel = p.tel_id;
-    let geom = CameraGeometry::digicam();
+    let subarray = match ctx.inputs.get("subarray").map(Vec::as_slice) {
+        Some([f]) => f,
+        _ => {
+            return Err(Error::msg("r0-dl1 on camera data needs exactly one telescope description (role \"subarray\")"))
+        }
+    };
+    let telescope = read_telescope_description(&subarray.path, tel)
+        .map_err(|e| Error::msg(format!("telescope description {}: {}", subarray.name, e.message())))?;
+    let extraction = s.window_for(&telescope, &mut ctx.log)?;
+    let geom = &telescope.geometry;
     let n_pixels = geom.n_pixels();
     let calib_in = &ctx.inputs["calibration"];
     let [calib_in] = calib_in.as_slice() else {
@@ -716,8 +748,8 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                           image: &mut [f32],
                           peak: &mut [f32]| {
         calibration.calibrate(event, &calibration.derive(stats), out);
-        extract::local_peak_window_sum(&out.r1, N_SAMPLES, &s.window, image, peak);
-        finish_image(&geom, &calibration, out, image, peak);
+        extract::local_peak_window_sum(&out.r1, N_SAMPLES, &extraction, image, peak);
+        finish_image(geom, &calibration, out, image, peak);
     };
     if has_pedestals {
         let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
@@ -802,7 +834,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
 
     // Pass 3: every event. Decoding runs on its own thread, one event ahead of the physics,
     // so that a run takes the longer of the two, not their sum.
-    let mut writer = dl1_writer(ctx, tel)?;
+    let mut writer = dl1_writer(ctx, &telescope)?;
     let (events, recycle) = r0_sources::read_zfits_ahead(r0_sources::open_zfits(&input.path, &input.name)?);
     let mut thresholds = vec![cleaner.picture; n_pixels];
     let mut derived = calibration.derive(&stats);
@@ -865,13 +897,13 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         calibration.calibrate(&event, &derived, &mut out);
         let mut saturated = false;
         let params = process_image(
-            &geom,
+            geom,
             &out.r1,
-            &s.window,
+            &extraction,
             &cleaner,
             &thresholds,
             &mut |img: &mut [f32], pk: &mut [f32]| {
-                saturated = finish_image(&geom, &calibration, &out, img, pk);
+                saturated = finish_image(geom, &calibration, &out, img, pk);
             },
             s.intensity_correction,
             &mut row,
@@ -882,7 +914,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         // sst1mpipe: a zero id becomes int(str(run) + zfill6(event counter)).
         let event_id = if raw_id > 0 { raw_id } else { (obs_id_i64 % 10_000) * 1_000_000 + position as i64 };
         row.event_id = event_id;
-        row.is_valid = params.is_some();
+        row.is_valid = true;
         let time = utc_s;
         let pointing = match (pointing_radec.as_ref(), site) {
             (Some((_, _, ra, dec)), Some(site)) => crate::astro::radec_to_altaz(*ra, *dec, site, time),

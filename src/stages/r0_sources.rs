@@ -15,6 +15,7 @@
 use super::super::image::calibrate;
 use crate::error::{Error, Result};
 use crate::instrument::camera::CameraGeometry;
+use crate::instrument::{Optics, ReferencePulse, TelescopeDescription};
 use crate::io::dl1::Truth;
 use crate::io::r1::{ShowerRow, SimulationRunRow};
 use crate::io::simtel::{SimtelEvent, SimtelReader};
@@ -60,14 +61,10 @@ pub fn detect(path: &Path, name: &str) -> Result<Format> {
     }
 }
 
-/// Distance (m) from a telescope at `tel` to the shower axis through the ground `core` along
-/// the direction (alt, az) (ground frame: x north, y west, z up; az east of north).
-pub fn impact_distance(tel: [f64; 3], core: [f64; 2], alt_rad: f64, az_rad: f64) -> f64 {
-    let d = [alt_rad.cos() * az_rad.cos(), -alt_rad.cos() * az_rad.sin(), alt_rad.sin()];
-    let v = [tel[0] - core[0], tel[1] - core[1], tel[2]];
-    let along = v[0] * d[0] + v[1] * d[1] + v[2] * d[2];
-    let perp = [v[0] - along * d[0], v[1] - along * d[1], v[2] - along * d[2]];
-    (perp[0] * perp[0] + perp[1] * perp[1] + perp[2] * perp[2]).sqrt()
+/// sst1mpipe's `true_tel_impact_distance`: the distance (m) on the ground from the telescope's
+/// position to the shower core (not to the shower axis).
+pub fn ground_impact_distance(tel: [f64; 3], core: [f64; 2]) -> f64 {
+    (tel[0] - core[0]).hypot(tel[1] - core[1])
 }
 
 /// A Monte Carlo event's id, pointing (alt, az in degrees) and truth.
@@ -79,6 +76,8 @@ pub struct SimtelSource {
     pub tel_id: u16,
     pub obs_id: i64,
     tel_position: [f64; 3],
+    /// The telescope as the file describes it (positions, optics, pulse).
+    pub telescope: TelescopeDescription,
     pub pde_factor: Option<(String, f64)>,
     pub run: SimulationRunRow,
     pub showers: Vec<ShowerRow>,
@@ -107,25 +106,31 @@ impl SimtelSource {
         let camera = reader.cameras.get(&(tel_id as i32)).ok_or_else(|| {
             Error::msg(format!("input {name}: no camera settings (type 2002) for telescope {tel_id}"))
         })?;
-        let geom = CameraGeometry::digicam();
-        if camera.n_pixels != geom.n_pixels() {
+        if camera.n_pixels != crate::instrument::camera::N_PIXELS {
             return Err(Error::msg(format!(
                 "input {name}: telescope {tel_id} has a camera of {} pixels, not SST-1M's DigiCam (1296)",
                 camera.n_pixels
             )));
         }
-        let worst = (0..camera.n_pixels)
-            .map(|i| {
-                let (x, y) = (geom.pix_x[i], geom.pix_y[i]);
-                ((camera.pixel_x[i] as f64 - x).powi(2) + (camera.pixel_y[i] as f64 - y).powi(2)).sqrt()
-            })
-            .fold(0.0, f64::max);
-        if worst > 1e-3 {
-            return Err(Error::msg(format!(
-                "input {name}: telescope {tel_id}'s pixel positions differ from DigiCam's by up to {:.1} mm (another camera or pixel order)",
-                worst * 1e3
-            )));
-        }
+        let to_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let geometry = CameraGeometry::digicam_with_positions(&to_f64(&camera.pixel_x), &to_f64(&camera.pixel_y))
+            .map_err(|e| Error::msg(format!("input {name}: telescope {tel_id}'s camera settings: {e}")))?;
+        let model = TelescopeDescription::model(tel_id, [0.0; 3]);
+        let optics = Optics {
+            equivalent_focal_length_m: camera.focal_length_m as f64,
+            effective_focal_length_m: camera.effective_focal_length_m.map_or(f64::NAN, |f| f as f64),
+            mirror_area_m2: camera.mirror_area_m2.map_or(model.optics.mirror_area_m2, |a| a as f64),
+            n_mirror_tiles: camera.n_mirrors.map_or(model.optics.n_mirror_tiles, |n| n as i64),
+        };
+        let settings = reader.pixel_settings.get(&(tel_id as i32));
+        let pulse = match settings.and_then(|ps| Some((ps.ref_step_ns?, ps.ref_shape.first()?))) {
+            Some((step, shape)) => {
+                ReferencePulse { shape: shape.iter().map(|&v| v as f64).collect(), step_ns: step as f64 }
+            }
+            None => model.pulse.clone(),
+        };
+        let sample_ns = settings.and_then(|ps| ps.time_slice_ns).map_or(model.sample_ns, |t| t as f64);
+        let pixel_area_m2 = camera.pixel_area.first().map_or(model.pixel_area_m2, |&a| a as f64);
         let mc = reader
             .mc_run_headers
             .first()
@@ -171,11 +176,23 @@ impl SimtelSource {
             pointing_alt,
             pointing_az,
         };
+        let tel_position = [pos[0] as f64, pos[1] as f64, pos[2] as f64];
+        let telescope = TelescopeDescription {
+            tel_id,
+            position_m: tel_position,
+            optics,
+            geometry,
+            pixel_area_m2,
+            pulse,
+            sample_ns,
+            n_samples: model.n_samples,
+        };
         Ok(SimtelSource {
             reader,
             tel_id,
             obs_id: run_header.run as i64,
-            tel_position: [pos[0] as f64, pos[1] as f64, pos[2] as f64],
+            tel_position,
+            telescope,
             pde_factor,
             run,
             showers: Vec::new(),
@@ -242,7 +259,7 @@ impl SimtelSource {
         let (alt, az) = (s.altitude_rad as f64, s.azimuth_rad as f64);
         let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
         let (cx, cy) = crate::astro::altaz_to_camera(alt.to_degrees(), az.to_degrees(), focal, pointing.0, pointing.1);
-        let impact = impact_distance(self.tel_position, [event.core_x_m as f64, event.core_y_m as f64], alt, az);
+        let impact = ground_impact_distance(self.tel_position, [event.core_x_m as f64, event.core_y_m as f64]);
         let truth = Truth {
             energy_tev: s.energy_tev as f64,
             camera_x: cx,
@@ -449,14 +466,9 @@ mod tests {
     }
 
     #[test]
-    fn impact_is_the_distance_to_the_shower_axis() {
-        // Vertical shower: the horizontal distance.
-        let d = impact_distance([30.0, 40.0, 0.0], [0.0, 0.0], std::f64::consts::FRAC_PI_2, 0.0);
-        assert!((d - 50.0).abs() < 1e-9);
-        // A telescope on the axis has no impact distance.
-        let (alt, az) = (60f64.to_radians(), 30f64.to_radians());
-        let up = 100.0;
-        let tel = [up / alt.tan() * az.cos(), -up / alt.tan() * az.sin(), up];
-        assert!(impact_distance(tel, [0.0, 0.0], alt, az) < 1e-9);
+    fn impact_is_the_ground_distance_to_the_core() {
+        // sst1mpipe's column: telescope height and shower direction play no part.
+        assert!((ground_impact_distance([30.0, 40.0, 4.0], [0.0, 0.0]) - 50.0).abs() < 1e-12);
+        assert!((ground_impact_distance([-5.0, 2.0, 0.0], [-5.0, 2.0]) - 0.0).abs() < 1e-12);
     }
 }

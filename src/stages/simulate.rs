@@ -446,7 +446,7 @@ impl Stage for SimulateStage {
     }
 
     fn version(&self) -> &'static str {
-        "3"
+        "4"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {

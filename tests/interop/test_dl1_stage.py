@@ -52,7 +52,7 @@ def test_parameter_columns_and_truth(dl1):
     dx, dy = q["true_camera_x"] - q["camera_frame_hillas_x"], q["true_camera_y"] - q["camera_frame_hillas_y"]
     along = dx * np.cos(psi) + dy * np.sin(psi)
     assert np.allclose(q["disp_norm"], np.abs(along)) and np.allclose(q["disp_sign"], np.sign(along))
-    assert np.allclose(q["miss"], np.abs(-dx * np.sin(psi) + dy * np.cos(psi)))
+    assert np.allclose(q["miss"], -dx * np.sin(psi) + dy * np.cos(psi))  # signed, as sst1mpipe's add_miss
     merged = p.merge(showers, on="event_id", suffixes=("", "_shower"))
     assert np.allclose(merged["true_energy"], merged["true_energy_shower"])
     assert (p["true_shower_primary_id"] == 0).all()

@@ -101,18 +101,21 @@ def both(tmp_path_factory):
                 "psi_uncertainty": h.psi_uncertainty.to_value(u.rad),
                 "transverse_cog_uncertainty": h.transverse_cog_uncertainty.to_value(u.m),
                 "skewness": h.skewness, "kurtosis": h.kurtosis,
-                "leakage_pixels_width_1": lk.pixels_width_1, "leakage_pixels_width_2": lk.pixels_width_2,
+                # ctapipe >= 0.20 divides the leakage pixels by the cleaned pixels; 0.17 (which
+                # sst1mpipe pins, and we follow) by the camera's 1296.
+                "leakage_pixels_width_1": lk.pixels_width_1 * mask.sum() / 1296,
+                "leakage_pixels_width_2": lk.pixels_width_2 * mask.sum() / 1296,
                 "leakage_intensity_width_1": lk.intensity_width_1, "leakage_intensity_width_2": lk.intensity_width_2,
                 "concentration_cog": conc.cog, "concentration_core": conc.core, "concentration_pixel": conc.pixel,
                 "timing_slope": timing.slope.to_value(1 / u.m), "timing_intercept": timing.intercept,
                 "timing_deviation": timing.deviation,
                 "n_pixels": morph.n_pixels, "n_islands": morph.n_islands, "n_small_islands": morph.n_small_islands,
                 "n_medium_islands": morph.n_medium_islands, "n_large_islands": morph.n_large_islands,
-                # ctapipe computes statistics in the input's precision: float64 input for the
-                # 1e-5 comparison, float32 (as in ImageProcessor) for a looser one.
-                "intensity_statistics": descriptive_statistics(charge[mask].astype(np.float64)),
-                "peak_time_statistics": descriptive_statistics(peak_time[mask].astype(np.float64)),
-                "peak_time_statistics_f32": descriptive_statistics(peak_time[mask]),
+                # ctapipe computes statistics in the input's precision: float32 (as
+                # ImageProcessor, and we) for the 1e-5 comparison, float64 for a looser one.
+                "intensity_statistics": descriptive_statistics(charge[mask].astype(np.float32)),
+                "peak_time_statistics": descriptive_statistics(peak_time[mask].astype(np.float32)),
+                "peak_time_statistics_f64": descriptive_statistics(peak_time[mask].astype(np.float64)),
             }
         ref["events"].append({"image": charge, "peak_time": peak_time, "mask": mask, "params": params})
     return ours, ref, geom, cam
@@ -173,18 +176,16 @@ def test_image_parameters_within_1e_5(both):
             for k in ("max", "min", "mean", "std", "skewness", "kurtosis"):
                 a, b = as_float(o["params"][group][k]), float(getattr(rs, k))
                 assert np.isclose(a, b, rtol=1e-5, atol=1e-6), f"event {i} {group}.{k}: ours {a} ctapipe {b}"
-                c = float(getattr(r["params"]["peak_time_statistics_f32"], k)) if group == "peak_time_statistics" else b
-                assert np.isclose(a, c, rtol=1e-3, atol=1e-3), f"event {i} {group}.{k} (float32): ours {a} ctapipe {c}"
+                c = float(getattr(r["params"]["peak_time_statistics_f64"], k)) if group == "peak_time_statistics" else b
+                assert np.isclose(a, c, rtol=1e-3, atol=1e-3), f"event {i} {group}.{k} (float64): ours {a} ctapipe {c}"
     assert compared > 0.8 * N_EVENTS
 
 
 def test_timing_fit_agrees_with_ctapipes_lts(both):
-    # Both fit with least trimmed squares from 5 random two-point starts. ctapipe draws the
-    # starts from one process-wide generator (so its result for an image depends on what was
-    # fitted before); ours are seeded per image (the same image always gives the same fit).
-    # From different starts the C-steps can settle in different local minima: on this seeded
-    # sample 176 of 199 images agree to 1e-5, and timing is not among the parameters the
-    # DL1 cross-check requires at 1e-5.
+    # Both fit with least trimmed squares from 5 random two-point starts. Ours reproduce
+    # ctapipe 0.17's starts exactly (it reseeds on every call; test_dl1_vs_ctapipe017 requires
+    # 1e-5 there); this newer ctapipe may draw them differently, and from different starts the
+    # C-steps can settle in different local minima, so most, not all, images agree here.
     ours, ref, _, _ = both
     agree = total = 0
     for o, r in zip(ours["events"], ref["events"]):

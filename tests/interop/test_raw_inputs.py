@@ -23,6 +23,7 @@ BIN = os.environ.get("SST1MFLOW_BIN", str(ROOT / "target" / "debug" / "sst1mflow
 DATA = ROOT.parent / "shared" / "data"
 SIMTEL = DATA / "mc_simtel" / "simtel_test_file.simtel.gz"
 ZFITS = DATA / "r0_zfits" / "example_SST1M_20180822.fits.fz"
+ARRAY = DATA / "sst1mpipe_data" / "sst1m_array.h5"
 
 
 def read_images(path, key):
@@ -111,6 +112,7 @@ def test_simtel_truth_and_thrown_events_equal_eventio(simtel_dl1):
 
 def test_zfits_events_and_charges_equal_protozfits(tmp_path):
     need(ZFITS)
+    need(ARRAY)
     from protozfits import File
 
     n = 1296
@@ -122,7 +124,7 @@ def test_zfits_events_and_charges_equal_protozfits(tmp_path):
     cfg["telescope_calibration"]["dynamic_dead_px_interpolation"] = False
     (tmp_path / "data.json").write_text(json.dumps(cfg))
     r = subprocess.run([BIN, "--store", str(tmp_path / "store"), "r0-dl1", str(ZFITS), "--calibration",
-                        str(tmp_path / "calib.txt"), "--config", str(tmp_path / "data.json"), "--obs-id", "201808220001",
+                        str(tmp_path / "calib.txt"), "--subarray", str(ARRAY), "--config", str(tmp_path / "data.json"), "--obs-id", "201808220001",
                         "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr + r.stdout
     dl1 = tmp_path / "out" / "example_SST1M_20180822.dl1.h5"

@@ -22,6 +22,7 @@ use hdf5::H5Type;
 use sst1mflow_base::error::Result;
 use sst1mflow_science::image::params::ImageParameters;
 use sst1mflow_science::instrument::camera::N_PIXELS;
+use sst1mflow_science::instrument::TelescopeDescription;
 use std::path::Path;
 
 #[derive(H5Type, Clone, Copy, Debug)]
@@ -326,7 +327,8 @@ impl ParametersRow {
                 row.disp_norm = along.abs();
                 row.disp_angle = (dy / dx).atan();
                 row.disp_sign = along.signum();
-                row.miss = (-dx * s + dy * c).abs();
+                // Signed, as sst1mpipe's `add_miss` (the transverse coordinate of the true position).
+                row.miss = -dx * s + dy * c;
             }
         }
         row
@@ -627,32 +629,36 @@ fn column_meta(columns: &[(&'static str, &'static str)]) -> Vec<ColumnMeta<'stat
 }
 
 impl Dl1Writer {
-    pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl1Writer> {
-        // The simulated telescope stands at the origin of the ground frame.
-        Self::create_with(path, tel_id, [0.0, 0.0, 0.0], true, activity_key, pipeline_version)
-    }
-
-    /// A DL1 file of parameters only (no image table), for the telescope at `position_m`.
-    pub fn create_parameters_only(
+    /// A DL1 file of images and parameters of `telescope` (whose description is written).
+    pub fn create(
         path: &Path,
-        tel_id: u16,
-        position_m: [f64; 3],
+        telescope: &TelescopeDescription,
         activity_key: &str,
         pipeline_version: &str,
     ) -> Result<Dl1Writer> {
-        Self::create_with(path, tel_id, position_m, false, activity_key, pipeline_version)
+        Self::create_with(path, telescope, true, activity_key, pipeline_version)
+    }
+
+    /// A DL1 file of parameters only (no image table).
+    pub fn create_parameters_only(
+        path: &Path,
+        telescope: &TelescopeDescription,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl1Writer> {
+        Self::create_with(path, telescope, false, activity_key, pipeline_version)
     }
 
     fn create_with(
         path: &Path,
-        tel_id: u16,
-        position_m: [f64; 3],
+        telescope: &TelescopeDescription,
         with_images: bool,
         activity_key: &str,
         pipeline_version: &str,
     ) -> Result<Dl1Writer> {
+        let tel_id = telescope.tel_id;
         let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
-        super::instrument::write_instrument(&file, tel_id, position_m)?;
+        super::instrument::write_instrument(&file, telescope)?;
         let table = format!("tel_{tel_id:03}");
         let images = if with_images {
             Some(Table::create(

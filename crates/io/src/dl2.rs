@@ -12,6 +12,7 @@ use super::dl1::{Dl2Row, Dl2RowPacked, DL2_COLUMNS};
 use super::hdf5_table::{create_product_file, ensure_groups, string_attr, ColumnMeta, Table};
 use super::r1::{ObservationRow, ShowerRow, SimulationRunRow};
 use sst1mflow_base::error::Result;
+use sst1mflow_science::instrument::TelescopeDescription;
 use std::path::Path;
 
 pub struct Dl2Writer {
@@ -20,9 +21,16 @@ pub struct Dl2Writer {
 }
 
 impl Dl2Writer {
-    pub fn create(path: &Path, tel_id: u16, activity_key: &str, pipeline_version: &str) -> Result<Dl2Writer> {
+    /// A DL2 file of `telescope` (the description of the DL1 it comes from).
+    pub fn create(
+        path: &Path,
+        telescope: &TelescopeDescription,
+        activity_key: &str,
+        pipeline_version: &str,
+    ) -> Result<Dl2Writer> {
+        let tel_id = telescope.tel_id;
         let file = create_product_file(path, activity_key, pipeline_version)?;
-        super::instrument::write_instrument(&file, tel_id, [0.0, 0.0, 0.0])?;
+        super::instrument::write_instrument(&file, telescope)?;
         let columns: Vec<ColumnMeta> = DL2_COLUMNS.iter().map(|&(n, u)| ColumnMeta::new(n, u)).collect();
         let events = Table::create(
             &ensure_groups(&file, "/dl2/event/telescope/parameters")?,

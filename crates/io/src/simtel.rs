@@ -63,6 +63,9 @@ pub struct CameraSettings {
     pub pixel_x: Vec<f32>,
     pub pixel_y: Vec<f32>,
     pub pixel_area: Vec<f32>,
+    /// Number of mirror tiles and their total area (m²), from version 2 on.
+    pub n_mirrors: Option<i32>,
+    pub mirror_area_m2: Option<f32>,
 }
 
 /// Camera organisation (type 2003): readout drawers and trigger sectors.
@@ -631,8 +634,22 @@ fn parse_camera_settings(data: &[u8], id: i32, version: u32) -> ParseResult<Came
         }
     } else {
         pixel_area = c.f32s(n_pixels)?;
+        if version >= 1 {
+            c.skip(4 * n_pixels)?; // pixel sizes
+        }
     }
-    Ok(CameraSettings { tel_id: id, n_pixels, focal_length_m, effective_focal_length_m, pixel_x, pixel_y, pixel_area })
+    let (n_mirrors, mirror_area_m2) = if version >= 2 { (Some(c.i32()?), Some(c.f32()?)) } else { (None, None) };
+    Ok(CameraSettings {
+        tel_id: id,
+        n_pixels,
+        focal_length_m,
+        effective_focal_length_m,
+        pixel_x,
+        pixel_y,
+        pixel_area,
+        n_mirrors,
+        mirror_area_m2,
+    })
 }
 
 /// Pedestal sums `[gain][pixel]` and number of slices if this report carries them, and the

@@ -4,6 +4,7 @@
 //! * [`extract`] — LocalPeakWindowSum charge and peak time per pixel, integration correction.
 //! * [`clean`] — tailcuts and time-delta cleaning, islands.
 //! * [`params`] — Hillas, leakage, concentration, timing, morphology, statistics.
+//! * [`lts`] — ctapipe 0.17's least-trimmed-squares timing fit, with its seeded generator.
 //!
 //! Pure functions over slices, free of I/O, defined to agree with ctapipe (the reference
 //! implementation sst1mpipe uses) to floating-point precision; the interop tests compare them
@@ -12,4 +13,5 @@
 pub mod calibrate;
 pub mod clean;
 pub mod extract;
+pub mod lts;
 pub mod params;

@@ -2,10 +2,10 @@
 //! the camera frame (sst1mpipe's `camera_frame_*` columns), plus sst1mpipe's extra timing
 //! features. All lengths in m, angles in rad, times in ns.
 //!
-//! Timing uses the same least-trimmed-squares fit as ctapipe (5 random two-point starts,
-//! C-steps on the best 85% of pixels), but each image seeds its own generator, so results do
-//! not depend on which images were processed before (ctapipe draws from one process-wide
-//! generator). On images without outliers both converge to the same fit.
+//! Where ctapipe versions disagree, these follow ctapipe 0.17, which sst1mpipe pins: leakage
+//! pixel fractions are of the camera's pixels (newer ctapipe divides by the cleaned pixels),
+//! and the timing fit is 0.17's least-trimmed-squares fit with its per-call seeded generator
+//! ([`super::lts`]), so every image gets exactly the fit sst1mpipe computes.
 use super::clean::islands;
 use crate::instrument::camera::{CameraGeometry, PIXEL_AREA_M2};
 
@@ -174,93 +174,59 @@ pub fn hillas(geom: &CameraGeometry, image: &[f32], sel: &[usize]) -> Option<Hil
     Some(h)
 }
 
-/// Mean, std (ddof 0), skewness and excess kurtosis as ctapipe's `descriptive_statistics`.
-pub fn statistics(values: &[f64]) -> Statistics {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let skewness = values.iter().map(|v| ((v - mean) / std).powi(3)).sum::<f64>() / n;
-    let kurtosis = values.iter().map(|v| ((v - mean) / std).powi(4)).sum::<f64>() / n - 3.0;
+/// numpy's sum of a float32 array: pairwise summation in float32 (blocks of 8 accumulators up
+/// to 128 values, halves above), bit for bit.
+fn numpy_sum_f32(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        return a.iter().fold(0.0f32, |acc, &v| acc + v);
+    }
+    if n <= 128 {
+        let mut r: [f32; 8] = std::array::from_fn(|j| a[j]);
+        let full = n - n % 8;
+        let mut i = 8;
+        while i < full {
+            for j in 0..8 {
+                r[j] += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[full..] {
+            res += v;
+        }
+        return res;
+    }
+    let mut half = n / 2;
+    half -= half % 8;
+    numpy_sum_f32(&a[..half]) + numpy_sum_f32(&a[half..])
+}
+
+/// Mean, std (ddof 0), skewness and excess kurtosis exactly as ctapipe 0.17's
+/// `descriptive_statistics` computes them on ImageProcessor's float32 arrays: numpy's float32
+/// mean and std, then numba's moments (standardised values in float32, integer powers by
+/// squaring, a sequential float32 mean). In float64 the moments of a narrow peak-time
+/// distribution differ from these by up to 1e-4 relative.
+pub fn statistics(values: &[f32]) -> Statistics {
+    let n = values.len() as f32;
+    let mean = numpy_sum_f32(values) / n;
+    let squared: Vec<f32> = values.iter().map(|&v| (v - mean) * (v - mean)).collect();
+    let std = (numpy_sum_f32(&squared) / n).sqrt();
+    let (mut third, mut fourth) = (0.0f32, 0.0f32);
+    for &v in values {
+        let z = (v - mean) / std;
+        let z2 = z * z;
+        third += z * z2;
+        fourth += z2 * z2;
+    }
     Statistics {
-        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        min: values.iter().copied().fold(f64::INFINITY, f64::min),
-        mean,
-        std,
-        skewness,
-        kurtosis,
+        max: values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64,
+        min: values.iter().copied().fold(f32::INFINITY, f32::min) as f64,
+        mean: mean as f64,
+        std: std as f64,
+        skewness: (third / n) as f64,
+        kurtosis: (fourth / n) as f64 - 3.0,
     }
-}
-
-/// Least-squares line through (x, y) over `idx`: (slope, intercept), NaN if degenerate.
-fn line_fit(x: &[f64], y: &[f64], idx: &[usize]) -> (f64, f64) {
-    let n = idx.len() as f64;
-    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
-    for &i in idx {
-        sx += x[i];
-        sy += y[i];
-        sxx += x[i] * x[i];
-        sxy += x[i] * y[i];
-    }
-    let det = n * sxx - sx * sx;
-    if det == 0.0 {
-        return (f64::NAN, f64::NAN);
-    }
-    ((n * sxy - sx * sy) / det, (sxx * sy - sx * sxy) / det)
-}
-
-fn rss(x: &[f64], y: &[f64], idx: &[usize], beta: (f64, f64)) -> f64 {
-    idx.iter().map(|&i| (y[i] - (beta.0 * x[i] + beta.1)).powi(2)).sum()
-}
-
-/// ctapipe's least-trimmed-squares line fit, with a per-call deterministic generator.
-pub fn lts_fit(x: &[f64], y: &[f64], samples: usize) -> (f64, f64) {
-    let n = x.len();
-    if n < 2 {
-        return (f64::NAN, f64::NAN);
-    }
-    let sample_size = ((0.85 * n as f64) as usize).max(2);
-    let mut state: u64 = 0x853c_49e6_748f_ea9b;
-    let mut next = |bound: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % bound as u64) as usize
-    };
-    let mut best = (f64::NAN, f64::NAN);
-    let mut best_err = f64::INFINITY;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut resid = vec![0.0; n];
-    for _ in 0..samples {
-        let a = next(n);
-        let mut b = next(n - 1);
-        if b >= a {
-            b += 1;
-        }
-        let mut beta = line_fit(x, y, &[a, b]);
-        if beta.0.is_nan() {
-            continue;
-        }
-        let mut err = rss(x, y, &[a, b], beta);
-        for _ in 0..20 {
-            for i in 0..n {
-                resid[i] = (y[i] - (beta.0 * x[i] + beta.1)).powi(2);
-            }
-            // The sample_size smallest residuals (their order does not matter for the fit).
-            order.select_nth_unstable_by(sample_size - 1, |&i, &j| resid[i].total_cmp(&resid[j]).then(i.cmp(&j)));
-            let subset = &order[..sample_size];
-            beta = line_fit(x, y, subset);
-            let last = err;
-            err = rss(x, y, subset, beta);
-            if (last - err).abs() < 1e-12 {
-                break;
-            }
-        }
-        if err < best_err {
-            best_err = err;
-            best = beta;
-        }
-    }
-    best
 }
 
 /// All parameters of one cleaned image; `None` if nothing survived cleaning (or the cleaned
@@ -276,7 +242,7 @@ pub fn image_parameters(
     let mut out = ImageParameters { hillas: h.clone(), ..Default::default() };
     let q: Vec<f64> = sel.iter().map(|&p| image[p] as f64).collect();
     let t: Vec<f64> = sel.iter().map(|&p| peak_time[p] as f64).collect();
-    // Leakage (ctapipe divides by the cleaned pixel count and charge).
+    // Leakage: pixel fractions of the whole camera, charge fractions of the cleaned charge.
     let (mut n1, mut n2, mut i1, mut i2) = (0usize, 0usize, 0.0f64, 0.0f64);
     for (k, &p) in sel.iter().enumerate() {
         if geom.border_width_1[p] {
@@ -288,8 +254,8 @@ pub fn image_parameters(
             i2 += q[k];
         }
     }
-    out.leakage_pixels_width_1 = n1 as f64 / sel.len() as f64;
-    out.leakage_pixels_width_2 = n2 as f64 / sel.len() as f64;
+    out.leakage_pixels_width_1 = n1 as f64 / geom.n_pixels() as f64;
+    out.leakage_pixels_width_2 = n2 as f64 / geom.n_pixels() as f64;
     out.leakage_intensity_width_1 = ((i1 as f32) / (h.intensity as f32)) as f64;
     out.leakage_intensity_width_2 = ((i2 as f32) / (h.intensity as f32)) as f64;
     // Concentration.
@@ -315,7 +281,7 @@ pub fn image_parameters(
     out.concentration_pixel = qmax / h.intensity;
     // Timing: LTS fit of peak time along the major axis.
     let longi: Vec<f64> = sel.iter().map(|&p| (geom.pix_x[p] - h.x) * c + (geom.pix_y[p] - h.y) * s).collect();
-    let (slope, intercept) = lts_fit(&longi, &t, 5);
+    let (slope, intercept) = super::lts::lts_fit(&longi, &t, 5);
     out.timing_slope = slope;
     out.timing_intercept = intercept;
     out.timing_deviation =
@@ -333,8 +299,10 @@ pub fn image_parameters(
             _ => out.n_large_islands += 1,
         }
     }
-    out.intensity_statistics = statistics(&q);
-    out.peak_time_statistics = statistics(&t);
+    let q32: Vec<f32> = sel.iter().map(|&p| image[p]).collect();
+    let t32: Vec<f32> = sel.iter().map(|&p| peak_time[p]).collect();
+    out.intensity_statistics = statistics(&q32);
+    out.peak_time_statistics = statistics(&t32);
     // sst1mpipe extras.
     let n = t.len() as f64;
     let t_mean = t.iter().sum::<f64>() / n;

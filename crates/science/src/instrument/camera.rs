@@ -97,6 +97,34 @@ impl CameraGeometry {
         geom
     }
 
+    /// The DigiCam topology with the pixel positions a file gives (a real camera's centres
+    /// differ from the lattice by a few µm, and parameters are computed from the real ones).
+    /// Refused when a position is more than 0.5 mm from its lattice cell, since neighbours and
+    /// borders follow the lattice.
+    pub fn digicam_with_positions(pix_x: &[f64], pix_y: &[f64]) -> Result<CameraGeometry, String> {
+        let mut geom = CameraGeometry::digicam();
+        if pix_x.len() != geom.n_pixels() || pix_y.len() != geom.n_pixels() {
+            return Err(format!(
+                "the camera has {} pixel positions, DigiCam has {}",
+                pix_x.len().max(pix_y.len()),
+                geom.n_pixels()
+            ));
+        }
+        const TOLERANCE_M: f64 = 5e-4;
+        for p in 0..geom.n_pixels() {
+            let d = (pix_x[p] - geom.pix_x[p]).hypot(pix_y[p] - geom.pix_y[p]);
+            if d.is_nan() || d > TOLERANCE_M {
+                return Err(format!(
+                    "pixel {p} is at ({}, {}) m, {:.2} mm from where DigiCam's layout puts it ({}, {}); not a DigiCam camera in its pixel order",
+                    pix_x[p], pix_y[p], d * 1e3, geom.pix_x[p], geom.pix_y[p]
+                ));
+            }
+        }
+        geom.pix_x = pix_x.to_vec();
+        geom.pix_y = pix_y.to_vec();
+        Ok(geom)
+    }
+
     pub fn n_pixels(&self) -> usize {
         self.pix_x.len()
     }

@@ -1,9 +1,13 @@
 //! The SST-1M instrument: the DigiCam camera, its readout and pulse shape, the telescopes.
 //!
-//! Pure facts and geometry, generated in code (no files read), so every stage and the
-//! simulator share one description. The numbers come from the SST-1M configuration
-//! (`sst1m_array.h5`, sim_telarray camera files) as summarised in the project's reference notes;
-//! tests check the generated camera against the real geometry tables.
+//! Two kinds of description live here. The constants and [`TelescopeDescription::model`] are
+//! the instrument our simulator builds (generated in code, no files read); their numbers come
+//! from the SST-1M configuration (`sst1m_array.h5`, sim_telarray camera files). Real inputs
+//! carry their own description (a sim_telarray file its camera and pixel settings, camera data
+//! the telescope description file sst1mpipe ships, `sst1m_array.h5`), which the io layer reads
+//! into a [`TelescopeDescription`]: pixel positions, optics and the reference pulse of the
+//! input, not of the model, are what calibration, parametrisation and the written instrument
+//! tables use, as in sst1mpipe.
 pub mod camera;
 pub mod pulse;
 
@@ -23,6 +27,58 @@ pub const N_MIRROR_TILES: u32 = 18;
 pub const REFERENCE_LON_DEG: f64 = 14.78250139;
 pub const REFERENCE_LAT_DEG: f64 = 49.91244167;
 pub const REFERENCE_HEIGHT_M: f64 = 511.195;
+
+/// The readout's reference pulse: amplitudes every `step_ns` from t = 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReferencePulse {
+    pub shape: Vec<f64>,
+    pub step_ns: f64,
+}
+
+/// Optics of one telescope (ctapipe's `OpticsDescription` columns).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Optics {
+    pub equivalent_focal_length_m: f64,
+    /// NaN where the source does not give it (ctapipe writes NaN too).
+    pub effective_focal_length_m: f64,
+    pub mirror_area_m2: f64,
+    pub n_mirror_tiles: i64,
+}
+
+/// Everything the chain needs to know about one telescope of an input.
+#[derive(Clone, Debug)]
+pub struct TelescopeDescription {
+    pub tel_id: u16,
+    /// Ground-frame position (m): x north, y west, z up.
+    pub position_m: [f64; 3],
+    pub optics: Optics,
+    pub geometry: camera::CameraGeometry,
+    pub pixel_area_m2: f64,
+    pub pulse: ReferencePulse,
+    pub sample_ns: f64,
+    pub n_samples: usize,
+}
+
+impl TelescopeDescription {
+    /// The instrument of our simulator: the lattice camera, the model pulse, the constants.
+    pub fn model(tel_id: u16, position_m: [f64; 3]) -> TelescopeDescription {
+        TelescopeDescription {
+            tel_id,
+            position_m,
+            optics: Optics {
+                equivalent_focal_length_m: EQUIVALENT_FOCAL_LENGTH_M,
+                effective_focal_length_m: EFFECTIVE_FOCAL_LENGTH_M,
+                mirror_area_m2: MIRROR_AREA_M2,
+                n_mirror_tiles: N_MIRROR_TILES as i64,
+            },
+            geometry: camera::CameraGeometry::digicam(),
+            pixel_area_m2: camera::PIXEL_AREA_M2,
+            pulse: ReferencePulse { shape: pulse::reference_table(), step_ns: pulse::REFERENCE_STEP_NS },
+            sample_ns: SAMPLE_NS,
+            n_samples: N_SAMPLES,
+        }
+    }
+}
 
 /// One telescope of the array.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -130,7 +130,8 @@ pub struct StereoShower {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TelescopeView {
     pub tel_id: u16,
-    /// Distance to the shower axis (m).
+    /// Ground distance from the telescope to the core (m), sst1mpipe's
+    /// `true_tel_impact_distance`; the light model uses the distance to the axis.
     pub impact_m: f64,
     pub n_photoelectrons: u64,
     pub triggered: bool,
@@ -342,7 +343,8 @@ impl Simulator {
             self.signal.fill(0);
             let n_photoelectrons = self.render(cfg, &mut tel_rng, energy, &light, t0, wf);
             let triggered = self.trigger_and_background(cfg, &mut tel_rng, wf);
-            views.push(TelescopeView { tel_id, impact_m: impact, n_photoelectrons, triggered });
+            let ground = (position[0] - core[0]).hypot(position[1] - core[1]);
+            views.push(TelescopeView { tel_id, impact_m: ground, n_photoelectrons, triggered });
         }
         StereoShower {
             event_id: index,

@@ -1,0 +1,154 @@
+"""Reference DL1 computed with ctapipe 0.17.0, the version sst1mpipe pins.
+
+Run with the Python of the ctapipe-0.17 virtualenv (scripts/setup.sh makes .venv-ctapipe017),
+not imported by pytest: test_dl1_vs_ctapipe017.py calls it and compares its output with our
+DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and functions:
+
+  mc SIMTEL CONFIG OUT.json      SimTelEventSource + CameraCalibrator (LocalPeakWindowSum with the
+                                config's window and integration correction) + sst1mpipe's
+                                ImageCleanerSST_MC cleaning (tailcuts, then time-delta cleaning,
+                                the first telescope_defaults entry) + ImageProcessor's parameters
+  params DL1 SUBARRAY TEL OUT.json  ImageProcessor's parameters of the images, peak times and masks
+                                of a DL1 file, on the camera geometry of a SubarrayDescription file
+  correction SUBARRAY OUT.json   ctapipe's integration correction of each telescope's pulse
+"""
+import json
+import sys
+
+import astropy.units as u
+import numpy as np
+import tables
+from ctapipe.image import (
+    apply_time_delta_cleaning,
+    concentration_parameters,
+    descriptive_statistics,
+    hillas_parameters,
+    leakage_parameters,
+    morphology_parameters,
+    tailcuts_clean,
+    timing_parameters,
+)
+from ctapipe.instrument import SubarrayDescription
+
+PARAMETER_COLUMNS = {
+    "camera_frame_hillas_intensity": ("hillas", "intensity", None),
+    "camera_frame_hillas_x": ("hillas", "x", u.m),
+    "camera_frame_hillas_y": ("hillas", "y", u.m),
+    "camera_frame_hillas_r": ("hillas", "r", u.m),
+    "camera_frame_hillas_phi": ("hillas", "phi", u.deg),
+    "camera_frame_hillas_length": ("hillas", "length", u.m),
+    "camera_frame_hillas_length_uncertainty": ("hillas", "length_uncertainty", u.m),
+    "camera_frame_hillas_width": ("hillas", "width", u.m),
+    "camera_frame_hillas_width_uncertainty": ("hillas", "width_uncertainty", u.m),
+    "camera_frame_hillas_psi": ("hillas", "psi", u.deg),
+    "camera_frame_hillas_skewness": ("hillas", "skewness", None),
+    "camera_frame_hillas_kurtosis": ("hillas", "kurtosis", None),
+    "camera_frame_timing_slope": ("timing", "slope", 1 / u.m),
+    "camera_frame_timing_intercept": ("timing", "intercept", None),
+    "camera_frame_timing_deviation": ("timing", "deviation", None),
+    "leakage_pixels_width_1": ("leakage", "pixels_width_1", None),
+    "leakage_pixels_width_2": ("leakage", "pixels_width_2", None),
+    "leakage_intensity_width_1": ("leakage", "intensity_width_1", None),
+    "leakage_intensity_width_2": ("leakage", "intensity_width_2", None),
+    "concentration_cog": ("concentration", "cog", None),
+    "concentration_core": ("concentration", "core", None),
+    "concentration_pixel": ("concentration", "pixel", None),
+    "morphology_n_pixels": ("morphology", "n_pixels", None),
+    "morphology_n_islands": ("morphology", "n_islands", None),
+    "morphology_n_small_islands": ("morphology", "n_small_islands", None),
+    "morphology_n_medium_islands": ("morphology", "n_medium_islands", None),
+    "morphology_n_large_islands": ("morphology", "n_large_islands", None),
+    "intensity_max": ("intensity_statistics", "max", None),
+    "intensity_min": ("intensity_statistics", "min", None),
+    "intensity_mean": ("intensity_statistics", "mean", None),
+    "intensity_std": ("intensity_statistics", "std", None),
+    "intensity_skewness": ("intensity_statistics", "skewness", None),
+    "intensity_kurtosis": ("intensity_statistics", "kurtosis", None),
+    "peak_time_max": ("peak_time_statistics", "max", None),
+    "peak_time_min": ("peak_time_statistics", "min", None),
+    "peak_time_mean": ("peak_time_statistics", "mean", None),
+    "peak_time_std": ("peak_time_statistics", "std", None),
+    "peak_time_skewness": ("peak_time_statistics", "skewness", None),
+    "peak_time_kurtosis": ("peak_time_statistics", "kurtosis", None),
+}
+
+
+def parameters(geom, image, peak_time, mask):
+    """ImageProcessor._parameterize_image of ctapipe 0.17 (camera frame), as a flat dict."""
+    selected = image[mask]
+    if not (selected.sum() > 0):
+        return None
+    geom_selected = geom[mask]
+    groups = {"hillas": hillas_parameters(geom=geom_selected, image=selected)}
+    groups["leakage"] = leakage_parameters(geom=geom, image=image, cleaning_mask=mask)
+    groups["concentration"] = concentration_parameters(geom=geom_selected, image=selected,
+                                                       hillas_parameters=groups["hillas"])
+    groups["morphology"] = morphology_parameters(geom=geom, image_mask=mask)
+    groups["intensity_statistics"] = descriptive_statistics(selected)
+    groups["timing"] = timing_parameters(geom=geom_selected, image=selected, peak_time=peak_time[mask],
+                                         hillas_parameters=groups["hillas"])
+    groups["peak_time_statistics"] = descriptive_statistics(peak_time[mask])
+    out = {}
+    for column, (group, field, unit) in PARAMETER_COLUMNS.items():
+        value = getattr(groups[group], field)
+        out[column] = float(value.to_value(unit) if unit is not None else u.Quantity(value).value)
+    return out
+
+
+def mc(simtel, config_path, out):
+    from ctapipe.calib import CameraCalibrator
+    from ctapipe.io import SimTelEventSource
+    from traitlets.config import Config
+
+    cfg = json.load(open(config_path))
+    window = cfg["CameraCalibrator"]["LocalPeakWindowSum"]
+    config = Config({"LocalPeakWindowSum": dict(window)})
+    source = SimTelEventSource(simtel, focal_length_choice="EQUIVALENT", config=config)
+    calibrator = CameraCalibrator(subarray=source.subarray, image_extractor_type="LocalPeakWindowSum", config=config)
+    events = {}
+    for event in source:
+        calibrator(event)
+        for tel_id, dl1 in event.dl1.tel.items():
+            geom = source.subarray.tel[tel_id].camera.geometry
+            setting = cfg["ImageProcessor"]["ImageCleanerSST"]["telescope_defaults"][f"tel_{tel_id:03d}"][0]
+            mask = tailcuts_clean(geom, dl1.image, picture_thresh=setting["picture_threshold_pe"],
+                                  boundary_thresh=setting["boundary_threshold_pe"],
+                                  min_number_picture_neighbors=setting["min_picture_neighbors"],
+                                  keep_isolated_pixels=setting["keep_isolated"])
+            mask = apply_time_delta_cleaning(geom, mask, dl1.peak_time,
+                                             min_number_neighbors=setting["min_time_neighbors"],
+                                             time_limit=setting["time_limit_ns"])
+            events[f"{tel_id}/{event.index.event_id}"] = {
+                "image": dl1.image.tolist(), "peak_time": dl1.peak_time.tolist(), "mask": mask.tolist(),
+                "is_valid": bool(dl1.is_valid),
+                "params": parameters(geom, dl1.image, dl1.peak_time, mask),
+            }
+    json.dump(events, open(out, "w"))
+
+
+def params(dl1, subarray, tel_id, out):
+    geom = SubarrayDescription.from_hdf(subarray).tel[int(tel_id)].camera.geometry
+    with tables.open_file(dl1) as f:
+        images = f.get_node(f"/dl1/event/telescope/images/tel_{int(tel_id):03d}").read()
+    events = {}
+    for row in images:
+        image, peak_time, mask = row["image"], row["peak_time"], row["image_mask"].astype(bool)
+        events[str(int(row["event_id"]))] = parameters(geom, image, peak_time, mask)
+    json.dump(events, open(out, "w"))
+
+
+def correction(subarray, out):
+    from ctapipe.image.extractor import integration_correction
+
+    s = SubarrayDescription.from_hdf(subarray)
+    result = {}
+    for tel_id, tel in s.tel.items():
+        readout = tel.camera.readout
+        result[str(tel_id)] = float(integration_correction(
+            readout.reference_pulse_shape, readout.reference_pulse_sample_width.to_value(u.ns),
+            (1 / readout.sampling_rate).to_value(u.ns), 7, 3)[0])
+    json.dump(result, open(out, "w"))
+
+
+if __name__ == "__main__":
+    {"mc": mc, "params": params, "correction": correction}[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,163 @@
+"""Our DL1 against ctapipe 0.17.0, the version sst1mpipe pins (issue 17).
+
+ctapipe 0.17 runs in its own virtualenv (.venv-ctapipe017, made by scripts/setup.sh) through
+ctapipe017_reference.py; this test, in the main virtualenv, compares its output with our DL1
+files. Required: on sim_telarray MC (simtel_test_file, sst1mpipe's MC config) images and peak
+times equal to 1e-6 and cleaning masks identical to ctapipe 0.17's calibration and sst1mpipe's
+MC cleaning; on MC and on real camera data (example_SST1M_20180822, tel 22, with sst1mpipe's
+calibration table, window file and sst1m_array.h5) every parameter column within 1e-5 of
+ctapipe 0.17's ImageProcessor, timing and leakage included; the golden integration corrections
+of sst1m_array.h5 reproduced.
+
+The one exception, stated where it applies: a 3-pixel image's trimmed timing fit runs through 2
+pixels, so every start fits exactly and the winner is decided by rounding noise (1e-28) of
+LAPACK's inverse; such images are left out of the timing comparison.
+"""
+import json
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import tables
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = os.environ.get("SST1MFLOW_BIN", str(ROOT / "target" / "debug" / "sst1mflow"))
+PY017 = pathlib.Path(os.environ.get("SST1MFLOW_CTAPIPE017_PYTHON", str(ROOT / ".venv-ctapipe017" / "bin" / "python")))
+REFERENCE = ROOT / "tests" / "interop" / "ctapipe017_reference.py"
+DATA = ROOT.parent / "shared" / "data"
+SIMTEL = DATA / "mc_simtel" / "simtel_test_file.simtel.gz"
+ONE_EVENT = DATA / "mc_simtel" / "1_triggered_events_10_TeV.simtel.gz"
+ZFITS = DATA / "r0_zfits" / "example_SST1M_20180822.fits.fz"
+SST1MPIPE = DATA / "sst1mpipe_data"
+TIMING = ["camera_frame_timing_slope", "camera_frame_timing_intercept", "camera_frame_timing_deviation"]
+
+
+def need(*paths):
+    for path in paths:
+        if not path.exists():
+            pytest.skip(f"{path} not found (the shared data folder or .venv-ctapipe017 is absent)")
+
+
+def reference(tmp, *args):
+    out = tmp / f"ref-{args[0]}.json"
+    r = subprocess.run([str(PY017), str(REFERENCE), *map(str, args), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(out.read_text())
+
+
+def r0_dl1(tmp, *args):
+    r = subprocess.run([BIN, "--store", str(tmp / "store"), "--quiet", "r0-dl1", *map(str, args), "-o", str(tmp / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def mc_config(tmp):
+    """sst1mpipe's MC config unchanged but for the PDE correction: this 2021 file's QE table is
+    not one sst1mpipe has a factor for (it refuses such files with the correction on, as we do)."""
+    cfg = json.loads((SST1MPIPE / "sst1mpipe_mc_config.json").read_text())
+    cfg["NsbCalibrator"]["mc_correction_for_PDE"] = False
+    path = tmp / "mc.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def images(path, tel_id):
+    with tables.open_file(str(path)) as f:
+        return f.get_node(f"/dl1/event/telescope/images/tel_{tel_id:03d}").read()
+
+
+def compare_parameters(params, ref_of, what):
+    compared = timing = 0
+    for _, row in params.iterrows():
+        ref = ref_of(int(row["event_id"]))
+        if ref is None:
+            assert np.isnan(row["camera_frame_hillas_intensity"]), f"{what} event {row['event_id']}"
+            continue
+        compared += 1
+        for column, expected in ref.items():
+            if column in TIMING and row["morphology_n_pixels"] <= 3:
+                continue
+            ours = float(row[column])
+            assert np.isclose(ours, expected, rtol=1e-5, atol=1e-9, equal_nan=True), \
+                f"{what} event {row['event_id']} {column}: ours {ours}, ctapipe 0.17 {expected}"
+        timing += row["morphology_n_pixels"] > 3
+    return compared, timing
+
+
+@pytest.fixture(scope="module")
+def mc(tmp_path_factory):
+    need(SIMTEL, PY017)
+    tmp = tmp_path_factory.mktemp("mc017")
+    cfg = mc_config(tmp)
+    r0_dl1(tmp, SIMTEL, "--config", cfg)
+    return tmp / "out" / "simtel_test_file.dl1.h5", reference(tmp, "mc", SIMTEL, cfg)
+
+
+def test_mc_images_peak_times_and_masks_equal_ctapipe017(mc):
+    dl1, ref = mc
+    rows = images(dl1, 1)
+    assert sorted(f"1/{e}" for e in rows["event_id"]) == sorted(ref)
+    for row in rows:
+        r = ref[f"1/{row['event_id']}"]
+        assert np.allclose(row["image"], r["image"], rtol=1e-6, atol=1e-6), row["event_id"]
+        assert np.allclose(row["peak_time"], r["peak_time"], rtol=1e-6, atol=1e-6), row["event_id"]
+        assert np.array_equal(row["image_mask"].astype(bool), np.array(r["mask"])), row["event_id"]
+        assert bool(row["is_valid"]) == r["is_valid"], "ctapipe 0.17 marks every extracted image valid"
+
+
+def test_mc_every_parameter_within_1e_5_of_ctapipe017(mc):
+    dl1, ref = mc
+    params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_001")
+    compared, timing = compare_parameters(params, lambda e: ref[f"1/{e}"]["params"], "MC")
+    assert compared >= 8 and timing >= 8, (compared, timing)
+    # Event 1601: the timing fit in which ctapipe's seeded starts settle elsewhere than a fit of
+    # our own choosing would (-57.3764 where we once wrote -57.1426).
+    slope = float(params.loc[params["event_id"] == 1601, "camera_frame_timing_slope"].iloc[0])
+    assert abs(slope - ref["1/1601"]["params"]["camera_frame_timing_slope"]) < 1e-6
+
+
+def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
+    need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
+    array = SST1MPIPE / "sst1m_array.h5"
+    r0_dl1(tmp_path, ZFITS, "--config", SST1MPIPE / "sst1mpipe_data_config.json",
+           "--calibration", SST1MPIPE / "averaged_calib_param_v2_2023_2024_tel2.h5",
+           "--window", SST1MPIPE / "corr_factor_2nd_wdw.txt", "--subarray", array, "--obs-id", "201808220001")
+    dl1 = tmp_path / "out" / "example_SST1M_20180822.dl1.h5"
+    # ctapipe 0.17's ImageProcessor on our images, with the camera of sst1m_array.h5.
+    ref = reference(tmp_path, "params", dl1, array, 22)
+    params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_022")
+    compared, _ = compare_parameters(params, lambda e: ref[str(e)], "data")
+    assert compared >= 3
+    # The instrument tables are sst1m_array.h5's: its pixel positions and its pulse.
+    ours = pd.read_hdf(dl1, "/configuration/instrument/telescope/camera/geometry_0")
+    theirs = pd.read_hdf(array, "/configuration/instrument/telescope/camera/geometry_1")
+    assert np.array_equal(ours["pix_x"], theirs["pix_x"]) and np.array_equal(ours["pix_y"], theirs["pix_y"])
+    pulse = pd.read_hdf(dl1, "/configuration/instrument/telescope/camera/readout_0")
+    assert len(pulse) == len(pd.read_hdf(array, "/configuration/instrument/telescope/camera/readout_1"))
+
+
+def test_integration_corrections_of_sst1m_array_are_the_golden_values(tmp_path):
+    need(SST1MPIPE / "sst1m_array.h5", PY017)
+    corr = reference(tmp_path, "correction", SST1MPIPE / "sst1m_array.h5")
+    assert abs(corr["22"] - 1.020946) < 1e-6 and abs(corr["21"] - 1.018325) < 1e-6, corr
+
+
+def test_true_impact_is_the_ground_distance_as_sst1mpipe(tmp_path):
+    need(ONE_EVENT)
+    r0_dl1(tmp_path, ONE_EVENT, "--config", mc_config(tmp_path))
+    dl1 = tmp_path / "out" / "1_triggered_events_10_TeV.dl1.h5"
+    params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_001")
+    layout = pd.read_hdf(dl1, "/configuration/instrument/subarray/layout")
+    row = params[params["event_id"] == 102].iloc[0]
+    ground = np.hypot(layout["pos_x"][0] - row["true_core_x"], layout["pos_y"][0] - row["true_core_y"])
+    assert abs(row["true_tel_impact_distance"] - ground) < 1e-6
+    # sst1mpipe's add_true_impact: the ground distance (385.29 m), not ctapipe's distance to the
+    # shower axis (event.simulation.tel[1].impact: 373.94 m for this 70° shower).
+    assert abs(row["true_tel_impact_distance"] - 385.29) < 0.01, row["true_tel_impact_distance"]
+    # miss is signed, as sst1mpipe's add_miss writes it.
+    dx, dy = row["true_camera_x"] - row["camera_frame_hillas_x"], row["true_camera_y"] - row["camera_frame_hillas_y"]
+    psi = np.radians(row["camera_frame_hillas_psi"])
+    assert abs(row["miss"] - (-dx * np.sin(psi) + dy * np.cos(psi))) < 1e-9
