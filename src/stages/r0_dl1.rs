@@ -17,6 +17,7 @@
 //! | `NsbCalibrator.apply_global_Vdrop_correction` / `apply_pixelwise_Vdrop_correction` | data: the voltage-drop factor from the pedestal variance |
 //! | `telescope_calibration.bad_calib_px_interpolation`, `.dynamic_dead_px_interpolation` | data: which pixels are interpolated |
 //! | `analysis.bad_pixels` | data: pixels always zeroed and interpolated |
+//! | `telescope_equivalent_focal_length.tel_NNN` | data: the `equivalent_focal_length` column, as sst1mpipe writes it (Monte Carlo: the input's optics) |
 //!
 //! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
 //! role `calibration` (the per-pixel calibration table) and the role `subarray` (the telescope
@@ -77,8 +78,14 @@ fn config_keys(camera_data: bool) -> Vec<String> {
     let mut keys: Vec<String> = vec!["CameraCalibrator".into(), "ImageProcessor".into(), "NsbCalibrator".into()];
     if camera_data {
         keys.extend(
-            ["telescope_calibration", "window_transmittance", "telescope_coords", "analysis.bad_pixels"]
-                .map(String::from),
+            [
+                "telescope_calibration",
+                "window_transmittance",
+                "telescope_coords",
+                "telescope_equivalent_focal_length",
+                "analysis.bad_pixels",
+            ]
+            .map(String::from),
         );
     }
     keys
@@ -518,6 +525,8 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
                     h_max: s.true_h_max,
                     impact: s.true_impact,
                     primary_id: s.true_shower_primary_id as i64,
+                    h_first_int: f64::NAN,
+                    x_max: f64::NAN,
                     alt_deg: direction.0,
                     az_deg: direction.1,
                 },
@@ -550,6 +559,7 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             let (time, pointing) = time_and_pointing(event.event_id);
             let mut parameters = ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
             parameters.local_time = time;
+            parameters.equivalent_focal_length = telescope.optics.equivalent_focal_length_m;
             if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
                 trigger_rows.push(t);
             }
@@ -604,7 +614,10 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         row.event_id = event_id as i64;
         // ctapipe 0.17 marks every extracted image valid (parameters or not).
         row.is_valid = true;
-        let parameters = ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
+        let mut parameters =
+            ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
+        parameters.equivalent_focal_length = telescope.optics.equivalent_focal_length_m;
+        parameters.survived_charge_fraction = source.survived_charge_fraction(&row.image_mask);
         writer.write(row, parameters)?;
         // ctapipe reads sim_telarray's GPS time as UTC Unix seconds and nanoseconds; TAI is
         // that plus the whole leap seconds of the day, so the row is exact to the nanosecond.
@@ -663,6 +676,14 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let extraction = s.window_for(&telescope, &mut ctx.log)?;
     let geom = &telescope.geometry;
     let n_pixels = geom.n_pixels();
+    // sst1mpipe writes the config's focal length into camera data's DL1 (the column its
+    // DL1→DL2 reads); the telescope description's optics are written as they are.
+    let focal_length = number(ctx.config, &format!("telescope_equivalent_focal_length.tel_{tel:03}"))?;
+    if !(focal_length.is_finite() && focal_length > 0.0) {
+        return Err(Error::msg(format!(
+            "config telescope_equivalent_focal_length.tel_{tel:03} = {focal_length}: must be a positive length in m"
+        )));
+    }
     let calib_in = &ctx.inputs["calibration"];
     let [calib_in] = calib_in.as_slice() else {
         return Err(Error::msg(format!("r0-dl1 takes one calibration table, got {}", calib_in.len())));
@@ -924,6 +945,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         parameters.local_time = time;
         parameters.time_wr_full_seconds = event.local_clock_ns.div_euclid(1_000_000_000);
         parameters.time_wr_frac_seconds = event.local_clock_ns.rem_euclid(1_000_000_000) as f64 / 1e9;
+        parameters.equivalent_focal_length = focal_length;
+        parameters.date = obs_id_i64 / 10_000;
+        parameters.meanQ = if has_pedestals { nsb_level } else { f64::NAN };
         if let Some(t) = TriggerRow::at_tai_ns(obs_id_i64, event_id, event.local_clock_ns) {
             trigger_rows.push(t);
         }

@@ -84,6 +84,8 @@ pub struct SimtelSource {
     pub events_without_telescope: u64,
     /// The current event's per-pixel peak-time offsets (ns), subtracted after extraction.
     pub time_shift_ns: Vec<f32>,
+    /// The current event's true photoelectrons per pixel, when the file has them.
+    pub true_image: Option<Vec<i32>>,
     /// The current event's central trigger time (sim_telarray's GPS time: Unix seconds and
     /// nanoseconds, which ctapipe reads as UTC).
     pub gps_time: (i32, i32),
@@ -198,6 +200,7 @@ impl SimtelSource {
             showers: Vec::new(),
             events_without_telescope: 0,
             time_shift_ns: vec![0.0; 1296],
+            true_image: None,
             gps_time: (0, 0),
         })
     }
@@ -257,7 +260,7 @@ impl SimtelSource {
             .unwrap_or((self.run.pointing_alt, self.run.pointing_az));
         let s = &event.shower;
         let (alt, az) = (s.altitude_rad as f64, s.azimuth_rad as f64);
-        let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
+        let focal = self.telescope.optics.equivalent_focal_length_m;
         let (cx, cy) = crate::astro::altaz_to_camera(alt.to_degrees(), az.to_degrees(), focal, pointing.0, pointing.1);
         let impact = ground_impact_distance(self.tel_position, [event.core_x_m as f64, event.core_y_m as f64]);
         let truth = Truth {
@@ -269,6 +272,8 @@ impl SimtelSource {
             h_max: s.h_max_m as f64,
             impact,
             primary_id: s.primary_id as i64,
+            h_first_int: s.h_first_int_m as f64,
+            x_max: s.x_max as f64,
             alt_deg: alt.to_degrees(),
             az_deg: crate::astro::wrap_360(az.to_degrees()),
         };
@@ -284,7 +289,20 @@ impl SimtelSource {
             true_shower_primary_id: s.primary_id.clamp(0, u16::MAX as i32) as u16,
             n_photoelectrons: te.true_image.as_ref().map(|i| i.iter().map(|&v| v.max(0) as u64).sum()).unwrap_or(0),
         });
+        self.true_image.clone_from(&te.true_image);
         Ok(Some((event.event_id as u64, pointing, truth)))
+    }
+
+    /// sst1mpipe's `survived_charge_fraction` of the current event: the true charge in the
+    /// pixels of `mask` over the whole true charge; NaN without true photoelectrons.
+    pub fn survived_charge_fraction(&self, mask: &[bool]) -> f64 {
+        let Some(truth) = &self.true_image else { return f64::NAN };
+        let total: i64 = truth.iter().map(|&v| v as i64).sum();
+        let kept: i64 = truth.iter().zip(mask).filter(|(_, &m)| m).map(|(&v, _)| v as i64).sum();
+        if total == 0 {
+            return f64::NAN;
+        }
+        kept as f64 / total as f64
     }
 }
 

@@ -118,9 +118,17 @@ def mc(simtel, config_path, out):
             mask = apply_time_delta_cleaning(geom, mask, dl1.peak_time,
                                              min_number_neighbors=setting["min_time_neighbors"],
                                              time_limit=setting["time_limit_ns"])
+            true_image = event.simulation.tel[tel_id].true_image
+            shower = event.simulation.shower
             events[f"{tel_id}/{event.index.event_id}"] = {
                 "image": dl1.image.tolist(), "peak_time": dl1.peak_time.tolist(), "mask": mask.tolist(),
                 "is_valid": bool(dl1.is_valid),
+                # sst1mpipe's extra Monte Carlo columns, from ctapipe's event.
+                "true_h_first_int": float(shower.h_first_int.to_value(u.m)),
+                "true_x_max": float(shower.x_max.to_value(u.g / u.cm**2)),
+                "survived_charge_fraction": float(true_image[mask].sum() / true_image.sum()),
+                "equivalent_focal_length": float(
+                    source.subarray.tel[tel_id].optics.equivalent_focal_length.to_value(u.m)),
                 "params": parameters(geom, dl1.image, dl1.peak_time, mask),
             }
     json.dump(events, open(out, "w"))

@@ -117,6 +117,11 @@ def test_mc_every_parameter_within_1e_5_of_ctapipe017(mc):
     # our own choosing would (-57.3764 where we once wrote -57.1426).
     slope = float(params.loc[params["event_id"] == 1601, "camera_frame_timing_slope"].iloc[0])
     assert abs(slope - ref["1/1601"]["params"]["camera_frame_timing_slope"]) < 1e-6
+    # sst1mpipe's extra Monte Carlo columns, against ctapipe's event.
+    for _, row in params.iterrows():
+        r = ref[f"1/{int(row['event_id'])}"]
+        for column in ["true_h_first_int", "true_x_max", "survived_charge_fraction", "equivalent_focal_length"]:
+            assert np.isclose(row[column], r[column], rtol=1e-6), (row["event_id"], column, row[column], r[column])
 
 
 def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
@@ -131,6 +136,11 @@ def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
     params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_022")
     compared, _ = compare_parameters(params, lambda e: ref[str(e)], "data")
     assert compared >= 3
+    # sst1mpipe's extra camera-data columns: the night, the config's focal length, the run's
+    # NSB level (this run has pedestal events).
+    assert set(params["date"]) == {20180822}
+    assert set(params["equivalent_focal_length"]) == {5.6}
+    assert params["meanQ"].nunique() == 1 and params["meanQ"].iloc[0] > 0
     # The instrument tables are sst1m_array.h5's: its pixel positions and its pulse.
     ours = pd.read_hdf(dl1, "/configuration/instrument/telescope/camera/geometry_0")
     theirs = pd.read_hdf(array, "/configuration/instrument/telescope/camera/geometry_1")

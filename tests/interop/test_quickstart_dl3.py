@@ -178,8 +178,8 @@ def test_performance_tables_agree_with_numpy_and_sklearn(quickstart):
 
 
 def test_dl1_trigger_table_times_read_by_ctapipe(quickstart):
-    """Observation-run DL1 has ctapipe's /dl1/event/subarray/trigger with ctao_high_res TAI
-    times; ctapipe's read_table turns them into astropy Times equal to the simulated UTC times."""
+    """Observation-run DL1 has ctapipe's /dl1/event/subarray/trigger with MJD TAI times
+    (ctapipe 0.17's format); ctapipe's read_table turns them into astropy Times equal to the simulated UTC times."""
     from ctapipe.io import read_table
 
     store, _, _ = quickstart

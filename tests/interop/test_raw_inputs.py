@@ -158,18 +158,12 @@ def test_zfits_events_and_charges_equal_protozfits(tmp_path):
         assert abs(clock / 1e9 - 37.0 - t) < 1e-5
         # The White Rabbit clock survives to the nanosecond, as sst1mpipe's matcher rebuilds it.
         assert int(full) * 1_000_000_000 + int(round(frac * 1e9)) == clock
-    # ctapipe's trigger tables: the camera clock as ctao_high_res TAI, exact to the nanosecond.
+    # ctapipe's trigger tables: the camera clock as MJD TAI (ctapipe 0.17's format), to 1 µs.
     from ctapipe.io import read_table
-    import tables
     for key in ["/dl1/event/subarray/trigger", "/dl1/event/telescope/trigger"]:
         trig = read_table(dl1, key)
         assert list(trig["event_id"]) == list(params["event_id"]), key
         assert set(trig["event_type"]) == {32}
-        with tables.open_file(str(dl1)) as f:
-            raw = f.get_node(key).read()
-        for event_id, (seconds, quarter_ns) in zip(raw["event_id"], raw["time"]):
-            assert int(seconds) * 1_000_000_000 + int(quarter_ns) // 4 == ref[int(event_id)][1], key
-        # astropy agrees with the camera clock read as TAI, through ctapipe's time transform.
         clock = np.array([ref[int(e)][1] for e in trig["event_id"]], dtype=np.int64)
         assert np.max(np.abs((trig["time"].unix_tai - clock // 1_000_000_000) - (clock % 1_000_000_000) / 1e9)) < 1e-6
     tel = read_table(dl1, "/dl1/event/telescope/trigger")
@@ -188,4 +182,4 @@ def test_simtel_trigger_times_equal_ctapipe(simtel_dl1):
         trig = read_table(simtel_dl1, key)
         assert sorted(trig["event_id"]) == sorted(ref), key
         for event_id, time in zip(trig["event_id"], trig["time"]):
-            assert abs((time - ref[int(event_id)]).to_value("s")) < 1e-9, (key, event_id)
+            assert abs((time - ref[int(event_id)]).to_value("s")) < 1e-6, (key, event_id)  # MJD float64

@@ -224,6 +224,9 @@ parameter_tables! {
     len_st: f64 = "",
     true_az_tel: f64 = "deg",
     true_alt_tel: f64 = "deg",
+    // The telescope's equivalent focal length (m), which sst1mpipe's DL1→DL2 reads per event:
+    // the optics of the input for Monte Carlo, `telescope_equivalent_focal_length` for data.
+    equivalent_focal_length: f64 = "m",
     // Event time of an observation run, Unix seconds (UTC), as sst1mpipe's; NaN for MC.
     local_time: f64 = "s",
     // Camera data: the White Rabbit camera clock (TAI-based Unix time) split as sst1mpipe's
@@ -231,6 +234,11 @@ parameter_tables! {
     // fraction (exact to the nanosecond in a double). −1 and NaN elsewhere.
     time_wr_full_seconds: i64 = "s",
     time_wr_frac_seconds: f64 = "s",
+    // Camera data, as sst1mpipe: the night (YYYYMMDD, from the obs_id; −1 for Monte Carlo) and
+    // `meanQ`, the run's NSB level (mean pedestal charge, p.e.) that chose the cleaning, which
+    // sst1mpipe's DL1→DL2 uses to pick random forests; NaN for Monte Carlo or without pedestals.
+    date: i64 = "",
+    meanQ: f64 = "",
     // Stereo (the dl1-stereo stage; NaN in mono DL1): ctapipe's HillasReconstructor of the
     // event, under the names sst1mpipe's stereo feature lists use.
     HillasReconstructor_alt: f64 = "deg",
@@ -251,6 +259,11 @@ parameter_tables! {
     true_h_max: f64 = "m",
     true_tel_impact_distance: f64 = "m",
     true_shower_primary_id: i64 = "",
+    true_h_first_int: f64 = "m",
+    true_x_max: f64 = "g cm-2",
+    // Monte Carlo with true photoelectrons (sim_telarray): the fraction of the true charge in
+    // the pixels that survived cleaning, sst1mpipe's `survived_charge_fraction`; NaN otherwise.
+    survived_charge_fraction: f64 = "",
     disp_dx: f64 = "m",
     disp_dy: f64 = "m",
     disp_norm: f64 = "m",
@@ -286,6 +299,10 @@ pub struct Truth {
     pub h_max: f64,
     pub impact: f64,
     pub primary_id: i64,
+    /// Height of the first interaction (m) and depth of the shower maximum (g/cm²); NaN where
+    /// the source does not give them.
+    pub h_first_int: f64,
+    pub x_max: f64,
     /// True direction (deg).
     pub alt_deg: f64,
     pub az_deg: f64,
@@ -317,6 +334,8 @@ impl ParametersRow {
             row.true_h_max = t.h_max;
             row.true_tel_impact_distance = t.impact;
             row.true_shower_primary_id = t.primary_id;
+            row.true_h_first_int = t.h_first_int;
+            row.true_x_max = t.x_max;
             if let Some(p) = p {
                 // sst1mpipe's disp definitions, relative to the Hillas centroid and axis.
                 let (dx, dy) = (t.camera_x - p.hillas.x, t.camera_y - p.hillas.y);
@@ -454,9 +473,12 @@ impl ParametersRow {
             len_st: nan,
             true_az_tel: nan,
             true_alt_tel: nan,
+            equivalent_focal_length: nan,
             local_time: nan,
             time_wr_full_seconds: -1,
             time_wr_frac_seconds: nan,
+            date: -1,
+            meanQ: nan,
             HillasReconstructor_alt: nan,
             HillasReconstructor_az: nan,
             HillasReconstructor_core_x: nan,
@@ -474,6 +496,9 @@ impl ParametersRow {
             true_h_max: nan,
             true_tel_impact_distance: nan,
             true_shower_primary_id: -1,
+            true_h_first_int: nan,
+            true_x_max: nan,
+            survived_charge_fraction: nan,
             disp_dx: nan,
             disp_dy: nan,
             disp_norm: nan,
@@ -488,15 +513,17 @@ fn columns(spec: &'static [(&'static str, &'static str)]) -> Vec<ColumnMeta<'sta
     spec.iter().map(|&(name, unit)| ColumnMeta::new(name, unit)).collect()
 }
 
-/// One row of ctapipe's `/dl1/event/subarray/trigger` for an event with a time: the time as
 /// One row of ctapipe's subarray trigger table (`/dl1/event/subarray/trigger`). `time` is
-/// ctapipe's `ctao_high_res` (seconds and quarter nanoseconds since 1970-01-01 TAI).
+/// written as ctapipe 0.17 (which sst1mpipe pins) writes it: MJD in the TAI scale, float64
+/// (0.6 µs resolution; the nanosecond White Rabbit clock is in the parameter table's
+/// `time_wr_*` columns, as in sst1mpipe). ctapipe 0.17 cannot read the newer `ctao_high_res`
+/// format; every ctapipe reads MJD.
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct TriggerRow {
     pub obs_id: i64,
     pub event_id: i64,
-    pub time: [u32; 2],
+    pub time: f64,
     /// Mask over the file's subarray, which is the one telescope of the file.
     pub tels_with_trigger: [bool; 1],
     /// ctapipe's `EventType` value (32: subarray trigger).
@@ -510,7 +537,7 @@ pub struct TelescopeTriggerRow {
     pub obs_id: i64,
     pub event_id: i64,
     pub tel_id: i16,
-    pub time: [u32; 2],
+    pub time: f64,
     pub event_type: u8,
     /// Trigger sectors listed: -1, not recorded (ctapipe's default).
     pub n_trigger_pixels: i64,
@@ -525,19 +552,19 @@ impl TriggerRow {
     pub fn at(obs_id: i64, event_id: i64, unix_s: f64) -> Option<TriggerRow> {
         let tai = sst1mflow_science::astro::unix_to_unix_tai(unix_s)?;
         let seconds = tai.floor();
-        let quarter_ns = ((tai - seconds) * 4e9).round().min(4e9 - 1.0);
-        Some(TriggerRow::new(obs_id, event_id, [seconds as u32, quarter_ns as u32]))
+        Self::at_tai_ns(obs_id, event_id, seconds as i64 * 1_000_000_000 + ((tai - seconds) * 1e9).round() as i64)
     }
 
-    /// The row for an event whose clock reads `tai_ns` nanoseconds since 1970-01-01 TAI (the
-    /// DigiCam clock), exact to the nanosecond; `None` outside ctapipe's u32 seconds.
+    /// The row for an event whose clock reads `tai_ns` nanoseconds of astropy's `unix_tai`
+    /// (the DigiCam clock); `None` before 1970.
     pub fn at_tai_ns(obs_id: i64, event_id: i64, tai_ns: i64) -> Option<TriggerRow> {
-        let seconds = u32::try_from(tai_ns.div_euclid(1_000_000_000)).ok()?;
-        let quarter_ns = (tai_ns.rem_euclid(1_000_000_000) * 4) as u32;
-        Some(TriggerRow::new(obs_id, event_id, [seconds, quarter_ns]))
+        if tai_ns < 0 {
+            return None;
+        }
+        Some(TriggerRow::new(obs_id, event_id, mjd_tai(tai_ns)))
     }
 
-    fn new(obs_id: i64, event_id: i64, time: [u32; 2]) -> TriggerRow {
+    fn new(obs_id: i64, event_id: i64, time: f64) -> TriggerRow {
         TriggerRow { obs_id, event_id, time, tels_with_trigger: [true], event_type: EVENT_TYPE_SUBARRAY }
     }
 
@@ -554,7 +581,17 @@ impl TriggerRow {
     }
 }
 
-/// ctapipe's attributes of a `ctao_high_res` TAI time column.
+/// MJD (TAI scale) of `tai_ns` nanoseconds of astropy's `unix_tai`, whose epoch is
+/// 1970-01-01 00:00:00 TAI (MJD 40587): whole days and the rest of the day are combined only
+/// at the end, so the value is rounded once.
+fn mjd_tai(tai_ns: i64) -> f64 {
+    const NS_PER_DAY: i64 = 86_400_000_000_000;
+    let days = tai_ns.div_euclid(NS_PER_DAY);
+    let rest = tai_ns.rem_euclid(NS_PER_DAY);
+    (40_587 + days) as f64 + rest as f64 / NS_PER_DAY as f64
+}
+
+/// ctapipe 0.17's attributes of a TAI time column stored as MJD.
 fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
     use super::hdf5_table::Attr;
     let (transform, scale, format) = (
@@ -562,7 +599,7 @@ fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Resu
         format!("CTAFIELD_{column}_TIME_SCALE"),
         format!("CTAFIELD_{column}_TIME_FORMAT"),
     );
-    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("ctao_high_res"))])
+    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
 }
 
 /// Streams one telescope's DL1 into a file.
@@ -717,7 +754,7 @@ impl Dl1Writer {
     }
 
     /// Writes ctapipe's trigger tables for events that have times: the subarray table
-    /// (`/dl1/event/subarray/trigger`: obs_id, event_id, time in `ctao_high_res` TAI,
+    /// (`/dl1/event/subarray/trigger`: obs_id, event_id, time as MJD TAI,
     /// tels_with_trigger, event_type) and the telescope table (`/dl1/event/telescope/trigger`:
     /// obs_id, event_id, tel_id, time, event_type, n_trigger_pixels).
     pub fn write_triggers(&mut self, rows: &[TriggerRow]) -> Result<()> {
