@@ -51,6 +51,45 @@ pub fn known_paths() -> &'static BTreeSet<String> {
     })
 }
 
+/// The schema's word on a dotted path that no step reads (see `engine::stage::ConfigKeyHint`):
+/// None when sst1mpipe knows it; else that it is not an sst1mpipe key, with the closest known
+/// key (compared component by component, so `analysis.gamma_eficiency` suggests
+/// `analysis.gamma_efficiency` and `analysys.bad_pixels` suggests `analysis.bad_pixels`).
+pub fn key_hint(path: &str) -> Option<String> {
+    let known = known_paths();
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut prefix = String::new();
+    let mut shown: Vec<String> = Vec::new();
+    for (depth, part) in parts.iter().enumerate() {
+        let candidate =
+            if prefix.is_empty() { normalise(part).to_string() } else { format!("{prefix}.{}", normalise(part)) };
+        if known.contains(&candidate) {
+            if FOREST_SECTIONS.contains(&candidate.as_str()) {
+                // scikit-learn's arguments: train-rfs checks them when it reads the section.
+                return None;
+            }
+            shown.push(part.to_string());
+            prefix = candidate;
+            continue;
+        }
+        let siblings: Vec<&str> = known
+            .iter()
+            .filter_map(|p| {
+                let rest = if prefix.is_empty() { Some(p.as_str()) } else { p.strip_prefix(&format!("{prefix}.")) };
+                rest.filter(|r| !r.contains('.'))
+            })
+            .collect();
+        let guess = crate::text::closest(part, siblings.iter().copied()).map(|c| {
+            let mut full = shown.clone();
+            full.push(c.to_string());
+            full.extend(parts[depth + 1..].iter().map(|p| p.to_string()));
+            format!("; did you mean \"{}\"?", full.join("."))
+        });
+        return Some(format!("not an sst1mpipe key{}", guess.unwrap_or_default()));
+    }
+    None
+}
+
 /// Sections whose keys are another tool's arguments (scikit-learn's forests): the schema knows
 /// the sections, and the stage that reads them checks their keys with its own parser.
 pub const FOREST_SECTIONS: [&str; 2] = ["random_forest_regressor_args", "random_forest_classifier_args"];
@@ -105,5 +144,20 @@ mod tests {
         let e = check_known(&bad, Path::new("c.json"), "s").unwrap_err().to_string();
         assert!(e.contains("unknown config key \"CameraCalibrator.LocalPeakWindowSum.window_widht\""), "{e}");
         assert!(e.contains("did you mean \"window_width\""), "{e}");
+    }
+
+    #[test]
+    fn unread_keys_get_the_closest_known_key() {
+        assert_eq!(key_hint("analysis.gamma_efficiency"), None);
+        assert_eq!(key_hint("NsbCalibrator.intensity_correction.tel_021"), None);
+        assert_eq!(
+            key_hint("analysis.gamma_eficiency").as_deref(),
+            Some("not an sst1mpipe key; did you mean \"analysis.gamma_efficiency\"?")
+        );
+        assert_eq!(
+            key_hint("analysys.bad_pixels.tel_001").as_deref(),
+            Some("not an sst1mpipe key; did you mean \"analysis.bad_pixels.tel_001\"?")
+        );
+        assert_eq!(key_hint("my_notes").as_deref(), Some("not an sst1mpipe key"));
     }
 }

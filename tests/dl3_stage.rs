@@ -14,6 +14,8 @@ fn config_text(random_state: u64, cut: f64, min_intensity: f64) -> String {
         v[forest]["random_state"] = random_state.into();
     }
     v["analysis"]["global_gammaness_cut"] = cut.into();
+    // sst1mpipe's data config names the array centre; the DL3 headers take it from there.
+    v["array_center_coords"] = serde_json::json!({"long_deg": 14.782501, "lat_deg": 49.912442, "height_m": 511.195});
     v["event_selection"]["camera_frame_hillas_intensity"] = serde_json::json!([min_intensity, 1_000_000]);
     serde_json::to_string_pretty(&v).unwrap()
 }
@@ -109,6 +111,13 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     ] {
         assert!(text.contains(needle), "{needle} missing from the DL3 header");
     }
+    // The site is the config's array centre (sst1mpipe's GEOLON/GEOLAT/ALTITUDE).
+    let hdus = sst1mflow::io::fits::read_file(&dl3, "dl3").unwrap();
+    let events = hdus.iter().find(|h| h.extname() == "EVENTS").unwrap();
+    assert_eq!(
+        (events.number("GEOLON"), events.number("GEOLAT"), events.number("ALTITUDE")),
+        (Some(14.782501), Some(49.912442), Some(511.195))
+    );
     let irf_maker = json_ok(&store, &["show", view_target(&store, "night/irfs/all/irfs.fits").to_str().unwrap()]);
     assert!(text.contains(irf_maker["made_by"]["key"].as_str().unwrap()), "the IRF's activity key is recorded");
     // Of the two nodes (zenith 20 and 28), the observation's (zenith ~28) is chosen, and said.
@@ -269,6 +278,22 @@ fn performance_needs_point_gammas_and_protons() {
     );
     assert_eq!(code, 0, "{err}\n{report}");
     assert_eq!(ran_steps(&report), ["perf"], "only the performance step reruns for another method");
+    // analysis.significance_fit is applied by the significance method only: toggling it reruns
+    // that step and nothing with the efficiency method.
+    let mut no_fit: serde_json::Value = serde_json::from_str(&config_text(42, 0.6, 0.0)).unwrap();
+    no_fit["analysis"]["significance_fit"] = false.into();
+    write(&dir.path().join("c.json"), &no_fit.to_string());
+    let sig = recipe(
+        "sig",
+        "dl2-pt.dl2",
+        r#", "proton": "dl2-p.dl2""#,
+        r#"{"gh_cut": "significance", "theta_cut": "global"}"#,
+    );
+    let (code, report, err) = run_json(&store, &sig, &[]);
+    assert_eq!((code, ran_steps(&report)), (0, vec!["perf".to_string()]), "{err}");
+    let (code, report, err) = run_json(&store, &recipe("ok", "dl2-pt.dl2", r#", "proton": "dl2-p.dl2""#, "{}"), &[]);
+    assert_eq!((code, ran_steps(&report)), (0, Vec::<String>::new()), "{err}");
+    write(&dir.path().join("c.json"), &config_text(42, 0.6, 0.0));
 
     let (code, report, err) =
         run_json(&store, &recipe("diffuse", "dl2-g.dl2", r#", "proton": "dl2-p.dl2""#, "{}"), &[]);

@@ -62,10 +62,15 @@ fn simulate_then_dl1_is_deterministic_reused_and_config_scoped() {
     let (code, third, _) = run_json(&a, &recipe, &[]);
     assert_eq!((code, third["ran"].as_u64(), third["reused"].as_u64()), (0, Some(1), Some(1)));
     // only_main_island is honoured: it changes the DL1 (fewer or equal islands), not the R1.
-    write(
-        &dir.path().join("mc.json"),
-        &config_text(7).replacen("\"only_main_island\": false", "\"only_main_island\": true", 4),
-    );
+    write(&dir.path().join("mc.json"), &{
+        let mut v: serde_json::Value = serde_json::from_str(&config_text(7)).unwrap();
+        for tel in ["tel_001", "tel_002"] {
+            for entry in v["ImageProcessor"]["ImageCleanerSST"]["telescope_defaults"][tel].as_array_mut().unwrap() {
+                entry["only_main_island"] = true.into();
+            }
+        }
+        v.to_string()
+    });
     let (code, fourth, err) = run_json(&a, &recipe, &[]);
     assert_eq!((code, fourth["ran"].as_u64()), (0, Some(1)), "{err}");
     assert_ne!(output_hashes(&fourth)["dl1/all/dl1"], output_hashes(&first)["dl1/all/dl1"]);

@@ -1,6 +1,7 @@
 //! The command line: parses arguments and hands over to the library; prints results as text
 //! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
 mod camera;
+mod config;
 mod graph;
 mod log;
 mod maintain;
@@ -35,6 +36,11 @@ pub enum Command {
     /// R0 (zfits, sim_telarray) or R1 files → DL1, recorded like a one-step recipe
     #[command(name = "r0-dl1")]
     R0Dl1(r0_dl1::R0Dl1Args),
+    /// Check a configuration file, alone or against a recipe (what each key does)
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// Re-hash every object and check every record; exit 1 on any problem
     Verify,
     /// Print the log of an activity (by key or unique key prefix)
@@ -128,6 +134,7 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli, args),
         Command::R0Dl1(args) => r0_dl1::run(&cli, args),
+        Command::Config { command } => config::run(&cli, command),
         Command::Verify => verify::run(&cli),
         Command::Log { key } => log::run(&cli, key),
         Command::Lineage(args) => graph::lineage(&cli, args),

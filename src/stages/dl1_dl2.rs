@@ -27,7 +27,7 @@
 //! points within 90° of north); `reco_ra/dec` at the site, at sst1mpipe's fixed MC obstime for
 //! simulations. Events whose features are not finite keep their row with NaN reconstruction.
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro;
 use crate::contract;
 use crate::error::{Error, Result};
@@ -36,6 +36,7 @@ use crate::io::dl2::Dl2Writer;
 use crate::io::model::{self, Model};
 use crate::reco::{self, DERIVED_FEATURES};
 use serde_json::{json, Value};
+use std::path::Path;
 
 pub struct Dl1Dl2Stage;
 
@@ -179,7 +180,7 @@ impl Stage for Dl1Dl2Stage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -193,10 +194,48 @@ impl Stage for Dl1Dl2Stage {
                 "{at}: stage dl1-dl2 takes the input roles dl1, energy, disp_norm, disp_sign and gh (the outputs of a train-rfs step), got {input_roles:?}"
             )));
         }
+        // The telescope is the DL1's, known at run time only: its entry is taken from the section.
+        let stereo = |k: &str| {
+            ConfigRead::new(
+                format!("analysis.{k}"),
+                "stereo DL2 only: the combination of the two telescopes' reconstructions is not implemented yet (each telescope's DL2 is written)",
+            )
+        };
         Ok(StagePlan {
             config_keys: vec!["telescope_coords".into()],
+            config_read: vec![
+                super::site_height_unused(),
+                stereo("stereo_reco_weights"),
+                stereo("stereo_delta_disp_cut_deg"),
+                stereo("stereo_relative_std_reco_energy_cut"),
+                stereo("stereo_std_gammaness_cut"),
+            ],
             outputs: vec![DeclaredOutput { role: "dl2".into(), file: "dl2.h5".into(), kind: "dl2".into() }],
         })
+    }
+
+    fn config_scope(&self) -> Vec<&'static str> {
+        vec![
+            "telescope_coords",
+            "analysis.stereo_reco_weights",
+            "analysis.stereo_delta_disp_cut_deg",
+            "analysis.stereo_relative_std_reco_energy_cut",
+            "analysis.stereo_std_gammaness_cut",
+        ]
+    }
+
+    fn check_config(&self, config: &Value, _step: &StepSetup, _file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
+        // sst1mpipe applies these cuts to stereo DL2 only; null (its default) is no cut.
+        let mut warnings = Vec::new();
+        for k in ["stereo_delta_disp_cut_deg", "stereo_relative_std_reco_energy_cut", "stereo_std_gammaness_cut"] {
+            if let Some(v) = config.pointer(&format!("/analysis/{k}")).filter(|v| !v.is_null()) {
+                warnings.push(ConfigWarning::new(
+                    format!("analysis.{k}"),
+                    format!("config analysis.{k} = {v} (read by {at}) is not applied: stereo DL2 (the two telescopes' reconstructions combined, then cut) is not implemented yet"),
+                ));
+            }
+        }
+        Ok(warnings)
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
@@ -278,13 +317,14 @@ impl Stage for Dl1Dl2Stage {
                         let az = if r.true_az_tel > 180.0 { r.true_az_tel - 360.0 } else { r.true_az_tel };
                         az.abs() <= 90.0
                     });
-                    let (alt, az) = astro::camera_to_altaz(
-                        sx,
-                        sy,
-                        crate::instrument::EQUIVALENT_FOCAL_LENGTH_M,
-                        r.true_alt_tel,
-                        r.true_az_tel,
-                    );
+                    // sst1mpipe: the DL1's equivalent_focal_length column (the config's
+                    // telescope_equivalent_focal_length for camera data, the optics for MC).
+                    let focal_length = if r.equivalent_focal_length.is_finite() && r.equivalent_focal_length > 0.0 {
+                        r.equivalent_focal_length
+                    } else {
+                        crate::instrument::EQUIVALENT_FOCAL_LENGTH_M
+                    };
+                    let (alt, az) = astro::camera_to_altaz(sx, sy, focal_length, r.true_alt_tel, r.true_az_tel);
                     out.reco_alt = alt;
                     out.reco_az = reco::wrap_azimuth(az, wrap);
                     let time = if r.local_time.is_finite() {

@@ -3,16 +3,21 @@
 //! the HillasReconstructor (see [`crate::reco::stereo`]).
 //!
 //! Inputs `tel1` and `tel2`: one DL1 file each (two different telescopes of the array, both
-//! Monte Carlo or both data). Parameters: `matching` — `"event_id"` [default: Monte Carlo, and
-//! data whose event ids are the SWAT array counter] or `"white_rabbit"` (sst1mpipe's
-//! WhiteRabbitClosest: the tel2 event whose White Rabbit time, `full·1e9 + int(frac·1e9)` ns, is
-//! closest, if closer than `max_time_diff_ns` [10000]). As sst1mpipe: a tel1 event needs exactly
-//! one candidate (none: a mono event; several, or a tel2 event already used: skipped).
+//! Monte Carlo or both data). The matching is the config's `stereo.event_matching_method`:
+//! `SWATEventIDs` (event ids; also when the config has no `stereo` section, as sst1mpipe's MC
+//! configs) or `WhiteRabbitClosest` (the tel2 event whose White Rabbit time,
+//! `full·1e9 + int(frac·1e9)` ns, is closest, if closer than
+//! `stereo.WhiteRabbitClosest.max_time_diff_ns`); `SlidingWindow` is refused (not implemented).
+//! The step parameter `matching` (`"event_id"` or `"white_rabbit"`, with `max_time_diff_ns`
+//! [10000]) overrides the config, and then the config's `stereo` section is read only to say
+//! so. As sst1mpipe: a tel1 event needs exactly one candidate (none: a mono event; several, or a
+//! tel2 event already used: skipped).
 //!
-//! Config keys: `ShowerProcessor` (`reconstructor_types` must be `["HillasReconstructor"]`;
-//! `HillasReconstructor.StereoQualityQuery.quality_criteria`, each `parameters.<group>.<field>
-//! <op> <number>` on a DL1 column, which an image must pass to take part) and
-//! `telescope_coords` (the array altitude added to h_max: the mean `height_m` of the two).
+//! Config keys applied: `ShowerProcessor.reconstructor_types` (must be
+//! `["HillasReconstructor"]`), `ShowerProcessor.HillasReconstructor.StereoQualityQuery.quality_criteria`
+//! (each `parameters.<group>.<field> <op> <number>` on a DL1 column, which an image must pass to
+//! take part), `telescope_coords.*.height_m` (the array altitude added to h_max: the mean
+//! `height_m` of the two) and the `stereo` keys above.
 //! The array points where tel1 points (`true_alt_tel`, `true_az_tel`).
 //!
 //! Outputs `dl1_tel1`, `dl1_tel2`: each telescope's DL1 parameters (no images) of the matched
@@ -24,7 +29,7 @@
 //! the stereo settings to the input's (so models trained on stereo DL1 are applied to stereo
 //! DL1 only).
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::error::{Error, Result};
 use crate::io::dl1::{Dl1Reader, Dl1Writer, GeometryRow, ImpactRow, ParametersRow};
 use crate::reco::stereo::{hillas_reconstructor, impact_distance, StereoGeometry, StereoImage};
@@ -44,30 +49,69 @@ enum Matching {
     WhiteRabbit { max_diff_ns: i64 },
 }
 
-fn parse(params: &Value, at: &str) -> Result<Matching> {
+/// The step parameter `matching` (and `max_time_diff_ns`), if given: it overrides the config.
+fn parse(params: &Value, at: &str) -> Result<Option<Matching>> {
     let p = Params::new(params, KNOWN, "dl1-stereo", at)?;
     let how = params.get("matching").map(|v| v.as_str().ok_or(v)).transpose();
     match how {
-        Ok(None) | Ok(Some("event_id")) => {
+        Ok(None) => {
+            if params.get("max_time_diff_ns").is_some() {
+                return Err(Error::msg(format!(
+                    "{at}.params.max_time_diff_ns: only with \"matching\": \"white_rabbit\""
+                )));
+            }
+            Ok(None)
+        }
+        Ok(Some("event_id")) => {
             if params.get("max_time_diff_ns").is_some() {
                 return Err(Error::msg(format!(
                     "{at}.params.max_time_diff_ns: only for \"matching\": \"white_rabbit\""
                 )));
             }
-            Ok(Matching::EventId)
+            Ok(Some(Matching::EventId))
         }
         Ok(Some("white_rabbit")) => {
             let max_diff_ns = p.u64_or("max_time_diff_ns", Some(10_000))?;
             if max_diff_ns == 0 || max_diff_ns > 1_000_000_000 {
                 return Err(Error::msg(format!("{at}.params.max_time_diff_ns: must be between 1 and 1e9 ns")));
             }
-            Ok(Matching::WhiteRabbit { max_diff_ns: max_diff_ns as i64 })
+            Ok(Some(Matching::WhiteRabbit { max_diff_ns: max_diff_ns as i64 }))
         }
         Ok(Some(other)) => Err(Error::msg(format!(
             "{at}.params.matching: unknown method \"{other}\"{} (\"event_id\" or \"white_rabbit\")",
             crate::text::suggestion(other, ["event_id", "white_rabbit"])
         ))),
         Err(v) => Err(Error::msg(format!("{at}.params.matching: {v} is not a string"))),
+    }
+}
+
+/// The matching the config's `stereo` section asks for (sst1mpipe's `event_matching_method`):
+/// `SWATEventIDs` → event ids, `WhiteRabbitClosest` → White Rabbit times within
+/// `WhiteRabbitClosest.max_time_diff_ns`; absent (Monte Carlo configs have no `stereo`
+/// section) → event ids. `SlidingWindow` is refused (not implemented).
+fn configured_matching(config: &Value) -> std::result::Result<Matching, String> {
+    match config.pointer("/stereo/event_matching_method") {
+        None => Ok(Matching::EventId),
+        Some(Value::String(m)) if m == "SWATEventIDs" => Ok(Matching::EventId),
+        Some(Value::String(m)) if m == "WhiteRabbitClosest" => {
+            let key = "stereo.WhiteRabbitClosest.max_time_diff_ns";
+            match config.pointer("/stereo/WhiteRabbitClosest/max_time_diff_ns") {
+                None => Ok(Matching::WhiteRabbit { max_diff_ns: 10_000 }),
+                Some(v) => match v.as_f64() {
+                    Some(x) if x.fract() == 0.0 && (1.0..=1e9).contains(&x) => {
+                        Ok(Matching::WhiteRabbit { max_diff_ns: x as i64 })
+                    }
+                    _ => Err(format!("{key} = {v}: must be a whole number of ns from 1 to 1e9")),
+                },
+            }
+        }
+        Some(Value::String(m)) if m == "SlidingWindow" => Err(
+            "stereo.event_matching_method = \"SlidingWindow\" is not implemented yet (SWATEventIDs and WhiteRabbitClosest are)".into(),
+        ),
+        Some(other) => Err(format!(
+            "stereo.event_matching_method = {other}: expected \"SWATEventIDs\", \"WhiteRabbitClosest\" or \"SlidingWindow\"{}",
+            other.as_str().map(|o| crate::text::suggestion(o, ["SWATEventIDs", "WhiteRabbitClosest", "SlidingWindow"])).unwrap_or_default()
+        )),
     }
 }
 
@@ -306,20 +350,60 @@ impl Stage for Dl1StereoStage {
             file: format!("dl1_{role}.h5").into(),
             kind: "dl1-stereo".into(),
         };
+        // The config's matching applies unless the step parameter overrides it.
+        let (config_keys, config_read) = if parse(params, at)?.is_some() {
+            (Vec::new(), vec![ConfigRead::new("stereo", "overridden by the step parameter \"matching\"")])
+        } else {
+            (
+                vec!["stereo.event_matching_method?".to_string(), "stereo.WhiteRabbitClosest.max_time_diff_ns?".into()],
+                vec![ConfigRead::new(
+                    "stereo",
+                    "settings of a matching method this config does not select (SlidingWindow: not implemented)",
+                )],
+            )
+        };
+        let mut keys = vec![
+            "ShowerProcessor.reconstructor_types".to_string(),
+            "ShowerProcessor.HillasReconstructor.StereoQualityQuery.quality_criteria".into(),
+            "telescope_coords.*.height_m".into(),
+        ];
+        keys.extend(config_keys);
         Ok(StagePlan {
-            config_keys: vec!["ShowerProcessor".into(), "telescope_coords".into()],
+            config_keys: keys,
+            config_read: [vec![ConfigRead::new("ShowerProcessor", "settings of another reconstructor")], config_read]
+                .concat(),
             outputs: vec![output("tel1"), output("tel2")],
         })
     }
 
-    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
+    fn config_scope(&self) -> Vec<&'static str> {
+        vec!["ShowerProcessor", "telescope_coords.*", "stereo"]
+    }
+
+    fn check_config(&self, config: &Value, step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
         // The telescopes (and so their heights) are known from the inputs only, at run time.
         quality_criteria(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+        let configured = configured_matching(config);
+        match parse(step.params, at)? {
+            None => {
+                configured.map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+            }
+            Some(chosen) => {
+                if let Some(m) = config.pointer("/stereo/event_matching_method") {
+                    if configured.as_ref().ok() != Some(&chosen) {
+                        return Ok(vec![ConfigWarning::new(
+                            "stereo.event_matching_method",
+                            format!("config stereo.event_matching_method = {m} is overridden by {at}'s parameter \"matching\""),
+                        )]);
+                    }
+                }
+            }
+        }
         Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
-        let how = parse(ctx.params, "dl1-stereo")?;
+        let given = parse(ctx.params, "dl1-stereo")?;
         let inputs = [one_input(ctx, "tel1")?, one_input(ctx, "tel2")?];
         let readers = inputs
             .iter()
@@ -348,6 +432,21 @@ impl Stage for Dl1StereoStage {
             })
             .collect::<Result<Vec<_>>>()?;
         let s = settings(ctx.config, tels).map_err(|e| Error::msg(format!("dl1-stereo: {e}")))?;
+        // Simulated telescopes share event ids and have no White Rabbit clock: the config's
+        // method (sst1mpipe's, for camera data) does not apply to them.
+        let mut matching_note = None;
+        let how = match given {
+            Some(how) => how,
+            None if readers[0].run.is_some() => {
+                if let Some(m) = ctx.config.pointer("/stereo/event_matching_method") {
+                    matching_note = Some(format!(
+                        "Monte Carlo: matched by event id (stereo.event_matching_method = {m} is for camera data)"
+                    ));
+                }
+                Matching::EventId
+            }
+            None => configured_matching(ctx.config).map_err(|e| Error::msg(format!("config {e}")))?,
+        };
         let rows = readers.iter().map(|r| r.read(0, r.n_events)).collect::<Result<Vec<_>>>()?;
         let (pairs, mono, multiple) = match_events(&rows[0], &rows[1], how);
         // Each input's own description (camera, optics, pulse), at the array position the
@@ -445,6 +544,9 @@ impl Stage for Dl1StereoStage {
             writer.write_stereo_geometry(&geometry_rows)?;
             writer.write_stereo_impacts(tels[k], &impacts[k])?;
             writer.finish()?;
+        }
+        if let Some(note) = matching_note {
+            let _ = writeln!(ctx.log, "{note}");
         }
         let _ = writeln!(
             ctx.log,

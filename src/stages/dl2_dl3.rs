@@ -4,8 +4,9 @@
 //! Inputs: `dl2` (the DL2 runs of one observation: one pointing), `irfs` (one or more
 //! `make-irfs` products: the candidate nodes) and optionally `cuts` (a `gh-cuts` table; without
 //! it the global `analysis.global_gammaness_cut` applies). Config keys: `event_selection`,
-//! `analysis.global_gammaness_cut` (without `cuts`), `telescope_coords` (the site for the
-//! header). Parameters: `target_name` ["UNKNOWN"], `target_ra_deg` / `target_dec_deg` (default:
+//! `analysis.global_gammaness_cut` (without `cuts`), `array_center_coords` (GEOLON, GEOLAT and
+//! ALTITUDE of the headers, as sst1mpipe; configs without it, such as sst1mpipe's MC config,
+//! give the telescope's `telescope_coords` entry instead). Parameters: `target_name` ["UNKNOWN"], `target_ra_deg` / `target_dec_deg` (default:
 //! the target the runs recorded), `override_contract` [false].
 //!
 //! # What is an observation
@@ -42,7 +43,7 @@
 use super::dl1_input::Dl2Selection;
 use super::gh_cuts::{read_cut_table, GhCut};
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro;
 use crate::contract::{self, Difference};
 use crate::error::{Error, Result};
@@ -175,13 +176,24 @@ struct Events {
     gammaness: Vec<f32>,
 }
 
+/// (long_deg, lat_deg, height_m) of a site entry; the height may be absent (0).
+fn site_of(entry: &Value) -> std::result::Result<(f64, f64, f64), String> {
+    let value = |k: &str| entry.get(k).and_then(Value::as_f64).filter(|v| v.is_finite());
+    match (value("long_deg"), value("lat_deg")) {
+        (Some(lon), Some(lat)) if (-180.0..=360.0).contains(&lon) && (-90.0..=90.0).contains(&lat) => {
+            Ok((lon, lat, value("height_m").unwrap_or(0.0)))
+        }
+        _ => Err("must give long_deg and lat_deg in degrees".into()),
+    }
+}
+
 impl Stage for Dl2Dl3Stage {
     fn name(&self) -> &'static str {
         "dl2-dl3"
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -193,19 +205,41 @@ impl Stage for Dl2Dl3Stage {
                 "{at}: stage dl2-dl3 takes the input roles \"dl2\" (the DL2 runs of one observation), \"irfs\" (make-irfs products to choose from) and optionally \"cuts\" (a gh-cuts table), got {input_roles:?}"
             )));
         }
-        let mut config_keys = vec!["event_selection".to_string(), "telescope_coords".to_string()];
-        if !roles.contains(&"cuts") {
+        let mut config_keys =
+            vec!["event_selection".to_string(), "array_center_coords?".into(), "telescope_coords".into()];
+        let mut config_read = Vec::new();
+        if roles.contains(&"cuts") {
+            config_read.push(ConfigRead::new(
+                "analysis.global_gammaness_cut",
+                "the step's cut table (role \"cuts\") replaces it",
+            ));
+        } else {
             config_keys.push("analysis.global_gammaness_cut".into());
         }
         Ok(StagePlan {
             config_keys,
+            config_read,
             outputs: vec![DeclaredOutput { role: "dl3".into(), file: "dl3.fits".into(), kind: "dl3".into() }],
         })
     }
 
-    fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
+    fn config_scope(&self) -> Vec<&'static str> {
+        vec!["event_selection", "array_center_coords", "telescope_coords", "analysis.global_gammaness_cut"]
+    }
+
+    fn check_config(
+        &self,
+        config: &Value,
+        _step: &StepSetup,
+        file: &std::path::Path,
+        at: &str,
+    ) -> Result<Vec<ConfigWarning>> {
         EventSelection::from_config(config)
             .map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+        if let Some(center) = config.get("array_center_coords") {
+            site_of(center)
+                .map_err(|e| Error::msg(format!("{}: array_center_coords {e} (read by {at})", file.display())))?;
+        }
         Ok(Vec::new())
     }
 
@@ -231,12 +265,16 @@ impl Stage for Dl2Dl3Stage {
         };
         let runs = open_runs(ctx.inputs.get("dl2").map(Vec::as_slice).unwrap_or(&[]))?;
         let tel_id = runs[0].dl2.tel_id;
-        let site_entry = ctx.config.get("telescope_coords").and_then(|c| c.get(format!("tel_{tel_id:03}")));
-        let site_value = |k: &str| site_entry.and_then(|e| e.get(k)).and_then(Value::as_f64);
-        let (Some(lon), Some(lat)) = (site_value("long_deg"), site_value("lat_deg")) else {
-            return Err(Error::msg(format!("config telescope_coords.tel_{tel_id:03} must give long_deg and lat_deg")));
+        // sst1mpipe's GEOLON/GEOLAT/ALTITUDE: the array centre of the config (data configs);
+        // configs without one (sst1mpipe's MC config) give the telescope's own position.
+        let (lon, lat, height) = match ctx.config.get("array_center_coords") {
+            Some(center) => site_of(center).map_err(|e| Error::msg(format!("config array_center_coords {e}")))?,
+            None => {
+                let entry = ctx.config.get("telescope_coords").and_then(|c| c.get(format!("tel_{tel_id:03}")));
+                site_of(entry.unwrap_or(&Value::Null))
+                    .map_err(|e| Error::msg(format!("config telescope_coords.tel_{tel_id:03} {e}")))?
+            }
         };
-        let height = site_value("height_m").unwrap_or(0.0);
 
         // Read the events once: pointing statistics over all events, DL3 rows for the selected.
         let multi = runs.len() > 1;

@@ -111,6 +111,7 @@ impl Stage for Dl3IndexStage {
         };
         Ok(StagePlan {
             config_keys: Vec::new(),
+            config_read: Vec::new(),
             outputs: vec![
                 out("observations", BUNDLE, "dl3-bundle"),
                 out("hdu_index", "hdu-index.fits.gz", "dl3-hdu-index"),

@@ -13,7 +13,7 @@
 //! and DL3 apply it to the events of their reco-energy bin (`gammaness >= cut`; events outside
 //! the bins are dropped, as pyirf's `evaluate_binned_cut`), and record its hash.
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::error::{Error, Result};
 use crate::io::analysis_tables::write_cut_table;
 pub use crate::io::analysis_tables::{read_cut_table, CutRow};
@@ -132,11 +132,22 @@ impl Stage for GhCutsStage {
             ]
             .map(String::from)
             .to_vec(),
+            config_read: Vec::new(),
             outputs: vec![DeclaredOutput { role: "cuts".into(), file: "gh_cuts.h5".into(), kind: "gh-cuts".into() }],
         })
     }
 
-    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
+    fn config_scope(&self) -> Vec<&'static str> {
+        vec![
+            "event_selection",
+            "analysis.gamma_efficiency",
+            "analysis.log_energy_min_tev",
+            "analysis.log_energy_max_tev",
+            "analysis.n_energy_bins",
+        ]
+    }
+
+    fn check_config(&self, config: &Value, _step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
         settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }

@@ -10,6 +10,11 @@
 //! `analysis.nbins_fov_offset`, `analysis.fov_offset_bg_max_deg`, `analysis.nbins_fov_offset_bg`,
 //! `analysis.source_offset_max_deg`.
 //!
+//! Parameter `true_energy_scaling` [false] (sst1mpipe's `--true_energy_scaling`): true
+//! energies and the simulated energy range are multiplied by `analysis.true_energy_scaling_factor`
+//! (a biased IRF, for systematic studies; the headers carry `ETRUESCL`). Without it that key is
+//! read but not applied, and `analysis.nbins_source_offset` is never used (as in sst1mpipe).
+//!
 //! Binning as sst1mpipe: true energy geomspace(E_min, E_max of the simulation, 21) (EDISP: 51
 //! edges), reco energy logspace(log_energy_min, log_energy_max, n_energy_bins), migration
 //! linspace(0.1, 4, n_bins_migration), offsets linspace(0, fov_offset_max, nbins_fov_offset),
@@ -28,7 +33,7 @@
 //! which `dl2-dl3` chooses among IRFs.
 use super::gh_cuts::GhCut;
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
 use crate::io::dl2::Dl2Reader;
@@ -52,21 +57,21 @@ fn config_keys(global_cut: bool) -> Vec<String> {
     if global_cut {
         keys.push("analysis.global_gammaness_cut".into());
     }
-    for k in [
-        "log_energy_min_tev",
-        "log_energy_max_tev",
-        "n_energy_bins",
-        "n_bins_migration",
-        "fov_offset_max_deg",
-        "nbins_fov_offset",
-        "fov_offset_bg_max_deg",
-        "nbins_fov_offset_bg",
-        "source_offset_max_deg",
-    ] {
-        keys.push(format!("analysis.{k}"));
-    }
+    keys.extend(ANALYSIS_KEYS.map(String::from));
     keys
 }
+
+const ANALYSIS_KEYS: [&str; 9] = [
+    "analysis.log_energy_min_tev",
+    "analysis.log_energy_max_tev",
+    "analysis.n_energy_bins",
+    "analysis.n_bins_migration",
+    "analysis.fov_offset_max_deg",
+    "analysis.nbins_fov_offset",
+    "analysis.fov_offset_bg_max_deg",
+    "analysis.nbins_fov_offset_bg",
+    "analysis.source_offset_max_deg",
+];
 
 struct Settings {
     selection: EventSelection,
@@ -76,6 +81,9 @@ struct Settings {
     offset: Vec<f64>,
     bg_offset: Vec<f64>,
     rad: Vec<f64>,
+    /// `analysis.true_energy_scaling_factor` with the parameter `true_energy_scaling` (else 1):
+    /// true energies and the simulated energy range are multiplied by it (biased IRFs).
+    true_energy_scale: f64,
 }
 
 fn number(config: &Value, key: &str) -> std::result::Result<f64, String> {
@@ -103,8 +111,27 @@ fn geomspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| (a + (b - a) * i as f64 / (n - 1) as f64).exp()).collect()
 }
 
+/// The parameter `true_energy_scaling` [false]: sst1mpipe's `--true_energy_scaling`.
+fn true_energy_scaling(params: &Value, at: &str) -> Result<bool> {
+    Params::new(params, &["true_energy_scaling"], "make-irfs", at)?;
+    match params.get("true_energy_scaling") {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => {
+            Err(Error::msg(format!("{at}.params.true_energy_scaling: expected true or false, found {other}")))
+        }
+    }
+}
+
 fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std::result::Result<Settings, String> {
     let selection = EventSelection::from_config(config)?;
+    let true_energy_scale = match config.pointer("/analysis/true_energy_scaling_factor") {
+        None => 1.0,
+        Some(v) => match v.as_f64() {
+            Some(x) if x.is_finite() && x > 0.0 => x,
+            _ => return Err(format!("analysis.true_energy_scaling_factor = {v} must be a positive number")),
+        },
+    };
     let cut = match binned {
         Some(table) => GhCut::Binned(table),
         None => {
@@ -128,6 +155,7 @@ fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std:
         reco_e: linspace(lo, hi, count(config, "n_energy_bins")?).into_iter().map(|x| 10f64.powf(x)).collect(),
         migration: linspace(0.1, 4.0, count(config, "n_bins_migration")?),
         offset: linspace(0.0, positive("fov_offset_max_deg")?, count(config, "nbins_fov_offset")?),
+        true_energy_scale,
         bg_offset: linspace(0.0, positive("fov_offset_bg_max_deg")?, count(config, "nbins_fov_offset_bg")?),
         rad: linspace(0.0, positive("source_offset_max_deg")?, count(config, "nbins_fov_offset_bg")?),
     })
@@ -165,7 +193,9 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
             input.name, run.source_offset
         )));
     }
-    let sim = run.simulation_info();
+    let mut sim = run.simulation_info();
+    sim.energy_min_tev *= s.true_energy_scale;
+    sim.energy_max_tev *= s.true_energy_scale;
     let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?;
     let mut ev = Events {
         true_e: vec![],
@@ -189,7 +219,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
                 continue;
             }
             let (p_az, p_alt) = (r.true_az_tel, r.true_alt_tel);
-            ev.true_e.push(r.true_energy);
+            ev.true_e.push(r.true_energy * s.true_energy_scale);
             ev.reco_e.push(r.reco_energy);
             ev.true_offset.push(angular_separation_deg(p_az, p_alt, r.true_az, r.true_alt));
             ev.reco_offset.push(angular_separation_deg(p_az, p_alt, r.reco_az, r.reco_alt));
@@ -254,7 +284,7 @@ impl Stage for MakeIrfsStage {
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
-        Params::new(params, &[], "make-irfs", at)?;
+        let scaling = true_energy_scaling(params, at)?;
         let mut roles = input_roles.to_vec();
         roles.sort_unstable();
         if roles != ["gamma", "proton"] && roles != ["cuts", "gamma", "proton"] {
@@ -262,16 +292,59 @@ impl Stage for MakeIrfsStage {
                 "{at}: stage make-irfs takes the input roles \"gamma\" (DL2 of diffuse gammas), \"proton\" (DL2 of protons: without them there is no background IRF) and optionally \"cuts\" (a gh-cuts table), got {input_roles:?}"
             )));
         }
+        let mut keys = config_keys(!roles.contains(&"cuts"));
+        let mut read = vec![ConfigRead::new(
+            "analysis.nbins_source_offset",
+            "not used, as in sst1mpipe (whose line reading it is commented out): the PSF's radius axis has nbins_fov_offset_bg edges",
+        )];
+        let factor = "analysis.true_energy_scaling_factor";
+        if scaling {
+            keys.push(factor.into());
+        } else {
+            read.push(ConfigRead::new(
+                factor,
+                "applied only with the step parameter true_energy_scaling: true (sst1mpipe's --true_energy_scaling)",
+            ));
+        }
+        if roles.contains(&"cuts") {
+            read.push(ConfigRead::new(
+                "analysis.global_gammaness_cut",
+                "the step's cut table (role \"cuts\") replaces it",
+            ));
+        }
         Ok(StagePlan {
-            config_keys: config_keys(!roles.contains(&"cuts")),
+            config_keys: keys,
+            config_read: read,
             outputs: vec![DeclaredOutput { role: "irfs".into(), file: "irfs.fits".into(), kind: "irf".into() }],
         })
     }
 
-    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
-        // The global cut is only read (and so only in the config subset) without a cut table.
-        let binned = config.get("analysis").and_then(|a| a.get("global_gammaness_cut")).is_none();
-        settings(config, binned.then(Vec::new))
+    fn config_scope(&self) -> Vec<&'static str> {
+        let mut scope = vec![
+            "event_selection",
+            "analysis.global_gammaness_cut",
+            "analysis.true_energy_scaling_factor",
+            "analysis.nbins_source_offset",
+        ];
+        scope.extend(ANALYSIS_KEYS);
+        scope
+    }
+
+    fn check_config(&self, config: &Value, step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
+        // The global cut is only applied (and so only in the config subset) without a cut table.
+        let mut config = config.clone();
+        if !true_energy_scaling(step.params, at)? {
+            if let Some(a) = config.get_mut("analysis").and_then(Value::as_object_mut) {
+                a.remove("true_energy_scaling_factor");
+            }
+        }
+        let binned = step.input_roles.contains(&"cuts");
+        if binned {
+            if let Some(a) = config.get_mut("analysis").and_then(Value::as_object_mut) {
+                a.remove("global_gammaness_cut");
+            }
+        }
+        settings(&config, binned.then(Vec::new))
             .map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }
@@ -289,6 +362,13 @@ impl Stage for MakeIrfsStage {
             None => None,
         };
         let s = settings(ctx.config, binned).map_err(Error::msg)?;
+        if s.true_energy_scale != 1.0 {
+            let _ = writeln!(
+                ctx.log,
+                "true energies (and the simulated energy range) scaled by {} (analysis.true_energy_scaling_factor)",
+                s.true_energy_scale
+            );
+        }
         let gammas = load(one("gamma")?, "gamma", &s)?;
         let protons = load(one("proton")?, "proton", &s)?;
         let _ = writeln!(
@@ -377,6 +457,10 @@ impl Stage for MakeIrfsStage {
         provenance.push(Card::new("AZ_PNT", Fv::Float(az), "[deg] azimuth of the simulated pointing"));
         provenance.push(Card::new("NSBRATE", Fv::Float(nsb), "[GHz] simulated night-sky background"));
         provenance.push(str_card("IRFNODE", &node_name(alt, az, nsb), "zenith/azimuth/NSB node"));
+        if s.true_energy_scale != 1.0 {
+            // A biased IRF says so (sst1mpipe's --true_energy_scaling only logs it).
+            provenance.push(Card::new("ETRUESCL", Fv::Float(s.true_energy_scale), "true energies scaled by this"));
+        }
         // The marker, then the key within the next card: what `lineage` looks for in a copy.
         provenance.extend(gadf::activity_key_cards(ctx.activity_key));
         let offset_cols = axis("THETA", "deg", &s.offset);

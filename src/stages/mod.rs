@@ -5,9 +5,11 @@
 //! `command` stage belong to the engine crate; this module owns the registry ([`pipeline`]) that
 //! hands the engine this build's stages and pipeline version.
 //!
-//! A stage declares, before anything runs ([`Stage::plan`]): which config keys it reads (the
-//! only part of the config that enters its activity key, and the only part it is handed), and
-//! which outputs it will write (so the recipe can be checked and downstream steps wired).
+//! A stage declares, before anything runs ([`Stage::plan`]): which config keys it applies (the
+//! only part of the config that enters its activity key, and the only part it is handed), which
+//! it reads only to check or report (with why no product depends on them), and which outputs
+//! it will write (so the recipe can be checked and downstream steps wired). Its
+//! [`Stage::config_scope`] lists every key it may read with any parameters, for `config check`.
 //! It also declares its algorithm version: bump it when a change alters its output bytes, and
 //! exactly the activities of that stage (and what depends on their outputs) rerun.
 //!
@@ -30,8 +32,16 @@ pub mod simulate;
 pub mod train_rfs;
 
 pub use sst1mflow_engine::command;
-pub use sst1mflow_engine::stage::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+pub use sst1mflow_engine::stage::{
+    ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup,
+};
 use sst1mflow_engine::Pipeline;
+
+/// The site's height (`telescope_coords.tel_NNN.height_m`): read, never applied by a stage
+/// that computes sky coordinates (they need no height here); DL3 headers apply it.
+pub(crate) fn site_height_unused() -> ConfigRead {
+    ConfigRead::new("telescope_coords.*.height_m", "not used: sky coordinates here need no site height")
+}
 
 static COMMAND: command::CommandStage = command::CommandStage;
 static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
@@ -64,7 +74,9 @@ pub fn all() -> Vec<&'static dyn Stage> {
 
 /// This build's stages and pipeline version, as the engine takes them.
 pub fn pipeline() -> Pipeline {
-    Pipeline::new(all(), crate::version::pipeline_version()).with_config_schema(crate::config::check_known)
+    Pipeline::new(all(), crate::version::pipeline_version())
+        .with_config_schema(crate::config::check_known)
+        .with_config_key_hint(crate::config::key_hint)
 }
 
 pub fn names() -> Vec<&'static str> {

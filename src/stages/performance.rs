@@ -33,7 +33,7 @@
 //! four figures as PNG and SVG: `energy_resolution`, `angular_resolution`, `roc`, `sensitivity`.
 use super::gh_cuts::{efficiency_cuts, CutRow, GhCut};
 use super::params::Params;
-use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
 use crate::io::analysis_tables::{
@@ -109,32 +109,69 @@ struct Settings {
     efficiency: f64,
     global_theta: f64,
     theta_efficiency: f64,
+    significance_fit: bool,
     t_obs_s: f64,
     n_off: f64,
     reco_edges: Vec<f64>,
     true_edges: Vec<f64>,
 }
 
-fn settings(config: &Value) -> std::result::Result<Settings, String> {
-    let a = |k: &str| {
+/// The `analysis` keys every method uses, and those only some methods use.
+const ALWAYS: [&str; 5] =
+    ["observation_time_h", "off_regions", "log_energy_min_tev", "log_energy_max_tev", "n_energy_bins"];
+
+/// The `analysis` keys the methods apply: the others do not enter the key.
+fn method_keys(gh: GhMethod, theta: ThetaMethod) -> Vec<&'static str> {
+    let mut keys = ALWAYS.to_vec();
+    match gh {
+        GhMethod::Efficiency => keys.push("gamma_efficiency"),
+        GhMethod::Global => keys.push("global_gammaness_cut"),
+        GhMethod::Significance => keys.extend(["significance_fit", "global_theta_cut"]),
+        GhMethod::Table => {}
+    }
+    match theta {
+        ThetaMethod::Efficiency => keys.push("theta2_efficiency"),
+        ThetaMethod::Global => keys.push("global_theta_cut"),
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// The settings of the chosen methods (keys the methods do not use keep neutral values).
+fn settings(config: &Value, gh: GhMethod, theta: ThetaMethod) -> std::result::Result<Settings, String> {
+    let used = method_keys(gh, theta);
+    let a = |k: &str, neutral: f64| -> std::result::Result<f64, String> {
+        if !used.contains(&k) {
+            return Ok(neutral);
+        }
         config
             .get("analysis")
             .and_then(|a| a.get(k))
             .and_then(Value::as_f64)
             .ok_or(format!("analysis.{k} must be a number"))
     };
-    let (lo, hi, n) = (a("log_energy_min_tev")?, a("log_energy_max_tev")?, a("n_energy_bins")?);
+    let (lo, hi, n) = (a("log_energy_min_tev", 0.0)?, a("log_energy_max_tev", 0.0)?, a("n_energy_bins", 0.0)?);
     if lo >= hi || n < 2.0 || n.fract() != 0.0 {
         return Err("analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins >= 2 edges".into());
     }
+    let significance_fit = if used.contains(&"significance_fit") {
+        config
+            .pointer("/analysis/significance_fit")
+            .and_then(Value::as_bool)
+            .ok_or("analysis.significance_fit must be true or false")?
+    } else {
+        false
+    };
     let s = Settings {
         selection: EventSelection::from_config(config)?,
-        global_gh: a("global_gammaness_cut")?,
-        efficiency: a("gamma_efficiency")?,
-        global_theta: a("global_theta_cut")?,
-        theta_efficiency: a("theta2_efficiency")?,
-        t_obs_s: a("observation_time_h")? * 3600.0,
-        n_off: a("off_regions")?,
+        global_gh: a("global_gammaness_cut", 0.5)?,
+        efficiency: a("gamma_efficiency", 0.5)?,
+        global_theta: a("global_theta_cut", 1.0)?,
+        theta_efficiency: a("theta2_efficiency", 0.5)?,
+        significance_fit,
+        t_obs_s: a("observation_time_h", 0.0)? * 3600.0,
+        n_off: a("off_regions", 0.0)?,
         reco_edges: logspace(lo, hi, n as usize),
         true_edges: logspace(-1.0, 3.0, 21),
     };
@@ -272,21 +309,21 @@ impl Stage for PerformanceStage {
                 "{at}: stage performance takes the input roles \"gamma\" (DL2 of point-like gammas), \"proton\" (DL2 of diffuse protons; without them there is no background, ROC or sensitivity) and optionally \"cuts\" (a gh-cuts table), got {input_roles:?}"
             )));
         }
-        methods(params, at, roles.contains(&"cuts"))?;
+        let (gh, theta) = methods(params, at, roles.contains(&"cuts"))?;
+        let used = method_keys(gh, theta);
         let mut config_keys = vec!["event_selection".to_string()];
-        for k in [
-            "global_gammaness_cut",
-            "gamma_efficiency",
-            "global_theta_cut",
-            "theta2_efficiency",
-            "observation_time_h",
-            "off_regions",
-            "log_energy_min_tev",
-            "log_energy_max_tev",
-            "n_energy_bins",
-        ] {
-            config_keys.push(format!("analysis.{k}"));
-        }
+        config_keys.extend(used.iter().map(|k| format!("analysis.{k}")));
+        let config_read: Vec<ConfigRead> =
+            ["global_gammaness_cut", "gamma_efficiency", "global_theta_cut", "theta2_efficiency", "significance_fit"]
+                .into_iter()
+                .filter(|k| !used.contains(k))
+                .map(|k| {
+                    ConfigRead::new(
+                        format!("analysis.{k}"),
+                        "used only by another gh_cut/theta_cut method than this step's",
+                    )
+                })
+                .collect();
         let mut outputs =
             vec![DeclaredOutput { role: "tables".into(), file: "performance.h5".into(), kind: "performance".into() }];
         for f in FIGURES {
@@ -298,18 +335,44 @@ impl Stage for PerformanceStage {
                 });
             }
         }
-        Ok(StagePlan { config_keys, outputs })
+        Ok(StagePlan { config_keys, config_read, outputs })
     }
 
-    fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
+    fn config_scope(&self) -> Vec<&'static str> {
+        let mut scope = vec![
+            "event_selection",
+            "analysis.global_gammaness_cut",
+            "analysis.gamma_efficiency",
+            "analysis.global_theta_cut",
+            "analysis.theta2_efficiency",
+            "analysis.significance_fit",
+        ];
+        scope.extend([
+            "analysis.observation_time_h",
+            "analysis.off_regions",
+            "analysis.log_energy_min_tev",
+            "analysis.log_energy_max_tev",
+            "analysis.n_energy_bins",
+        ]);
+        scope
+    }
+
+    fn check_config(
+        &self,
+        config: &Value,
+        step: &StepSetup,
+        file: &std::path::Path,
+        at: &str,
+    ) -> Result<Vec<ConfigWarning>> {
+        let (gh, theta) = methods(step.params, at, step.input_roles.contains(&"cuts"))?;
+        settings(config, gh, theta).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
         let (gh_method, theta_method) = methods(ctx.params, "performance", cut_input.is_some())?;
-        let s = settings(ctx.config).map_err(Error::msg)?;
+        let s = settings(ctx.config, gh_method, theta_method).map_err(Error::msg)?;
         let one = |role: &str| -> Result<&InputFile> {
             match ctx.inputs.get(role).map(Vec::as_slice) {
                 Some([f]) => Ok(f),
@@ -378,7 +441,8 @@ impl Stage for PerformanceStage {
             }
             GhMethod::Efficiency => (efficiency_cuts(&gammas.gammaness, &gammas.reco_e, edges, s.efficiency)?.0, false),
             GhMethod::Significance => {
-                let candidates: Vec<f64> = (0..100).map(|i| 0.3 + 0.65 * i as f64 / 99.0).collect();
+                // sst1mpipe's np.linspace(0.3, 0.95, 100), the same doubles.
+                let candidates = crate::irf::smoothing::linspace(0.3, 0.95, 100);
                 fn ev(p: &Particle) -> ScoredEvents<'_> {
                     ScoredEvents {
                         reco_energy: &p.reco_e,
@@ -395,6 +459,7 @@ impl Stage for PerformanceStage {
                     s.global_theta,
                     BKG_RADIUS_DEG,
                     s.n_off,
+                    s.significance_fit,
                 );
                 (cuts, false)
             }
@@ -511,6 +576,9 @@ impl Stage for PerformanceStage {
         };
         let method = match gh_method {
             GhMethod::Efficiency => format!("efficiency {}", s.efficiency),
+            GhMethod::Significance if s.significance_fit => {
+                "significance (max of the GCV-smoothed Li & Ma scan)".into()
+            }
             GhMethod::Significance => "significance (max Li & Ma)".into(),
             GhMethod::Global => format!("global > {}", s.global_gh),
             GhMethod::Table => format!("table {}", cut_input.map(|f| f.name.as_str()).unwrap_or("")),

@@ -2,22 +2,34 @@
 //! file in the ctapipe layout, from any of the inputs [`super::r0_sources`] reads: our
 //! simulated R1, sim_telarray Monte Carlo, or SST-1M zfits camera data.
 //!
-//! It reads the sections `CameraCalibrator`, `ImageProcessor` and `NsbCalibrator` of the
-//! sst1mpipe configuration, unchanged; every key in them must be a known sst1mpipe key
-//! ([`crate::config`]), settings not implemented are refused or reported. What it uses:
+//! It reads sst1mpipe's configuration unchanged. It applies (the keys that enter its activity
+//! key, only the step's telescope's entries, so that another telescope's setting reruns
+//! nothing) the keys below; it reads the rest of the sections `CameraCalibrator`,
+//! `ImageProcessor` and `NsbCalibrator` only to check them (every key must be a known sst1mpipe
+//! key, [`crate::config`]), and the keys sst1mpipe's r0_dl1 reads for what this stage does not
+//! do are reported, each with why (`sst1mflow config check` shows them).
 //!
 //! | key | use |
 //! |---|---|
 //! | `CameraCalibrator.image_extractor_type` | must be `LocalPeakWindowSum` |
 //! | `CameraCalibrator.LocalPeakWindowSum` | `window_width`, `window_shift`, `apply_integration_correction` |
+//! | `CameraCalibrator.invalid_pixel_handler_type` | `NeighborAverage` (or absent): bad pixels get the mean of their valid neighbours; null: no interpolation |
+//! | `ImageProcessor.image_cleaner_type`, `.use_telescope_frame` | must be `ImageCleanerSST` and false |
 //! | `ImageProcessor.ImageCleanerSST.telescope_defaults.tel_NNN` | Monte Carlo: the first entry (ImageCleanerSST_MC). Data: the entry of the run's NSB level (largest `min_nsb_level` ≤ the mean pedestal charge), with per-pixel picture thresholds max(`picture_threshold_pe`, μ + `stdev_scaling`·σ) of the last ≤1000 calibrated pedestal images |
 //! | `ImageProcessor.TailcutsImageCleaner` | data runs without pedestal events (sst1mpipe's fallback): plain tailcuts, no time cleaning |
 //! | `NsbCalibrator.intensity_correction.tel_NNN` | multiplies the Hillas intensity after parametrisation |
 //! | `NsbCalibrator.mc_correction_for_PDE` | sim_telarray input: divide R1 by the factor of the file's QE table (sst1mpipe's `mc_pde_correction_factors.json`) |
 //! | `NsbCalibrator.apply_global_Vdrop_correction` / `apply_pixelwise_Vdrop_correction` | data: the voltage-drop factor from the pedestal variance |
-//! | `telescope_calibration.bad_calib_px_interpolation`, `.dynamic_dead_px_interpolation` | data: which pixels are interpolated |
-//! | `analysis.bad_pixels` | data: pixels always zeroed and interpolated |
+//! | `telescope_calibration.bad_calib_px_interpolation`, `.dynamic_dead_px_interpolation` | data: which pixels are flagged bad |
+//! | `analysis.bad_pixels.tel_NNN` | simulations and data: waveforms zeroed (and the true image, for simulations), pixels flagged bad |
 //! | `telescope_equivalent_focal_length.tel_NNN` | data: the `equivalent_focal_length` column, as sst1mpipe writes it (Monte Carlo: the input's optics) |
+//! | `telescope_coords.tel_NNN` | data: the site, for the pointing's sky coordinates |
+//! | `allowed_tels` | Monte Carlo: checked at planning (the step's telescope must be in it; null allows all) |
+//!
+//! Read and reported, not applied: `analysis.{gamma,proton}_min_simulated_energy_tev` (a
+//! warning: sst1mpipe drops simulated events below them), `analysis.ped_time_window` and
+//! `ImageCleanerSST.min_number_pedestals` (sst1mpipe's `--px-charges`/`--reclean` only),
+//! `mean_charge_to_nsb_rate` (sst1mpipe only logs its label).
 //!
 //! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
 //! role `calibration` (the per-pixel calibration table) and the role `subarray` (the telescope
@@ -34,12 +46,13 @@
 use super::params::Params;
 use super::r0_sources::{self, Calibrated, DataCalibration, Format, SimtelSource};
 use super::InputFile;
-use super::{DeclaredOutput, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, Stage, StageContext, StagePlan, StepSetup};
 use crate::error::{Error, Result};
 use crate::image::calibrate;
 use crate::image::{clean, extract, params as image_params};
+use crate::instrument::camera::{CameraGeometry, N_PIXELS};
 use crate::instrument::TelescopeDescription;
-use crate::instrument::{camera::CameraGeometry, N_SAMPLES, SAMPLE_NS};
+use crate::instrument::{N_SAMPLES, SAMPLE_NS};
 use crate::io::calibration_tables::{read_pixel_calibration, read_window_transmittance};
 use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, PedestalRow, TriggerRow, Truth};
 use crate::io::instrument::read_telescope_description;
@@ -71,25 +84,114 @@ fn step_params(params: &Value, at: &str) -> Result<StepParams> {
     Ok(StepParams { tel_id, obs_id })
 }
 
-/// Whole sections, so that every setting in them is checked (and a setting that is not
-/// implemented is reported) and changes to any of them rerun the stage; camera data also read
-/// their calibration settings, the site and the bad-pixel list.
-fn config_keys(camera_data: bool) -> Vec<String> {
-    let mut keys: Vec<String> = vec!["CameraCalibrator".into(), "ImageProcessor".into(), "NsbCalibrator".into()];
+/// The keys r0-dl1 applies for telescope `tel`: they enter its key. Only this telescope's
+/// entries, so that another telescope's setting does not rerun it.
+fn config_keys(camera_data: bool, tel: u16) -> Vec<String> {
+    let t = format!("tel_{tel:03}");
+    let mut keys: Vec<String> = vec![
+        "CameraCalibrator.image_extractor_type".into(),
+        "CameraCalibrator.LocalPeakWindowSum.window_width".into(),
+        "CameraCalibrator.LocalPeakWindowSum.window_shift".into(),
+        "CameraCalibrator.LocalPeakWindowSum.apply_integration_correction".into(),
+        "CameraCalibrator.invalid_pixel_handler_type?".into(),
+        "ImageProcessor.image_cleaner_type".into(),
+        "ImageProcessor.use_telescope_frame?".into(),
+        format!("ImageProcessor.ImageCleanerSST.telescope_defaults.{t}"),
+        format!("NsbCalibrator.intensity_correction.{t}"),
+        format!("analysis.bad_pixels.{t}?"),
+    ];
     if camera_data {
-        keys.extend(
-            [
-                "telescope_calibration",
-                "window_transmittance",
-                "telescope_coords",
-                "telescope_equivalent_focal_length",
-                "analysis.bad_pixels",
-            ]
-            .map(String::from),
-        );
+        // The calibration settings first: a config without them (an MC config) is named so.
+        let data_keys = [
+            "telescope_calibration.bad_calib_px_interpolation".to_string(),
+            "telescope_calibration.dynamic_dead_px_interpolation".into(),
+            "ImageProcessor.TailcutsImageCleaner".into(),
+            "NsbCalibrator.apply_global_Vdrop_correction?".into(),
+            "NsbCalibrator.apply_pixelwise_Vdrop_correction?".into(),
+            format!("telescope_coords.{t}"),
+            format!("telescope_equivalent_focal_length.{t}"),
+        ];
+        keys.splice(0..0, data_keys);
+    } else {
+        // sst1mpipe's MC configs have it; a data config given to simulations does not.
+        keys.push("NsbCalibrator.mc_correction_for_PDE?".into());
     }
     keys
 }
+
+/// What r0-dl1 reads without applying it (checked at planning, never in the key): the rest of
+/// its sections (so that a misspelt key in them is refused), and the settings sst1mpipe's
+/// r0_dl1 reads for what sst1mflow does not do yet, each with why no product depends on it.
+fn config_read(camera_data: bool) -> Vec<ConfigRead> {
+    let other = "not used by this step: another telescope's setting, or a method this config does not select";
+    let mut read = vec![
+        ConfigRead::new("CameraCalibrator", other),
+        ConfigRead::new("ImageProcessor", other),
+        ConfigRead::new("NsbCalibrator", other),
+        ConfigRead::new("analysis.bad_pixels", "another telescope's bad pixels"),
+    ];
+    if camera_data {
+        read.extend([
+            ConfigRead::new(
+                "telescope_calibration",
+                "checked: must be null (the calibration table is the step's input role \"calibration\")",
+            ),
+            ConfigRead::new(
+                "window_transmittance",
+                "checked: must be null (the window file is the step's input role \"window_transmittance\")",
+            ),
+            ConfigRead::new(
+                "ImageProcessor.ImageCleanerSST.min_number_pedestals",
+                "used by sst1mpipe only with --reclean, which r0-dl1 does not implement yet",
+            ),
+            ConfigRead::new(
+                "analysis.ped_time_window",
+                "used by sst1mpipe only with --px-charges, which r0-dl1 does not implement yet",
+            ),
+            ConfigRead::new("telescope_coords.*.height_m", "not used: the pointing's sky coordinates need no height"),
+            ConfigRead::new(
+                "mean_charge_to_nsb_rate",
+                "sst1mpipe only logs the NSB-rate name of the run's level; the log here gives the level itself",
+            ),
+        ]);
+    } else {
+        read.extend([
+            ConfigRead::new("ImageProcessor.TailcutsImageCleaner", "used only for camera data without pedestal events"),
+            ConfigRead::new(
+                "allowed_tels",
+                "checked at planning: the step's telescope must be allowed (null allows every telescope)",
+            ),
+            ConfigRead::new(
+                "analysis.gamma_min_simulated_energy_tev",
+                "not implemented: sst1mpipe drops simulated gammas below it when it is above the simulated minimum",
+            ),
+            ConfigRead::new(
+                "analysis.proton_min_simulated_energy_tev",
+                "not implemented: sst1mpipe drops simulated protons below it when it is above the simulated minimum",
+            ),
+        ]);
+    }
+    read
+}
+
+/// Every key r0-dl1 may read, whatever its parameters.
+const CONFIG_SCOPE: [&str; 15] = [
+    "CameraCalibrator",
+    "ImageProcessor",
+    "NsbCalibrator",
+    "analysis.bad_pixels",
+    "telescope_calibration",
+    "window_transmittance",
+    "telescope_coords.*",
+    "telescope_equivalent_focal_length.*",
+    "analysis.ped_time_window",
+    "mean_charge_to_nsb_rate",
+    "allowed_tels",
+    "analysis.gamma_min_simulated_energy_tev",
+    "analysis.proton_min_simulated_energy_tev",
+    "ImageProcessor.ImageCleanerSST.min_number_pedestals",
+    "ImageProcessor.TailcutsImageCleaner",
+];
 
 /// sst1mpipe's PDE correction factors for sim_telarray productions
 /// (`sst1mpipe/data/mc_pde_correction_factors.json`): QE table → factor R1 is divided by.
@@ -121,6 +223,11 @@ struct Settings {
     /// In the order written in the config.
     cleaners: Vec<Cleaner>,
     intensity_correction: f64,
+    /// `analysis.bad_pixels.tel_NNN`: waveforms zeroed (simulations and camera data alike).
+    bad_pixels: Vec<usize>,
+    /// `CameraCalibrator.invalid_pixel_handler_type`: "NeighborAverage" (absent: the same), or
+    /// null for no interpolation of bad pixels.
+    interpolate_invalid: bool,
 }
 
 impl Settings {
@@ -274,7 +381,54 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
         apply_integration_correction: apply,
         cleaners,
         intensity_correction: number(config, &format!("NsbCalibrator.intensity_correction.tel_{tel:03}"))?,
+        bad_pixels: bad_pixels(config, tel)?,
+        interpolate_invalid: !matches!(
+            config.pointer("/CameraCalibrator/invalid_pixel_handler_type"),
+            Some(Value::Null)
+        ),
     })
+}
+
+/// `analysis.bad_pixels.tel_NNN`: pixel ids of the camera (absent or null: none).
+fn bad_pixels(config: &Value, tel: u16) -> Result<Vec<usize>> {
+    match config.pointer(&format!("/analysis/bad_pixels/tel_{tel:03}")) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_u64().filter(|&p| (p as usize) < N_PIXELS).map(|p| p as usize))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "config analysis.bad_pixels.tel_{tel:03} = {}: must list pixel ids 0..{}",
+                    Value::Array(a.clone()),
+                    N_PIXELS - 1
+                ))
+            }),
+        Some(other) => {
+            Err(Error::msg(format!("config analysis.bad_pixels.tel_{tel:03} must be a list, found {other}")))
+        }
+    }
+}
+
+fn bad_mask(bad: &[usize], n_pixels: usize) -> Vec<bool> {
+    let mut mask = vec![false; n_pixels];
+    bad.iter().for_each(|&p| mask[p] = true);
+    mask
+}
+
+/// Simulations: the configured bad pixels flagged as failing, interpolated by ctapipe's
+/// CameraCalibrator (NeighborAverage) unless `invalid_pixel_handler_type` is null.
+fn interpolate_simulated(geom: &CameraGeometry, bad: &[bool], interpolate: bool, image: &mut [f32], peak: &mut [f32]) {
+    if interpolate && bad.iter().any(|&b| b) {
+        calibrate::interpolate_bad_pixels(geom, bad, image, peak);
+    }
+}
+
+/// Zeroes the waveforms of `bad` pixels (sst1mpipe's remove_bad_pixels, before extraction).
+fn zero_bad_waveforms(waveform: &mut [f32], bad: &[usize]) {
+    for &p in bad {
+        waveform[p * N_SAMPLES..(p + 1) * N_SAMPLES].fill(0.0);
+    }
 }
 
 /// sst1mpipe's fallback for data runs without pedestal events: `TailcutsImageCleaner` with the
@@ -383,16 +537,71 @@ impl Stage for R0Dl1Stage {
                 "{at}: camera data need the telescope description (input role \"subarray\"): sst1mpipe's sst1m_array.h5 (in sst1mpipe/data/) or another ctapipe SubarrayDescription file; its reference pulse sets the integration correction and its pixel positions and optics are the ones the parameters use"
             )));
         }
+        let tel = step_params(params, at)?.tel_id;
         Ok(StagePlan {
-            config_keys: config_keys(camera_data),
+            config_keys: config_keys(camera_data, tel),
+            config_read: config_read(camera_data),
             outputs: vec![DeclaredOutput { role: "dl1".into(), file: "dl1.h5".into(), kind: "dl1".into() }],
         })
     }
 
-    fn check_config(&self, config: &Value, file: &std::path::Path, at: &str) -> Result<Vec<String>> {
-        let warnings = Vec::new();
+    fn config_scope(&self) -> Vec<&'static str> {
+        CONFIG_SCOPE.to_vec()
+    }
+
+    fn check_config(
+        &self,
+        config: &Value,
+        step: &StepSetup,
+        file: &std::path::Path,
+        at: &str,
+    ) -> Result<Vec<ConfigWarning>> {
+        let mut warnings = Vec::new();
         check_ranges(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
+        let tel = step_params(step.params, at)?.tel_id;
+        match value("allowed_tels") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) if list.iter().all(|v| v.as_u64().is_some()) => {
+                if !list.iter().any(|v| v.as_u64() == Some(tel as u64)) {
+                    return Err(Error::msg(format!(
+                        "{}: allowed_tels = {} (read by {at}) does not allow telescope {tel}, which the step processes",
+                        file.display(),
+                        Value::Array(list.clone())
+                    )));
+                }
+            }
+            Some(other) => {
+                return Err(Error::msg(format!(
+                    "{}: allowed_tels = {other} (read by {at}): must be null or a list of telescope ids",
+                    file.display()
+                )))
+            }
+        }
+        bad_pixels(config, tel)
+            .map_err(|e| Error::msg(format!("{}: {} (read by {at})", file.display(), e.message())))?;
+        match value("CameraCalibrator.invalid_pixel_handler_type") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(h)) if h == "NeighborAverage" => {}
+            Some(other) => {
+                return Err(Error::msg(format!(
+                    "{}: CameraCalibrator.invalid_pixel_handler_type = {other} (read by {at}): only \"NeighborAverage\" and null (no interpolation) are implemented",
+                    file.display()
+                )))
+            }
+        }
+        for (key, particle) in
+            [("gamma_min_simulated_energy_tev", "gammas"), ("proton_min_simulated_energy_tev", "protons")]
+        {
+            if let Some(v) = value(&format!("analysis.{key}")).filter(|v| !v.is_null()) {
+                warnings.push(ConfigWarning::new(
+                    format!("analysis.{key}"),
+                    format!(
+                        "config analysis.{key} = {v} (read by {at}) is not implemented: sst1mpipe drops simulated {particle} below it when it is above the simulated minimum energy (and rescales the thrown showers); sst1mflow keeps every event"
+                    ),
+                ));
+            }
+        }
         if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {
             if t != "ImageCleanerSST" {
                 return Err(Error::msg(format!(
@@ -495,6 +704,7 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
     let mut writer = dl1_writer(ctx, &telescope)?;
     let cleaner = &s.cleaners[0];
     let thresholds = vec![cleaner.picture; geom.n_pixels()];
+    let bad_mask = bad_mask(&s.bad_pixels, geom.n_pixels());
     let run_pointing = reader.run.map(|r| (r.pointing_alt, r.pointing_az)).unwrap_or((f64::NAN, f64::NAN));
     // Observation runs: each event's time and pointing; Monte Carlo: the run's pointing.
     let triggers: std::collections::HashMap<u64, (f64, (f64, f64))> =
@@ -541,13 +751,14 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
         let end = (start + CHUNK).min(reader.n_events);
         for event in reader.read(start, end)? {
             event.waveform_pe(&mut waveform);
+            zero_bad_waveforms(&mut waveform, &s.bad_pixels);
             let p = process_image(
                 geom,
                 &waveform,
                 &window,
                 cleaner,
                 &thresholds,
-                &mut |_, _| {},
+                &mut |image, peak| interpolate_simulated(geom, &bad_mask, s.interpolate_invalid, image, peak),
                 s.intensity_correction,
                 &mut row,
             );
@@ -589,6 +800,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     let mut writer = dl1_writer(ctx, &telescope)?;
     let cleaner = &s.cleaners[0];
     let thresholds = vec![cleaner.picture; geom.n_pixels()];
+    let bad_mask = bad_mask(&s.bad_pixels, geom.n_pixels());
     let obs_id = source.obs_id;
     let mut row = empty_row(obs_id, tel);
     let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
@@ -598,7 +810,12 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     while let Some((event_id, pointing, truth)) =
         source.next(&mut waveform).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?
     {
-        // ctapipe's peak-time shift: sim_telarray's per-pixel time calibration.
+        zero_bad_waveforms(&mut waveform, &s.bad_pixels);
+        if let Some(true_image) = source.true_image.as_mut() {
+            s.bad_pixels.iter().for_each(|&p| true_image[p] = 0);
+        }
+        // ctapipe's peak-time shift: sim_telarray's per-pixel time calibration, then the
+        // interpolation of the configured bad pixels.
         let shift = &source.time_shift_ns;
         let p = process_image(
             geom,
@@ -606,7 +823,10 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
             &window,
             cleaner,
             &thresholds,
-            &mut |_, peak: &mut [f32]| peak.iter_mut().zip(shift).for_each(|(t, s)| *t -= s),
+            &mut |image, peak: &mut [f32]| {
+                peak.iter_mut().zip(shift).for_each(|(t, s)| *t -= s);
+                interpolate_simulated(geom, &bad_mask, s.interpolate_invalid, image, peak);
+            },
             s.intensity_correction,
             &mut row,
         );
@@ -702,27 +922,13 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             return Err(Error::msg(format!("r0-dl1 takes one window transmittance file, got {}", many.len())))
         }
     };
-    let bad_pixels_key = format!("/analysis/bad_pixels/tel_{tel:03}");
-    let bad_pixels: Vec<usize> = match ctx.config.pointer(&bad_pixels_key) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_u64().filter(|&p| (p as usize) < n_pixels).map(|p| p as usize))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                Error::msg(format!("config analysis.bad_pixels.tel_{tel:03} must list pixel ids 0..1295"))
-            })?,
-        Some(other) => {
-            return Err(Error::msg(format!("config analysis.bad_pixels.tel_{tel:03} must be a list, found {other}")))
-        }
-    };
     let opt_flag = |path: &str| ctx.config.pointer(path) == Some(&Value::Bool(true));
     let calibration = DataCalibration {
         tel_id: tel,
         dc_to_pe,
         bad_calibration,
         window,
-        bad_pixels,
+        bad_pixels: s.bad_pixels.clone(),
         interpolate_bad: opt_flag("/telescope_calibration/bad_calib_px_interpolation"),
         dynamic_dead: opt_flag("/telescope_calibration/dynamic_dead_px_interpolation"),
         global_voltage_drop: opt_flag("/NsbCalibrator/apply_global_Vdrop_correction"),
@@ -770,7 +976,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                           peak: &mut [f32]| {
         calibration.calibrate(event, &calibration.derive(stats), out);
         extract::local_peak_window_sum(&out.r1, N_SAMPLES, &extraction, image, peak);
-        finish_image(geom, &calibration, out, image, peak);
+        finish_image(geom, &calibration, s.interpolate_invalid, out, image, peak);
     };
     if has_pedestals {
         let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
@@ -924,7 +1130,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             &cleaner,
             &thresholds,
             &mut |img: &mut [f32], pk: &mut [f32]| {
-                saturated = finish_image(geom, &calibration, &out, img, pk);
+                saturated = finish_image(geom, &calibration, s.interpolate_invalid, &out, img, pk);
             },
             s.intensity_correction,
             &mut row,
@@ -1003,19 +1209,22 @@ fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// After charge extraction on camera data: saturation, bad-pixel interpolation, window.
-/// Returns whether saturated pixels were re-integrated.
+/// After charge extraction on camera data, in sst1mpipe's order: bad-pixel interpolation
+/// (ctapipe's CameraCalibrator, unless `invalid_pixel_handler_type` is null), then the
+/// re-integration of saturated pixels, then the window transmittance. Returns whether
+/// saturated pixels were re-integrated.
 fn finish_image(
     geom: &CameraGeometry,
     calibration: &DataCalibration,
+    interpolate_invalid: bool,
     out: &Calibrated,
     image: &mut [f32],
     peak: &mut [f32],
 ) -> bool {
-    let saturated = calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
-    if out.bad.iter().any(|&b| b) {
+    if interpolate_invalid && out.bad.iter().any(|&b| b) {
         calibrate::interpolate_bad_pixels(geom, &out.bad, image, peak);
     }
+    let saturated = calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
     if let Some(w) = &calibration.window {
         for (v, f) in image.iter_mut().zip(w) {
             *v = (*v as f64 / f) as f32;

@@ -453,11 +453,11 @@ impl Stage for SimulateStage {
         if !input_roles.is_empty() {
             return Err(Error::msg(format!("{at}: stage simulate takes no inputs")));
         }
-        let (config_keys, stereo) = if is_observation(params) {
+        let (config_keys, config_read, stereo) = if is_observation(params) {
             let plan = parse_observation(params, at)?;
-            (vec![format!("telescope_coords.tel_{:03}", plan.tel_id)], false)
+            (vec![format!("telescope_coords.tel_{:03}", plan.tel_id)], vec![super::site_height_unused()], false)
         } else {
-            (Vec::new(), parse(params, at)?.4)
+            (Vec::new(), Vec::new(), parse(params, at)?.4)
         };
         let outputs = if stereo {
             STEREO_TELESCOPES
@@ -471,7 +471,11 @@ impl Stage for SimulateStage {
         } else {
             vec![DeclaredOutput { role: "r1".into(), file: "r1.h5".into(), kind: "r1-mc".into() }]
         };
-        Ok(StagePlan { config_keys, outputs })
+        Ok(StagePlan { config_keys, config_read, outputs })
+    }
+
+    fn config_scope(&self) -> Vec<&'static str> {
+        vec!["telescope_coords.*"]
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

@@ -8,9 +8,10 @@
 //! | `class_disp_sign_tel_NNN.rf` | `disp_sign` (−1/+1) | `disp_classification_features` | classifier |
 //! | `class_gh_tel_NNN.rf` | `true_shower_primary_id` (0/101) | `particle_classification_features` | classifier |
 //!
-//! Config keys read (and so in the key): `event_selection`, the four feature lists,
+//! Config keys applied (and so in the key): `event_selection`, the four feature lists,
 //! `disp_method` (only `disp_norm_sign` is implemented), `random_forest_regressor_args`,
-//! `random_forest_classifier_args`, `analysis.n_training_events`,
+//! `random_forest_classifier_args` (their `n_jobs` and `verbose` are checked but not in the
+//! key: no model depends on them), `analysis.n_training_events`,
 //! `analysis.gamma_to_proton_training_ratio`. Parameter: `tel_id` [1].
 //!
 //! As in sst1mpipe: events pass `event_selection` and a finite check on every feature; at most
@@ -25,7 +26,7 @@
 //! Also written: `training_tel_NNN.json`, the sizes of the training sets.
 use super::dl1_input::{self, Dl1Columns};
 use super::params::Params;
-use super::{DeclaredOutput, Stage, StageContext, StagePlan};
+use super::{ConfigRead, ConfigWarning, DeclaredOutput, Stage, StageContext, StagePlan, StepSetup};
 use crate::config::FOREST_SECTIONS;
 use crate::error::{Error, Result};
 use crate::forest::{Forest, Task};
@@ -40,6 +41,23 @@ use std::time::Instant;
 pub struct TrainRfsStage;
 
 fn config_keys() -> Vec<String> {
+    config_keys_static().map(String::from).to_vec()
+}
+
+/// `n_jobs` and `verbose` of the forests: checked, never in the key (they change no model).
+fn config_read() -> Vec<ConfigRead> {
+    FOREST_SECTIONS
+        .iter()
+        .flat_map(|section| {
+            [
+                ConfigRead::new(format!("{section}.n_jobs"), "parallelism only: the models are the same for any value"),
+                ConfigRead::new(format!("{section}.verbose"), "scikit-learn's log only"),
+            ]
+        })
+        .collect()
+}
+
+fn config_keys_static() -> [&'static str; 10] {
     [
         "event_selection",
         "energy_regression_features",
@@ -52,8 +70,6 @@ fn config_keys() -> Vec<String> {
         "analysis.n_training_events",
         "analysis.gamma_to_proton_training_ratio",
     ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// The training configuration, parsed and checked.
@@ -237,10 +253,14 @@ impl Stage for TrainRfsStage {
                 )))
             }
         };
-        Ok(StagePlan { config_keys: config_keys(), outputs: outputs(tel, with_gh) })
+        Ok(StagePlan { config_keys: config_keys(), config_read: config_read(), outputs: outputs(tel, with_gh) })
     }
 
-    fn check_config(&self, config: &Value, file: &Path, at: &str) -> Result<Vec<String>> {
+    fn config_scope(&self) -> Vec<&'static str> {
+        config_keys_static().to_vec()
+    }
+
+    fn check_config(&self, config: &Value, _step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
         // Forest arguments are scikit-learn's: the schema check leaves them to this parser.
         parse_config(config, false).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         Ok(Vec::new())
@@ -520,8 +540,9 @@ mod tests {
     #[test]
     fn counts_written_as_sst1mpipe_writes_them_are_integers() {
         let with = |count: &str| {
+            // The shipped MC config is sst1mpipe's, byte for byte: it writes 7E5.
             let text = crate::config::MC_DEFAULTS
-                .replace("\"n_training_events\": 700000", &format!("\"n_training_events\": {count}"));
+                .replace("\"n_training_events\": 7E5", &format!("\"n_training_events\": {count}"));
             assert!(text.contains(count), "the shipped MC config names n_training_events");
             parse_config(&serde_json::from_str(&text).unwrap(), false).map(|c| c.n_training_events)
         };

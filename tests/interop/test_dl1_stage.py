@@ -88,3 +88,51 @@ def test_ctapipe_loads_the_instrument_description(dl1):
     neighbours = [sorted(np.nonzero(r)[0].tolist()) for r in tel.camera.geometry.neighbor_matrix]
     assert neighbours == [sorted(n) for n in cam["neighbors"]]
     assert abs(subarray.reference_location.lat.to_value(u.deg) - 49.91244167) < 1e-6
+
+
+@pytest.mark.parametrize("handler", ["NeighborAverage", None])
+def test_bad_pixels_of_simulations_as_sst1mpipe_treats_them(tmp_path, handler):
+    """analysis.bad_pixels applies to simulations (sst1mpipe's remove_bad_pixels): the pixels'
+    waveforms are zeroed; ctapipe's NeighborAverage then gives each the mean image and peak
+    time of its valid neighbours (read with ctapipe's own camera geometry from the file), and a
+    null invalid_pixel_handler_type leaves them at zero charge."""
+    from ctapipe.instrument import SubarrayDescription
+    cfg = json.loads((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+    # Five pixels near the camera centre, where the showers of a 1° view cone fall.
+    camera = json.loads(subprocess.run([BIN, "--json", "camera"], check=True, capture_output=True, text=True).stdout)
+    r2 = np.hypot(camera["pix_x"], camera["pix_y"])
+    bad = [int(p) for p in np.argsort(r2)[[0, 2, 9, 20, 40]]]
+    cfg["analysis"]["bad_pixels"]["tel_001"] = bad
+    cfg["CameraCalibrator"]["invalid_pixel_handler_type"] = handler
+    (tmp_path / "mc.json").write_text(json.dumps(cfg))
+    (tmp_path / "r.json").write_text(json.dumps({
+        "name": "bad", "config": "mc.json",
+        "steps": [
+            {"name": "sim", "stage": "simulate",
+             "params": {"particle": "gamma", "n_events": 200, "seed": 9, "energy_min_tev": 3, "max_impact_m": 200,
+                        "viewcone_deg": 1.0}},
+            {"name": "dl1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1"}},
+        ]}))
+    store = tmp_path / "store"
+    subprocess.run([BIN, "--store", str(store), "-q", "run", str(tmp_path / "r.json")], check=True, capture_output=True)
+    path = store / "views" / "bad" / "dl1" / "all" / "dl1.h5"
+    import tables
+    with tables.open_file(path) as f:
+        images = f.root.dl1.event.telescope.images.tel_001
+        image, peak = images.col("image"), images.col("peak_time")
+    geometry = SubarrayDescription.from_hdf(path).tel[1].camera.geometry
+    neighbors = geometry.neighbor_matrix
+    mask = np.zeros(geometry.n_pixels, bool)
+    mask[bad] = True
+    lit = 0
+    for img, pk in zip(image, peak):
+        for p in bad:
+            valid = neighbors[p] & ~mask
+            if handler is None:
+                assert img[p] == 0
+            else:
+                assert valid.any()
+                assert np.isclose(img[p], img[valid].mean(), rtol=1e-5, atol=1e-6)
+                assert np.isclose(pk[p], pk[valid].mean(), rtol=1e-5, atol=1e-5)
+                lit += img[valid].mean() > 5
+    assert handler is None or lit > 0, "some shower covers the bad pixels' neighbours"

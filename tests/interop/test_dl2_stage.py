@@ -183,3 +183,38 @@ def test_energy_dependent_cuts_are_readable_and_pinned_in_the_irfs(dl2):
     with fits.open(views / "irfs-edep" / "all" / "irfs.fits") as f:
         assert f["EFFECTIVE AREA"].header["GH_CUT"] == "energy-dependent"
         assert f["EFFECTIVE AREA"].header["CUTTABLE"] == table_path.name
+
+
+def test_true_energy_scaling_biases_the_irfs_as_sst1mpipe(dl2, tmp_path):
+    """make-irfs with true_energy_scaling (sst1mpipe's --true_energy_scaling): the true energies
+    and the simulated range are multiplied by analysis.true_energy_scaling_factor, so the true
+    energy axis of the effective area is the unbiased one times the factor and the headers say
+    so; without the parameter the factor is read but not applied (no rerun when it changes)."""
+    from astropy.io import fits
+    views, _, _ = dl2
+    cfg = json.loads((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+    cfg["analysis"]["true_energy_scaling_factor"] = 1.25
+    (tmp_path / "mc.json").write_text(json.dumps(cfg))
+    inputs = {"g": {"paths": [str((views / "dl2-gt" / "all" / "dl2.h5").resolve())], "kind": "dl2"},
+              "p": {"paths": [str((views / "dl2-pt" / "all" / "dl2.h5").resolve())], "kind": "dl2"}}
+    steps = [{"name": "plain", "stage": "make-irfs", "inputs": {"gamma": "g", "proton": "p"}},
+             {"name": "biased", "stage": "make-irfs", "inputs": {"gamma": "g", "proton": "p"},
+              "params": {"true_energy_scaling": True}}]
+    (tmp_path / "r.json").write_text(json.dumps({"name": "esc", "config": "mc.json", "inputs": inputs, "steps": steps}))
+    store = tmp_path / "store"
+    subprocess.run([BIN, "--store", str(store), "-q", "run", str(tmp_path / "r.json")], check=True, capture_output=True)
+    out = store / "views" / "esc"
+    with fits.open(out / "plain" / "all" / "irfs.fits") as p, fits.open(out / "biased" / "all" / "irfs.fits") as b:
+        plain, biased = p["EFFECTIVE AREA"], b["EFFECTIVE AREA"]
+        assert "ETRUESCL" not in plain.header and biased.header["ETRUESCL"] == 1.25
+        for col in ["ENERG_LO", "ENERG_HI"]:
+            assert np.allclose(biased.data[col], 1.25 * plain.data[col], rtol=1e-6)  # float32 columns
+        # The same events in the same (scaled) bins: the same effective areas.
+        assert np.allclose(biased.data["EFFAREA"], plain.data["EFFAREA"], rtol=1e-5)
+    # The factor is not applied without the parameter: changing it reruns only the biased IRF.
+    cfg["analysis"]["true_energy_scaling_factor"] = 1.5
+    (tmp_path / "mc.json").write_text(json.dumps(cfg))
+    report = json.loads(subprocess.run([BIN, "--store", str(store), "--json", "-q", "run", str(tmp_path / "r.json")],
+                                       check=True, capture_output=True, text=True).stdout)
+    ran = sorted(a["step"] for a in report["activities"] if a["outcome"] == "ran")
+    assert ran == ["biased"], ran

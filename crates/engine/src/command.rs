@@ -287,7 +287,7 @@ fn parse_params(params: &Value, input_roles: &[&str], at: &str) -> Result<(Parse
             .collect::<Result<_>>()?,
         Some(_) => return Err(Error::msg(format!("{at}.params: \"env\" must be an object of strings"))),
     };
-    Ok((Parsed { argv, stdout, env }, StagePlan { config_keys, outputs }))
+    Ok((Parsed { argv, stdout, env }, StagePlan { config_keys, config_read: Vec::new(), outputs }))
 }
 
 fn lookup<'v>(config: &'v Value, key: &str) -> Option<&'v Value> {

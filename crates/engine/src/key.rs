@@ -14,7 +14,7 @@
 //! | stage name               | UTF-8                                        | different algorithm                      |
 //! | stage algorithm version  | UTF-8, declared by the stage                 | a bug fix in one stage reruns that stage |
 //! | pipeline version         | [`crate::Pipeline::version`] (the application's)| crate version + git commit (+ `.dirty-…`)|
-//! | config subset            | canonical JSON of the keys the stage reads   | a config change reruns only its readers  |
+//! | config subset            | canonical JSON of the keys the stage applies ([`crate::stage::StagePlan::config_keys`]) | a config change reruns only the stages it changes |
 //! | stage parameters         | canonical JSON of the recipe's `params`      | argv, declared outputs, seeds, …         |
 //! | inputs                   | count, then per input: role, position, SHA-256 of content, sorted by (role, position) | content, not path or mtime |
 //!
@@ -29,6 +29,7 @@
 //! |--------------------------------|-------------------------------------------------------------|
 //! | input paths, file names, mtimes| a moved, copied or touched file with the same bytes is the same input |
 //! | config keys the stage does not read | editing them must not rerun the stage                  |
+//! | config keys the stage reads without applying them ([`crate::stage::StagePlan::config_read`]: checked at planning, e.g. forests' `n_jobs`, another telescope's entry, a method's settings the step does not select) | a key that cannot change an output must not cause a rerun; a value that would is refused at planning instead |
 //! | wall-clock time, host, user, PID | not part of the computation; recorded on the activity instead |
 //! | recipe name, step name, fan-out label | the same computation under two names is one activity |
 //! | the number of worker threads   | stages must give identical bytes for any `-j`              |

@@ -98,7 +98,7 @@ mod tests {
             "1"
         }
         fn plan(&self, _: &Value, _: &[&str], _: &str) -> Result<StagePlan> {
-            Ok(StagePlan { config_keys: vec![], outputs: vec![] })
+            Ok(StagePlan::default())
         }
         fn run(&self, ctx: &mut StageContext) -> Result<()> {
             let first = &ctx.inputs["x"][0];
@@ -117,6 +117,7 @@ mod tests {
         fn plan(&self, _: &Value, _: &[&str], _: &str) -> Result<StagePlan> {
             Ok(StagePlan {
                 config_keys: vec![],
+                config_read: vec![],
                 outputs: vec![DeclaredOutput { role: "out".into(), file: "out.txt".into(), kind: "text".into() }],
             })
         }

@@ -1,9 +1,13 @@
 //! The stage interface: the computations the engine runs, each a function of (inputs, config subset,
 //! parameters) → output files, knowing nothing about SQLite, keys or scheduling.
 //!
-//! A stage declares, before anything runs ([`Stage::plan`]): which config keys it reads (the
-//! only part of the config that enters its activity key, and the only part it is handed), and
-//! which outputs it will write (so the recipe can be checked and downstream steps wired).
+//! A stage declares, before anything runs ([`Stage::plan`]): which config keys it applies (the
+//! only part of the config that enters its activity key, and the only part it is handed), which
+//! keys it reads without applying them (checked at planning, reported, never in the key: a key
+//! that cannot change a product must not cause a rerun), and which outputs it will write (so the
+//! recipe can be checked and downstream steps wired). Every key of a recipe's config is thus
+//! applied by a step, read and reported by one, or read by none, and planning says which
+//! ([`crate::config::account`]).
 //! It also declares its algorithm version: bump it when a change alters its output bytes, and
 //! exactly the activities of that stage (and what depends on their outputs) rerun.
 //!
@@ -38,11 +42,57 @@ impl DeclaredOutput {
 }
 
 /// What a stage will read and write, decided from its parameters before anything runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct StagePlan {
-    /// Dotted config paths, e.g. `event_selection.min_intensity`.
+    /// Dotted config paths the stage applies, e.g. `event_selection.min_intensity` (a section
+    /// takes every key in it). They must be in the config, unless written with a trailing `?`
+    /// (an optional key: absent, it is absent from the subset too).
     pub config_keys: Vec<String>,
+    /// Config paths the stage reads without applying them. Optional; a path inside an applied
+    /// section is carved out of it (forests' `n_jobs`).
+    pub config_read: Vec<ConfigRead>,
     pub outputs: Vec<DeclaredOutput>,
+}
+
+/// A config key a stage reads but does not apply: it is checked at planning (with the applied
+/// keys, by [`Stage::check_config`]) and shown with `why`, but it never enters the key and the
+/// stage's `run` does not see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigRead {
+    pub key: String,
+    /// Why no product depends on it, e.g. "parallelism only" or "used only by --reclean, which
+    /// is not implemented".
+    pub why: String,
+}
+
+impl ConfigRead {
+    pub fn new(key: impl Into<String>, why: impl Into<String>) -> ConfigRead {
+        ConfigRead { key: key.into(), why: why.into() }
+    }
+}
+
+/// What `plan` was given, handed again to [`Stage::check_config`] so that value checks can
+/// depend on the step (its telescope, its methods, the inputs it has).
+#[derive(Clone, Copy, Debug)]
+pub struct StepSetup<'a> {
+    pub params: &'a Value,
+    pub input_roles: &'a [&'a str],
+}
+
+/// A notice about one config key found while checking a step's config: a setting read but not
+/// implemented, or applied differently from what its value asks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigWarning {
+    /// The dotted key (as written in the config, telescope keys included).
+    pub key: String,
+    /// The whole notice, naming the step (`at`).
+    pub message: String,
+}
+
+impl ConfigWarning {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigWarning {
+        ConfigWarning { key: key.into(), message: message.into() }
+    }
 }
 
 /// One input file of an activity, as its key saw it: the role and position it has, the content
@@ -82,11 +132,18 @@ pub trait Stage: Send + Sync {
     /// Checks parameters and input roles; says what will be read and written. `at` names the
     /// recipe step for error messages.
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan>;
-    /// Checks the config subset before anything runs (after the pipeline's schema check, so
-    /// every key in it is known): an error refuses the recipe; the strings returned are
-    /// warnings (settings read but not implemented yet), shown to the user.
-    fn check_config(&self, _config: &Value, _file: &Path, _at: &str) -> Result<Vec<String>> {
+    /// Checks the config subset (applied and read keys) with the step's parameters and roles before
+    /// anything runs (after the pipeline's schema check, so every key in it is known): an
+    /// error refuses the recipe; the notices returned (settings read but not implemented,
+    /// each naming its key) are shown once per run.
+    fn check_config(&self, _config: &Value, _step: &StepSetup, _file: &Path, _at: &str) -> Result<Vec<ConfigWarning>> {
         Ok(Vec::new())
+    }
+    /// Every config path this stage may apply or read, whatever its parameters (telescope keys
+    /// as `tel_NNN`): what `config check` without a recipe shows, and a bound planning holds
+    /// each plan to.
+    fn config_scope(&self) -> Vec<&'static str> {
+        Vec::new()
     }
     /// Whether the pipeline's config schema check applies to this stage's config subset
     /// (see [`Pipeline::with_config_schema`]). The generic `command` stage reads whatever keys
@@ -105,15 +162,20 @@ pub struct Pipeline {
     stages: Vec<&'static dyn Stage>,
     version: String,
     config_schema: Option<ConfigSchemaCheck>,
+    config_key_hint: Option<ConfigKeyHint>,
 }
 
 /// The application's check of a stage's config subset against its configuration schema
 /// (`subset`, the config file, the step): an error names the file, the key and the problem.
 pub type ConfigSchemaCheck = fn(&Value, &Path, &str) -> Result<()>;
 
+/// The application's word on one dotted config path no step reads: `None` when its schema
+/// knows the key, else what to tell the user (e.g. `not an sst1mpipe key; did you mean "x"?`).
+pub type ConfigKeyHint = fn(&str) -> Option<String>;
+
 impl Pipeline {
     pub fn new(stages: Vec<&'static dyn Stage>, version: String) -> Pipeline {
-        Pipeline { stages, version, config_schema: None }
+        Pipeline { stages, version, config_schema: None, config_key_hint: None }
     }
 
     /// Every stage's config subset is checked with `check` once, at planning, before the
@@ -126,6 +188,17 @@ impl Pipeline {
 
     pub fn config_schema(&self) -> Option<ConfigSchemaCheck> {
         self.config_schema
+    }
+
+    /// Config keys that no step reads are shown with `hint`'s word on them (a misspelt key
+    /// with its closest known key).
+    pub fn with_config_key_hint(mut self, hint: ConfigKeyHint) -> Pipeline {
+        self.config_key_hint = Some(hint);
+        self
+    }
+
+    pub fn config_key_hint(&self) -> Option<ConfigKeyHint> {
+        self.config_key_hint
     }
 
     pub fn stage(&self, name: &str) -> Option<&'static dyn Stage> {

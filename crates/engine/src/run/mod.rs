@@ -37,6 +37,7 @@ use crate::store::Store;
 use crate::why::{self, StaleReason};
 use execute::{execute, reusable_outputs, Job, JobResult};
 use inputs::register_inputs;
+pub use plan::ConfigReport;
 use plan::{build_nodes, prepare, Node, Ref, StepInfo};
 use progress::Progress;
 use schedule::Schedule;
@@ -93,6 +94,8 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Settings read but not implemented yet, and similar notices found while planning.
     pub warnings: Vec<String>,
+    /// The recipe's config, key by key (applied, read without being applied, read by none).
+    pub config: ConfigReport,
     pub activities: Vec<ActivityReport>,
     pub elapsed: Duration,
 }
@@ -131,6 +134,7 @@ impl RunReport {
             "recipe": self.recipe,
             "dry_run": self.dry_run,
             "warnings": self.warnings,
+            "config_unread": self.config.unread().map(|u| json!({"key": u.key, "hint": self.config.hints.get(&u.key)})).collect::<Vec<_>>(),
             "ran": self.count(|o| *o == Outcome::Ran),
             "reused": self.count(|o| *o == Outcome::Reused),
             "failed": self.count(|o| matches!(o, Outcome::Failed(_))),
@@ -147,12 +151,23 @@ struct Produced {
     hash: String,
 }
 
+/// Plans a recipe (with `config` in place of its own config file, if given) without touching
+/// any store, and accounts for every key of its config: what `config check` shows.
+pub fn check_recipe_config(pipeline: &Pipeline, recipe_path: &Path, config: Option<&Path>) -> Result<ConfigReport> {
+    let (_, _, _, report) = prepare(pipeline, recipe_path, config)?;
+    Ok(report)
+}
+
 /// Plans and runs (or, with `dry_run`, explains) a recipe against a store.
 pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
-    let (recipe, infos, warnings) = prepare(pipeline, recipe_path)?;
+    let (recipe, infos, warnings, config_report) = prepare(pipeline, recipe_path, None)?;
     for w in &warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(notice) = config_report.unread_notice() {
+        let typo = !config_report.hints.is_empty();
+        eprintln!("{}: {notice}", if typo { "warning" } else { "note" });
     }
     let db = Db::open(&store.db_path())?;
     // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
@@ -356,6 +371,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         recipe: recipe.name.clone(),
         dry_run: opts.dry_run,
         warnings,
+        config: config_report,
         activities,
         elapsed: started.elapsed(),
     })

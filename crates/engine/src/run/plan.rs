@@ -2,13 +2,14 @@
 //! subset, and the activity DAG (one node per fan-out item) with each input's source, all
 //! before anything runs or is hashed.
 use super::inputs::RawItem;
-use crate::config;
+use crate::config::{self, KeyUse};
 use crate::key::canonical_json;
 use crate::recipe::{self, Recipe, Source};
-use crate::stage::{Pipeline, Stage, StagePlan};
-use serde_json::{Map, Value};
+use crate::stage::{ConfigWarning, Pipeline, Stage, StagePlan, StepSetup};
+use serde_json::{json, Map, Value};
 use sst1mflow_base::error::{Error, Result};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where one input of an activity comes from.
@@ -38,11 +39,75 @@ pub(super) struct Node {
     pub(super) deps: Vec<usize>,
 }
 
-/// Loads the recipe and its config and checks every step before anything runs.
-pub(super) fn prepare(pipeline: &Pipeline, recipe_path: &Path) -> Result<(Recipe, Vec<StepInfo>, Vec<String>)> {
-    let mut warnings = Vec::new();
-    let mut similar: Vec<(String, Vec<String>)> = Vec::new();
-    let recipe = recipe::load(recipe_path, &pipeline.stage_names())?;
+/// What planning found about the recipe's config, key by key: who applies or reads each key,
+/// the notices the steps gave (each once, naming every step it concerns), and the schema's word
+/// on the keys no step reads.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigReport {
+    pub file: Option<PathBuf>,
+    pub uses: Vec<KeyUse>,
+    pub warnings: Vec<ConfigWarning>,
+    /// For unread keys the schema does not know: what to tell the user.
+    pub hints: BTreeMap<String, String>,
+}
+
+impl ConfigReport {
+    pub fn unread(&self) -> impl Iterator<Item = &KeyUse> {
+        self.uses.iter().filter(|u| u.is_unread())
+    }
+
+    /// The one line planning prints about keys no step reads (None when every key is read).
+    pub fn unread_notice(&self) -> Option<String> {
+        let shown: Vec<String> = self
+            .unread()
+            .map(|u| match self.hints.get(&u.key) {
+                Some(h) => format!("{} ({h})", u.key),
+                None => u.key.clone(),
+            })
+            .collect();
+        if shown.is_empty() {
+            return None;
+        }
+        let file = self.file.as_deref().map(|f| format!("{}: ", f.display())).unwrap_or_default();
+        Some(format!("{file}config keys no step of this recipe reads: {}", shown.join(", ")))
+    }
+
+    pub fn to_json(&self) -> Value {
+        let keys: Vec<Value> = self
+            .uses
+            .iter()
+            .map(|u| {
+                let state = if !u.applied_by.is_empty() {
+                    "applied"
+                } else if !u.read_by.is_empty() {
+                    "read, not applied"
+                } else {
+                    "read by no step"
+                };
+                let read: Vec<Value> = u.read_by.iter().map(|(s, why)| json!({"step": s, "why": why})).collect();
+                let warnings: Vec<&str> =
+                    self.warnings.iter().filter(|w| w.key == u.key).map(|w| w.message.as_str()).collect();
+                json!({"key": u.key, "state": state, "applied_by": u.applied_by, "read_by": read,
+                       "warnings": warnings, "hint": self.hints.get(&u.key)})
+            })
+            .collect();
+        json!({"config": self.file.as_ref().map(|f| f.display().to_string()), "keys": keys})
+    }
+}
+
+/// Loads the recipe and its config (or `config_override` in place of the recipe's) and checks
+/// every step before anything runs. Returns the recipe, its steps, the warnings to show (config
+/// notices, each once) and the config's account.
+pub(super) fn prepare(
+    pipeline: &Pipeline,
+    recipe_path: &Path,
+    config_override: Option<&Path>,
+) -> Result<(Recipe, Vec<StepInfo>, Vec<String>, ConfigReport)> {
+    let mut similar: Vec<(String, String, Vec<String>)> = Vec::new();
+    let mut recipe = recipe::load(recipe_path, &pipeline.stage_names())?;
+    if let Some(c) = config_override {
+        recipe.config = Some(c.to_path_buf());
+    }
     let config: Option<Value> = recipe.config.as_deref().map(config::load).transpose()?;
     let mut infos: Vec<StepInfo> = Vec::new();
     for (i, step) in recipe.steps.iter().enumerate() {
@@ -55,6 +120,19 @@ pub(super) fn prepare(pipeline: &Pipeline, recipe_path: &Path) -> Result<(Recipe
             }
         }
         let plan = stage.plan(&step.params, &roles, &at)?;
+        let scope = stage.config_scope();
+        if !scope.is_empty() {
+            let declared = plan.config_keys.iter().chain(plan.config_read.iter().map(|r| &r.key));
+            for key in declared {
+                let key = key.trim_end_matches('?');
+                if !scope.iter().any(|pattern| config::covers(pattern, key) || config::covers(key, pattern)) {
+                    return Err(Error::msg(format!(
+                        "internal error: stage {} plans config key \"{key}\" outside its declared scope",
+                        stage.name()
+                    )));
+                }
+            }
+        }
         for (role, src) in &step.inputs {
             if let Source::StepOutput { step: s, role: out } = src {
                 let up: &StepInfo = &infos[*s];
@@ -68,18 +146,34 @@ pub(super) fn prepare(pipeline: &Pipeline, recipe_path: &Path) -> Result<(Recipe
                 }
             }
         }
-        let cfg = config::subset(config.as_ref().zip(recipe.config.as_deref()), &plan.config_keys, &at)?;
+        let with_file = config.as_ref().zip(recipe.config.as_deref());
+        let read: Vec<String> = plan.config_read.iter().map(|r| r.key.clone()).collect();
+        // Keys read inside a section the stage applies are carved out of what it is handed.
+        let carved: Vec<String> = read
+            .iter()
+            .filter(|r| plan.config_keys.iter().any(|k| config::covers(k, r) && k.trim_end_matches('?') != r.as_str()))
+            .cloned()
+            .collect();
+        // What the stage checks: the keys it applies and those it only reads. The schema check
+        // comes first, so a misspelt key is named as such before a required key is missed.
+        let optional = |k: &String| format!("{}?", k.trim_end_matches('?'));
+        let checked_keys: Vec<String> = plan.config_keys.iter().chain(&read).map(optional).collect();
+        let checked = config::subset(with_file, &checked_keys, &at)?;
+        let named = format!("step \"{}\"", step.name);
+        if let Some(file) = recipe.config.as_deref() {
+            if let Some(check_schema) = pipeline.config_schema().filter(|_| stage.uses_config_schema()) {
+                check_schema(&checked, file, &named)?;
+            }
+        }
+        let cfg = config::subset_except(with_file, &plan.config_keys, &carved, &at)?;
         if let Some(file) = recipe.config.as_deref() {
             // The same notice from several steps is shown once, naming them all.
-            let named = format!("step \"{}\"", step.name);
-            if let Some(check_schema) = pipeline.config_schema().filter(|_| stage.uses_config_schema()) {
-                check_schema(&cfg, file, &named)?;
-            }
-            for w in stage.check_config(&cfg, file, &named)? {
-                let template = w.replace(&named, "\u{0}");
-                match similar.iter_mut().find(|(t, _)| *t == template) {
-                    Some((_, steps)) => steps.push(step.name.clone()),
-                    None => similar.push((template, vec![step.name.clone()])),
+            let setup = StepSetup { params: &step.params, input_roles: &roles };
+            for w in stage.check_config(&checked, &setup, file, &named)? {
+                let template = w.message.replace(&named, "\u{0}");
+                match similar.iter_mut().find(|(k, t, _)| *k == w.key && *t == template) {
+                    Some((_, _, steps)) => steps.push(step.name.clone()),
+                    None => similar.push((w.key, template, vec![step.name.clone()])),
                 }
             }
         }
@@ -109,16 +203,30 @@ pub(super) fn prepare(pipeline: &Pipeline, recipe_path: &Path) -> Result<(Recipe
             )));
         }
     }
-    for (template, steps) in similar {
+    let mut report = ConfigReport { file: recipe.config.clone(), ..ConfigReport::default() };
+    let mut warnings = Vec::new();
+    for (key, template, steps) in similar {
         let quoted: Vec<String> = steps.iter().map(|s| format!("\"{s}\"")).collect();
         let names =
             if steps.len() == 1 { format!("step {}", quoted[0]) } else { format!("steps {}", quoted.join(", ")) };
         let w = template.replace('\u{0}', &names);
         if !warnings.contains(&w) {
-            warnings.push(w);
+            warnings.push(w.clone());
+            report.warnings.push(ConfigWarning::new(key, w));
         }
     }
-    Ok((recipe, infos, warnings))
+    if let Some(config) = &config {
+        let steps: Vec<(String, &StagePlan)> = infos.iter().map(|i| (i.name.clone(), &*i.plan)).collect();
+        report.uses = config::account(config, &steps);
+        if let Some(hint) = pipeline.config_key_hint() {
+            for u in report.uses.iter().filter(|u| u.is_unread()) {
+                if let Some(h) = hint(&u.key) {
+                    report.hints.insert(u.key.clone(), h);
+                }
+            }
+        }
+    }
+    Ok((recipe, infos, warnings, report))
 }
 
 pub(super) fn build_nodes(recipe: &Recipe, raw: &[Vec<RawItem>], infos: &[StepInfo]) -> Vec<Node> {

@@ -118,12 +118,16 @@ pub struct ScoredEvents<'a> {
     pub weight: &'a [f64],
 }
 
-/// sst1mpipe's significance-optimised gammaness cut per reco-energy bin: for each candidate
-/// cut, signal = Σw of gammas within `theta_cut_deg` passing it, background = Σw of protons
-/// within `bkg_radius_deg` of the source passing it, scaled to the on region
-/// (θ²/r²) and to `n_off` off regions; the cut maximising Li & Ma (α = 1/n_off) wins. Bins
-/// without both particles get NaN (no cut can be chosen). sst1mpipe may smooth the scan with a
-/// spline (`significance_fit`); here the raw maximum is taken.
+/// sst1mpipe's significance-optimised gammaness cut per reco-energy bin
+/// (`calculate_gammaness_cuts_significance`): for each candidate cut, signal = Σw of gammas
+/// within `theta_cut_deg` passing it, background = Σw of protons within `bkg_radius_deg` of the
+/// source passing it, scaled to the on region (θ²/r²) and to `n_off` off regions, and its Li &
+/// Ma significance (α = 1/n_off; gammapy's WStat √TS, which sst1mpipe uses, is the same). The
+/// best cut is the first maximum of that scan or, with `fit` (`analysis.significance_fit`), of
+/// the scan smoothed by scipy's GCV smoothing spline ([`super::smoothing`]). As sst1mpipe, the
+/// cut is kept only when the raw maximum has both signal and background; otherwise the bin gets
+/// NaN (no cut can be chosen).
+#[allow(clippy::too_many_arguments)]
 pub fn significance_cuts(
     gammas: &ScoredEvents,
     protons: &ScoredEvents,
@@ -132,6 +136,7 @@ pub fn significance_cuts(
     theta_cut_deg: f64,
     bkg_radius_deg: f64,
     n_off: f64,
+    fit: bool,
 ) -> Vec<CutBin> {
     let nb = edges.len() - 1;
     let nc = candidates.len();
@@ -159,21 +164,32 @@ pub fn significance_cuts(
     fill(gammas, theta_cut_deg, &mut sig, Some(&mut n_g));
     fill(protons, bkg_radius_deg, &mut bkg, None);
     let scale = (theta_cut_deg / bkg_radius_deg).powi(2);
+    // numpy's argmax: the first maximum (NaN counts as the maximum, as in numpy).
+    let argmax = |v: &[f64]| -> usize {
+        let mut best = 0;
+        for (i, &x) in v.iter().enumerate() {
+            if x.is_nan() {
+                return i;
+            }
+            if x > v[best] {
+                best = i;
+            }
+        }
+        best
+    };
     (0..nb)
         .map(|b| {
-            let mut best = (f64::NEG_INFINITY, f64::NAN);
-            for (c, &cut) in candidates.iter().enumerate() {
-                let (s, bg) = (sig[b * nc + c], bkg[b * nc + c] * scale);
-                if s <= 0.0 || bg <= 0.0 {
-                    continue;
-                }
-                let n_off_counts = bg * n_off;
-                let z = li_ma_significance(s + bg, n_off_counts, 1.0 / n_off);
-                if z > best.0 {
-                    best = (z, cut);
-                }
-            }
-            CutBin { low: edges[b], high: edges[b + 1], n_events: n_g[b], cut: best.1 }
+            let (s, bg): (Vec<f64>, Vec<f64>) = (0..nc).map(|c| (sig[b * nc + c], bkg[b * nc + c] * scale)).unzip();
+            let z: Vec<f64> =
+                s.iter().zip(&bg).map(|(&s, &bg)| li_ma_significance(s + bg, bg * n_off, 1.0 / n_off)).collect();
+            let raw = argmax(&z);
+            let chosen = if fit {
+                super::smoothing::gcv_smoothed(candidates, &z).map(|g| argmax(&g)).unwrap_or(raw)
+            } else {
+                raw
+            };
+            let cut = if s[raw] > 0.0 && bg[raw] > 0.0 { candidates[chosen] } else { f64::NAN };
+            CutBin { low: edges[b], high: edges[b + 1], n_events: n_g[b], cut }
         })
         .collect()
 }
