@@ -73,15 +73,13 @@ fn every_key_is_applied_read_or_listed_and_only_applied_keys_rerun() {
         "{err}"
     );
     assert!(err.contains("ShowerProcesor.reconstructor_types (not an sst1mpipe key; did you mean \"ShowerProcessor.reconstructor_types\"?)"), "{err}");
-    assert_eq!(err.matches("analysis.gamma_min_simulated_energy_tev = 0.2").count(), 1, "{err}");
     let unread: Vec<&str> =
         report["config_unread"].as_array().unwrap().iter().map(|u| u["key"].as_str().unwrap()).collect();
     assert!(
         unread.contains(&"analysis.gamma_eficiency") && unread.contains(&"analysis.observation_time_h"),
         "{unread:?}"
     );
-    let warnings = report["warnings"].to_string();
-    assert!(warnings.contains("gamma_min_simulated_energy_tev") && warnings.contains("not implemented"), "{warnings}");
+    assert_eq!(report["warnings"], json!([]), "sst1mpipe's MC config asks for nothing unimplemented here");
 
     // Keys no step of this recipe reads, keys read but not applied, another telescope's
     // settings: editing them reruns nothing.
@@ -119,16 +117,45 @@ fn every_key_is_applied_read_or_listed_and_only_applied_keys_rerun() {
     assert_eq!(key("NsbCalibrator.intensity_correction.tel_002")["state"], "read, not applied");
     assert_eq!(key("analysis.gamma_eficiency")["state"], "read by no step");
     assert!(key("analysis.gamma_eficiency")["hint"].as_str().unwrap().contains("analysis.gamma_efficiency"));
-    assert!(key("analysis.gamma_min_simulated_energy_tev")["warnings"][0]
-        .as_str()
-        .unwrap()
-        .contains("not implemented"));
+    assert_eq!(key("analysis.gamma_min_simulated_energy_tev")["applied_by"], json!(["dl1"]));
+    assert_eq!(key("analysis.stereo_reco_weights")["state"], "read by no step");
     assert_eq!(v["summary"]["not_sst1mpipe_keys"], 2);
     let text = stdout(&sst1mflow(&store, &["config", "check", cfg.to_str().unwrap(), recipe.to_str().unwrap()]));
     assert!(text.contains("read by no step") && text.contains("did you mean \"analysis.gamma_efficiency\"?"), "{text}");
     // Nothing of this was recorded by config check.
     let (_, activities) = db_counts(&store);
     assert_eq!(activities, 3);
+}
+
+#[test]
+fn simulated_events_below_the_minimum_true_energy_are_cut_as_sst1mpipe_does() {
+    let dir = TempDir::new("cfg-emin");
+    let store = dir.path().join("store");
+    let rows = |gamma_min: f64| -> Vec<sst1mflow::io::dl1::ParametersRow> {
+        let mut config = mc_config();
+        config["analysis"]["gamma_min_simulated_energy_tev"] = json!(gamma_min);
+        // The recipe's simulation starts at 2 TeV.
+        let (code, _, err) = run_json(&store, &dl1_recipe(dir.path(), &config), &[]);
+        assert_eq!(code, 0, "{err}");
+        let dl1 = sst1mflow::io::dl1::Dl1Reader::open(&view_target(&store, "keys/dl1/all/dl1.h5")).unwrap();
+        dl1.read(0, dl1.n_events).unwrap()
+    };
+    let all = rows(0.2);
+    assert!(
+        all.iter().all(|r| r.min_true_energy_cut == 2.0),
+        "below the simulated minimum: no cut, the minimum recorded"
+    );
+    let cut = rows(4.0);
+    assert!(!cut.is_empty() && cut.len() < all.len(), "{} of {}", cut.len(), all.len());
+    assert!(cut.iter().all(|r| r.true_energy >= 4.0 && r.min_true_energy_cut == 4.0));
+    assert_eq!(cut.len(), all.iter().filter(|r| r.true_energy >= 4.0).count(), "exactly the events below the cut go");
+    // The proton value does not apply to gammas.
+    let mut config = mc_config();
+    config["analysis"]["proton_min_simulated_energy_tev"] = json!(4.0);
+    let (code, report, err) = run_json(&store, &dl1_recipe(dir.path(), &config), &[]);
+    assert_eq!(code, 0, "{err}");
+    let dl1 = sst1mflow::io::dl1::Dl1Reader::open(&view_target(&store, "keys/dl1/all/dl1.h5")).unwrap();
+    assert_eq!(dl1.n_events, all.len(), "{report}");
 }
 
 #[test]

@@ -202,7 +202,12 @@ impl Stage for Dl1Dl2Stage {
             )
         };
         Ok(StagePlan {
-            config_keys: vec!["telescope_coords".into()],
+            // sst1mpipe's dl1_dl2 repeats r0_dl1's cut on true energy for Monte Carlo.
+            config_keys: vec![
+                "telescope_coords".into(),
+                "analysis.gamma_min_simulated_energy_tev?".into(),
+                "analysis.proton_min_simulated_energy_tev?".into(),
+            ],
             config_read: vec![
                 super::site_height_unused(),
                 stereo("stereo_reco_weights"),
@@ -217,6 +222,8 @@ impl Stage for Dl1Dl2Stage {
     fn config_scope(&self) -> Vec<&'static str> {
         vec![
             "telescope_coords",
+            "analysis.gamma_min_simulated_energy_tev",
+            "analysis.proton_min_simulated_energy_tev",
             "analysis.stereo_reco_weights",
             "analysis.stereo_delta_disp_cut_deg",
             "analysis.stereo_relative_std_reco_energy_cut",
@@ -280,6 +287,16 @@ impl Stage for Dl1Dl2Stage {
             let _ =
                 writeln!(ctx.log, "WARNING: contract overridden (override_contract: true):\n{}", overridden.join("\n"));
         }
+        // Monte Carlo: sst1mpipe's cut on true energy again (a no-op on r0-dl1's output).
+        let min_true_energy = super::r0_dl1::MinTrueEnergy::from_config(ctx.config)?;
+        let (cut_column, cut) = match dl1.run {
+            Some(run) => {
+                let primary = dl1.showers.first().map(|s| s.true_shower_primary_id as i64).unwrap_or(0);
+                min_true_energy.cut_for(primary, run.energy_range_min)
+            }
+            None => (f64::NAN, None),
+        };
+        let mut removed = 0usize;
         let mut wrap_north: Option<bool> = None;
         let mut start = 0;
         let mut reconstructed = 0usize;
@@ -292,7 +309,14 @@ impl Stage for Dl1Dl2Stage {
             let derived: Vec<[f64; 2]> = log_e.iter().zip(&norm).map(|(&e, &n)| [e, n]).collect();
             let p_proton = gh.forest.predict(&features(gh, &rows, &derived));
             for (i, r) in rows.iter().enumerate() {
+                if cut.is_some_and(|c| !(r.true_energy >= c)) {
+                    removed += 1;
+                    continue;
+                }
                 let mut out = Dl2Row::from_parameters(r);
+                if is_mc {
+                    out.min_true_energy_cut = cut_column;
+                }
                 out.log_reco_energy = log_e[i];
                 out.reco_energy = 10f64.powf(log_e[i]);
                 out.reco_disp_norm = norm[i];
@@ -351,6 +375,9 @@ impl Stage for Dl1Dl2Stage {
         }
         let n = writer.finish()?;
         let _ = writeln!(ctx.log, "{n} events, {reconstructed} with a reconstructed direction");
+        if let Some(c) = cut {
+            let _ = writeln!(ctx.log, "true energy cut at {c} TeV: {removed} events removed");
+        }
         if !is_mc && dl1.observation.is_none() {
             let _ = writeln!(
                 ctx.log,

@@ -193,7 +193,7 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
             input.name, run.source_offset
         )));
     }
-    let mut sim = run.simulation_info();
+    let mut sim = super::dl1_input::thrown_showers(&dl2, &run)?;
     sim.energy_min_tev *= s.true_energy_scale;
     sim.energy_max_tev *= s.true_energy_scale;
     let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?;

@@ -213,7 +213,7 @@ fn open(input: &InputFile, role: &str) -> Result<(Dl2Reader, SimulationInfo)> {
             input.name
         )));
     };
-    let sim = run.simulation_info();
+    let sim = super::dl1_input::thrown_showers(&dl2, &run)?;
     if sim.n_showers <= 0.0 || sim.max_impact_m <= 0.0 || sim.energy_max_tev <= sim.energy_min_tev {
         return Err(Error::msg(format!("{role} input {}: incomplete simulation information ({run:?})", input.name)));
     }

@@ -25,9 +25,9 @@
 //! | `telescope_equivalent_focal_length.tel_NNN` | data: the `equivalent_focal_length` column, as sst1mpipe writes it (Monte Carlo: the input's optics) |
 //! | `telescope_coords.tel_NNN` | data: the site, for the pointing's sky coordinates |
 //! | `allowed_tels` | Monte Carlo: checked at planning (the step's telescope must be in it; null allows all) |
+//! | `analysis.{gamma,proton}_min_simulated_energy_tev` | Monte Carlo productions: events with a true energy below the particle's value are dropped when it is above the simulated minimum; `min_true_energy_cut` records it (sst1mpipe's energy_min_cut) |
 //!
-//! Read and reported, not applied: `analysis.{gamma,proton}_min_simulated_energy_tev` (a
-//! warning: sst1mpipe drops simulated events below them), `analysis.ped_time_window` and
+//! Read and reported, not applied: `analysis.ped_time_window` and
 //! `ImageCleanerSST.min_number_pedestals` (sst1mpipe's `--px-charges`/`--reclean` only),
 //! `mean_charge_to_nsb_rate` (sst1mpipe only logs its label).
 //!
@@ -115,6 +115,8 @@ fn config_keys(camera_data: bool, tel: u16) -> Vec<String> {
     } else {
         // sst1mpipe's MC configs have it; a data config given to simulations does not.
         keys.push("NsbCalibrator.mc_correction_for_PDE?".into());
+        keys.push("analysis.gamma_min_simulated_energy_tev?".into());
+        keys.push("analysis.proton_min_simulated_energy_tev?".into());
     }
     keys
 }
@@ -160,14 +162,6 @@ fn config_read(camera_data: bool) -> Vec<ConfigRead> {
             ConfigRead::new(
                 "allowed_tels",
                 "checked at planning: the step's telescope must be allowed (null allows every telescope)",
-            ),
-            ConfigRead::new(
-                "analysis.gamma_min_simulated_energy_tev",
-                "not implemented: sst1mpipe drops simulated gammas below it when it is above the simulated minimum",
-            ),
-            ConfigRead::new(
-                "analysis.proton_min_simulated_energy_tev",
-                "not implemented: sst1mpipe drops simulated protons below it when it is above the simulated minimum",
             ),
         ]);
     }
@@ -228,6 +222,47 @@ struct Settings {
     /// `CameraCalibrator.invalid_pixel_handler_type`: "NeighborAverage" (absent: the same), or
     /// null for no interpolation of bad pixels.
     interpolate_invalid: bool,
+    /// Simulations: `analysis.gamma_min_simulated_energy_tev` and
+    /// `analysis.proton_min_simulated_energy_tev` (absent: no cut).
+    min_true_energy: MinTrueEnergy,
+}
+
+/// sst1mpipe's `energy_min_cut`: simulated events with a true energy below the particle's
+/// minimum are dropped when that minimum is above the simulated one, and every row records the
+/// cut (or the simulated minimum) in `min_true_energy_cut`, by which IRFs and performance
+/// rescale the thrown showers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MinTrueEnergy {
+    pub gamma: Option<f64>,
+    pub proton: Option<f64>,
+}
+
+impl MinTrueEnergy {
+    pub(crate) fn from_config(config: &Value) -> Result<MinTrueEnergy> {
+        let read = |key: &str| -> Result<Option<f64>> {
+            match config.pointer(&format!("/analysis/{key}")) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                    _ => Err(Error::msg(format!("config analysis.{key} = {v}: must be an energy in TeV (≥ 0)"))),
+                },
+            }
+        };
+        Ok(MinTrueEnergy {
+            gamma: read("gamma_min_simulated_energy_tev")?,
+            proton: read("proton_min_simulated_energy_tev")?,
+        })
+    }
+
+    /// The cut for a simulation of `primary_id` (0: gamma, else sst1mpipe's proton value) whose
+    /// minimum energy is `simulated_min_tev`: `(value for the column, cut applied)`.
+    pub(crate) fn cut_for(&self, primary_id: i64, simulated_min_tev: f64) -> (f64, Option<f64>) {
+        let wanted = if primary_id == 0 { self.gamma } else { self.proton };
+        match wanted {
+            Some(cut) if cut > simulated_min_tev => (cut, Some(cut)),
+            _ => (simulated_min_tev, None),
+        }
+    }
 }
 
 impl Settings {
@@ -386,6 +421,7 @@ fn settings(config: &Value, tel: u16) -> Result<Settings> {
             config.pointer("/CameraCalibrator/invalid_pixel_handler_type"),
             Some(Value::Null)
         ),
+        min_true_energy: MinTrueEnergy::from_config(config)?,
     })
 }
 
@@ -556,7 +592,7 @@ impl Stage for R0Dl1Stage {
         file: &std::path::Path,
         at: &str,
     ) -> Result<Vec<ConfigWarning>> {
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         check_ranges(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
         let tel = step_params(step.params, at)?.tel_id;
@@ -590,18 +626,8 @@ impl Stage for R0Dl1Stage {
                 )))
             }
         }
-        for (key, particle) in
-            [("gamma_min_simulated_energy_tev", "gammas"), ("proton_min_simulated_energy_tev", "protons")]
-        {
-            if let Some(v) = value(&format!("analysis.{key}")).filter(|v| !v.is_null()) {
-                warnings.push(ConfigWarning::new(
-                    format!("analysis.{key}"),
-                    format!(
-                        "config analysis.{key} = {v} (read by {at}) is not implemented: sst1mpipe drops simulated {particle} below it when it is above the simulated minimum energy (and rescales the thrown showers); sst1mflow keeps every event"
-                    ),
-                ));
-            }
-        }
+        MinTrueEnergy::from_config(config)
+            .map_err(|e| Error::msg(format!("{}: {} (read by {at})", file.display(), e.message())))?;
         if let Some(t) = value("ImageProcessor.image_cleaner_type").and_then(Value::as_str) {
             if t != "ImageCleanerSST" {
                 return Err(Error::msg(format!(
@@ -746,6 +772,15 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
     let mut with_params = 0usize;
     let mut trigger_rows = Vec::new();
     let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
+    // Monte Carlo productions (not observation runs): sst1mpipe's cut on true energy.
+    let (cut_column, cut) = match &reader.run {
+        Some(run) => {
+            let primary = reader.showers.first().map(|s| s.true_shower_primary_id as i64).unwrap_or(0);
+            s.min_true_energy.cut_for(primary, run.energy_range_min)
+        }
+        None => (f64::NAN, None),
+    };
+    let mut removed = 0usize;
     let mut start = 0;
     while start < reader.n_events {
         let end = (start + CHUNK).min(reader.n_events);
@@ -771,8 +806,13 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             let mut parameters = ParametersRow::new(obs_id, event.event_id as i64, tel as i16, pointing, p.as_ref(), t);
             parameters.local_time = time;
             parameters.equivalent_focal_length = telescope.optics.equivalent_focal_length_m;
+            parameters.min_true_energy_cut = cut_column;
             if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
                 trigger_rows.push(t);
+            }
+            if cut.is_some_and(|c| !(parameters.true_energy >= c)) {
+                removed += 1;
+                continue;
             }
             writer.write(row, parameters)?;
         }
@@ -785,7 +825,18 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
     }
     let events = writer.finish()?;
     let _ = writeln!(ctx.log, "processed {events} events of telescope {tel}; {with_params} with image parameters");
+    log_true_energy_cut(ctx.log, cut, removed);
     Ok(())
+}
+
+/// What the cut on true energy did, for the log.
+fn log_true_energy_cut(log: &mut dyn std::io::Write, cut: Option<f64>, removed: usize) {
+    if let Some(c) = cut {
+        let _ = writeln!(
+            log,
+            "true energy cut at {c} TeV (above the simulated minimum; analysis.*_min_simulated_energy_tev): {removed} events removed; IRFs and performance count the thrown showers above it"
+        );
+    }
 }
 
 fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings, pde_on: bool) -> Result<()> {
@@ -807,6 +858,9 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     let mut with_params = 0usize;
     let mut n = 0usize;
     let mut trigger_rows = Vec::new();
+    let primary = source.showers.first().map(|s| s.true_shower_primary_id as i64).unwrap_or(0);
+    let (cut_column, cut) = s.min_true_energy.cut_for(primary, source.run.energy_range_min);
+    let mut removed = 0usize;
     while let Some((event_id, pointing, truth)) =
         source.next(&mut waveform).map_err(|e| Error::msg(format!("input {}: {e}", input.name)))?
     {
@@ -838,7 +892,12 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
             ParametersRow::new(obs_id, event_id as i64, tel as i16, pointing, p.as_ref(), Some(&truth));
         parameters.equivalent_focal_length = telescope.optics.equivalent_focal_length_m;
         parameters.survived_charge_fraction = source.survived_charge_fraction(&row.image_mask);
-        writer.write(row, parameters)?;
+        parameters.min_true_energy_cut = cut_column;
+        if cut.is_some_and(|c| !(parameters.true_energy >= c)) {
+            removed += 1;
+        } else {
+            writer.write(row, parameters)?;
+        }
         // ctapipe reads sim_telarray's GPS time as UTC Unix seconds and nanoseconds; TAI is
         // that plus the whole leap seconds of the day, so the row is exact to the nanosecond.
         let (seconds, nanoseconds) = source.gps_time;
@@ -862,6 +921,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     if source.events_without_telescope > 0 {
         let _ = writeln!(ctx.log, "{} triggered events without telescope {tel}", source.events_without_telescope);
     }
+    log_true_energy_cut(ctx.log, cut, removed);
     match &source.pde_factor {
         Some((qe, f)) => {
             let _ = writeln!(ctx.log, "PDE correction: QE table {qe}, R1 divided by {f}");

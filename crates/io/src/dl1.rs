@@ -264,6 +264,11 @@ parameter_tables! {
     // Monte Carlo with true photoelectrons (sim_telarray): the fraction of the true charge in
     // the pixels that survived cleaning, sst1mpipe's `survived_charge_fraction`; NaN otherwise.
     survived_charge_fraction: f64 = "",
+    // Monte Carlo, as sst1mpipe's energy_min_cut writes it: the cut on true energy applied
+    // (`analysis.{gamma,proton}_min_simulated_energy_tev`, when above the simulated minimum),
+    // else the simulated minimum; IRFs and performance rescale the thrown showers by it. NaN
+    // for data.
+    min_true_energy_cut: f64 = "TeV",
     disp_dx: f64 = "m",
     disp_dy: f64 = "m",
     disp_norm: f64 = "m",
@@ -499,6 +504,7 @@ impl ParametersRow {
             true_h_first_int: nan,
             true_x_max: nan,
             survived_charge_fraction: nan,
+            min_true_energy_cut: nan,
             disp_dx: nan,
             disp_dy: nan,
             disp_norm: nan,

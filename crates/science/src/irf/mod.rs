@@ -100,6 +100,28 @@ fn powerlaw_integral(index: f64, lo: f64, hi: f64, e_min: f64, e_max: f64) -> f6
 }
 
 impl SimulationInfo {
+    /// The simulation as seen after a cut on true energy at `cut_tev` (sst1mpipe's
+    /// `correct_number_simulated_showers`): when the cut is above the simulated minimum, the
+    /// thrown showers are those of the power law above it, `int(n · ∫_cut^max / ∫_min^max)` (the
+    /// whole-number truncation is sst1mpipe's), and the minimum energy is the cut. Otherwise
+    /// unchanged.
+    pub fn after_true_energy_cut(&self, cut_tev: f64) -> SimulationInfo {
+        if !(cut_tev > self.energy_min_tev) || cut_tev >= self.energy_max_tev {
+            return *self;
+        }
+        let e = self.spectral_index + 1.0;
+        let integral = |lo: f64, hi: f64| {
+            if e.abs() < 1e-12 {
+                (hi / lo).ln()
+            } else {
+                hi.powf(e) / e - lo.powf(e) / e
+            }
+        };
+        let old = integral(self.energy_min_tev, self.energy_max_tev);
+        let new = integral(cut_tev, self.energy_max_tev);
+        SimulationInfo { n_showers: (self.n_showers * new / old).trunc(), energy_min_tev: cut_tev, ..*self }
+    }
+
     /// Expected thrown showers per energy bin (TeV edges).
     pub fn showers_per_energy(&self, edges: &[f64]) -> Vec<f64> {
         let (e_min, e_max) = (self.energy_min_tev, self.energy_max_tev);
@@ -553,6 +575,25 @@ pub fn sensitivity_curve(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_true_energy_cut_rescales_the_thrown_showers_as_sst1mpipe() {
+        let sim = SimulationInfo {
+            n_showers: 1_000_000.0,
+            energy_min_tev: 0.2,
+            energy_max_tev: 200.0,
+            max_impact_m: 400.0,
+            spectral_index: -2.0,
+            viewcone_min_deg: 0.0,
+            viewcone_max_deg: 3.0,
+        };
+        // ∫ E^-2 from 0.4 to 200 over that from 0.2 to 200: (2.5 − 0.005) / (5 − 0.005).
+        let cut = sim.after_true_energy_cut(0.4);
+        assert_eq!(cut.n_showers, (1e6f64 * (2.5 - 0.005) / (5.0 - 0.005)).trunc());
+        assert_eq!(cut.energy_min_tev, 0.4);
+        assert_eq!(sim.after_true_energy_cut(0.2), sim);
+        assert_eq!(sim.after_true_energy_cut(0.1), sim);
+    }
+
     use super::*;
 
     fn sim(viewcone: f64) -> SimulationInfo {
