@@ -309,7 +309,7 @@ impl Stage for Dl1Dl2Stage {
             let derived: Vec<[f64; 2]> = log_e.iter().zip(&norm).map(|(&e, &n)| [e, n]).collect();
             let p_proton = gh.forest.predict(&features(gh, &rows, &derived));
             for (i, r) in rows.iter().enumerate() {
-                if cut.is_some_and(|c| !(r.true_energy >= c)) {
+                if cut.is_some_and(|c| r.true_energy.is_nan() || r.true_energy < c) {
                     removed += 1;
                     continue;
                 }

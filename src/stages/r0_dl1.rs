@@ -810,7 +810,7 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             if let Some(t) = TriggerRow::at(obs_id, event.event_id as i64, time) {
                 trigger_rows.push(t);
             }
-            if cut.is_some_and(|c| !(parameters.true_energy >= c)) {
+            if cut.is_some_and(|c| parameters.true_energy.is_nan() || parameters.true_energy < c) {
                 removed += 1;
                 continue;
             }
@@ -893,7 +893,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         parameters.equivalent_focal_length = telescope.optics.equivalent_focal_length_m;
         parameters.survived_charge_fraction = source.survived_charge_fraction(&row.image_mask);
         parameters.min_true_energy_cut = cut_column;
-        if cut.is_some_and(|c| !(parameters.true_energy >= c)) {
+        if cut.is_some_and(|c| parameters.true_energy.is_nan() || parameters.true_energy < c) {
             removed += 1;
         } else {
             writer.write(row, parameters)?;

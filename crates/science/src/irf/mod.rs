@@ -106,7 +106,7 @@ impl SimulationInfo {
     /// whole-number truncation is sst1mpipe's), and the minimum energy is the cut. Otherwise
     /// unchanged.
     pub fn after_true_energy_cut(&self, cut_tev: f64) -> SimulationInfo {
-        if !(cut_tev > self.energy_min_tev) || cut_tev >= self.energy_max_tev {
+        if cut_tev.is_nan() || cut_tev <= self.energy_min_tev || cut_tev >= self.energy_max_tev {
             return *self;
         }
         let e = self.spectral_index + 1.0;
