@@ -143,6 +143,48 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     let obs_dl2 = view_target(&store, "night/dl2-obs/all/dl2.h5");
     let irfs_06 = view_target(&store, "night/irfs/all/irfs.fits");
 
+    // The site enters a key only where it is applied: with an array centre, the telescope's own
+    // height changes no DL3 (and DL2 needs no height); without one, only the DL3 reruns; the
+    // other telescope's site (these files are all of telescope 1) reruns nothing.
+    let would_run = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&base).unwrap();
+        edit(&mut v);
+        let edited = night_recipe(dir.path(), "night-edit", &serde_json::to_string_pretty(&v).unwrap());
+        let (code, report, err) = run_json(&store, &edited, &["--dry-run"]);
+        assert_eq!(code, 0, "{err}");
+        let mut steps: Vec<String> = report["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["outcome"] != "reused")
+            .map(|a| a["step"].as_str().unwrap().to_string())
+            .collect();
+        steps.dedup();
+        steps
+    };
+    let nothing: Vec<String> = Vec::new();
+    assert_eq!(would_run(&|v| v["telescope_coords"]["tel_001"]["height_m"] = 600.0.into()), nothing);
+    assert_eq!(
+        would_run(&|v| {
+            v.as_object_mut().unwrap().remove("array_center_coords");
+        }),
+        ["dl3", "index"]
+    );
+    assert_eq!(
+        would_run(&|v| {
+            v.as_object_mut().unwrap().remove("array_center_coords");
+            v["telescope_coords"]["tel_002"]["long_deg"] = 15.0.into();
+            v["telescope_coords"]["tel_002"]["height_m"] = 600.0.into();
+        }),
+        ["dl3", "index"],
+        "as without the array centre alone"
+    );
+    let moved = would_run(&|v| v["telescope_coords"]["tel_001"]["long_deg"] = 15.0.into());
+    // The telescope's own site: the observation run (simulated at the site) and every DL2
+    // (RA/Dec) are redone, the simulations' DL1 are not.
+    assert!(moved.contains(&"dl2-g".to_string()) && moved.contains(&"sim-obs".to_string()), "{moved:?}");
+    assert!(!moved.iter().any(|s| ["sim-g", "dl1-g", "dl1-p", "train"].contains(&s.as_str())), "{moved:?}");
+
     // IRFs of another cut: the same analysis with cut 0.7 reruns only IRFs and DL3.
     let cut07 = night_recipe(dir.path(), "cut07", &config_text(42, 0.7, 0.0));
     let (code, report, err) = run_json(&store, &cut07, &[]);

@@ -93,6 +93,51 @@ fn stereo_simulation_dl1_reconstruction_and_training_with_stereo_features() {
     assert_eq!(file.dataset("/dl2/event/subarray/geometry/HillasReconstructor").unwrap().size(), a.len());
     assert_eq!(file.dataset("/dl2/event/telescope/impact/HillasReconstructor/tel_002").unwrap().size(), a.len());
     assert!(file.dataset("/dl1/event/telescope/images/tel_002").is_err(), "stereo DL1 has no images");
+    drop(file);
+
+    // Only what the matching and the reconstruction apply enters the key: the White Rabbit
+    // window under event-id matching, and the site of a telescope the files are not of, rerun
+    // nothing; the height of one of the two telescopes reruns the stereo step (and training).
+    let base: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let steps_to_run = |edit: &dyn Fn(&mut serde_json::Value), dry: bool| {
+        let mut edited = base.clone();
+        edited["stereo"] = serde_json::json!({"event_matching_method": "SWATEventIDs",
+            "WhiteRabbitClosest": {"max_time_diff_ns": 5000}});
+        edit(&mut edited);
+        write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&edited).unwrap());
+        let (code, report, err) = run_json(&store, &recipe, if dry { &["--dry-run"] } else { &[] });
+        assert_eq!(code, 0, "{err}");
+        let mut steps: Vec<String> = report["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["outcome"] != "reused")
+            .map(|a| a["step"].as_str().unwrap().to_string())
+            .collect();
+        steps.dedup();
+        steps
+    };
+    // The method named explicitly (the default): the stereo step applies it.
+    assert_eq!(steps_to_run(&|_| {}, false), ["stereo", "train"]);
+    let nothing: Vec<String> = Vec::new();
+    assert_eq!(
+        steps_to_run(&|c| c["stereo"]["WhiteRabbitClosest"]["max_time_diff_ns"] = 9000.into(), true),
+        nothing,
+        "the White Rabbit window changes nothing under SWAT matching"
+    );
+    assert_eq!(
+        steps_to_run(
+            &|c| c["telescope_coords"]["tel_021"] =
+                serde_json::json!({"long_deg": 14.0, "lat_deg": 49.0, "height_m": 600.0}),
+            true
+        ),
+        nothing,
+        "a telescope the files are not of"
+    );
+    assert_eq!(
+        steps_to_run(&|c| c["telescope_coords"]["tel_002"]["height_m"] = 530.0.into(), true),
+        ["stereo", "train"]
+    );
 }
 
 #[test]

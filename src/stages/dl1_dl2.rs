@@ -1,7 +1,8 @@
 //! The `dl1-dl2` stage (mono): applies a set of models from `train-rfs` to one DL1 file.
 //!
 //! Input roles: `dl1`, and the four models `energy`, `disp_norm`, `disp_sign`, `gh`.
-//! Config keys read: `telescope_coords` (the site, for RA/Dec). Parameter:
+//! Config keys applied: `telescope_coords.tel_NNN` of the DL1's telescope (the site, for RA/Dec;
+//! the key takes that entry only, found in the DL1 once it exists). Parameter:
 //! `override_contract` [false].
 //!
 //! The contract, checked before any event is read:
@@ -194,7 +195,7 @@ impl Stage for Dl1Dl2Stage {
                 "{at}: stage dl1-dl2 takes the input roles dl1, energy, disp_norm, disp_sign and gh (the outputs of a train-rfs step), got {input_roles:?}"
             )));
         }
-        // The telescope is the DL1's, known at run time only: its entry is taken from the section.
+        // The telescope is the DL1's: the activity's key takes only its entry (config_for_inputs).
         let stereo = |k: &str| {
             ConfigRead::new(
                 format!("analysis.{k}"),
@@ -217,6 +218,10 @@ impl Stage for Dl1Dl2Stage {
             ],
             outputs: vec![DeclaredOutput { role: "dl2".into(), file: "dl2.h5".into(), kind: "dl2".into() }],
         })
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        super::telescope_coords_for_inputs(config, inputs, &["dl1"], "/dl1/event/telescope/parameters")
     }
 
     fn config_scope(&self) -> Vec<&'static str> {

@@ -339,6 +339,16 @@ impl Stage for Dl1StereoStage {
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
+        self.plan_with_config(params, input_roles, None, at)
+    }
+
+    fn plan_with_config(
+        &self,
+        params: &Value,
+        input_roles: &[&str],
+        config: Option<&Value>,
+        at: &str,
+    ) -> Result<StagePlan> {
         parse(params, at)?;
         if input_roles != ["tel1", "tel2"] {
             return Err(Error::msg(format!(
@@ -354,8 +364,15 @@ impl Stage for Dl1StereoStage {
         let (config_keys, config_read) = if parse(params, at)?.is_some() {
             (Vec::new(), vec![ConfigRead::new("stereo", "overridden by the step parameter \"matching\"")])
         } else {
+            // The time window is the White Rabbit matching's only: under the other methods
+            // it changes nothing, so it is read, not applied.
+            let method = config.and_then(|c| c.pointer("/stereo/event_matching_method"));
+            let mut keys = vec!["stereo.event_matching_method?".to_string()];
+            if config.is_none() || method.and_then(Value::as_str) == Some("WhiteRabbitClosest") {
+                keys.push("stereo.WhiteRabbitClosest.max_time_diff_ns?".into());
+            }
             (
-                vec!["stereo.event_matching_method?".to_string(), "stereo.WhiteRabbitClosest.max_time_diff_ns?".into()],
+                keys,
                 vec![ConfigRead::new(
                     "stereo",
                     "settings of a matching method this config does not select (SlidingWindow: not implemented)",
@@ -374,6 +391,10 @@ impl Stage for Dl1StereoStage {
                 .concat(),
             outputs: vec![output("tel1"), output("tel2")],
         })
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        super::telescope_coords_for_inputs(config, inputs, &["tel1", "tel2"], "/dl1/event/telescope/parameters")
     }
 
     fn config_scope(&self) -> Vec<&'static str> {

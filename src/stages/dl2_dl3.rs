@@ -197,6 +197,16 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
+        self.plan_with_config(params, input_roles, None, at)
+    }
+
+    fn plan_with_config(
+        &self,
+        params: &Value,
+        input_roles: &[&str],
+        config: Option<&Value>,
+        at: &str,
+    ) -> Result<StagePlan> {
         options(params, at)?;
         let mut roles = input_roles.to_vec();
         roles.sort_unstable();
@@ -205,9 +215,16 @@ impl Stage for Dl2Dl3Stage {
                 "{at}: stage dl2-dl3 takes the input roles \"dl2\" (the DL2 runs of one observation), \"irfs\" (make-irfs products to choose from) and optionally \"cuts\" (a gh-cuts table), got {input_roles:?}"
             )));
         }
-        let mut config_keys =
-            vec!["event_selection".to_string(), "array_center_coords?".into(), "telescope_coords".into()];
+        // The site in the headers: the array centre when the config gives one, else the
+        // telescope's own entry (its DL2's telescope: config_for_inputs).
+        let mut config_keys = vec!["event_selection".to_string()];
         let mut config_read = Vec::new();
+        if config.is_some_and(|c| c.get("array_center_coords").is_some()) {
+            config_keys.push("array_center_coords".into());
+            config_read.push(ConfigRead::new("telescope_coords", "array_center_coords gives the site"));
+        } else {
+            config_keys.push("telescope_coords".into());
+        }
         if roles.contains(&"cuts") {
             config_read.push(ConfigRead::new(
                 "analysis.global_gammaness_cut",
@@ -221,6 +238,11 @@ impl Stage for Dl2Dl3Stage {
             config_read,
             outputs: vec![DeclaredOutput { role: "dl3".into(), file: "dl3.fits".into(), kind: "dl3".into() }],
         })
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        config.get("array_center_coords").is_none().then_some(())?;
+        super::telescope_coords_for_inputs(config, inputs, &["dl2"], "/dl2/event/telescope/parameters")
     }
 
     fn config_scope(&self) -> Vec<&'static str> {

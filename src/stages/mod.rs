@@ -43,6 +43,26 @@ pub(crate) fn site_height_unused() -> ConfigRead {
     ConfigRead::new("telescope_coords.*.height_m", "not used: sky coordinates here need no site height")
 }
 
+/// The config with `telescope_coords` cut to the entries of the telescopes whose files an
+/// activity reads (their tables in `group_path`), for stages that apply one telescope's site
+/// but learn which only from their inputs ([`Stage::config_for_inputs`]). None when a file
+/// cannot tell (the stage then fails on it, naming it) or the config has no such section.
+pub(crate) fn telescope_coords_for_inputs(
+    config: &serde_json::Value,
+    inputs: &[InputFile],
+    roles: &[&str],
+    group_path: &str,
+) -> Option<serde_json::Value> {
+    let mut tels = Vec::new();
+    for input in inputs.iter().filter(|i| roles.contains(&i.role.as_str())) {
+        tels.push(format!("tel_{:03}", crate::io::hdf5_table::telescope_of_file(&input.path, group_path)?));
+    }
+    let mut narrowed = config.clone();
+    let coords = narrowed.get_mut("telescope_coords")?.as_object_mut()?;
+    coords.retain(|tel, _| tels.contains(tel));
+    Some(narrowed)
+}
+
 static COMMAND: command::CommandStage = command::CommandStage;
 static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
 static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;

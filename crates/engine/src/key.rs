@@ -14,7 +14,7 @@
 //! | stage name               | UTF-8                                        | different algorithm                      |
 //! | stage algorithm version  | UTF-8, declared by the stage                 | a bug fix in one stage reruns that stage |
 //! | pipeline version         | [`crate::Pipeline::version`] (the application's)| crate version + git commit (+ `.dirty-…`)|
-//! | config subset            | canonical JSON of the keys the stage applies ([`crate::stage::StagePlan::config_keys`]) | a config change reruns only the stages it changes |
+//! | config subset            | canonical JSON of the keys the stage applies ([`crate::stage::StagePlan::config_keys`], decided with the config at planning, [`crate::stage::Stage::plan_with_config`], and narrowed once the inputs exist when they decide it, [`crate::stage::Stage::config_for_inputs`]: one telescope's entry of a section) | a config change reruns only the stages it changes |
 //! | stage parameters         | canonical JSON of the recipe's `params`      | argv, declared outputs, seeds, …         |
 //! | inputs                   | count, then per input: role, position, SHA-256 of content, sorted by (role, position) | content, not path or mtime |
 //!

@@ -132,6 +132,27 @@ pub trait Stage: Send + Sync {
     /// Checks parameters and input roles; says what will be read and written. `at` names the
     /// recipe step for error messages.
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan>;
+    /// [`Stage::plan`] when what the stage applies depends on the recipe's config (a section
+    /// that, when present, replaces another): planning calls this one, with the whole config
+    /// (None without a config file). The default ignores the config.
+    fn plan_with_config(
+        &self,
+        params: &Value,
+        input_roles: &[&str],
+        _config: Option<&Value>,
+        at: &str,
+    ) -> Result<StagePlan> {
+        self.plan(params, input_roles, at)
+    }
+    /// The part of the step's config subset that this activity applies, when that depends on
+    /// what its inputs hold (dl1-dl2 applies only the site of its DL1's telescope, known from
+    /// the file). Called once the activity's inputs exist, before its key is computed; the
+    /// result replaces the subset in the key, in the record and in the stage's context, so it
+    /// must keep every key the stage will use. None (the default, and whenever the inputs
+    /// cannot tell: the activity then fails on its own, naming the file) keeps the step's subset.
+    fn config_for_inputs(&self, _config: &Value, _inputs: &[InputFile]) -> Option<Value> {
+        None
+    }
     /// Checks the config subset (applied and read keys) with the step's parameters and roles before
     /// anything runs (after the pipeline's schema check, so every key in it is known): an
     /// error refuses the recipe; the notices returned (settings read but not implemented,

@@ -100,6 +100,17 @@ pub fn open_telescope_table<'a>(
     Ok((dataset, tel_id))
 }
 
+/// The telescope of a one-telescope file (its table in `group_path` is `tel_NNN`), found
+/// without reading any rows; None when the file or group cannot tell.
+pub fn telescope_of_file(path: &std::path::Path, group_path: &str) -> Option<u16> {
+    let file = hdf5::File::open(path).ok()?;
+    let names = file.group(group_path).ok()?.member_names().ok()?;
+    match names.as_slice() {
+        [table] => table.strip_prefix("tel_")?.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Marks a group the way PyTables does.
 pub fn pytables_group(group: &Group) -> Result<()> {
     string_attr(group, "CLASS", "GROUP")?;

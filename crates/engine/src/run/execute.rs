@@ -11,6 +11,7 @@ use crate::store::Store;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 
 /// Longest log kept per activity (its tail).
 const MAX_LOG_BYTES: usize = 1 << 20;
@@ -25,6 +26,9 @@ pub(super) struct Job {
     pub inputs: Vec<InputFile>,
     pub metadata: Map<String, Value>,
     pub label: String,
+    /// The config this activity applies when its stage narrowed the step's subset from its
+    /// inputs ([`crate::stage::Stage::config_for_inputs`]), with its canonical text.
+    pub config: Option<(Arc<Value>, Arc<String>)>,
 }
 
 pub(super) struct JobResult {
@@ -80,7 +84,7 @@ pub(super) fn execute(
             key: &job.key,
             pipeline_version,
             params: &info.params,
-            config: &info.config,
+            config: job.config.as_ref().map_or(&*info.config, |(c, _)| &**c),
             inputs: &job.inputs,
         },
         &mut log,
@@ -114,7 +118,7 @@ pub(super) fn execute(
         stage: info.stage.name().to_string(),
         stage_version: info.stage.version().to_string(),
         pipeline_version: pipeline_version.to_string(),
-        config: (*info.config_canon).clone(),
+        config: job.config.as_ref().map_or(&*info.config_canon, |(_, c)| &**c).clone(),
         params: (*info.params_canon).clone(),
         status: if ok { "ok" } else { "failed" }.to_string(),
         started_at,

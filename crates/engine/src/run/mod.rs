@@ -28,7 +28,7 @@ mod schedule;
 
 pub use progress::want_progress;
 
-use crate::key::{activity_key, KeyMaterial};
+use crate::key::{activity_key, canonical_json, KeyMaterial};
 use crate::provenance::manifest;
 use crate::provenance::Db;
 use crate::recipe::Recipe;
@@ -249,11 +249,15 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                             inputs.push(InputFile { role: role.clone(), position: pos as u32, hash, path, name });
                         }
                     }
+                    let narrowed = info.stage.config_for_inputs(&info.config, &inputs).map(|c| {
+                        let canon = canonical_json(&c);
+                        (Arc::new(c), Arc::new(canon))
+                    });
                     let material = KeyMaterial {
                         stage: info.stage.name(),
                         stage_version: info.stage.version(),
                         pipeline_version: &pipeline_version,
-                        config: &info.config_canon,
+                        config: narrowed.as_ref().map_or(&info.config_canon, |(_, c)| c),
                         params: &info.params_canon,
                         inputs: &inputs,
                     };
@@ -283,6 +287,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                             inputs,
                             metadata: node.metadata.clone(),
                             label: node.label.clone(),
+                            config: narrowed,
                         })
                         .map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
                     running += 1;

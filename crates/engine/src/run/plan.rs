@@ -119,7 +119,7 @@ pub(super) fn prepare(
                 roles.push(r);
             }
         }
-        let plan = stage.plan(&step.params, &roles, &at)?;
+        let plan = stage.plan_with_config(&step.params, &roles, config.as_ref(), &at)?;
         let scope = stage.config_scope();
         if !scope.is_empty() {
             let declared = plan.config_keys.iter().chain(plan.config_read.iter().map(|r| &r.key));
