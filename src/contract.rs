@@ -31,7 +31,20 @@ pub const MC_DATA_DIFFERENCES: &[(&str, &str)] = &[
         "ImageProcessor.TailcutsImageCleaner",
         "the fallback cleaning for observation runs without pedestal events; keyed by telescope ids, which differ between MC (1, 2) and data (21, 22)",
     ),
+    (
+        "analysis.gamma_min_simulated_energy_tev",
+        "a cut on the simulated true energy of gammas: applies to simulations only",
+    ),
+    (
+        "analysis.proton_min_simulated_energy_tev",
+        "a cut on the simulated true energy of protons: applies to simulations only",
+    ),
     ("telescope_calibration", "calibration files exist for observations only"),
+    ("telescope_coords", "the site gives observed runs their pointing; simulations carry theirs"),
+    (
+        "telescope_equivalent_focal_length",
+        "observations take the focal length from the config, simulations from their optics",
+    ),
     ("window_transmittance", "the entrance-window correction is applied to observations only"),
     (
         "stereo.matching",

@@ -435,6 +435,39 @@ mod stage {
         assert!(err.contains("telescope_calibration"), "{err}");
     }
 
+    /// Models of telescope 2 (which serve telescope 22) from a small simulated training.
+    fn tel2_models(dir: &Path, store: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+        let cfg = config(dir, "sst1mpipe_mc_config.json", "train2", |t| {
+            let mut v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            v["random_forest_regressor_args"]["n_estimators"] = 8.into();
+            v["random_forest_classifier_args"]["n_estimators"] = 8.into();
+            serde_json::to_string_pretty(&v).unwrap()
+        });
+        let recipe = dir.join("train2.json");
+        write(
+            &recipe,
+            &format!(
+                r#"{{"name": "train2", "config": "{cfg}", "steps": [
+    {{"name": "sim-g", "stage": "simulate", "params": {{"particle": "gamma", "tel_id": 2, "n_events": 600, "seed": 31, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}}}},
+    {{"name": "sim-p", "stage": "simulate", "params": {{"particle": "proton", "tel_id": 2, "n_events": 900, "seed": 32, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}}}},
+    {{"name": "dl1-g", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim-g.r1"}}}},
+    {{"name": "dl1-p", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim-p.r1"}}}},
+    {{"name": "train", "stage": "train-rfs", "params": {{"tel_id": 2}}, "inputs": {{"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}}}}]}}"#
+            ),
+        );
+        let (code, report, err) = run_json(store, &recipe, &[]);
+        assert_eq!(code, 0, "{err}\n{report}");
+        [
+            ("energy", "reg_energy_tel_002.rf"),
+            ("disp_norm", "reg_disp_norm_tel_002.rf"),
+            ("disp_sign", "class_disp_sign_tel_002.rf"),
+            ("gh", "class_gh_tel_002.rf"),
+        ]
+        .into_iter()
+        .map(|(role, file)| (role, view_target(store, &format!("train2/train/all/{file}"))))
+        .collect()
+    }
+
     fn calibration_table(dir: &Path) {
         let mut text = String::from("pixel_id dc_to_pe calib_flag\n");
         for p in 0..1296 {
@@ -542,5 +575,70 @@ mod stage {
         let (code, _, err) = run_json(&store, &r, &[]);
         assert_ne!(code, 0);
         assert!(err.contains("calib.txt") && err.contains("1 rows"), "{err}");
+        calibration_table(dir.path());
+
+        // Forced pointing (sst1mpipe's --pointing-ra/--pointing-dec --force-pointing): coordinates
+        // without the flag, the flag without both, and simulations are refused at planning.
+        for (params, said) in [
+            (r#"{"tel_id": 22, "obs_id": 201808220001, "pointing_ra_deg": 83.63}"#, "only with \"force_pointing\": true"),
+            (r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63}"#, "needs both"),
+            (r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63, "pointing_dec_deg": 95}"#, "pointing_dec_deg"),
+        ] {
+            let r = recipe(dir.path(), "badpointing", &cfg, &inputs, full, params);
+            let (code, _, err) = run_json(&store, &r, &[]);
+            assert_ne!(code, 0, "{params}");
+            assert!(err.contains(said), "{params}: {err}");
+        }
+
+        // Camera-data directions follow telescope_equivalent_focal_length: the DL1 column, then
+        // the DL2 offsets from the pointing, which scale as 1/f.
+        let models = tel2_models(dir.path(), &store);
+        let model_inputs: Vec<String> = models
+            .iter()
+            .map(|(role, p)| format!(r#""{role}": {{"paths": ["{}"], "kind": "rf-model"}}"#, p.display()))
+            .collect();
+        let model_roles: Vec<String> = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+        let with_models = format!("{}, {}}}", inputs.strip_suffix('}').unwrap(), model_inputs.join(", "));
+        let offsets = |focal: f64| -> Vec<f64> {
+            let name = format!("f{}", (focal * 10.0) as u32);
+            let cfg = config(dir.path(), "sst1mpipe_data_config.json", &name, |t| {
+                let mut v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                v["telescope_equivalent_focal_length"]["tel_022"] = focal.into();
+                serde_json::to_string_pretty(&v).unwrap()
+            });
+            let path = dir.path().join(format!("{name}.json"));
+            write(
+                &path,
+                &format!(
+                    r#"{{"name": "{name}", "config": "{cfg}", "inputs": {with_models}, "steps": [
+    {{"name": "dl1", "stage": "r0-dl1", "inputs": {full}, "params": {{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63, "pointing_dec_deg": 22.01}}}},
+    {{"name": "dl2", "stage": "dl1-dl2", "inputs": {{"dl1": "dl1.dl1", {}}}}}]}}"#,
+                    model_roles.join(", ")
+                ),
+            );
+            let (code, report, err) = run_json(&store, &path, &[]);
+            assert_eq!(code, 0, "{err}\n{report}");
+            let dl1 = Dl1Reader::open(&view_target(&store, &format!("{name}/dl1/all/dl1.h5"))).unwrap();
+            let rows = dl1.read(0, dl1.n_events).unwrap();
+            assert!(rows.iter().all(|r| r.equivalent_focal_length == focal), "the DL1 column is the config's");
+            assert!(rows.iter().all(|r| r.true_alt_tel.is_finite()), "the forced pointing gives every event one");
+            assert_eq!(dl1.observation.unwrap().ra_pnt, 83.63);
+            let key = report["activities"][0]["key"].as_str().unwrap().to_string();
+            let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+            assert!(log.contains("the step's pointing RA 83.63 deg, Dec 22.01 deg is used (force_pointing)"), "{log}");
+            let dl2 = sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, &format!("{name}/dl2/all/dl2.h5"))).unwrap();
+            dl2.read(0, dl2.n_events)
+                .unwrap()
+                .iter()
+                .map(|r| sst1mflow::astro::angular_separation_deg(r.reco_az, r.reco_alt, r.true_az_tel, r.true_alt_tel))
+                .collect()
+        };
+        let (at_56, at_48) = (offsets(5.6), offsets(4.8));
+        let finite: Vec<(f64, f64)> =
+            at_56.iter().zip(&at_48).filter(|(a, b)| a.is_finite() && b.is_finite() && **a > 0.05).map(|(a, b)| (*a, *b)).collect();
+        assert!(finite.len() >= 5, "{} events with a direction", finite.len());
+        for (a, b) in finite {
+            assert!((b / a - 5.6 / 4.8).abs() < 2e-3, "offset {a} deg at 5.6 m, {b} deg at 4.8 m");
+        }
     }
 }

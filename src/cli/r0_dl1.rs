@@ -28,6 +28,15 @@ pub struct R0Dl1Args {
     /// Observation id, for camera data whose file name has no YYYYMMDD_RRRR (one file only)
     #[arg(long)]
     pub obs_id: Option<i64>,
+    /// Pointing RA in degrees (camera data; used only with --force-pointing, as sst1mpipe)
+    #[arg(long, short = 'r', allow_negative_numbers = true)]
+    pub pointing_ra: Option<f64>,
+    /// Pointing Dec in degrees (camera data; used only with --force-pointing, as sst1mpipe)
+    #[arg(long, short = 'd', allow_negative_numbers = true)]
+    pub pointing_dec: Option<f64>,
+    /// Use --pointing-ra/--pointing-dec even where the file's TARGET header has coordinates
+    #[arg(long)]
+    pub force_pointing: bool,
     /// Per-pixel calibration table (camera data): pandas HDF5 or a text table with dc_to_pe and calib_flag
     #[arg(long)]
     pub calibration: Option<PathBuf>,
@@ -138,6 +147,16 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     let mut params = json!({"tel_id": tel_id});
     if let Some(o) = args.obs_id {
         params["obs_id"] = json!(o);
+    }
+    // Passed as given: the stage refuses coordinates without --force-pointing, and the reverse.
+    if let Some(ra) = args.pointing_ra {
+        params["pointing_ra_deg"] = json!(ra);
+    }
+    if let Some(dec) = args.pointing_dec {
+        params["pointing_dec_deg"] = json!(dec);
+    }
+    if args.force_pointing {
+        params["force_pointing"] = json!(true);
     }
     let body = json!({
         "config": config,

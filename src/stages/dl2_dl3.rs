@@ -193,7 +193,7 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -306,7 +306,6 @@ impl Stage for Dl2Dl3Stage {
         let mut ev = Events::default();
         let (mut alt_sum, mut az_x, mut az_y, mut n_pointing) = (0.0, 0.0, 0.0, 0usize);
         let (mut n_read, mut n_selected) = (0usize, 0usize);
-        let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
         for (ordinal, run) in runs.iter().enumerate() {
             let run_tag = if small_ids { run.observation.obs_id } else { ordinal as i64 + 1 };
             let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?;
@@ -340,8 +339,12 @@ impl Stage for Dl2Dl3Stage {
                     ev.ra.push(r.reco_ra as f32);
                     ev.dec.push(r.reco_dec as f32);
                     ev.energy.push(r.reco_energy as f32);
-                    ev.detx.push((r.reco_src_x / focal).to_degrees() as f32);
-                    ev.dety.push((r.reco_src_y / focal).to_degrees() as f32);
+                    // sst1mpipe: the reconstructed direction in the telescope frame of the
+                    // event's pointing, DETX = fov_lat and DETY = fov_lon.
+                    let (fov_lon, fov_lat) =
+                        astro::altaz_to_fov_deg(r.reco_alt, r.reco_az, r.true_alt_tel, r.true_az_tel);
+                    ev.detx.push(fov_lat as f32);
+                    ev.dety.push(fov_lon as f32);
                     ev.gammaness.push(r.gammaness as f32);
                 }
                 start = end;

@@ -42,7 +42,12 @@
 //! cleaning and are not written.
 //!
 //! Parameters: `tel_id` [1]: which telescope's settings apply; the input must hold it.
-//! `obs_id`: camera data whose file name does not carry `YYYYMMDD_RRRR`.
+//! `obs_id`: camera data whose file name does not carry `YYYYMMDD_RRRR`. `pointing_ra_deg`,
+//! `pointing_dec_deg` with `force_pointing: true` (sst1mpipe's `--pointing-ra/--pointing-dec
+//! --force-pointing`, camera data only): the pointing used instead of the TARGET header's
+//! coordinates, or where the file has none; coordinates without `force_pointing` are refused,
+//! since sst1mpipe uses them only when forced. A file without coordinates and without forced
+//! pointing gets NaN pointing (sst1mpipe exits without output).
 use super::params::Params;
 use super::r0_sources::{self, Calibrated, DataCalibration, Format, SimtelSource};
 use super::InputFile;
@@ -67,10 +72,48 @@ const CHUNK: usize = 64;
 struct StepParams {
     tel_id: u16,
     obs_id: Option<i64>,
+    /// sst1mpipe's `--pointing-ra/--pointing-dec` with `--force-pointing`: (RA, Dec) in degrees
+    /// used instead of the file's TARGET coordinates, or where the file has none.
+    forced_pointing: Option<(f64, f64)>,
 }
 
 fn step_params(params: &Value, at: &str) -> Result<StepParams> {
-    let p = Params::new(params, &["tel_id", "obs_id"], "r0-dl1", at)?;
+    let p = Params::new(
+        params,
+        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing"],
+        "r0-dl1",
+        at,
+    )?;
+    // As sst1mpipe: manual coordinates are used only when forced, and forcing needs both.
+    let force = p.bool_or("force_pointing", false)?;
+    let coordinate = |key: &str, range: std::ops::RangeInclusive<f64>| -> Result<Option<f64>> {
+        match params.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_f64().filter(|x| range.contains(x)).map(Some).ok_or_else(|| {
+                Error::msg(format!(
+                    "{at}.params.{key}: expected degrees in [{}, {}], found {v}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
+        }
+    };
+    let ra = coordinate("pointing_ra_deg", 0.0..=360.0)?;
+    let dec = coordinate("pointing_dec_deg", -90.0..=90.0)?;
+    let forced_pointing = match (force, ra, dec) {
+        (true, Some(ra), Some(dec)) => Some((ra, dec)),
+        (true, _, _) => {
+            return Err(Error::msg(format!(
+                "{at}.params.force_pointing: needs both pointing_ra_deg and pointing_dec_deg"
+            )))
+        }
+        (false, None, None) => None,
+        (false, _, _) => {
+            return Err(Error::msg(format!(
+                "{at}.params: pointing_ra_deg/pointing_dec_deg are used only with \"force_pointing\": true (as sst1mpipe's --force-pointing); without it the file's TARGET coordinates are used"
+            )))
+        }
+    };
     let tel_id = u16::try_from(p.u64_or("tel_id", Some(1))?)
         .map_err(|_| Error::msg(format!("{at}.params.tel_id: out of range")))?;
     let obs_id = match params.get("obs_id") {
@@ -81,7 +124,7 @@ fn step_params(params: &Value, at: &str) -> Result<StepParams> {
                 .ok_or_else(|| Error::msg(format!("{at}.params.obs_id: expected a positive integer, found {v}")))?,
         ),
     };
-    Ok(StepParams { tel_id, obs_id })
+    Ok(StepParams { tel_id, obs_id, forced_pointing })
 }
 
 /// The keys r0-dl1 applies for telescope `tel`: they enter its key. Only this telescope's
@@ -573,7 +616,13 @@ impl Stage for R0Dl1Stage {
                 "{at}: camera data need the telescope description (input role \"subarray\"): sst1mpipe's sst1m_array.h5 (in sst1mpipe/data/) or another ctapipe SubarrayDescription file; its reference pulse sets the integration correction and its pixel positions and optics are the ones the parameters use"
             )));
         }
-        let tel = step_params(params, at)?.tel_id;
+        let step = step_params(params, at)?;
+        if step.forced_pointing.is_some() && !camera_data {
+            return Err(Error::msg(format!(
+                "{at}.params.force_pointing: for camera data only (simulations carry their pointing)"
+            )));
+        }
+        let tel = step.tel_id;
         Ok(StagePlan {
             config_keys: config_keys(camera_data, tel),
             config_read: config_read(camera_data),
@@ -1098,9 +1147,28 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             writeln!(ctx.log, "telescope {tel} has no voltage-drop model (only 21 and 22): no voltage-drop correction");
     }
     let target = reader.target.clone();
-    let pointing_radec = target.as_deref().and_then(r0_sources::parse_target);
+    let header_pointing = target.as_deref().and_then(r0_sources::parse_target);
+    // sst1mpipe's fill_target_info: the step's coordinates when forced, else the header's.
+    let pointing_radec = match (p.forced_pointing, &header_pointing) {
+        (Some((ra, dec)), header) => {
+            let (name, wobble) = header.as_ref().map(|h| (h.0.clone(), h.1.clone())).unwrap_or_default();
+            let _ = match header {
+                Some(h) => writeln!(
+                    ctx.log,
+                    "TARGET header gives RA {} deg, Dec {} deg; the step's pointing RA {ra} deg, Dec {dec} deg is used (force_pointing)",
+                    h.2, h.3
+                ),
+                None => writeln!(
+                    ctx.log,
+                    "no coordinates in the TARGET header: the step's pointing RA {ra} deg, Dec {dec} deg is used (force_pointing)"
+                ),
+            };
+            Some((name, wobble, ra, dec))
+        }
+        (None, header) => header.clone(),
+    };
     match (&target, &pointing_radec) {
-        (None, _) => {
+        (None, None) => {
             let _ = writeln!(ctx.log, "no TARGET header: pointing unknown (NaN)");
         }
         (Some(t), None) => {
@@ -1109,7 +1177,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                 input.name
             )))
         }
-        (Some(_), Some((name, wobble, ra, dec))) => {
+        (_, Some((name, wobble, ra, dec))) => {
             if site.is_none() {
                 return Err(Error::msg(format!(
                     "config telescope_coords.tel_{tel:03} is needed to point at {name} (RA {ra}, Dec {dec})"

@@ -73,6 +73,18 @@ pub fn altaz_to_camera_rad(alt: f64, az: f64, focal_m: f64, pointing_alt: f64, p
     (lat * focal_m, lon * focal_m)
 }
 
+/// ctapipe's TelescopeFrame: (alt, az) in degrees → (fov_lon, fov_lat) in degrees, the offsets
+/// from the pointing (what sst1mpipe writes as DL3 DETY and DETX).
+pub fn altaz_to_fov_deg(alt_deg: f64, az_deg: f64, pointing_alt_deg: f64, pointing_az_deg: f64) -> (f64, f64) {
+    let (lon, lat) = sky_to_offset(
+        az_deg.to_radians(),
+        alt_deg.to_radians(),
+        pointing_az_deg.to_radians(),
+        pointing_alt_deg.to_radians(),
+    );
+    (lon.to_degrees(), lat.to_degrees())
+}
+
 /// (alt, az) in degrees → camera-frame position (m); the inverse of [`camera_to_altaz`].
 pub fn altaz_to_camera(
     alt_deg: f64,
@@ -226,6 +238,21 @@ pub fn radec_to_altaz(ra_deg: f64, dec_deg: f64, site: Site, unix_s: f64) -> (f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_of_view_offsets_are_the_camera_mapping_without_the_focal_length() {
+        // A camera position maps to alt/az and back to fov_lat = x/f, fov_lon = y/f (ctapipe).
+        for (x, y, alt0, az0) in [(0.1, -0.05, 62.0, 180.0), (-0.2, 0.15, 45.0, 10.0), (0.0, 0.3, 80.0, 359.0)] {
+            let f = 5.6;
+            let (alt, az) = camera_to_altaz(x, y, f, alt0, az0);
+            let (lon, lat) = altaz_to_fov_deg(alt, az, alt0, az0);
+            assert!((lat - (x / f).to_degrees()).abs() < 1e-10, "{lat}");
+            assert!((lon - (y / f).to_degrees()).abs() < 1e-10, "{lon}");
+            let offset = angular_separation_deg(az, alt, az0, alt0);
+            let expected = ((x / f).cos() * (y / f).cos()).acos().to_degrees();
+            assert!((offset - expected).abs() < 1e-9, "{offset} {expected}");
+        }
+    }
 
     #[test]
     fn dl3_time_counts_leap_seconds() {
