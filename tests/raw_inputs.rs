@@ -580,9 +580,18 @@ mod stage {
         // Forced pointing (sst1mpipe's --pointing-ra/--pointing-dec --force-pointing): coordinates
         // without the flag, the flag without both, and simulations are refused at planning.
         for (params, said) in [
-            (r#"{"tel_id": 22, "obs_id": 201808220001, "pointing_ra_deg": 83.63}"#, "only with \"force_pointing\": true"),
-            (r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63}"#, "needs both"),
-            (r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63, "pointing_dec_deg": 95}"#, "pointing_dec_deg"),
+            (
+                r#"{"tel_id": 22, "obs_id": 201808220001, "pointing_ra_deg": 83.63}"#,
+                "only with \"force_pointing\": true",
+            ),
+            (
+                r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63}"#,
+                "needs both",
+            ),
+            (
+                r#"{"tel_id": 22, "obs_id": 201808220001, "force_pointing": true, "pointing_ra_deg": 83.63, "pointing_dec_deg": 95}"#,
+                "pointing_dec_deg",
+            ),
         ] {
             let r = recipe(dir.path(), "badpointing", &cfg, &inputs, full, params);
             let (code, _, err) = run_json(&store, &r, &[]);
@@ -626,7 +635,8 @@ mod stage {
             let key = report["activities"][0]["key"].as_str().unwrap().to_string();
             let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
             assert!(log.contains("the step's pointing RA 83.63 deg, Dec 22.01 deg is used (force_pointing)"), "{log}");
-            let dl2 = sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, &format!("{name}/dl2/all/dl2.h5"))).unwrap();
+            let dl2 =
+                sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, &format!("{name}/dl2/all/dl2.h5"))).unwrap();
             dl2.read(0, dl2.n_events)
                 .unwrap()
                 .iter()
@@ -634,8 +644,12 @@ mod stage {
                 .collect()
         };
         let (at_56, at_48) = (offsets(5.6), offsets(4.8));
-        let finite: Vec<(f64, f64)> =
-            at_56.iter().zip(&at_48).filter(|(a, b)| a.is_finite() && b.is_finite() && **a > 0.05).map(|(a, b)| (*a, *b)).collect();
+        let finite: Vec<(f64, f64)> = at_56
+            .iter()
+            .zip(&at_48)
+            .filter(|(a, b)| a.is_finite() && b.is_finite() && **a > 0.05)
+            .map(|(a, b)| (*a, *b))
+            .collect();
         assert!(finite.len() >= 5, "{} events with a direction", finite.len());
         for (a, b) in finite {
             assert!((b / a - 5.6 / 4.8).abs() < 2e-3, "offset {a} deg at 5.6 m, {b} deg at 4.8 m");

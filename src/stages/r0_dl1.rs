@@ -960,6 +960,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     }
     writer.write_triggers(&trigger_rows)?;
     writer.write_simulation(&source.showers, Some(source.run))?;
+    writer.write_true_impacts(obs_id, &source.axis_impacts)?;
     writer.finish()?;
     let r = &source.reader;
     let _ = writeln!(

@@ -81,6 +81,9 @@ pub struct SimtelSource {
     pub pde_factor: Option<(String, f64)>,
     pub run: SimulationRunRow,
     pub showers: Vec<ShowerRow>,
+    /// Each shower's distance (m) from the telescope to its axis: ctapipe's true impact
+    /// (`/simulation/event/telescope/impact`), not sst1mpipe's ground distance.
+    pub axis_impacts: Vec<(i64, f64)>,
     pub events_without_telescope: u64,
     /// The current event's per-pixel peak-time offsets (ns), subtracted after extraction.
     pub time_shift_ns: Vec<f32>,
@@ -198,6 +201,7 @@ impl SimtelSource {
             pde_factor,
             run,
             showers: Vec::new(),
+            axis_impacts: Vec::new(),
             events_without_telescope: 0,
             time_shift_ns: vec![0.0; 1296],
             true_image: None,
@@ -277,6 +281,10 @@ impl SimtelSource {
             alt_deg: alt.to_degrees(),
             az_deg: crate::astro::wrap_360(az.to_degrees()),
         };
+        let axis = crate::reco::stereo::ground_direction(alt, az);
+        let core = [event.core_x_m as f64, event.core_y_m as f64, 0.0];
+        let axis_impact = crate::reco::stereo::distance_to_line(self.tel_position, core, axis);
+        self.axis_impacts.push((event.event_id, axis_impact));
         self.showers.push(ShowerRow {
             event_id: event.event_id as u64,
             true_energy: truth.energy_tev,

@@ -11,6 +11,8 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
   params DL1 SUBARRAY TEL OUT.json  ImageProcessor's parameters of the images, peak times and masks
                                 of a DL1 file, on the camera geometry of a SubarrayDescription file
   correction SUBARRAY OUT.json   ctapipe's integration correction of each telescope's pulse
+  events DL1 OUT.json            what ctapipe 0.17's HDF5EventSource (sst1mpipe's stereo matcher
+                                reads DL1 with it) gives for each event of a DL1 file
 """
 import json
 import sys
@@ -158,5 +160,39 @@ def correction(subarray, out):
     json.dump(result, open(out, "w"))
 
 
+def events(dl1, out):
+    import warnings
+
+    from ctapipe.io import EventSource, HDF5EventSource
+
+    warnings.simplefilter("ignore")
+    result = {"compatible": HDF5EventSource.is_compatible(dl1), "events": []}
+    with EventSource(dl1) as source:
+        result["class"] = type(source).__name__
+        result["obs_ids"] = [int(o) for o in source.obs_ids]
+        result["is_simulation"] = bool(source.is_simulation)
+        result["scheduling_blocks"] = sorted(int(k) for k in source.scheduling_blocks)
+        result["observation_blocks"] = {
+            str(k): {"lat_deg": float(ob.subarray_pointing_lat.to_value("deg")),
+                     "lon_deg": float(ob.subarray_pointing_lon.to_value("deg")),
+                     "frame": int(ob.subarray_pointing_frame.value if hasattr(ob.subarray_pointing_frame, "value")
+                                  else ob.subarray_pointing_frame)}
+            for k, ob in source.observation_blocks.items()}
+        for event in source:
+            tel_id = next(iter(event.dl1.tel))
+            result["events"].append({
+                "obs_id": int(event.index.obs_id), "event_id": int(event.index.event_id), "tel_id": int(tel_id),
+                "time_mjd": float(event.trigger.time.tai.mjd),
+                "array_alt_rad": float(event.pointing.array_altitude.to_value("rad")),
+                "array_az_rad": float(event.pointing.array_azimuth.to_value("rad")),
+                "tel_alt_rad": float(event.pointing.tel[tel_id].altitude.to_value("rad")),
+                "tel_az_rad": float(event.pointing.tel[tel_id].azimuth.to_value("rad")),
+                "intensity": float(event.dl1.tel[tel_id].parameters.hillas.intensity),
+                "image_sum": float(np.sum(event.dl1.tel[tel_id].image)),
+            })
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
 if __name__ == "__main__":
-    {"mc": mc, "params": params, "correction": correction}[sys.argv[1]](*sys.argv[2:])
+    {"mc": mc, "params": params, "correction": correction, "events": events}[sys.argv[1]](*sys.argv[2:])

@@ -149,6 +149,39 @@ def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
     assert len(pulse) == len(pd.read_hdf(array, "/configuration/instrument/telescope/camera/readout_1"))
 
 
+def test_hdf5_event_source_of_ctapipe017_reads_our_camera_data_dl1(tmp_path):
+    """sst1mpipe's stereo matching opens DL1 with ctapipe 0.17's HDF5EventSource: it must take our
+    camera-data DL1 as its own (data model v5.0.0, the observation blocks, the pointing
+    monitoring) and give every event with our times, pointing and images."""
+    need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
+    r0_dl1(tmp_path, ZFITS, "--config", SST1MPIPE / "sst1mpipe_data_config.json",
+           "--calibration", SST1MPIPE / "averaged_calib_param_v2_2023_2024_tel2.h5",
+           "--window", SST1MPIPE / "corr_factor_2nd_wdw.txt", "--subarray", SST1MPIPE / "sst1m_array.h5",
+           "--obs-id", "201808220001", "--pointing-ra", "83.63", "--pointing-dec", "22.01", "--force-pointing")
+    dl1 = tmp_path / "out" / "example_SST1M_20180822.dl1.h5"
+    seen = reference(tmp_path, "events", dl1)
+    assert seen["compatible"] and seen["class"] == "HDF5EventSource" and not seen["is_simulation"]
+    assert seen["obs_ids"] == [201808220001] and seen["scheduling_blocks"] == [201808220001]
+    ob = seen["observation_blocks"]["201808220001"]
+    assert (ob["lon_deg"], ob["lat_deg"], ob["frame"]) == (83.63, 22.01, 1)  # ICRS
+    params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_022")
+    trigger = pd.read_hdf(dl1, "/dl1/event/subarray/trigger")
+    with tables.open_file(dl1) as f:
+        images = f.root.dl1.event.telescope.images.tel_022.read()
+    events = seen["events"]
+    assert [e["event_id"] for e in events] == list(params["event_id"])
+    for e, (_, p), t, img in zip(events, params.iterrows(), trigger["time"], images):
+        assert e["tel_id"] == 22 and e["obs_id"] == 201808220001
+        assert e["time_mjd"] == t
+        # Pointing as written (the telescope's altitude in float64, the azimuths in float32).
+        assert np.isclose(e["tel_alt_rad"], np.radians(p["true_alt_tel"]), rtol=0, atol=1e-12)
+        assert np.isclose(e["tel_az_rad"], np.radians(p["true_az_tel"]), rtol=0, atol=1e-6)
+        assert np.isclose(e["array_alt_rad"], np.radians(p["true_alt_tel"]), rtol=0, atol=1e-6)
+        assert np.isclose(e["image_sum"], img["image"].astype(np.float64).sum(), rtol=1e-6)
+        if np.isfinite(p["camera_frame_hillas_intensity"]):
+            assert np.isclose(e["intensity"], p["camera_frame_hillas_intensity"], rtol=1e-6)
+
+
 def test_integration_corrections_of_sst1m_array_are_the_golden_values(tmp_path):
     need(SST1MPIPE / "sst1m_array.h5", PY017)
     corr = reference(tmp_path, "correction", SST1MPIPE / "sst1m_array.h5")

@@ -13,7 +13,10 @@
 //!
 //! Trigger tables (`/dl1/event/subarray/trigger`, `/dl1/event/telescope/trigger`) are written
 //! for events that have a clock: camera data, observation runs and sim_telarray files; the
-//! embedded simulator's Monte Carlo events have none, and get no trigger tables.
+//! embedded simulator's Monte Carlo events have none, and get no trigger tables. Files with
+//! trigger tables also get what ctapipe 0.17's `HDF5EventSource` reads beside them (root
+//! attributes, observation blocks, pointing monitoring: [`super::event_source`]); sim_telarray
+//! input gets ctapipe's true impact table (distance to the shower axis).
 //!
 //! Booleans (`image_mask`, `is_valid`, `tels_with_trigger`) are PyTables' 8-bit bitfield, as
 //! ctapipe writes them (see [`super::hdf5_table`]).
@@ -608,6 +611,17 @@ fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Resu
     table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
 }
 
+/// One row of ctapipe's true impact table.
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+struct TrueImpactRow {
+    obs_id: i64,
+    event_id: i64,
+    tel_id: i16,
+    true_impact_distance: f64,
+    true_impact_distance_uncert: f64,
+}
+
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
     file: hdf5::File,
@@ -615,6 +629,13 @@ pub struct Dl1Writer {
     /// None for a parameters-only file (stereo DL1).
     images: Option<Table<ImageRow>>,
     parameters: Table<ParametersRow>,
+    pipeline_version: String,
+    /// Each written event's id and pointing (alt, az in degrees), and the trigger rows, for
+    /// ctapipe's pointing monitoring ([`super::event_source`]), written at the end.
+    pointings: Vec<(i64, f64, f64)>,
+    triggers: Vec<TriggerRow>,
+    simulation: bool,
+    tracked_radec_deg: Option<(f64, f64)>,
 }
 
 /// ctapipe's stereo geometry table row (`/dl2/event/subarray/geometry/HillasReconstructor`).
@@ -719,7 +740,17 @@ impl Dl1Writer {
             1024,
             &columns(PARAMETER_COLUMNS),
         )?;
-        Ok(Dl1Writer { file, tel_id, images, parameters })
+        Ok(Dl1Writer {
+            file,
+            tel_id,
+            images,
+            parameters,
+            pipeline_version: pipeline_version.to_string(),
+            pointings: Vec::new(),
+            triggers: Vec::new(),
+            simulation: false,
+            tracked_radec_deg: None,
+        })
     }
 
     /// The open file, for tables other stages add.
@@ -756,7 +787,37 @@ impl Dl1Writer {
         showers: &[super::r1::ShowerRow],
         run: Option<super::r1::SimulationRunRow>,
     ) -> Result<()> {
+        self.simulation = true;
         super::r1::write_simulation_tables(&self.file, showers, run)
+    }
+
+    /// ctapipe's true impact table (`/simulation/event/telescope/impact/tel_NNN`: the
+    /// distance from the telescope to the shower axis) for the events written so far.
+    pub fn write_true_impacts(&mut self, obs_id: i64, impacts: &[(i64, f64)]) -> Result<()> {
+        let written: std::collections::HashSet<i64> = self.pointings.iter().map(|p| p.0).collect();
+        let mut t = Table::<TrueImpactRow>::create(
+            &ensure_groups(&self.file, "/simulation/event/telescope/impact")?,
+            &format!("tel_{:03}", self.tel_id),
+            1024,
+            &[
+                ColumnMeta::new("obs_id", ""),
+                ColumnMeta::new("event_id", ""),
+                ColumnMeta::new("tel_id", ""),
+                ColumnMeta::new("true_impact_distance", "m"),
+                ColumnMeta::new("true_impact_distance_uncert", "m"),
+            ],
+        )?;
+        for &(event_id, distance) in impacts.iter().filter(|(id, _)| written.contains(id)) {
+            t.push(TrueImpactRow {
+                obs_id,
+                event_id,
+                tel_id: self.tel_id as i16,
+                true_impact_distance: distance,
+                true_impact_distance_uncert: 0.0,
+            })?;
+        }
+        t.finish()?;
+        Ok(())
     }
 
     /// Writes ctapipe's trigger tables for events that have times: the subarray table
@@ -789,11 +850,13 @@ impl Dl1Writer {
             t.push(r.telescope(self.tel_id))?;
         }
         t.finish()?;
+        self.triggers.extend_from_slice(rows);
         Ok(())
     }
 
     /// Copies an observation run's row (`/configuration/observation/run`) into the file.
     pub fn write_observation(&mut self, observation: &super::r1::ObservationRow) -> Result<()> {
+        self.tracked_radec_deg = Some((observation.ra_pnt, observation.dec_pnt));
         super::r1::write_observation_table(&self.file, observation)
     }
 
@@ -814,11 +877,12 @@ impl Dl1Writer {
         if let Some(images) = &mut self.images {
             images.push(image)?;
         }
-        self.parameters.push(parameters)
+        self.write_parameters(parameters)
     }
 
     /// Writes a parameter row (parameters-only files).
     pub fn write_parameters(&mut self, parameters: ParametersRow) -> Result<()> {
+        self.pointings.push((parameters.event_id, parameters.true_alt_tel, parameters.true_az_tel));
         self.parameters.push(parameters)
     }
 
@@ -839,10 +903,39 @@ impl Dl1Writer {
     }
 
     pub fn finish(self) -> Result<usize> {
+        let with_images = self.images.is_some();
         if let Some(images) = self.images {
             images.finish()?;
         }
         let n = self.parameters.finish()?;
+        // The events with a trigger time, in trigger order, with their pointing.
+        let pointing: std::collections::HashMap<i64, (f64, f64)> =
+            self.pointings.iter().map(|&(id, alt, az)| (id, (alt, az))).collect();
+        let events: Vec<super::event_source::PointedEvent> = self
+            .triggers
+            .iter()
+            .filter_map(|t| {
+                pointing.get(&t.event_id).map(|&(alt_deg, az_deg)| super::event_source::PointedEvent {
+                    time_mjd_tai: t.time,
+                    alt_deg,
+                    az_deg,
+                })
+            })
+            .collect();
+        if let Some(first) = self.triggers.first() {
+            super::event_source::write(
+                &self.file,
+                &super::event_source::EventSourceInfo {
+                    obs_id: first.obs_id,
+                    tel_id: self.tel_id,
+                    simulation: self.simulation,
+                    with_images,
+                    radec_deg: self.tracked_radec_deg,
+                    events: &events,
+                    pipeline_version: &self.pipeline_version,
+                },
+            )?;
+        }
         super::hdf5_table::close_product_file(self.file)?;
         Ok(n)
     }

@@ -15,6 +15,7 @@ pub mod analysis_tables;
 pub mod calibration_tables;
 pub mod dl1;
 pub mod dl2;
+pub mod event_source;
 pub mod eventio;
 pub mod fits;
 pub mod gadf;
