@@ -946,6 +946,11 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
             removed += 1;
         } else {
             writer.write(row, parameters)?;
+            // ctapipe's simulated image and its parameters (its pixels with light, no timing).
+            if let Some(true_image) = source.true_image.as_ref() {
+                let true_parameters = image_params::true_image_parameters(geom, true_image);
+                writer.write_true_image(obs_id, event_id as i64, true_image, true_parameters.as_ref())?;
+            }
         }
         // ctapipe reads sim_telarray's GPS time as UTC Unix seconds and nanoseconds; TAI is
         // that plus the whole leap seconds of the day, so the row is exact to the nanosecond.

@@ -11,8 +11,9 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
   params DL1 SUBARRAY TEL OUT.json  ImageProcessor's parameters of the images, peak times and masks
                                 of a DL1 file, on the camera geometry of a SubarrayDescription file
   correction SUBARRAY OUT.json   ctapipe's integration correction of each telescope's pulse
-  events DL1 OUT.json            what ctapipe 0.17's HDF5EventSource (sst1mpipe's stereo matcher
-                                reads DL1 with it) gives for each event of a DL1 file
+  events DL1 OUT.json [FOCAL]    what ctapipe 0.17's HDF5EventSource (sst1mpipe's stereo matcher
+                                reads DL1 with it) gives for each event of a DL1 file (FOCAL:
+                                its focal_length_choice, EFFECTIVE by default)
 """
 import json
 import sys
@@ -97,6 +98,14 @@ def parameters(geom, image, peak_time, mask):
     return out
 
 
+def true_parameters(geom, true_image):
+    """ImageProcessor's parameters of a simulated image (signal: pixels with light; no timing)."""
+    p = parameters(geom, true_image, np.zeros(len(true_image)), true_image > 0)
+    if p is None:
+        return None
+    return {k: v for k, v in p.items() if not k.startswith(("camera_frame_timing", "peak_time"))}
+
+
 def mc(simtel, config_path, out):
     from ctapipe.calib import CameraCalibrator
     from ctapipe.io import SimTelEventSource
@@ -132,6 +141,8 @@ def mc(simtel, config_path, out):
                 "equivalent_focal_length": float(
                     source.subarray.tel[tel_id].optics.equivalent_focal_length.to_value(u.m)),
                 "params": parameters(geom, dl1.image, dl1.peak_time, mask),
+                # ImageProcessor's true parameters: the true image's pixels with light, no timing.
+                "true_params": true_parameters(geom, true_image),
             }
     json.dump(events, open(out, "w"))
 
@@ -160,14 +171,16 @@ def correction(subarray, out):
     json.dump(result, open(out, "w"))
 
 
-def events(dl1, out):
+def events(dl1, *rest):
+    *focal, out = rest
+    focal_length_choice = focal[0] if focal else "EFFECTIVE"
     import warnings
 
     from ctapipe.io import EventSource, HDF5EventSource
 
     warnings.simplefilter("ignore")
     result = {"compatible": HDF5EventSource.is_compatible(dl1), "events": []}
-    with EventSource(dl1) as source:
+    with EventSource(dl1, focal_length_choice=focal_length_choice) as source:
         result["class"] = type(source).__name__
         result["obs_ids"] = [int(o) for o in source.obs_ids]
         result["is_simulation"] = bool(source.is_simulation)

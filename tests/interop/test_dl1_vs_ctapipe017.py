@@ -124,6 +124,39 @@ def test_mc_every_parameter_within_1e_5_of_ctapipe017(mc):
             assert np.isclose(row[column], r[column], rtol=1e-6), (row["event_id"], column, row[column], r[column])
 
 
+def test_mc_true_images_and_their_parameters_are_ctapipe017s_and_its_event_source_reads_them(mc, tmp_path):
+    """ctapipe's simulated-image tables: the true image and ImageProcessor's parameters of it
+    (camera frame, as sst1mpipe), the true impact (distance to the axis); with them and the
+    observation and pointing tables, ctapipe 0.17's HDF5EventSource reads our sim_telarray DL1."""
+    dl1, ref = mc
+    with tables.open_file(dl1) as f:
+        true_images = f.root.simulation.event.telescope.images.tel_001.read()
+    true_params = pd.read_hdf(dl1, "/simulation/event/telescope/parameters/tel_001")
+    compared = 0
+    for row, (_, p) in zip(true_images, true_params.iterrows()):
+        assert row["event_id"] == p["event_id"]
+        expected = ref[f"1/{row['event_id']}"]["true_params"]
+        assert row["true_image_sum"] == row["true_image"].sum()
+        if expected is None:
+            assert np.isnan(p["true_camera_frame_hillas_intensity"])
+            continue
+        compared += 1
+        for column, value in expected.items():
+            ours = float(p[f"true_{column}"])
+            assert np.isclose(ours, value, rtol=1e-9, atol=1e-12, equal_nan=True), (row["event_id"], column, ours, value)
+    assert compared >= 8
+    # This sim_telarray file gives no effective focal length (ctapipe's SimTelEventSource needs
+    # EQUIVALENT for it too), so neither does its DL1.
+    seen = reference(tmp_path, "events", dl1, "EQUIVALENT")
+    assert seen["compatible"] and seen["is_simulation"] and seen["obs_ids"] == [3]
+    params = pd.read_hdf(dl1, "/dl1/event/telescope/parameters/tel_001")
+    assert [e["event_id"] for e in seen["events"]] == list(params["event_id"])
+    for e, (_, p) in zip(seen["events"], params.iterrows()):
+        assert np.isclose(e["tel_alt_rad"], np.radians(p["true_alt_tel"]), rtol=0, atol=1e-12)
+        if np.isfinite(p["camera_frame_hillas_intensity"]):
+            assert np.isclose(e["intensity"], p["camera_frame_hillas_intensity"], rtol=1e-9)
+
+
 def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
     need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
     array = SST1MPIPE / "sst1m_array.h5"

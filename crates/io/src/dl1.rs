@@ -16,7 +16,8 @@
 //! embedded simulator's Monte Carlo events have none, and get no trigger tables. Files with
 //! trigger tables also get what ctapipe 0.17's `HDF5EventSource` reads beside them (root
 //! attributes, observation blocks, pointing monitoring: [`super::event_source`]); sim_telarray
-//! input gets ctapipe's true impact table (distance to the shower axis).
+//! input gets ctapipe's simulated-image tables (true image, its parameters, the true impact as
+//! the distance to the shower axis), which that reader walks beside the DL1 tables.
 //!
 //! Booleans (`image_mask`, `is_valid`, `tels_with_trigger`) are PyTables' 8-bit bitfield, as
 //! ctapipe writes them (see [`super::hdf5_table`]).
@@ -622,6 +623,141 @@ struct TrueImpactRow {
     true_impact_distance_uncert: f64,
 }
 
+/// One row of ctapipe's simulated image table (`/simulation/event/telescope/images/tel_NNN`).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+struct TrueImageRow {
+    obs_id: i64,
+    event_id: i64,
+    tel_id: i16,
+    true_image_sum: i32,
+    true_image: [i32; N_PIXELS],
+}
+
+/// One row of ctapipe's true image parameters (`/simulation/event/telescope/parameters/tel_NNN`),
+/// in the camera frame as sst1mpipe computes them (ctapipe 0.17's columns for it).
+#[derive(H5Type, Clone, Copy, Debug)]
+#[repr(C)]
+struct TrueParametersRow {
+    obs_id: i64,
+    event_id: i64,
+    tel_id: i16,
+    true_camera_frame_hillas_intensity: f64,
+    true_camera_frame_hillas_skewness: f64,
+    true_camera_frame_hillas_kurtosis: f64,
+    true_camera_frame_hillas_x: f64,
+    true_camera_frame_hillas_y: f64,
+    true_camera_frame_hillas_r: f64,
+    true_camera_frame_hillas_phi: f64,
+    true_camera_frame_hillas_length: f64,
+    true_camera_frame_hillas_length_uncertainty: f64,
+    true_camera_frame_hillas_width: f64,
+    true_camera_frame_hillas_width_uncertainty: f64,
+    true_camera_frame_hillas_psi: f64,
+    true_leakage_pixels_width_1: f64,
+    true_leakage_pixels_width_2: f64,
+    true_leakage_intensity_width_1: f64,
+    true_leakage_intensity_width_2: f64,
+    true_concentration_cog: f64,
+    true_concentration_core: f64,
+    true_concentration_pixel: f64,
+    true_morphology_n_pixels: i64,
+    true_morphology_n_islands: i64,
+    true_morphology_n_small_islands: i64,
+    true_morphology_n_medium_islands: i64,
+    true_morphology_n_large_islands: i64,
+    true_intensity_max: i32,
+    true_intensity_min: i32,
+    true_intensity_mean: f64,
+    true_intensity_std: f64,
+    true_intensity_skewness: f64,
+    true_intensity_kurtosis: f64,
+}
+
+const TRUE_PARAMETER_COLUMNS: [(&str, &str); 33] = [
+    ("obs_id", ""),
+    ("event_id", ""),
+    ("tel_id", ""),
+    ("true_camera_frame_hillas_intensity", ""),
+    ("true_camera_frame_hillas_skewness", ""),
+    ("true_camera_frame_hillas_kurtosis", ""),
+    ("true_camera_frame_hillas_x", "m"),
+    ("true_camera_frame_hillas_y", "m"),
+    ("true_camera_frame_hillas_r", "m"),
+    ("true_camera_frame_hillas_phi", "deg"),
+    ("true_camera_frame_hillas_length", "m"),
+    ("true_camera_frame_hillas_length_uncertainty", "m"),
+    ("true_camera_frame_hillas_width", "m"),
+    ("true_camera_frame_hillas_width_uncertainty", "m"),
+    ("true_camera_frame_hillas_psi", "deg"),
+    ("true_leakage_pixels_width_1", ""),
+    ("true_leakage_pixels_width_2", ""),
+    ("true_leakage_intensity_width_1", ""),
+    ("true_leakage_intensity_width_2", ""),
+    ("true_concentration_cog", ""),
+    ("true_concentration_core", ""),
+    ("true_concentration_pixel", ""),
+    ("true_morphology_n_pixels", ""),
+    ("true_morphology_n_islands", ""),
+    ("true_morphology_n_small_islands", ""),
+    ("true_morphology_n_medium_islands", ""),
+    ("true_morphology_n_large_islands", ""),
+    ("true_intensity_max", ""),
+    ("true_intensity_min", ""),
+    ("true_intensity_mean", ""),
+    ("true_intensity_std", ""),
+    ("true_intensity_skewness", ""),
+    ("true_intensity_kurtosis", ""),
+];
+
+impl TrueParametersRow {
+    /// ctapipe's DEFAULT_TRUE_IMAGE_PARAMETERS (NaN, −1 counts) without `p`.
+    fn new(obs_id: i64, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> TrueParametersRow {
+        let nan = f64::NAN;
+        let h = p.map(|p| p.hillas.clone()).unwrap_or_default();
+        let or = |v: f64| if p.is_some() { v } else { nan };
+        let count = |v: i64| if p.is_some() { v } else { -1 };
+        let q = |f: fn(&ImageParameters) -> f64| p.map_or(nan, f);
+        let stat = p.map(|p| p.intensity_statistics.clone());
+        TrueParametersRow {
+            obs_id,
+            event_id,
+            tel_id,
+            true_camera_frame_hillas_intensity: or(h.intensity),
+            true_camera_frame_hillas_skewness: or(h.skewness),
+            true_camera_frame_hillas_kurtosis: or(h.kurtosis),
+            true_camera_frame_hillas_x: or(h.x),
+            true_camera_frame_hillas_y: or(h.y),
+            true_camera_frame_hillas_r: or(h.r),
+            true_camera_frame_hillas_phi: or(h.phi.to_degrees()),
+            true_camera_frame_hillas_length: or(h.length),
+            true_camera_frame_hillas_length_uncertainty: or(h.length_uncertainty),
+            true_camera_frame_hillas_width: or(h.width),
+            true_camera_frame_hillas_width_uncertainty: or(h.width_uncertainty),
+            true_camera_frame_hillas_psi: or(h.psi.to_degrees()),
+            true_leakage_pixels_width_1: q(|p| p.leakage_pixels_width_1),
+            true_leakage_pixels_width_2: q(|p| p.leakage_pixels_width_2),
+            true_leakage_intensity_width_1: q(|p| p.leakage_intensity_width_1),
+            true_leakage_intensity_width_2: q(|p| p.leakage_intensity_width_2),
+            true_concentration_cog: q(|p| p.concentration_cog),
+            true_concentration_core: q(|p| p.concentration_core),
+            true_concentration_pixel: q(|p| p.concentration_pixel),
+            true_morphology_n_pixels: count(p.map_or(0, |p| p.n_pixels)),
+            true_morphology_n_islands: count(p.map_or(0, |p| p.n_islands)),
+            true_morphology_n_small_islands: count(p.map_or(0, |p| p.n_small_islands)),
+            true_morphology_n_medium_islands: count(p.map_or(0, |p| p.n_medium_islands)),
+            true_morphology_n_large_islands: count(p.map_or(0, |p| p.n_large_islands)),
+            // The true image counts photoelectrons: its extremes are integers (int32 in ctapipe).
+            true_intensity_max: stat.as_ref().map_or(-1, |s| s.max as i32),
+            true_intensity_min: stat.as_ref().map_or(-1, |s| s.min as i32),
+            true_intensity_mean: stat.as_ref().map_or(nan, |s| s.mean),
+            true_intensity_std: stat.as_ref().map_or(nan, |s| s.std),
+            true_intensity_skewness: stat.as_ref().map_or(nan, |s| s.skewness),
+            true_intensity_kurtosis: stat.as_ref().map_or(nan, |s| s.kurtosis),
+        }
+    }
+}
+
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
     file: hdf5::File,
@@ -634,6 +770,8 @@ pub struct Dl1Writer {
     /// ctapipe's pointing monitoring ([`super::event_source`]), written at the end.
     pointings: Vec<(i64, f64, f64)>,
     triggers: Vec<TriggerRow>,
+    /// ctapipe's simulated images and their parameters (sim_telarray input only).
+    true_images: Option<(Table<TrueImageRow>, Table<TrueParametersRow>)>,
     simulation: bool,
     tracked_radec_deg: Option<(f64, f64)>,
 }
@@ -748,6 +886,7 @@ impl Dl1Writer {
             pipeline_version: pipeline_version.to_string(),
             pointings: Vec::new(),
             triggers: Vec::new(),
+            true_images: None,
             simulation: false,
             tracked_radec_deg: None,
         })
@@ -789,6 +928,54 @@ impl Dl1Writer {
     ) -> Result<()> {
         self.simulation = true;
         super::r1::write_simulation_tables(&self.file, showers, run)
+    }
+
+    /// Writes an event's true image (photoelectrons per pixel) and the parameters of it that
+    /// ctapipe computes (`p`: of the pixels with light, None when it has none), to
+    /// `/simulation/event/telescope/{images,parameters}/tel_NNN`. Call it for the events
+    /// written, in their order (ctapipe's reader walks these tables beside the DL1 ones).
+    pub fn write_true_image(
+        &mut self,
+        obs_id: i64,
+        event_id: i64,
+        true_image: &[i32],
+        p: Option<&ImageParameters>,
+    ) -> Result<()> {
+        if self.true_images.is_none() {
+            let name = format!("tel_{:03}", self.tel_id);
+            let images = Table::create(
+                &ensure_groups(&self.file, "/simulation/event/telescope/images")?,
+                &name,
+                64,
+                &column_meta(&[
+                    ("obs_id", ""),
+                    ("event_id", ""),
+                    ("tel_id", ""),
+                    ("true_image_sum", ""),
+                    ("true_image", ""),
+                ]),
+            )?;
+            let parameters = Table::create(
+                &ensure_groups(&self.file, "/simulation/event/telescope/parameters")?,
+                &name,
+                1024,
+                &column_meta(&TRUE_PARAMETER_COLUMNS),
+            )?;
+            self.true_images = Some((images, parameters));
+        }
+        let (images, parameters) = self.true_images.as_mut().expect("created above");
+        let mut image = [0i32; N_PIXELS];
+        let n = true_image.len().min(N_PIXELS);
+        image[..n].copy_from_slice(&true_image[..n]);
+        let tel_id = self.tel_id as i16;
+        images.push(TrueImageRow {
+            obs_id,
+            event_id,
+            tel_id,
+            true_image_sum: image.iter().sum(),
+            true_image: image,
+        })?;
+        parameters.push(TrueParametersRow::new(obs_id, event_id, tel_id, p))
     }
 
     /// ctapipe's true impact table (`/simulation/event/telescope/impact/tel_NNN`: the
@@ -906,6 +1093,10 @@ impl Dl1Writer {
         let with_images = self.images.is_some();
         if let Some(images) = self.images {
             images.finish()?;
+        }
+        if let Some((images, parameters)) = self.true_images {
+            images.finish()?;
+            parameters.finish()?;
         }
         let n = self.parameters.finish()?;
         // The events with a trigger time, in trigger order, with their pointing.

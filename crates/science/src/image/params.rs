@@ -229,6 +229,44 @@ pub fn statistics(values: &[f32]) -> Statistics {
     }
 }
 
+/// Moments of integer-valued data as numpy and numba compute them on an int32 array: in
+/// float64 throughout (ctapipe's statistics of a simulated photoelectron image).
+pub fn statistics_f64(values: &[f64]) -> Statistics {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let (mut third, mut fourth) = (0.0, 0.0);
+    for v in values {
+        let z = (v - mean) / std;
+        third += z * z * z;
+        fourth += z * z * z * z;
+    }
+    Statistics {
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        mean,
+        std,
+        skewness: third / n,
+        kurtosis: fourth / n - 3.0,
+    }
+}
+
+/// ctapipe 0.17's parameters of a simulated image (photoelectrons per pixel): the pixels with
+/// light are the signal, there is no timing, and the int32 image makes numpy compute the
+/// charge fractions and statistics in float64 (where a calibrated float32 image gives float32).
+pub fn true_image_parameters(geom: &CameraGeometry, true_image: &[i32]) -> Option<ImageParameters> {
+    let charge: Vec<f32> = true_image.iter().map(|&v| v as f32).collect();
+    let lit: Vec<bool> = true_image.iter().map(|&v| v > 0).collect();
+    let mut p = image_parameters(geom, &charge, &vec![0.0; charge.len()], &lit)?;
+    let sel = super::clean::selected_pixels(&lit);
+    let q: Vec<f64> = sel.iter().map(|&i| true_image[i] as f64).collect();
+    let border = |width: &[bool]| sel.iter().zip(&q).filter(|(&i, _)| width[i]).map(|(_, q)| q).sum::<f64>();
+    p.leakage_intensity_width_1 = border(&geom.border_width_1) / p.hillas.intensity;
+    p.leakage_intensity_width_2 = border(&geom.border_width_2) / p.hillas.intensity;
+    p.intensity_statistics = statistics_f64(&q);
+    Some(p)
+}
+
 /// All parameters of one cleaned image; `None` if nothing survived cleaning (or the cleaned
 /// charge is 0), as ctapipe's `size_greater_0` quality query.
 pub fn image_parameters(
