@@ -1296,8 +1296,27 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     }
     writer.write_triggers(&trigger_rows)?;
     if has_pedestals {
-        writer.write_pedestals(tel, &pedestal_rows)?;
+        writer.write_pedestals(&pedestal_rows)?;
     }
+    let window_name = ctx.inputs.get("window_transmittance").and_then(|w| w.first()).map(|w| w.name.as_str());
+    let triggered = (n_events + n_pedestals) as i64;
+    writer.write_run_info(&crate::io::dl1::RunInfo {
+        software_version: &format!("sst1mflow {}", ctx.pipeline_version),
+        target: pointing_radec.as_ref().map_or("", |t| t.0.as_str()),
+        ra_deg: pointing_radec.as_ref().map_or(f64::NAN, |t| t.2),
+        dec_deg: pointing_radec.as_ref().map_or(f64::NAN, |t| t.3),
+        wobble: pointing_radec.as_ref().map_or("", |t| t.1.as_str()),
+        manual_coords: p.forced_pointing.is_some(),
+        calib_file: &calib_in.name,
+        window_file: window_name.unwrap_or(""),
+        n_saturated: n_saturated as i64,
+        n_pedestal: n_pedestals as i64,
+        // sst1mpipe cleans pedestal events too and counts those with parameters; they are
+        // calibration input only here, never cleaned, so the count is not known.
+        n_survived_pedestals: f64::NAN,
+        n_triggered: [if tel == 21 { triggered } else { 0 }, if tel == 22 { triggered } else { 0 }],
+        swat_event_ids_used: swat,
+    })?;
     // The run's row carries the full obs_id (sst1mpipe's YYYYMMDDRRRR does not fit the int32
     // obs_id of ctapipe's event tables) and the pointing of the TARGET key on to DL2 and DL3.
     let (ra_pnt, dec_pnt) = pointing_radec.as_ref().map(|t| (t.2, t.3)).unwrap_or((f64::NAN, f64::NAN));

@@ -14,6 +14,8 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
   events DL1 OUT.json [FOCAL]    what ctapipe 0.17's HDF5EventSource (sst1mpipe's stereo matcher
                                 reads DL1 with it) gives for each event of a DL1 file (FOCAL:
                                 its focal_length_choice, EFFECTIVE by default)
+  table DL1 PATH OUT.json        ctapipe 0.17's read_table of one table (as sst1mpipe's
+                                get_dl1_info and load_dl1_pedestals read theirs): columns, rows
 """
 import json
 import sys
@@ -207,5 +209,15 @@ def events(dl1, *rest):
         json.dump(result, f)
 
 
+def table(dl1, path, out):
+    from ctapipe.io import read_table
+
+    t = read_table(dl1, path)
+    rows = [{c: (v.decode() if isinstance(v, bytes) else v.tolist() if hasattr(v, "tolist") else v)
+             for c, v in zip(t.colnames, row)} for row in t.as_array()]
+    with open(out, "w") as f:
+        json.dump({"columns": t.colnames, "rows": rows}, f)
+
+
 if __name__ == "__main__":
-    {"mc": mc, "params": params, "correction": correction, "events": events}[sys.argv[1]](*sys.argv[2:])
+    {"mc": mc, "params": params, "correction": correction, "events": events, "table": table}[sys.argv[1]](*sys.argv[2:])

@@ -213,6 +213,21 @@ def test_hdf5_event_source_of_ctapipe017_reads_our_camera_data_dl1(tmp_path):
         assert np.isclose(e["image_sum"], img["image"].astype(np.float64).sum(), rtol=1e-6)
         if np.isfinite(p["camera_frame_hillas_intensity"]):
             assert np.isclose(e["intensity"], p["camera_frame_hillas_intensity"], rtol=1e-6)
+    # sst1mpipe's get_dl1_info: the run's summary, which its stereo matching asks whether the
+    # event ids are SWAT ids (not in this 2018 file: the camera counter).
+    info = reference(tmp_path, "table", dl1, "/dl1/info")
+    assert info["columns"] == ["sst1mpipe_version", "target", "ra", "dec", "wobble", "manual_coords", "calib_file",
+                               "window_file", "n_saturated", "n_pedestal", "n_survived_pedestals",
+                               "n_triggered_tel1", "n_triggered_tel2", "swat_event_ids_used"]
+    row = info["rows"][0]
+    assert row["sst1mpipe_version"].startswith("sst1mflow ") and row["manual_coords"] is True
+    assert (row["ra"], row["dec"]) == (83.63, 22.01) and row["swat_event_ids_used"] is False
+    assert row["calib_file"] == "averaged_calib_param_v2_2023_2024_tel2.h5"
+    assert (row["n_pedestal"], row["n_triggered_tel1"], row["n_triggered_tel2"]) == (2, 0, 32)
+    # load_dl1_pedestals reads one table at /dl1/monitoring/telescope/pedestal (no row yet:
+    # sst1mpipe writes one every 20 pedestal events, this run has 2).
+    pedestals = reference(tmp_path, "table", dl1, "/dl1/monitoring/telescope/pedestal")
+    assert "pedestal_charge_mean" in pedestals["columns"] and pedestals["rows"] == []
 
 
 def test_integration_corrections_of_sst1m_array_are_the_golden_values(tmp_path):

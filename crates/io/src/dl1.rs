@@ -60,9 +60,9 @@ const PEDESTAL_COLUMNS: &[(&str, &str)] = &[
     ("pedestal_sample_time", "s"),
     ("pedestal_sample_time_min", "s"),
     ("pedestal_sample_time_max", "s"),
-    ("pedestal_charge_mean", "adc"),
-    ("pedestal_charge_median", "adc"),
-    ("pedestal_charge_std", "adc"),
+    ("pedestal_charge_mean", ""),
+    ("pedestal_charge_median", ""),
+    ("pedestal_charge_std", ""),
 ];
 
 const IMAGE_COLUMNS: &[(&str, &str)] = &[
@@ -758,6 +758,55 @@ impl TrueParametersRow {
     }
 }
 
+/// sst1mpipe's DL1 production summary of a camera-data run (`/dl1/info`, its `DL1_info`
+/// description), which its stereo matching and night summaries read.
+pub struct RunInfo<'a> {
+    /// The software that made the file (sst1mpipe writes its own version here).
+    pub software_version: &'a str,
+    pub target: &'a str,
+    /// The pointing used (J2000 degrees; NaN when unknown).
+    pub ra_deg: f64,
+    pub dec_deg: f64,
+    pub wobble: &'a str,
+    /// Whether the pointing was given by hand (forced) rather than read from the file.
+    pub manual_coords: bool,
+    pub calib_file: &'a str,
+    pub window_file: &'a str,
+    pub n_saturated: i64,
+    pub n_pedestal: i64,
+    /// Pedestal events whose cleaned image has parameters; NaN where not computed.
+    pub n_survived_pedestals: f64,
+    /// Triggered events (pedestals included) of telescope 21 and of telescope 22.
+    pub n_triggered: [i64; 2],
+    pub swat_event_ids_used: bool,
+}
+
+#[derive(H5Type, Clone, Copy)]
+#[repr(C)]
+struct RunInfoRow {
+    sst1mpipe_version: hdf5::types::FixedAscii<68>,
+    target: hdf5::types::FixedAscii<256>,
+    ra: f64,
+    dec: f64,
+    wobble: hdf5::types::FixedAscii<68>,
+    manual_coords: bool,
+    calib_file: hdf5::types::FixedAscii<256>,
+    window_file: hdf5::types::FixedAscii<256>,
+    n_saturated: i64,
+    n_pedestal: i64,
+    n_survived_pedestals: f64,
+    n_triggered_tel1: i64,
+    n_triggered_tel2: i64,
+    swat_event_ids_used: bool,
+}
+
+/// A text as a fixed-length ASCII field: non-ASCII characters become `?`, and what does not
+/// fit is cut (as PyTables cuts a longer string).
+fn fixed_ascii<const N: usize>(text: &str) -> hdf5::types::FixedAscii<N> {
+    let bytes: Vec<u8> = text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).take(N).collect();
+    hdf5::types::FixedAscii::from_ascii(&bytes).expect("ASCII, at most N bytes")
+}
+
 /// Streams one telescope's DL1 into a file.
 pub struct Dl1Writer {
     file: hdf5::File,
@@ -978,6 +1027,49 @@ impl Dl1Writer {
         parameters.push(TrueParametersRow::new(obs_id, event_id, tel_id, p))
     }
 
+    /// Writes sst1mpipe's `/dl1/info` table (one row) for a camera-data run.
+    pub fn write_run_info(&self, info: &RunInfo) -> Result<()> {
+        let mut t = Table::<RunInfoRow>::create(
+            &ensure_groups(&self.file, "/dl1")?,
+            "info",
+            1,
+            &[
+                ColumnMeta::string("sst1mpipe_version", 68),
+                ColumnMeta::string("target", 256),
+                ColumnMeta::new("ra", ""),
+                ColumnMeta::new("dec", ""),
+                ColumnMeta::string("wobble", 68),
+                ColumnMeta::new("manual_coords", ""),
+                ColumnMeta::string("calib_file", 256),
+                ColumnMeta::string("window_file", 256),
+                ColumnMeta::new("n_saturated", ""),
+                ColumnMeta::new("n_pedestal", ""),
+                ColumnMeta::new("n_survived_pedestals", ""),
+                ColumnMeta::new("n_triggered_tel1", ""),
+                ColumnMeta::new("n_triggered_tel2", ""),
+                ColumnMeta::new("swat_event_ids_used", ""),
+            ],
+        )?;
+        t.push(RunInfoRow {
+            sst1mpipe_version: fixed_ascii(info.software_version),
+            target: fixed_ascii(info.target),
+            ra: info.ra_deg,
+            dec: info.dec_deg,
+            wobble: fixed_ascii(info.wobble),
+            manual_coords: info.manual_coords,
+            calib_file: fixed_ascii(info.calib_file),
+            window_file: fixed_ascii(info.window_file),
+            n_saturated: info.n_saturated,
+            n_pedestal: info.n_pedestal,
+            n_survived_pedestals: info.n_survived_pedestals,
+            n_triggered_tel1: info.n_triggered[0],
+            n_triggered_tel2: info.n_triggered[1],
+            swat_event_ids_used: info.swat_event_ids_used,
+        })?;
+        t.finish()?;
+        Ok(())
+    }
+
     /// ctapipe's true impact table (`/simulation/event/telescope/impact/tel_NNN`: the
     /// distance from the telescope to the shower axis) for the events written so far.
     pub fn write_true_impacts(&mut self, obs_id: i64, impacts: &[(i64, f64)]) -> Result<()> {
@@ -1074,11 +1166,12 @@ impl Dl1Writer {
     }
 
     /// Writes what is buffered and closes the file; returns the number of events.
-    /// Writes the pedestal monitoring table (`/dl1/monitoring/telescope/pedestal/tel_NNN`).
-    pub fn write_pedestals(&mut self, tel_id: u16, rows: &[PedestalRow]) -> Result<()> {
+    /// Writes the pedestal monitoring table, one table at `/dl1/monitoring/telescope/pedestal`
+    /// as sst1mpipe writes it (its `load_dl1_pedestals` reads that path as a table).
+    pub fn write_pedestals(&mut self, rows: &[PedestalRow]) -> Result<()> {
         let mut t = Table::<PedestalRow>::create(
-            &ensure_groups(&self.file, "/dl1/monitoring/telescope/pedestal")?,
-            &format!("tel_{tel_id:03}"),
+            &ensure_groups(&self.file, "/dl1/monitoring/telescope")?,
+            "pedestal",
             16,
             &columns(PEDESTAL_COLUMNS),
         )?;
