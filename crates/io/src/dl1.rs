@@ -601,17 +601,6 @@ fn mjd_tai(tai_ns: i64) -> f64 {
     (40_587 + days) as f64 + rest as f64 / NS_PER_DAY as f64
 }
 
-/// ctapipe 0.17's attributes of a TAI time column stored as MJD.
-fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
-    use super::hdf5_table::Attr;
-    let (transform, scale, format) = (
-        format!("CTAFIELD_{column}_TRANSFORM"),
-        format!("CTAFIELD_{column}_TIME_SCALE"),
-        format!("CTAFIELD_{column}_TIME_FORMAT"),
-    );
-    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
-}
-
 /// One row of ctapipe's true impact table.
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
@@ -1112,7 +1101,7 @@ impl Dl1Writer {
             1024,
             &subarray,
         )?;
-        time_column_attrs(&t, 2)?;
+        super::hdf5_table::time_column_attrs(&t, 2)?;
         for r in rows {
             t.push(*r)?;
         }
@@ -1124,7 +1113,7 @@ impl Dl1Writer {
             1024,
             &telescope,
         )?;
-        time_column_attrs(&t, 3)?;
+        super::hdf5_table::time_column_attrs(&t, 3)?;
         for r in rows {
             t.push(r.telescope(self.tel_id))?;
         }

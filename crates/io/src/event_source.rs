@@ -14,7 +14,7 @@
 //! simulation, one per event for a tracked observation. A file without trigger times (the
 //! embedded simulator's Monte Carlo) cannot be iterated by `HDF5EventSource` and gets none of
 //! this, so that it does not claim to be one.
-use super::hdf5_table::{ensure_groups, string_attr, ColumnMeta, Table};
+use super::hdf5_table::{ensure_groups, string_attr, time_column_attrs, ColumnMeta, Table};
 use hdf5::types::FixedAscii;
 use hdf5::H5Type;
 use sst1mflow_base::error::{Error, Result};
@@ -100,16 +100,6 @@ fn ascii<const N: usize>(text: &str) -> Result<FixedAscii<N>> {
     FixedAscii::from_ascii(text.as_bytes()).map_err(|e| Error::msg(format!("{text:?} as a {N}-byte string: {e}")))
 }
 
-fn time_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
-    use super::hdf5_table::Attr;
-    let (transform, scale, format) = (
-        format!("CTAFIELD_{column}_TRANSFORM"),
-        format!("CTAFIELD_{column}_TIME_SCALE"),
-        format!("CTAFIELD_{column}_TIME_FORMAT"),
-    );
-    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
-}
-
 /// Writes the tables and root attributes (nothing when there are no events with times).
 pub fn write(file: &hdf5::File, info: &EventSourceInfo) -> Result<()> {
     let Some(first) = info.events.first() else {
@@ -168,8 +158,8 @@ pub fn write(file: &hdf5::File, info: &EventSourceInfo) -> Result<()> {
             ColumnMeta::new("actual_duration", "min"),
         ],
     )?;
-    time_attrs(&ob, 8)?;
-    time_attrs(&ob, 9)?;
+    time_column_attrs(&ob, 8)?;
+    time_column_attrs(&ob, 9)?;
     let last = info.events.last().unwrap_or(first);
     ob.push(ObservationBlockRow {
         obs_id,
@@ -202,14 +192,14 @@ pub fn write(file: &hdf5::File, info: &EventSourceInfo) -> Result<()> {
             ColumnMeta::new("array_dec", "rad"),
         ],
     )?;
-    time_attrs(&array, 0)?;
+    time_column_attrs(&array, 0)?;
     let mut telescope = Table::<TelescopePointingRow>::create(
         &ensure_groups(file, "/dl1/monitoring/telescope/pointing")?,
         &format!("tel_{:03}", info.tel_id),
         1024,
         &[ColumnMeta::new("time", ""), ColumnMeta::new("azimuth", "rad"), ColumnMeta::new("altitude", "rad")],
     )?;
-    time_attrs(&telescope, 0)?;
+    time_column_attrs(&telescope, 0)?;
     let (ra, dec) = info.radec_deg.map(|(ra, dec)| (ra.to_radians(), dec.to_radians())).unwrap_or((f64::NAN, f64::NAN));
     let mut previous: Option<(u64, u64)> = None;
     for e in info.events {

@@ -366,3 +366,13 @@ impl<T: H5Type + Clone> Table<T> {
         Ok(self.rows)
     }
 }
+
+/// ctapipe 0.17's attributes of a TAI time column stored as MJD.
+pub fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> Result<()> {
+    let (transform, scale, format) = (
+        format!("CTAFIELD_{column}_TRANSFORM"),
+        format!("CTAFIELD_{column}_TIME_SCALE"),
+        format!("CTAFIELD_{column}_TIME_FORMAT"),
+    );
+    table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
+}
