@@ -407,7 +407,14 @@ mod stage {
             rows.iter().map(|r| r.camera_frame_hillas_intensity).collect::<Vec<_>>()
         );
         let run = reader.run.unwrap();
-        assert_eq!(run.n_showers, 1000);
+        assert_eq!((run.n_showers, run.shower_reuse), (100, 10));
+        assert_eq!(run.simulation_info().n_showers, 1000.0);
+        // sim_telarray's thrown-shower histogram (id 6), every shower use counted.
+        let hist = &reader.shower_distributions;
+        assert_eq!(hist.len(), 1);
+        assert_eq!((hist[0].hist_id, hist[0].n_entries, hist[0].obs_id), (6, 1000, 3));
+        assert_eq!(hist[0].counts.iter().sum::<f32>(), 1000.0);
+        assert_eq!((hist[0].n_bins_energy(), hist[0].n_bins_core(), hist[0].bins_core_dist_m[200]), (120, 200, 2000.0));
         assert_eq!((run.energy_range_min as f32, run.energy_range_max as f32), (0.3, 200.0));
         assert_eq!(reader.showers.len(), 9);
         assert_eq!(reader.showers[6].n_photoelectrons, 1357);

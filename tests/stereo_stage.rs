@@ -117,14 +117,35 @@ fn stereo_simulation_dl1_reconstruction_and_training_with_stereo_features() {
         steps.dedup();
         steps
     };
-    // The method named explicitly (the default): the stereo step applies it.
-    assert_eq!(steps_to_run(&|_| {}, false), ["stereo", "train"]);
+    // Monte Carlo is matched by event id whatever the config's method (sst1mpipe's is for
+    // camera data): naming one, its window, or the sliding window's settings rerun nothing.
     let nothing: Vec<String> = Vec::new();
+    assert_eq!(steps_to_run(&|_| {}, false), nothing, "the method named explicitly");
     assert_eq!(
         steps_to_run(&|c| c["stereo"]["WhiteRabbitClosest"]["max_time_diff_ns"] = 9000.into(), true),
         nothing,
-        "the White Rabbit window changes nothing under SWAT matching"
+        "the White Rabbit window"
     );
+    let sliding = |c: &mut serde_json::Value| {
+        c["stereo"]["event_matching_method"] = "SlidingWindow".into();
+        c["stereo"]["SlidingWindow"] = serde_json::json!({"window_half_width": 0.001,
+            "offset_search": {"time_start": -0.01, "time_stop": 0.01, "time_step": 2e-5}});
+    };
+    assert_eq!(steps_to_run(&sliding, true), nothing, "SlidingWindow on Monte Carlo");
+    // A sliding window that cannot be searched is refused while planning, naming the key.
+    let mut bad = base.clone();
+    sliding(&mut bad);
+    bad["stereo"]["SlidingWindow"]["offset_search"]["time_step"] = (-1.0).into();
+    write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&bad).unwrap());
+    let (code, _, err) = run_json(&store, &recipe, &["--dry-run"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mc.json") && err.contains("stereo.SlidingWindow") && err.contains("positive step"), "{err}");
+    bad["stereo"]["SlidingWindow"].as_object_mut().unwrap().remove("window_half_width");
+    write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&bad).unwrap());
+    let (code, _, err) = run_json(&store, &recipe, &["--dry-run"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mc.json") && err.contains("\"stereo.SlidingWindow.window_half_width\" (read by"), "{err}");
+    assert!(err.contains("is not in the config"), "{err}");
     assert_eq!(
         steps_to_run(
             &|c| c["telescope_coords"]["tel_021"] =

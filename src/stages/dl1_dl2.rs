@@ -181,7 +181,7 @@ impl Stage for Dl1Dl2Stage {
     }
 
     fn version(&self) -> &'static str {
-        "3"
+        "4"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -287,6 +287,11 @@ impl Stage for Dl1Dl2Stage {
             );
         }
         writer.attribute("sst1mflow_models", &Value::Object(applied).to_string())?;
+        // sst1mpipe names the models by their directory; ours are named by the training that
+        // made them (the last path component is what its DL3 scripts use).
+        let training = models.first().map_or("", |m| m.header.activity_key.as_str());
+        writer.write_info(&format!("sst1mflow {}", ctx.pipeline_version), &format!("train-rfs/{training}"))?;
+        writer.copy_pointing_monitoring(&dl1.file()?, dl1.tel_id)?;
         if !overridden.is_empty() {
             writer.attribute("sst1mflow_contract_override", &json!(overridden).to_string())?;
             let _ =
@@ -374,7 +379,7 @@ impl Stage for Dl1Dl2Stage {
             }
             start = end;
         }
-        writer.write_simulation(&dl1.showers, dl1.run)?;
+        writer.write_simulation(&dl1.showers, dl1.run, &dl1.shower_distributions)?;
         if let Some(o) = &dl1.observation {
             writer.write_observation(o)?;
         }

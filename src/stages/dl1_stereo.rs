@@ -3,15 +3,28 @@
 //! the HillasReconstructor (see [`crate::reco::stereo`]).
 //!
 //! Inputs `tel1` and `tel2`: one DL1 file each (two different telescopes of the array, both
-//! Monte Carlo or both data). The matching is the config's `stereo.event_matching_method`:
-//! `SWATEventIDs` (event ids; also when the config has no `stereo` section, as sst1mpipe's MC
-//! configs) or `WhiteRabbitClosest` (the tel2 event whose White Rabbit time,
-//! `full·1e9 + int(frac·1e9)` ns, is closest, if closer than
-//! `stereo.WhiteRabbitClosest.max_time_diff_ns`); `SlidingWindow` is refused (not implemented).
-//! The step parameter `matching` (`"event_id"` or `"white_rabbit"`, with `max_time_diff_ns`
-//! [10000]) overrides the config, and then the config's `stereo` section is read only to say
-//! so. As sst1mpipe: a tel1 event needs exactly one candidate (none: a mono event; several, or a
-//! tel2 event already used: skipped).
+//! Monte Carlo or both data). The matching of camera data is the config's
+//! `stereo.event_matching_method`, as sst1mpipe's:
+//! - `SWATEventIDs`: equal event ids (SWAT array event numbers). As sst1mpipe, when tel1's DL1
+//!   says its ids are not SWAT ids (`/dl1/info` `swat_event_ids_used` false, or no such table),
+//!   the ids are not trusted: the matching falls back to `WhiteRabbitClosest`, and the log says so.
+//! - `WhiteRabbitClosest`: the tel2 event whose White Rabbit time, `full·1e9 + int(frac·1e9)` ns,
+//!   is closest, if closer than `stereo.WhiteRabbitClosest.max_time_diff_ns`.
+//! - `SlidingWindow` (data before White Rabbit and SWAT, 25 September 2023): the clock offset
+//!   between the telescopes that maximises coincidences within `stereo.SlidingWindow.window_half_width`
+//!   (s), searched over `offset_search.{time_start, time_stop, time_step}` on the events passing
+//!   `event_selection` and the finite check of the mono features, then the tel2 events inside
+//!   the window around each tel1 time plus the offset ([`crate::reco::matching`]).
+//!
+//! Monte Carlo is always matched by event id (sim_telarray's shared ids; the config's method is
+//! for camera data and the log says it was not used). The step parameter `matching`
+//! (`"event_id"`, `"white_rabbit"` with `max_time_diff_ns` [10000], or `"sliding_window"` with
+//! `window_half_width_s` [0.001], `offset_start_s` [−0.01], `offset_stop_s` [0.01],
+//! `offset_step_s` [2e-5]) overrides the config and is recorded; the config's `stereo` section
+//! is then read only to say so. As sst1mpipe, a tel1 event needs exactly one candidate (none: a
+//! mono event; several: a multiple coincidence, skipped). On camera data, as sst1mpipe, a pair
+//! is kept only when both images have parameters (intensity > 0), and a tel2 event equal to
+//! the previous pair's is skipped as a multiple coincidence.
 //!
 //! Config keys applied: `ShowerProcessor.reconstructor_types` (must be
 //! `["HillasReconstructor"]`), `ShowerProcessor.HillasReconstructor.StereoQualityQuery.quality_criteria`
@@ -39,14 +52,64 @@ use std::path::Path;
 
 pub struct Dl1StereoStage;
 
-const KNOWN: &[&str] = &["matching", "max_time_diff_ns"];
+const KNOWN: &[&str] =
+    &["matching", "max_time_diff_ns", "window_half_width_s", "offset_start_s", "offset_stop_s", "offset_step_s"];
+/// What the sliding window's offset search selects events with (sst1mpipe's quality cuts and
+/// finite check of the mono features).
+const SLIDING_SELECTION_KEYS: [&str; 5] = [
+    "event_selection",
+    "energy_regression_features",
+    "particle_classification_features",
+    "disp_regression_features",
+    "disp_classification_features",
+];
+const SLIDING_KEYS: [&str; 4] = ["window_half_width_s", "offset_start_s", "offset_stop_s", "offset_step_s"];
 const QUALITY_KEY: &str = "ShowerProcessor.HillasReconstructor.StereoQualityQuery.quality_criteria";
 
 /// How tel2 events are found for tel1 events.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Matching {
     EventId,
-    WhiteRabbit { max_diff_ns: i64 },
+    WhiteRabbit {
+        max_diff_ns: i64,
+    },
+    /// The window half width (s) and the trial offsets (start, stop, step in s).
+    SlidingWindow {
+        half_width_s: f64,
+        offsets: [f64; 3],
+    },
+}
+
+impl Matching {
+    /// How the DL1 settings record it.
+    fn setting(&self) -> Value {
+        match self {
+            Matching::EventId => json!("event_id"),
+            Matching::WhiteRabbit { max_diff_ns } => json!(format!("white_rabbit within {max_diff_ns} ns")),
+            Matching::SlidingWindow { half_width_s, offsets } => json!(format!(
+                "sliding_window of ±{half_width_s} s, offset searched on arange({}, {}, {})",
+                offsets[0], offsets[1], offsets[2]
+            )),
+        }
+    }
+}
+
+/// A sliding window's settings, checked: a positive finite half width and a grid of at most a
+/// million trial offsets.
+fn sliding_window(half_width_s: f64, offsets: [f64; 3]) -> std::result::Result<Matching, String> {
+    if !(half_width_s > 0.0 && half_width_s.is_finite() && half_width_s < 60.0) {
+        return Err(format!("window half width {half_width_s} s: must be positive and below 60 s"));
+    }
+    let [start, stop, step] = offsets;
+    if !(start.is_finite() && stop.is_finite() && step > 0.0 && step.is_finite() && start < stop) {
+        return Err(format!(
+            "offset search from {start} to {stop} s by {step}: needs start < stop and a positive step"
+        ));
+    }
+    if (stop - start) / step > 1e6 {
+        return Err(format!("offset search from {start} to {stop} s by {step}: more than a million trial offsets"));
+    }
+    Ok(Matching::SlidingWindow { half_width_s, offsets })
 }
 
 /// The step parameter `matching` (and `max_time_diff_ns`), if given: it overrides the config.
@@ -54,6 +117,25 @@ fn parse(params: &Value, at: &str) -> Result<Option<Matching>> {
     let p = Params::new(params, KNOWN, "dl1-stereo", at)?;
     let how = params.get("matching").map(|v| v.as_str().ok_or(v)).transpose();
     match how {
+        Ok(how) if how != Some("sliding_window") && SLIDING_KEYS.iter().any(|k| params.get(*k).is_some()) => {
+            let k = SLIDING_KEYS.iter().find(|k| params.get(**k).is_some()).expect("one is set");
+            Err(Error::msg(format!("{at}.params.{k}: only with \"matching\": \"sliding_window\"")))
+        }
+        Ok(Some("sliding_window")) => {
+            if params.get("max_time_diff_ns").is_some() {
+                return Err(Error::msg(format!(
+                    "{at}.params.max_time_diff_ns: only for \"matching\": \"white_rabbit\""
+                )));
+            }
+            let number = |k: &str, default: f64| match params.get(k) {
+                None => Ok(default),
+                Some(v) => v.as_f64().ok_or_else(|| Error::msg(format!("{at}.params.{k}: {v} is not a number"))),
+            };
+            let half_width = number("window_half_width_s", 0.001)?;
+            let offsets =
+                [number("offset_start_s", -0.01)?, number("offset_stop_s", 0.01)?, number("offset_step_s", 2e-5)?];
+            sliding_window(half_width, offsets).map(Some).map_err(|e| Error::msg(format!("{at}.params: {e}")))
+        }
         Ok(None) => {
             if params.get("max_time_diff_ns").is_some() {
                 return Err(Error::msg(format!(
@@ -78,8 +160,8 @@ fn parse(params: &Value, at: &str) -> Result<Option<Matching>> {
             Ok(Some(Matching::WhiteRabbit { max_diff_ns: max_diff_ns as i64 }))
         }
         Ok(Some(other)) => Err(Error::msg(format!(
-            "{at}.params.matching: unknown method \"{other}\"{} (\"event_id\" or \"white_rabbit\")",
-            crate::text::suggestion(other, ["event_id", "white_rabbit"])
+            "{at}.params.matching: unknown method \"{other}\"{} (\"event_id\", \"white_rabbit\" or \"sliding_window\")",
+            crate::text::suggestion(other, ["event_id", "white_rabbit", "sliding_window"])
         ))),
         Err(v) => Err(Error::msg(format!("{at}.params.matching: {v} is not a string"))),
     }
@@ -87,31 +169,51 @@ fn parse(params: &Value, at: &str) -> Result<Option<Matching>> {
 
 /// The matching the config's `stereo` section asks for (sst1mpipe's `event_matching_method`):
 /// `SWATEventIDs` → event ids, `WhiteRabbitClosest` → White Rabbit times within
-/// `WhiteRabbitClosest.max_time_diff_ns`; absent (Monte Carlo configs have no `stereo`
-/// section) → event ids. `SlidingWindow` is refused (not implemented).
+/// `WhiteRabbitClosest.max_time_diff_ns`, `SlidingWindow` → its window and offset search;
+/// absent (Monte Carlo configs have no `stereo` section) → event ids.
 fn configured_matching(config: &Value) -> std::result::Result<Matching, String> {
     match config.pointer("/stereo/event_matching_method") {
         None => Ok(Matching::EventId),
-        Some(Value::String(m)) if m == "SWATEventIDs" => Ok(Matching::EventId),
-        Some(Value::String(m)) if m == "WhiteRabbitClosest" => {
-            let key = "stereo.WhiteRabbitClosest.max_time_diff_ns";
-            match config.pointer("/stereo/WhiteRabbitClosest/max_time_diff_ns") {
-                None => Ok(Matching::WhiteRabbit { max_diff_ns: 10_000 }),
-                Some(v) => match v.as_f64() {
-                    Some(x) if x.fract() == 0.0 && (1.0..=1e9).contains(&x) => {
-                        Ok(Matching::WhiteRabbit { max_diff_ns: x as i64 })
-                    }
-                    _ => Err(format!("{key} = {v}: must be a whole number of ns from 1 to 1e9")),
-                },
-            }
+        Some(Value::String(m)) if m == "SWATEventIDs" => {
+            // The White Rabbit window is checked too: it is the fallback.
+            white_rabbit_of_config(config)?;
+            Ok(Matching::EventId)
         }
-        Some(Value::String(m)) if m == "SlidingWindow" => Err(
-            "stereo.event_matching_method = \"SlidingWindow\" is not implemented yet (SWATEventIDs and WhiteRabbitClosest are)".into(),
-        ),
+        Some(Value::String(m)) if m == "WhiteRabbitClosest" => white_rabbit_of_config(config),
+        Some(Value::String(m)) if m == "SlidingWindow" => {
+            let number = |key: &str| {
+                let pointer = format!("/stereo/SlidingWindow/{}", key.replace('.', "/"));
+                match config.pointer(&pointer) {
+                    None => Err(format!("stereo.SlidingWindow.{key} is missing (SlidingWindow matching needs it)")),
+                    Some(v) => v.as_f64().ok_or_else(|| format!("stereo.SlidingWindow.{key} = {v}: not a number")),
+                }
+            };
+            let half_width = number("window_half_width")?;
+            let offsets = [
+                number("offset_search.time_start")?,
+                number("offset_search.time_stop")?,
+                number("offset_search.time_step")?,
+            ];
+            sliding_window(half_width, offsets).map_err(|e| format!("stereo.SlidingWindow: {e}"))
+        }
         Some(other) => Err(format!(
             "stereo.event_matching_method = {other}: expected \"SWATEventIDs\", \"WhiteRabbitClosest\" or \"SlidingWindow\"{}",
             other.as_str().map(|o| crate::text::suggestion(o, ["SWATEventIDs", "WhiteRabbitClosest", "SlidingWindow"])).unwrap_or_default()
         )),
+    }
+}
+
+/// `WhiteRabbitClosest` with the config's window (10 µs when absent).
+fn white_rabbit_of_config(config: &Value) -> std::result::Result<Matching, String> {
+    let key = "stereo.WhiteRabbitClosest.max_time_diff_ns";
+    match config.pointer("/stereo/WhiteRabbitClosest/max_time_diff_ns") {
+        None => Ok(Matching::WhiteRabbit { max_diff_ns: 10_000 }),
+        Some(v) => match v.as_f64() {
+            Some(x) if x.fract() == 0.0 && (1.0..=1e9).contains(&x) => {
+                Ok(Matching::WhiteRabbit { max_diff_ns: x as i64 })
+            }
+            _ => Err(format!("{key} = {v}: must be a whole number of ns from 1 to 1e9")),
+        },
     }
 }
 
@@ -218,18 +320,44 @@ fn white_rabbit_ns(row: &ParametersRow) -> Option<i64> {
     Some(row.time_wr_full_seconds * 1_000_000_000 + (row.time_wr_frac_seconds * 1e9) as i64)
 }
 
-/// Matched (tel1 index, tel2 index) pairs, and the counts of mono and multiple events.
+/// The outcome of matching: (tel1 index, tel2 index) pairs, and the tel1 events left out.
+#[derive(Debug, Default, PartialEq)]
+struct Matched {
+    pairs: Vec<(usize, usize)>,
+    mono: usize,
+    multiple: usize,
+    /// Camera data: single candidates where one of the two images has no parameters.
+    without_images: usize,
+}
+
+/// Matches `first` (tel1) with `second` (tel2) events; `sliding_offset_s` is the clock offset a
+/// sliding window uses. `camera_data` applies sst1mpipe's rules for observations (see the
+/// module doc); Monte Carlo pairs every event with its one partner, each tel2 event once.
 fn match_events(
     first: &[ParametersRow],
     second: &[ParametersRow],
     how: Matching,
-) -> (Vec<(usize, usize)>, usize, usize) {
-    let (mut pairs, mut mono, mut multiple) = (Vec::new(), 0, 0);
+    sliding_offset_s: f64,
+    camera_data: bool,
+) -> Matched {
+    let mut out = Matched::default();
     let mut used_second = std::collections::HashSet::new();
+    let mut previous_second: i64 = 0;
     let mut accept = |i: usize, candidates: &[usize]| match candidates {
-        [] => mono += 1,
-        [j] if used_second.insert(second[*j].event_id) => pairs.push((i, *j)),
-        _ => multiple += 1,
+        [] => out.mono += 1,
+        [j] if camera_data => {
+            let has_image = |r: &ParametersRow| r.camera_frame_hillas_intensity > 0.0;
+            if !(has_image(&first[i]) && has_image(&second[*j])) {
+                out.without_images += 1;
+            } else if second[*j].event_id == previous_second {
+                out.multiple += 1;
+            } else {
+                previous_second = second[*j].event_id;
+                out.pairs.push((i, *j));
+            }
+        }
+        [j] if used_second.insert(second[*j].event_id) => out.pairs.push((i, *j)),
+        _ => out.multiple += 1,
     };
     match how {
         Matching::EventId => {
@@ -265,8 +393,53 @@ fn match_events(
                 accept(i, &candidates);
             }
         }
+        Matching::SlidingWindow { half_width_s, .. } => {
+            let t1: Vec<f64> = first.iter().map(|r| r.local_time).collect();
+            let t2: Vec<f64> = second.iter().map(|r| r.local_time).collect();
+            let candidates = crate::reco::matching::sliding_window_candidates(&t1, &t2, sliding_offset_s, half_width_s);
+            for (i, c) in candidates.iter().enumerate() {
+                accept(i, c);
+            }
+        }
     }
-    (pairs, mono, multiple)
+    out
+}
+
+/// One `event_selection` entry on DL1 rows: the column's reader and the inclusive bounds.
+type Dl1Cut = (fn(&ParametersRow) -> f64, f64, f64);
+
+/// sst1mpipe's offset search input: the local times of the events passing `event_selection`
+/// and the finite check of the mono features (columns the DL1 does not have are skipped, as
+/// sst1mpipe's get_finite skips them).
+fn selected_times(rows: &[ParametersRow], config: &Value) -> std::result::Result<Vec<f64>, String> {
+    let selection = crate::reco::EventSelection::from_config(config)?;
+    let cuts: Vec<Dl1Cut> = selection
+        .cuts
+        .iter()
+        .map(|(c, lo, hi)| {
+            ParametersRow::getter(c)
+                .map(|g| (g, *lo, *hi))
+                .ok_or_else(|| format!("event_selection: no DL1 column \"{c}\""))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut features = Vec::new();
+    for key in [
+        "energy_regression_features",
+        "particle_classification_features",
+        "disp_regression_features",
+        "disp_classification_features",
+    ] {
+        let list =
+            config.get(key).ok_or_else(|| format!("{key} is missing (the finite check of the offset search)"))?;
+        features.extend(crate::reco::feature_list(list, key, false)?);
+    }
+    let finite: Vec<fn(&ParametersRow) -> f64> = features.iter().filter_map(|f| ParametersRow::getter(f)).collect();
+    Ok(rows
+        .iter()
+        .filter(|r| cuts.iter().all(|(g, lo, hi)| (g(r) >= *lo) && (g(r) <= *hi)))
+        .filter(|r| finite.iter().all(|g| g(r).is_finite()))
+        .map(|r| r.local_time)
+        .collect())
 }
 
 fn geometry_row(obs_id: i64, event_id: i64, g: Option<&StereoGeometry>) -> GeometryRow {
@@ -335,7 +508,7 @@ impl Stage for Dl1StereoStage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -366,18 +539,26 @@ impl Stage for Dl1StereoStage {
         } else {
             // The time window is the White Rabbit matching's only: under the other methods
             // it changes nothing, so it is read, not applied.
-            let method = config.and_then(|c| c.pointer("/stereo/event_matching_method"));
+            // SWAT ids fall back to White Rabbit times, so both use the window.
+            let method = config.and_then(|c| c.pointer("/stereo/event_matching_method")).and_then(Value::as_str);
             let mut keys = vec!["stereo.event_matching_method?".to_string()];
-            if config.is_none() || method.and_then(Value::as_str) == Some("WhiteRabbitClosest") {
-                keys.push("stereo.WhiteRabbitClosest.max_time_diff_ns?".into());
+            match method {
+                None if config.is_some() => {}
+                Some("SlidingWindow") => {
+                    keys.extend(
+                        [
+                            "stereo.SlidingWindow.window_half_width",
+                            "stereo.SlidingWindow.offset_search.time_start",
+                            "stereo.SlidingWindow.offset_search.time_stop",
+                            "stereo.SlidingWindow.offset_search.time_step",
+                        ]
+                        .map(String::from),
+                    );
+                    keys.extend(SLIDING_SELECTION_KEYS.map(String::from));
+                }
+                _ => keys.push("stereo.WhiteRabbitClosest.max_time_diff_ns?".into()),
             }
-            (
-                keys,
-                vec![ConfigRead::new(
-                    "stereo",
-                    "settings of a matching method this config does not select (SlidingWindow: not implemented)",
-                )],
-            )
+            (keys, vec![ConfigRead::new("stereo", "settings of a matching method this config does not select")])
         };
         let mut keys = vec![
             "ShowerProcessor.reconstructor_types".to_string(),
@@ -394,11 +575,23 @@ impl Stage for Dl1StereoStage {
     }
 
     fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
-        super::telescope_coords_for_inputs(config, inputs, &["tel1", "tel2"], "/dl1/event/telescope/parameters")
+        let mut narrowed =
+            super::telescope_coords_for_inputs(config, inputs, &["tel1", "tel2"], "/dl1/event/telescope/parameters")?;
+        // Monte Carlo is matched by event id whatever the config says: its matching settings
+        // change nothing there.
+        let tel1 = inputs.iter().find(|i| i.role == "tel1")?;
+        if crate::io::r1::is_simulation_file(&tel1.path)? {
+            let m = narrowed.as_object_mut()?;
+            m.remove("stereo");
+            for key in SLIDING_SELECTION_KEYS {
+                m.remove(key);
+            }
+        }
+        Some(narrowed)
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
-        vec!["ShowerProcessor", "telescope_coords.*", "stereo"]
+        [vec!["ShowerProcessor", "telescope_coords.*", "stereo"], SLIDING_SELECTION_KEYS.to_vec()].concat()
     }
 
     fn check_config(&self, config: &Value, step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
@@ -455,21 +648,78 @@ impl Stage for Dl1StereoStage {
         let s = settings(ctx.config, tels).map_err(|e| Error::msg(format!("dl1-stereo: {e}")))?;
         // Simulated telescopes share event ids and have no White Rabbit clock: the config's
         // method (sst1mpipe's, for camera data) does not apply to them.
-        let mut matching_note = None;
+        let mut notes: Vec<String> = Vec::new();
+        let camera_data = readers[0].run.is_none();
         let how = match given {
+            Some(Matching::EventId) if camera_data => {
+                if crate::io::dl1::read_swat_event_ids_used(&inputs[0].path)? != Some(true) {
+                    notes.push(format!(
+                        "WARNING: matching by event id as the step parameter asks, but {}'s event ids are not SWAT ids (/dl1/info): pairs may be wrong",
+                        inputs[0].name
+                    ));
+                }
+                Matching::EventId
+            }
             Some(how) => how,
             None if readers[0].run.is_some() => {
                 if let Some(m) = ctx.config.pointer("/stereo/event_matching_method") {
-                    matching_note = Some(format!(
+                    notes.push(format!(
                         "Monte Carlo: matched by event id (stereo.event_matching_method = {m} is for camera data)"
                     ));
                 }
                 Matching::EventId
             }
-            None => configured_matching(ctx.config).map_err(|e| Error::msg(format!("config {e}")))?,
+            None => match configured_matching(ctx.config).map_err(|e| Error::msg(format!("config {e}")))? {
+                Matching::EventId if ctx.config.pointer("/stereo/event_matching_method").is_some() => {
+                    // sst1mpipe trusts the ids only when r0-dl1 found SWAT array event numbers.
+                    match crate::io::dl1::read_swat_event_ids_used(&inputs[0].path)? {
+                        Some(true) => Matching::EventId,
+                        found => {
+                            let fallback = white_rabbit_of_config(ctx.config).map_err(Error::msg)?;
+                            notes.push(format!(
+                                "WARNING: SWATEventIDs matching requested, but {} {}: WhiteRabbitClosest used instead",
+                                inputs[0].name,
+                                if found.is_some() {
+                                    "has no SWAT event ids (/dl1/info swat_event_ids_used is false)"
+                                } else {
+                                    "has no /dl1/info saying its event ids are SWAT ids"
+                                }
+                            ));
+                            fallback
+                        }
+                    }
+                }
+                how => how,
+            },
         };
         let rows = readers.iter().map(|r| r.read(0, r.n_events)).collect::<Result<Vec<_>>>()?;
-        let (pairs, mono, multiple) = match_events(&rows[0], &rows[1], how);
+        let sliding_offset_s = match how {
+            Matching::SlidingWindow { half_width_s, offsets } => {
+                let times = rows
+                    .iter()
+                    .map(|r| selected_times(r, ctx.config))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::msg(format!("dl1-stereo: config {e}")))?;
+                let trials = crate::reco::matching::arange(offsets[0], offsets[1], offsets[2]);
+                let search =
+                    crate::reco::matching::find_coincidence_offset(&times[0], &times[1], half_width_s, &trials)
+                        .ok_or_else(|| {
+                            Error::msg("dl1-stereo: the sliding window's offset search has no trial offsets")
+                        })?;
+                notes.push(format!(
+                    "sliding window: clock offset {} s (of {} trial offsets) gives {} coincidences within ±{half_width_s} s, on {} and {} events passing the quality cuts",
+                    search.offset_s,
+                    trials.len(),
+                    search.coincidences,
+                    times[0].len(),
+                    times[1].len()
+                ));
+                search.offset_s
+            }
+            _ => 0.0,
+        };
+        let Matched { pairs, mono, multiple, without_images } =
+            match_events(&rows[0], &rows[1], how, sliding_offset_s, camera_data);
         // Each input's own description (camera, optics, pulse), at the array position the
         // reconstruction uses.
         let telescopes = inputs
@@ -527,13 +777,7 @@ impl Stage for Dl1StereoStage {
         // Added to each input's DL1 settings, flat like the others; the matching method is one of
         // the contract's legitimate simulation/observation differences.
         let stereo_settings = [
-            (
-                "stereo.matching",
-                match how {
-                    Matching::EventId => json!("event_id"),
-                    Matching::WhiteRabbit { max_diff_ns } => json!(format!("white_rabbit within {max_diff_ns} ns")),
-                },
-            ),
+            ("stereo.matching", how.setting()),
             (
                 "stereo.quality_criteria",
                 json!(s.criteria.iter().map(|c| json!([c.name, c.column, c.op, c.value])).collect::<Vec<_>>()),
@@ -557,7 +801,7 @@ impl Stage for Dl1StereoStage {
                 writer.write_parameters(*r)?;
             }
             if let Some(run) = readers[k].run {
-                writer.write_simulation(&readers[k].showers, Some(run))?;
+                writer.write_simulation(&readers[k].showers, Some(run), &readers[k].shower_distributions)?;
             }
             if let Some(o) = &readers[k].observation {
                 writer.write_observation(o)?;
@@ -566,12 +810,12 @@ impl Stage for Dl1StereoStage {
             writer.write_stereo_impacts(tels[k], &impacts[k])?;
             writer.finish()?;
         }
-        if let Some(note) = matching_note {
+        for note in notes {
             let _ = writeln!(ctx.log, "{note}");
         }
         let _ = writeln!(
             ctx.log,
-            "telescopes {} and {}: {} matched events ({reconstructed} reconstructed, {failed_quality} failing the quality query), {mono} mono and {multiple} multiple-coincidence events of telescope {} skipped",
+            "telescopes {} and {}: {} matched events ({reconstructed} reconstructed, {failed_quality} failing the quality query), {mono} mono, {multiple} multiple-coincidence and {without_images} without both images events of telescope {} skipped",
             tels[0],
             tels[1],
             pairs.len(),
@@ -597,13 +841,46 @@ mod tests {
         let first = [row(1, 100, 0.000_001), row(2, 100, 0.5), row(3, 100, 0.7), row(4, 100, 0.9)];
         let second =
             [row(3, 100, 0.7 + 4e-6), row(1, 100, 0.000_008), row(9, 100, 0.9 + 5e-6), row(9, 100, 0.9 - 5e-6)];
-        let (pairs, mono, multiple) = match_events(&first, &second, Matching::EventId);
-        assert_eq!((pairs, mono, multiple), (vec![(0, 1), (2, 0)], 2, 0));
-        let (pairs, mono, multiple) = match_events(&first, &second, Matching::WhiteRabbit { max_diff_ns: 10_000 });
+        let m = match_events(&first, &second, Matching::EventId, 0.0, false);
+        assert_eq!((m.pairs, m.mono, m.multiple), (vec![(0, 1), (2, 0)], 2, 0));
+        let m = match_events(&first, &second, Matching::WhiteRabbit { max_diff_ns: 10_000 }, 0.0, false);
         // Event 4 has two tel2 events 5 µs away on either side: a multiple coincidence.
-        assert_eq!((pairs, mono, multiple), (vec![(0, 1), (2, 0)], 1, 1));
-        let (pairs, _, _) = match_events(&first, &second, Matching::WhiteRabbit { max_diff_ns: 5_000 });
-        assert_eq!(pairs, vec![(2, 0)]);
+        assert_eq!((m.pairs, m.mono, m.multiple), (vec![(0, 1), (2, 0)], 1, 1));
+        let m = match_events(&first, &second, Matching::WhiteRabbit { max_diff_ns: 5_000 }, 0.0, false);
+        assert_eq!(m.pairs, vec![(2, 0)]);
+    }
+
+    #[test]
+    fn camera_data_pairs_need_both_images_and_a_new_tel2_event_as_sst1mpipe() {
+        let with_image = |mut r: ParametersRow, intensity: f64| {
+            r.camera_frame_hillas_intensity = intensity;
+            r
+        };
+        let first = [
+            with_image(row(1, 100, 0.1), 50.0),
+            with_image(row(2, 100, 0.2), f64::NAN),
+            with_image(row(3, 100, 0.3), 80.0),
+            with_image(row(4, 100, 0.300_002), 80.0),
+        ];
+        let second = [
+            with_image(row(7, 100, 0.1 + 1e-6), 30.0),
+            with_image(row(8, 100, 0.2 + 1e-6), 30.0),
+            with_image(row(9, 100, 0.300_001), 40.0),
+        ];
+        let m = match_events(&first, &second, Matching::WhiteRabbit { max_diff_ns: 10_000 }, 0.0, true);
+        // Event 2 has no image; event 4's closest partner is event 9 again, just used.
+        assert_eq!((m.pairs, m.without_images, m.multiple, m.mono), (vec![(0, 0), (2, 2)], 1, 1, 0));
+        // Sliding window on local times, with tel2's clock 2 ms ahead.
+        let timed = |mut r: ParametersRow, t: f64| {
+            r.local_time = t;
+            r
+        };
+        let first = [timed(first[0], 1000.0), timed(first[2], 1000.5)];
+        let second = [timed(second[0], 1000.002), timed(second[2], 1000.502), timed(second[1], 1000.9)];
+        let how = Matching::SlidingWindow { half_width_s: 1e-3, offsets: [-0.01, 0.01, 1e-3] };
+        let m = match_events(&first, &second, how, 0.002, true);
+        assert_eq!(m.pairs, vec![(0, 0), (1, 1)]);
+        assert_eq!(match_events(&first, &second, how, 0.0, true).pairs, Vec::<(usize, usize)>::new());
     }
 
     #[test]

@@ -587,7 +587,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "6"
+        "7"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -867,7 +867,7 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
         }
         start = end;
     }
-    writer.write_simulation(&reader.showers, reader.run)?;
+    writer.write_simulation(&reader.showers, reader.run, &reader.shower_distributions)?;
     if let Some(o) = &reader.observation {
         writer.write_observation(o)?;
         writer.write_triggers(&trigger_rows)?;
@@ -964,7 +964,7 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
         n += 1;
     }
     writer.write_triggers(&trigger_rows)?;
-    writer.write_simulation(&source.showers, Some(source.run))?;
+    writer.write_simulation(&source.showers, Some(source.run), &source.reader.shower_distributions)?;
     writer.write_true_impacts(obs_id, &source.axis_impacts)?;
     writer.finish()?;
     let r = &source.reader;

@@ -9,7 +9,8 @@
 //!   by the PDE correction factor when `NsbCalibrator.mc_correction_for_PDE` is on (the factor
 //!   of the QE file named in the file's history). The camera must be DigiCam (1296 pixels at
 //!   the positions of [`CameraGeometry::digicam`]); truth and the thrown-event description come
-//!   from the MC headers (n_showers × n_use showers, as pyirf counts them).
+//!   from the MC headers (n_showers showers used n_use times each, as ctapipe names them;
+//!   pyirf and sst1mpipe count their product).
 //! * **zfits**: [`super::super::image::calibrate`] does sst1mpipe's R0→R1 with the calibration
 //!   table and window transmittance given as activity inputs; see [`DataCalibration`].
 use super::super::image::calibrate;
@@ -169,11 +170,14 @@ impl SimtelSource {
         let pointing_alt = run_header.direction.1.to_degrees() as f64;
         let pointing_az = run_header.direction.0.to_degrees() as f64;
         let run = SimulationRunRow {
-            n_showers: (mc.n_showers.max(0) as u64) * (mc.n_use.max(0) as u64),
+            n_showers: mc.n_showers.max(0) as u64,
+            shower_reuse: mc.n_use.max(0) as u64,
             energy_range_min: mc.energy_range_tev.0 as f64,
             energy_range_max: mc.energy_range_tev.1 as f64,
             spectral_index: mc.spectral_index as f64,
+            min_scatter_range: mc.core_range_m.0 as f64,
             max_scatter_range: mc.core_range_m.1 as f64,
+            min_viewcone_radius: mc.viewcone_deg.0 as f64,
             max_viewcone_radius: mc.viewcone_deg.1 as f64,
             source_offset: 0.0,
             nsb_rate: f64::NAN,

@@ -6,7 +6,9 @@
 //! `max_impact_m` [400], `viewcone_deg` [0: point-like], `source_offset_deg` [0],
 //! `nsb_rate_ghz` [0.05], `noise_pe` [0.3], `trigger_pe` [25], `pointing_alt_deg` [70],
 //! `pointing_az_deg` [180] (the pointing is recorded, and makes camera positions sky directions). Only triggered events are
-//! written; the thrown-shower information IRFs need goes to `/configuration/simulation/run`.
+//! written; the thrown-shower information IRFs need goes to `/configuration/simulation/run`,
+//! and every thrown shower into sim_telarray's thrown-shower histogram (core distance × energy,
+//! `/simulation/service/shower_distribution`, which sst1mpipe's `get_mc_info` checks).
 //! With `"stereo": true` each shower is seen by telescopes 1 and 2 (sst1mpipe's Monte Carlo ids,
 //! at the array's two positions; cores thrown around the array centre), and the stage writes
 //! one R1 file per telescope (`r1_tel_001`, `r1_tel_002`) with the events that telescope
@@ -34,7 +36,7 @@ use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::astro::{self, Site};
 use crate::error::{Error, Result};
 use crate::instrument::camera::CameraGeometry;
-use crate::io::r1::{ObservationRow, R1Writer, RunInfo, ShowerRow, SimulationRunRow, TriggerRow};
+use crate::io::r1::{ObservationRow, R1Writer, RunInfo, ShowerDistribution, ShowerRow, SimulationRunRow, TriggerRow};
 use crate::sim::{rng::Rng, Particle, SimConfig, Simulator};
 use serde_json::Value;
 
@@ -392,8 +394,10 @@ fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut St
     let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
     let (mut triggered, mut both) = (vec![0u64; telescopes.len()], 0u64);
     let pointing_rad = (pointing.0.to_radians(), pointing.1.to_radians());
+    let mut thrown = ShowerDistribution::sim_telarray_binning(1, cfg.max_impact_m);
     for i in 0..n_events {
         let s = sim.simulate_stereo(cfg, i, pointing_rad, &telescopes, &mut waveforms);
+        thrown.fill(s.axis_distance_m, s.energy_tev);
         for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
             triggered[k] += 1;
             let truth = ShowerRow {
@@ -413,6 +417,7 @@ fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut St
         both += s.telescopes.iter().all(|v| v.triggered) as u64;
     }
     for writer in writers {
+        writer.write_shower_distributions(std::slice::from_ref(&thrown))?;
         writer.finish(RunInfo::Simulation(simulation_run(cfg, n_events, pointing)))?;
     }
     let _ = writeln!(
@@ -427,10 +432,13 @@ fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut St
 fn simulation_run(cfg: &SimConfig, n_events: u64, pointing: (f64, f64)) -> SimulationRunRow {
     SimulationRunRow {
         n_showers: n_events,
+        shower_reuse: 1,
         energy_range_min: cfg.energy_min_tev,
         energy_range_max: cfg.energy_max_tev,
         spectral_index: cfg.spectral_index,
+        min_scatter_range: 0.0,
         max_scatter_range: cfg.max_impact_m,
+        min_viewcone_radius: 0.0,
         max_viewcone_radius: cfg.viewcone_deg,
         source_offset: cfg.source_offset_deg,
         nsb_rate: cfg.nsb_rate_ghz,
@@ -446,7 +454,7 @@ impl Stage for SimulateStage {
     }
 
     fn version(&self) -> &'static str {
-        "4"
+        "5"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -492,14 +500,17 @@ impl Stage for SimulateStage {
             R1Writer::create(&ctx.work_dir.join("r1.h5"), tel_id, false, ctx.activity_key, ctx.pipeline_version)?;
         let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
         let mut triggered = 0u64;
+        let mut thrown = ShowerDistribution::sim_telarray_binning(1, cfg.max_impact_m);
         for i in 0..n_events {
             let s = sim.simulate(&cfg, i, &mut waveform);
+            thrown.fill(s.impact_m, s.energy_tev);
             if !s.triggered {
                 continue;
             }
             triggered += 1;
             writer.write(i, &waveform, shower_row(i, &s), None)?;
         }
+        writer.write_shower_distributions(&[thrown])?;
         writer.finish(RunInfo::Simulation(simulation_run(&cfg, n_events, pointing)))?;
         let _ = writeln!(ctx.log, "simulated {n_events} {:?} showers, {triggered} triggered", cfg.particle);
         Ok(())

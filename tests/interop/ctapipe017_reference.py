@@ -16,6 +16,10 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
                                 its focal_length_choice, EFFECTIVE by default)
   table DL1 PATH OUT.json        ctapipe 0.17's read_table of one table (as sst1mpipe's
                                 get_dl1_info and load_dl1_pedestals read theirs): columns, rows
+  simtables SIMTEL OUT.h5        ctapipe 0.17's DataWriter on a sim_telarray file, with the
+                                simulation histograms ctapipe-process writes at the end (what
+                                sst1mpipe's get_mc_info reads: /configuration/simulation/run and
+                                /simulation/service/shower_distribution)
 """
 import json
 import sys
@@ -219,5 +223,17 @@ def table(dl1, path, out):
         json.dump({"columns": t.colnames, "rows": rows}, f)
 
 
+def simtables(simtel, out):
+    from ctapipe.io import DataWriter, SimTelEventSource
+
+    source = SimTelEventSource(simtel, focal_length_choice="EQUIVALENT")
+    with DataWriter(event_source=source, output_path=out, overwrite=True, write_parameters=True,
+                    write_images=False) as writer:
+        for event in source:
+            writer(event)
+        writer.write_simulation_histograms(source)
+
+
 if __name__ == "__main__":
-    {"mc": mc, "params": params, "correction": correction, "events": events, "table": table}[sys.argv[1]](*sys.argv[2:])
+    {"mc": mc, "params": params, "correction": correction, "events": events, "table": table,
+     "simtables": simtables}[sys.argv[1]](*sys.argv[2:])

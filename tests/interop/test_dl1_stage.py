@@ -6,6 +6,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
+import tables
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -35,7 +36,12 @@ def test_parameter_columns_and_truth(dl1):
     p = pd.read_hdf(path, key=KEY)
     showers = pd.read_hdf(path, key="/simulation/event/subarray/shower")
     run = pd.read_hdf(path, key="/configuration/simulation/run")
-    assert int(run["n_showers"][0]) == 300 and len(showers) == len(p) > 50
+    assert int(run["n_showers"][0]) == 300 and int(run["shower_reuse"][0]) == 1 and len(showers) == len(p) > 50
+    # Every thrown shower in sim_telarray's thrown-shower histogram, as ctapipe lays it out.
+    with tables.open_file(str(path)) as f:
+        hist = f.root.simulation.service.shower_distribution.read()
+    assert hist["n_entries"][0] == 300 and hist["histogram"].shape == (1, 120, 200)
+    assert hist["histogram"].sum() == 300 and hist["hist_id"][0] == 6
     for col in ["log_camera_frame_hillas_intensity", "camera_frame_hillas_width", "camera_frame_hillas_length",
                 "camera_frame_hillas_wl", "camera_frame_hillas_skewness", "camera_frame_hillas_kurtosis",
                 "camera_frame_timing_slope", "leakage_intensity_width_2", "camera_frame_hillas_x",

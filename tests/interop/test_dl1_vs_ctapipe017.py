@@ -157,6 +157,36 @@ def test_mc_true_images_and_their_parameters_are_ctapipe017s_and_its_event_sourc
             assert np.isclose(e["intensity"], p["camera_frame_hillas_intensity"], rtol=1e-9)
 
 
+def test_mc_thrown_showers_are_ctapipe017s_and_sst1mpipes_get_mc_info_finds_them(mc, tmp_path):
+    """The two tables sst1mpipe's get_mc_info reads, read with ctapipe 0.17's read_table: the
+    thrown-shower histogram equal to what ctapipe 0.17's DataWriter writes (every column, bit
+    for bit), the run's simulation configuration with its columns, and get_mc_info's check that
+    the histogram entries are n_showers × shower_reuse holding (no 'correction')."""
+    dl1, _ = mc
+    theirs = tmp_path / "ctapipe017.h5"
+    r = subprocess.run([str(PY017), str(REFERENCE), "simtables", str(SIMTEL), str(theirs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    path = "/simulation/service/shower_distribution"
+    ours_h, theirs_h = reference(tmp_path, "table", dl1, path), reference(tmp_path, "table", theirs, path)
+    assert ours_h["columns"] == theirs_h["columns"] == ["obs_id", "hist_id", "n_entries", "bins_energy",
+                                                        "bins_core_dist", "histogram"]
+    assert ours_h["rows"] == theirs_h["rows"]
+    assert ours_h["rows"][0]["n_entries"] == 1000 and np.sum(ours_h["rows"][0]["histogram"]) == 1000
+    with tables.open_file(str(dl1)) as a, tables.open_file(str(theirs)) as b:
+        ours_t, theirs_t = a.get_node(path), b.get_node(path)
+        assert ours_t.dtype == theirs_t.dtype, (ours_t.dtype, theirs_t.dtype)
+        for i in range(6):
+            assert ours_t.attrs[f"CTAFIELD_{i}_NAME"] == theirs_t.attrs[f"CTAFIELD_{i}_NAME"]
+            assert getattr(ours_t.attrs, f"CTAFIELD_{i}_UNIT", None) == getattr(theirs_t.attrs, f"CTAFIELD_{i}_UNIT", None)
+    run = "/configuration/simulation/run"
+    ours_r, theirs_r = reference(tmp_path, "table", dl1, run)["rows"][0], reference(tmp_path, "table", theirs, run)["rows"][0]
+    for column in ["n_showers", "shower_reuse", "energy_range_min", "energy_range_max", "spectral_index",
+                   "min_scatter_range", "max_scatter_range", "min_viewcone_radius", "max_viewcone_radius"]:
+        assert np.isclose(ours_r[column], theirs_r[column], rtol=1e-7), (column, ours_r[column], theirs_r[column])
+    # get_mc_info: mc_correct_shower_reuse compares the histogram entries with the product.
+    assert ours_h["rows"][0]["n_entries"] == ours_r["n_showers"] * ours_r["shower_reuse"]
+
+
 def test_data_every_parameter_within_1e_5_of_ctapipe017(tmp_path):
     need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
     array = SST1MPIPE / "sst1m_array.h5"

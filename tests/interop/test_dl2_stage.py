@@ -126,6 +126,41 @@ def test_dl2_records_the_models_it_used(dl2):
         assert models[role]["sha256"] == path.name
 
 
+def test_sst1mpipes_readers_find_what_they_read_in_our_mc_dl2(dl2, tmp_path):
+    """What sst1mpipe reads from a Monte Carlo DL2 beyond the events, read with ctapipe 0.17's
+    read_table (its pinned version): get_mc_info's run configuration and thrown-shower
+    histogram (its shower-reuse check holds, so it applies no correction), and /dl2/info (the
+    version and the models, which its DL3 scripts name IRFs and cuts by)."""
+    py017 = ROOT / ".venv-ctapipe017" / "bin" / "python"
+    if not py017.exists():
+        pytest.skip(f"{py017} not found (scripts/setup.sh --python makes it)")
+    views, _, _ = dl2
+    path = views / "dl2-gt" / "all" / "dl2.h5"
+
+    def read_table(table):
+        out = tmp_path / "table.json"
+        r = subprocess.run([str(py017), str(ROOT / "tests" / "interop" / "ctapipe017_reference.py"), "table",
+                            str(path), table, str(out)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads(out.read_text())["rows"]
+
+    run = read_table("/configuration/simulation/run")
+    hist = read_table("/simulation/service/shower_distribution")
+    assert len(run) == len(hist) == 1
+    assert (run[0]["n_showers"], run[0]["shower_reuse"]) == (6000, 1)
+    assert hist[0]["n_entries"] == run[0]["n_showers"] * run[0]["shower_reuse"] == np.sum(hist[0]["histogram"])
+    assert (run[0]["min_scatter_range"], run[0]["max_scatter_range"], run[0]["max_viewcone_radius"]) == (0.0, 400.0, 3.0)
+    info = read_table("/dl2/info")
+    import h5py
+    with h5py.File(path) as f:
+        models = json.loads(f.attrs["sst1mflow_models"])
+        version = f.attrs["sst1mflow_pipeline_version"]
+    # sst1mpipe's column holds 68 characters (a dirty build's version is longer; the root
+    # attribute keeps it whole).
+    assert info[0]["sst1mpipe_version"] == f"sst1mflow {version}"[:68]
+    assert info[0]["RF_used"].split("/")[-1] == models["energy"]["training_activity"]
+
+
 def test_gammapy_loads_the_irfs_with_sane_values(dl2, tmp_path):
     import astropy.units as u
     from astropy.io import fits

@@ -98,7 +98,8 @@ def test_simtel_truth_and_thrown_events_equal_eventio(simtel_dl1):
     with SimTelFile(str(SIMTEL)) as f:
         truth = {ev["event_id"]: ev for ev in f}
         mc = f.mc_run_headers[0]
-    assert int(run["n_showers"][0]) == mc["n_showers"] * mc["n_use"]
+    assert (int(run["n_showers"][0]), int(run["shower_reuse"][0])) == (mc["n_showers"], mc["n_use"])
+    assert run["min_scatter_range"][0] == mc["core_range"][0] and run["min_viewcone_radius"][0] == mc["viewcone"][0]
     assert np.isclose(run["energy_range_min"][0], mc["E_range"][0]) and np.isclose(run["energy_range_max"][0], mc["E_range"][1])
     assert np.isclose(run["max_scatter_range"][0], mc["core_range"][1])
     for _, row in params.iterrows():

@@ -791,9 +791,21 @@ struct RunInfoRow {
 
 /// A text as a fixed-length ASCII field: non-ASCII characters become `?`, and what does not
 /// fit is cut (as PyTables cuts a longer string).
-fn fixed_ascii<const N: usize>(text: &str) -> hdf5::types::FixedAscii<N> {
+pub(crate) fn fixed_ascii<const N: usize>(text: &str) -> hdf5::types::FixedAscii<N> {
     let bytes: Vec<u8> = text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).take(N).collect();
     hdf5::types::FixedAscii::from_ascii(&bytes).expect("ASCII, at most N bytes")
+}
+
+/// sst1mpipe's `swat_event_ids_used` of a DL1 file's `/dl1/info` (whether its event ids are
+/// SWAT array event numbers, shared by the telescopes); None when the file has no such table.
+pub fn read_swat_event_ids_used(path: &Path) -> Result<Option<bool>> {
+    let file = hdf5::File::open(path).map_err(|e| super::hdf5_table::hdf5_error(path.display(), e))?;
+    let Ok(info) = file.dataset("/dl1/info") else { return Ok(None) };
+    let (_, rows) = super::hdf5_table::read_shaped_table(&info, &["swat_event_ids_used"], |_, dims| {
+        dims.is_empty().then_some(super::hdf5_table::ShapedColumn::Bool)
+    })
+    .map_err(|e| sst1mflow_base::error::Error::msg(format!("{}: /dl1/info: {e}", path.display())))?;
+    Ok(rows.first().map(|r| r[0] != 0))
 }
 
 /// Streams one telescope's DL1 into a file.
@@ -958,14 +970,16 @@ impl Dl1Writer {
         &self.file
     }
 
-    /// Copies the simulation truth (shower table and thrown-event run row) into the file.
+    /// Copies the simulation truth (shower table, thrown-event run row and thrown-shower
+    /// histograms) into the file.
     pub fn write_simulation(
         &mut self,
         showers: &[super::r1::ShowerRow],
         run: Option<super::r1::SimulationRunRow>,
+        shower_distributions: &[super::r1::ShowerDistribution],
     ) -> Result<()> {
         self.simulation = true;
-        super::r1::write_simulation_tables(&self.file, showers, run)
+        super::r1::write_simulation_tables(&self.file, showers, run, shower_distributions)
     }
 
     /// Writes an event's true image (photoelectrons per pixel) and the parameters of it that
@@ -1230,6 +1244,7 @@ pub struct Dl1Reader {
     pub settings: std::collections::BTreeMap<String, serde_json::Value>,
     pub showers: Vec<super::r1::ShowerRow>,
     pub run: Option<super::r1::SimulationRunRow>,
+    pub shower_distributions: Vec<super::r1::ShowerDistribution>,
     pub observation: Option<super::r1::ObservationRow>,
 }
 
@@ -1254,8 +1269,10 @@ impl Dl1Reader {
             Err(_) => Vec::new(),
         };
         let run = super::r1::read_simulation_run(&file, path)?;
+        let shower_distributions = super::r1::read_shower_distributions(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl1Reader {
+            shower_distributions,
             observation,
             parameters,
             path: path.to_path_buf(),
@@ -1268,6 +1285,11 @@ impl Dl1Reader {
             showers,
             run,
         })
+    }
+
+    /// The file itself (for tables copied as stored).
+    pub fn file(&self) -> Result<hdf5::File> {
+        self.parameters.file().map_err(|e| super::hdf5_table::hdf5_error(self.path.display(), e))
     }
 
     /// Parameter rows `start..end`.

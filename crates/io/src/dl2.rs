@@ -8,12 +8,24 @@
 //! settings of the events (`sst1mflow_dl1_settings`), the models applied
 //! (`sst1mflow_models`: role → file hash, training activity, pipeline version), and, when the
 //! contract between models and DL1 was overridden, what differed (`sst1mflow_contract_override`).
+//!
+//! For sst1mpipe's readers: `/dl2/info` (its software version and models used, as its DL2
+//! merge for DL3 reads them) and the DL1's pointing monitoring, copied as stored.
 use super::dl1::{Dl2Row, Dl2RowPacked, DL2_COLUMNS};
 use super::hdf5_table::{create_product_file, ensure_groups, string_attr, ColumnMeta, Table};
 use super::r1::{ObservationRow, ShowerRow, SimulationRunRow};
 use sst1mflow_base::error::Result;
 use sst1mflow_science::instrument::TelescopeDescription;
 use std::path::Path;
+
+/// sst1mpipe's `DL2_info` row.
+#[derive(hdf5::H5Type, Clone, Copy)]
+#[repr(C)]
+#[allow(non_snake_case)]
+struct Dl2InfoRow {
+    sst1mpipe_version: hdf5::types::FixedAscii<68>,
+    RF_used: hdf5::types::FixedAscii<256>,
+}
 
 pub struct Dl2Writer {
     file: hdf5::File,
@@ -49,9 +61,44 @@ impl Dl2Writer {
         self.events.push(row)
     }
 
-    /// Copies the simulation truth (shower table and thrown-event run row).
-    pub fn write_simulation(&mut self, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
-        super::r1::write_simulation_tables(&self.file, showers, run)
+    /// Copies the simulation truth (shower table, thrown-event run row and histograms).
+    pub fn write_simulation(
+        &mut self,
+        showers: &[ShowerRow],
+        run: Option<SimulationRunRow>,
+        shower_distributions: &[super::r1::ShowerDistribution],
+    ) -> Result<()> {
+        super::r1::write_simulation_tables(&self.file, showers, run, shower_distributions)
+    }
+
+    /// Writes sst1mpipe's `/dl2/info` (its `DL2_info`: the software version and the models
+    /// used), which its DL2 merge for DL3 reads.
+    pub fn write_info(&self, software_version: &str, rf_used: &str) -> Result<()> {
+        let mut t = Table::<Dl2InfoRow>::create(
+            &ensure_groups(&self.file, "/dl2")?,
+            "info",
+            1,
+            &[ColumnMeta::string("sst1mpipe_version", 68), ColumnMeta::string("RF_used", 256)],
+        )?;
+        t.push(Dl2InfoRow {
+            sst1mpipe_version: super::dl1::fixed_ascii(software_version),
+            RF_used: super::dl1::fixed_ascii(rf_used),
+        })?;
+        t.finish()?;
+        Ok(())
+    }
+
+    /// Copies ctapipe's pointing monitoring of a DL1 file (`/dl1/monitoring/subarray/pointing`,
+    /// `/dl1/monitoring/telescope/pointing/tel_NNN`), which sst1mpipe's DL2 merge reads the
+    /// tracked RA/Dec from; nothing when the DL1 has none.
+    pub fn copy_pointing_monitoring(&self, dl1: &hdf5::File, tel_id: u16) -> Result<()> {
+        for path in [
+            "/dl1/monitoring/subarray/pointing".to_string(),
+            format!("/dl1/monitoring/telescope/pointing/tel_{tel_id:03}"),
+        ] {
+            super::hdf5_table::copy_dataset(dl1, &self.file, &path)?;
+        }
+        Ok(())
     }
 
     /// Copies an observation run's row.
@@ -77,6 +124,7 @@ pub struct Dl2Reader {
     /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
     pub models: String,
     pub run: Option<SimulationRunRow>,
+    pub shower_distributions: Vec<super::r1::ShowerDistribution>,
     /// Observation runs: what the run was (obs id, times, pointing, target).
     pub observation: Option<ObservationRow>,
 }
@@ -93,8 +141,10 @@ impl Dl2Reader {
         )
         .map_err(|e| bad(&e))?;
         let run = super::r1::read_simulation_run(&file, path)?;
+        let shower_distributions = super::r1::read_shower_distributions(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
         Ok(Dl2Reader {
+            shower_distributions,
             observation,
             n_events: events.shape().first().copied().unwrap_or(0),
             events,

@@ -376,3 +376,255 @@ pub fn time_column_attrs<T: H5Type + Clone>(table: &Table<T>, column: usize) -> 
     );
     table.attrs(&[(&transform, Attr::Str("time")), (&scale, Attr::Str("tai")), (&format, Attr::Str("mjd"))])
 }
+
+/// A column of a table whose array shapes are known only when it is written (sim_telarray's
+/// histogram sizes come from the file): a compile-time row struct cannot describe it, so such
+/// tables go through the HDF5 C calls with a type built at run time. Values are little-endian
+/// (the machines we run on), packed in column order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ShapedColumn {
+    /// A PyTables bool (the 8-bit bitfield, one byte 0 or 1).
+    Bool,
+    I32,
+    I64,
+    /// A one-dimensional `f64` array of this length.
+    F64s(usize),
+    /// A two-dimensional `f32` array (rows, columns), row-major.
+    F32Matrix(usize, usize),
+}
+
+impl ShapedColumn {
+    fn size(&self) -> usize {
+        match *self {
+            ShapedColumn::Bool => 1,
+            ShapedColumn::I32 => 4,
+            ShapedColumn::I64 => 8,
+            ShapedColumn::F64s(n) => 8 * n,
+            ShapedColumn::F32Matrix(r, c) => 4 * r * c,
+        }
+    }
+}
+
+/// A built HDF5 type id, closed when dropped.
+struct OwnedType(hdf5_sys::h5i::hid_t);
+
+impl Drop for OwnedType {
+    fn drop(&mut self) {
+        // SAFETY: the id was returned by an H5T call and is closed only here.
+        hdf5::sync::sync(|| unsafe { hdf5_sys::h5t::H5Tclose(self.0) });
+    }
+}
+
+/// The packed compound type of `columns`, and its size.
+fn shaped_row_type(columns: &[(&str, ShapedColumn)]) -> Result<(OwnedType, usize)> {
+    use hdf5_sys::h5t;
+    let failed = |what: &str| Error::msg(format!("cannot build the HDF5 row type ({what})"));
+    let size: usize = columns.iter().map(|(_, c)| c.size()).sum();
+    // SAFETY: every id passed is alive (the globals are HDF5's predefined types, the others are
+    // owned here and closed by OwnedType); names are NUL-terminated; offsets stay within `size`.
+    hdf5::sync::sync(|| unsafe {
+        let row = OwnedType(h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, size));
+        if row.0 < 0 {
+            return Err(failed("compound"));
+        }
+        let mut offset = 0;
+        for (name, column) in columns {
+            let member = match *column {
+                ShapedColumn::Bool => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_B8LE)),
+                ShapedColumn::I32 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I32LE)),
+                ShapedColumn::I64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I64LE)),
+                ShapedColumn::F64s(n) => {
+                    let dims = [n as hdf5_sys::h5::hsize_t];
+                    OwnedType(h5t::H5Tarray_create2(*h5t::H5T_IEEE_F64LE, 1, dims.as_ptr()))
+                }
+                ShapedColumn::F32Matrix(r, c) => {
+                    let dims = [r as hdf5_sys::h5::hsize_t, c as hdf5_sys::h5::hsize_t];
+                    OwnedType(h5t::H5Tarray_create2(*h5t::H5T_IEEE_F32LE, 2, dims.as_ptr()))
+                }
+            };
+            let cname = std::ffi::CString::new(*name).map_err(|_| failed("column name"))?;
+            if member.0 < 0 || h5t::H5Tinsert(row.0, cname.as_ptr(), offset, member.0) < 0 {
+                return Err(failed(name));
+            }
+            offset += column.size();
+        }
+        Ok((row, size))
+    })
+}
+
+/// Writes a table of `rows` (each packed as `columns` say) with the PyTables and ctapipe
+/// attributes of [`Table`]; deflated, not chunked by row count (these tables hold a few rows).
+pub fn write_shaped_table(
+    group: &Group,
+    name: &str,
+    columns: &[(ColumnMeta, ShapedColumn)],
+    rows: &[Vec<u8>],
+) -> Result<()> {
+    use hdf5_sys::{h5d, h5p, h5s};
+    let shapes: Vec<(&str, ShapedColumn)> = columns.iter().map(|(m, c)| (m.name, *c)).collect();
+    let (row_type, size) = shaped_row_type(&shapes)?;
+    if let Some(bad) = rows.iter().find(|r| r.len() != size) {
+        return Err(Error::msg(format!("table {name}: a row of {} bytes where the columns make {size}", bad.len())));
+    }
+    let bytes: Vec<u8> = rows.concat();
+    let cname = std::ffi::CString::new(name).map_err(|_| Error::msg(format!("table name {name:?}")))?;
+    let n = [rows.len() as hdf5_sys::h5::hsize_t];
+    let chunk = [rows.len().max(1) as hdf5_sys::h5::hsize_t];
+    let unlimited = [h5s::H5S_UNLIMITED];
+    // SAFETY: ids are checked before use and closed on every path; `bytes` holds `n` rows of
+    // the layout `row_type` describes.
+    let dataset = hdf5::sync::sync(|| unsafe {
+        let space = h5s::H5Screate_simple(1, n.as_ptr(), unlimited.as_ptr());
+        let dcpl = h5p::H5Pcreate(*h5p::H5P_CLS_DATASET_CREATE);
+        let mut id = -1;
+        if space >= 0
+            && dcpl >= 0
+            && h5p::H5Pset_chunk(dcpl, 1, chunk.as_ptr()) >= 0
+            && h5p::H5Pset_deflate(dcpl, 4) >= 0
+            && h5p::H5Pset_obj_track_times(dcpl, 0) >= 0
+        {
+            id = h5d::H5Dcreate2(
+                group.id(),
+                cname.as_ptr(),
+                row_type.0,
+                space,
+                h5p::H5P_DEFAULT,
+                dcpl,
+                h5p::H5P_DEFAULT,
+            );
+            if id >= 0
+                && !bytes.is_empty()
+                && h5d::H5Dwrite(id, row_type.0, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, bytes.as_ptr().cast())
+                    < 0
+            {
+                h5d::H5Dclose(id);
+                id = -1;
+            }
+        }
+        if dcpl >= 0 {
+            h5p::H5Pclose(dcpl);
+        }
+        if space >= 0 {
+            h5s::H5Sclose(space);
+        }
+        id
+    });
+    if dataset < 0 {
+        return Err(Error::msg(format!("cannot write table {name} in {}", group.name())));
+    }
+    // SAFETY: `dataset` is a dataset id just created; from_id takes ownership of it.
+    let dataset: Dataset =
+        hdf5::sync::sync(|| unsafe { hdf5::from_id(dataset) }).map_err(|e| hdf5_error(format!("table {name}"), e))?;
+    string_attr(&dataset, "CLASS", "TABLE")?;
+    string_attr(&dataset, "TITLE", "")?;
+    string_attr(&dataset, "VERSION", "2.7")?;
+    for (i, (c, _)) in columns.iter().enumerate() {
+        string_attr(&dataset, &format!("FIELD_{i}_NAME"), c.name)?;
+        string_attr(&dataset, &format!("CTAFIELD_{i}_NAME"), c.name)?;
+        if !c.unit.is_empty() {
+            string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
+            string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
+        }
+    }
+    dataset
+        .new_attr::<u64>()
+        .create("NROWS")
+        .and_then(|a| a.write_scalar(&(rows.len() as u64)))
+        .map_err(|e| hdf5_error("cannot write NROWS", e))
+}
+
+/// The array shape of column `name` of a table's row type: `[]` for a scalar, else its
+/// dimensions; None when the table has no such column.
+fn shaped_column_dims(dataset: &Dataset, name: &str) -> Option<Vec<usize>> {
+    use hdf5_sys::{h5d, h5t};
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: ids are checked and closed; the dims buffer has room for the rank HDF5 reports
+    // (at most 32, H5S_MAX_RANK).
+    hdf5::sync::sync(|| unsafe {
+        let file_type = OwnedType(h5d::H5Dget_type(dataset.id()));
+        if file_type.0 < 0 {
+            return None;
+        }
+        let index = h5t::H5Tget_member_index(file_type.0, cname.as_ptr());
+        if index < 0 {
+            return None;
+        }
+        let member = OwnedType(h5t::H5Tget_member_type(file_type.0, index as u32));
+        if member.0 < 0 {
+            return None;
+        }
+        if h5t::H5Tget_class(member.0) != h5t::H5T_class_t::H5T_ARRAY {
+            return Some(Vec::new());
+        }
+        let rank = h5t::H5Tget_array_ndims(member.0);
+        if !(0..=32).contains(&rank) {
+            return None;
+        }
+        let mut dims = [0 as hdf5_sys::h5::hsize_t; 32];
+        (h5t::H5Tget_array_dims2(member.0, dims.as_mut_ptr()) == rank)
+            .then(|| dims[..rank as usize].iter().map(|&d| d as usize).collect())
+    })
+}
+
+/// Reads a table written by [`write_shaped_table`] (or by PyTables with the same columns) with
+/// the array shapes its file has: `shape_of(name, dims)` turns each column's dimensions into
+/// the shape to read it as (None refuses the table). Returns the packed rows; HDF5 converts
+/// the values to the requested types.
+pub fn read_shaped_table(
+    dataset: &Dataset,
+    names: &[&str],
+    shape_of: impl Fn(&str, &[usize]) -> Option<ShapedColumn>,
+) -> Result<(Vec<ShapedColumn>, Vec<Vec<u8>>)> {
+    use hdf5_sys::{h5d, h5p, h5s};
+    let what = dataset.name();
+    let mut shapes = Vec::new();
+    for name in names {
+        let dims = shaped_column_dims(dataset, name).ok_or_else(|| Error::msg(format!("{what}: no column {name}")))?;
+        shapes.push(
+            shape_of(name, &dims)
+                .ok_or_else(|| Error::msg(format!("{what}: column {name} has an unexpected shape {dims:?}")))?,
+        );
+    }
+    let columns: Vec<(&str, ShapedColumn)> = names.iter().copied().zip(shapes.iter().copied()).collect();
+    let (row_type, size) = shaped_row_type(&columns)?;
+    let n = dataset.shape().first().copied().unwrap_or(0);
+    let mut bytes = vec![0u8; n * size];
+    // SAFETY: `bytes` has room for the dataset's `n` rows in the layout of `row_type`.
+    let status = hdf5::sync::sync(|| unsafe {
+        h5d::H5Dread(dataset.id(), row_type.0, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, bytes.as_mut_ptr().cast())
+    });
+    if status < 0 {
+        return Err(Error::msg(format!("{what}: unreadable rows")));
+    }
+    Ok((shapes, bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect()))
+}
+
+/// Copies the dataset at `path` of `src` (with its attributes) to the same path in `dst`, as
+/// HDF5 stores it (H5Ocopy: no decoding, no type knowledge needed). Returns false when `src`
+/// has no such dataset.
+pub fn copy_dataset(src: &hdf5::File, dst: &hdf5::File, path: &str) -> Result<bool> {
+    if src.dataset(path).is_err() {
+        return Ok(false);
+    }
+    let (parent, name) = path.rsplit_once('/').ok_or_else(|| Error::msg(format!("dataset path {path:?}")))?;
+    let group = ensure_groups(dst, if parent.is_empty() { "/" } else { parent })?;
+    let (from, to) = (
+        std::ffi::CString::new(path).map_err(|_| Error::msg(format!("dataset path {path:?}")))?,
+        std::ffi::CString::new(name).map_err(|_| Error::msg(format!("dataset path {path:?}")))?,
+    );
+    // SAFETY: both locations are open files/groups; names are NUL-terminated.
+    let status = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5o::H5Ocopy(
+            src.id(),
+            from.as_ptr(),
+            group.id(),
+            to.as_ptr(),
+            hdf5_sys::h5p::H5P_DEFAULT,
+            hdf5_sys::h5p::H5P_DEFAULT,
+        )
+    });
+    if status < 0 {
+        return Err(Error::msg(format!("cannot copy {path} from {} into {}", src.filename(), dst.filename())));
+    }
+    Ok(true)
+}

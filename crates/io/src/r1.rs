@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `/r1/event/telescope/tel_NNN` | `event_id` (u64), `waveform` (i16[1296·50], pixel-major, in units of 1/16 p.e.: attribute `waveform_scale_pe` = 0.0625) |
 //! | `/simulation/event/subarray/shower` | `event_id`, `true_energy` (TeV), `true_core_x`, `true_core_y`, `true_impact` (m), `true_camera_x`, `true_camera_y` (m), `true_h_max` (m), `true_shower_primary_id`, `n_photoelectrons` |
-//! | `/configuration/simulation/run` | one row: `n_showers` thrown, `energy_range_min`/`max` (TeV), `spectral_index`, `max_scatter_range` (m), `max_viewcone_radius` (deg), `source_offset` (deg), `nsb_rate` (GHz), `seed` (Monte Carlo productions) |
+//! | `/configuration/simulation/run` | one row (ctapipe's names): `n_showers` simulated and their `shower_reuse` (thrown = the product), `energy_range_min`/`max` (TeV), `spectral_index`, `min`/`max_scatter_range` (m), `min`/`max_viewcone_radius` (deg), `source_offset` (deg), `nsb_rate` (GHz), `seed`, `pointing_alt`/`az` (deg) (Monte Carlo productions) |
+//! | `/simulation/service/shower_distribution` | Monte Carlo productions: ctapipe's table of sim_telarray's thrown-shower histogram ([`ShowerDistribution`]): `obs_id` (i32, as ctapipe), `hist_id`, `n_entries`, `bins_energy` (TeV), `bins_core_dist` (m), `histogram` (f32, energy × core) |
 //! | `/r1/event/subarray/trigger` | observation runs: `event_id`, `time` (Unix s, UTC), `pointing_alt`, `pointing_az` (deg) per event |
 //! | `/configuration/observation/run` | observation runs, one row ([`ObservationRow`]): obs id, start and stop, pointing and target (RA/Dec), wobble, NSB, and the simulated source and background |
 //!
@@ -16,10 +17,13 @@
 //! Waveforms are quantised to 1/16 p.e. (rounding, quantisation noise 0.018 p.e. rms, far below
 //! the electronic noise) and clamped to ±2047 p.e. per sample, like a digitiser: noisy float32
 //! samples hardly compress, int16 ones with shuffle + deflate do.
-use super::hdf5_table::{ensure_groups, hdf5_error, ColumnMeta, Table};
+use super::hdf5_table::{
+    ensure_groups, hdf5_error, read_shaped_table, write_shaped_table, ColumnMeta, ShapedColumn, Table,
+};
 use hdf5::H5Type;
 use sst1mflow_base::error::{Error, Result};
 use sst1mflow_science::instrument::{camera::N_PIXELS, N_SAMPLES};
+pub use sst1mflow_science::irf::shower_distribution::ShowerDistribution;
 use std::path::Path;
 
 pub const WAVEFORM_LEN: usize = N_PIXELS * N_SAMPLES;
@@ -74,11 +78,15 @@ const SHOWER_COLUMNS: &[(&str, &str)] = &[
 #[derive(H5Type, Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
 pub struct SimulationRunRow {
+    /// Showers simulated (CORSIKA's showers, each used `shower_reuse` times), as ctapipe.
     pub n_showers: u64,
+    pub shower_reuse: u64,
     pub energy_range_min: f64,
     pub energy_range_max: f64,
     pub spectral_index: f64,
+    pub min_scatter_range: f64,
     pub max_scatter_range: f64,
+    pub min_viewcone_radius: f64,
     pub max_viewcone_radius: f64,
     pub source_offset: f64,
     pub nsb_rate: f64,
@@ -92,12 +100,12 @@ impl SimulationRunRow {
     /// The thrown-event description IRFs and weights need ([`sst1mflow_science::irf::SimulationInfo`]).
     pub fn simulation_info(&self) -> sst1mflow_science::irf::SimulationInfo {
         sst1mflow_science::irf::SimulationInfo {
-            n_showers: self.n_showers as f64,
+            n_showers: self.n_showers as f64 * self.shower_reuse as f64,
             energy_min_tev: self.energy_range_min,
             energy_max_tev: self.energy_range_max,
             max_impact_m: self.max_scatter_range,
             spectral_index: self.spectral_index,
-            viewcone_min_deg: 0.0,
+            viewcone_min_deg: self.min_viewcone_radius,
             viewcone_max_deg: self.max_viewcone_radius,
         }
     }
@@ -105,10 +113,13 @@ impl SimulationRunRow {
 
 const RUN_COLUMNS: &[(&str, &str)] = &[
     ("n_showers", ""),
+    ("shower_reuse", ""),
     ("energy_range_min", "TeV"),
     ("energy_range_max", "TeV"),
     ("spectral_index", ""),
+    ("min_scatter_range", "m"),
     ("max_scatter_range", "m"),
+    ("min_viewcone_radius", "deg"),
     ("max_viewcone_radius", "deg"),
     ("source_offset", "deg"),
     ("nsb_rate", "GHz"),
@@ -187,6 +198,13 @@ pub fn write_observation_table(file: &hdf5::File, observation: &ObservationRow) 
     Ok(())
 }
 
+/// Whether a product file is Monte Carlo (it has the thrown-event row); None when it cannot
+/// be opened.
+pub fn is_simulation_file(path: &Path) -> Option<bool> {
+    let file = hdf5::File::open(path).ok()?;
+    Some(file.dataset("/configuration/simulation/run").is_ok())
+}
+
 /// Reads the thrown-event row of a product file (`/configuration/simulation/run`), if it has one.
 pub fn read_simulation_run(file: &hdf5::File, path: &Path) -> Result<Option<SimulationRunRow>> {
     match file.dataset("/configuration/simulation/run") {
@@ -197,6 +215,102 @@ pub fn read_simulation_run(file: &hdf5::File, path: &Path) -> Result<Option<Simu
             .copied()),
         Err(_) => Ok(None),
     }
+}
+
+pub const SHOWER_DISTRIBUTION_PATH: &str = "/simulation/service/shower_distribution";
+
+const SHOWER_DISTRIBUTION_COLUMNS: [&str; 6] =
+    ["obs_id", "hist_id", "n_entries", "bins_energy", "bins_core_dist", "histogram"];
+
+/// Writes ctapipe's thrown-shower table (`/simulation/service/shower_distribution`), one row
+/// per histogram; nothing when there is none.
+pub fn write_shower_distributions(file: &hdf5::File, histograms: &[ShowerDistribution]) -> Result<()> {
+    let Some(first) = histograms.first() else { return Ok(()) };
+    let shape = |h: &ShowerDistribution| (h.n_bins_energy(), h.n_bins_core());
+    if let Some(h) = histograms.iter().find(|h| shape(h) != shape(first)) {
+        return Err(Error::msg(format!(
+            "thrown-shower histograms of different binning ({:?} and {:?}) cannot share one table",
+            shape(first),
+            shape(h)
+        )));
+    }
+    let (n_energy, n_core) = shape(first);
+    let columns = [
+        (ColumnMeta::new("obs_id", ""), ShapedColumn::I32),
+        (ColumnMeta::new("hist_id", ""), ShapedColumn::I64),
+        (ColumnMeta::new("n_entries", ""), ShapedColumn::I64),
+        (ColumnMeta::new("bins_energy", "TeV"), ShapedColumn::F64s(n_energy + 1)),
+        (ColumnMeta::new("bins_core_dist", "m"), ShapedColumn::F64s(n_core + 1)),
+        (ColumnMeta::new("histogram", ""), ShapedColumn::F32Matrix(n_energy, n_core)),
+    ];
+    let rows: Vec<Vec<u8>> = histograms
+        .iter()
+        .map(|h| {
+            let mut row = Vec::new();
+            row.extend_from_slice(&(h.obs_id as i32).to_le_bytes());
+            for v in [h.hist_id, h.n_entries] {
+                row.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in h.bins_energy_tev.iter().chain(&h.bins_core_dist_m) {
+                row.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in &h.counts {
+                row.extend_from_slice(&v.to_le_bytes());
+            }
+            row
+        })
+        .collect();
+    write_shaped_table(&ensure_groups(file, "/simulation/service")?, "shower_distribution", &columns, &rows)
+}
+
+/// Reads ctapipe's thrown-shower table of a product file (ours or ctapipe's), if it has one.
+pub fn read_shower_distributions(file: &hdf5::File, path: &Path) -> Result<Vec<ShowerDistribution>> {
+    let Ok(dataset) = file.dataset(SHOWER_DISTRIBUTION_PATH) else { return Ok(Vec::new()) };
+    let bad = |e: String| Error::msg(format!("{}: {SHOWER_DISTRIBUTION_PATH}: {e}", path.display()));
+    let (shapes, rows) = read_shaped_table(&dataset, &SHOWER_DISTRIBUTION_COLUMNS, |name, dims| match (name, dims) {
+        ("obs_id", []) => Some(ShapedColumn::I32),
+        ("hist_id" | "n_entries", []) => Some(ShapedColumn::I64),
+        ("bins_energy" | "bins_core_dist", [n]) if *n >= 2 => Some(ShapedColumn::F64s(*n)),
+        ("histogram", [r, c]) => Some(ShapedColumn::F32Matrix(*r, *c)),
+        _ => None,
+    })
+    .map_err(|e| bad(e.to_string()))?;
+    let (ShapedColumn::F64s(n_energy_edges), ShapedColumn::F64s(n_core_edges), ShapedColumn::F32Matrix(r, c)) =
+        (shapes[3], shapes[4], shapes[5])
+    else {
+        return Err(bad("unexpected column shapes".into()));
+    };
+    if (r + 1, c + 1) != (n_energy_edges, n_core_edges) {
+        return Err(bad(format!(
+            "a {r} × {c} histogram with {n_energy_edges} energy and {n_core_edges} core-distance edges"
+        )));
+    }
+    let f64s = |b: &[u8]| -> Vec<f64> {
+        b.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    };
+    let i64_at = |row: &[u8], k: usize| i64::from_le_bytes(row[k..k + 8].try_into().expect("8 bytes"));
+    let increasing = |v: &[f64]| v.windows(2).all(|w| w[0] < w[1]) && v.iter().all(|x| x.is_finite());
+    rows.iter()
+        .map(|row| {
+            let core_at = 20 + 8 * n_energy_edges;
+            let counts_at = core_at + 8 * n_core_edges;
+            let (bins_energy_tev, bins_core_dist_m) = (f64s(&row[20..core_at]), f64s(&row[core_at..counts_at]));
+            if !increasing(&bins_energy_tev) || !increasing(&bins_core_dist_m) {
+                return Err(bad("bin edges not increasing".into()));
+            }
+            Ok(ShowerDistribution {
+                obs_id: i32::from_le_bytes(row[0..4].try_into().expect("4 bytes")) as i64,
+                hist_id: i64_at(row, 4),
+                n_entries: i64_at(row, 12),
+                bins_energy_tev,
+                bins_core_dist_m,
+                counts: row[counts_at..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 /// Reads the observation row of a product file, if it has one.
@@ -239,8 +353,15 @@ pub fn run_columns() -> Vec<ColumnMeta<'static>> {
 
 /// Writes the simulation truth into a product file: the shower table
 /// (`/simulation/event/subarray/shower`) and the thrown-event run row
-/// (`/configuration/simulation/run`); nothing when there is neither.
-pub fn write_simulation_tables(file: &hdf5::File, showers: &[ShowerRow], run: Option<SimulationRunRow>) -> Result<()> {
+/// (`/configuration/simulation/run`); nothing when there is neither. The thrown-shower
+/// histograms go to `/simulation/service/shower_distribution` when there are any.
+pub fn write_simulation_tables(
+    file: &hdf5::File,
+    showers: &[ShowerRow],
+    run: Option<SimulationRunRow>,
+    shower_distributions: &[ShowerDistribution],
+) -> Result<()> {
+    write_shower_distributions(file, shower_distributions)?;
     if showers.is_empty() && run.is_none() {
         return Ok(());
     }
@@ -329,6 +450,11 @@ impl R1Writer {
         self.showers.push(shower)
     }
 
+    /// Writes the thrown-shower histogram of a Monte Carlo production.
+    pub fn write_shower_distributions(&self, histograms: &[ShowerDistribution]) -> Result<()> {
+        write_shower_distributions(&self.file, histograms)
+    }
+
     pub fn finish(self, run: RunInfo) -> Result<usize> {
         let n = self.events.finish()?;
         self.showers.finish()?;
@@ -360,6 +486,7 @@ pub struct R1Reader {
     pub n_events: usize,
     pub showers: Vec<ShowerRow>,
     pub run: Option<SimulationRunRow>,
+    pub shower_distributions: Vec<ShowerDistribution>,
     /// Observation runs: the run and each event's time and pointing (by event id order).
     pub observation: Option<ObservationRow>,
     pub triggers: Vec<TriggerRow>,
@@ -391,6 +518,7 @@ impl R1Reader {
             Err(_) => Vec::new(),
         };
         let run = read_simulation_run(&file, path)?;
+        let shower_distributions = read_shower_distributions(&file, path)?;
         let observation = read_observation_table(&file, path)?;
         let triggers = match file.dataset("/r1/event/subarray/trigger") {
             Ok(d) => d.read_raw::<TriggerRow>().map_err(|e| bad("trigger table", e))?,
@@ -403,7 +531,17 @@ impl R1Reader {
                 triggers.len()
             )));
         }
-        Ok(R1Reader { events, tel_id, n_events, showers, run, observation, triggers, path: path.to_path_buf() })
+        Ok(R1Reader {
+            events,
+            tel_id,
+            n_events,
+            showers,
+            run,
+            shower_distributions,
+            observation,
+            triggers,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Events `start..end` (one chunk of memory at a time).

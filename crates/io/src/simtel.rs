@@ -18,6 +18,7 @@
 //! pedestal per sample and the ADC→p.e. factor per gain and pixel, and the true image.
 use super::eventio::{differential_traces, sub_objects, Cursor, EventIoReader, Object, ParseResult};
 use sst1mflow_base::error::{Error, Result};
+use sst1mflow_science::irf::shower_distribution::{ShowerDistribution, THROWN_SHOWERS_HISTOGRAM_ID};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -192,6 +193,9 @@ pub struct SimtelReader {
     pending_true_images: BTreeMap<i32, Vec<i32>>,
     /// MC events (shower uses) seen so far, triggered or not.
     pub n_mc_events: u64,
+    /// The thrown-shower histograms (sim_telarray's id 6) of the file's histogram blocks
+    /// (type 100, at the end of the file): complete once [`Self::next_event`] returned `None`.
+    pub shower_distributions: Vec<ShowerDistribution>,
     pub n_calibration_events: u64,
     /// Objects skipped: (type, version) → count, with the reason.
     pub skipped: BTreeMap<(u32, u32), (u64, String)>,
@@ -227,6 +231,7 @@ impl SimtelReader {
             pending_mc: None,
             pending_true_images: BTreeMap::new(),
             n_mc_events: 0,
+            shower_distributions: Vec::new(),
             n_calibration_events: 0,
             skipped: BTreeMap::new(),
             finished: false,
@@ -408,10 +413,20 @@ impl SimtelReader {
                     }
                 }
             }
+            100 if (1..=2).contains(&h.version) => {
+                let histograms = parse_histograms(&o.data).map_err(|e| parse_err(&name("Histograms"), at, &what, e))?;
+                let obs_id = self.run_header.as_ref().map_or(-1, |r| r.run as i64);
+                self.shower_distributions.extend(
+                    histograms
+                        .into_iter()
+                        .filter(|h| h.hist_id == THROWN_SHOWERS_HISTOGRAM_ID)
+                        .map(|h| ShowerDistribution { obs_id, ..h }),
+                );
+            }
             // Known objects that R0→DL1 does not need.
-            71 | 72 | 75 | 100 | 1212 | 1216 | 2005..=2008 | 2024 | 2025 | 2026 | 2034 => {}
+            71 | 72 | 75 | 1212 | 1216 | 2005..=2008 | 2024 | 2025 | 2026 | 2034 => {}
             _ => {
-                let known = matches!(h.type_, 2000..=2004 | 2020 | 2021 | 2022 | 2023);
+                let known = matches!(h.type_, 100 | 2000..=2004 | 2020 | 2021 | 2022 | 2023);
                 let reason = if known { "object version not supported" } else { "unknown object type" };
                 self.skip(h.type_, h.version, reason);
             }
@@ -565,6 +580,67 @@ fn parse_run_header(data: &[u8], id: i32, version: u32) -> ParseResult<RunHeader
     let observer = c.string()?;
     let _ = id;
     Ok(RunHeader { run, time, direction, tel_ids, tel_positions, target, observer })
+}
+
+/// The histograms of a histogram block (type 100), as pyeventio reads them: per histogram its
+/// type character, title (padded to an even length with the character), id, bins, entries, per
+/// axis the under/overflow and the range (floats for types R, r, F, D, ints otherwise), for F and
+/// D the contents summary, then the counts (f32 for F and D, i32 otherwise; none when it has no
+/// true entries), y-major. Two-dimensional ones are returned, one-dimensional ones are skipped.
+fn parse_histograms(data: &[u8]) -> ParseResult<Vec<ShowerDistribution>> {
+    let mut c = Cursor::new(data);
+    let n = c.i16()?;
+    let mut out = Vec::new();
+    for _ in 0..n.max(0) {
+        let kind = c.u8()? as char;
+        let title_len = c.string()?.len();
+        if title_len % 2 == 0 {
+            c.skip(1)?;
+        }
+        let hist_id = c.i32()? as i64;
+        let (n_x, n_y) = (c.i16()?, c.i16()?);
+        if n_x < 0 || n_y < 0 {
+            return Err(format!("histogram {hist_id}: negative bin count ({n_x} × {n_y})"));
+        }
+        let entries = c.i32()? as i64;
+        let true_entries = c.i32()?;
+        let floats = matches!(kind, 'R' | 'r' | 'F' | 'D');
+        let mut ranges = Vec::new();
+        for _ in 0..if n_y > 0 { 2 } else { 1 } {
+            c.skip(8)?; // underflow, overflow
+            let range = if floats { (c.f32()? as f64, c.f32()? as f64) } else { (c.i32()? as f64, c.i32()? as f64) };
+            c.skip(8)?; // sum, tsum
+            ranges.push(range);
+        }
+        let n_counts = if n_y > 0 { n_x as usize * n_y as usize } else { n_x as usize };
+        if matches!(kind, 'F' | 'D') {
+            c.skip(4 * 10)?; // content all, inside, outside[8]
+        }
+        let counts = if true_entries > 0 {
+            c.count(n_counts as i64, 4, "histogram counts")?;
+            if matches!(kind, 'F' | 'D') {
+                c.f32s(n_counts)?
+            } else {
+                (0..n_counts).map(|_| c.i32().map(|v| v as f32)).collect::<ParseResult<Vec<_>>>()?
+            }
+        } else {
+            vec![0.0; n_counts]
+        };
+        if n_y > 0 {
+            let (core, log10_energy) = (ranges[0], ranges[1]);
+            out.push(ShowerDistribution {
+                n_entries: entries,
+                counts,
+                ..ShowerDistribution::with_bins(
+                    -1,
+                    hist_id,
+                    (log10_energy.0, log10_energy.1, n_y as usize),
+                    (core.0, core.1, n_x as usize),
+                )
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn parse_mc_run_header(data: &[u8]) -> ParseResult<McRunHeader> {

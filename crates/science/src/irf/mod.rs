@@ -15,6 +15,7 @@
 //! Arrays are row-major with the axes in the order named (energy first), as in pyirf; the GADF
 //! writer transposes them as the format requires. Pure functions over slices: no I/O.
 pub mod performance;
+pub mod shower_distribution;
 pub mod smoothing;
 
 /// What was thrown: pyirf's `SimulatedEventsInfo`.

@@ -11,6 +11,7 @@
 //!   disp models before the gamma/hadron classifier runs.
 //! * Sampling is seeded (sst1mpipe's pandas sampling is not): the same inputs and config select
 //!   the same training events.
+pub mod matching;
 pub mod stereo;
 
 use crate::forest::{ForestParams, MaxFeatures};

@@ -123,6 +123,9 @@ pub struct StereoShower {
     pub true_x_m: f64,
     pub true_y_m: f64,
     pub h_max_m: f64,
+    /// Distance from the array centre to the shower axis (m): sim_telarray's "Ra3d", the core
+    /// distance of the thrown-shower histogram.
+    pub axis_distance_m: f64,
     pub telescopes: Vec<TelescopeView>,
 }
 
@@ -357,6 +360,7 @@ impl Simulator {
             true_x_m: src_x,
             true_y_m: src_y,
             h_max_m: h_max,
+            axis_distance_m: distance_to_line([0.0; 3], core, axis),
             telescopes: views,
         }
     }
