@@ -182,30 +182,7 @@ fn settings_checked_at_planning_are_refused_before_anything_runs() {
         assert!(stderr(&out).contains(expected) && stderr(&out).contains("cfg.json"), "{path}: {}", stderr(&out));
         assert_eq!(db_counts(&store), (0, 0), "{path}: nothing recorded");
     }
-    // A stereo DL2 cut that is set: reported (at planning, so a dry run says it) by dl1-dl2.
-    let mut config = mc_config();
-    config["analysis"]["stereo_delta_disp_cut_deg"] = json!(0.5);
-    write(&dir.path().join("dl2.json"), &config.to_string());
-    let recipe = dir.path().join("dl2-recipe.json");
-    write(
-        &recipe,
-        r#"{"name": "dl2", "config": "dl2.json", "steps": [
-            {"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 10, "seed": 1}},
-            {"name": "sim-p", "stage": "simulate", "params": {"particle": "proton", "n_events": 10, "seed": 2}},
-            {"name": "dl1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1"}},
-            {"name": "dl1-p", "stage": "r0-dl1", "inputs": {"r1": "sim-p.r1"}},
-            {"name": "train", "stage": "train-rfs", "inputs": {"gamma": "dl1.dl1", "proton": "dl1-p.dl1"}},
-            {"name": "dl2", "stage": "dl1-dl2", "inputs": {"dl1": "dl1.dl1", "energy": "train.energy", "disp_norm": "train.disp_norm", "disp_sign": "train.disp_sign", "gh": "train.gh"}}]}"#,
-    );
-    let out = sst1mflow(&dir.path().join("dl2-store"), &["--json", "run", "--dry-run", recipe.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let warned = report["warnings"].as_array().unwrap().iter().any(|w| {
-        w.as_str().unwrap().contains("analysis.stereo_delta_disp_cut_deg = 0.5 (read by step \"dl2\") is not applied")
-    });
-    assert!(warned, "{report}");
-
-    // A matching method not implemented: refused when dl1-stereo would apply it.
+    // A sliding window without its offset search: refused while planning, naming the key.
     let mut config = mc_config();
     config["stereo"] = json!({"event_matching_method": "SlidingWindow", "SlidingWindow": {"window_half_width": 0.001}});
     write(&dir.path().join("st.json"), &config.to_string());
@@ -220,7 +197,7 @@ fn settings_checked_at_planning_are_refused_before_anything_runs() {
     );
     let out = sst1mflow(&dir.path().join("st-store"), &["run", recipe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("\"SlidingWindow\" is not implemented yet"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stereo.SlidingWindow.offset_search.time_start"), "{}", stderr(&out));
     // The step parameter overrides the config's method, and planning says so.
     let recipe_text = std::fs::read_to_string(&recipe)
         .unwrap()

@@ -7,7 +7,28 @@ use common::*;
 use sst1mflow::io::dl1::Dl1Reader;
 use std::path::{Path, PathBuf};
 
+/// Protons through the same stereo chain, forests for both telescopes, each telescope's DL2
+/// with its stereo models, and their combination.
+const STEREO_DL2_STEPS: &str = r#",
+  {"name": "sim-p", "stage": "simulate", "params": {"particle": "proton", "n_events": 900, "seed": 10,
+     "stereo": true, "viewcone_deg": 3.0, "energy_min_tev": 1.0, "energy_max_tev": 100, "max_impact_m": 250}},
+  {"name": "dl1-1p", "stage": "r0-dl1", "inputs": {"r1": "sim-p.r1_tel_001"}},
+  {"name": "dl1-2p", "stage": "r0-dl1", "params": {"tel_id": 2}, "inputs": {"r1": "sim-p.r1_tel_002"}},
+  {"name": "stereo-p", "stage": "dl1-stereo", "inputs": {"tel1": "dl1-1p.dl1", "tel2": "dl1-2p.dl1"}},
+  {"name": "train-1", "stage": "train-rfs", "inputs": {"gamma": "stereo.dl1_tel1", "proton": "stereo-p.dl1_tel1"}},
+  {"name": "train-2", "stage": "train-rfs", "params": {"tel_id": 2},
+     "inputs": {"gamma": "stereo.dl1_tel2", "proton": "stereo-p.dl1_tel2"}},
+  {"name": "dl2-1", "stage": "dl1-dl2", "inputs": {"dl1": "stereo.dl1_tel1", "energy": "train-1.energy",
+     "disp_norm": "train-1.disp_norm", "disp_sign": "train-1.disp_sign", "gh": "train-1.gh"}},
+  {"name": "dl2-2", "stage": "dl1-dl2", "inputs": {"dl1": "stereo.dl1_tel2", "energy": "train-2.energy",
+     "disp_norm": "train-2.disp_norm", "disp_sign": "train-2.disp_sign", "gh": "train-2.gh"}},
+  {"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2.dl2"}}"#;
+
 fn stereo_recipe(dir: &Path, config: &str) -> PathBuf {
+    stereo_recipe_with(dir, config, "")
+}
+
+fn stereo_recipe_with(dir: &Path, config: &str, extra: &str) -> PathBuf {
     let recipe = dir.join("stereo.json");
     write(
         &recipe,
@@ -19,7 +40,7 @@ fn stereo_recipe(dir: &Path, config: &str) -> PathBuf {
                   {{"name": "dl1-1", "stage": "r0-dl1", "inputs": {{"r1": "sim.r1_tel_001"}}}},
                   {{"name": "dl1-2", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim.r1_tel_002"}}}},
                   {{"name": "stereo", "stage": "dl1-stereo", "inputs": {{"tel1": "dl1-1.dl1", "tel2": "dl1-2.dl1"}}}},
-                  {{"name": "train", "stage": "train-rfs", "inputs": {{"gamma": "stereo.dl1_tel1"}}}}
+                  {{"name": "train", "stage": "train-rfs", "inputs": {{"gamma": "stereo.dl1_tel1"}}}}{extra}
                 ]}}"#
         ),
     );
@@ -196,4 +217,69 @@ fn the_same_telescope_twice_and_unknown_quality_criteria_are_refused() {
     );
     let out = sst1mflow(&dir.path().join("store-3"), &["run", recipe.to_str().unwrap()]);
     assert!(!out.status.success() && stderr(&out).contains("tel_id and stereo exclude each other"), "{}", stderr(&out));
+}
+
+#[test]
+fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
+    let dir = TempDir::new("stereo-dl2");
+    let config = mc_config()
+        .replace("\"n_estimators\": 150", "\"n_estimators\": 10")
+        .replace("\"n_estimators\": 100", "\"n_estimators\": 10");
+    let mut cfg: serde_json::Value = serde_json::from_str(&config).unwrap();
+    cfg["analysis"]["stereo_std_gammaness_cut"] = 0.2.into();
+    write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&cfg).unwrap());
+    let recipe = stereo_recipe_with(dir.path(), "mc.json", STEREO_DL2_STEPS);
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    // sst1mpipe applies the stereo cuts when it loads stereo DL2: planning says they are not
+    // applied by the step that reads them.
+    let warned = report["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str()
+            .unwrap()
+            .contains("analysis.stereo_std_gammaness_cut = 0.2 (read by step \"dl2-stereo\") is not applied here")
+    });
+    assert!(warned, "{report}");
+    let path = view_target(&store, "stereo/dl2-stereo/all/dl2_stereo.h5");
+    let file = hdf5::File::open(&path).unwrap();
+    let table = file.dataset("/dl2/event/telescope/parameters/stereo").unwrap();
+    let n = table.size();
+    let tel1 = sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, "stereo/dl2-1/all/dl2.h5")).unwrap();
+    assert!(n >= 40 && n <= tel1.n_events, "{n} stereo events of {}", tel1.n_events);
+    let field = |i: usize| sst1mflow::io::hdf5_table::read_string_attr(&table, &format!("FIELD_{i}_NAME")).unwrap();
+    assert_eq!((field(0), field(1), field(2)), ("obs_id".into(), "event_id".into(), "true_az_tel".into()));
+    assert!(file.dataset("/configuration/simulation/run").is_ok() && file.dataset("/dl2/info").is_ok());
+    assert!(file.dataset("/simulation/service/shower_distribution").is_ok());
+    let models: serde_json::Value =
+        serde_json::from_str(&sst1mflow::io::hdf5_table::read_string_attr(&file, "sst1mflow_models").unwrap()).unwrap();
+    assert!(models["tel_001"]["energy"]["training_activity"].is_string());
+    assert!(models["tel_002"]["energy"]["training_activity"].is_string());
+    assert_ne!(models["tel_001"]["energy"]["training_activity"], models["tel_002"]["energy"]["training_activity"]);
+    let key = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == "dl2-stereo").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+    assert!(log.contains("stereo events combined (weights: camera_frame_hillas_intensity)"), "{log}");
+
+    // Refusals, naming the files: the same telescope twice; DL2 of two dl1-stereo activities.
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let twice = dir.path().join("twice.json");
+    write(&twice, &text.replace(r#""tel2": "dl2-2.dl2"}"#, r#""tel2": "dl2-1.dl2"}"#));
+    let (code, _, err) = run_json(&store, &twice, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("are both telescope 1") && err.contains("tel2 (dl2.h5"), "{err}");
+    let other = dir.path().join("other.json");
+    write(
+        &other,
+        &text.replace(
+            r#"{"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2.dl2"}}"#,
+            r#"{"name": "dl2-2p", "stage": "dl1-dl2", "inputs": {"dl1": "stereo-p.dl1_tel2", "energy": "train-2.energy",
+                "disp_norm": "train-2.disp_norm", "disp_sign": "train-2.disp_sign", "gh": "train-2.gh"}},
+               {"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2p.dl2"}}"#,
+        ),
+    );
+    let (code, _, err) = run_json(&store, &other, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("do not hold the same stereo events") && err.contains("tel2 (dl2.h5"), "{err}");
 }

@@ -28,7 +28,7 @@
 //! points within 90° of north); `reco_ra/dec` at the site, at sst1mpipe's fixed MC obstime for
 //! simulations. Events whose features are not finite keep their row with NaN reconstruction.
 use super::params::Params;
-use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
+use super::{DeclaredOutput, InputFile, Stage, StageContext, StagePlan};
 use crate::astro;
 use crate::contract;
 use crate::error::{Error, Result};
@@ -37,7 +37,6 @@ use crate::io::dl2::Dl2Writer;
 use crate::io::model::{self, Model};
 use crate::reco::{self, DERIVED_FEATURES};
 use serde_json::{json, Value};
-use std::path::Path;
 
 pub struct Dl1Dl2Stage;
 
@@ -196,12 +195,6 @@ impl Stage for Dl1Dl2Stage {
             )));
         }
         // The telescope is the DL1's: the activity's key takes only its entry (config_for_inputs).
-        let stereo = |k: &str| {
-            ConfigRead::new(
-                format!("analysis.{k}"),
-                "stereo DL2 only: the combination of the two telescopes' reconstructions is not implemented yet (each telescope's DL2 is written)",
-            )
-        };
         Ok(StagePlan {
             // sst1mpipe's dl1_dl2 repeats r0_dl1's cut on true energy for Monte Carlo.
             config_keys: vec![
@@ -209,13 +202,8 @@ impl Stage for Dl1Dl2Stage {
                 "analysis.gamma_min_simulated_energy_tev?".into(),
                 "analysis.proton_min_simulated_energy_tev?".into(),
             ],
-            config_read: vec![
-                super::site_height_unused(),
-                stereo("stereo_reco_weights"),
-                stereo("stereo_delta_disp_cut_deg"),
-                stereo("stereo_relative_std_reco_energy_cut"),
-                stereo("stereo_std_gammaness_cut"),
-            ],
+            // The stereo keys (weights, stereo cuts) are dl2-stereo's.
+            config_read: vec![super::site_height_unused()],
             outputs: vec![DeclaredOutput { role: "dl2".into(), file: "dl2.h5".into(), kind: "dl2".into() }],
         })
     }
@@ -225,29 +213,7 @@ impl Stage for Dl1Dl2Stage {
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
-        vec![
-            "telescope_coords",
-            "analysis.gamma_min_simulated_energy_tev",
-            "analysis.proton_min_simulated_energy_tev",
-            "analysis.stereo_reco_weights",
-            "analysis.stereo_delta_disp_cut_deg",
-            "analysis.stereo_relative_std_reco_energy_cut",
-            "analysis.stereo_std_gammaness_cut",
-        ]
-    }
-
-    fn check_config(&self, config: &Value, _step: &StepSetup, _file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
-        // sst1mpipe applies these cuts to stereo DL2 only; null (its default) is no cut.
-        let mut warnings = Vec::new();
-        for k in ["stereo_delta_disp_cut_deg", "stereo_relative_std_reco_energy_cut", "stereo_std_gammaness_cut"] {
-            if let Some(v) = config.pointer(&format!("/analysis/{k}")).filter(|v| !v.is_null()) {
-                warnings.push(ConfigWarning::new(
-                    format!("analysis.{k}"),
-                    format!("config analysis.{k} = {v} (read by {at}) is not applied: stereo DL2 (the two telescopes' reconstructions combined, then cut) is not implemented yet"),
-                ));
-            }
-        }
-        Ok(warnings)
+        vec!["telescope_coords", "analysis.gamma_min_simulated_energy_tev", "analysis.proton_min_simulated_energy_tev"]
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

@@ -21,6 +21,7 @@ pub mod dl1_dl2;
 pub mod dl1_input;
 pub mod dl1_stereo;
 pub mod dl2_dl3;
+pub mod dl2_stereo;
 pub mod dl3_index;
 pub mod gh_cuts;
 pub mod make_irfs;
@@ -68,6 +69,7 @@ static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
 static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;
 static TRAIN_RFS: train_rfs::TrainRfsStage = train_rfs::TrainRfsStage;
 static DL1_DL2: dl1_dl2::Dl1Dl2Stage = dl1_dl2::Dl1Dl2Stage;
+static DL2_STEREO: dl2_stereo::Dl2StereoStage = dl2_stereo::Dl2StereoStage;
 static DL1_STEREO: dl1_stereo::Dl1StereoStage = dl1_stereo::Dl1StereoStage;
 static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
 static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
@@ -84,6 +86,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &DL1_STEREO,
         &TRAIN_RFS,
         &DL1_DL2,
+        &DL2_STEREO,
         &GH_CUTS,
         &MAKE_IRFS,
         &PERFORMANCE,

@@ -113,6 +113,48 @@ impl Dl2Writer {
     }
 }
 
+/// The stereo DL2 path (sst1mpipe's: `/dl2/event/telescope/parameters/stereo`).
+pub const STEREO_DL2_GROUP: &str = "/dl2/event/telescope/parameters";
+
+/// A stereo DL2 file: sst1mpipe's combined table `/dl2/event/telescope/parameters/stereo`
+/// (columns chosen by the stage: their names carry the telescope ids), with the Monte Carlo or
+/// observation tables, `/dl2/info` and the pointing monitoring of the first telescope's DL2.
+pub struct StereoDl2Writer {
+    file: hdf5::File,
+}
+
+impl StereoDl2Writer {
+    pub fn create(path: &Path, activity_key: &str, pipeline_version: &str) -> Result<StereoDl2Writer> {
+        Ok(StereoDl2Writer { file: create_product_file(path, activity_key, pipeline_version)? })
+    }
+
+    pub fn attribute(&self, name: &str, value: &str) -> Result<()> {
+        string_attr(&self.file, name, value)
+    }
+
+    pub fn write_events(&self, columns: &[super::hdf5_table::NamedColumn]) -> Result<()> {
+        super::hdf5_table::write_named_columns(&ensure_groups(&self.file, STEREO_DL2_GROUP)?, "stereo", columns)
+    }
+
+    /// Copies the first telescope's run tables: the thrown showers (Monte Carlo) or the
+    /// observation row, `/dl2/info` and the pointing monitoring.
+    pub fn copy_run_tables(&self, first: &Dl2Reader, observation: Option<&ObservationRow>) -> Result<()> {
+        super::r1::write_simulation_tables(&self.file, &[], first.run, &first.shower_distributions)?;
+        if let Some(o) = observation {
+            super::r1::write_observation_table(&self.file, o)?;
+        }
+        let src = hdf5::File::open(&first.path).map_err(|e| super::hdf5_table::hdf5_error(first.path.display(), e))?;
+        for path in ["/dl2/info", "/dl1/monitoring/subarray/pointing"] {
+            super::hdf5_table::copy_dataset(&src, &self.file, path)?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<()> {
+        super::hdf5_table::close_product_file(self.file)
+    }
+}
+
 /// Reads one telescope's DL2 back, a chunk at a time, with its attributes and simulation tables.
 pub struct Dl2Reader {
     events: hdf5::Dataset,
@@ -123,6 +165,8 @@ pub struct Dl2Reader {
     pub pipeline_version: String,
     /// The `sst1mflow_models` attribute (role → file hash, training activity…), as JSON text.
     pub models: String,
+    /// The DL1 settings of the events (`sst1mflow_dl1_settings`, JSON text; empty when absent).
+    pub dl1_settings: String,
     pub run: Option<SimulationRunRow>,
     pub shower_distributions: Vec<super::r1::ShowerDistribution>,
     /// Observation runs: what the run was (obs id, times, pointing, target).
@@ -154,6 +198,7 @@ impl Dl2Reader {
             pipeline_version: super::hdf5_table::read_string_attr(&file, "sst1mflow_pipeline_version")
                 .unwrap_or_default(),
             models: super::hdf5_table::read_string_attr(&file, "sst1mflow_models").unwrap_or_default(),
+            dl1_settings: super::hdf5_table::read_string_attr(&file, super::dl1::SETTINGS_ATTR).unwrap_or_default(),
             run,
         })
     }

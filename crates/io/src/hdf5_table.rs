@@ -387,6 +387,9 @@ pub enum ShapedColumn {
     Bool,
     I32,
     I64,
+    F64,
+    /// A fixed-length ASCII string of this many bytes (NUL-padded).
+    Ascii(usize),
     /// A one-dimensional `f64` array of this length.
     F64s(usize),
     /// A two-dimensional `f32` array (rows, columns), row-major.
@@ -398,7 +401,8 @@ impl ShapedColumn {
         match *self {
             ShapedColumn::Bool => 1,
             ShapedColumn::I32 => 4,
-            ShapedColumn::I64 => 8,
+            ShapedColumn::I64 | ShapedColumn::F64 => 8,
+            ShapedColumn::Ascii(n) => n,
             ShapedColumn::F64s(n) => 8 * n,
             ShapedColumn::F32Matrix(r, c) => 4 * r * c,
         }
@@ -433,6 +437,17 @@ fn shaped_row_type(columns: &[(&str, ShapedColumn)]) -> Result<(OwnedType, usize
                 ShapedColumn::Bool => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_B8LE)),
                 ShapedColumn::I32 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I32LE)),
                 ShapedColumn::I64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I64LE)),
+                ShapedColumn::F64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_IEEE_F64LE)),
+                ShapedColumn::Ascii(n) => {
+                    let t = OwnedType(h5t::H5Tcopy(*h5t::H5T_C_S1));
+                    if t.0 < 0
+                        || h5t::H5Tset_size(t.0, n) < 0
+                        || h5t::H5Tset_strpad(t.0, h5t::H5T_str_t::H5T_STR_NULLPAD) < 0
+                    {
+                        return Err(failed(name));
+                    }
+                    t
+                }
                 ShapedColumn::F64s(n) => {
                     let dims = [n as hdf5_sys::h5::hsize_t];
                     OwnedType(h5t::H5Tarray_create2(*h5t::H5T_IEEE_F64LE, 1, dims.as_ptr()))
@@ -453,7 +468,7 @@ fn shaped_row_type(columns: &[(&str, ShapedColumn)]) -> Result<(OwnedType, usize
 }
 
 /// Writes a table of `rows` (each packed as `columns` say) with the PyTables and ctapipe
-/// attributes of [`Table`]; deflated, not chunked by row count (these tables hold a few rows).
+/// attributes of [`Table`]; deflated, in chunks of up to 4096 rows.
 pub fn write_shaped_table(
     group: &Group,
     name: &str,
@@ -469,7 +484,7 @@ pub fn write_shaped_table(
     let bytes: Vec<u8> = rows.concat();
     let cname = std::ffi::CString::new(name).map_err(|_| Error::msg(format!("table name {name:?}")))?;
     let n = [rows.len() as hdf5_sys::h5::hsize_t];
-    let chunk = [rows.len().max(1) as hdf5_sys::h5::hsize_t];
+    let chunk = [rows.len().clamp(1, 4096) as hdf5_sys::h5::hsize_t];
     let unlimited = [h5s::H5S_UNLIMITED];
     // SAFETY: ids are checked before use and closed on every path; `bytes` holds `n` rows of
     // the layout `row_type` describes.
@@ -524,6 +539,10 @@ pub fn write_shaped_table(
         if !c.unit.is_empty() {
             string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
             string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
+        }
+        if let ShapedColumn::Ascii(n) = columns[i].1 {
+            string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "string")?;
+            write_attrs(&dataset, &[(&format!("CTAFIELD_{i}_MAXLEN"), Attr::Int(n as i64))])?;
         }
     }
     dataset
@@ -627,4 +646,67 @@ pub fn copy_dataset(src: &hdf5::File, dst: &hdf5::File, path: &str) -> Result<bo
         return Err(Error::msg(format!("cannot copy {path} from {} into {}", src.filename(), dst.filename())));
     }
     Ok(true)
+}
+
+/// One column of a table whose columns are chosen at run time (their names depend on the
+/// telescopes, their set on the kind of data), given whole.
+pub struct NamedColumn {
+    pub name: String,
+    pub unit: &'static str,
+    pub values: ColumnValues,
+}
+
+pub enum ColumnValues {
+    I64(Vec<i64>),
+    F64(Vec<f64>),
+    /// Fixed-length ASCII strings of this many bytes (longer ones are cut, as PyTables does).
+    Ascii(usize, Vec<String>),
+}
+
+impl ColumnValues {
+    fn len(&self) -> usize {
+        match self {
+            ColumnValues::I64(v) => v.len(),
+            ColumnValues::F64(v) => v.len(),
+            ColumnValues::Ascii(_, v) => v.len(),
+        }
+    }
+}
+
+/// Writes `columns` (all of one length) as a PyTables/ctapipe table `name` in `group`.
+pub fn write_named_columns(group: &Group, name: &str, columns: &[NamedColumn]) -> Result<()> {
+    let n = columns.first().map_or(0, |c| c.values.len());
+    if let Some(c) = columns.iter().find(|c| c.values.len() != n) {
+        return Err(Error::msg(format!("table {name}: column {} has {} rows, not {n}", c.name, c.values.len())));
+    }
+    let meta: Vec<(ColumnMeta, ShapedColumn)> = columns
+        .iter()
+        .map(|c| {
+            let shape = match &c.values {
+                ColumnValues::I64(_) => ShapedColumn::I64,
+                ColumnValues::F64(_) => ShapedColumn::F64,
+                ColumnValues::Ascii(len, _) => ShapedColumn::Ascii(*len),
+            };
+            (ColumnMeta::new(&c.name, c.unit), shape)
+        })
+        .collect();
+    let rows: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut row = Vec::new();
+            for c in columns {
+                match &c.values {
+                    ColumnValues::I64(v) => row.extend_from_slice(&v[i].to_le_bytes()),
+                    ColumnValues::F64(v) => row.extend_from_slice(&v[i].to_le_bytes()),
+                    ColumnValues::Ascii(len, v) => {
+                        let mut bytes: Vec<u8> =
+                            v[i].chars().map(|ch| if ch.is_ascii() { ch as u8 } else { b'?' }).take(*len).collect();
+                        bytes.resize(*len, 0);
+                        row.extend_from_slice(&bytes);
+                    }
+                }
+            }
+            row
+        })
+        .collect();
+    write_shaped_table(group, name, &meta, &rows)
 }

@@ -13,6 +13,7 @@
 //!   the same training events.
 pub mod matching;
 pub mod stereo;
+pub mod stereo_dl2;
 
 use crate::forest::{ForestParams, MaxFeatures};
 use crate::sim::rng::Rng;
