@@ -283,3 +283,57 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
     assert_ne!(code, 0);
     assert!(err.contains("do not hold the same stereo events") && err.contains("tel2 (dl2.h5"), "{err}");
 }
+
+/// A night of the second telescope as `tel2`: only its runs overlapping the tel1 run in time,
+/// with the tel1 run's pointing (within sst1mpipe's 0.2°), are used; the log names each run
+/// used or skipped and why. Observation runs simulated per telescope stand for camera data.
+#[test]
+fn a_night_of_tel2_runs_is_narrowed_to_the_overlapping_ones_with_the_same_pointing() {
+    let dir = TempDir::new("stereo-night");
+    write(&dir.path().join("mc.json"), &mc_config());
+    let run = |name: &str, tel: u16, obs: u64, start: u64, wobble_angle: f64| {
+        format!(
+            r#"{{"name": "{name}", "stage": "simulate", "params": {{"mode": "observation", "tel_id": {tel}, "obs_id": {obs},
+                "seed": {obs}, "start_unix_s": {start}, "duration_s": 3, "wobble_angle_deg": {wobble_angle},
+                "source_amplitude": 1e-8, "source_energy_min_tev": 1, "proton_energy_min_tev": 2, "proton_viewcone_deg": 1.5}}}},
+              {{"name": "dl1-{name}", "stage": "r0-dl1", "params": {{"tel_id": {tel}}}, "inputs": {{"r1": "{name}.r1"}}}}"#
+        )
+    };
+    let recipe = dir.path().join("night.json");
+    write(
+        &recipe,
+        &format!(
+            r#"{{"name": "night", "config": "mc.json", "steps": [{}, {}, {}, {},
+                {{"name": "stereo", "stage": "dl1-stereo", "params": {{"matching": "sliding_window"}},
+                  "inputs": {{"tel1": "dl1-one.dl1", "tel2": ["dl1-early.dl1", "dl1-later.dl1", "dl1-wobble.dl1"]}}}}]}}"#,
+            run("one", 1, 1, 1_667_267_400, 0.0),
+            run("early", 2, 2, 1_667_267_398, 0.0),
+            run("later", 2, 3, 1_667_268_000, 0.0),
+            run("wobble", 2, 4, 1_667_267_400, 180.0),
+        ),
+    );
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    let key = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == "stereo").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+    let line = |needle: &str| log.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle}: {log}"));
+    assert!(line("tel2 file").contains("overlaps the tel1 run: used"), "{log}");
+    assert!(line("no overlap in time").ends_with("skipped"), "{log}");
+    assert!(line("pointing 0.8").contains("more than 0.2°"), "{log}");
+    assert_eq!(log.matches(": used").count(), 1, "{log}");
+    assert!(log.contains("sliding window: clock offset"), "{log}");
+
+    // Nothing overlaps: refused, saying why for each file.
+    let text = std::fs::read_to_string(&recipe).unwrap().replace(r#""dl1-early.dl1", "#, "");
+    write(&recipe, &text);
+    let (code, _, err) = run_json(&store, &recipe, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no tel2 file overlaps") && err.contains("no overlap in time") && err.contains("pointing"),
+        "{err}"
+    );
+}

@@ -2,8 +2,11 @@
 //! `sst1mpipe_data_dl1_dl1_stereo` (event matching) followed by ctapipe's ShowerProcessor with
 //! the HillasReconstructor (see [`crate::reco::stereo`]).
 //!
-//! Inputs `tel1` and `tel2`: one DL1 file each (two different telescopes of the array, both
-//! Monte Carlo or both data). The matching of camera data is the config's
+//! Inputs `tel1` and `tel2`: DL1 of two different telescopes of the array, both Monte Carlo or
+//! both data. `tel1` is one file (one run); `tel2` one file, or for camera data a set (a night of
+//! the second telescope, one setting and version): as sst1mpipe, only the files whose events
+//! overlap the tel1 run in time and whose pointing is within 0.2° of it are used, and the log
+//! names each file used or skipped with why. The matching of camera data is the config's
 //! `stereo.event_matching_method`, as sst1mpipe's:
 //! - `SWATEventIDs`: equal event ids (SWAT array event numbers). As sst1mpipe, when tel1's DL1
 //!   says its ids are not SWAT ids (`/dl1/info` `swat_event_ids_used` false, or no such table),
@@ -17,7 +20,8 @@
 //!   the window around each tel1 time plus the offset ([`crate::reco::matching`]).
 //!
 //! Monte Carlo is always matched by event id (sim_telarray's shared ids; the config's method is
-//! for camera data and the log says it was not used). The step parameter `matching`
+//! for camera data and the log says it was not used; a step parameter asking for another
+//! method on Monte Carlo is refused). The step parameter `matching`
 //! (`"event_id"`, `"white_rabbit"` with `max_time_diff_ns` [10000], or `"sliding_window"` with
 //! `window_half_width_s` [0.001], `offset_start_s` [−0.01], `offset_stop_s` [0.01],
 //! `offset_step_s` [2e-5]) overrides the config and is recorded; the config's `stereo` section
@@ -495,6 +499,111 @@ fn stereo_image(row: &ParametersRow, position_m: [f64; 3], camera_radius_m: f64)
     }
 }
 
+/// sst1mpipe's pointing tolerance between the tel1 run and a tel2 run (deg).
+const POINTING_TOLERANCE_DEG: f64 = 0.2;
+
+/// The tel2 events a tel1 run is matched with. Monte Carlo: the one tel2 file. Camera data:
+/// as sst1mpipe's `load_more_dl1_tables_mono`, every tel2 file (a night of the second
+/// telescope) whose events overlap the tel1 run in time and whose pointing is within 0.2° of
+/// the tel1 run's, concatenated in input order; each file used or skipped is noted with why.
+/// Returns the first file used (its description and run row stand for the set), its reader and
+/// the rows of all files used.
+fn choose_tel2<'a>(
+    tel1_in: &InputFile,
+    tel1: &Dl1Reader,
+    tel1_rows: &[ParametersRow],
+    set: Vec<(&'a InputFile, Dl1Reader, Vec<ParametersRow>)>,
+    notes: &mut Vec<String>,
+) -> Result<(&'a InputFile, Dl1Reader, Vec<ParametersRow>)> {
+    if set.is_empty() {
+        return Err(Error::msg("dl1-stereo needs at least one DL1 file as input tel2"));
+    }
+    let (first_in, first, _) = &set[0];
+    for (f, r, _) in &set[1..] {
+        if r.tel_id != first.tel_id {
+            return Err(Error::msg(format!(
+                "dl1-stereo: tel2 inputs {} (telescope {}) and {} (telescope {}) are not one telescope",
+                first_in.name, first.tel_id, f.name, r.tel_id
+            )));
+        }
+        let diffs = crate::contract::all_differences(&first.settings, &r.settings);
+        if !diffs.is_empty() {
+            return Err(Error::msg(format!(
+                "dl1-stereo: tel2 inputs {} and {} were made with different DL1 settings:\n{}",
+                first_in.name,
+                f.name,
+                crate::contract::side_by_side(&first_in.name, &f.name, &diffs)
+            )));
+        }
+        if r.pipeline_version != first.pipeline_version {
+            return Err(Error::msg(format!(
+                "dl1-stereo: tel2 inputs {} (pipeline {}) and {} (pipeline {}) were made by different sst1mflow versions",
+                first_in.name, first.pipeline_version, f.name, r.pipeline_version
+            )));
+        }
+    }
+    if tel1.run.is_some() {
+        if set.len() > 1 {
+            return Err(Error::msg(format!(
+                "dl1-stereo: {} tel2 files for Monte Carlo input {}: simulated telescopes share one production's event ids, give its one tel2 file",
+                set.len(),
+                tel1_in.name
+            )));
+        }
+        return Ok(set.into_iter().next().expect("one"));
+    }
+    let range = |rows: &[ParametersRow]| {
+        rows.iter()
+            .map(|r| r.local_time)
+            .filter(|t| t.is_finite())
+            .fold(None, |acc: Option<(f64, f64)>, t| Some(acc.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t)))))
+    };
+    let Some((start, stop)) = range(tel1_rows) else {
+        return Err(Error::msg(format!("dl1-stereo: tel1 input {} has no event times", tel1_in.name)));
+    };
+    let tel1_pointing = tel1.observation.map(|o| (o.ra_pnt, o.dec_pnt));
+    let mut chosen: Option<(&InputFile, Dl1Reader)> = None;
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (f, r, file_rows) in set {
+        let why = match range(&file_rows) {
+            None => Some("no events".to_string()),
+            Some((lo, hi)) if !(lo <= stop && hi >= start) => {
+                Some(format!("no overlap in time ({lo:.3}–{hi:.3} s against {start:.3}–{stop:.3} s)"))
+            }
+            Some(_) => match (tel1_pointing, r.observation.map(|o| (o.ra_pnt, o.dec_pnt))) {
+                (Some((ra1, dec1)), Some((ra2, dec2))) => {
+                    let separation = crate::astro::angular_separation_deg(ra1, dec1, ra2, dec2);
+                    (separation > POINTING_TOLERANCE_DEG)
+                        .then(|| format!("pointing {separation:.3}° away (more than {POINTING_TOLERANCE_DEG}°)"))
+                }
+                _ => None,
+            },
+        };
+        match why {
+            Some(why) => skipped.push(format!("{}: {why}", f.name)),
+            None => {
+                notes.push(format!("tel2 file {} ({} events) overlaps the tel1 run: used", f.name, file_rows.len()));
+                rows.extend(file_rows);
+                if chosen.is_none() {
+                    chosen = Some((f, r));
+                }
+            }
+        }
+    }
+    for s in &skipped {
+        notes.push(format!("tel2 file {s}: skipped"));
+    }
+    match chosen {
+        Some((f, r)) => Ok((f, r, rows)),
+        None => Err(Error::msg(format!(
+            "dl1-stereo: no tel2 file overlaps tel1 input {} in time with its pointing:\n  {}",
+            tel1_in.name,
+            skipped.join("\n  ")
+        ))),
+    }
+}
+
 fn one_input<'a>(ctx: &'a StageContext, role: &str) -> Result<&'a InputFile> {
     match ctx.inputs.get(role).map(Vec::as_slice) {
         Some([f]) => Ok(f),
@@ -534,8 +643,13 @@ impl Stage for Dl1StereoStage {
             kind: "dl1-stereo".into(),
         };
         // The config's matching applies unless the step parameter overrides it.
-        let (config_keys, config_read) = if parse(params, at)?.is_some() {
-            (Vec::new(), vec![ConfigRead::new("stereo", "overridden by the step parameter \"matching\"")])
+        let (config_keys, config_read) = if let Some(given) = parse(params, at)? {
+            // A sliding window given by the step still selects its events with the config.
+            let keys = match given {
+                Matching::SlidingWindow { .. } => SLIDING_SELECTION_KEYS.map(String::from).to_vec(),
+                _ => Vec::new(),
+            };
+            (keys, vec![ConfigRead::new("stereo", "overridden by the step parameter \"matching\"")])
         } else {
             // The time window is the White Rabbit matching's only: under the other methods
             // it changes nothing, so it is read, not applied.
@@ -618,11 +732,23 @@ impl Stage for Dl1StereoStage {
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let given = parse(ctx.params, "dl1-stereo")?;
-        let inputs = [one_input(ctx, "tel1")?, one_input(ctx, "tel2")?];
-        let readers = inputs
+        let open = |f: &InputFile| Dl1Reader::open(&f.path).map_err(|e| Error::msg(format!("input {}: {e}", f.name)));
+        let tel1_in = one_input(ctx, "tel1")?;
+        let tel1 = open(tel1_in)?;
+        let tel1_rows = tel1.read(0, tel1.n_events)?;
+        let tel2_all: &[InputFile] = ctx.inputs.get("tel2").map(Vec::as_slice).unwrap_or(&[]);
+        let mut notes: Vec<String> = Vec::new();
+        let tel2_set = tel2_all
             .iter()
-            .map(|f| Dl1Reader::open(&f.path).map_err(|e| Error::msg(format!("input {}: {e}", f.name))))
+            .map(|f| {
+                let r = open(f)?;
+                let rows = r.read(0, r.n_events)?;
+                Ok((f, r, rows))
+            })
             .collect::<Result<Vec<_>>>()?;
+        let (tel2_in, tel2, tel2_rows) = choose_tel2(tel1_in, &tel1, &tel1_rows, tel2_set, &mut notes)?;
+        let inputs = [tel1_in, tel2_in];
+        let readers = [tel1, tel2];
         let tels = [readers[0].tel_id, readers[1].tel_id];
         if tels[0] == tels[1] {
             return Err(Error::msg(format!(
@@ -648,7 +774,6 @@ impl Stage for Dl1StereoStage {
         let s = settings(ctx.config, tels).map_err(|e| Error::msg(format!("dl1-stereo: {e}")))?;
         // Simulated telescopes share event ids and have no White Rabbit clock: the config's
         // method (sst1mpipe's, for camera data) does not apply to them.
-        let mut notes: Vec<String> = Vec::new();
         let camera_data = readers[0].run.is_none();
         let how = match given {
             Some(Matching::EventId) if camera_data => {
@@ -659,6 +784,14 @@ impl Stage for Dl1StereoStage {
                     ));
                 }
                 Matching::EventId
+            }
+            Some(how) if !camera_data => {
+                return Err(Error::msg(format!(
+                    "dl1-stereo: Monte Carlo inputs {} and {} are matched by event id (the telescopes of a production share them); the step parameter \"matching\" asks for {}",
+                    inputs[0].name,
+                    inputs[1].name,
+                    how.setting()
+                )))
             }
             Some(how) => how,
             None if readers[0].run.is_some() => {
@@ -692,7 +825,7 @@ impl Stage for Dl1StereoStage {
                 how => how,
             },
         };
-        let rows = readers.iter().map(|r| r.read(0, r.n_events)).collect::<Result<Vec<_>>>()?;
+        let rows = [tel1_rows, tel2_rows];
         let sliding_offset_s = match how {
             Matching::SlidingWindow { half_width_s, offsets } => {
                 let times = rows
