@@ -1209,6 +1209,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut trigger_rows = Vec::new();
     let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
+    let mut n_pedestals_survived = 0usize;
     let mut position = 0usize;
     let (mut run_start, mut run_stop) = (f64::INFINITY, f64::NEG_INFINITY);
     for received in events.iter() {
@@ -1221,7 +1222,36 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         let utc_s = crate::astro::unix_tai_to_unix(event.local_clock_ns as f64 * 1e-9);
         run_start = run_start.min(utc_s);
         run_stop = run_stop.max(utc_s);
+        // What depends on the pedestal windows is recomputed only when they changed.
+        if derived.generation != stats.generation() {
+            derived = calibration.derive(&stats);
+            if has_pedestals {
+                if let Some((mean, std)) = stats.image_mean_std() {
+                    for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
+                        *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
+                    }
+                }
+            }
+        }
+        calibration.calibrate(&event, &derived, &mut out);
+        let mut saturated = false;
+        // sst1mpipe cleans pedestal events too (with the thresholds from before they join
+        // the window), counts those whose image has parameters, and does not write them.
+        let params = process_image(
+            geom,
+            &out.r1,
+            &extraction,
+            &cleaner,
+            &thresholds,
+            &mut |img: &mut [f32], pk: &mut [f32]| {
+                saturated = finish_image(geom, &calibration, s.interpolate_invalid, &out, img, pk);
+            },
+            s.intensity_correction,
+            &mut row,
+        );
+        n_saturated += saturated as usize;
         if event.event_type == PEDESTAL_EVENT_TYPE {
+            n_pedestals_survived += params.is_some() as usize;
             calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
             pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
@@ -1244,32 +1274,6 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             }
             continue;
         }
-        // What depends on the pedestal windows is recomputed only when they changed.
-        if derived.generation != stats.generation() {
-            derived = calibration.derive(&stats);
-            if has_pedestals {
-                if let Some((mean, std)) = stats.image_mean_std() {
-                    for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
-                        *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
-                    }
-                }
-            }
-        }
-        calibration.calibrate(&event, &derived, &mut out);
-        let mut saturated = false;
-        let params = process_image(
-            geom,
-            &out.r1,
-            &extraction,
-            &cleaner,
-            &thresholds,
-            &mut |img: &mut [f32], pk: &mut [f32]| {
-                saturated = finish_image(geom, &calibration, s.interpolate_invalid, &out, img, pk);
-            },
-            s.intensity_correction,
-            &mut row,
-        );
-        n_saturated += saturated as usize;
         with_params += params.is_some() as usize;
         let raw_id = if swat { event.array_event_number as i64 } else { event.event_number as i64 };
         // sst1mpipe: a zero id becomes int(str(run) + zfill6(event counter)).
@@ -1311,9 +1315,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         window_file: window_name.unwrap_or(""),
         n_saturated: n_saturated as i64,
         n_pedestal: n_pedestals as i64,
-        // sst1mpipe cleans pedestal events too and counts those with parameters; they are
-        // calibration input only here, never cleaned, so the count is not known.
-        n_survived_pedestals: f64::NAN,
+        n_survived_pedestals: n_pedestals_survived as f64,
         n_triggered: [if tel == 21 { triggered } else { 0 }, if tel == 22 { triggered } else { 0 }],
         swat_event_ids_used: swat,
     })?;

@@ -257,7 +257,8 @@ pub fn statistics_f64(values: &[f64]) -> Statistics {
 pub fn true_image_parameters(geom: &CameraGeometry, true_image: &[i32]) -> Option<ImageParameters> {
     let charge: Vec<f32> = true_image.iter().map(|&v| v as f32).collect();
     let lit: Vec<bool> = true_image.iter().map(|&v| v > 0).collect();
-    let mut p = image_parameters(geom, &charge, &vec![0.0; charge.len()], &lit)?;
+    // ctapipe gives the true image no peak times: no timing fit.
+    let mut p = parameters(geom, &charge, None, &lit)?;
     let sel = super::clean::selected_pixels(&lit);
     let q: Vec<f64> = sel.iter().map(|&i| true_image[i] as f64).collect();
     let border = |width: &[bool]| sel.iter().zip(&q).filter(|(&i, _)| width[i]).map(|(_, q)| q).sum::<f64>();
@@ -275,10 +276,29 @@ pub fn image_parameters(
     peak_time: &[f32],
     mask: &[bool],
 ) -> Option<ImageParameters> {
+    parameters(geom, image, Some(peak_time), mask)
+}
+
+/// [`image_parameters`], with the timing fit only when there are peak times (without, the
+/// timing fields keep their defaults and the peak-time statistics are of zeros).
+fn parameters(
+    geom: &CameraGeometry,
+    image: &[f32],
+    peak_time: Option<&[f32]>,
+    mask: &[bool],
+) -> Option<ImageParameters> {
     let sel = super::clean::selected_pixels(mask);
     let h = hillas(geom, image, &sel)?;
     let mut out = ImageParameters { hillas: h.clone(), ..Default::default() };
     let q: Vec<f64> = sel.iter().map(|&p| image[p] as f64).collect();
+    let no_times;
+    let (fit_timing, peak_time) = match peak_time {
+        Some(t) => (true, t),
+        None => {
+            no_times = vec![0.0f32; image.len()];
+            (false, no_times.as_slice())
+        }
+    };
     let t: Vec<f64> = sel.iter().map(|&p| peak_time[p] as f64).collect();
     // Leakage: pixel fractions of the whole camera, charge fractions of the cleaned charge.
     let (mut n1, mut n2, mut i1, mut i2) = (0usize, 0usize, 0.0f64, 0.0f64);
@@ -318,12 +338,15 @@ pub fn image_parameters(
     out.concentration_core = if h.width != 0.0 { core / h.intensity } else { 0.0 };
     out.concentration_pixel = qmax / h.intensity;
     // Timing: LTS fit of peak time along the major axis.
-    let longi: Vec<f64> = sel.iter().map(|&p| (geom.pix_x[p] - h.x) * c + (geom.pix_y[p] - h.y) * s).collect();
-    let (slope, intercept) = super::lts::lts_fit(&longi, &t, 5);
-    out.timing_slope = slope;
-    out.timing_intercept = intercept;
-    out.timing_deviation =
-        (longi.iter().zip(&t).map(|(l, t)| (l * slope + intercept - t).powi(2)).sum::<f64>() / t.len() as f64).sqrt();
+    if fit_timing {
+        let longi: Vec<f64> = sel.iter().map(|&p| (geom.pix_x[p] - h.x) * c + (geom.pix_y[p] - h.y) * s).collect();
+        let (slope, intercept) = super::lts::lts_fit(&longi, &t, 5);
+        out.timing_slope = slope;
+        out.timing_intercept = intercept;
+        out.timing_deviation = (longi.iter().zip(&t).map(|(l, t)| (l * slope + intercept - t).powi(2)).sum::<f64>()
+            / t.len() as f64)
+            .sqrt();
+    }
     // Morphology.
     let (_, sizes) = islands(geom, mask);
     let n_islands = sizes.len() - 1;
