@@ -37,6 +37,10 @@ pub struct R0Dl1Args {
     /// Use --pointing-ra/--pointing-dec even where the file's TARGET header has coordinates
     #[arg(long)]
     pub force_pointing: bool,
+    /// Also write sst1mpipe's pixel-charge distributions (pedestal events of camera data, noise
+    /// pixels of sim_telarray files) as `<name>_pedestal_hist.h5`
+    #[arg(long)]
+    pub px_charges: bool,
     /// Per-pixel calibration table (camera data): pandas HDF5 or a text table with dc_to_pe and calib_flag
     #[arg(long)]
     pub calibration: Option<PathBuf>,
@@ -158,6 +162,9 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     if args.force_pointing {
         params["force_pointing"] = json!(true);
     }
+    if args.px_charges {
+        params["px_charges"] = json!(true);
+    }
     let body = json!({
         "config": config,
         "inputs": inputs,
@@ -184,6 +191,12 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
                 let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("dl1.h5");
                 std::fs::copy(&src, &out)
                     .map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), out.display()), e))?;
+                if args.px_charges {
+                    let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("pedestal_hist.h5");
+                    let to = args.output.join(format!("{}_pedestal_hist.h5", stem(&a.item)));
+                    std::fs::copy(&src, &to)
+                        .map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), to.display()), e))?;
+                }
                 results.push(json!({"input": a.item, "dl1": out, "outcome": if a.outcome == Outcome::Ran { "ran" } else { "reused" }, "key": a.key}));
                 if !cli.json {
                     let how = if a.outcome == Outcome::Ran { "made" } else { "reused" };

@@ -27,9 +27,11 @@
 //! | `allowed_tels` | Monte Carlo: checked at planning (the step's telescope must be in it; null allows all) |
 //! | `analysis.{gamma,proton}_min_simulated_energy_tev` | Monte Carlo productions: events with a true energy below the particle's value are dropped when it is above the simulated minimum; `min_true_energy_cut` records it (sst1mpipe's energy_min_cut) |
 //!
-//! Read and reported, not applied: `analysis.ped_time_window` and
-//! `ImageCleanerSST.min_number_pedestals` (sst1mpipe's `--px-charges`/`--reclean` only),
-//! `mean_charge_to_nsb_rate` (sst1mpipe only logs its label).
+//! Read and reported, not applied: `analysis.ped_time_window` (applied with `px_charges`),
+//! `ImageCleanerSST.min_number_pedestals` (sst1mpipe's `--reclean` only, not implemented: its
+//! reader unpacks five values from the four-column charge maps its `--px-charges` writes, so
+//! there is no working behaviour to follow), `mean_charge_to_nsb_rate` (sst1mpipe only logs
+//! its label).
 //!
 //! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
 //! role `calibration` (the per-pixel calibration table) and the role `subarray` (the telescope
@@ -47,14 +49,18 @@
 //! --force-pointing`, camera data only): the pointing used instead of the TARGET header's
 //! coordinates, or where the file has none; coordinates without `force_pointing` are refused,
 //! since sst1mpipe uses them only when forced. A file without coordinates and without forced
-//! pointing gets NaN pointing (sst1mpipe exits without output).
+//! pointing gets NaN pointing (sst1mpipe exits without output). `px_charges: true`
+//! (sst1mpipe's `--px-charges`) adds the output `px_charges` (`pedestal_hist.h5`, see
+//! [`crate::io::pixel_charges`]): the charge histogram of the pedestal events (camera data, with
+//! their charge maps per `analysis.ped_time_window`) or of the pixels without Cherenkov light
+//! (sim_telarray files; refused for our R1, which keeps no true image).
 use super::params::Params;
 use super::r0_sources::{self, Calibrated, DataCalibration, Format, SimtelSource};
 use super::InputFile;
 use super::{ConfigRead, ConfigWarning, DeclaredOutput, Stage, StageContext, StagePlan, StepSetup};
 use crate::error::{Error, Result};
 use crate::image::calibrate;
-use crate::image::{clean, extract, params as image_params};
+use crate::image::{clean, extract, params as image_params, pixel_charges};
 use crate::instrument::camera::{CameraGeometry, N_PIXELS};
 use crate::instrument::TelescopeDescription;
 use crate::instrument::{N_SAMPLES, SAMPLE_NS};
@@ -75,12 +81,14 @@ struct StepParams {
     /// sst1mpipe's `--pointing-ra/--pointing-dec` with `--force-pointing`: (RA, Dec) in degrees
     /// used instead of the file's TARGET coordinates, or where the file has none.
     forced_pointing: Option<(f64, f64)>,
+    /// sst1mpipe's `--px-charges`: the pixel-charge distributions as a second output.
+    px_charges: bool,
 }
 
 fn step_params(params: &Value, at: &str) -> Result<StepParams> {
     let p = Params::new(
         params,
-        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing"],
+        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing", "px_charges"],
         "r0-dl1",
         at,
     )?;
@@ -124,7 +132,8 @@ fn step_params(params: &Value, at: &str) -> Result<StepParams> {
                 .ok_or_else(|| Error::msg(format!("{at}.params.obs_id: expected a positive integer, found {v}")))?,
         ),
     };
-    Ok(StepParams { tel_id, obs_id, forced_pointing })
+    let px_charges = p.bool_or("px_charges", false)?;
+    Ok(StepParams { tel_id, obs_id, forced_pointing, px_charges })
 }
 
 /// The keys r0-dl1 applies for telescope `tel`: they enter its key. Only this telescope's
@@ -191,7 +200,7 @@ fn config_read(camera_data: bool) -> Vec<ConfigRead> {
             ),
             ConfigRead::new(
                 "analysis.ped_time_window",
-                "used by sst1mpipe only with --px-charges, which r0-dl1 does not implement yet",
+                "used only with the parameter \"px_charges\" (sst1mpipe's --px-charges)",
             ),
             ConfigRead::new("telescope_coords.*.height_m", "not used: the pointing's sky coordinates need no height"),
             ConfigRead::new(
@@ -623,11 +632,21 @@ impl Stage for R0Dl1Stage {
             )));
         }
         let tel = step.tel_id;
-        Ok(StagePlan {
-            config_keys: config_keys(camera_data, tel),
-            config_read: config_read(camera_data),
-            outputs: vec![DeclaredOutput { role: "dl1".into(), file: "dl1.h5".into(), kind: "dl1".into() }],
-        })
+        let mut keys = config_keys(camera_data, tel);
+        let mut read = config_read(camera_data);
+        let mut outputs = vec![DeclaredOutput { role: "dl1".into(), file: "dl1.h5".into(), kind: "dl1".into() }];
+        if step.px_charges {
+            outputs.push(DeclaredOutput {
+                role: "px_charges".into(),
+                file: "pedestal_hist.h5".into(),
+                kind: "px-charges".into(),
+            });
+            if camera_data {
+                keys.push("analysis.ped_time_window".into());
+                read.retain(|r| r.key != "analysis.ped_time_window");
+            }
+        }
+        Ok(StagePlan { config_keys: keys, config_read: read, outputs })
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
@@ -736,12 +755,35 @@ impl Stage for R0Dl1Stage {
                         "NsbCalibrator.mc_correction_for_PDE: not applicable to sst1mflow's simulator (no QE table); no correction"
                     );
                 }
+                if p.px_charges {
+                    return Err(Error::msg(format!(
+                        "input {}: px_charges needs the true image to tell the noise pixels (sst1mpipe takes the pixels without Cherenkov light), which sst1mflow's simulated R1 does not keep; use it on sim_telarray files or camera data",
+                        input.name
+                    )));
+                }
                 run_r1(ctx, input, tel, &s)
             }
-            Format::Simtel => run_simtel(ctx, input, tel, &s, pde_on),
+            Format::Simtel => run_simtel(ctx, input, tel, &s, pde_on, p.px_charges),
             Format::Zfits => run_zfits(ctx, input, &p, &s),
         }
     }
+}
+
+/// The `px_charges` output (sst1mpipe's `<run>_pedestal_hist.h5`).
+fn write_pixel_charges(
+    ctx: &StageContext,
+    histogram: &pixel_charges::ChargeHistogram,
+    column: &str,
+    maps: &[pixel_charges::ChargeMap],
+) -> Result<()> {
+    crate::io::pixel_charges::write(
+        &ctx.work_dir.join("pedestal_hist.h5"),
+        ctx.activity_key,
+        ctx.pipeline_version,
+        histogram,
+        column,
+        maps,
+    )
 }
 
 fn dl1_writer(ctx: &StageContext, telescope: &TelescopeDescription) -> Result<Dl1Writer> {
@@ -888,7 +930,15 @@ fn log_true_energy_cut(log: &mut dyn std::io::Write, cut: Option<f64>, removed: 
     }
 }
 
-fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings, pde_on: bool) -> Result<()> {
+fn run_simtel(
+    ctx: &mut StageContext,
+    input: &InputFile,
+    tel: u16,
+    s: &Settings,
+    pde_on: bool,
+    px_charges: bool,
+) -> Result<()> {
+    let mut charges = px_charges.then(pixel_charges::ChargeHistogram::default);
     let factors = pde_factors(tel);
     let mut source = SimtelSource::open(&input.path, &input.name, tel, pde_on.then_some(factors.as_slice()))?;
     // The telescope as the file describes it (ctapipe takes it from there): pixel positions,
@@ -934,6 +984,10 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
             &mut row,
         );
         with_params += p.is_some() as usize;
+        // sst1mpipe's --px-charges on simulations: the charges of the pixels without light.
+        if let (Some(h), Some(true_image)) = (charges.as_mut(), source.true_image.as_ref()) {
+            h.add_event(row.image.iter().zip(true_image).filter(|(_, &t)| t == 0).map(|(&q, _)| q));
+        }
         row.event_id = event_id as i64;
         // ctapipe 0.17 marks every extracted image valid (parameters or not).
         row.is_valid = true;
@@ -967,6 +1021,9 @@ fn run_simtel(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings,
     writer.write_simulation(&source.showers, Some(source.run), &source.reader.shower_distributions)?;
     writer.write_true_impacts(obs_id, &source.axis_impacts)?;
     writer.finish()?;
+    if let Some(h) = charges {
+        write_pixel_charges(ctx, &h, &format!("pixel_charge_tel{tel}"), &[])?;
+    }
     let r = &source.reader;
     let _ = writeln!(
         ctx.log,
@@ -1210,6 +1267,19 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut pedestal_rows = Vec::new();
     let (mut n_events, mut n_pedestals, mut with_params, mut n_saturated) = (0usize, 0usize, 0usize, 0usize);
     let mut n_pedestals_survived = 0usize;
+    let ped_time_window_s =
+        match (p.px_charges, ctx.config.pointer("/analysis/ped_time_window")) {
+            (false, _) => f64::NAN,
+            (true, Some(v)) => v.as_f64().filter(|w| *w > 0.0 && w.is_finite()).ok_or_else(|| {
+                Error::msg(format!("config analysis.ped_time_window = {v}: expected a positive number of seconds"))
+            })?,
+            (true, None) => return Err(Error::msg(
+                "config analysis.ped_time_window is missing: px_charges on camera data needs the pedestal window (s)",
+            )),
+        };
+    let mut charges = p.px_charges.then(|| {
+        (pixel_charges::ChargeHistogram::default(), pixel_charges::PedestalChargeMaps::new(ped_time_window_s, n_pixels))
+    });
     let mut position = 0usize;
     let (mut run_start, mut run_stop) = (f64::INFINITY, f64::NEG_INFINITY);
     for received in events.iter() {
@@ -1250,8 +1320,16 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             &mut row,
         );
         n_saturated += saturated as usize;
+        if let Some((_, maps)) = charges.as_mut() {
+            maps.see_event(event.local_clock_ns);
+        }
         if event.event_type == PEDESTAL_EVENT_TYPE {
             n_pedestals_survived += params.is_some() as usize;
+            // sst1mpipe's --px-charges: the pedestal event's DL1 image.
+            if let Some((histogram, maps)) = charges.as_mut() {
+                histogram.add_event(row.image.iter().copied());
+                maps.add_pedestal(event.local_clock_ns, &row.image);
+            }
             calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
             pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
@@ -1301,6 +1379,17 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     writer.write_triggers(&trigger_rows)?;
     if has_pedestals {
         writer.write_pedestals(&pedestal_rows)?;
+    }
+    if let Some((histogram, maps)) = charges {
+        let maps = maps.finish();
+        let _ = writeln!(
+            ctx.log,
+            "pixel charges: {} pedestal events histogrammed, {} charge map(s) of {} s windows",
+            histogram.n_events,
+            maps.len(),
+            ped_time_window_s
+        );
+        write_pixel_charges(ctx, &histogram, "pixel_charge", &maps)?;
     }
     let window_name = ctx.inputs.get("window_transmittance").and_then(|w| w.first()).map(|w| w.name.as_str());
     let triggered = (n_events + n_pedestals) as i64;

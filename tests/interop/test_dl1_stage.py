@@ -142,3 +142,18 @@ def test_bad_pixels_of_simulations_as_sst1mpipe_treats_them(tmp_path, handler):
                 assert np.isclose(pk[p], pk[valid].mean(), rtol=1e-5, atol=1e-5)
                 lit += img[valid].mean() > 5
     assert handler is None or lit > 0, "some shower covers the bad pixels' neighbours"
+
+
+def test_px_charges_on_our_simulated_r1_are_refused_naming_the_file(dl1, tmp_path):
+    """sst1mpipe's --px-charges takes the simulations' noise pixels from the true image, which
+    our R1 does not keep: refused, naming the input, with nothing published."""
+    store, _ = dl1
+    recipe = json.loads((store.parent / "r.json").read_text())
+    recipe["steps"][1]["params"] = {"px_charges": True}
+    recipe["name"] = "px"
+    path = store.parent / "px.json"
+    path.write_text(json.dumps(recipe))
+    r = subprocess.run([BIN, "--store", str(store), "-q", "run", str(path)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "px_charges needs the true image" in r.stderr + r.stdout and "r1.h5" in r.stderr + r.stdout, r.stderr
+    assert not (store / "views" / "px" / "dl1" / "all" / "pedestal_hist.h5").exists()

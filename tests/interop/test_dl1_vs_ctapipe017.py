@@ -284,3 +284,47 @@ def test_true_impact_is_the_ground_distance_as_sst1mpipe(tmp_path):
     dx, dy = row["true_camera_x"] - row["camera_frame_hillas_x"], row["true_camera_y"] - row["camera_frame_hillas_y"]
     psi = np.radians(row["camera_frame_hillas_psi"])
     assert abs(row["miss"] - (-dx * np.sin(psi) + dy * np.cos(psi))) < 1e-9
+
+
+def test_px_charges_are_sst1mpipes_pixel_charge_distributions(tmp_path):
+    """sst1mpipe's --px-charges, read with astropy's read_table_hdf5 as sst1mpipe reads them:
+    on sim_telarray MC the histogram of the noise pixels' charges (true image 0) equals numpy's
+    histogram of our DL1 images; on camera data the pedestal events' charges and their window
+    map (n, per-pixel mean and std) agree with each other."""
+    from astropy.io.misc.hdf5 import read_table_hdf5
+
+    need(SIMTEL)
+    r0_dl1(tmp_path, SIMTEL, "--config", mc_config(tmp_path), "--px-charges")
+    out = tmp_path / "out"
+    hist = out / "simtel_test_file_pedestal_hist.h5"
+    bins = read_table_hdf5(str(hist), path="bins")["pe_bins"]
+    assert len(bins) == 1001 and bins[0] == -10 and bins[-1] == 40
+    charge = read_table_hdf5(str(hist), path="charge")["pixel_charge_tel1"]
+    expected = np.zeros(1000)
+    with tables.open_file(str(out / "simtel_test_file.dl1.h5")) as f:
+        for image, true in zip(f.root.dl1.event.telescope.images.tel_001.read(),
+                               f.root.simulation.event.telescope.images.tel_001.read()):
+            expected += np.histogram(image["image"][true["true_image"] == 0], range=(-10, 40), bins=1000)[0]
+    assert np.array_equal(np.asarray(charge), expected) and expected.sum() > 1000
+
+    need(ZFITS, SST1MPIPE / "sst1m_array.h5")
+    data = tmp_path / "data"
+    data.mkdir()
+    r0_dl1(data, ZFITS, "--config", SST1MPIPE / "sst1mpipe_data_config.json",
+           "--calibration", SST1MPIPE / "averaged_calib_param_v2_2023_2024_tel2.h5",
+           "--window", SST1MPIPE / "corr_factor_2nd_wdw.txt", "--subarray", SST1MPIPE / "sst1m_array.h5",
+           "--obs-id", "201808220001", "--px-charges")
+    hist = data / "out" / "example_SST1M_20180822_pedestal_hist.h5"
+    charge = np.asarray(read_table_hdf5(str(hist), path="charge")["pixel_charge"])
+    maps = read_table_hdf5(str(hist), path="charge_images")
+    # Two pedestal events in this run, within one 10 s window (analysis.ped_time_window).
+    assert len(maps) == 1 and maps["n"][0] == 2 and maps["average_q"].shape == (1, 1296)
+    assert charge.sum() == 2 * 1296
+    # Two values per pixel are mean ± std: their histogram is the charge histogram (up to
+    # float32 rounding at bin edges).
+    mean, std = np.asarray(maps["average_q"][0], np.float64), np.asarray(maps["stdev_q"][0], np.float64)
+    recovered = np.histogram(np.concatenate([mean - std, mean + std]), range=(-10, 40), bins=1000)[0]
+    assert np.abs(recovered - charge).sum() <= 8, np.abs(recovered - charge).sum()
+    with tables.open_file(str(data / "out" / "example_SST1M_20180822.dl1.h5")) as f:
+        first_ns = f.root.dl1.event.telescope.parameters.tel_022.read()["time_wr_full_seconds"][0]
+    assert abs(int(maps["start_time"][0]) // 10**9 - int(first_ns)) <= 60

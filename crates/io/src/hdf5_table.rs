@@ -387,11 +387,14 @@ pub enum ShapedColumn {
     Bool,
     I32,
     I64,
+    U64,
     F64,
     /// A fixed-length ASCII string of this many bytes (NUL-padded).
     Ascii(usize),
     /// A one-dimensional `f64` array of this length.
     F64s(usize),
+    /// A one-dimensional `f32` array of this length.
+    F32s(usize),
     /// A two-dimensional `f32` array (rows, columns), row-major.
     F32Matrix(usize, usize),
 }
@@ -401,7 +404,8 @@ impl ShapedColumn {
         match *self {
             ShapedColumn::Bool => 1,
             ShapedColumn::I32 => 4,
-            ShapedColumn::I64 | ShapedColumn::F64 => 8,
+            ShapedColumn::I64 | ShapedColumn::U64 | ShapedColumn::F64 => 8,
+            ShapedColumn::F32s(n) => 4 * n,
             ShapedColumn::Ascii(n) => n,
             ShapedColumn::F64s(n) => 8 * n,
             ShapedColumn::F32Matrix(r, c) => 4 * r * c,
@@ -437,7 +441,12 @@ fn shaped_row_type(columns: &[(&str, ShapedColumn)]) -> Result<(OwnedType, usize
                 ShapedColumn::Bool => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_B8LE)),
                 ShapedColumn::I32 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I32LE)),
                 ShapedColumn::I64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_I64LE)),
+                ShapedColumn::U64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_STD_U64LE)),
                 ShapedColumn::F64 => OwnedType(h5t::H5Tcopy(*h5t::H5T_IEEE_F64LE)),
+                ShapedColumn::F32s(n) => {
+                    let dims = [n as hdf5_sys::h5::hsize_t];
+                    OwnedType(h5t::H5Tarray_create2(*h5t::H5T_IEEE_F32LE, 1, dims.as_ptr()))
+                }
                 ShapedColumn::Ascii(n) => {
                     let t = OwnedType(h5t::H5Tcopy(*h5t::H5T_C_S1));
                     if t.0 < 0

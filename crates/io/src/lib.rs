@@ -22,6 +22,7 @@ pub mod gadf;
 pub mod hdf5_table;
 pub mod instrument;
 pub mod model;
+pub mod pixel_charges;
 pub mod r1;
 pub mod simtel;
 pub mod zfits;

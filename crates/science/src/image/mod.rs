@@ -15,3 +15,4 @@ pub mod clean;
 pub mod extract;
 pub mod lts;
 pub mod params;
+pub mod pixel_charges;
