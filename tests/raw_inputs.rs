@@ -444,35 +444,90 @@ mod stage {
 
     /// Models of telescope 2 (which serve telescope 22) from a small simulated training.
     fn tel2_models(dir: &Path, store: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
-        let cfg = config(dir, "sst1mpipe_mc_config.json", "train2", |t| {
+        models_of(dir, store, 2)
+    }
+
+    /// Small forests of telescope `tel`, trained on the embedded simulator's DL1.
+    fn models_of(dir: &Path, store: &Path, tel: u16) -> Vec<(&'static str, std::path::PathBuf)> {
+        let cfg = config(dir, "sst1mpipe_mc_config.json", &format!("train{tel}"), |t| {
             let mut v: serde_json::Value = serde_json::from_str(&t).unwrap();
             v["random_forest_regressor_args"]["n_estimators"] = 8.into();
             v["random_forest_classifier_args"]["n_estimators"] = 8.into();
             serde_json::to_string_pretty(&v).unwrap()
         });
-        let recipe = dir.join("train2.json");
+        let recipe = dir.join(format!("train{tel}.json"));
         write(
             &recipe,
             &format!(
-                r#"{{"name": "train2", "config": "{cfg}", "steps": [
-    {{"name": "sim-g", "stage": "simulate", "params": {{"particle": "gamma", "tel_id": 2, "n_events": 600, "seed": 31, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}}}},
-    {{"name": "sim-p", "stage": "simulate", "params": {{"particle": "proton", "tel_id": 2, "n_events": 900, "seed": 32, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}}}},
-    {{"name": "dl1-g", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim-g.r1"}}}},
-    {{"name": "dl1-p", "stage": "r0-dl1", "params": {{"tel_id": 2}}, "inputs": {{"r1": "sim-p.r1"}}}},
-    {{"name": "train", "stage": "train-rfs", "params": {{"tel_id": 2}}, "inputs": {{"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}}}}]}}"#
+                r#"{{"name": "train{tel}", "config": "{cfg}", "steps": [
+    {{"name": "sim-g", "stage": "simulate", "params": {{"particle": "gamma", "tel_id": {tel}, "n_events": 600, "seed": 31, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}}}},
+    {{"name": "sim-p", "stage": "simulate", "params": {{"particle": "proton", "tel_id": {tel}, "n_events": 900, "seed": 32, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}}}},
+    {{"name": "dl1-g", "stage": "r0-dl1", "params": {{"tel_id": {tel}}}, "inputs": {{"r1": "sim-g.r1"}}}},
+    {{"name": "dl1-p", "stage": "r0-dl1", "params": {{"tel_id": {tel}}}, "inputs": {{"r1": "sim-p.r1"}}}},
+    {{"name": "train", "stage": "train-rfs", "params": {{"tel_id": {tel}}}, "inputs": {{"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}}}}]}}"#
             ),
         );
         let (code, report, err) = run_json(store, &recipe, &[]);
         assert_eq!(code, 0, "{err}\n{report}");
-        [
-            ("energy", "reg_energy_tel_002.rf"),
-            ("disp_norm", "reg_disp_norm_tel_002.rf"),
-            ("disp_sign", "class_disp_sign_tel_002.rf"),
-            ("gh", "class_gh_tel_002.rf"),
-        ]
-        .into_iter()
-        .map(|(role, file)| (role, view_target(store, &format!("train2/train/all/{file}"))))
-        .collect()
+        [("energy", "reg_energy"), ("disp_norm", "reg_disp_norm"), ("disp_sign", "class_disp_sign"), ("gh", "class_gh")]
+            .into_iter()
+            .map(|(role, file)| (role, view_target(store, &format!("train{tel}/train/all/{file}_tel_{tel:03}.rf"))))
+            .collect()
+    }
+
+    /// ctapipe's own DL1 (ctapipe-process 0.28 on simtel_test_file, camera frame) as a dl1-dl2
+    /// input: read by name with the truth joined from its shower table, its origin as its DL1
+    /// settings, so our models are refused on it unless the contract is overridden; its
+    /// telescope-frame twin is refused naming the frame.
+    #[test]
+    fn ctapipe_dl1_is_taken_by_dl1_dl2_with_its_origin_as_settings() {
+        let Some(camframe) = data("dl1_reference/sst1m_camframe.dl1.h5") else { return };
+        let Some(telframe) = data("dl1_reference/sst1m_telframe.dl1.h5") else { return };
+        let dir = TempDir::new("import-dl1");
+        let store = dir.path().join("store");
+        let models = models_of(dir.path(), &store, 1);
+        let cfg = config(dir.path(), "sst1mpipe_mc_config.json", "apply", |t| t);
+        let run = |name: &str, file: &Path, params: &str| {
+            let inputs: Vec<String> = models
+                .iter()
+                .map(|(role, path)| format!(r#""{role}": {{"paths": ["{}"], "kind": "model"}}"#, path.display()))
+                .collect();
+            let step_inputs: Vec<String> = models.iter().map(|(role, _)| format!(r#""{role}": "{role}""#)).collect();
+            let recipe = dir.path().join(format!("{name}.json"));
+            write(
+                &recipe,
+                &format!(
+                    r#"{{"name": "{name}", "config": "{cfg}", "inputs": {{"dl1": {{"paths": ["{}"], "kind": "dl1"}}, {}}},
+                        "steps": [{{"name": "dl2", "stage": "dl1-dl2", "params": {params}, "inputs": {{"dl1": "dl1", {}}}}}]}}"#,
+                    file.display(),
+                    inputs.join(", "),
+                    step_inputs.join(", ")
+                ),
+            );
+            run_json(&store, &recipe, &[])
+        };
+        let (code, _, err) = run("refused", &camframe, "{}");
+        assert_ne!(code, 0);
+        assert!(err.contains("imported.software") && err.contains("ctapipe 0.28.0"), "{err}");
+        let (code, _, err) = run("telframe", &telframe, r#"{"override_contract": true}"#);
+        assert_ne!(code, 0);
+        assert!(err.contains("sst1m_telframe.dl1.h5") && err.contains("telescope frame"), "{err}");
+        let (code, report, err) = run("applied", &camframe, r#"{"override_contract": true}"#);
+        assert_eq!(code, 0, "{err}\n{report}");
+        let dl2 = sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, "applied/dl2/all/dl2.h5")).unwrap();
+        let rows = dl2.read(0, dl2.n_events).unwrap();
+        assert_eq!(rows.len(), 9, "every event of ctapipe's table");
+        let ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+        assert_eq!(ids, vec![1102, 1600, 1601, 3308, 4209, 6205, 7300, 9205, 10000]);
+        // The truth joined from ctapipe's shower table, the thrown showers from its run table.
+        assert!((rows[0].true_energy - 1.4841).abs() < 1e-4, "{}", rows[0].true_energy);
+        assert!(rows.iter().all(|r| (r.true_alt_tel - 90.0).abs() < 1e-4 && r.disp_norm.is_finite()));
+        assert!(rows.iter().filter(|r| r.reco_energy.is_finite()).count() >= 5);
+        let run = dl2.run.unwrap();
+        assert_eq!((run.n_showers, run.shower_reuse), (100, 10));
+        assert_eq!(dl2.shower_distributions.len(), 1);
+        let settings: serde_json::Value = serde_json::from_str(&dl2.dl1_settings).unwrap();
+        assert_eq!(settings["imported.software"], "ctapipe 0.28.0");
     }
 
     fn calibration_table(dir: &Path) {

@@ -298,3 +298,48 @@ def test_a_true_energy_cut_keeps_the_effective_area_above_it(dl2, tmp_path):
         # share of an E^-2 spectrum above 2 TeV in 0.5-200 TeV); with it, the same.
         assert len(ratios) >= 10, ratios
         assert 0.85 < np.median(ratios) < 1.15, np.median(ratios)
+
+
+def test_dl1_written_by_ctapipe017_is_taken_by_dl1_dl2(dl2, tmp_path):
+    """DL1 of ctapipe-process 0.17 (sst1mpipe's pin; camera-frame parameters, as sst1mpipe
+    configures it) as a dl1-dl2 input: every event read by name, the truth joined from its shower
+    table, its origin as its DL1 settings (our models then need override_contract)."""
+    py017 = ROOT / ".venv-ctapipe017" / "bin"
+    simtel = ROOT.parent / "shared" / "data" / "mc_simtel" / "simtel_test_file.simtel.gz"
+    if not (py017 / "ctapipe-process").exists() or not simtel.exists():
+        pytest.skip("ctapipe 0.17 (scripts/setup.sh --python) or the shared sim_telarray file is absent")
+    dl1 = tmp_path / "ctapipe017.dl1.h5"
+    r = subprocess.run([str(py017 / "ctapipe-process"), "--input", str(simtel), "--output", str(dl1),
+                        "--write-parameters", "--SimTelEventSource.focal_length_choice=EQUIVALENT",
+                        "--ImageProcessor.use_telescope_frame=False"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    views, _, _ = dl2
+    models = {role: str((views / "train" / "all" / f).resolve()) for role, f in [
+        ("energy", "reg_energy_tel_001.rf"), ("disp_norm", "reg_disp_norm_tel_001.rf"),
+        ("disp_sign", "class_disp_sign_tel_001.rf"), ("gh", "class_gh_tel_001.rf")]}
+    inputs = {"dl1": {"paths": [str(dl1)], "kind": "dl1"}}
+    inputs.update({role: {"paths": [p], "kind": "model"} for role, p in models.items()})
+    (tmp_path / "mc.json").write_text((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())
+    step = {"name": "dl2", "stage": "dl1-dl2", "inputs": {role: role for role in inputs}}
+    store = tmp_path / "store"
+    for override in [False, True]:
+        step["params"] = {"override_contract": override}
+        (tmp_path / "r.json").write_text(json.dumps({"name": "imp", "config": "mc.json", "inputs": inputs,
+                                                     "steps": [step]}))
+        r = subprocess.run([BIN, "--store", str(store), "-q", "run", str(tmp_path / "r.json")],
+                           capture_output=True, text=True)
+        if not override:
+            assert r.returncode != 0 and "ctapipe 0.17.0" in r.stderr, r.stderr
+    assert r.returncode == 0, r.stderr
+    ours = pd.read_hdf(store / "views" / "imp" / "dl2" / "all" / "dl2.h5", key=KEY)
+    theirs = pd.read_hdf(dl1, key="/dl1/event/telescope/parameters/tel_001")
+    showers = pd.read_hdf(dl1, key="/simulation/event/subarray/shower")
+    assert list(ours["event_id"]) == list(theirs["event_id"])
+    assert np.allclose(ours["camera_frame_hillas_intensity"], theirs["camera_frame_hillas_intensity"], equal_nan=True)
+    merged = ours.merge(showers, on=["obs_id", "event_id"], suffixes=("", "_shower"))
+    assert np.allclose(merged["true_energy"], merged["true_energy_shower"])
+    assert ours["reco_energy"].notna().sum() >= 5
+    import h5py
+    with h5py.File(store / "views" / "imp" / "dl2" / "all" / "dl2.h5") as f:
+        settings = json.loads(f.attrs["sst1mflow_dl1_settings"])
+    assert settings["imported.software"] == "ctapipe 0.17.0" and settings["imported.data_model"] == "v5.0.0"

@@ -107,6 +107,15 @@ macro_rules! parameter_tables {
             pub fn column_names() -> impl Iterator<Item = &'static str> + Clone {
                 PARAMETER_COLUMNS.iter().map(|c| c.0)
             }
+
+            /// Sets the column `name` from an f64 (converted as `as` converts); false when
+            /// there is no such column.
+            pub fn set(&mut self, name: &str, value: f64) -> bool {
+                match name {
+                    $(stringify!($field) => { self.$field = value as $ty; true })*
+                    _ => false,
+                }
+            }
         }
 
         /// A DL2 row: every DL1 parameter column, then the reconstruction (sst1mpipe's names).
@@ -332,6 +341,24 @@ impl ParametersRow {
         row.true_alt_tel = pointing_alt_az_deg.0;
         row.true_az_tel = pointing_alt_az_deg.1;
         if let Some(t) = truth {
+            row.set_truth_at(t, p.map(|p| (p.hillas.x, p.hillas.y, p.hillas.psi)));
+        }
+        row
+    }
+
+    /// Sets the truth columns, and sst1mpipe's disp columns from this row's Hillas centroid
+    /// and axis when it has them (for rows read from another tool's DL1).
+    pub fn set_truth(&mut self, t: &Truth) {
+        let hillas = (self.camera_frame_hillas_intensity.is_finite()).then(|| {
+            (self.camera_frame_hillas_x, self.camera_frame_hillas_y, self.camera_frame_hillas_psi.to_radians())
+        });
+        self.set_truth_at(t, hillas);
+    }
+
+    /// The truth columns, and the disp columns relative to `hillas` (x, y in m, psi in rad).
+    fn set_truth_at(&mut self, t: &Truth, hillas: Option<(f64, f64, f64)>) {
+        let row = self;
+        {
             row.true_energy = t.energy_tev;
             row.log_true_energy = t.energy_tev.log10();
             row.true_alt = t.alt_deg;
@@ -345,10 +372,10 @@ impl ParametersRow {
             row.true_shower_primary_id = t.primary_id;
             row.true_h_first_int = t.h_first_int;
             row.true_x_max = t.x_max;
-            if let Some(p) = p {
+            if let Some((x, y, psi)) = hillas {
                 // sst1mpipe's disp definitions, relative to the Hillas centroid and axis.
-                let (dx, dy) = (t.camera_x - p.hillas.x, t.camera_y - p.hillas.y);
-                let (s, c) = p.hillas.psi.sin_cos();
+                let (dx, dy) = (t.camera_x - x, t.camera_y - y);
+                let (s, c) = psi.sin_cos();
                 let along = dx * c + dy * s;
                 row.disp_dx = dx;
                 row.disp_dy = dy;
@@ -359,7 +386,6 @@ impl ParametersRow {
                 row.miss = -dx * s + dy * c;
             }
         }
-        row
     }
 
     fn parameters(obs_id: i64, event_id: i64, tel_id: i16, p: Option<&ImageParameters>) -> ParametersRow {
@@ -1235,6 +1261,8 @@ pub const SETTINGS_ATTR: &str = "sst1mflow_dl1_settings";
 /// attributes and simulation tables.
 pub struct Dl1Reader {
     parameters: hdf5::Dataset,
+    /// DL1 of another tool (ctapipe, sst1mpipe), read whole ([`super::dl1_import`]).
+    imported: Option<Vec<ParametersRow>>,
     pub path: std::path::PathBuf,
     pub tel_id: u16,
     pub n_events: usize,
@@ -1253,6 +1281,26 @@ impl Dl1Reader {
         use sst1mflow_base::error::Error;
         let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL1 file: {what}", path.display()));
         let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
+        if super::dl1_import::is_foreign(&file) {
+            let i = super::dl1_import::read(path, &file)?;
+            let (parameters, _) =
+                super::hdf5_table::open_telescope_table(&file, "/dl1/event/telescope/parameters", std::iter::empty())
+                    .map_err(|e| bad(&e))?;
+            return Ok(Dl1Reader {
+                parameters,
+                n_events: i.rows.len(),
+                imported: Some(i.rows),
+                path: path.to_path_buf(),
+                tel_id: i.tel_id,
+                activity_key: String::new(),
+                pipeline_version: i.software,
+                settings: i.settings,
+                showers: Vec::new(),
+                run: i.run,
+                shower_distributions: i.shower_distributions,
+                observation: None,
+            });
+        }
         let (parameters, tel_id) = super::hdf5_table::open_telescope_table(
             &file,
             "/dl1/event/telescope/parameters",
@@ -1275,6 +1323,7 @@ impl Dl1Reader {
             shower_distributions,
             observation,
             parameters,
+            imported: None,
             path: path.to_path_buf(),
             tel_id,
             n_events,
@@ -1294,6 +1343,11 @@ impl Dl1Reader {
 
     /// Parameter rows `start..end`.
     pub fn read(&self, start: usize, end: usize) -> Result<Vec<ParametersRow>> {
+        if let Some(rows) = &self.imported {
+            return rows.get(start..end).map(<[ParametersRow]>::to_vec).ok_or_else(|| {
+                sst1mflow_base::error::Error::msg(format!("{}: no parameter rows {start}..{end}", self.path.display()))
+            });
+        }
         self.parameters
             .read_slice_1d::<ParametersRowPacked, _>(start..end)
             .map(|a| a.iter().map(|&r| r.into()).collect())

@@ -594,6 +594,12 @@ fn shaped_column_dims(dataset: &Dataset, name: &str) -> Option<Vec<usize>> {
     })
 }
 
+/// The array dimensions of column `name` of a table (`[]` for a scalar); None when the table
+/// has no such column.
+pub fn column_dims(dataset: &Dataset, name: &str) -> Option<Vec<usize>> {
+    shaped_column_dims(dataset, name)
+}
+
 /// Reads a table written by [`write_shaped_table`] (or by PyTables with the same columns) with
 /// the array shapes its file has: `shape_of(name, dims)` turns each column's dimensions into
 /// the shape to read it as (None refuses the table). Returns the packed rows; HDF5 converts

@@ -14,6 +14,7 @@
 pub mod analysis_tables;
 pub mod calibration_tables;
 pub mod dl1;
+pub mod dl1_import;
 pub mod dl2;
 pub mod event_source;
 pub mod eventio;
