@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = os.environ.get("SST1MFLOW_BIN", str(ROOT / "target" / "debug" / "sst1mflow"))
+# The fixture simulates and trains on 54,000 showers: the release build when there is one.
+BIN = os.environ.get("SST1MFLOW_RELEASE_BIN", os.environ.get("SST1MFLOW_BIN", str(ROOT / "target" / "debug" / "sst1mflow")))
 KEY = "/dl2/event/telescope/parameters/tel_001"
 MODELS = {"energy": "train.energy", "disp_norm": "train.disp_norm", "disp_sign": "train.disp_sign", "gh": "train.gh"}
 
