@@ -41,6 +41,11 @@ pub struct R0Dl1Args {
     /// pixels of sim_telarray files) as `<name>_pedestal_hist.h5`
     #[arg(long)]
     pub px_charges: bool,
+    /// Second pass (sst1mpipe's --reclean, camera data, one file): clean each event with the
+    /// pedestal charge maps of this `_pedestal_hist.h5`, written by a --px-charges pass over the
+    /// same run; outputs are named `<name>_recleaned…`
+    #[arg(long, value_name = "PEDESTAL_HIST")]
+    pub reclean: Option<PathBuf>,
     /// Per-pixel calibration table (camera data): pandas HDF5 or a text table with dc_to_pe and calib_flag
     #[arg(long)]
     pub calibration: Option<PathBuf>,
@@ -97,6 +102,9 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     let formats: Vec<Format> = files.iter().map(|f| detect(f, &f.display().to_string())).collect::<Result<_>>()?;
     if args.obs_id.is_some() && files.len() > 1 {
         return Err(Error::msg("--obs-id names one observation: give one file"));
+    }
+    if args.reclean.is_some() && files.len() > 1 {
+        return Err(Error::msg("--reclean takes the charge maps of one run: give one file"));
     }
     let camera_data = formats.contains(&Format::Zfits);
     if camera_data && args.calibration.is_none() {
@@ -165,6 +173,13 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     if args.px_charges {
         params["px_charges"] = json!(true);
     }
+    if let Some(maps) = &args.reclean {
+        params["reclean"] = json!(true);
+        inputs.insert("px_charges".into(), json!({"paths": [absolute(maps)?], "kind": "px-charges"}));
+        step_inputs.insert("px_charges".into(), json!("px_charges"));
+    }
+    // sst1mpipe's names of a second pass.
+    let suffix = if args.reclean.is_some() { "_recleaned" } else { "" };
     let body = json!({
         "config": config,
         "inputs": inputs,
@@ -185,7 +200,7 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
         .map_err(|e| Error::io(format!("cannot create {}", args.output.display()), e))?;
     let mut results = Vec::new();
     for a in &report.activities {
-        let out = args.output.join(format!("{}.dl1.h5", stem(&a.item)));
+        let out = args.output.join(format!("{}{suffix}.dl1.h5", stem(&a.item)));
         match &a.outcome {
             Outcome::Ran | Outcome::Reused => {
                 let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("dl1.h5");
@@ -193,7 +208,7 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
                     .map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), out.display()), e))?;
                 if args.px_charges {
                     let src = store.views_dir().join(&name).join("dl1").join(&a.item).join("pedestal_hist.h5");
-                    let to = args.output.join(format!("{}_pedestal_hist.h5", stem(&a.item)));
+                    let to = args.output.join(format!("{}{suffix}_pedestal_hist.h5", stem(&a.item)));
                     std::fs::copy(&src, &to)
                         .map_err(|e| Error::io(format!("cannot copy {} to {}", src.display(), to.display()), e))?;
                 }

@@ -28,10 +28,8 @@
 //! | `analysis.{gamma,proton}_min_simulated_energy_tev` | Monte Carlo productions: events with a true energy below the particle's value are dropped when it is above the simulated minimum; `min_true_energy_cut` records it (sst1mpipe's energy_min_cut) |
 //!
 //! Read and reported, not applied: `analysis.ped_time_window` (applied with `px_charges`),
-//! `ImageCleanerSST.min_number_pedestals` (sst1mpipe's `--reclean` only, not implemented: its
-//! reader unpacks five values from the four-column charge maps its `--px-charges` writes, so
-//! there is no working behaviour to follow), `mean_charge_to_nsb_rate` (sst1mpipe only logs
-//! its label).
+//! `ImageCleanerSST.min_number_pedestals` (applied with `reclean`), `mean_charge_to_nsb_rate`
+//! (sst1mpipe only logs its label).
 //!
 //! Inputs: role `r1` (or `r0`): one file of any supported format. Camera data also need the
 //! role `calibration` (the per-pixel calibration table) and the role `subarray` (the telescope
@@ -53,7 +51,12 @@
 //! (sst1mpipe's `--px-charges`) adds the output `px_charges` (`pedestal_hist.h5`, see
 //! [`crate::io::pixel_charges`]): the charge histogram of the pedestal events (camera data, with
 //! their charge maps per `analysis.ped_time_window`) or of the pixels without Cherenkov light
-//! (sim_telarray files; refused for our R1, which keeps no true image).
+//! (sim_telarray files; refused for our R1, which keeps no true image). `reclean: true`
+//! (sst1mpipe's `--reclean`, camera data) takes the `px_charges` output of a first pass over the
+//! same run as input role `px_charges` and cleans every event with the charge map of its time
+//! ([`pixel_charges::RecleanMaps`]: maps with more than `min_number_pedestals` pedestals; the
+//! map's NSB level selects the setting and its μ + scaling·σ the picture thresholds; `meanQ`
+//! becomes the map's level); maps outside the run's time, or none kept, are refused.
 use super::params::Params;
 use super::r0_sources::{self, Calibrated, DataCalibration, Format, SimtelSource};
 use super::InputFile;
@@ -83,12 +86,15 @@ struct StepParams {
     forced_pointing: Option<(f64, f64)>,
     /// sst1mpipe's `--px-charges`: the pixel-charge distributions as a second output.
     px_charges: bool,
+    /// sst1mpipe's `--reclean`: clean with the charge maps of a first `px_charges` pass
+    /// (input role `px_charges`) instead of the run's first pedestal events.
+    reclean: bool,
 }
 
 fn step_params(params: &Value, at: &str) -> Result<StepParams> {
     let p = Params::new(
         params,
-        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing", "px_charges"],
+        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing", "px_charges", "reclean"],
         "r0-dl1",
         at,
     )?;
@@ -133,7 +139,8 @@ fn step_params(params: &Value, at: &str) -> Result<StepParams> {
         ),
     };
     let px_charges = p.bool_or("px_charges", false)?;
-    Ok(StepParams { tel_id, obs_id, forced_pointing, px_charges })
+    let reclean = p.bool_or("reclean", false)?;
+    Ok(StepParams { tel_id, obs_id, forced_pointing, px_charges, reclean })
 }
 
 /// The keys r0-dl1 applies for telescope `tel`: they enter its key. Only this telescope's
@@ -196,7 +203,7 @@ fn config_read(camera_data: bool) -> Vec<ConfigRead> {
             ),
             ConfigRead::new(
                 "ImageProcessor.ImageCleanerSST.min_number_pedestals",
-                "used by sst1mpipe only with --reclean, which r0-dl1 does not implement yet",
+                "used only with the parameter \"reclean\" (sst1mpipe's --reclean)",
             ),
             ConfigRead::new(
                 "analysis.ped_time_window",
@@ -588,7 +595,7 @@ fn process_image(
 }
 
 const EVENT_ROLES: [&str; 2] = ["r1", "r0"];
-const DATA_ROLES: [&str; 3] = ["calibration", "window_transmittance", "subarray"];
+const DATA_ROLES: [&str; 4] = ["calibration", "window_transmittance", "subarray", "px_charges"];
 
 impl Stage for R0Dl1Stage {
     fn name(&self) -> &'static str {
@@ -609,11 +616,11 @@ impl Stage for R0Dl1Stage {
         }
         if let Some(other) = input_roles.iter().find(|r| !EVENT_ROLES.contains(r) && !DATA_ROLES.contains(r)) {
             return Err(Error::msg(format!(
-                "{at}: stage r0-dl1 has no input role \"{other}\" (roles: r1 or r0, calibration, window_transmittance, subarray)"
+                "{at}: stage r0-dl1 has no input role \"{other}\" (roles: r1 or r0, calibration, window_transmittance, subarray, px_charges)"
             )));
         }
         let camera_data = input_roles.contains(&"calibration");
-        for role in ["window_transmittance", "subarray"] {
+        for role in ["window_transmittance", "subarray", "px_charges"] {
             if input_roles.contains(&role) && !camera_data {
                 return Err(Error::msg(format!(
                     "{at}: {role} is for camera data, which also needs its calibration table (role \"calibration\"); simulations describe their telescope themselves"
@@ -631,6 +638,24 @@ impl Stage for R0Dl1Stage {
                 "{at}.params.force_pointing: for camera data only (simulations carry their pointing)"
             )));
         }
+        match (step.reclean, input_roles.contains(&"px_charges")) {
+            (true, _) if !camera_data => {
+                return Err(Error::msg(format!(
+                    "{at}.params.reclean: for camera data only (sst1mpipe's --reclean cleans with the charge maps of a run's pedestal events)"
+                )))
+            }
+            (true, false) => {
+                return Err(Error::msg(format!(
+                    "{at}.params.reclean: needs the charge maps of a first pass over the same run: input role \"px_charges\" (the px_charges output of an r0-dl1 step with \"px_charges\": true, or sst1mpipe's _pedestal_hist.h5)"
+                )))
+            }
+            (false, true) => {
+                return Err(Error::msg(format!(
+                    "{at}: input role \"px_charges\" is read only with \"reclean\": true (sst1mpipe's --reclean)"
+                )))
+            }
+            _ => {}
+        }
         let tel = step.tel_id;
         let mut keys = config_keys(camera_data, tel);
         let mut read = config_read(camera_data);
@@ -645,6 +670,10 @@ impl Stage for R0Dl1Stage {
                 keys.push("analysis.ped_time_window".into());
                 read.retain(|r| r.key != "analysis.ped_time_window");
             }
+        }
+        if step.reclean {
+            keys.push("ImageProcessor.ImageCleanerSST.min_number_pedestals".into());
+            read.retain(|r| r.key != "ImageProcessor.ImageCleanerSST.min_number_pedestals");
         }
         Ok(StagePlan { config_keys: keys, config_read: read, outputs })
     }
@@ -1250,6 +1279,8 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         }
     }
 
+    let reclean = if p.reclean { Some(reclean_settings(ctx, n_pixels, has_pedestals, s)?) } else { None };
+
     // Pass 3: every event. Decoding runs on its own thread, one event ahead of the physics,
     // so that a run takes the longer of the two, not their sum.
     let mut writer = dl1_writer(ctx, &telescope)?;
@@ -1282,6 +1313,12 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     });
     let mut position = 0usize;
     let (mut run_start, mut run_stop) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut first_ns, mut last_ns) = (i64::MAX, i64::MIN);
+    // sst1mpipe's log of the adaptive cleaning: the fraction of pixels whose picture threshold
+    // the pedestals raised, summed over events.
+    let raised = |thresholds: &[f64], picture: f64| thresholds.iter().filter(|&&t| t > picture).count();
+    let mut n_raised = raised(&thresholds, cleaner.picture);
+    let mut raised_sum = 0.0f64;
     for received in events.iter() {
         if let Some(done) = std::mem::replace(&mut event, received?).into_recyclable() {
             let _ = recycle.send(done);
@@ -1292,17 +1329,29 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         let utc_s = crate::astro::unix_tai_to_unix(event.local_clock_ns as f64 * 1e-9);
         run_start = run_start.min(utc_s);
         run_stop = run_stop.max(utc_s);
+        first_ns = first_ns.min(event.local_clock_ns);
+        last_ns = last_ns.max(event.local_clock_ns);
         // What depends on the pedestal windows is recomputed only when they changed.
         if derived.generation != stats.generation() {
             derived = calibration.derive(&stats);
-            if has_pedestals {
+            if has_pedestals && reclean.is_none() {
                 if let Some((mean, std)) = stats.image_mean_std() {
                     for (t, (m, sd)) in thresholds.iter_mut().zip(mean.iter().zip(&std)) {
                         *t = cleaner.picture.max(m + cleaner.stdev_scaling * sd);
                     }
+                    n_raised = raised(&thresholds, cleaner.picture);
                 }
             }
         }
+        // With reclean, the charge map of the event's time sets the cleaning.
+        let (event_cleaner, event_thresholds, event_nsb_level, event_raised) = match &reclean {
+            Some(r) => {
+                let m = &r.per_map[r.maps.select(event.local_clock_ns).expect("reclean keeps at least one map")];
+                (&m.cleaner, m.thresholds.as_slice(), m.nsb_level, m.n_raised)
+            }
+            None => (&cleaner, thresholds.as_slice(), nsb_level, n_raised),
+        };
+        raised_sum += event_raised as f64 / n_pixels as f64;
         calibration.calibrate(&event, &derived, &mut out);
         let mut saturated = false;
         // sst1mpipe cleans pedestal events too (with the thresholds from before they join
@@ -1311,8 +1360,8 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             geom,
             &out.r1,
             &extraction,
-            &cleaner,
-            &thresholds,
+            event_cleaner,
+            event_thresholds,
             &mut |img: &mut [f32], pk: &mut [f32]| {
                 saturated = finish_image(geom, &calibration, s.interpolate_invalid, &out, img, pk);
             },
@@ -1369,7 +1418,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         parameters.time_wr_frac_seconds = event.local_clock_ns.rem_euclid(1_000_000_000) as f64 / 1e9;
         parameters.equivalent_focal_length = focal_length;
         parameters.date = obs_id_i64 / 10_000;
-        parameters.meanQ = if has_pedestals { nsb_level } else { f64::NAN };
+        parameters.meanQ = if has_pedestals { event_nsb_level } else { f64::NAN };
         if let Some(t) = TriggerRow::at_tai_ns(obs_id_i64, event_id, event.local_clock_ns) {
             trigger_rows.push(t);
         }
@@ -1379,6 +1428,15 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     writer.write_triggers(&trigger_rows)?;
     if has_pedestals {
         writer.write_pedestals(&pedestal_rows)?;
+        // sst1mpipe divides by the last event's index.
+        let _ = writeln!(
+            ctx.log,
+            "Average (per event) fraction of pixels (N/{n_pixels}) with raised picture threshold: {:.6}",
+            raised_sum / position.saturating_sub(1).max(1) as f64
+        );
+    }
+    if let Some(r) = &reclean {
+        r.check_run_span(first_ns, last_ns)?;
     }
     if let Some((histogram, maps)) = charges {
         let maps = maps.finish();
@@ -1433,6 +1491,96 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         "processed {n_events} events ({with_params} with image parameters, {n_saturated} with saturated pixels); {n_pedestals} pedestal events used for calibration and cleaning, not written"
     );
     Ok(())
+}
+
+/// sst1mpipe's `--reclean`: the kept charge maps of a first pass, each with the cleaning
+/// setting its NSB level selects and its per-pixel picture thresholds.
+struct Reclean {
+    maps: pixel_charges::RecleanMaps,
+    per_map: Vec<RecleanMap>,
+    /// The input's name, for errors.
+    name: String,
+}
+
+struct RecleanMap {
+    cleaner: Cleaner,
+    thresholds: Vec<f64>,
+    nsb_level: f64,
+    n_raised: usize,
+}
+
+impl Reclean {
+    /// The maps must come from a pass over this run: every window starts within its events.
+    fn check_run_span(&self, first_ns: i64, last_ns: i64) -> Result<()> {
+        let all = &self.maps.maps;
+        match all.iter().find(|m| m.start_ns < first_ns || m.start_ns > last_ns) {
+            None => Ok(()),
+            Some(m) => Err(Error::msg(format!(
+                "px_charges input {}: a charge map starts at camera time {} ns, outside this run's events ({first_ns} to {last_ns} ns): its maps are of another run",
+                self.name, m.start_ns
+            ))),
+        }
+    }
+}
+
+/// Reads the `px_charges` input and prepares the per-map cleaning (see [`Reclean`]).
+fn reclean_settings(ctx: &mut StageContext, n_pixels: usize, has_pedestals: bool, s: &Settings) -> Result<Reclean> {
+    let input = match ctx.inputs.get("px_charges").map(Vec::as_slice) {
+        Some([f]) => f.clone(),
+        _ => return Err(Error::msg("reclean needs exactly one pixel-charges file (input role \"px_charges\")")),
+    };
+    if !has_pedestals {
+        return Err(Error::msg(format!(
+            "reclean: this run has no pedestal events, so px_charges input {} cannot hold charge maps of it",
+            input.name
+        )));
+    }
+    let key = "ImageProcessor.ImageCleanerSST.min_number_pedestals";
+    let min_number = number(ctx.config, key)?;
+    if !(min_number.is_finite() && min_number >= 0.0) {
+        return Err(Error::msg(format!("config {key} = {min_number}: must be a number of pedestal events (≥ 0)")));
+    }
+    let all = crate::io::pixel_charges::read_charge_maps(&input.path, n_pixels)
+        .map_err(|e| Error::msg(format!("px_charges input {}: {}", input.name, e.message())))?;
+    let largest = all.iter().map(|m| m.n).max().unwrap_or(0);
+    let n_all = all.len();
+    let maps = pixel_charges::RecleanMaps::new(all, min_number);
+    if maps.maps.is_empty() {
+        return Err(Error::msg(format!(
+            "px_charges input {}: none of its {n_all} charge map(s) has more than {key} = {min_number} pedestal events (the largest has {largest}): nothing to reclean with",
+            input.name
+        )));
+    }
+    let mut sorted = s.cleaners.clone();
+    sorted.sort_by(|a, b| b.min_nsb_level.total_cmp(&a.min_nsb_level));
+    let per_map = (0..maps.maps.len())
+        .map(|i| {
+            let nsb_level = maps.nsb_level[i] as f64;
+            // ImageCleanerSST: the first setting (highest level first) the level reaches, else the last.
+            let cleaner = sorted
+                .iter()
+                .find(|c| nsb_level >= c.min_nsb_level)
+                .cloned()
+                .unwrap_or_else(|| sorted.last().cloned().expect("non-empty"));
+            let thresholds = maps.picture_thresholds(i, cleaner.picture, cleaner.stdev_scaling);
+            let n_raised = thresholds.iter().filter(|&&t| t > cleaner.picture).count();
+            RecleanMap { cleaner, thresholds, nsb_level, n_raised }
+        })
+        .collect::<Vec<_>>();
+    let _ = writeln!(
+        ctx.log,
+        "reclean with px_charges input {}: {} of {n_all} charge map(s) have more than {min_number} pedestal events",
+        input.name,
+        maps.maps.len()
+    );
+    for (m, r) in maps.maps.iter().zip(&per_map) {
+        let _ = writeln!(
+            ctx.log,
+            "  map from camera time {} ns: {} pedestals, NSB level {:.4} p.e. -> min_nsb_level {}, {} raised picture thresholds",
+            m.start_ns, m.n, r.nsb_level, r.cleaner.min_nsb_level, r.n_raised
+        );
+    }
+    Ok(Reclean { maps, per_map, name: input.name.clone() })
 }
 
 fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {

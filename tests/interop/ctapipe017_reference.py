@@ -20,6 +20,12 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
                                 simulation histograms ctapipe-process writes at the end (what
                                 sst1mpipe's get_mc_info reads: /configuration/simulation/run and
                                 /simulation/service/shower_distribution)
+  reclean DL1 HIST SUBARRAY TEL CONFIG OUT.json
+                                sst1mpipe's --reclean on the images and peak times of a DL1 file:
+                                the charge maps of HIST read as its read_charge_images reads them,
+                                filtered by min_number_pedestals, each event's map chosen by its
+                                trigger time (add_trigger_time's unix_tai Time) as r0_dl1's
+                                reversed scan chooses it, then ImageCleanerSST's cleaning
 """
 import json
 import sys
@@ -234,6 +240,49 @@ def simtables(simtel, out):
         writer.write_simulation_histograms(source)
 
 
+def reclean(dl1, hist, subarray, tel_id, config, out):
+    from astropy.io.misc.hdf5 import read_table_hdf5
+    from astropy.time import Time
+
+    tel_id = int(tel_id)
+    geom = SubarrayDescription.from_hdf(subarray).tel[tel_id].camera.geometry
+    cfg = json.load(open(config))["ImageProcessor"]["ImageCleanerSST"]
+    settings = sorted(cfg["telescope_defaults"][f"tel_{tel_id:03d}"], key=lambda x: x["min_nsb_level"], reverse=True)
+    # sst1mpipe's read_charge_images and the filter of its --reclean branch.
+    maps = read_table_hdf5(hist, path="charge_images")
+    maps["start_time"] = np.array(maps["start_time"], dtype="datetime64[ns]")
+    maps = maps[maps["n"] > cfg["min_number_pedestals"]]
+    maps["mean_charge"] = np.average(maps["average_q"], axis=1)
+    with tables.open_file(dl1) as f:
+        images = f.get_node(f"/dl1/event/telescope/images/tel_{tel_id:03d}").read()
+        params = f.get_node(f"/dl1/event/telescope/parameters/tel_{tel_id:03d}").read()
+    times = {int(p["event_id"]): (int(p["time_wr_full_seconds"]), float(p["time_wr_frac_seconds"])) for p in params}
+    result = {}
+    for row in images:
+        event_id = int(row["event_id"])
+        time = Time(*times[event_id], format="unix_tai")
+        selected = maps[-1]
+        for entry in reversed(maps):
+            if time >= entry[0]:
+                selected = entry
+                break
+        _, _, q_ped, sig_q_ped, mean_q = selected
+        for setting in settings:
+            if mean_q >= setting["min_nsb_level"]:
+                break
+        pic_thr = np.maximum(setting["picture_threshold_pe"], q_ped + setting["stdev_scaling"] * sig_q_ped)
+        mask = tailcuts_clean(geom, row["image"], picture_thresh=pic_thr,
+                              boundary_thresh=setting["boundary_threshold_pe"],
+                              min_number_picture_neighbors=setting["min_picture_neighbors"],
+                              keep_isolated_pixels=setting["keep_isolated"])
+        mask = apply_time_delta_cleaning(geom, mask, row["peak_time"], setting["min_time_neighbors"],
+                                         setting["time_limit_ns"])
+        result[str(event_id)] = {"mask": np.flatnonzero(mask).tolist(), "meanQ": float(mean_q),
+                                 "min_nsb_level": setting["min_nsb_level"],
+                                 "raised": int(np.sum(pic_thr > setting["picture_threshold_pe"]))}
+    json.dump(result, open(out, "w"))
+
+
 if __name__ == "__main__":
     {"mc": mc, "params": params, "correction": correction, "events": events, "table": table,
-     "simtables": simtables}[sys.argv[1]](*sys.argv[2:])
+     "simtables": simtables, "reclean": reclean}[sys.argv[1]](*sys.argv[2:])

@@ -328,3 +328,100 @@ def test_px_charges_are_sst1mpipes_pixel_charge_distributions(tmp_path):
     with tables.open_file(str(data / "out" / "example_SST1M_20180822.dl1.h5")) as f:
         first_ns = f.root.dl1.event.telescope.parameters.tel_022.read()["time_wr_full_seconds"][0]
     assert abs(int(maps["start_time"][0]) // 10**9 - int(first_ns)) <= 60
+
+
+def data_r0_dl1(tmp, config, *extra):
+    """r0-dl1 of the camera-data sample (tel 22) with sst1mpipe's calibration and window; the
+    completed process (not asserted)."""
+    return subprocess.run(
+        [BIN, "--store", str(tmp / "store"), "--quiet", "r0-dl1", str(ZFITS), "--config", str(config),
+         "--calibration", str(SST1MPIPE / "averaged_calib_param_v2_2023_2024_tel2.h5"),
+         "--window", str(SST1MPIPE / "corr_factor_2nd_wdw.txt"), "--subarray", str(SST1MPIPE / "sst1m_array.h5"),
+         "--obs-id", "201808220001", *map(str, extra), "-o", str(tmp / "out")],
+        capture_output=True, text=True)
+
+
+def assert_recleaned_as_sst1mpipe(tmp, dl1, hist, config):
+    """Every event's cleaning mask and meanQ equal sst1mpipe's --reclean recomputed with ctapipe
+    0.17 on the same images; returns the reference."""
+    ref = reference(tmp, "reclean", dl1, hist, SST1MPIPE / "sst1m_array.h5", 22, config)
+    with tables.open_file(str(dl1)) as f:
+        rows = f.root.dl1.event.telescope.images.tel_022.read()
+        params = f.root.dl1.event.telescope.parameters.tel_022.read()
+    assert len(rows) == len(ref) == 30
+    for row, p in zip(rows, params):
+        expected = ref[str(int(row["event_id"]))]
+        assert np.flatnonzero(row["image_mask"]).tolist() == expected["mask"], int(row["event_id"])
+        assert p["meanQ"] == expected["meanQ"], int(row["event_id"])
+    return ref
+
+
+def test_reclean_is_sst1mpipes_second_pass_with_the_charge_maps_of_its_time(tmp_path):
+    """sst1mpipe's --reclean (issue 17): a --px-charges pass, then a second pass cleaning every
+    event with the charge map of its time. Masks and meanQ equal sst1mpipe's reclean recomputed
+    with ctapipe 0.17 on the same images, both with our own maps and with a pedestal_hist.h5 as
+    sst1mpipe's write_charge_images writes it (astropy), whose maps raise hundreds of thresholds
+    and switch the cleaning setting along the run. Bad inputs are refused naming the file."""
+    from astropy.table import Table
+    from astropy.io.misc.hdf5 import write_table_hdf5
+
+    need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
+    cfg = json.loads((SST1MPIPE / "sst1mpipe_data_config.json").read_text())
+    # The sample has two pedestal events: one per window, and every window kept.
+    cfg["analysis"]["ped_time_window"] = 1e-6
+    cfg["ImageProcessor"]["ImageCleanerSST"]["min_number_pedestals"] = 0
+    config = tmp_path / "data.json"
+    config.write_text(json.dumps(cfg))
+    first = tmp_path / "first"
+    r = data_r0_dl1(first, config, "--px-charges")
+    assert r.returncode == 0, r.stderr
+    hist = first / "out" / "example_SST1M_20180822_pedestal_hist.h5"
+    second = tmp_path / "second"
+    r = data_r0_dl1(second, config, "--reclean", hist)
+    assert r.returncode == 0, r.stderr
+    dl1 = second / "out" / "example_SST1M_20180822_recleaned.dl1.h5"
+    ref = assert_recleaned_as_sst1mpipe(tmp_path, dl1, hist, config)
+    assert len({e["meanQ"] for e in ref.values()}) == 2, "the two windows' maps are both used"
+
+    # sst1mpipe's own file: three maps in the run, NSB levels on both sides of tel 22's 2.4287.
+    with tables.open_file(str(dl1)) as f:
+        p = f.root.dl1.event.telescope.parameters.tel_022.read()
+    ns = p["time_wr_full_seconds"].astype(np.int64) * 10**9 + np.round(p["time_wr_frac_seconds"] * 1e9).astype(np.int64)
+    starts = np.array([ns[0], ns[10], ns[21]], dtype=np.uint64)
+    rng = np.random.default_rng(17)
+    levels = [2.0, 3.0, 2.2]
+    average_q = np.array([rng.normal(lvl, 0.8, 1296) for lvl in levels], dtype=np.float32)
+    stdev_q = np.abs(rng.normal(2.5, 1.0, (3, 1296))).astype(np.float32)
+    theirs = tmp_path / "theirs_pedestal_hist.h5"
+    maps = Table(data=[starts, np.array([150, 120, 300]), average_q, stdev_q],
+                 names=["start_time", "n", "average_q", "stdev_q"])
+    write_table_hdf5(maps, str(theirs), path="charge_images", overwrite=True, append=True, serialize_meta=True)
+    third = tmp_path / "third"
+    cfg["ImageProcessor"]["ImageCleanerSST"]["min_number_pedestals"] = 100
+    config100 = tmp_path / "data100.json"
+    config100.write_text(json.dumps(cfg))
+    r = data_r0_dl1(third, config100, "--reclean", theirs)
+    assert r.returncode == 0, r.stderr
+    ref = assert_recleaned_as_sst1mpipe(tmp_path, third / "out" / "example_SST1M_20180822_recleaned.dl1.h5",
+                                        theirs, config100)
+    assert {e["min_nsb_level"] for e in ref.values()} == {0, 2.4287}
+    assert min(e["raised"] for e in ref.values()) > 100
+    assert sum(len(e["mask"]) for e in ref.values()) > 0
+
+    # Bad inputs: maps of another run, no map above min_number_pedestals, no maps at all.
+    shifted = tmp_path / "other_run_pedestal_hist.h5"
+    maps["start_time"] = starts + np.uint64(86400 * 10**9)
+    write_table_hdf5(maps, str(shifted), path="charge_images", overwrite=True, append=True, serialize_meta=True)
+    r = data_r0_dl1(tmp_path / "bad1", config100, "--reclean", shifted)
+    assert r.returncode != 0 and "other_run_pedestal_hist.h5" in r.stdout + r.stderr
+    assert "of another run" in r.stdout + r.stderr
+    cfg["ImageProcessor"]["ImageCleanerSST"]["min_number_pedestals"] = 300
+    config300 = tmp_path / "data300.json"
+    config300.write_text(json.dumps(cfg))
+    r = data_r0_dl1(tmp_path / "bad2", config300, "--reclean", theirs)
+    assert r.returncode != 0 and "theirs_pedestal_hist.h5" in r.stdout + r.stderr
+    assert "none of its 3 charge map(s) has more than" in r.stdout + r.stderr
+    r = data_r0_dl1(tmp_path / "bad3", config, "--reclean", ZFITS)
+    assert r.returncode != 0 and "example_SST1M_20180822.fits.fz" in r.stdout + r.stderr
+    for bad in ("bad1", "bad2", "bad3"):
+        assert not (tmp_path / bad / "out").exists() or not any((tmp_path / bad / "out").iterdir())

@@ -4,8 +4,8 @@
 //! telescope) and, for camera data with pedestal events, `charge_images` (`start_time`, the
 //! camera clock of each window's start in ns, `n` pedestals, per-pixel `average_q` and
 //! `stdev_q`). astropy's `read_table_hdf5`, h5py and pandas read the tables as written.
-use super::hdf5_table::{write_shaped_table, ColumnMeta, ShapedColumn};
-use sst1mflow_base::error::Result;
+use super::hdf5_table::{read_shaped_table, write_shaped_table, ColumnMeta, ShapedColumn};
+use sst1mflow_base::error::{Error, Result};
 use sst1mflow_science::image::pixel_charges::{ChargeHistogram, ChargeMap};
 use std::path::Path;
 
@@ -59,4 +59,39 @@ pub fn write(
         )?;
     }
     super::hdf5_table::close_product_file(file)
+}
+
+/// Reads the `charge_images` table of a camera-data `--px-charges` file (ours or sst1mpipe's,
+/// which astropy wrote with the same columns) for a camera of `n_pixels` pixels. Errors name
+/// the file: not HDF5, no `charge_images` (a simulation's file, or a run without pedestal
+/// events), or columns of another shape.
+pub fn read_charge_maps(path: &Path, n_pixels: usize) -> Result<Vec<ChargeMap>> {
+    let what = path.display();
+    let file = hdf5::File::open(path)
+        .map_err(|e| Error::msg(format!("{what}: not a readable HDF5 pixel-charges file ({e})")))?;
+    let dataset = file.dataset("charge_images").map_err(|_| {
+        Error::msg(format!(
+            "{what}: no charge_images table (written by --px-charges on camera data with pedestal events only)"
+        ))
+    })?;
+    let names = ["start_time", "n", "average_q", "stdev_q"];
+    let (_, rows) = read_shaped_table(&dataset, &names, |name, dims| match (name, dims) {
+        ("start_time", []) => Some(ShapedColumn::U64),
+        ("n", []) => Some(ShapedColumn::I64),
+        (_, [n]) if *n == n_pixels => Some(ShapedColumn::F32s(n_pixels)),
+        _ => None,
+    })
+    .map_err(|e| Error::msg(format!("{what}: {}", e.message())))?;
+    let f32s =
+        |b: &[u8]| -> Vec<f32> { b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let start = u64::from_le_bytes(row[0..8].try_into().unwrap());
+            let n = i64::from_le_bytes(row[8..16].try_into().unwrap());
+            let mean = f32s(&row[16..16 + 4 * n_pixels]);
+            let std = f32s(&row[16 + 4 * n_pixels..16 + 8 * n_pixels]);
+            ChargeMap { start_ns: start.min(i64::MAX as u64) as i64, n, mean, std }
+        })
+        .collect())
 }

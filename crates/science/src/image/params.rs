@@ -176,7 +176,7 @@ pub fn hillas(geom: &CameraGeometry, image: &[f32], sel: &[usize]) -> Option<Hil
 
 /// numpy's sum of a float32 array: pairwise summation in float32 (blocks of 8 accumulators up
 /// to 128 values, halves above), bit for bit.
-fn numpy_sum_f32(a: &[f32]) -> f32 {
+pub fn numpy_sum_f32(a: &[f32]) -> f32 {
     let n = a.len();
     if n < 8 {
         return a.iter().fold(0.0f32, |acc, &v| acc + v);

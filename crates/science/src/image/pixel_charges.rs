@@ -12,6 +12,11 @@
 //!   the window after the start closes the window (when it holds any pedestal) and starts the
 //!   next one at its own time; sums are float32, as numpy keeps them for float32 images, and
 //!   σ = √(Σq²/n − mean²) (NaN where rounding makes it negative, as numpy).
+//! * [`RecleanMaps`]: sst1mpipe's `--reclean`, the second pass over a run that cleans each
+//!   event with the charge map of its time instead of the run's first pedestals: maps with more
+//!   than `min_number_pedestals` pedestals are kept, each gets its NSB level (the pixel mean of
+//!   its mean charges, numpy's float32 mean), and an event takes the last kept map starting at
+//!   or before its time, or the last map when it precedes them all (sst1mpipe's reversed scan).
 
 /// Bins of the charge histogram: sst1mpipe's `BINS`, range and edges.
 pub const CHARGE_BINS: usize = 1000;
@@ -122,6 +127,50 @@ impl PedestalChargeMaps {
     }
 }
 
+/// The charge maps a reclean pass uses (see the module doc).
+#[derive(Clone, Debug)]
+pub struct RecleanMaps {
+    pub maps: Vec<ChargeMap>,
+    /// Per kept map: its NSB level, the float32 mean of `mean` over the pixels.
+    pub nsb_level: Vec<f32>,
+}
+
+impl RecleanMaps {
+    /// Keeps the maps with more than `min_number_pedestals` pedestal events.
+    pub fn new(maps: Vec<ChargeMap>, min_number_pedestals: f64) -> RecleanMaps {
+        let maps: Vec<ChargeMap> = maps.into_iter().filter(|m| m.n as f64 > min_number_pedestals).collect();
+        let nsb_level =
+            maps.iter().map(|m| crate::image::params::numpy_sum_f32(&m.mean) / m.mean.len() as f32).collect();
+        RecleanMaps { maps, nsb_level }
+    }
+
+    /// The map an event at `time_ns` is cleaned with: the last one (in file order) that starts
+    /// at or before it, else the last one. None when no map was kept.
+    pub fn select(&self, time_ns: i64) -> Option<usize> {
+        let last = self.maps.len().checked_sub(1)?;
+        Some(self.maps.iter().rposition(|m| m.start_ns <= time_ns).unwrap_or(last))
+    }
+
+    /// Per-pixel picture thresholds of map `i` for a setting's picture threshold and σ scaling:
+    /// max(picture, mean + scaling·σ), in float32 as numpy computes it on the float32 maps.
+    pub fn picture_thresholds(&self, i: usize, picture: f64, stdev_scaling: f64) -> Vec<f64> {
+        let m = &self.maps[i];
+        m.mean
+            .iter()
+            .zip(&m.std)
+            .map(|(&q, &s)| {
+                let raised = q + stdev_scaling as f32 * s;
+                // np.maximum propagates NaN.
+                if raised.is_nan() {
+                    f64::NAN
+                } else {
+                    (picture as f32).max(raised) as f64
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +199,25 @@ mod tests {
             (100 * s, 2, vec![2.0, 2.0], vec![1.0, 0.0])
         );
         assert_eq!((maps[1].start_ns, maps[1].n, maps[1].mean.clone()), (115 * s, 1, vec![5.0, 2.0]));
+    }
+
+    #[test]
+    fn reclean_selects_maps_as_sst1mpipes_reversed_scan() {
+        let s = 1_000_000_000i64;
+        let map = |start: i64, n: i64, q: f32| ChargeMap {
+            start_ns: start * s,
+            n,
+            mean: vec![q, q + 1.0],
+            std: vec![1.0, 0.0],
+        };
+        let r = RecleanMaps::new(vec![map(100, 150, 1.0), map(110, 50, 9.0), map(120, 101, 3.0)], 100.0);
+        assert_eq!(r.maps.len(), 2, "the map of 50 pedestals is dropped");
+        assert_eq!(r.nsb_level, vec![1.5, 3.5]);
+        assert_eq!(r.select(99 * s), Some(1), "before every map: the last one");
+        assert_eq!(r.select(100 * s), Some(0));
+        assert_eq!(r.select(119 * s), Some(0));
+        assert_eq!(r.select(125 * s), Some(1));
+        assert_eq!(r.picture_thresholds(0, 2.0, 2.5), vec![3.5, 2.0]);
+        assert_eq!(RecleanMaps::new(vec![map(100, 100, 1.0)], 100.0).select(0), None);
     }
 }
