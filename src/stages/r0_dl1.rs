@@ -603,7 +603,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "7"
+        "8"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -843,8 +843,9 @@ fn run_r1(ctx: &mut StageContext, input: &InputFile, tel: u16, s: &Settings) -> 
             input.name, reader.tel_id
         )));
     }
-    // Our simulator's instrument, its telescope at the origin of the ground frame.
-    let telescope = TelescopeDescription::model(tel, [0.0; 3]);
+    // Our simulator's instrument, its telescope where the simulation put it (a stereo
+    // production's at the array's positions, a mono one's at the origin).
+    let telescope = TelescopeDescription::model(tel, reader.tel_position_m);
     let window = s.window_for(&telescope, &mut ctx.log)?;
     let geom = &telescope.geometry;
     let mut writer = dl1_writer(ctx, &telescope)?;

@@ -10,7 +10,8 @@
 //! and every thrown shower into sim_telarray's thrown-shower histogram (core distance × energy,
 //! `/simulation/service/shower_distribution`, which sst1mpipe's `get_mc_info` checks).
 //! With `"stereo": true` each shower is seen by telescopes 1 and 2 (sst1mpipe's Monte Carlo ids,
-//! at the array's two positions; cores thrown around the array centre), and the stage writes
+//! at the array's two positions, which each R1 records as `tel_position_m` and its DL1 as its layout; cores
+//! thrown around the array centre), and the stage writes
 //! one R1 file per telescope (`r1_tel_001`, `r1_tel_002`) with the events that telescope
 //! triggered on, under shared event ids.
 //!
@@ -380,14 +381,16 @@ fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut St
         .collect();
     let mut writers = telescopes
         .iter()
-        .map(|&(t, _)| {
-            R1Writer::create(
+        .map(|&(t, position)| {
+            let w = R1Writer::create(
                 &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
                 t,
                 false,
                 ctx.activity_key,
                 ctx.pipeline_version,
-            )
+            )?;
+            w.set_tel_position(position)?;
+            Ok(w)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut sim = Simulator::new(CameraGeometry::digicam());
@@ -454,7 +457,7 @@ impl Stage for SimulateStage {
     }
 
     fn version(&self) -> &'static str {
-        "5"
+        "6"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {

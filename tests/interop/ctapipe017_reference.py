@@ -26,6 +26,10 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
                                 filtered by min_number_pedestals, each event's map chosen by its
                                 trigger time (add_trigger_time's unix_tai Time) as r0_dl1's
                                 reversed scan chooses it, then ImageCleanerSST's cleaning
+  rewrite MC_DL1 OUT.h5         ctapipe 0.17's DataWriter writing the parameters, pointing and
+                                Monte Carlo truth of one of our Monte Carlo DL1 files as
+                                ctapipe-process writes camera-frame DL1 (a foreign DL1 of the
+                                same showers: sst1mpipe's DL1 is this writer's output)
 """
 import json
 import sys
@@ -283,6 +287,84 @@ def reclean(dl1, hist, subarray, tel_id, config, out):
     json.dump(result, open(out, "w"))
 
 
+def rewrite(dl1, out):
+    import types
+    import warnings
+
+    from astropy.time import Time
+    from ctapipe.containers import (
+        ArrayEventContainer,
+        CameraHillasParametersContainer,
+        CameraTimingParametersContainer,
+        ConcentrationContainer,
+        ImageParametersContainer,
+        IntensityStatisticsContainer,
+        LeakageContainer,
+        MorphologyContainer,
+        PeakTimeStatisticsContainer,
+        SimulatedEventContainer,
+        SimulatedShowerContainer,
+        SimulationConfigContainer,
+    )
+    from ctapipe.io import DataWriter
+
+    warnings.simplefilter("ignore")
+    subarray = SubarrayDescription.from_hdf(dl1)
+    (tel_id,) = subarray.tel.keys()
+    with tables.open_file(dl1) as f:
+        rows = f.get_node(f"/dl1/event/telescope/parameters/tel_{tel_id:03d}").read()
+        run = f.root.configuration.simulation.run.read()[0]
+    obs_id = int(rows["obs_id"][0])
+    config = SimulationConfigContainer(
+        n_showers=int(run["n_showers"]), shower_reuse=int(run["shower_reuse"]),
+        energy_range_min=run["energy_range_min"] * u.TeV, energy_range_max=run["energy_range_max"] * u.TeV,
+        spectral_index=float(run["spectral_index"]), min_scatter_range=run["min_scatter_range"] * u.m,
+        max_scatter_range=run["max_scatter_range"] * u.m, min_viewcone_radius=run["min_viewcone_radius"] * u.deg,
+        max_viewcone_radius=run["max_viewcone_radius"] * u.deg)
+    source = types.SimpleNamespace(is_simulation=True, subarray=subarray, obs_ids=[obs_id], scheduling_blocks={},
+                                   observation_blocks={}, simulation_config={obs_id: config})
+
+    def group(container, prefix, fields, units=None):
+        units = units or {}
+        return container(**{k: r[f"{prefix}_{k}"] * units.get(k, 1) for k in fields})
+
+    with DataWriter(event_source=source, output_path=out, overwrite=True, write_parameters=True,
+                    write_images=False) as writer:
+        for r in rows:
+            event = ArrayEventContainer()
+            event.index.obs_id, event.index.event_id = obs_id, int(r["event_id"])
+            event.trigger.time = Time(59000.0, format="mjd", scale="tai")
+            event.trigger.tels_with_trigger = [tel_id]
+            alt, az = r["true_alt_tel"] * u.deg, r["true_az_tel"] * u.deg
+            event.pointing.array_altitude, event.pointing.array_azimuth = alt, az
+            event.pointing.tel[tel_id].altitude, event.pointing.tel[tel_id].azimuth = alt, az
+            event.simulation = SimulatedEventContainer()
+            event.simulation.shower = SimulatedShowerContainer(
+                energy=r["true_energy"] * u.TeV, alt=r["true_alt"] * u.deg, az=r["true_az"] * u.deg,
+                core_x=r["true_core_x"] * u.m, core_y=r["true_core_y"] * u.m,
+                h_first_int=r["true_h_first_int"] * u.m, x_max=r["true_x_max"] * u.g / u.cm**2,
+                shower_primary_id=int(r["true_shower_primary_id"]))
+            m = u.m
+            event.dl1.tel[tel_id].parameters = ImageParametersContainer(
+                hillas=group(CameraHillasParametersContainer, "camera_frame_hillas",
+                             ["intensity", "x", "y", "r", "phi", "length", "length_uncertainty", "width",
+                              "width_uncertainty", "psi", "skewness", "kurtosis"],
+                             {"x": m, "y": m, "r": m, "phi": u.deg, "length": m, "length_uncertainty": m,
+                              "width": m, "width_uncertainty": m, "psi": u.deg}),
+                timing=group(CameraTimingParametersContainer, "camera_frame_timing", ["slope", "intercept", "deviation"],
+                             {"slope": 1 / m}),
+                leakage=group(LeakageContainer, "leakage", ["pixels_width_1", "pixels_width_2",
+                                                            "intensity_width_1", "intensity_width_2"]),
+                concentration=group(ConcentrationContainer, "concentration", ["cog", "core", "pixel"]),
+                morphology=group(MorphologyContainer, "morphology", ["n_pixels", "n_islands", "n_small_islands",
+                                                                     "n_medium_islands", "n_large_islands"]),
+                intensity_statistics=group(IntensityStatisticsContainer, "intensity",
+                                           ["max", "min", "mean", "std", "skewness", "kurtosis"]),
+                peak_time_statistics=group(PeakTimeStatisticsContainer, "peak_time",
+                                           ["max", "min", "mean", "std", "skewness", "kurtosis"]))
+            writer(event)
+
+
 if __name__ == "__main__":
     {"mc": mc, "params": params, "correction": correction, "events": events, "table": table,
-     "simtables": simtables, "reclean": reclean}[sys.argv[1]](*sys.argv[2:])
+     "simtables": simtables, "reclean": reclean, "rewrite": rewrite}[sys.argv[1]](*sys.argv[2:])

@@ -425,3 +425,75 @@ def test_reclean_is_sst1mpipes_second_pass_with_the_charge_maps_of_its_time(tmp_
     assert r.returncode != 0 and "example_SST1M_20180822.fits.fz" in r.stdout + r.stderr
     for bad in ("bad1", "bad2", "bad3"):
         assert not (tmp_path / bad / "out").exists() or not any((tmp_path / bad / "out").iterdir())
+
+
+def test_dl1_stereo_takes_dl1_that_ctapipe017_wrote_for_both_telescopes(tmp_path):
+    """dl1-stereo on DL1 of another tool (issue 17): a stereo Monte Carlo production's two DL1
+    files written again by ctapipe 0.17's DataWriter (as ctapipe-process and sst1mpipe write
+    camera-frame DL1, with ctapipe's metadata and no sst1mflow provenance) are matched and
+    reconstructed exactly as our own DL1 of the same showers: every column both files have
+    equal to 1e-9, the truth derived from ctapipe's shower table and layout (now the array
+    positions our stereo DL1 writes), and the output's DL1 settings name the origin."""
+    import h5py
+
+    need(PY017)
+    config = ROOT / "config" / "sst1mpipe_mc_config.json"
+    recipe = tmp_path / "stereo.json"
+    recipe.write_text(json.dumps({
+        "name": "stereo", "config": str(config),
+        "steps": [
+            {"name": "sim", "stage": "simulate", "params": {
+                "particle": "gamma", "n_events": 300, "seed": 9, "stereo": True, "viewcone_deg": 2.0,
+                "energy_min_tev": 1.0, "energy_max_tev": 60, "max_impact_m": 250}},
+            {"name": "dl1-1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1_tel_001"}},
+            {"name": "dl1-2", "stage": "r0-dl1", "params": {"tel_id": 2}, "inputs": {"r1": "sim.r1_tel_002"}},
+            {"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "dl1-1.dl1", "tel2": "dl1-2.dl1"}}]}))
+    store = tmp_path / "store"
+    run = lambda path: subprocess.run([BIN, "--store", str(store), "--quiet", "run", str(path)],  # noqa: E731
+                                      capture_output=True, text=True)
+    r = run(recipe)
+    assert r.returncode == 0, r.stderr
+    views = store / "views"
+    foreign = {}
+    for t in (1, 2):
+        foreign[t] = tmp_path / f"ctapipe017_tel{t}.dl1.h5"
+        r = subprocess.run([str(PY017), str(REFERENCE), "rewrite", str(views / "stereo" / f"dl1-{t}" / "all" / "dl1.h5"),
+                            str(foreign[t])], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with tables.open_file(str(foreign[t])) as f:
+            attrs = f.root._v_attrs
+            assert attrs["CTA ACTIVITY SOFTWARE VERSION"] == "0.17.0" and "sst1mflow_activity_key" not in attrs
+            layout = f.root.configuration.instrument.subarray.layout.read()[0]
+        assert [layout["pos_x"], layout["pos_y"]] == ([-71.38, -30.43] if t == 1 else [71.38, 30.43])
+    imported = tmp_path / "imported.json"
+    imported.write_text(json.dumps({
+        "name": "imported", "config": str(config),
+        "inputs": {"a": {"paths": [str(foreign[1])], "kind": "dl1"}, "b": {"paths": [str(foreign[2])], "kind": "dl1"}},
+        "steps": [{"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "a", "tel2": "b"}}]}))
+    r = run(imported)
+    assert r.returncode == 0, r.stderr
+    # Columns a parameters-only ctapipe file cannot give: the timing extras need the images;
+    # true_h_max and the true-energy cut are not in ctapipe's tables.
+    absent = {"t_rms", "t_rms_w", "t_lac", "len_st", "true_h_max", "min_true_energy_cut",
+              "camera_frame_hillas_psi_uncertainty", "camera_frame_hillas_transverse_cog_uncertainty"}
+    for t in (1, 2):
+        ours = pd.read_hdf(views / "stereo" / "stereo" / "all" / f"dl1_tel{t}.h5", f"/dl1/event/telescope/parameters/tel_00{t}")
+        theirs = pd.read_hdf(views / "imported" / "stereo" / "all" / f"dl1_tel{t}.h5", f"/dl1/event/telescope/parameters/tel_00{t}")
+        assert len(ours) == len(theirs) > 150
+        assert np.isfinite(ours["HillasReconstructor_alt"]).sum() > 100
+        for c in ours.columns:
+            if ours[c].dtype.kind == "f" and c not in absent:
+                assert np.allclose(ours[c], theirs[c], rtol=1e-9, atol=1e-12, equal_nan=True), c
+        with h5py.File(views / "imported" / "stereo" / "all" / f"dl1_tel{t}.h5") as f:
+            settings = json.loads(f.attrs["sst1mflow_dl1_settings"])
+        assert settings["imported.software"] == "ctapipe 0.17.0" and settings["stereo.reconstructor"] == "HillasReconstructor"
+    # The same telescope twice is refused, naming both files; nothing is published.
+    twice = json.loads(imported.read_text())
+    twice["name"] = "twice"
+    twice["inputs"]["b"]["paths"] = [str(tmp_path / "copy_tel1.dl1.h5")]
+    (tmp_path / "copy_tel1.dl1.h5").write_bytes(foreign[1].read_bytes())
+    (tmp_path / "twice.json").write_text(json.dumps(twice))
+    r = run(tmp_path / "twice.json")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "both telescope 1" in out and "copy_tel1.dl1.h5" in out, out
+    assert not (views / "twice" / "stereo" / "all").exists()

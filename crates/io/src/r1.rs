@@ -388,6 +388,16 @@ pub struct R1Writer {
 }
 
 impl R1Writer {
+    /// Records the telescope's ground position (m), for a telescope not at the origin.
+    pub fn set_tel_position(&self, position_m: [f64; 3]) -> Result<()> {
+        self.file
+            .new_attr::<f64>()
+            .shape(3)
+            .create(TEL_POSITION_ATTR)
+            .and_then(|a| a.write_raw(&position_m))
+            .map_err(|e| hdf5_error("cannot write tel_position_m", e))
+    }
+
     /// `observation`: the file is an observation run; every event then needs its trigger row.
     pub fn create(
         path: &Path,
@@ -490,8 +500,14 @@ pub struct R1Reader {
     /// Observation runs: the run and each event's time and pointing (by event id order).
     pub observation: Option<ObservationRow>,
     pub triggers: Vec<TriggerRow>,
+    /// Where the telescope stands in the ground frame (the origin unless the file says).
+    pub tel_position_m: [f64; 3],
     path: std::path::PathBuf,
 }
+
+/// The file attribute holding the telescope's ground position (m, x north, y west, z up)
+/// when it is not at the origin (a stereo production's telescopes stand where the array's do).
+const TEL_POSITION_ATTR: &str = "tel_position_m";
 
 impl R1Reader {
     pub fn open(path: &Path) -> Result<R1Reader> {
@@ -524,6 +540,16 @@ impl R1Reader {
             Ok(d) => d.read_raw::<TriggerRow>().map_err(|e| bad("trigger table", e))?,
             Err(_) => Vec::new(),
         };
+        let tel_position_m = match file.attr(TEL_POSITION_ATTR) {
+            Ok(a) => {
+                let v: Vec<f64> = a.read_raw().map_err(|e| bad("tel_position_m attribute", e))?;
+                <[f64; 3]>::try_from(v.as_slice())
+                    .ok()
+                    .filter(|p| p.iter().all(|x| x.is_finite()))
+                    .ok_or_else(|| Error::msg(format!("{}: tel_position_m is not three finite numbers", path.display())))?
+            }
+            Err(_) => [0.0; 3],
+        };
         if observation.is_some() && triggers.len() != n_events {
             return Err(Error::msg(format!(
                 "{}: observation run with {n_events} events but {} trigger rows",
@@ -540,6 +566,7 @@ impl R1Reader {
             shower_distributions,
             observation,
             triggers,
+            tel_position_m,
             path: path.to_path_buf(),
         })
     }
