@@ -26,6 +26,17 @@ DL1 files. It does what sst1mpipe's r0→dl1 does with ctapipe's own classes and
                                 filtered by min_number_pedestals, each event's map chosen by its
                                 trigger time (add_trigger_time's unix_tai Time) as r0_dl1's
                                 reversed scan chooses it, then ImageCleanerSST's cleaning
+  datacalib NPZ WINDOW SUBARRAY CONFIG OUT.json
+                                sst1mpipe's R0->R1->DL1a chain for camera data on the raw events of
+                                NPZ (protozfits' decoding, pixel-sorted, and the calibration table's
+                                dc_to_pe and calib_flag read by pandas, written by the test):
+                                dc_to_pe from the calibration table (bad calib_flag pixels get the
+                                mean), the global voltage drop of the sliding pedestal buffer, the
+                                bad and dead pixels zeroed and interpolated by NeighborAverage,
+                                ctapipe 0.17's LocalPeakWindowSum with its integration correction,
+                                the saturation re-integration and the window transmittance
+  merge DIR OUT.h5              sst1mpipe_merge_hdf5 (ctapipe 0.17's MergeTool with its options:
+                                --skip-images, every *.h5 of DIR)
   rewrite MC_DL1 OUT.h5         ctapipe 0.17's DataWriter writing the parameters, pointing and
                                 Monte Carlo truth of one of our Monte Carlo DL1 files as
                                 ctapipe-process writes camera-frame DL1 (a foreign DL1 of the
@@ -287,6 +298,113 @@ def reclean(dl1, hist, subarray, tel_id, config, out):
     json.dump(result, open(out, "w"))
 
 
+# sst1mpipe's voltage-drop model (NSB_tools.py): the baseline shift as a B-spline of the
+# pedestal variance (ADC^2), tel 21 quadratic, tel 22 linear, and the gain and PDE slopes.
+VDROP_SPLINES = {
+    21: ([0.0, 0.0, 0.0, 46.96969697, 60.90909091, 67.57575758, 74.24242424, 74.24242424, 74.24242424],
+         [-0.4367913, 9.08788226, 39.66927065, 54.18389959, 69.24518367, 104.29418015, 0.0, 0.0, 0.0], 2),
+    22: ([0.0, 0.0, 93.74735497, 126.46232902, 181.54405469, 256.80398702, 266.62290877, 292.98812266,
+          294.71402901, 295.67072519, 298.04051867, 339.91032956, 339.91032956],
+         [-1.74764142, 48.41280122, 68.36843193, 104.62272377, 168.14318275, 179.34289593, 212.07400565,
+          214.10474285, 215.17017626, 217.7828114, 268.19128994, 0.0, 0.0], 1),
+}
+VDROP_SLOPES = {21: -0.00487 - 0.00317, 22: -0.00118 - 0.000663}
+
+
+def datacalib(npz, window, subarray, config, out):
+    from collections import deque
+
+    from ctapipe.image.extractor import LocalPeakWindowSum
+    from ctapipe.image.invalid_pixels import NeighborAverage
+    from scipy import interpolate
+
+    d = np.load(npz)
+    samples, baselines, types, numbers = d["samples"], d["baselines"], d["event_type"], d["event_number"]
+    tel_id = int(d["tel_id"])
+    cfg = json.load(open(config))
+    sub = SubarrayDescription.from_hdf(subarray)
+    n_pixels = samples.shape[1]
+    # The calibration table as sst1mpipe reads it (pandas' read_hdf, in the test's virtualenv).
+    dc_to_pe = np.array(d["dc_to_pe"], dtype=np.float64)
+    mask_bad_calib = d["calib_flag"] != 1
+    dc_to_pe[mask_bad_calib] = dc_to_pe[~mask_bad_calib].mean()
+    window_corr = np.loadtxt(window, unpack=True, skiprows=1, usecols=1)
+    lpws = cfg["CameraCalibrator"]["LocalPeakWindowSum"]
+    extractor = LocalPeakWindowSum(subarray=sub, window_width=lpws["window_width"], window_shift=lpws["window_shift"],
+                                   apply_integration_correction=lpws["apply_integration_correction"])
+    handler = NeighborAverage(subarray=sub) if cfg["CameraCalibrator"].get("invalid_pixel_handler_type") else None
+    nsb, tcal = cfg["NsbCalibrator"], cfg["telescope_calibration"]
+    stds = deque()  # the raw-sample std of the last <= 100 pedestal events
+
+    def calibrate(i):
+        """sst1mpipe's Calibrator_R0_R1.calibrate, then CameraCalibrator and its corrections."""
+        std = np.array(stds).mean(axis=0) if stds else None
+        t, c, k = VDROP_SPLINES[tel_id]
+        drop = lambda v: interpolate.splev(v, (np.array(t), np.array(c), k)) * VDROP_SLOPES[tel_id] + 1  # noqa: E731
+        if std is not None and nsb["apply_pixelwise_Vdrop_correction"]:
+            vi = drop(std**2)
+        elif std is not None and nsb["apply_global_Vdrop_correction"]:
+            vi = drop(np.median(std**2))
+        else:
+            vi = 1.0
+        adc = samples[i].T - baselines[i] / 16
+        r1 = (adc / dc_to_pe / vi).T
+        bad = np.zeros(n_pixels, dtype=bool)
+        if tcal["bad_calib_px_interpolation"]:
+            bad = mask_bad_calib.copy()
+            if std is not None and tcal["dynamic_dead_px_interpolation"]:
+                bad |= std < 2.5
+            r1[bad] = 0
+        dl1 = extractor(r1, tel_id=tel_id, selected_gain_channel=np.zeros(n_pixels, dtype=np.int8),
+                        broken_pixels=bad)
+        image, peak_time = dl1.image, dl1.peak_time
+        if handler is not None and bad.any():
+            image, peak_time = handler(tel_id, image, peak_time, bad)
+        # saturated_charge_correction
+        w_all = adc.T
+        for pix in np.flatnonzero(np.max(adc, axis=0) > 3000):
+            w = w_all[pix]
+            mask_width = w > 2500
+            top = max(w)
+            start = np.arange(len(w))[w >= 0.2 * top][0]
+            index_max = np.arange(len(w))[w == top][0]
+            stop = np.arange(len(w))[(w < 0.2 * top) & (np.arange(len(w)) > index_max)]
+            stop = stop[0] if len(stop) else len(w) - 1
+            width = sum(mask_width)
+            if width > 5:
+                image[pix] = sum(r1[pix][start:stop + 1])
+                peak_time[pix] = (width / 2 + np.arange(len(w))[mask_width][0]) * 4
+        image = (image / window_corr).astype(np.float32)
+        return image, peak_time, float(vi), int(bad.sum())
+
+    # sliding_pedestals.load_firsts_pedestals: the raw stats of the first <= 100 pedestal events
+    # (of the first 100,000); its second pass re-adds the same stats.
+    first = [i for i in range(min(len(types), 100_000)) if types[i] == 8][:100]
+    for i in first:
+        stds.append(samples[i].std(axis=1))
+    result = {}
+    for i in range(len(types)):
+        image, peak_time, vi, n_bad = calibrate(i)
+        if types[i] == 8:
+            stds.append(samples[i].std(axis=1))
+            if len(stds) > 100:
+                stds.popleft()
+            continue
+        result[str(int(numbers[i]))] = {"image": image.tolist(), "peak_time": np.asarray(peak_time).tolist(),
+                                        "voltage_drop": vi, "n_bad": n_bad}
+    json.dump(result, open(out, "w"))
+
+
+def merge(directory, out):
+    import pathlib
+
+    from ctapipe.tools.merge import MergeTool
+
+    tool = MergeTool(input_dir=pathlib.Path(directory), output_path=pathlib.Path(out), skip_broken_files=False,
+                     skip_images=True, skip_simu_images=True, overwrite=True, progress_bar=False, file_pattern="*.h5")
+    tool.run(argv=[])
+
+
 def rewrite(dl1, out):
     import types
     import warnings
@@ -367,4 +485,5 @@ def rewrite(dl1, out):
 
 if __name__ == "__main__":
     {"mc": mc, "params": params, "correction": correction, "events": events, "table": table,
-     "simtables": simtables, "reclean": reclean, "rewrite": rewrite}[sys.argv[1]](*sys.argv[2:])
+     "simtables": simtables, "reclean": reclean, "rewrite": rewrite,
+     "datacalib": datacalib, "merge": merge}[sys.argv[1]](*sys.argv[2:])

@@ -497,3 +497,60 @@ def test_dl1_stereo_takes_dl1_that_ctapipe017_wrote_for_both_telescopes(tmp_path
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "both telescope 1" in out and "copy_tel1.dl1.h5" in out, out
     assert not (views / "twice" / "stereo" / "all").exists()
+
+
+def test_data_images_and_peak_times_equal_sst1mpipes_calibration_with_ctapipe017(tmp_path):
+    """Camera data from R0 (issue 17): the raw events decoded by protozfits and calibrated as
+    sst1mpipe calibrates them, recomputed here (dc_to_pe of sst1mpipe's table with the mean for
+    bad calib_flag pixels, the global voltage drop of the pedestal buffer through sst1mpipe's
+    spline, bad and dead pixels zeroed and interpolated by ctapipe 0.17's NeighborAverage,
+    ctapipe 0.17's LocalPeakWindowSum with the integration correction of sst1m_array.h5, the
+    saturation re-integration and the window transmittance): our images and peak times equal
+    them to 1e-6 (relative, or absolute below 1 p.e.) on every event of example_SST1M_20180822."""
+    pytest.importorskip("protozfits")
+    from protozfits import File
+
+    need(ZFITS, SST1MPIPE / "sst1m_array.h5", PY017)
+    config = SST1MPIPE / "sst1mpipe_data_config.json"
+    r = data_r0_dl1(tmp_path, config)
+    assert r.returncode == 0, r.stderr
+    calib = pd.read_hdf(SST1MPIPE / "averaged_calib_param_v2_2023_2024_tel2.h5")
+    samples, baselines, types, numbers = [], [], [], []
+    with File(str(ZFITS)) as f:
+        for e in f.Events:
+            order = np.argsort(e.hiGain.waveforms.pixelsIndices)
+            samples.append(e.hiGain.waveforms.samples.reshape(len(order), -1)[order])
+            baselines.append(e.hiGain.waveforms.baselines[order])
+            types.append(e.event_type)
+            numbers.append(e.eventNumber)
+            tel_id = e.telescopeID
+    npz = tmp_path / "raw.npz"
+    np.savez(npz, samples=np.array(samples), baselines=np.array(baselines), event_type=np.array(types),
+             event_number=np.array(numbers), tel_id=tel_id, dc_to_pe=np.asarray(calib["dc_to_pe"], np.float64),
+             calib_flag=np.asarray(calib["calib_flag"]))
+    ref = reference(tmp_path, "datacalib", npz, SST1MPIPE / "corr_factor_2nd_wdw.txt", SST1MPIPE / "sst1m_array.h5",
+                    config)
+    rows = images(tmp_path / "out" / "example_SST1M_20180822.dl1.h5", 22)
+    assert sorted(int(e) for e in ref) == sorted(int(e) for e in rows["event_id"]) and len(ref) == 30
+    worst_image = worst_time = 0.0
+    for row in rows:
+        expected = ref[str(int(row["event_id"]))]
+        image, peak = np.asarray(expected["image"]), np.asarray(expected["peak_time"])
+        worst_image = max(worst_image, float(np.max(np.abs(row["image"] - image) / np.maximum(np.abs(image), 1.0))))
+        worst_time = max(worst_time, float(np.max(np.abs(row["peak_time"] - peak) / np.maximum(np.abs(peak), 1.0))))
+    drops = {e["voltage_drop"] for e in ref.values()}
+    print(f"sst1mpipe's calibration with ctapipe 0.17: worst image {worst_image:.1e}, peak time {worst_time:.1e}; "
+          f"voltage drop {sorted(drops)}, bad pixels {sorted({e['n_bad'] for e in ref.values()})}")
+    assert all(d != 1.0 for d in drops), "the global voltage drop is applied"
+    assert worst_image < 1e-6 and worst_time < 1e-6
+    # sst1mpipe_merge_hdf5 (ctapipe 0.17's MergeTool) takes the DL1: its parameters come through.
+    merged_dir = tmp_path / "to_merge"
+    merged_dir.mkdir()
+    (merged_dir / "run.dl1.h5").write_bytes((tmp_path / "out" / "example_SST1M_20180822.dl1.h5").read_bytes())
+    r = subprocess.run([str(PY017), str(REFERENCE), "merge", str(merged_dir), str(tmp_path / "merged.h5")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with tables.open_file(str(tmp_path / "merged.h5")) as merged:
+        ours = merged.root.dl1.event.telescope.parameters.tel_022.read()
+        assert merged.root.dl1.event.subarray.trigger.nrows == 30
+    assert np.array_equal(ours["event_id"], rows["event_id"])

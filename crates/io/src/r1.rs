@@ -543,10 +543,9 @@ impl R1Reader {
         let tel_position_m = match file.attr(TEL_POSITION_ATTR) {
             Ok(a) => {
                 let v: Vec<f64> = a.read_raw().map_err(|e| bad("tel_position_m attribute", e))?;
-                <[f64; 3]>::try_from(v.as_slice())
-                    .ok()
-                    .filter(|p| p.iter().all(|x| x.is_finite()))
-                    .ok_or_else(|| Error::msg(format!("{}: tel_position_m is not three finite numbers", path.display())))?
+                <[f64; 3]>::try_from(v.as_slice()).ok().filter(|p| p.iter().all(|x| x.is_finite())).ok_or_else(
+                    || Error::msg(format!("{}: tel_position_m is not three finite numbers", path.display())),
+                )?
             }
             Err(_) => [0.0; 3],
         };
