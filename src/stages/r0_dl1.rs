@@ -1181,15 +1181,28 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         finish_image(geom, &calibration, s.interpolate_invalid, out, image, peak);
     };
     if has_pedestals {
+        // As sst1mpipe's second pass: the pedestals after the first window's also join the raw
+        // window (up to the image window's size) while their images are made, so that each image
+        // is calibrated with the window of the pedestals before it; the window then keeps its
+        // first `max_raw` again.
+        let (first_window, keep) = (stats.n_raw(), stats.max_raw);
+        stats.max_raw = stats.max_images;
         let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
-        let mut seen = 0usize;
+        let (mut seen, mut pedestal) = (0usize, 0usize);
         while seen < INITIAL_SEARCH_EVENTS && stats.n_images() < stats.max_images && reader.read_into(&mut event)? {
             if event.event_type == PEDESTAL_EVENT_TYPE {
                 pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
                 stats.push_image(&image);
+                if pedestal >= first_window {
+                    calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
+                    stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
+                }
+                pedestal += 1;
             }
             seen += 1;
         }
+        stats.max_raw = keep;
+        stats.truncate_raw(keep);
     }
     let (nsb_level, cleaner) = if has_pedestals {
         let (mean, _) = stats.image_mean_std().expect("pedestal images");

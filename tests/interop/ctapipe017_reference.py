@@ -378,20 +378,57 @@ def datacalib(npz, window, subarray, config, out):
         return image, peak_time, float(vi), int(bad.sum())
 
     # sliding_pedestals.load_firsts_pedestals: the raw stats of the first <= 100 pedestal events
-    # (of the first 100,000); its second pass re-adds the same stats.
-    first = [i for i in range(min(len(types), 100_000)) if types[i] == 8][:100]
-    for i in first:
+    # (of the first 100,000); its second pass calibrates the pedestals (<= 1000 images), each
+    # with the raw window of those before it (the first ones replaced by themselves, later ones
+    # added), then keeps the first 100 raw entries. Image sums are float64 (its first pass
+    # starts them with float64 zero images).
+    pedestals = [i for i in range(min(len(types), 100_000)) if types[i] == 8]
+    for i in pedestals[:100]:
         stds.append(samples[i].std(axis=1))
+    images = deque()
+    image_sum, image_sum2 = np.zeros(n_pixels), np.zeros(n_pixels)
+    for k, i in enumerate(pedestals[:1000]):
+        image = calibrate(i)[0]
+        if k >= 100:
+            stds.append(samples[i].std(axis=1))
+        images.append(image)
+        image_sum += image
+        image_sum2 += image.astype(np.float64) ** 2
+    while len(stds) > 100:
+        stds.pop()
+    ics = cfg["ImageProcessor"]["ImageCleanerSST"]
+    settings = sorted(ics["telescope_defaults"][f"tel_{tel_id:03d}"], key=lambda x: x["min_nsb_level"], reverse=True)
+    nsb_level = np.mean(image_sum / len(images)) if images else 0.0
+    for setting in settings:
+        if nsb_level >= setting["min_nsb_level"]:
+            break
+    geom = sub.tel[tel_id].camera.geometry
     result = {}
     for i in range(len(types)):
         image, peak_time, vi, n_bad = calibrate(i)
+        # ImageCleanerSST with the pedestal images' mean and std before this event.
+        mean = image_sum / len(images)
+        std = np.sqrt(image_sum2 / len(images) - mean**2)
+        pic_thr = np.maximum(setting["picture_threshold_pe"], mean + setting["stdev_scaling"] * std)
+        mask = tailcuts_clean(geom, image, picture_thresh=pic_thr, boundary_thresh=setting["boundary_threshold_pe"],
+                              min_number_picture_neighbors=setting["min_picture_neighbors"],
+                              keep_isolated_pixels=setting["keep_isolated"])
+        mask = apply_time_delta_cleaning(geom, mask, peak_time, setting["min_time_neighbors"], setting["time_limit_ns"])
         if types[i] == 8:
             stds.append(samples[i].std(axis=1))
             if len(stds) > 100:
                 stds.popleft()
+            images.append(image)
+            image_sum += image
+            image_sum2 += image.astype(np.float64) ** 2
+            if len(images) > 1000:
+                old = images.popleft()
+                image_sum -= old
+                image_sum2 -= old.astype(np.float64) ** 2
             continue
         result[str(int(numbers[i]))] = {"image": image.tolist(), "peak_time": np.asarray(peak_time).tolist(),
-                                        "voltage_drop": vi, "n_bad": n_bad}
+                                        "mask": np.flatnonzero(mask).tolist(), "voltage_drop": vi, "n_bad": n_bad,
+                                        "nsb_level": float(nsb_level)}
     json.dump(result, open(out, "w"))
 
 

@@ -506,7 +506,9 @@ def test_data_images_and_peak_times_equal_sst1mpipes_calibration_with_ctapipe017
     spline, bad and dead pixels zeroed and interpolated by ctapipe 0.17's NeighborAverage,
     ctapipe 0.17's LocalPeakWindowSum with the integration correction of sst1m_array.h5, the
     saturation re-integration and the window transmittance): our images and peak times equal
-    them to 1e-6 (relative, or absolute below 1 p.e.) on every event of example_SST1M_20180822."""
+    them to 1e-6 (relative, or absolute below 1 p.e.) on every event of example_SST1M_20180822,
+    and the cleaning masks equal ImageCleanerSST's with the thresholds of the pedestal images
+    (its initial buffer and the pedestals of the run as they come)."""
     pytest.importorskip("protozfits")
     from protozfits import File
 
@@ -535,6 +537,8 @@ def test_data_images_and_peak_times_equal_sst1mpipes_calibration_with_ctapipe017
     worst_image = worst_time = 0.0
     for row in rows:
         expected = ref[str(int(row["event_id"]))]
+        # sst1mpipe's adaptive cleaning with the pedestal images' thresholds: the same pixels.
+        assert np.flatnonzero(row["image_mask"]).tolist() == expected["mask"], int(row["event_id"])
         image, peak = np.asarray(expected["image"]), np.asarray(expected["peak_time"])
         worst_image = max(worst_image, float(np.max(np.abs(row["image"] - image) / np.maximum(np.abs(image), 1.0))))
         worst_time = max(worst_time, float(np.max(np.abs(row["peak_time"] - peak) / np.maximum(np.abs(peak), 1.0))))

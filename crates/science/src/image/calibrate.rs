@@ -284,6 +284,19 @@ impl PedestalStats {
         Some(PedestalSummary { n_events: n, time_mean_min_max: times, mean, median, std: self.raw_std()? })
     }
 
+    /// Drops the newest raw entries until at most `keep` remain (sst1mpipe's `pop()` at the end
+    /// of its initial window, which keeps the first pedestals).
+    pub fn truncate_raw(&mut self, keep: usize) {
+        while self.raw_std.len() > keep {
+            if let Some(newest) = self.raw_std.pop_back() {
+                self.raw_std_sum.iter_mut().zip(&newest).for_each(|(s, v)| *s -= v);
+            }
+            self.raw_mean.pop_back();
+            self.times.pop_back();
+            self.generation += 1;
+        }
+    }
+
     pub fn push_image(&mut self, image: &[f32]) {
         if self.images.len() == self.max_images {
             if let Some(old) = self.images.pop_front() {
@@ -344,6 +357,21 @@ impl PedestalStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_initial_raw_window_keeps_its_first_entries_after_growing() {
+        let mut stats = PedestalStats::new(2);
+        stats.max_raw = 4;
+        for k in 0..4 {
+            stats.push_raw(k as f64, &[0.0, 0.0], &[k as f64, 1.0]);
+        }
+        assert_eq!(stats.raw_std().unwrap(), vec![1.5, 1.0]);
+        let g = stats.generation();
+        stats.truncate_raw(2);
+        assert_eq!((stats.n_raw(), stats.raw_std().unwrap()), (2, vec![0.5, 1.0]));
+        assert!(stats.generation() > g);
+        assert_eq!(stats.raw_summary().unwrap().time_mean_min_max, [0.5, 0.0, 1.0]);
+    }
 
     #[test]
     fn bspline_matches_scipy_splev() {
