@@ -1,7 +1,8 @@
 //! Stereo under the engine: a stereo simulation (one R1 per telescope), DL1 of each telescope,
 //! `dl1-stereo` (matching, HillasReconstructor, the stereo columns and ctapipe's tables) and
 //! random forests trained with sst1mpipe's stereo feature lists; refusals for the same telescope
-//! twice and for a quality criterion we cannot evaluate.
+//! twice and for a quality criterion we cannot evaluate; stereo DL2 through gammaness cuts and
+//! IRFs with sst1mpipe's stereo quality cuts applied where stereo DL2 is loaded.
 mod common;
 use common::*;
 use sst1mflow::io::dl1::Dl1Reader;
@@ -22,7 +23,16 @@ const STEREO_DL2_STEPS: &str = r#",
      "disp_norm": "train-1.disp_norm", "disp_sign": "train-1.disp_sign", "gh": "train-1.gh"}},
   {"name": "dl2-2", "stage": "dl1-dl2", "inputs": {"dl1": "stereo.dl1_tel2", "energy": "train-2.energy",
      "disp_norm": "train-2.disp_norm", "disp_sign": "train-2.disp_sign", "gh": "train-2.gh"}},
-  {"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2.dl2"}}"#;
+  {"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2.dl2"}},
+  {"name": "dl2-1p", "stage": "dl1-dl2", "inputs": {"dl1": "stereo-p.dl1_tel1", "energy": "train-1.energy",
+     "disp_norm": "train-1.disp_norm", "disp_sign": "train-1.disp_sign", "gh": "train-1.gh"}},
+  {"name": "dl2-2p", "stage": "dl1-dl2", "inputs": {"dl1": "stereo-p.dl1_tel2", "energy": "train-2.energy",
+     "disp_norm": "train-2.disp_norm", "disp_sign": "train-2.disp_sign", "gh": "train-2.gh"}},
+  {"name": "dl2-stereo-p", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1p.dl2", "tel2": "dl2-2p.dl2"}},
+  {"name": "cuts-stereo", "stage": "gh-cuts", "inputs": {"gamma": "dl2-stereo.dl2"}},
+  {"name": "irfs-stereo", "stage": "make-irfs", "inputs": {"gamma": "dl2-stereo.dl2", "proton": "dl2-stereo-p.dl2",
+     "cuts": "cuts-stereo.cuts"}},
+  {"name": "cuts-mono", "stage": "gh-cuts", "inputs": {"gamma": "dl2-1.dl2"}}"#;
 
 fn stereo_recipe(dir: &Path, config: &str) -> PathBuf {
     stereo_recipe_with(dir, config, "")
@@ -232,14 +242,64 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
     let store = dir.path().join("store");
     let (code, report, err) = run_json(&store, &recipe, &[]);
     assert_eq!(code, 0, "{err}\n{report}");
-    // sst1mpipe applies the stereo cuts when it loads stereo DL2: planning says they are not
-    // applied by the step that reads them.
-    let warned = report["warnings"].as_array().unwrap().iter().any(|w| {
-        w.as_str()
+    // sst1mpipe applies the stereo cuts where stereo DL2 is loaded (cuts, IRFs, performance,
+    // DL3): the gammaness spread cut removes stereo gammas there, and only there.
+    let log_of = |step: &str| {
+        let key = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == step).unwrap()["key"]
+            .as_str()
             .unwrap()
-            .contains("analysis.stereo_std_gammaness_cut = 0.2 (read by step \"dl2-stereo\") is not applied here")
-    });
-    assert!(warned, "{report}");
+            .to_string();
+        stdout(&sst1mflow(&store, &["log", &key[..12]]))
+    };
+    let cut_log = log_of("cuts-stereo");
+    assert!(cut_log.contains("pass event_selection on both telescopes and the stereo quality cuts"), "{cut_log}");
+    assert!(cut_log.contains("\"stereo_std_gammaness_cut\":0.2"), "{cut_log}");
+    let passed = |log: &str| -> (usize, usize) {
+        let words: Vec<&str> = log.split_whitespace().collect();
+        let i = words.iter().position(|w| *w == "of").unwrap();
+        (words[i - 1].parse().unwrap(), words[i + 1].parse().unwrap())
+    };
+    let (kept, read) = passed(&cut_log);
+    assert!(kept > 0 && kept < read, "{cut_log}");
+    let irf = std::fs::read(view_target(&store, "stereo/irfs-stereo/all/irfs.fits")).unwrap();
+    let header = String::from_utf8_lossy(&irf[..2880 * 4]).to_string();
+    assert!(header.contains("TELESCOP= 'SST1M_stereo'") && header.contains("STEREOCT"), "{header}");
+    let n_tels = header.find("N_TELS  =").map(|i| header[i + 9..i + 30].trim().to_string()).unwrap();
+    assert_eq!(n_tels, "2");
+    // Without the cut: more stereo gammas pass; the mono cuts and IRF inputs do not rerun.
+    let mut relaxed = cfg.clone();
+    relaxed["analysis"]["stereo_std_gammaness_cut"] = serde_json::Value::Null;
+    write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&relaxed).unwrap());
+    let (code, dry, err) = run_json(&store, &recipe, &["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let reruns: Vec<&str> = dry["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] != "reused")
+        .map(|a| a["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(reruns, ["cuts-stereo", "irfs-stereo"], "{dry}");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    let key = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == "cuts-stereo").unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (kept_all, read_all) = passed(&stdout(&sst1mflow(&store, &["log", &key[..12]])));
+    assert!(kept_all > kept && read_all == read, "{kept_all} vs {kept} of {read}");
+    write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&cfg).unwrap());
+    // Mono and stereo DL2 in one IRF are refused, naming both.
+    let mixed = dir.path().join("mixed.json");
+    write(
+        &mixed,
+        &std::fs::read_to_string(&recipe)
+            .unwrap()
+            .replace(r#""proton": "dl2-stereo-p.dl2""#, r#""proton": "dl2-1p.dl2""#),
+    );
+    let (code, _, err) = run_json(&store, &mixed, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is stereo DL2 and proton input") && err.contains("is mono DL2"), "{err}");
     let path = view_target(&store, "stereo/dl2-stereo/all/dl2_stereo.h5");
     let file = hdf5::File::open(&path).unwrap();
     let table = file.dataset("/dl2/event/telescope/parameters/stereo").unwrap();
@@ -273,10 +333,8 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
     write(
         &other,
         &text.replace(
-            r#"{"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2.dl2"}}"#,
-            r#"{"name": "dl2-2p", "stage": "dl1-dl2", "inputs": {"dl1": "stereo-p.dl1_tel2", "energy": "train-2.energy",
-                "disp_norm": "train-2.disp_norm", "disp_sign": "train-2.disp_sign", "gh": "train-2.gh"}},
-               {"name": "dl2-stereo", "stage": "dl2-stereo", "inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2p.dl2"}}"#,
+            r#""inputs": {"tel1": "dl2-1p.dl2", "tel2": "dl2-2p.dl2"}"#,
+            r#""inputs": {"tel1": "dl2-1.dl2", "tel2": "dl2-2p.dl2"}"#,
         ),
     );
     let (code, _, err) = run_json(&store, &other, &[]);

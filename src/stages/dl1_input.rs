@@ -43,8 +43,63 @@ pub fn getter(name: &str, file: &str) -> Result<fn(&ParametersRow) -> f64> {
 /// One `event_selection` entry on DL2 rows: the column's reader and the inclusive bounds.
 type Dl2Cut = (fn(&crate::io::dl1::Dl2Row) -> f64, f64, f64);
 
-/// `event_selection` resolved against the DL2 row's columns.
-pub struct Dl2Selection(Vec<Dl2Cut>);
+/// `event_selection` resolved against the DL2 row's columns, with sst1mpipe's stereo quality
+/// cuts for stereo DL2.
+pub struct Dl2Selection(Vec<Dl2Cut>, StereoCuts);
+
+/// sst1mpipe's stereo quality cuts (`analysis.stereo_delta_disp_cut_deg`,
+/// `stereo_relative_std_reco_energy_cut`, `stereo_std_gammaness_cut`; null or absent: no cut),
+/// applied where stereo DL2 is loaded for IRFs, performance and DL3: an event passes when
+/// min_distance (in degrees) < the first, √var_reco_energy / reco_energy < the second and
+/// √var_gammaness < the third (NaN fails).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StereoCuts {
+    pub delta_disp_deg: Option<f64>,
+    pub relative_std_energy: Option<f64>,
+    pub std_gammaness: Option<f64>,
+}
+
+/// The config keys of [`StereoCuts`].
+pub const STEREO_CUT_KEYS: [&str; 3] = [
+    "analysis.stereo_delta_disp_cut_deg",
+    "analysis.stereo_relative_std_reco_energy_cut",
+    "analysis.stereo_std_gammaness_cut",
+];
+
+impl StereoCuts {
+    pub fn from_config(config: &Value) -> Result<StereoCuts> {
+        let read = |key: &str| -> Result<Option<f64>> {
+            let pointer = format!("/{}", key.replace('.', "/"));
+            match config.pointer(&pointer) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_f64() {
+                    Some(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                    _ => Err(Error::msg(format!("config {key} = {v}: must be null or a positive number"))),
+                },
+            }
+        };
+        Ok(StereoCuts {
+            delta_disp_deg: read(STEREO_CUT_KEYS[0])?,
+            relative_std_energy: read(STEREO_CUT_KEYS[1])?,
+            std_gammaness: read(STEREO_CUT_KEYS[2])?,
+        })
+    }
+
+    /// As products record them (IRF and DL3 headers): the three keys, null where not set.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "stereo_delta_disp_cut_deg": self.delta_disp_deg,
+            "stereo_relative_std_reco_energy_cut": self.relative_std_energy,
+            "stereo_std_gammaness_cut": self.std_gammaness,
+        })
+    }
+
+    fn passes(&self, reco_energy: f64, var_reco_energy: f64, var_gammaness: f64, min_distance_rad: f64) -> bool {
+        self.delta_disp_deg.is_none_or(|c| min_distance_rad.to_degrees() < c)
+            && self.relative_std_energy.is_none_or(|c| var_reco_energy.sqrt() / reco_energy < c)
+            && self.std_gammaness.is_none_or(|c| var_gammaness.sqrt() < c)
+    }
+}
 
 impl Dl2Selection {
     /// Resolves every column of `selection`, or names the file and the missing column.
@@ -58,7 +113,32 @@ impl Dl2Selection {
                     .ok_or_else(|| Error::msg(format!("event_selection: {file} has no column \"{c}\"")))
             })
             .collect::<Result<_>>()?;
-        Ok(Dl2Selection(cuts))
+        Ok(Dl2Selection(cuts, StereoCuts::default()))
+    }
+
+    /// With sst1mpipe's stereo quality cuts, for stereo DL2.
+    pub fn with_stereo_cuts(mut self, cuts: StereoCuts) -> Dl2Selection {
+        self.1 = cuts;
+        self
+    }
+
+    /// Whether event `i` of a chunk passes: a mono row as [`Self::passes`]; a stereo event when
+    /// both telescopes' parameters pass `event_selection` (sst1mpipe applies every key to the
+    /// `_tel<id>` columns of both) and the event passes the stereo quality cuts.
+    pub fn passes_in(&self, chunk: &crate::io::dl2::Dl2Chunk, i: usize) -> bool {
+        match &chunk.stereo {
+            None => self.passes(&chunk.rows[i]),
+            Some(s) => {
+                self.passes(&s.telescopes[0][i])
+                    && self.passes(&s.telescopes[1][i])
+                    && self.1.passes(
+                        chunk.rows[i].reco_energy,
+                        s.var_reco_energy[i],
+                        s.var_gammaness[i],
+                        s.min_distance[i],
+                    )
+            }
+        }
     }
 
     /// Inclusive bounds, as sst1mpipe; NaN fails.

@@ -9,6 +9,11 @@
 //! give the telescope's `telescope_coords` entry instead). Parameters: `target_name` ["UNKNOWN"], `target_ra_deg` / `target_dec_deg` (default:
 //! the target the runs recorded), `override_contract` [false].
 //!
+//! Stereo DL2 (`dl2-stereo` outputs) gives stereo DL3, as sst1mpipe's: sst1mpipe's stereo
+//! quality cuts (`analysis.stereo_*_cut`) apply as the events are loaded, `event_selection` to
+//! both telescopes' parameters; TELESCOP `SST1M_stereo`, N_TELS 2, TELLIST `<tel1>-<tel2>`; the
+//! site without `array_center_coords` is the first telescope's (sst1mpipe's tel_021 frame).
+//!
 //! # What is an observation
 //!
 //! sst1mpipe starts a new observation when a run's pointing differs by more than 0.2° from the
@@ -26,8 +31,9 @@
 //! of the same cut table), the one whose node is nearest the observation's mean zenith
 //! (then azimuth, then NSB) is chosen (sst1mpipe looks the node up by directory name; here it
 //! is the node recorded in the IRF headers). It must then match the DL2: made from the same
-//! RF models (file hashes, role by role), with the same `event_selection` and by the same
-//! pipeline version. Otherwise the stage refuses, printing both products and the differing
+//! RF models (file hashes, role by role), with the same `event_selection` (and stereo quality
+//! cuts), for the same telescope setup (a mono IRF for stereo DL2 and the reverse are refused)
+//! and by the same pipeline version. Otherwise the stage refuses, printing both products and the differing
 //! items side by side; `"override_contract": true` proceeds and writes the differences into
 //! the DL3 header (`S1MOVRn`) and the log.
 //!
@@ -110,6 +116,10 @@ struct IrfInfo<'a> {
     azimuth: f64,
     nsb: f64,
     node: String,
+    /// `N_TELS`: 2 for an IRF of stereo DL2, 1 for mono (absent: 1).
+    n_tels: i64,
+    /// `STEREOCT`: the stereo quality cuts a stereo IRF was made with (JSON), else null.
+    stereo_cuts: Value,
 }
 
 fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
@@ -136,6 +146,8 @@ fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
         azimuth: number("AZ_PNT")?,
         nsb: number("NSBRATE")?,
         node: string("IRFNODE")?,
+        n_tels: h.number("N_TELS").map_or(1, |n| n as i64),
+        stereo_cuts: h.string("STEREOCT").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null),
         hdus,
     })
 }
@@ -193,7 +205,7 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn version(&self) -> &'static str {
-        "3"
+        "4"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -233,6 +245,7 @@ impl Stage for Dl2Dl3Stage {
         } else {
             config_keys.push("analysis.global_gammaness_cut".into());
         }
+        config_keys.extend(super::stereo_cut_plan_keys());
         Ok(StagePlan {
             config_keys,
             config_read,
@@ -241,12 +254,19 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
-        config.get("array_center_coords").is_none().then_some(())?;
-        super::telescope_coords_for_inputs(config, inputs, &["dl2"], "/dl2/event/telescope/parameters")
+        let sited = match config.get("array_center_coords") {
+            Some(_) => None,
+            None => super::telescope_coords_for_inputs(config, inputs, &["dl2"], "/dl2/event/telescope/parameters"),
+        };
+        let base = sited.as_ref().unwrap_or(config);
+        super::stereo_cuts_for_inputs(base, inputs, &["dl2"]).or(sited)
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
-        vec!["event_selection", "array_center_coords", "telescope_coords", "analysis.global_gammaness_cut"]
+        let mut scope =
+            vec!["event_selection", "array_center_coords", "telescope_coords", "analysis.global_gammaness_cut"];
+        scope.extend(super::dl1_input::STEREO_CUT_KEYS);
+        scope
     }
 
     fn check_config(
@@ -286,7 +306,18 @@ impl Stage for Dl2Dl3Stage {
             }
         };
         let runs = open_runs(ctx.inputs.get("dl2").map(Vec::as_slice).unwrap_or(&[]))?;
-        let tel_id = runs[0].dl2.tel_id;
+        let stereo = runs[0].dl2.stereo;
+        // A stereo observation is placed at its first telescope (sst1mpipe: tel_021's frame).
+        let tel_id = stereo.map_or(runs[0].dl2.tel_id, |t| t[0]);
+        let stereo_cuts = super::dl1_input::StereoCuts::from_config(ctx.config)?;
+        let stereo_cuts_json = match stereo {
+            Some(_) => stereo_cuts.to_json(),
+            None => Value::Null,
+        };
+        let (telescop, tellist, n_tels) = match stereo {
+            Some([a, b]) => ("SST1M_stereo".to_string(), format!("{a}-{b}"), 2),
+            None => (format!("SST1M_tel_{tel_id:03}"), tel_id.to_string(), 1),
+        };
         // sst1mpipe's GEOLON/GEOLAT/ALTITUDE: the array centre of the config (data configs);
         // configs without one (sst1mpipe's MC config) give the telescope's own position.
         let (lon, lat, height) = match ctx.config.get("array_center_coords") {
@@ -308,11 +339,12 @@ impl Stage for Dl2Dl3Stage {
         let (mut n_read, mut n_selected) = (0usize, 0usize);
         for (ordinal, run) in runs.iter().enumerate() {
             let run_tag = if small_ids { run.observation.obs_id } else { ordinal as i64 + 1 };
-            let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?;
+            let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?.with_stereo_cuts(stereo_cuts);
             let mut start = 0;
             while start < run.dl2.n_events {
                 let end = (start + CHUNK).min(run.dl2.n_events);
-                for r in run.dl2.read(start, end)? {
+                let chunk = run.dl2.read_chunk(start, end)?;
+                for (i, &r) in chunk.rows.iter().enumerate() {
                     n_read += 1;
                     if r.true_alt_tel.is_finite() && r.true_az_tel.is_finite() {
                         alt_sum += r.true_alt_tel;
@@ -321,7 +353,7 @@ impl Stage for Dl2Dl3Stage {
                         n_pointing += 1;
                     }
                     let usable = r.reco_ra.is_finite() && r.reco_energy.is_finite() && r.local_time.is_finite();
-                    if !usable || !sel.passes(&r) {
+                    if !usable || !sel.passes_in(&chunk, i) {
                         continue;
                     }
                     n_selected += 1;
@@ -357,7 +389,7 @@ impl Stage for Dl2Dl3Stage {
         let mean_az = az_y.atan2(az_x).to_degrees().rem_euclid(360.0);
         let nsb = runs[0].observation.nsb_rate;
         let irf = choose_irf(ctx, &cut_id, 90.0 - mean_alt, mean_az, nsb)?;
-        let overridden = check_contract(&runs, &irf, &selection, opts.allow_override)?;
+        let overridden = check_contract(&runs, &irf, &selection, stereo_cuts_json.clone(), opts.allow_override)?;
         if !overridden.is_empty() {
             let _ =
                 writeln!(ctx.log, "WARNING: contract overridden (override_contract: true):\n{}", overridden.join("\n"));
@@ -426,11 +458,11 @@ impl Stage for Dl2Dl3Stage {
             Card::new("AZ_PNT", Fv::Float(mean_az), "[deg] mean over the events"),
             Card::new("RADECSYS", s("FK5"), ""),
             Card::new("EQUINOX", Fv::Float(2000.0), ""),
-            Card::new("TELESCOP", s(&format!("SST1M_tel_{tel_id:03}")), ""),
+            Card::new("TELESCOP", s(&telescop), ""),
             Card::new("INSTRUME", s("SST-1M"), ""),
             Card::new("OBSERVER", s("SST1M Collaboration"), ""),
-            Card::new("N_TELS", Fv::Int(1), ""),
-            Card::new("TELLIST", s(&tel_id.to_string()), ""),
+            Card::new("N_TELS", Fv::Int(n_tels), ""),
+            Card::new("TELLIST", s(&tellist), ""),
             Card::new("GEOLON", Fv::Float(lon), "[deg]"),
             Card::new("GEOLAT", Fv::Float(lat), "[deg]"),
             Card::new("ALTITUDE", Fv::Float(height), "[m]"),
@@ -470,7 +502,7 @@ impl Stage for Dl2Dl3Stage {
         ];
         let copies: Vec<&RawHdu> =
             IRF_HDUS.iter().map(|name| irf.hdus.iter().find(|h| h.extname() == *name).expect("checked")).collect();
-        let mut primary = vec![Card::new("TELESCOP", s(&format!("SST1M_tel_{tel_id:03}")), "")];
+        let mut primary = vec![Card::new("TELESCOP", s(&telescop), "")];
         primary.push(Card::new("OBS_ID", Fv::Int(obs_id), ""));
         primary.extend(provenance);
         fits::write_with_copies(&ctx.work_dir.join("dl3.fits"), &primary, &tables, &copies)?;
@@ -509,7 +541,7 @@ fn open_runs(inputs: &[InputFile]) -> Result<Vec<Run<'_>>> {
     runs.sort_by(|a, b| a.observation.tstart.total_cmp(&b.observation.tstart));
     let first = &runs[0];
     for r in &runs[1..] {
-        if r.dl2.tel_id != first.dl2.tel_id {
+        if r.dl2.tel_id != first.dl2.tel_id || r.dl2.stereo != first.dl2.stereo {
             return Err(Error::msg(format!(
                 "DL2 runs {} and {} are of telescopes {} and {}: one observation is one telescope",
                 first.input.name, r.input.name, first.dl2.tel_id, r.dl2.tel_id
@@ -590,15 +622,33 @@ fn choose_irf<'a>(
     Ok(chosen)
 }
 
-/// The IRF must come from the DL2's RF models, the same event selection and the same
-/// pipeline version. Returns the differences when overridden.
-fn check_contract(runs: &[Run], irf: &IrfInfo, selection: &EventSelection, allow: bool) -> Result<Vec<String>> {
+fn setup_name(stereo: bool) -> &'static str {
+    if stereo {
+        "stereo"
+    } else {
+        "mono"
+    }
+}
+
+/// The IRF must come from the DL2's RF models, the same event selection (and stereo quality
+/// cuts), the same telescope setup (mono or stereo) and the same pipeline version. Returns the differences when overridden.
+fn check_contract(
+    runs: &[Run],
+    irf: &IrfInfo,
+    selection: &EventSelection,
+    stereo_cuts: Value,
+    allow: bool,
+) -> Result<Vec<String>> {
     let dl2 = &runs[0];
     let dl2_models: Value = serde_json::from_str(&dl2.dl2.models).unwrap_or(Value::Null);
     let mut left = model_hashes(&irf.models);
     let mut right = model_hashes(&dl2_models);
     left.insert("event_selection".into(), irf.event_selection.as_ref().map_or(Value::Null, |s| s.as_json().clone()));
     right.insert("event_selection".into(), selection.as_json().clone());
+    left.insert("telescope setup".into(), Value::String(setup_name(irf.n_tels == 2).into()));
+    right.insert("telescope setup".into(), Value::String(setup_name(dl2.dl2.stereo.is_some()).into()));
+    left.insert("stereo quality cuts".into(), irf.stereo_cuts.clone());
+    right.insert("stereo quality cuts".into(), stereo_cuts);
     left.insert("pipeline version".into(), Value::String(irf.pipeline_version.clone()));
     right.insert("pipeline version".into(), Value::String(dl2.dl2.pipeline_version.clone()));
     let diffs: Vec<Difference> = contract::all_differences(&left, &right);

@@ -12,9 +12,10 @@
 //! Config keys applied: `analysis.stereo_reco_weights` (the DL1 column weighting the averages;
 //! null: equal weights) and the site of tel1 in `telescope_coords` (RA/Dec of the combined
 //! direction, at the event time for data and at ctapipe's Monte Carlo time for simulations,
-//! as `dl1-dl2`). Read and reported: sst1mpipe's three stereo quality cuts, which it applies
-//! when it loads stereo DL2 for IRFs and DL3 (the stage writes every event and the columns the
-//! cuts use: `min_distance`, `var_reco_energy`, `var_gammaness`).
+//! as `dl1-dl2`). sst1mpipe's three stereo quality cuts are not applied here: as sst1mpipe, the
+//! stages that load stereo DL2 (`gh-cuts`, `make-irfs`, `performance`, `dl2-dl3`) apply them
+//! (the stage writes every event and the columns the cuts use: `min_distance`,
+//! `var_reco_energy`, `var_gammaness`).
 //!
 //! Output `dl2` (`dl2_stereo.h5`): `/dl2/event/telescope/parameters/stereo` with sst1mpipe's
 //! columns in its order: the per-event means (pointing, HillasReconstructor core and h_max, the
@@ -23,7 +24,7 @@
 //! parameters (`_tel<id>`), `min_distance` (rad), `best_sign_combination`, `reco_alt`,
 //! `reco_az`, `reco_ra`, `reco_dec`; tel1's simulation or observation tables, `/dl2/info` and
 //! pointing monitoring; the DL1 settings and both telescopes' models as attributes.
-use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
+use super::{ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro;
 use crate::error::{Error, Result};
 use crate::io::dl1::Dl2Row;
@@ -34,9 +35,6 @@ use serde_json::Value;
 use std::path::Path;
 
 pub struct Dl2StereoStage;
-
-const CUT_KEYS: [&str; 3] =
-    ["stereo_delta_disp_cut_deg", "stereo_relative_std_reco_energy_cut", "stereo_std_gammaness_cut"];
 
 /// The telescope-dependent selection parameters sst1mpipe keeps per telescope.
 const PER_TELESCOPE: [&str; 8] = [
@@ -138,16 +136,12 @@ impl Stage for Dl2StereoStage {
         }
         Ok(StagePlan {
             config_keys: vec!["analysis.stereo_reco_weights".into(), "telescope_coords".into()],
-            config_read: [super::site_height_unused()]
-                .into_iter()
-                .chain(CUT_KEYS.iter().map(|k| {
-                    ConfigRead::new(
-                        format!("analysis.{k}"),
-                        "applied by sst1mpipe when it loads stereo DL2 for IRFs and DL3, which do not read stereo DL2 yet",
-                    )
-                }))
-                .collect(),
-            outputs: vec![DeclaredOutput { role: "dl2".into(), file: "dl2_stereo.h5".into(), kind: "dl2-stereo".into() }],
+            config_read: vec![super::site_height_unused()],
+            outputs: vec![DeclaredOutput {
+                role: "dl2".into(),
+                file: "dl2_stereo.h5".into(),
+                kind: "dl2-stereo".into(),
+            }],
         })
     }
 
@@ -156,27 +150,12 @@ impl Stage for Dl2StereoStage {
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
-        vec![
-            "analysis.stereo_reco_weights",
-            "telescope_coords",
-            "analysis.stereo_delta_disp_cut_deg",
-            "analysis.stereo_relative_std_reco_energy_cut",
-            "analysis.stereo_std_gammaness_cut",
-        ]
+        vec!["analysis.stereo_reco_weights", "telescope_coords"]
     }
 
     fn check_config(&self, config: &Value, _step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
         weights_column(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
-        Ok(CUT_KEYS
-            .iter()
-            .filter_map(|k| {
-                let v = config.pointer(&format!("/analysis/{k}")).filter(|v| !v.is_null())?;
-                Some(ConfigWarning::new(
-                    format!("analysis.{k}"),
-                    format!("config analysis.{k} = {v} (read by {at}) is not applied here: sst1mpipe cuts stereo DL2 when it loads it for IRFs and DL3, which do not read stereo DL2 yet"),
-                ))
-            })
-            .collect())
+        Ok(Vec::new())
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

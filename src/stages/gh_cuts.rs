@@ -2,9 +2,11 @@
 //! sst1mpipe's `sst1mpipe_mc_performance --gammaness-cuts efficiency` makes them (pyirf's
 //! `calculate_percentile_cut`).
 //!
-//! Input `gamma`: DL2 of simulated gammas. Config keys: `event_selection`,
-//! `analysis.gamma_efficiency`, `analysis.log_energy_min_tev`, `analysis.log_energy_max_tev`,
-//! `analysis.n_energy_bins`. Per reco-energy bin (logspace of those keys), the cut is the
+//! Input `gamma`: DL2 of simulated gammas (mono, or sst1mpipe's stereo DL2 of `dl2-stereo`).
+//! Config keys: `event_selection`, `analysis.gamma_efficiency`, `analysis.log_energy_min_tev`,
+//! `analysis.log_energy_max_tev`, `analysis.n_energy_bins`; for stereo DL2 also sst1mpipe's
+//! stereo quality cuts (`analysis.stereo_*_cut`; `event_selection` then applies to both
+//! telescopes' parameters, as sst1mpipe's `load_dl2_sst1m`). Per reco-energy bin (logspace of those keys), the cut is the
 //! 100·(1 − efficiency) percentile of the selected gammas' gammaness, clipped to [0.1, 0.95];
 //! bins with fewer than 100 gammas get the largest gammaness of all (nothing passes there).
 //!
@@ -86,6 +88,7 @@ fn analysis(config: &Value, key: &str) -> std::result::Result<f64, String> {
 
 struct Settings {
     selection: EventSelection,
+    stereo_cuts: super::dl1_input::StereoCuts,
     efficiency: f64,
     edges: Vec<f64>,
 }
@@ -105,7 +108,8 @@ fn settings(config: &Value) -> std::result::Result<Settings, String> {
     }
     let n = n as usize;
     let edges = (0..n).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64)).collect();
-    Ok(Settings { selection: EventSelection::from_config(config)?, efficiency, edges })
+    let stereo_cuts = super::dl1_input::StereoCuts::from_config(config).map_err(|e| e.message().to_string())?;
+    Ok(Settings { selection: EventSelection::from_config(config)?, stereo_cuts, efficiency, edges })
 }
 
 impl Stage for GhCutsStage {
@@ -122,29 +126,37 @@ impl Stage for GhCutsStage {
         if input_roles != ["gamma"] {
             return Err(Error::msg(format!("{at}: stage gh-cuts takes one input role, \"gamma\" (DL2 of gammas)")));
         }
-        Ok(StagePlan {
-            config_keys: [
-                "event_selection",
-                "analysis.gamma_efficiency",
-                "analysis.log_energy_min_tev",
-                "analysis.log_energy_max_tev",
-                "analysis.n_energy_bins",
-            ]
-            .map(String::from)
-            .to_vec(),
-            config_read: Vec::new(),
-            outputs: vec![DeclaredOutput { role: "cuts".into(), file: "gh_cuts.h5".into(), kind: "gh-cuts".into() }],
-        })
-    }
-
-    fn config_scope(&self) -> Vec<&'static str> {
-        vec![
+        let mut config_keys: Vec<String> = [
             "event_selection",
             "analysis.gamma_efficiency",
             "analysis.log_energy_min_tev",
             "analysis.log_energy_max_tev",
             "analysis.n_energy_bins",
         ]
+        .map(String::from)
+        .to_vec();
+        config_keys.extend(super::stereo_cut_plan_keys());
+        Ok(StagePlan {
+            config_keys,
+            config_read: Vec::new(),
+            outputs: vec![DeclaredOutput { role: "cuts".into(), file: "gh_cuts.h5".into(), kind: "gh-cuts".into() }],
+        })
+    }
+
+    fn config_scope(&self) -> Vec<&'static str> {
+        let mut scope = vec![
+            "event_selection",
+            "analysis.gamma_efficiency",
+            "analysis.log_energy_min_tev",
+            "analysis.log_energy_max_tev",
+            "analysis.n_energy_bins",
+        ];
+        scope.extend(super::dl1_input::STEREO_CUT_KEYS);
+        scope
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        super::stereo_cuts_for_inputs(config, inputs, &["gamma"])
     }
 
     fn check_config(&self, config: &Value, _step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
@@ -160,19 +172,20 @@ impl Stage for GhCutsStage {
         };
         let dl2 = Dl2Reader::open(&input.path)
             .map_err(|e| Error::msg(format!("gamma input {}: {}", input.name, e.message())))?;
-        let selection = super::dl1_input::Dl2Selection::new(&s.selection, &input.name)?;
+        let selection = super::dl1_input::Dl2Selection::new(&s.selection, &input.name)?.with_stereo_cuts(s.stereo_cuts);
         let (mut gammaness, mut energy) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < dl2.n_events {
             let end = (start + 16_384).min(dl2.n_events);
-            for r in dl2.read(start, end)? {
+            let chunk = dl2.read_chunk(start, end)?;
+            for (i, r) in chunk.rows.iter().enumerate() {
                 if r.true_shower_primary_id != 0 {
                     return Err(Error::msg(format!(
                         "gamma input {} contains particle id {}",
                         input.name, r.true_shower_primary_id
                     )));
                 }
-                if selection.passes(&r) && r.gammaness.is_finite() && r.reco_energy.is_finite() {
+                if selection.passes_in(&chunk, i) && r.gammaness.is_finite() && r.reco_energy.is_finite() {
                     gammaness.push(r.gammaness);
                     energy.push(r.reco_energy);
                 }
@@ -200,8 +213,13 @@ impl Stage for GhCutsStage {
         let filled = table.iter().filter(|b| b.n_events < MIN_EVENTS).count();
         let _ = writeln!(
             ctx.log,
-            "{} gammas; cuts for efficiency {} in {} bins ({} with fewer than {MIN_EVENTS} gammas get {fill:.3})",
+            "{} of {} gammas pass event_selection{}; cuts for efficiency {} in {} bins ({} with fewer than {MIN_EVENTS} gammas get {fill:.3})",
             gammaness.len(),
+            dl2.n_events,
+            match dl2.stereo {
+                Some(_) => format!(" on both telescopes and the stereo quality cuts {}", s.stereo_cuts.to_json()),
+                None => String::new(),
+            },
             s.efficiency,
             table.len(),
             filled

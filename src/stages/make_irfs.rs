@@ -8,7 +8,11 @@
 //! `analysis.global_gammaness_cut`, `analysis.log_energy_min_tev`, `analysis.log_energy_max_tev`,
 //! `analysis.n_energy_bins`, `analysis.n_bins_migration`, `analysis.fov_offset_max_deg`,
 //! `analysis.nbins_fov_offset`, `analysis.fov_offset_bg_max_deg`, `analysis.nbins_fov_offset_bg`,
-//! `analysis.source_offset_max_deg`.
+//! `analysis.source_offset_max_deg`. Stereo DL2 (`dl2-stereo` outputs, for both gammas and
+//! protons: mixing mono and stereo is refused) gives a stereo IRF: sst1mpipe's stereo quality
+//! cuts (`analysis.stereo_*_cut`) apply as the events are loaded, `event_selection` applies to
+//! both telescopes' parameters, and the headers say `N_TELS = 2`, `STEREOCT` (the cuts) and
+//! TELESCOP `SST1M_stereo` (mono IRFs: `N_TELS = 1`), which `dl2-dl3`'s contract compares.
 //!
 //! Parameter `true_energy_scaling` [false] (sst1mpipe's `--true_energy_scaling`): true
 //! energies and the simulated energy range are multiplied by `analysis.true_energy_scaling_factor`
@@ -75,6 +79,7 @@ const ANALYSIS_KEYS: [&str; 9] = [
 
 struct Settings {
     selection: EventSelection,
+    stereo_cuts: super::dl1_input::StereoCuts,
     cut: GhCut,
     reco_e: Vec<f64>,
     migration: Vec<f64>,
@@ -151,6 +156,7 @@ fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std:
     };
     Ok(Settings {
         selection,
+        stereo_cuts: super::dl1_input::StereoCuts::from_config(config).map_err(|e| e.message().to_string())?,
         cut,
         reco_e: linspace(lo, hi, count(config, "n_energy_bins")?).into_iter().map(|x| 10f64.powf(x)).collect(),
         migration: linspace(0.1, 4.0, count(config, "n_bins_migration")?),
@@ -173,6 +179,8 @@ struct Events {
     node: (f64, f64, f64),
     models: String,
     read: usize,
+    /// 2 for stereo DL2, else 1.
+    n_tels: i64,
 }
 
 fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
@@ -196,7 +204,8 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
     let mut sim = super::dl1_input::thrown_showers(&dl2, &run)?;
     sim.energy_min_tev *= s.true_energy_scale;
     sim.energy_max_tev *= s.true_energy_scale;
-    let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?;
+    let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?
+        .with_stereo_cuts(s.stereo_cuts);
     let mut ev = Events {
         true_e: vec![],
         reco_e: vec![],
@@ -207,13 +216,15 @@ fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
         node: (run.pointing_alt, run.pointing_az, run.nsb_rate),
         models: dl2.models.clone(),
         read: 0,
+        n_tels: if dl2.stereo.is_some() { 2 } else { 1 },
     };
     let mut start = 0;
     while start < dl2.n_events {
         let end = (start + CHUNK).min(dl2.n_events);
-        for r in dl2.read(start, end)? {
+        let chunk = dl2.read_chunk(start, end)?;
+        for (i, r) in chunk.rows.iter().enumerate() {
             ev.read += 1;
-            let selected = selection.passes(&r);
+            let selected = selection.passes_in(&chunk, i);
             let passes_cut = s.cut.passes(r.reco_energy, r.gammaness);
             if !selected || !passes_cut || !r.reco_alt.is_finite() || !r.reco_energy.is_finite() {
                 continue;
@@ -280,7 +291,7 @@ impl Stage for MakeIrfsStage {
     }
 
     fn version(&self) -> &'static str {
-        "2"
+        "3"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -293,6 +304,7 @@ impl Stage for MakeIrfsStage {
             )));
         }
         let mut keys = config_keys(!roles.contains(&"cuts"));
+        keys.extend(super::stereo_cut_plan_keys());
         let mut read = vec![ConfigRead::new(
             "analysis.nbins_source_offset",
             "not used, as in sst1mpipe (whose line reading it is commented out): the PSF's radius axis has nbins_fov_offset_bg edges",
@@ -327,7 +339,12 @@ impl Stage for MakeIrfsStage {
             "analysis.nbins_source_offset",
         ];
         scope.extend(ANALYSIS_KEYS);
+        scope.extend(super::dl1_input::STEREO_CUT_KEYS);
         scope
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        super::stereo_cuts_for_inputs(config, inputs, &["gamma", "proton"])
     }
 
     fn check_config(&self, config: &Value, step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
@@ -371,6 +388,16 @@ impl Stage for MakeIrfsStage {
         }
         let gammas = load(one("gamma")?, "gamma", &s)?;
         let protons = load(one("proton")?, "proton", &s)?;
+        if gammas.n_tels != protons.n_tels {
+            let what = |n: i64| if n == 2 { "stereo" } else { "mono" };
+            return Err(Error::msg(format!(
+                "make-irfs: gamma input {} is {} DL2 and proton input {} is {} DL2: one IRF is of one telescope setup",
+                one("gamma")?.name,
+                what(gammas.n_tels),
+                one("proton")?.name,
+                what(protons.n_tels)
+            )));
+        }
         let _ = writeln!(
             ctx.log,
             "gammas: {} of {} events pass the selection and the gammaness cut ({}); protons: {} of {}",
@@ -457,6 +484,10 @@ impl Stage for MakeIrfsStage {
         provenance.push(Card::new("AZ_PNT", Fv::Float(az), "[deg] azimuth of the simulated pointing"));
         provenance.push(Card::new("NSBRATE", Fv::Float(nsb), "[GHz] simulated night-sky background"));
         provenance.push(str_card("IRFNODE", &node_name(alt, az, nsb), "zenith/azimuth/NSB node"));
+        provenance.push(Card::new("N_TELS", Fv::Int(gammas.n_tels), "telescopes: 2 for stereo DL2, 1 for mono"));
+        if gammas.n_tels == 2 {
+            provenance.push(str_card("STEREOCT", &s.stereo_cuts.to_json().to_string(), "stereo quality cuts applied"));
+        }
         if s.true_energy_scale != 1.0 {
             // A biased IRF says so (sst1mpipe's --true_energy_scaling only logs it).
             provenance.push(Card::new("ETRUESCL", Fv::Float(s.true_energy_scale), "true energies scaled by this"));
@@ -504,7 +535,8 @@ impl Stage for MakeIrfsStage {
             hdu("BACKGROUND", "BKG", "BKG_2D", columns_bkg, &provenance),
         ];
         let mut primary = provenance.clone();
-        primary.insert(0, Card::new("TELESCOP", Fv::Str("SST1M".into()), ""));
+        let telescop = if gammas.n_tels == 2 { "SST1M_stereo" } else { "SST1M" };
+        primary.insert(0, Card::new("TELESCOP", Fv::Str(telescop.into()), ""));
         fits::write(&ctx.work_dir.join("irfs.fits"), &primary, &tables)
     }
 }

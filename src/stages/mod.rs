@@ -64,6 +64,32 @@ pub(crate) fn telescope_coords_for_inputs(
     Some(narrowed)
 }
 
+/// For the stages that load DL2 (`gh-cuts`, `make-irfs`, `performance`, `dl2-dl3`): sst1mpipe's
+/// stereo quality cuts apply to stereo DL2 only, so with mono DL2 inputs (of `roles`) they leave
+/// the subset (and the key): a stereo cut then reruns nothing mono. None keeps the subset as is.
+pub(crate) fn stereo_cuts_for_inputs(
+    config: &serde_json::Value,
+    inputs: &[InputFile],
+    roles: &[&str],
+) -> Option<serde_json::Value> {
+    let dl2: Vec<&InputFile> = inputs.iter().filter(|i| roles.contains(&i.role.as_str())).collect();
+    if dl2.is_empty() || dl2.iter().any(|i| crate::io::dl2::is_stereo(&i.path)) {
+        return None;
+    }
+    let mut narrowed = config.clone();
+    if let Some(analysis) = narrowed.get_mut("analysis").and_then(serde_json::Value::as_object_mut) {
+        for key in dl1_input::STEREO_CUT_KEYS {
+            analysis.remove(key.trim_start_matches("analysis."));
+        }
+    }
+    Some(narrowed)
+}
+
+/// [`dl1_input::STEREO_CUT_KEYS`] as optional applied keys of a plan.
+pub(crate) fn stereo_cut_plan_keys() -> Vec<String> {
+    dl1_input::STEREO_CUT_KEYS.iter().map(|k| format!("{k}?")).collect()
+}
+
 static COMMAND: command::CommandStage = command::CommandStage;
 static SIMULATE: simulate::SimulateStage = simulate::SimulateStage;
 static R0_DL1: r0_dl1::R0Dl1Stage = r0_dl1::R0Dl1Stage;

@@ -7,7 +7,8 @@
 //! ("efficiency" [default] or "global"). Config keys: `event_selection` and `analysis`'s
 //! `global_gammaness_cut`, `gamma_efficiency`, `global_theta_cut`, `theta2_efficiency`,
 //! `observation_time_h`, `off_regions`, `log_energy_min_tev`, `log_energy_max_tev`,
-//! `n_energy_bins`.
+//! `n_energy_bins`; for stereo DL2 (`dl2-stereo` outputs, both inputs) also sst1mpipe's stereo
+//! quality cuts (`analysis.stereo_*_cut`, applied as the events are loaded).
 //!
 //! Gammas are weighted to the Crab (HEGRA: 2.83e-11 (E/TeV)^-2.62 cm⁻² s⁻¹ TeV⁻¹) and protons to
 //! pyirf's IRFDOC proton spectrum for `observation_time_h` (sst1mpipe weights protons to the
@@ -18,9 +19,9 @@
 //! - the gammaness cut per reco-energy bin: `efficiency` (as `gh-cuts`), `significance` (the
 //!   cut in linspace(0.3, 0.95, 100) maximising Li & Ma with θ < `global_theta_cut`, protons
 //!   within 1.2° scaled to the on region, α = 1/`off_regions`), or `global`;
-//! - energy resolution and bias, and angular resolution (68.27%; disp sign correctly
-//!   reconstructed, as sst1mpipe does for mono) per true-energy bin logspace(−1, 3, 21), after
-//!   the gammaness cut;
+//! - energy resolution and bias, and angular resolution (68.27%; mono: disp sign correctly
+//!   reconstructed, as sst1mpipe; stereo: every event, as sst1mpipe) per true-energy bin
+//!   logspace(−1, 3, 21), after the gammaness cut;
 //! - the θ cut per reco-energy bin: `efficiency` (the `theta2_efficiency` percentile of θ,
 //!   within [0.01°, 1°], 0.5° below 100 gammas) or `global`;
 //! - the point-source sensitivity per reco-energy bin (pyirf's: ≥ 5σ Li & Ma, ≥ 10 excess
@@ -29,7 +30,8 @@
 //! - the time to detect the Crab (integrated over those bins) at 5σ.
 //!
 //! Outputs: `performance.h5` (tables `energy_resolution`, `angular_resolution`, `roc`,
-//! `gammaness_cuts`, `theta_cuts`, `sensitivity`, `summary`; pandas reads each with `key=`) and
+//! `gammaness_cuts`, `theta_cuts`, `sensitivity`, `summary`; pandas reads each with `key=`; the
+//! root attribute `telescope_setup`: sst1mpipe's `tel_001`, `tel_002` or `stereo`) and
 //! four figures as PNG and SVG: `energy_resolution`, `angular_resolution`, `roc`, `sensitivity`.
 use super::gh_cuts::{efficiency_cuts, CutRow, GhCut};
 use super::params::Params;
@@ -105,6 +107,7 @@ fn methods(params: &Value, at: &str, has_table: bool) -> Result<(GhMethod, Theta
 
 struct Settings {
     selection: EventSelection,
+    stereo_cuts: super::dl1_input::StereoCuts,
     global_gh: f64,
     efficiency: f64,
     global_theta: f64,
@@ -165,6 +168,7 @@ fn settings(config: &Value, gh: GhMethod, theta: ThetaMethod) -> std::result::Re
     };
     let s = Settings {
         selection: EventSelection::from_config(config)?,
+        stereo_cuts: super::dl1_input::StereoCuts::from_config(config).map_err(|e| e.message().to_string())?,
         global_gh: a("global_gammaness_cut", 0.5)?,
         efficiency: a("gamma_efficiency", 0.5)?,
         global_theta: a("global_theta_cut", 1.0)?,
@@ -230,12 +234,14 @@ fn load(
     source: Option<(f64, f64)>,
     flux: impl Fn(f64) -> f64,
 ) -> Result<Particle> {
-    let sel = super::dl1_input::Dl2Selection::new(&s.selection, name)?;
+    let sel = super::dl1_input::Dl2Selection::new(&s.selection, name)?.with_stereo_cuts(s.stereo_cuts);
+    let stereo = dl2.stereo.is_some();
     let mut p = Particle::default();
     let mut start = 0;
     while start < dl2.n_events {
         let end = (start + 65_536).min(dl2.n_events);
-        for r in dl2.read(start, end)? {
+        let chunk = dl2.read_chunk(start, end)?;
+        for (i, &r) in chunk.rows.iter().enumerate() {
             p.read += 1;
             if r.true_shower_primary_id != primary {
                 return Err(Error::msg(format!(
@@ -244,7 +250,7 @@ fn load(
                 )));
             }
             let ok = r.reco_energy.is_finite() && r.gammaness.is_finite() && r.reco_alt.is_finite();
-            if !ok || !sel.passes(&r) {
+            if !ok || !sel.passes_in(&chunk, i) {
                 continue;
             }
             let theta = match source {
@@ -255,7 +261,9 @@ fn load(
             p.reco_e.push(r.reco_energy);
             p.gammaness.push(r.gammaness);
             p.theta.push(theta);
-            p.disp_sign_ok.push(r.reco_disp_sign == r.disp_sign);
+            // sst1mpipe: mono angular resolutions leave out wrongly reconstructed disp signs;
+            // stereo ones take every event.
+            p.disp_sign_ok.push(stereo || r.reco_disp_sign == r.disp_sign);
             p.weight.push(flux(r.true_energy) / irf::simulated_flux(sim, s.t_obs_s, r.true_energy));
         }
         start = end;
@@ -298,7 +306,7 @@ impl Stage for PerformanceStage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -313,6 +321,7 @@ impl Stage for PerformanceStage {
         let used = method_keys(gh, theta);
         let mut config_keys = vec!["event_selection".to_string()];
         config_keys.extend(used.iter().map(|k| format!("analysis.{k}")));
+        config_keys.extend(super::stereo_cut_plan_keys());
         let config_read: Vec<ConfigRead> =
             ["global_gammaness_cut", "gamma_efficiency", "global_theta_cut", "theta2_efficiency", "significance_fit"]
                 .into_iter()
@@ -354,7 +363,12 @@ impl Stage for PerformanceStage {
             "analysis.log_energy_max_tev",
             "analysis.n_energy_bins",
         ]);
+        scope.extend(super::dl1_input::STEREO_CUT_KEYS);
         scope
+    }
+
+    fn config_for_inputs(&self, config: &Value, inputs: &[InputFile]) -> Option<Value> {
+        super::stereo_cuts_for_inputs(config, inputs, &["gamma", "proton"])
     }
 
     fn check_config(
@@ -388,6 +402,24 @@ impl Stage for PerformanceStage {
             )));
         }
         let (p_dl2, p_sim) = open(p_in, "proton")?;
+        if g_dl2.stereo.is_some() != p_dl2.stereo.is_some() {
+            let what = |d: &Dl2Reader| if d.stereo.is_some() { "stereo" } else { "mono" };
+            return Err(Error::msg(format!(
+                "performance: gamma input {} is {} DL2 and proton input {} is {} DL2: one performance is of one telescope setup",
+                g_in.name,
+                what(&g_dl2),
+                p_in.name,
+                what(&p_dl2)
+            )));
+        }
+        let _ = writeln!(
+            ctx.log,
+            "telescope setup: {}",
+            match g_dl2.stereo {
+                Some([a, b]) => format!("stereo (telescopes {a} and {b})"),
+                None => format!("mono (telescope {})", g_dl2.tel_id),
+            }
+        );
         if p_sim.viewcone_max_deg <= 0.0 {
             return Err(Error::msg(format!(
                 "proton input {} is point-like; the background needs a diffuse proton simulation",
@@ -596,6 +628,10 @@ impl Stage for PerformanceStage {
                 sensitivity: &sensitivity,
                 summary,
                 gammaness_cut_method: &method,
+                telescope_setup: &match g_dl2.stereo {
+                    Some(_) => "stereo".to_string(),
+                    None => format!("tel_{:03}", g_dl2.tel_id),
+                },
             },
         )?;
 

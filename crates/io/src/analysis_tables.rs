@@ -127,6 +127,9 @@ pub struct PerformanceTables<'a> {
     pub summary: SummaryRow,
     /// How the gammaness cut was chosen, for people (a root attribute).
     pub gammaness_cut_method: &'a str,
+    /// sst1mpipe's name of the telescope setup (`tel_001`, `tel_002` or `stereo`; a root
+    /// attribute).
+    pub telescope_setup: &'a str,
 }
 
 /// Writes `performance.h5`: one table per quantity under `/`, with units.
@@ -167,5 +170,6 @@ pub fn write_performance(path: &Path, activity_key: &str, pipeline_version: &str
     ];
     write_rows(&file, "summary", &sum_units, &[t.summary], 256)?;
     string_attr(&file, "gammaness_cut_method", t.gammaness_cut_method)?;
+    string_attr(&file, "telescope_setup", t.telescope_setup)?;
     close_product_file(file)
 }

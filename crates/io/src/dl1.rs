@@ -177,6 +177,16 @@ macro_rules! parameter_tables {
             pub fn from_parameters(p: &ParametersRow) -> Dl2Row {
                 Dl2Row { $($field: p.$field,)* $($reco: f64::NAN,)* }
             }
+
+            /// Sets the column `name` (DL1 or reconstruction) from an f64, converted as `as`
+            /// converts; false when there is no such column.
+            pub fn set(&mut self, name: &str, value: f64) -> bool {
+                match name {
+                    $(stringify!($field) => { self.$field = value as $ty; true })*
+                    $(stringify!($reco) => { self.$reco = value; true })*
+                    _ => false,
+                }
+            }
         }
     };
 }

@@ -155,10 +155,34 @@ impl StereoDl2Writer {
     }
 }
 
-/// Reads one telescope's DL2 back, a chunk at a time, with its attributes and simulation tables.
+/// Rows of a DL2 file. A stereo file's rows carry the combined reconstruction and truth; its
+/// `stereo` part what sst1mpipe selects stereo events on.
+pub struct Dl2Chunk {
+    pub rows: Vec<Dl2Row>,
+    pub stereo: Option<StereoChunk>,
+}
+
+/// The per-event values of a stereo DL2 beyond the combined row: each telescope's selection
+/// parameters (as rows whose DL1 columns are that telescope's `_tel<id>` columns, NaN where the
+/// stereo table has none) and the spreads of sst1mpipe's stereo quality cuts.
+pub struct StereoChunk {
+    pub telescopes: [Vec<Dl2Row>; 2],
+    pub var_reco_energy: Vec<f64>,
+    pub var_gammaness: Vec<f64>,
+    /// The smallest angular distance between the two telescopes' disp positions (rad).
+    pub min_distance: Vec<f64>,
+}
+
+/// Reads one telescope's DL2 back, a chunk at a time, with its attributes and simulation tables;
+/// or a stereo DL2 ([`Self::stereo`]), whose events are read by column name.
 pub struct Dl2Reader {
     events: hdf5::Dataset,
+    /// A stereo DL2: the two telescopes (from the `_tel<id>` column names) and the table's
+    /// scalar columns.
+    pub stereo: Option<[u16; 2]>,
+    stereo_columns: Vec<String>,
     pub path: std::path::PathBuf,
+    /// The telescope of a mono DL2; 0 for stereo.
     pub tel_id: u16,
     pub n_events: usize,
     pub activity_key: String,
@@ -178,12 +202,30 @@ impl Dl2Reader {
         use sst1mflow_base::error::Error;
         let bad = |what: &str| Error::msg(format!("{}: not a readable sst1mflow DL2 file: {what}", path.display()));
         let file = hdf5::File::open(path).map_err(|e| bad(&format!("cannot open ({e})")))?;
-        let (events, tel_id) = super::hdf5_table::open_telescope_table(
-            &file,
-            "/dl2/event/telescope/parameters",
-            DL2_COLUMNS.iter().map(|c| c.0),
-        )
-        .map_err(|e| bad(&e))?;
+        let stereo_table = file.dataset(&format!("{STEREO_DL2_GROUP}/stereo")).ok();
+        let (events, tel_id, stereo, stereo_columns) = match stereo_table {
+            Some(events) => {
+                let columns = super::hdf5_table::scalar_column_names(&events);
+                let tels = stereo_telescopes(&columns).ok_or_else(|| {
+                    bad("the stereo table has no camera_frame_hillas_intensity_tel<id> columns of two telescopes")
+                })?;
+                for needed in ["obs_id", "event_id", "reco_energy", "gammaness", "reco_alt", "reco_az"] {
+                    if !columns.iter().any(|c| c == needed) {
+                        return Err(bad(&format!("the stereo table has no column {needed}")));
+                    }
+                }
+                (events, 0, Some(tels), columns)
+            }
+            None => {
+                let (events, tel_id) = super::hdf5_table::open_telescope_table(
+                    &file,
+                    "/dl2/event/telescope/parameters",
+                    DL2_COLUMNS.iter().map(|c| c.0),
+                )
+                .map_err(|e| bad(&e))?;
+                (events, tel_id, None, Vec::new())
+            }
+        };
         let run = super::r1::read_simulation_run(&file, path)?;
         let shower_distributions = super::r1::read_shower_distributions(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
@@ -192,6 +234,8 @@ impl Dl2Reader {
             observation,
             n_events: events.shape().first().copied().unwrap_or(0),
             events,
+            stereo,
+            stereo_columns,
             path: path.to_path_buf(),
             tel_id,
             activity_key: super::hdf5_table::read_string_attr(&file, "sst1mflow_activity_key").unwrap_or_default(),
@@ -203,8 +247,67 @@ impl Dl2Reader {
         })
     }
 
-    /// Rows `start..end`.
+    /// Rows `start..end`, with the stereo part for a stereo DL2.
+    pub fn read_chunk(&self, start: usize, end: usize) -> Result<Dl2Chunk> {
+        let Some(tels) = self.stereo else {
+            return Ok(Dl2Chunk { rows: self.read(start, end)?, stereo: None });
+        };
+        let names: Vec<&str> = self.stereo_columns.iter().map(String::as_str).collect();
+        let (_, packed) = super::hdf5_table::read_shaped_table_rows(&self.events, &names, start..end, |_, _| {
+            Some(super::hdf5_table::ShapedColumn::F64)
+        })
+        .map_err(|e| sst1mflow_base::error::Error::msg(format!("{}: {}", self.path.display(), e.message())))?;
+        let blank = Dl2Row::from_parameters(&super::dl1::ParametersRow::new(0, 0, 0, (f64::NAN, f64::NAN), None, None));
+        let n = packed.len();
+        let value = |k: usize, i: usize| f64::from_le_bytes(packed[i][8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        let mut rows = vec![blank; n];
+        let (mut var_e, mut var_g, mut min_d) = (vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; n]);
+        let suffixes = [format!("_tel{}", tels[0]), format!("_tel{}", tels[1])];
+        let mut per_telescope: Vec<(usize, &str, usize)> = Vec::new();
+        for (k, name) in names.iter().enumerate() {
+            let spread = match *name {
+                "var_reco_energy" => Some(&mut var_e),
+                "var_gammaness" => Some(&mut var_g),
+                "min_distance" => Some(&mut min_d),
+                _ => None,
+            };
+            if let Some(t) = spread {
+                (0..n).for_each(|i| t[i] = value(k, i));
+            } else if let Some((t, base)) =
+                suffixes.iter().enumerate().find_map(|(t, sfx)| name.strip_suffix(sfx.as_str()).map(|b| (t, b)))
+            {
+                per_telescope.push((t, base, k));
+            } else {
+                for (i, row) in rows.iter_mut().enumerate() {
+                    row.set(name, value(k, i));
+                }
+            }
+        }
+        // Each telescope's rows: the event's combined columns (identity, truth, reconstruction),
+        // then its own `_tel<id>` columns, so that a selection reads them as a mono row.
+        let mut telescopes = [rows.clone(), rows.clone()];
+        for (t, base, k) in per_telescope {
+            for (i, row) in telescopes[t].iter_mut().enumerate() {
+                row.set(base, value(k, i));
+            }
+        }
+        for (t, telescope) in telescopes.iter_mut().enumerate() {
+            telescope.iter_mut().for_each(|r| r.tel_id = tels[t] as i16);
+        }
+        for row in rows.iter_mut() {
+            row.tel_id = 0;
+        }
+        Ok(Dl2Chunk {
+            rows,
+            stereo: Some(StereoChunk { telescopes, var_reco_energy: var_e, var_gammaness: var_g, min_distance: min_d }),
+        })
+    }
+
+    /// Rows `start..end` (a stereo DL2: the combined rows).
     pub fn read(&self, start: usize, end: usize) -> Result<Vec<Dl2Row>> {
+        if self.stereo.is_some() {
+            return Ok(self.read_chunk(start, end)?.rows);
+        }
         self.events.read_slice_1d::<Dl2RowPacked, _>(start..end).map(|a| a.iter().map(|&r| r.into()).collect()).map_err(
             |e| {
                 sst1mflow_base::error::Error::msg(format!(
@@ -214,4 +317,21 @@ impl Dl2Reader {
             },
         )
     }
+}
+
+/// The two telescopes of a stereo table, from its `camera_frame_hillas_intensity_tel<id>`
+/// columns (sst1mpipe's names: 1 and 2 for Monte Carlo, 21 and 22 for data).
+fn stereo_telescopes(columns: &[String]) -> Option<[u16; 2]> {
+    let mut tels: Vec<u16> =
+        columns.iter().filter_map(|c| c.strip_prefix("camera_frame_hillas_intensity_tel")?.parse().ok()).collect();
+    tels.sort_unstable();
+    match tels.as_slice() {
+        [a, b] => Some([*a, *b]),
+        _ => None,
+    }
+}
+
+/// Whether `path` is a stereo DL2 (has sst1mpipe's `/dl2/event/telescope/parameters/stereo`).
+pub fn is_stereo(path: &Path) -> bool {
+    hdf5::File::open(path).is_ok_and(|f| f.dataset(&format!("{STEREO_DL2_GROUP}/stereo")).is_ok())
 }

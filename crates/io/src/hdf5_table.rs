@@ -600,6 +600,49 @@ pub fn column_dims(dataset: &Dataset, name: &str) -> Option<Vec<usize>> {
     shaped_column_dims(dataset, name)
 }
 
+/// The names of a table's numeric scalar columns (integers and floats, not arrays or
+/// strings), in the row type's order.
+pub fn scalar_column_names(dataset: &Dataset) -> Vec<String> {
+    use hdf5_sys::{h5d, h5t};
+    // SAFETY: ids are checked and closed; member names are copied, then freed with HDF5's
+    // allocator.
+    hdf5::sync::sync(|| unsafe {
+        let file_type = OwnedType(h5d::H5Dget_type(dataset.id()));
+        if file_type.0 < 0 || h5t::H5Tget_class(file_type.0) != h5t::H5T_class_t::H5T_COMPOUND {
+            return Vec::new();
+        }
+        let n = h5t::H5Tget_nmembers(file_type.0).max(0) as u32;
+        let mut names = Vec::new();
+        for i in 0..n {
+            let member = OwnedType(h5t::H5Tget_member_type(file_type.0, i));
+            if member.0 < 0 {
+                continue;
+            }
+            let class = h5t::H5Tget_class(member.0);
+            if class != h5t::H5T_class_t::H5T_INTEGER && class != h5t::H5T_class_t::H5T_FLOAT {
+                continue;
+            }
+            let raw = h5t::H5Tget_member_name(file_type.0, i);
+            if raw.is_null() {
+                continue;
+            }
+            names.push(std::ffi::CStr::from_ptr(raw).to_string_lossy().into_owned());
+            hdf5_sys::h5::H5free_memory(raw.cast());
+        }
+        names
+    })
+}
+
+/// Rows `range` of a table, as [`read_shaped_table`] reads all of them.
+pub fn read_shaped_table_rows(
+    dataset: &Dataset,
+    names: &[&str],
+    range: std::ops::Range<usize>,
+    shape_of: impl Fn(&str, &[usize]) -> Option<ShapedColumn>,
+) -> Result<(Vec<ShapedColumn>, Vec<Vec<u8>>)> {
+    read_shaped(dataset, names, Some(range), shape_of)
+}
+
 /// Reads a table written by [`write_shaped_table`] (or by PyTables with the same columns) with
 /// the array shapes its file has: `shape_of(name, dims)` turns each column's dimensions into
 /// the shape to read it as (None refuses the table). Returns the packed rows; HDF5 converts
@@ -607,6 +650,15 @@ pub fn column_dims(dataset: &Dataset, name: &str) -> Option<Vec<usize>> {
 pub fn read_shaped_table(
     dataset: &Dataset,
     names: &[&str],
+    shape_of: impl Fn(&str, &[usize]) -> Option<ShapedColumn>,
+) -> Result<(Vec<ShapedColumn>, Vec<Vec<u8>>)> {
+    read_shaped(dataset, names, None, shape_of)
+}
+
+fn read_shaped(
+    dataset: &Dataset,
+    names: &[&str],
+    range: Option<std::ops::Range<usize>>,
     shape_of: impl Fn(&str, &[usize]) -> Option<ShapedColumn>,
 ) -> Result<(Vec<ShapedColumn>, Vec<Vec<u8>>)> {
     use hdf5_sys::{h5d, h5p, h5s};
@@ -621,11 +673,54 @@ pub fn read_shaped_table(
     }
     let columns: Vec<(&str, ShapedColumn)> = names.iter().copied().zip(shapes.iter().copied()).collect();
     let (row_type, size) = shaped_row_type(&columns)?;
-    let n = dataset.shape().first().copied().unwrap_or(0);
+    let total = dataset.shape().first().copied().unwrap_or(0);
+    let range = range.unwrap_or(0..total);
+    if range.start > range.end || range.end > total {
+        return Err(Error::msg(format!("{what}: rows {range:?} of {total}")));
+    }
+    let n = range.end - range.start;
     let mut bytes = vec![0u8; n * size];
-    // SAFETY: `bytes` has room for the dataset's `n` rows in the layout of `row_type`.
+    if n == 0 {
+        return Ok((shapes, Vec::new()));
+    }
+    // SAFETY: `bytes` has room for `n` rows in the layout of `row_type`; the file and memory
+    // spaces select `n` rows (the hyperslab lies within the dataset: checked above) and are
+    // closed here.
     let status = hdf5::sync::sync(|| unsafe {
-        h5d::H5Dread(dataset.id(), row_type.0, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, bytes.as_mut_ptr().cast())
+        let file_space = h5d::H5Dget_space(dataset.id());
+        if file_space < 0 {
+            return -1;
+        }
+        let start = [range.start as hdf5_sys::h5::hsize_t];
+        let count = [n as hdf5_sys::h5::hsize_t];
+        let mem_space = h5s::H5Screate_simple(1, count.as_ptr(), std::ptr::null());
+        let mut status = if mem_space < 0 {
+            -1
+        } else {
+            h5s::H5Sselect_hyperslab(
+                file_space,
+                h5s::H5S_seloper_t::H5S_SELECT_SET,
+                start.as_ptr(),
+                std::ptr::null(),
+                count.as_ptr(),
+                std::ptr::null(),
+            )
+        };
+        if status >= 0 {
+            status = h5d::H5Dread(
+                dataset.id(),
+                row_type.0,
+                mem_space,
+                file_space,
+                h5p::H5P_DEFAULT,
+                bytes.as_mut_ptr().cast(),
+            );
+        }
+        if mem_space >= 0 {
+            h5s::H5Sclose(mem_space);
+        }
+        h5s::H5Sclose(file_space);
+        status
     });
     if status < 0 {
         return Err(Error::msg(format!("{what}: unreadable rows")));
