@@ -4,7 +4,8 @@
 # Monte Carlo and observation runs to a DL3 data store) into ./store, then analyse the DL3 with
 # gammapy (scripts/quickstart_analysis.py: spectrum, significance map, checks against the
 # simulated source; plot in store/quickstart_analysis.png). Pass another recipe as the first
-# argument to run that instead. Run it again and everything is reused.
+# argument to run that instead (recipes/quickstart-stereo.json, the same in stereo, is analysed
+# the same way). Run it again and everything is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --python
@@ -13,7 +14,10 @@ cargo build --release --quiet
 RECIPE=${1:-recipes/quickstart.json}
 STORE=${SST1MFLOW_STORE:-store}
 ./target/release/sst1mflow --store "$STORE" run "$RECIPE"
-if [ "$RECIPE" = recipes/quickstart.json ]; then
-    .venv/bin/python scripts/quickstart_analysis.py "$STORE/views/quickstart/datastore/all" "$RECIPE" \
-        --png "$STORE/quickstart_analysis.png"
-fi
+case "$RECIPE" in
+    recipes/quickstart.json | recipes/quickstart-stereo.json)
+        NAME=$(basename "$RECIPE" .json)
+        .venv/bin/python scripts/quickstart_analysis.py "$STORE/views/$NAME/datastore/all" "$RECIPE" \
+            --png "$STORE/${NAME//-/_}_analysis.png"
+        ;;
+esac

@@ -82,14 +82,22 @@ def main():
     stacked = spectra.stack_reduce(name="stacked")
     info = stacked.info_dict()
     n_on, n_off, alpha = float(info["counts"]), float(info["counts_off"]), float(info["alpha"])
+    # Without a single OFF count (stereo's background rejection in minutes of data), stacking
+    # leaves alpha undefined (0/0): the observations are then fitted jointly, each with its own
+    # OFF regions, and the significance takes their mean alpha.
+    joint = not np.isfinite(alpha)
+    if joint:
+        alpha = float(np.mean([d.alpha.data[d.mask_safe.data].mean() for d in spectra]))
     stat = WStatCountsStatistic(n_on=n_on, n_off=n_off, alpha=alpha)
     significance = float(stat.sqrt_ts)
     excess = float(stat.n_sig)
 
     model = SkyModel(spectral_model=PowerLawSpectralModel(index=2.5, amplitude="1e-10 cm-2 s-1 TeV-1", reference="1 TeV"),
                      name="source")
-    stacked.models = [model]
-    result = Fit().run(datasets=[stacked])
+    fitted = spectra if joint else Datasets([stacked])
+    for d in fitted:
+        d.models = [model]
+    result = Fit().run(datasets=fitted)
     pl = model.spectral_model
     idx, idx_err = pl.index.value, pl.index.error
     amp, amp_err = pl.amplitude.value, pl.amplitude.error
@@ -97,7 +105,7 @@ def main():
     edges = e_reco.edges.to_value("TeV")
     fit_lo = edges[:-1][safe_mask].min() if safe_mask.any() else float("nan")
     fit_hi = edges[1:][safe_mask].max() if safe_mask.any() else float("nan")
-    fp = FluxPointsEstimator(energy_edges=e_reco.edges[::2], source="source", selection_optional=[]).run([stacked])
+    fp = FluxPointsEstimator(energy_edges=e_reco.edges[::2], source="source", selection_optional=[]).run(fitted)
 
     # Significance map, ring background.
     geom = WcsGeom.create(skydir=target, binsz=0.02, width=(3, 3), frame="icrs", proj="TAN",

@@ -32,6 +32,11 @@
 //! run; each event gets its time, the pointing (alt/az) at that time, and the source where the
 //! tracking puts it in the camera. The file has the trigger table and the observation row
 //! (see [`crate::io::r1`]); the truth stays in the shower table, for checks.
+//! With `"stereo": true` (instead of `tel_id`) both telescopes see the run, as in a stereo
+//! production: every shower is simulated once at the array's two positions (the site of
+//! `telescope_coords.tel_001`), and each telescope's R1 (`r1_tel_001`, `r1_tel_002`) holds the
+//! events it triggered on, under shared event ids and times (what SWAT gives real runs), with
+//! the same observation row.
 use super::params::Params;
 use super::{DeclaredOutput, Stage, StageContext, StagePlan};
 use crate::astro::{self, Site};
@@ -63,6 +68,7 @@ const KNOWN: &[&str] = &[
 ];
 const OBSERVATION_KNOWN: &[&str] = &[
     "mode",
+    "stereo",
     "obs_id",
     "seed",
     "tel_id",
@@ -93,6 +99,8 @@ const MAX_EVENTS: u64 = 50_000_000;
 struct ObservationPlan {
     row: ObservationRow,
     tel_id: u16,
+    /// Both telescopes (1 and 2 at the array's positions), the site being telescope 1's.
+    stereo: bool,
     gamma: SimConfig,
     proton: SimConfig,
 }
@@ -124,6 +132,10 @@ fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
         return Err(bad("obs_id must be between 1 and 2147483647"));
     }
     let tel_id = u16::try_from(p.u64_or("tel_id", Some(1))?).map_err(|_| bad("tel_id out of range"))?;
+    let stereo = p.bool_or("stereo", false)?;
+    if stereo && params.get("tel_id").is_some() {
+        return Err(bad("tel_id and stereo exclude each other (a stereo run is seen by telescopes 1 and 2)"));
+    }
     let seed = p.u64_or("seed", None)?;
     let start = p.f64_or("start_unix_s", f64::NAN)?;
     let duration = p.f64_or("duration_s", f64::NAN)?;
@@ -196,7 +208,7 @@ fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
         proton_amplitude,
         proton_index: proton.spectral_index,
     };
-    Ok(ObservationPlan { row, tel_id, gamma: common, proton })
+    Ok(ObservationPlan { row, tel_id, stereo, gamma: common, proton })
 }
 
 /// The site of telescope `tel` from the config's `telescope_coords`.
@@ -244,6 +256,9 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
         o.obs_id, o.ra_pnt, o.dec_pnt
     );
     let mut sim = Simulator::new(CameraGeometry::digicam());
+    if plan.stereo {
+        return observe_in_stereo(plan, site, &thrown, n_gammas, &mut sim, ctx);
+    }
     let mut writer =
         R1Writer::create(&ctx.work_dir.join("r1.h5"), plan.tel_id, true, ctx.activity_key, ctx.pipeline_version)?;
     let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
@@ -282,6 +297,86 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
         triggered_gammas + triggered_protons,
         (triggered_gammas + triggered_protons) as f64 / duration
     );
+    Ok(())
+}
+
+/// The stereo part of [`run_observation`]: every thrown shower seen by telescopes 1 and 2
+/// (shared event ids and times, each telescope's R1 holding the events it triggered on).
+fn observe_in_stereo(
+    plan: &ObservationPlan,
+    site: Site,
+    thrown: &[(f64, u64)],
+    n_gammas: u64,
+    sim: &mut Simulator,
+    ctx: &mut StageContext,
+) -> Result<()> {
+    let o = &plan.row;
+    let telescopes: Vec<(u16, [f64; 3])> = STEREO_TELESCOPES
+        .iter()
+        .map(|&t| (t, crate::instrument::ground_position(t).expect("the stereo telescopes have positions")))
+        .collect();
+    let mut writers = telescopes
+        .iter()
+        .map(|&(t, position)| {
+            let w = R1Writer::create(
+                &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
+                t,
+                true,
+                ctx.activity_key,
+                ctx.pipeline_version,
+            )?;
+            w.set_tel_position(position)?;
+            Ok(w)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
+    let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
+    let (mut triggered, mut both) = (vec![[0u64; 2]; telescopes.len()], 0u64);
+    for (event_id, &(time, index)) in thrown.iter().enumerate() {
+        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
+        let is_gamma = index < n_gammas;
+        let (cfg, centre) = if is_gamma {
+            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
+            (&plan.gamma, astro::altaz_to_camera(src_alt, src_az, focal, alt, az))
+        } else {
+            (&plan.proton, (0.0, 0.0))
+        };
+        let pointing = (alt.to_radians(), az.to_radians());
+        let s = sim.simulate_stereo_at(cfg, index, centre, pointing, &telescopes, &mut waveforms);
+        let event_id = event_id as u64;
+        for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
+            triggered[k][!is_gamma as usize] += 1;
+            let truth = ShowerRow {
+                event_id,
+                true_energy: s.energy_tev,
+                true_core_x: s.core_x_m,
+                true_core_y: s.core_y_m,
+                true_impact: view.impact_m,
+                true_camera_x: s.true_x_m,
+                true_camera_y: s.true_y_m,
+                true_h_max: s.h_max_m,
+                true_shower_primary_id: s.primary_id,
+                n_photoelectrons: view.n_photoelectrons,
+            };
+            let trigger = TriggerRow { event_id, time, pointing_alt: alt, pointing_az: az };
+            writers[k].write(event_id, &waveforms[k], truth, Some(trigger))?;
+        }
+        both += s.telescopes.iter().all(|v| v.triggered) as u64;
+    }
+    for writer in writers {
+        writer.finish(RunInfo::Observation(*o))?;
+    }
+    let duration = o.tstop - o.tstart;
+    for (k, &(t, _)) in telescopes.iter().enumerate() {
+        let [g, p] = triggered[k];
+        let _ = writeln!(
+            ctx.log,
+            "telescope {t} recorded {} events: {g} source gammas, {p} protons ({:.1} Hz)",
+            g + p,
+            (g + p) as f64 / duration
+        );
+    }
+    let _ = writeln!(ctx.log, "{both} events recorded by both telescopes");
     Ok(())
 }
 
@@ -466,7 +561,7 @@ impl Stage for SimulateStage {
         }
         let (config_keys, config_read, stereo) = if is_observation(params) {
             let plan = parse_observation(params, at)?;
-            (vec![format!("telescope_coords.tel_{:03}", plan.tel_id)], vec![super::site_height_unused()], false)
+            (vec![format!("telescope_coords.tel_{:03}", plan.tel_id)], vec![super::site_height_unused()], plan.stereo)
         } else {
             (Vec::new(), Vec::new(), parse(params, at)?.4)
         };

@@ -308,6 +308,22 @@ impl Simulator {
         telescopes: &[(u16, [f64; 3])],
         waveforms: &mut [Vec<f32>],
     ) -> StereoShower {
+        let source = (cfg.source_offset_deg * metres_per_degree(), 0.0);
+        self.simulate_stereo_at(cfg, index, source, pointing, telescopes, waveforms)
+    }
+
+    /// Like [`Simulator::simulate_stereo`], with the source (or the view cone's centre) at
+    /// camera position `centre_m` (m): stereo observation runs, where the source drifts in the
+    /// camera as the telescopes track.
+    pub fn simulate_stereo_at(
+        &mut self,
+        cfg: &SimConfig,
+        index: u64,
+        centre_m: (f64, f64),
+        pointing: (f64, f64),
+        telescopes: &[(u16, [f64; 3])],
+        waveforms: &mut [Vec<f32>],
+    ) -> StereoShower {
         use crate::astro::{altaz_to_camera_rad, camera_to_altaz_rad};
         use crate::reco::stereo::{distance_to_line, ground_direction, sky_direction};
         assert_eq!(telescopes.len(), waveforms.len());
@@ -319,7 +335,7 @@ impl Simulator {
         let r_core = cfg.max_impact_m * rng.uniform().sqrt();
         let phi_core = rng.uniform() * std::f64::consts::TAU;
         let core = [r_core * phi_core.cos(), r_core * phi_core.sin(), 0.0];
-        let (mut src_x, mut src_y) = (cfg.source_offset_deg * m_deg, 0.0);
+        let (mut src_x, mut src_y) = centre_m;
         if cfg.viewcone_deg > 0.0 {
             let r = cfg.viewcone_deg * m_deg * rng.uniform().sqrt();
             let a = rng.uniform() * std::f64::consts::TAU;
