@@ -210,6 +210,48 @@ fn the_same_telescope_twice_and_unknown_quality_criteria_are_refused() {
     assert!(stderr(&out).contains("are both telescope 1; stereo needs two telescopes"), "{}", stderr(&out));
     assert!(!store.join("views/same/stereo").exists(), "nothing published for the refused step");
 
+    // Stereo DL1 where each telescope's mono DL1 is needed; no coincidences at all (telescope 2
+    // of another production, matched by White Rabbit times it does not have).
+    let recipe = dir.path().join("again.json");
+    write(
+        &recipe,
+        r#"{"name": "again", "config": "mc.json", "steps": [
+             {"name": "sim", "stage": "simulate", "params": {"particle": "gamma", "n_events": 60, "seed": 3, "stereo": true, "energy_min_tev": 3.0}},
+             {"name": "dl1-1", "stage": "r0-dl1", "inputs": {"r1": "sim.r1_tel_001"}},
+             {"name": "dl1-2", "stage": "r0-dl1", "params": {"tel_id": 2}, "inputs": {"r1": "sim.r1_tel_002"}},
+             {"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "dl1-1.dl1", "tel2": "dl1-2.dl1"}},
+             {"name": "again", "stage": "dl1-stereo", "inputs": {"tel1": "stereo.dl1_tel1", "tel2": "dl1-2.dl1"}}]}"#,
+    );
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("is already stereo DL1 (an output of dl1-stereo)") && err.contains("dl1_tel1.h5"), "{err}");
+    assert!(!store.join("views/again/again").exists());
+    let night = |name: &str, tel: u16, seed: u64| {
+        format!(
+            r#"{{"name": "{name}", "stage": "simulate", "params": {{"mode": "observation", "tel_id": {tel}, "obs_id": {seed},
+                "seed": {seed}, "start_unix_s": 1667267400, "duration_s": 2, "source_amplitude": 1e-8,
+                "source_energy_min_tev": 1, "proton_energy_min_tev": 2, "proton_viewcone_deg": 1.5}}}},
+              {{"name": "dl1-{name}", "stage": "r0-dl1", "params": {{"tel_id": {tel}}}, "inputs": {{"r1": "{name}.r1"}}}}"#
+        )
+    };
+    let recipe = dir.path().join("none.json");
+    write(
+        &recipe,
+        &format!(
+            r#"{{"name": "none", "config": "mc.json", "steps": [{}, {},
+                {{"name": "stereo", "stage": "dl1-stereo", "params": {{"matching": "white_rabbit"}},
+                  "inputs": {{"tel1": "dl1-a.dl1", "tel2": "dl1-b.dl1"}}}}]}}"#,
+            night("a", 1, 11),
+            night("b", 2, 12)
+        ),
+    );
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no coincidences between tel1 input") && err.contains("nothing to reconstruct"), "{err}");
+    assert!(!store.join("views/none/stereo").exists());
+
     let config = mc_config().replace("parameters.hillas.intensity > 0", "parameters.hillas.colour > 0");
     write(&dir.path().join("bad.json"), &config);
     let recipe = stereo_recipe(dir.path(), "bad.json");

@@ -749,6 +749,14 @@ impl Stage for Dl1StereoStage {
         let (tel2_in, tel2, tel2_rows) = choose_tel2(tel1_in, &tel1, &tel1_rows, tel2_set, &mut notes)?;
         let inputs = [tel1_in, tel2_in];
         let readers = [tel1, tel2];
+        for (reader, input) in readers.iter().zip(&inputs) {
+            if reader.settings.contains_key("stereo.reconstructor") {
+                return Err(Error::msg(format!(
+                    "dl1-stereo: input {} is already stereo DL1 (an output of dl1-stereo); give each telescope's mono DL1 (r0-dl1 outputs)",
+                    input.name
+                )));
+            }
+        }
         let tels = [readers[0].tel_id, readers[1].tel_id];
         if tels[0] == tels[1] {
             return Err(Error::msg(format!(
@@ -853,6 +861,16 @@ impl Stage for Dl1StereoStage {
         };
         let Matched { pairs, mono, multiple, without_images } =
             match_events(&rows[0], &rows[1], how, sliding_offset_s, camera_data);
+        if pairs.is_empty() {
+            return Err(Error::msg(format!(
+                "dl1-stereo: no coincidences between tel1 input {} ({} events) and tel2 input {} ({} events) by {} ({mono} mono, {multiple} multiple, {without_images} without both images): nothing to reconstruct; are they of the same run, and is the matching method right for them?",
+                inputs[0].name,
+                rows[0].len(),
+                inputs[1].name,
+                rows[1].len(),
+                how.setting(),
+            )));
+        }
         // Each input's own description (camera, optics, pulse), at the array position the
         // reconstruction uses.
         let telescopes = inputs

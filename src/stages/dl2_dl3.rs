@@ -157,7 +157,17 @@ fn model_hashes(models: &Value) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     if let Some(m) = models.as_object() {
         for (role, v) in m {
-            out.insert(format!("RF model {role} (sha256)"), v.get("sha256").cloned().unwrap_or(Value::Null));
+            match (v.get("sha256"), v.as_object()) {
+                // Stereo DL2: each telescope's models, by telescope.
+                (None, Some(per_role)) if role.starts_with("tel_") => {
+                    for (r, w) in per_role {
+                        out.insert(format!("RF model {role} {r} (sha256)"), w.get("sha256").cloned().unwrap_or(Value::Null));
+                    }
+                }
+                (hash, _) => {
+                    out.insert(format!("RF model {role} (sha256)"), hash.cloned().unwrap_or(Value::Null));
+                }
+            }
         }
     }
     out
@@ -659,7 +669,7 @@ fn check_contract(
         contract::side_by_side(&format!("IRF {}", irf.input.name), &format!("DL2 {} + config", dl2.input.name), &diffs);
     if !allow {
         return Err(Error::msg(format!(
-            "the IRF does not belong to these events:\n{table}\nmake IRFs from the same RF models, event_selection and pipeline version, or set \"override_contract\": true to proceed (recorded in the DL3)"
+            "the IRF does not belong to these events:\n{table}\nmake IRFs from the same RF models, event_selection, telescope setup and pipeline version, or set \"override_contract\": true to proceed (recorded in the DL3)"
         )));
     }
     Ok(diffs
@@ -669,4 +679,23 @@ fn check_contract(
             format!("{}: IRF {} vs DL2 {}", d.key, show(&d.left), show(&d.right))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stereo_models_are_compared_telescope_by_telescope() {
+        let stereo = serde_json::json!({
+            "tel_001": {"energy": {"sha256": "a1"}, "gh": {"sha256": "b1"}},
+            "tel_002": {"energy": {"sha256": "a2"}, "gh": {"sha256": "b2"}},
+        });
+        let h = model_hashes(&stereo);
+        assert_eq!(h["RF model tel_001 energy (sha256)"], "a1");
+        assert_eq!(h["RF model tel_002 gh (sha256)"], "b2");
+        assert_eq!(h.len(), 4);
+        let mono = serde_json::json!({"energy": {"sha256": "m"}});
+        assert_eq!(model_hashes(&mono)["RF model energy (sha256)"], "m");
+    }
 }

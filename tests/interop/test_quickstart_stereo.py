@@ -88,3 +88,36 @@ def test_stereo_headers_irfs_and_dl2(views):
     assert {"reco_energy", "gammaness", "var_reco_energy", "min_distance", "camera_frame_hillas_intensity_tel1",
             "camera_frame_hillas_intensity_tel2", "reco_ra", "reco_dec", "local_time"} <= set(dl2.columns)
     assert len(dl2) > 1000 and dl2["reco_ra"].notna().mean() > 0.99
+
+
+def test_a_mono_irf_is_refused_for_stereo_dl2_and_the_reverse(views, tmp_path):
+    """dl2-dl3's contract on the stereo quickstart's products (reused from its store): a mono
+    IRF of telescope 1 for a stereo run, and the stereo IRF for that run's mono DL2, are refused
+    with the differing items side by side; nothing is published for them."""
+    store = views.parent.parent
+    recipe = json.loads(RECIPE.read_text())
+    recipe["name"] = "contract"
+    recipe["config"] = str((RECIPE.parent / recipe["config"]).resolve())
+    models = {k: f"train-rfs-mono.{k}" for k in ("energy", "disp_norm", "disp_sign", "gh")}
+    recipe["steps"] += [
+        {"name": "dl2-mono-gamma-diffuse-test", "stage": "dl1-dl2",
+         "inputs": {"dl1": "dl1-gamma-diffuse-test-tel1.dl1", **models}},
+        {"name": "irfs-mono", "stage": "make-irfs", "inputs": {
+            "gamma": "dl2-mono-gamma-diffuse-test.dl2", "proton": "dl2-mono-proton-test.dl2", "cuts": "gh-cuts-mono.cuts"}},
+        {"name": "dl3-mono-irf", "stage": "dl2-dl3",
+         "inputs": {"dl2": "dl2-obs-1001.dl2", "irfs": "irfs-mono.irfs", "cuts": "gh-cuts-mono.cuts"}},
+        {"name": "dl2-mono-obs-1001", "stage": "dl1-dl2", "inputs": {"dl1": "dl1-obs-1001-tel1.dl1", **models}},
+        {"name": "dl3-stereo-irf", "stage": "dl2-dl3",
+         "inputs": {"dl2": "dl2-mono-obs-1001.dl2", "irfs": "irfs.irfs", "cuts": "gh-cuts.cuts"}},
+    ]
+    path = tmp_path / "contract.json"
+    path.write_text(json.dumps(recipe))
+    run = subprocess.run([BIN, "--store", str(store), "-q", "run", str(path)], capture_output=True, text=True)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0, out
+    assert out.count("the IRF does not belong to these events") == 2, out
+    setup_rows = [line for line in out.splitlines() if "telescope setup" in line]
+    assert len(setup_rows) == 2 and all("mono" in r and "stereo" in r for r in setup_rows), out
+    views_contract = store / "views" / "contract"
+    assert not (views_contract / "dl3-mono-irf").exists() and not (views_contract / "dl3-stereo-irf").exists()
+    assert (views_contract / "irfs-mono" / "all" / "irfs.fits").exists()
