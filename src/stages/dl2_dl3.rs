@@ -161,7 +161,10 @@ fn model_hashes(models: &Value) -> BTreeMap<String, Value> {
                 // Stereo DL2: each telescope's models, by telescope.
                 (None, Some(per_role)) if role.starts_with("tel_") => {
                     for (r, w) in per_role {
-                        out.insert(format!("RF model {role} {r} (sha256)"), w.get("sha256").cloned().unwrap_or(Value::Null));
+                        out.insert(
+                            format!("RF model {role} {r} (sha256)"),
+                            w.get("sha256").cloned().unwrap_or(Value::Null),
+                        );
                     }
                 }
                 (hash, _) => {
