@@ -382,6 +382,34 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
     let (code, _, err) = run_json(&store, &other, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("do not hold the same stereo events") && err.contains("tel2 (dl2.h5"), "{err}");
+
+    // Telescope 2's models from another training (other forest arguments), given as files:
+    // not one stereo training, refused side by side.
+    let models = dir.path().join("tel2-models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["reg_energy", "reg_disp_norm", "class_disp_sign", "class_gh"] {
+        let name = format!("{f}_tel_002.rf");
+        std::fs::copy(view_target(&store, &format!("stereo/train-2/all/{name}")), models.join(&name)).unwrap();
+    }
+    let mut other_cfg = cfg.clone();
+    other_cfg["random_forest_regressor_args"]["n_estimators"] = 12.into();
+    write(&dir.path().join("mc12.json"), &serde_json::to_string_pretty(&other_cfg).unwrap());
+    let mut mixed: serde_json::Value = serde_json::from_str(&text.replace("\"mc.json\"", "\"mc12.json\"")).unwrap();
+    mixed["name"] = "mixed-training".into();
+    let m = |f: &str| serde_json::json!({"paths": [models.join(format!("{f}_tel_002.rf"))], "kind": "model"});
+    mixed["inputs"] = serde_json::json!({"e2": m("reg_energy"), "n2": m("reg_disp_norm"), "s2": m("class_disp_sign"), "g2": m("class_gh")});
+    for step in mixed["steps"].as_array_mut().unwrap() {
+        if step["name"] == "dl2-2" {
+            step["inputs"] = serde_json::json!({"dl1": "stereo.dl1_tel2", "energy": "e2", "disp_norm": "n2",
+                                               "disp_sign": "s2", "gh": "g2"});
+        }
+    }
+    let mixed_path = dir.path().join("mixed-training.json");
+    write(&mixed_path, &mixed.to_string());
+    let (code, _, err) = run_json(&store, &mixed_path, &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("were reconstructed with models trained differently"), "{err}");
+    assert!(err.contains("energy model forest_args"), "{err}");
 }
 
 /// A night of the second telescope as `tel2`: only its runs overlapping the tel1 run in time,

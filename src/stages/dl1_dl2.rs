@@ -180,7 +180,7 @@ impl Stage for Dl1Dl2Stage {
     }
 
     fn version(&self) -> &'static str {
-        "4"
+        "5"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -249,7 +249,9 @@ impl Stage for Dl1Dl2Stage {
             applied.insert(
                 role.to_string(),
                 json!({"name": input.name, "sha256": input.hash,
-                       "training_activity": m.header.activity_key, "pipeline_version": m.header.pipeline_version}),
+                       "training_activity": m.header.activity_key, "pipeline_version": m.header.pipeline_version,
+                       "features": m.header.features, "forest_args": m.header.forest_args,
+                       "training": training_settings(&m.header.training)}),
             );
         }
         writer.attribute("sst1mflow_models", &Value::Object(applied).to_string())?;
@@ -362,4 +364,14 @@ impl Stage for Dl1Dl2Stage {
         }
         Ok(())
     }
+}
+
+/// How a model's training set was chosen (event selection, sampling, disp method), without
+/// its sizes: what two telescopes' models of one stereo training share (`dl2-stereo` compares it).
+fn training_settings(training: &Value) -> Value {
+    let mut t = training.clone();
+    if let Some(o) = t.as_object_mut() {
+        o.retain(|k, _| !k.ends_with("_events") || k == "n_training_events");
+    }
+    t
 }

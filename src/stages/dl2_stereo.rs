@@ -4,7 +4,8 @@
 //! reconstructed.
 //!
 //! Inputs `tel1`, `tel2`: the `dl1-dl2` outputs of the two `dl1-stereo` outputs (one DL2 per
-//! telescope, made with models trained on stereo DL1). Refused, naming the files: the same
+//! telescope, made with models trained on stereo DL1, the two telescopes' with the same features,
+//! forest arguments and training-set rules: one stereo training). Refused, naming the files: the same
 //! telescope twice, DL2 of mono DL1, DL2 of different stereo settings or sst1mflow versions, one
 //! Monte Carlo and one not, and DL2 whose events are not the same stereo events in the same
 //! order (they then come from different `dl1-stereo` activities).
@@ -93,6 +94,25 @@ fn one<'a>(ctx: &'a StageContext, role: &str) -> Result<&'a InputFile> {
     }
 }
 
+/// What differs between two telescopes' models (their DL2's `sst1mflow_models`), role by role:
+/// the features, the forest arguments and the training-set rules (not the files or sizes).
+fn training_differences(tel1: &str, tel2: &str) -> Vec<crate::contract::Difference> {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let (a, b) = (parse(tel1), parse(tel2));
+    let flat = |v: &Value| {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(roles) = v.as_object() {
+            for (role, m) in roles {
+                for k in ["features", "forest_args", "training"] {
+                    out.insert(format!("{role} model {k}"), m.get(k).cloned().unwrap_or(Value::Null));
+                }
+            }
+        }
+        out
+    };
+    crate::contract::all_differences(&flat(&a), &flat(&b))
+}
+
 fn getter(name: &str) -> fn(&Dl2Row) -> f64 {
     Dl2Row::getter(name).unwrap_or_else(|| panic!("{name} is a DL1 column of every DL2 row"))
 }
@@ -124,7 +144,7 @@ impl Stage for Dl2StereoStage {
     }
 
     fn version(&self) -> &'static str {
-        "1"
+        "2"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -202,6 +222,15 @@ impl Stage for Dl2StereoStage {
             return Err(Error::msg(format!(
                 "dl2-stereo: inputs {} (pipeline {}) and {} (pipeline {}) were made by different sst1mflow versions",
                 names[0], readers[0].pipeline_version, names[1], readers[1].pipeline_version
+            )));
+        }
+        let trained = training_differences(&readers[0].models, &readers[1].models);
+        if !trained.is_empty() {
+            return Err(Error::msg(format!(
+                "dl2-stereo: inputs {} and {} were reconstructed with models trained differently (one stereo training gives both telescopes' models the same features, forest arguments and training-set rules):\n{}",
+                names[0],
+                names[1],
+                crate::contract::side_by_side(names[0], names[1], &trained)
             )));
         }
         let is_mc = readers[0].run.is_some();

@@ -88,8 +88,29 @@ pub fn software_cards(stage: &str, pipeline_version: &str) -> Vec<Card> {
 pub fn analysis_cards(cut: &CutIdentity, selection: &EventSelection, models: &str, models_comment: &str) -> Vec<Card> {
     let mut cards = cut.cards();
     cards.push(text("EVTSEL", &selection.header_form(), "event_selection"));
-    cards.push(text("RFMODELS", models, models_comment));
+    cards.push(text("RFMODELS", &model_identities(models), models_comment));
     cards
+}
+
+/// The models as headers record them: each model's name, file hash, training activity and
+/// version (per telescope for stereo), without what a DL2 keeps for comparing trainings
+/// (features, forest arguments, training-set rules), which would swell every header.
+fn model_identities(models: &str) -> String {
+    const KEPT_ELSEWHERE: [&str; 3] = ["features", "forest_args", "training"];
+    let Ok(mut v) = serde_json::from_str::<Value>(models) else {
+        return models.to_string();
+    };
+    fn strip(v: &mut Value, depth: usize) {
+        if let Some(o) = v.as_object_mut() {
+            if o.contains_key("sha256") {
+                o.retain(|k, _| !KEPT_ELSEWHERE.contains(&k.as_str()));
+            } else if depth < 2 {
+                o.values_mut().for_each(|w| strip(w, depth + 1));
+            }
+        }
+    }
+    strip(&mut v, 0);
+    v.to_string()
 }
 
 /// The marker and the activity key, last among a product's provenance cards.
