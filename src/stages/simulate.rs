@@ -300,6 +300,33 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
     Ok(())
 }
 
+/// A telescope of a stereo simulation: its id and ground position (m).
+type StereoTelescope = (u16, [f64; 3]);
+
+/// The two telescopes of a stereo simulation at the array's positions, and an R1 writer for
+/// each (`r1_tel_NNN.h5`, recording its position; `observation`: with trigger rows).
+fn stereo_writers(ctx: &StageContext, observation: bool) -> Result<(Vec<StereoTelescope>, Vec<R1Writer>)> {
+    let telescopes: Vec<(u16, [f64; 3])> = STEREO_TELESCOPES
+        .iter()
+        .map(|&t| (t, crate::instrument::ground_position(t).expect("the stereo telescopes have positions")))
+        .collect();
+    let writers = telescopes
+        .iter()
+        .map(|&(t, position)| {
+            let w = R1Writer::create(
+                &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
+                t,
+                observation,
+                ctx.activity_key,
+                ctx.pipeline_version,
+            )?;
+            w.set_tel_position(position)?;
+            Ok(w)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((telescopes, writers))
+}
+
 /// The stereo part of [`run_observation`]: every thrown shower seen by telescopes 1 and 2
 /// (shared event ids and times, each telescope's R1 holding the events it triggered on).
 fn observe_in_stereo(
@@ -311,24 +338,7 @@ fn observe_in_stereo(
     ctx: &mut StageContext,
 ) -> Result<()> {
     let o = &plan.row;
-    let telescopes: Vec<(u16, [f64; 3])> = STEREO_TELESCOPES
-        .iter()
-        .map(|&t| (t, crate::instrument::ground_position(t).expect("the stereo telescopes have positions")))
-        .collect();
-    let mut writers = telescopes
-        .iter()
-        .map(|&(t, position)| {
-            let w = R1Writer::create(
-                &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
-                t,
-                true,
-                ctx.activity_key,
-                ctx.pipeline_version,
-            )?;
-            w.set_tel_position(position)?;
-            Ok(w)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (telescopes, mut writers) = stereo_writers(ctx, true)?;
     let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
     let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
     let (mut triggered, mut both) = (vec![[0u64; 2]; telescopes.len()], 0u64);
@@ -346,18 +356,7 @@ fn observe_in_stereo(
         let event_id = event_id as u64;
         for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
             triggered[k][!is_gamma as usize] += 1;
-            let truth = ShowerRow {
-                event_id,
-                true_energy: s.energy_tev,
-                true_core_x: s.core_x_m,
-                true_core_y: s.core_y_m,
-                true_impact: view.impact_m,
-                true_camera_x: s.true_x_m,
-                true_camera_y: s.true_y_m,
-                true_h_max: s.h_max_m,
-                true_shower_primary_id: s.primary_id,
-                n_photoelectrons: view.n_photoelectrons,
-            };
+            let truth = stereo_shower_row(event_id, &s, view);
             let trigger = TriggerRow { event_id, time, pointing_alt: alt, pointing_az: az };
             writers[k].write(event_id, &waveforms[k], truth, Some(trigger))?;
         }
@@ -378,6 +377,22 @@ fn observe_in_stereo(
     }
     let _ = writeln!(ctx.log, "{both} events recorded by both telescopes");
     Ok(())
+}
+
+/// One telescope's truth row of a stereo shower.
+fn stereo_shower_row(event_id: u64, s: &crate::sim::StereoShower, view: &crate::sim::TelescopeView) -> ShowerRow {
+    ShowerRow {
+        event_id,
+        true_energy: s.energy_tev,
+        true_core_x: s.core_x_m,
+        true_core_y: s.core_y_m,
+        true_impact: view.impact_m,
+        true_camera_x: s.true_x_m,
+        true_camera_y: s.true_y_m,
+        true_h_max: s.h_max_m,
+        true_shower_primary_id: s.primary_id,
+        n_photoelectrons: view.n_photoelectrons,
+    }
 }
 
 fn shower_row(event_id: u64, s: &crate::sim::Shower) -> ShowerRow {
@@ -470,24 +485,7 @@ fn parse(params: &Value, at: &str) -> Result<Parsed> {
 /// [`Simulator::simulate_stereo`]), one R1 file per telescope with the events it triggered on,
 /// under the same event ids.
 fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut StageContext) -> Result<()> {
-    let telescopes: Vec<(u16, [f64; 3])> = STEREO_TELESCOPES
-        .iter()
-        .map(|&t| (t, crate::instrument::ground_position(t).expect("the stereo telescopes have positions")))
-        .collect();
-    let mut writers = telescopes
-        .iter()
-        .map(|&(t, position)| {
-            let w = R1Writer::create(
-                &ctx.work_dir.join(format!("r1_tel_{t:03}.h5")),
-                t,
-                false,
-                ctx.activity_key,
-                ctx.pipeline_version,
-            )?;
-            w.set_tel_position(position)?;
-            Ok(w)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let (telescopes, mut writers) = stereo_writers(ctx, false)?;
     let mut sim = Simulator::new(CameraGeometry::digicam());
     let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
     let (mut triggered, mut both) = (vec![0u64; telescopes.len()], 0u64);
@@ -498,18 +496,7 @@ fn run_stereo(cfg: &SimConfig, n_events: u64, pointing: (f64, f64), ctx: &mut St
         thrown.fill(s.axis_distance_m, s.energy_tev);
         for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
             triggered[k] += 1;
-            let truth = ShowerRow {
-                event_id: i,
-                true_energy: s.energy_tev,
-                true_core_x: s.core_x_m,
-                true_core_y: s.core_y_m,
-                true_impact: view.impact_m,
-                true_camera_x: s.true_x_m,
-                true_camera_y: s.true_y_m,
-                true_h_max: s.h_max_m,
-                true_shower_primary_id: s.primary_id,
-                n_photoelectrons: view.n_photoelectrons,
-            };
+            let truth = stereo_shower_row(i, &s, view);
             writers[k].write(i, &waveforms[k], truth, None)?;
         }
         both += s.telescopes.iter().all(|v| v.triggered) as u64;
