@@ -260,6 +260,20 @@ fn the_same_telescope_twice_and_unknown_quality_criteria_are_refused() {
     let err = stderr(&out);
     assert!(err.contains("bad.json") && err.contains("no DL1 column camera_frame_hillas_colour"), "{err}");
 
+    // An unknown matching method: refused at planning, naming the config and the closest method.
+    let mut typo: serde_json::Value = serde_json::from_str(&mc_config()).unwrap();
+    typo["stereo"] = serde_json::json!({"event_matching_method": "SlidingWindows"});
+    write(&dir.path().join("typo.json"), &typo.to_string());
+    let recipe = stereo_recipe(dir.path(), "typo.json");
+    let out = sst1mflow(&dir.path().join("store-typo"), &["run", recipe.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("typo.json") && err.contains("stereo.event_matching_method = \"SlidingWindows\""), "{err}");
+    assert!(
+        err.contains("did you mean \"SlidingWindow\"") && !dir.path().join("store-typo/views/stereo").exists(),
+        "{err}"
+    );
+
     // stereo and tel_id exclude each other.
     let recipe = dir.path().join("both.json");
     write(
