@@ -307,6 +307,12 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
             .to_string();
         stdout(&sst1mflow(&store, &["log", &key[..12]]))
     };
+    // Planning cannot see which DL2 is stereo: a set stereo cut is announced as stereo-only.
+    let notice = report["warnings"].as_array().unwrap().iter().any(|w| {
+        let w = w.as_str().unwrap();
+        w.contains("analysis.stereo_std_gammaness_cut = 0.2") && w.contains("applies to stereo DL2 only")
+    });
+    assert!(notice, "{report}");
     let cut_log = log_of("cuts-stereo");
     assert!(cut_log.contains("pass event_selection on both telescopes and the stereo quality cuts"), "{cut_log}");
     assert!(cut_log.contains("\"stereo_std_gammaness_cut\":0.2"), "{cut_log}");

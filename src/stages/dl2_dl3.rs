@@ -295,7 +295,7 @@ impl Stage for Dl2Dl3Stage {
             site_of(center)
                 .map_err(|e| Error::msg(format!("{}: array_center_coords {e} (read by {at})", file.display())))?;
         }
-        Ok(Vec::new())
+        Ok(super::stereo_cut_notices(config, at))
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

@@ -161,7 +161,7 @@ impl Stage for GhCutsStage {
 
     fn check_config(&self, config: &Value, _step: &StepSetup, file: &Path, at: &str) -> Result<Vec<ConfigWarning>> {
         settings(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
-        Ok(Vec::new())
+        Ok(super::stereo_cut_notices(config, at))
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

@@ -363,7 +363,7 @@ impl Stage for MakeIrfsStage {
         }
         settings(&config, binned.then(Vec::new))
             .map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
-        Ok(Vec::new())
+        Ok(super::stereo_cut_notices(&config, at))
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {

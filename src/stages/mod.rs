@@ -85,6 +85,21 @@ pub(crate) fn stereo_cuts_for_inputs(
     Some(narrowed)
 }
 
+/// A notice for each stereo quality cut the config sets: the step applies it only when its DL2
+/// is stereo (planning cannot see the files), so a mono DL2 is not cut by it.
+pub(crate) fn stereo_cut_notices(config: &serde_json::Value, at: &str) -> Vec<ConfigWarning> {
+    dl1_input::STEREO_CUT_KEYS
+        .iter()
+        .filter_map(|key| {
+            let v = config.pointer(&format!("/{}", key.replace('.', "/"))).filter(|v| !v.is_null())?;
+            Some(ConfigWarning::new(
+                *key,
+                format!("config {key} = {v} (read by {at}) applies to stereo DL2 only, as sst1mpipe's stereo quality cuts: mono DL2 is not cut by it"),
+            ))
+        })
+        .collect()
+}
+
 /// [`dl1_input::STEREO_CUT_KEYS`] as optional applied keys of a plan.
 pub(crate) fn stereo_cut_plan_keys() -> Vec<String> {
     dl1_input::STEREO_CUT_KEYS.iter().map(|k| format!("{k}?")).collect()

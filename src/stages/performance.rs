@@ -380,7 +380,7 @@ impl Stage for PerformanceStage {
     ) -> Result<Vec<ConfigWarning>> {
         let (gh, theta) = methods(step.params, at, step.input_roles.contains(&"cuts"))?;
         settings(config, gh, theta).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
-        Ok(Vec::new())
+        Ok(super::stereo_cut_notices(config, at))
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
