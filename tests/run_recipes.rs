@@ -69,8 +69,16 @@ fn reruns_reuse_everything_and_config_keys_are_scoped() {
     let reason = dry["activities"][2]["reason"].as_str().unwrap();
     assert!(reason.starts_with("input f changed:"), "{reason}");
 
+    // Raw inputs are read in place: the edited file's old bytes are gone, and verify says so
+    // (naming the file) until a run registers the new bytes.
+    let out = sst1mflow(&store, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("in_02.txt") && stdout(&out).contains("modified in place"), "{}", stdout(&out));
+    let (code, _, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
     let out = sst1mflow(&store, &["verify"]);
     assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("replaced in place"), "{}", stdout(&out));
 }
 
 #[test]
@@ -130,9 +138,9 @@ fn a_command_that_writes_no_declared_output_fails_cleanly() {
     assert_eq!(report["failed"], 2);
     assert!(err.contains("wrote no declared output \"dl1\" (dl1.h5)"), "{err}");
     assert!(err.contains("is a symlink"), "{err}");
-    // Only the raw input is registered.
+    // Only the raw input is registered, read in place (nothing in the store).
     assert_eq!(db_counts(&store).0, 1);
-    assert_eq!(object_count(&store), 1);
+    assert_eq!(object_count(&store), 0);
 }
 
 /// Runs a broken recipe against a fresh store: must exit non-zero, name the problem, register

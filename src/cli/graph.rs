@@ -57,6 +57,9 @@ pub fn product_label(p: &ProductInfo) -> String {
     if p.collected {
         s.push_str("  [deleted by gc]");
     }
+    if p.recomputable {
+        s.push_str("  [recomputable]");
+    }
     s
 }
 
@@ -116,7 +119,18 @@ fn ancestors_text(
     out: &mut String,
 ) {
     let Some(a) = g.made_by.get(hash).and_then(|id| g.activities.get(id)) else {
-        let _ = writeln!(out, "{indent}└── raw input");
+        let places = g.products.get(hash).map(|p| p.places.as_slice()).unwrap_or_default();
+        match places {
+            [] => {
+                let _ = writeln!(out, "{indent}└── raw input");
+            }
+            [only] => {
+                let _ = writeln!(out, "{indent}└── raw input, read in place at {only}");
+            }
+            many => {
+                let _ = writeln!(out, "{indent}└── raw input, read in place at {}", many.join(", "));
+            }
+        }
         return;
     };
     if depth.is_some_and(|d| level >= d) {
@@ -293,7 +307,8 @@ pub fn show(cli: &Cli, target: &str) -> Result<i32> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "hash": hash, "kind": p.kind, "size": p.size, "metadata": p.metadata, "invalid": p.invalid,
-                "collected": p.collected, "path": path, "made_by": maker.map(activity_json), "used_by_activities": used_by,
+                "collected": p.collected, "recomputable": p.recomputable, "stored": path.is_file(),
+                "path": path, "places": p.places, "made_by": maker.map(activity_json), "used_by_activities": used_by,
             }))
             .expect("json")
         );
@@ -306,7 +321,19 @@ pub fn show(cli: &Cli, target: &str) -> Result<i32> {
         "metadata  {}",
         if p.metadata.as_object().is_some_and(|m| m.is_empty()) { "(none)".into() } else { p.metadata.to_string() }
     );
-    println!("object    {}{}", path.display(), if p.collected { "  (deleted by gc)" } else { "" });
+    if path.is_file() || p.places.is_empty() {
+        let note = if p.collected {
+            "  (deleted by gc)"
+        } else if p.recomputable && !path.is_file() {
+            "  (recomputable: deleted once consumed, remade when needed)"
+        } else {
+            ""
+        };
+        println!("object    {}{note}", path.display());
+    }
+    for place in &p.places {
+        println!("read at   {place}  (raw input referenced in place)");
+    }
     if let Some(why) = &p.invalid {
         println!("INVALID   {why}");
     }

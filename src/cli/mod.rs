@@ -41,8 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
-    /// Re-hash every object and check every record; exit 1 on any problem
-    Verify,
+    /// Re-hash every object and referenced raw input, check every record; exit 1 on any problem
+    Verify {
+        /// Take a referenced raw input whose size, inode and times are unchanged as intact
+        /// (no re-hash)
+        #[arg(long)]
+        quick: bool,
+    },
     /// Print the log of an activity (by key or unique key prefix)
     Log {
         /// Activity key or prefix
@@ -135,7 +140,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&cli, args),
         Command::R0Dl1(args) => r0_dl1::run(&cli, args),
         Command::Config { command } => config::run(&cli, command),
-        Command::Verify => verify::run(&cli),
+        Command::Verify { quick } => verify::run(&cli, *quick),
         Command::Log { key } => log::run(&cli, key),
         Command::Lineage(args) => graph::lineage(&cli, args),
         Command::Descendants(args) => graph::descendants(&cli, args),

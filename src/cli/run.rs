@@ -57,11 +57,17 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
                 println!("skipped  … and {} more (--json lists all)", skipped.len() - LIST_LIMIT);
             }
             print_step_summary(&report);
+            let remade = report.activities.iter().filter(|a| a.recomputed).count();
             println!(
-                "recipe {}: {total} activities — {} ran, {} reused, {} failed, {} skipped ({:.2} s)",
+                "recipe {}: {total} activities — {} ran, {} reused{}, {} failed, {} skipped ({:.2} s)",
                 report.recipe,
                 report.count(|o| *o == Outcome::Ran),
                 report.count(|o| *o == Outcome::Reused),
+                if remade > 0 {
+                    format!(" ({remade} remade for outputs deleted once consumed)")
+                } else {
+                    String::new()
+                },
                 report.count(|o| matches!(o, Outcome::Failed(_))),
                 report.count(|o| matches!(o, Outcome::Skipped(_))),
                 report.elapsed.as_secs_f64()

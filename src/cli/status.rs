@@ -30,8 +30,14 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     for path in &recipes {
         let report = run_recipe(&crate::stages::pipeline(), &store, path, &opts)?;
         let mut items = Vec::new();
+        let mut recomputable = Vec::new();
         for a in &report.activities {
             let (state, why) = match &a.outcome {
+                Outcome::Reused if a.recomputable_absent => {
+                    recomputable.push(json!({"step": a.step, "item": a.item, "state": "recomputable", "key": a.key,
+                                             "products": a.output_files}));
+                    continue;
+                }
                 Outcome::Reused => continue,
                 Outcome::WouldRun(r @ StaleReason::New) => ("missing", r.to_string()),
                 Outcome::WouldRun(r) => ("stale", r.to_string()),
@@ -48,6 +54,7 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
         all.push(json!({
             "recipe": report.recipe, "path": path, "activities": report.activities.len(),
             "up_to_date": report.activities.len() - items.len(), "not_up_to_date": items,
+            "recomputable": recomputable,
         }));
     }
     if cli.json {
@@ -63,6 +70,21 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
                 r["up_to_date"],
                 items.len()
             );
+            let recomputable = r["recomputable"].as_array().expect("array");
+            if !recomputable.is_empty() {
+                let shown: Vec<String> = recomputable
+                    .iter()
+                    .take(8)
+                    .map(|i| format!("{}/{}", i["step"].as_str().unwrap_or(""), i["item"].as_str().unwrap_or("")))
+                    .collect();
+                let more = recomputable.len().saturating_sub(shown.len());
+                println!(
+                    "  recomputable {} (up to date; outputs deleted once consumed, remade only if needed): {}{}",
+                    recomputable.len(),
+                    shown.join(", "),
+                    if more > 0 { format!(" … and {more} more") } else { String::new() }
+                );
+            }
             for i in items {
                 let products: Vec<&str> =
                     i["products"].as_array().map(|a| a.iter().filter_map(|p| p.as_str()).collect()).unwrap_or_default();

@@ -4,9 +4,9 @@ use crate::engine::maintenance::verify::verify;
 use crate::error::Result;
 use crate::store::Store;
 
-pub fn run(cli: &Cli) -> Result<i32> {
+pub fn run(cli: &Cli, quick: bool) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;
-    let report = verify(&store)?;
+    let report = verify(&store, quick)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("json"));
     } else {
@@ -22,11 +22,17 @@ pub fn run(cli: &Cli) -> Result<i32> {
         for n in &report.notices {
             println!("notice   {n}");
         }
+        let absent = if report.recomputable_absent > 0 {
+            format!(", {} recomputable output(s) not stored (deleted once consumed)", report.recomputable_absent)
+        } else {
+            String::new()
+        };
         println!(
-            "{}: {} objects, {:.1} MiB re-hashed, {} problem(s)",
+            "{}: {} objects, {} referenced raw input(s), {:.1} MiB re-hashed{absent}, {} problem(s)",
             if report.clean() { "clean" } else { "NOT CLEAN" },
             report.objects_checked,
-            report.bytes_checked as f64 / (1024.0 * 1024.0),
+            report.referenced_checked,
+            (report.bytes_checked + report.referenced_bytes) as f64 / (1024.0 * 1024.0),
             report.problems.len()
         );
     }

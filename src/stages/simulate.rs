@@ -567,6 +567,12 @@ impl Stage for SimulateStage {
         Ok(StagePlan { config_keys, config_read, outputs })
     }
 
+    /// Simulated R1 is the bulk of a production (ten times its DL1) and cheap to remake next
+    /// to its size: recomputable unless the recipe step keeps it.
+    fn output_recomputable(&self, output: &DeclaredOutput) -> bool {
+        output.kind == "r1-mc"
+    }
+
     fn config_scope(&self) -> Vec<&'static str> {
         vec!["telescope_coords.*"]
     }

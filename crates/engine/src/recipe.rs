@@ -8,13 +8,15 @@
 //!   "description": "…",                      // optional
 //!   "config": "../config/demo.json",         // optional; the sst1mpipe-style config file
 //!   "inputs": {                              // named sets of raw input files
-//!     "runs": { "paths": ["demo/runs/*.csv"], "kind": "r0", "metadata": {"tel": 21} }
+//!     "runs": { "paths": ["demo/runs/*.csv"], "kind": "r0", "metadata": {"tel": 21},
+//!               "copy": false }              // optional; true copies the files into the store
 //!   },
 //!   "steps": [                               // stage invocations, in dependency order
 //!     { "name": "select", "stage": "command",
 //!       "inputs": { "events": "runs" },      // role -> input set, or "<step>.<output role>", or a list of them
 //!       "foreach": "events",                 // one activity per item of this role
-//!       "params": { … } }                    // validated by the stage
+//!       "params": { … },                     // validated by the stage
+//!       "recomputable": ["out"] }            // optional; outputs deleted once consumed (true/false: all/none)
 //!   ],
 //!   "outputs": ["select.selected"]           // optional; what the recipe is for (default: every step output)
 //! }
@@ -25,6 +27,12 @@
 //! error. A step may only refer to input sets and to earlier steps, so a recipe is a DAG by
 //! construction. Every object rejects keys it does not know, naming the key, where it is, and
 //! the closest valid key.
+//!
+//! Raw input files are referenced where they are (hashed, never copied or touched) unless
+//! their set says `"copy": true`, for a self-contained store. A step's `"recomputable"` overrides
+//! which of its outputs its stage marks recomputable (deleted from the store once every consumer
+//! in the run has succeeded, recomputed when needed again); it changes no product, so it is not
+//! part of any key.
 use serde_json::{Map, Value};
 use sst1mflow_base::error::{Error, Result};
 use sst1mflow_base::text::suggestion;
@@ -50,6 +58,17 @@ pub struct InputSet {
     pub metadata: Map<String, Value>,
     /// Files in sorted order, each with its fan-out label (its file name).
     pub files: Vec<(PathBuf, String)>,
+    /// Copy the files into the store (instead of referencing them where they are).
+    pub copy: bool,
+}
+
+/// A step's override of which outputs are recomputable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recomputable {
+    /// Every output (true) or none (false).
+    All(bool),
+    /// Exactly these output roles.
+    Roles(Vec<String>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +85,8 @@ pub struct Step {
     pub inputs: Vec<(String, Source)>,
     pub foreach: Option<String>,
     pub params: Value,
+    /// `None`: what the stage declares.
+    pub recomputable: Option<Recomputable>,
 }
 
 /// Walks a JSON object, remembering which keys were consumed so the rest can be rejected.
@@ -182,7 +203,7 @@ fn parse(value: &Value, path: &Path, known_stages: &[&str]) -> Result<Recipe> {
             None => format!("steps[{i}]"),
         };
         let obj = Obj::new(sv, at, path)?;
-        obj.check_keys(&["name", "stage", "inputs", "foreach", "params"])?;
+        obj.check_keys(&["name", "stage", "inputs", "foreach", "params", "recomputable"])?;
         let step_name = obj.req_str("name")?.to_string();
         if !valid_name(&step_name) {
             return Err(obj.err(&format!("step name \"{step_name}\" may only use letters, digits, '_' and '-'")));
@@ -234,7 +255,23 @@ fn parse(value: &Value, path: &Path, known_stages: &[&str]) -> Result<Recipe> {
         if !params.is_object() {
             return Err(obj.err("\"params\" must be an object"));
         }
-        steps.push(Step { name: step_name, stage, inputs: step_inputs, foreach, params });
+        let recomputable = match obj.get("recomputable") {
+            None => None,
+            Some(Value::Bool(b)) => Some(Recomputable::All(*b)),
+            Some(Value::Array(list)) => Some(Recomputable::Roles(
+                list.iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| obj.err("\"recomputable\" entries must be output roles (strings)"))?,
+            )),
+            Some(other) => {
+                return Err(obj.err(&format!(
+                    "\"recomputable\" must be true, false or a list of output roles, found {}",
+                    type_name(other)
+                )))
+            }
+        };
+        steps.push(Step { name: step_name, stage, inputs: step_inputs, foreach, params, recomputable });
     }
 
     let mut outputs = Vec::new();
@@ -259,7 +296,12 @@ fn parse(value: &Value, path: &Path, known_stages: &[&str]) -> Result<Recipe> {
 
 fn parse_input_set(name: &str, spec: &Value, base: &Path, file: &Path) -> Result<InputSet> {
     let obj = Obj::new(spec, format!("inputs.{name}"), file)?;
-    obj.check_keys(&["paths", "kind", "metadata"])?;
+    obj.check_keys(&["paths", "kind", "metadata", "copy"])?;
+    let copy = match obj.get("copy") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(obj.err(&format!("\"copy\" must be true or false, found {}", type_name(other)))),
+    };
     let kind = obj.opt_str("kind")?.unwrap_or("file").to_string();
     let metadata = match obj.get("metadata") {
         None => Map::new(),
@@ -314,7 +356,7 @@ fn parse_input_set(name: &str, spec: &Value, base: &Path, file: &Path) -> Result
             files.push((p, label));
         }
     }
-    Ok(InputSet { name: name.to_string(), kind, metadata, files })
+    Ok(InputSet { name: name.to_string(), kind, metadata, files, copy })
 }
 
 fn resolve_reference(reference: &str, inputs: &[InputSet], steps: &[Step], at: &Obj, role: &str) -> Result<Source> {

@@ -6,7 +6,9 @@
 //! *reproduced* outputs of its upstream activities. The first activity whose bytes differ is
 //! named and ends the reproduction, since everything downstream of it would differ too.
 //! Activities run through the same activity runner as `run` ([`crate::runner`]), so a stage
-//! that panics here is an error naming it, as in a run.
+//! that panics here is an error naming it, as in a run. Raw inputs referenced in place are
+//! read again from their recorded places and must hash as recorded; recomputable outputs
+//! deleted once consumed need nothing special, since everything is re-executed anyway.
 use crate::provenance::query::{self, Graph};
 use crate::provenance::Db;
 use crate::runner::{run_activity, Activity};
@@ -74,6 +76,27 @@ fn topological(g: &Graph) -> (Vec<i64>, HashSet<String>) {
     (order, seeds)
 }
 
+/// Copies a referenced raw input into the scratch store from the first recorded place that
+/// still holds its bytes; refuses, naming every place and what is there now, when none does.
+fn import_from_places(scratch: &Store, db: &Db, hash: &str) -> Result<crate::store::Digested> {
+    let places = db.places(hash)?;
+    let mut seen = Vec::new();
+    for place in &places {
+        match scratch.import_file(std::path::Path::new(&place.path)) {
+            Ok(d) if d.hash == hash => return Ok(d),
+            Ok(d) => seen.push(format!("{} now holds other bytes (sha256 {})", place.path, d.hash)),
+            Err(e) => seen.push(e.to_string()),
+        }
+    }
+    if seen.is_empty() {
+        seen.push("no place is recorded".into());
+    }
+    Err(Error::msg(format!(
+        "raw input sha256 {hash} (referenced in place) cannot be read back: {}; it cannot be reproduced from",
+        seen.join("; ")
+    )))
+}
+
 pub fn reproduce(
     pipeline: &Pipeline,
     store: &Store,
@@ -93,15 +116,25 @@ pub fn reproduce(
     for h in seeds {
         let p = &g.products[h];
         let src = store.object_path(h);
-        if p.collected || !src.exists() {
+        let d = if src.exists() {
+            let d = scratch.import_file(&src)?;
+            if d.hash != *h {
+                return Err(Error::msg(format!(
+                    "raw input object {} is corrupt (hashes to {})",
+                    src.display(),
+                    d.hash
+                )));
+            }
+            d
+        } else if db.is_referenced(h)? {
+            import_from_places(&scratch, db, h)?
+        } else if p.collected {
             return Err(Error::msg(format!(
                 "raw input {h} is no longer in the store (deleted by gc); it cannot be reproduced from"
             )));
-        }
-        let d = scratch.import_file(&src)?;
-        if d.hash != *h {
-            return Err(Error::msg(format!("raw input object {} is corrupt (hashes to {})", src.display(), d.hash)));
-        }
+        } else {
+            return Err(Error::msg(format!("raw input {h} has no object in the store; it cannot be reproduced from")));
+        };
         reproduced.insert(h.clone(), d.hash);
         result.raw_inputs += 1;
     }

@@ -172,6 +172,13 @@ pub trait Stage: Send + Sync {
     fn uses_config_schema(&self) -> bool {
         true
     }
+    /// Whether this output is recomputable unless the recipe step says otherwise: deleted
+    /// from the store once every consumer in the run has succeeded, recomputed (to the recorded
+    /// hash) when needed again. For bulky intermediates that are cheap to remake next to their
+    /// size (simulated R1). The default keeps every output.
+    fn output_recomputable(&self, _output: &DeclaredOutput) -> bool {
+        false
+    }
     /// Runs once, writing every declared output into `ctx.work_dir`.
     fn run(&self, ctx: &mut StageContext) -> Result<()>;
 }

@@ -4,7 +4,8 @@
 //! recipe produced) and every pin (a named product, typically a paper-level result). Live is
 //! the roots and everything in their lineage; the rest is garbage. Deleting removes the
 //! object file but keeps its records and manifests, so lineage still answers and a later run
-//! recomputes (and re-registers) it. `gc --delete` (and `rebuild-db`) hold the store's exclusive lock, which
+//! recomputes (and re-registers) it. Raw inputs referenced in place are never garbage: their
+//! files are not the store's to delete. `gc --delete` (and `rebuild-db`) hold the store's exclusive lock, which
 //! every `run` holds shared, so it never deletes under a running recipe.
 use crate::provenance::Db;
 use crate::store::Store;
@@ -63,7 +64,11 @@ pub fn delete(store: &Store, db: &Db, garbage: &[Garbage]) -> Result<u64> {
             )));
         }
         let path = store.object_path(&g.hash);
-        db.mark_collected(&g.hash)?;
+        // A recomputable output's maker stays reusable: it is remade when needed, as after
+        // being consumed in a run. Anything else is marked collected (its maker reruns).
+        if !db.is_recomputable(&g.hash)? {
+            db.mark_collected(&g.hash)?;
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => freed += g.size,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

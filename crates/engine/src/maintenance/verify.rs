@@ -3,7 +3,14 @@
 //!
 //! Problems (exit non-zero): an object whose bytes do not match its name, a product record
 //! whose object is missing or has another size, an `ok` activity without outputs, a database
-//! that fails SQLite's own integrity or foreign-key checks. Notices (exit zero): complete
+//! that fails SQLite's own integrity or foreign-key checks, a raw input referenced in place
+//! whose bytes are at none of its places any more (missing, moved, or modified without the new
+//! bytes being registered). A referenced file changed in place whose new bytes a run already
+//! registered is a notice: the old product is history, its place says where it was read.
+//! Recomputable outputs deleted once consumed are not missing.
+//!
+//! Referenced inputs are re-hashed too; with `quick`, one whose stat fingerprint is unchanged
+//! is taken as intact (as planning does). Notices (exit zero): complete
 //! objects no record names yet (a run was killed between publishing and recording; the next
 //! run adopts them) and temp files of dead processes (the next run removes them).
 use crate::provenance::Db;
@@ -21,6 +28,11 @@ pub struct VerifyReport {
     /// Products whose bytes are damaged or gone, and everything derived from them.
     pub damaged: BTreeSet<String>,
     pub descendants: BTreeSet<String>,
+    /// Raw inputs referenced in place that were checked, and the bytes re-hashed among them.
+    pub referenced_checked: usize,
+    pub referenced_bytes: u64,
+    /// Recomputable outputs not in the store (deleted once consumed).
+    pub recomputable_absent: usize,
 }
 
 impl VerifyReport {
@@ -37,11 +49,14 @@ impl VerifyReport {
             "notices": self.notices,
             "damaged": self.damaged,
             "descendants_of_damaged": self.descendants,
+            "referenced_checked": self.referenced_checked,
+            "referenced_bytes_checked": self.referenced_bytes,
+            "recomputable_absent": self.recomputable_absent,
         })
     }
 }
 
-pub fn verify(store: &Store) -> Result<VerifyReport> {
+pub fn verify(store: &Store, quick: bool) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let db = Db::open(&store.db_path())?;
     let integrity = db.integrity_check()?;
@@ -90,12 +105,15 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     }
 
     let mut recorded = BTreeSet::new();
-    for (hash, size) in db.stored_products()? {
+    for (hash, size, recomputable) in db.stored_products()? {
         if !crate::store::is_hash(&hash) {
             report.problems.push(format!("product record \"{hash}\" is not a content hash (64 lowercase hex digits)"));
             continue;
         }
-        if !on_disk.contains(&hash) {
+        if !on_disk.contains(&hash) && recomputable {
+            // Deleted once consumed, on purpose; its maker remakes it when needed.
+            report.recomputable_absent += 1;
+        } else if !on_disk.contains(&hash) {
             report.problems.push(format!("product {hash} is recorded but its object is missing"));
             report.damaged.insert(hash.clone());
         } else if let Ok(m) = std::fs::metadata(store.object_path(&hash)) {
@@ -112,6 +130,7 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
             "{orphans} complete object(s) not yet recorded (left by an interrupted run; the next run adopts them)"
         ));
     }
+    check_referenced(&db, quick, &mut report)?;
     let empty_ok = db.ok_activities_without_outputs()?;
     if empty_ok > 0 {
         report.problems.push(format!("{empty_ok} successful activities have no recorded output"));
@@ -135,6 +154,77 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
         }
     }
     Ok(report)
+}
+
+/// Where a referenced raw input's bytes are now, place by place.
+enum PlaceState {
+    Intact,
+    Missing,
+    /// Other bytes are there now: their hash, and whether a run registered them at this path.
+    Changed(String, bool),
+    Unreadable(String),
+}
+
+fn check_referenced(db: &Db, quick: bool, report: &mut VerifyReport) -> Result<()> {
+    for (hash, _size) in db.referenced_products()? {
+        let places = db.places(&hash)?;
+        let mut states = Vec::with_capacity(places.len());
+        for place in &places {
+            let state = match std::fs::metadata(&place.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => PlaceState::Missing,
+                Err(e) => PlaceState::Unreadable(e.to_string()),
+                Ok(m) => {
+                    let unchanged = crate::run::stat_fingerprint(&m) == place.fingerprint();
+                    if quick && unchanged {
+                        PlaceState::Intact
+                    } else {
+                        match hash_file(std::path::Path::new(&place.path)) {
+                            Ok(d) => {
+                                report.referenced_bytes += d.size;
+                                if d.hash == hash {
+                                    PlaceState::Intact
+                                } else {
+                                    let registered = db.places(&d.hash)?.iter().any(|p| p.path == place.path);
+                                    PlaceState::Changed(d.hash, registered)
+                                }
+                            }
+                            Err(e) => PlaceState::Unreadable(e.to_string()),
+                        }
+                    }
+                }
+            };
+            states.push(state);
+        }
+        report.referenced_checked += 1;
+        if states.iter().any(|s| matches!(s, PlaceState::Intact)) {
+            continue;
+        }
+        let superseded = !states.is_empty() && states.iter().all(|s| matches!(s, PlaceState::Changed(_, true)));
+        for (place, state) in places.iter().zip(&states) {
+            let what = match state {
+                PlaceState::Intact => continue,
+                PlaceState::Missing => "is missing (moved or deleted)".to_string(),
+                PlaceState::Unreadable(e) => format!("cannot be read: {e}"),
+                PlaceState::Changed(now, true) => format!("was replaced in place by registered bytes sha256 {now}"),
+                PlaceState::Changed(now, false) => {
+                    format!("was modified in place (now sha256 {now}, not yet registered: the next run registers it)")
+                }
+            };
+            let line = format!("raw input {} (sha256 {hash}) {what}", place.path);
+            if superseded {
+                report.notices.push(format!("{line}; products made from the old bytes keep their lineage"));
+            } else {
+                report.problems.push(line);
+            }
+        }
+        if places.is_empty() {
+            report.problems.push(format!("raw input {hash} is referenced in place but no place is recorded"));
+        }
+        if !superseded {
+            report.damaged.insert(hash);
+        }
+    }
+    Ok(())
 }
 
 /// A product that embeds activity keys must embed at least one from its own recorded lineage

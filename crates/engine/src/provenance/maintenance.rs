@@ -26,8 +26,17 @@ impl Db {
     }
 
     /// (hash, size) of every product whose object should be in the store, by hash.
-    pub fn stored_products(&self) -> Result<Vec<(String, u64)>> {
-        let mut stmt = self.conn.prepare("SELECT hash, size FROM products WHERE collected = 0 ORDER BY hash")?;
+    pub fn stored_products(&self) -> Result<Vec<(String, u64, bool)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT hash, size, recomputable FROM products WHERE collected = 0 AND referenced = 0 ORDER BY hash",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Raw inputs referenced in place (no object in the store), with their sizes.
+    pub fn referenced_products(&self) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self.conn.prepare("SELECT hash, size FROM products WHERE referenced = 1 ORDER BY hash")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -105,7 +114,7 @@ impl Db {
                       JOIN used u ON u.activity_id = g.activity_id
             )
             SELECT hash, kind, size, invalid IS NOT NULL FROM products
-            WHERE collected = 0 AND hash NOT IN (SELECT hash FROM live) ORDER BY hash";
+            WHERE collected = 0 AND referenced = 0 AND hash NOT IN (SELECT hash FROM live) ORDER BY hash";
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([], |r| {
             Ok(Garbage { hash: r.get(0)?, kind: r.get(1)?, size: r.get::<_, i64>(2)? as u64, invalid: r.get(3)? })

@@ -31,6 +31,12 @@ pub struct ManifestProduct {
     pub size: u64,
     /// Canonical JSON text.
     pub metadata: String,
+    /// A raw input referenced in place: where its bytes were read, with their stat fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<crate::provenance::Place>,
+    /// An output deleted from the store once consumed, remade when needed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recomputable: bool,
 }
 
 impl ManifestProduct {

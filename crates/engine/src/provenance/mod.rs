@@ -19,6 +19,7 @@
 //! | `versions`     | pipeline version ever seen                   | first and last time seen |
 //! | `input_files`  | outside path registered as a raw input       | stat fingerprint → hash: lets a re-run skip re-hashing unchanged raw files (never used to decide staleness) |
 //! | `recipe_slots` | (recipe, step, fan-out item)                 | the key last run there: the baseline for "why does this rerun" |
+//! | `places`       | (referenced product, outside path)           | size and stat fingerprint when its bytes were hashed there |
 //!
 //! Version 2 adds `invalid` (why a product or activity must not be reused; kept on disk),
 //! `products.collected` (object deleted by `gc --delete`, record kept for lineage),
@@ -28,9 +29,12 @@
 //! before invalid, then earliest), kept up to date on every record and invalidation so that
 //! lineage queries are one primary-key lookup per edge.
 //!
-//! Version 3 adds `products.made_by`: the activity lineage follows for each product (valid
-//! before invalid, then earliest), kept up to date on every record and invalidation so that
-//! lineage queries are one primary-key lookup per edge.
+//! Version 4 adds raw inputs referenced in place and recomputable outputs:
+//! `products.referenced` (a raw input whose bytes stay where they are, outside the store: no
+//! object is expected), `places` (every path where a referenced product's bytes were seen, with
+//! the stat fingerprint they had, kept after the file changes so lineage still names it), and
+//! `products.recomputable` (an output the store deletes once consumed; a missing object is then
+//! expected, and the activity that made it stays reusable and remakes it when needed).
 //!
 //! Everything here can be rebuilt from `manifests/` (see [`manifest`]).
 //!
@@ -142,13 +146,28 @@ UPDATE products SET made_by = (
     SELECT g.activity_id FROM generated g JOIN activities a ON a.id = g.activity_id
     WHERE g.product_hash = products.hash ORDER BY (a.invalid IS NOT NULL), a.id LIMIT 1);
 "#,
+    r#"
+ALTER TABLE products ADD COLUMN referenced INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE products ADD COLUMN recomputable INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE places(
+    hash     TEXT NOT NULL REFERENCES products(hash),
+    path     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    PRIMARY KEY (hash, path)
+) WITHOUT ROWID;
+CREATE INDEX places_by_path ON places(path);
+"#,
 ];
 
 /// The preferred maker of a product (valid before invalid, then earliest), as SQL over `?1`.
 pub const PREFERRED_MAKER_SQL: &str = "(SELECT g.activity_id FROM generated g JOIN activities a ON a.id = g.activity_id
      WHERE g.product_hash = ?1 ORDER BY (a.invalid IS NOT NULL), a.id LIMIT 1)";
 
-const FIND_OK_SQL: &str = "SELECT r.activity_id, g.role, g.product_hash, p.size FROM reusable r
+const FIND_OK_SQL: &str = "SELECT r.activity_id, g.role, g.product_hash, p.size, p.recomputable FROM reusable r
      LEFT JOIN generated g ON g.activity_id = r.activity_id
      LEFT JOIN products p ON p.hash = g.product_hash
      WHERE r.key = ?1 ORDER BY g.role";
@@ -171,7 +190,52 @@ pub struct ProductRecord {
 #[derive(Clone, Debug)]
 pub struct CachedActivity {
     pub id: i64,
-    pub outputs: Vec<(String, String, u64)>,
+    pub outputs: Vec<CachedOutput>,
+}
+
+/// One output of a reusable activity.
+#[derive(Clone, Debug)]
+pub struct CachedOutput {
+    pub role: String,
+    pub hash: String,
+    pub size: u64,
+    /// Its object may be missing on purpose (deleted once consumed; remade when needed).
+    pub recomputable: bool,
+}
+
+/// Where a referenced raw input's bytes were seen: an outside path with the stat fingerprint
+/// the file had when it was hashed there.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Place {
+    pub path: String,
+    pub size: i64,
+    pub dev: i64,
+    pub ino: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Place {
+    pub fn new(path: &str, fp: &StatFingerprint) -> Place {
+        Place {
+            path: path.to_string(),
+            size: fp.size,
+            dev: fp.dev,
+            ino: fp.ino,
+            mtime_ns: fp.mtime_ns,
+            ctime_ns: fp.ctime_ns,
+        }
+    }
+
+    pub fn fingerprint(&self) -> StatFingerprint {
+        StatFingerprint {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+        }
+    }
 }
 
 /// A stored activity as read back.
@@ -361,7 +425,8 @@ impl Db {
             if let (Some(role), Some(hash), Some(size)) =
                 (row.get::<_, Option<String>>(1)?, row.get::<_, Option<String>>(2)?, row.get::<_, Option<i64>>(3)?)
             {
-                entry.outputs.push((role, hash, size as u64));
+                let recomputable = row.get::<_, Option<bool>>(4)?.unwrap_or(false);
+                entry.outputs.push(CachedOutput { role, hash, size: size as u64, recomputable });
             }
         }
         Ok(found)
@@ -374,6 +439,68 @@ impl Db {
         )?;
         stmt.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now_utc()])?;
         Ok(())
+    }
+
+    /// Registers a raw input referenced in place (its bytes stay at `place`), and that place.
+    /// A product already in the store as an object stays an object.
+    pub fn add_referenced_product(&self, p: &ProductRecord, place: &Place) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO products(hash, kind, size, metadata, first_seen, referenced)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1)",
+        )?;
+        stmt.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now_utc()])?;
+        self.add_place(&p.hash, place)
+    }
+
+    /// Records (or refreshes the fingerprint of) a place where `hash`'s bytes were seen.
+    pub fn add_place(&self, hash: &str, place: &Place) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO places(hash, path, size, dev, ino, mtime_ns, ctime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(hash, path) DO UPDATE SET size = excluded.size, dev = excluded.dev, ino = excluded.ino,
+               mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns
+             WHERE dev <> excluded.dev OR ino <> excluded.ino OR mtime_ns <> excluded.mtime_ns
+               OR ctime_ns <> excluded.ctime_ns OR size <> excluded.size",
+        )?;
+        stmt.execute(params![hash, place.path, place.size, place.dev, place.ino, place.mtime_ns, place.ctime_ns])?;
+        Ok(())
+    }
+
+    /// A raw input now copied into the store: its object is expected from now on.
+    pub fn mark_stored(&self, hash: &str) -> Result<()> {
+        let mut stmt =
+            self.conn.prepare_cached("UPDATE products SET referenced = 0 WHERE hash = ?1 AND referenced = 1")?;
+        stmt.execute([hash])?;
+        Ok(())
+    }
+
+    /// Every place where `hash`'s bytes were seen, most recently fingerprinted last.
+    pub fn places(&self, hash: &str) -> Result<Vec<Place>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, size, dev, ino, mtime_ns, ctime_ns FROM places WHERE hash = ?1 ORDER BY ctime_ns, path",
+        )?;
+        let rows = stmt.query_map([hash], |r| {
+            Ok(Place {
+                path: r.get(0)?,
+                size: r.get(1)?,
+                dev: r.get(2)?,
+                ino: r.get(3)?,
+                mtime_ns: r.get(4)?,
+                ctime_ns: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether the product is a raw input referenced in place (no object expected).
+    pub fn is_referenced(&self, hash: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT referenced FROM products WHERE hash = ?1")?;
+        Ok(stmt.query_row([hash], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false))
+    }
+
+    /// Whether the product is a recomputable output (its object may be missing on purpose).
+    pub fn is_recomputable(&self, hash: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT recomputable FROM products WHERE hash = ?1")?;
+        Ok(stmt.query_row([hash], |r| r.get::<_, bool>(0)).optional()?.unwrap_or(false))
     }
 
     /// Why a product was invalidated, if it was.
@@ -418,6 +545,21 @@ impl Db {
             )?;
             for p in m.used.iter().chain(&m.generated) {
                 product.execute(params![p.hash, p.kind, p.size as i64, p.metadata, now])?;
+            }
+            let mut place = tx.prepare_cached(
+                "INSERT OR IGNORE INTO places(hash, path, size, dev, ino, mtime_ns, ctime_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for p in &m.used {
+                if let Some(at) = &p.place {
+                    place.execute(params![p.hash, at.path, at.size, at.dev, at.ino, at.mtime_ns, at.ctime_ns])?;
+                }
+            }
+            if ok {
+                let mut recomputable = tx.prepare_cached("UPDATE products SET recomputable = 1 WHERE hash = ?1")?;
+                for p in m.generated.iter().filter(|p| p.recomputable) {
+                    recomputable.execute([&p.hash])?;
+                }
             }
         }
         tx.execute(
@@ -596,6 +738,8 @@ mod tests {
             kind: "dl1".into(),
             size: 3,
             metadata: "{}".into(),
+            place: None,
+            recomputable: false,
         };
         Manifest {
             sst1mflow_manifest: manifest::MANIFEST_FORMAT,
@@ -645,7 +789,9 @@ mod tests {
         let id = db.record_activity(&record("k1", true)).unwrap();
         assert_eq!(db.record_activity(&record("k1", true)).unwrap(), id);
         let cached = db.find_ok_activity("k1").unwrap().unwrap();
-        assert_eq!(cached.outputs, vec![("out".to_string(), "bb".to_string(), 3)]);
+        let outs: Vec<(&str, &str, u64, bool)> =
+            cached.outputs.iter().map(|o| (o.role.as_str(), o.hash.as_str(), o.size, o.recomputable)).collect();
+        assert_eq!(outs, vec![("out", "bb", 3, false)]);
         assert_eq!(db.activity_by_key("k1").unwrap().unwrap().status, "ok");
         drop(db);
         // Re-opening is a no-op migration.

@@ -55,6 +55,10 @@ pub struct ProductInfo {
     pub metadata: LazyJson,
     pub invalid: Option<String>,
     pub collected: bool,
+    /// An output deleted from the store once consumed (remade when needed).
+    pub recomputable: bool,
+    /// A raw input referenced in place: the paths where its bytes were read.
+    pub places: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -216,7 +220,7 @@ pub fn find_embedded_keys(buf: &[u8]) -> Vec<String> {
 }
 
 /// A product from a row holding `hash` at column `hash_at` and `kind, size, metadata,
-/// invalid, collected` from column `rest_at` on.
+/// invalid, collected, recomputable` from column `rest_at` on.
 fn product_from_row(r: &rusqlite::Row, hash_at: usize, rest_at: usize) -> rusqlite::Result<ProductInfo> {
     Ok(ProductInfo {
         hash: r.get(hash_at)?,
@@ -225,14 +229,36 @@ fn product_from_row(r: &rusqlite::Row, hash_at: usize, rest_at: usize) -> rusqli
         metadata: LazyJson::new(r.get(rest_at + 2)?),
         invalid: r.get(rest_at + 3)?,
         collected: r.get::<_, i64>(rest_at + 4)? != 0,
+        recomputable: r.get::<_, i64>(rest_at + 5)? != 0,
+        places: Vec::new(),
     })
+}
+
+/// Fills in the places of the graph's referenced raw inputs (one statement).
+fn load_places(db: &Db, g: &mut Graph) -> Result<()> {
+    let raw: Vec<&String> = g.products.keys().filter(|h| !g.made_by.contains_key(*h)).collect();
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let list = serde_json::to_string(&raw).expect("json");
+    let mut stmt = db.conn().prepare_cached(
+        "SELECT hash, path FROM places WHERE hash IN (SELECT value FROM json_each(?1)) ORDER BY hash, ctime_ns, path",
+    )?;
+    let rows: Vec<(String, String)> =
+        stmt.query_map([list], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    for (hash, path) in rows {
+        if let Some(p) = g.products.get_mut(&hash) {
+            p.places.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Loads products in one statement (the hashes travel as one JSON array).
 fn load_products(db: &Db, hashes: &[String], g: &mut Graph) -> Result<()> {
     let list = serde_json::to_string(hashes).expect("json");
     let mut stmt = db.conn().prepare_cached(
-        "SELECT hash, kind, size, metadata, invalid, collected FROM products
+        "SELECT hash, kind, size, metadata, invalid, collected, recomputable FROM products
          WHERE hash IN (SELECT value FROM json_each(?1))",
     )?;
     let mut rows = stmt.query([list])?;
@@ -308,7 +334,7 @@ pub fn ancestors(db: &Db, hash: &str) -> Result<Graph> {
                    SELECT u.product_hash FROM anc JOIN products p ON p.hash = anc.hash
                    JOIN used u ON u.activity_id = p.made_by
                )
-               SELECT p.hash, p.made_by, p.kind, p.size, p.metadata, p.invalid, p.collected
+               SELECT p.hash, p.made_by, p.kind, p.size, p.metadata, p.invalid, p.collected, p.recomputable
                FROM anc JOIN products p ON p.hash = anc.hash";
     let mut stmt = db.conn().prepare_cached(sql)?;
     let mut g = Graph { root: hash.to_string(), ..Default::default() };
@@ -329,6 +355,7 @@ pub fn ancestors(db: &Db, hash: &str) -> Result<Graph> {
     ids.sort_unstable();
     ids.dedup();
     load_activities(db, &ids, &mut g)?;
+    load_places(db, &mut g)?;
     Ok(g)
 }
 
@@ -369,6 +396,7 @@ pub fn descendants(db: &Db, hash: &str) -> Result<Graph> {
             g.made_by.entry(out.clone()).or_insert(a.id);
         }
     }
+    load_places(db, &mut g)?;
     Ok(g)
 }
 
@@ -381,7 +409,8 @@ impl Graph {
             products.insert(
                 p.hash.clone(),
                 json!({"kind": p.kind, "size": p.size, "metadata": p.metadata, "invalid": p.invalid,
-                       "collected": p.collected, "made_by": maker}),
+                       "collected": p.collected, "recomputable": p.recomputable, "places": p.places,
+                       "made_by": maker}),
             );
         }
         let mut activities = BTreeMap::new();

@@ -5,7 +5,9 @@
 //! interrupted rebuild changes nothing. Activities are replayed in the order they ended (ties
 //! by key), so histories of failures, invalidations and re-runs come back as they were. What
 //! is not rebuilt: the stat cache of outside input files (the next run re-hashes them once)
-//! and complete objects that no manifest names (the next run adopts them).
+//! and complete objects that no manifest names (the next run adopts them). A product without
+//! its object is a referenced raw input when a manifest names where it was read, recomputable
+//! when its manifest says so, and otherwise collected (its maker is no longer reusable).
 use super::manifest::{self, read_manifest};
 use super::Db;
 use crate::store::Store;
@@ -17,6 +19,8 @@ pub struct RebuildReport {
     pub activities: usize,
     pub products: usize,
     pub missing_objects: usize,
+    /// Recomputable outputs whose objects were deleted once consumed (not missing).
+    pub recomputable: usize,
 }
 
 pub fn rebuild(store: &Store) -> Result<RebuildReport> {
@@ -57,13 +61,25 @@ pub fn rebuild(store: &Store) -> Result<RebuildReport> {
         for (hash, why) in manifest::read_hash_map(root, "raw-invalid.json", true)? {
             conn.execute("UPDATE products SET invalid = ?2 WHERE hash = ?1", params![hash, why])?;
         }
-        let hashes: Vec<(String, i64)> = conn
-            .prepare("SELECT hash, size FROM products")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let hashes: Vec<(String, i64, bool, bool)> = conn
+            .prepare(
+                "SELECT hash, size, recomputable, EXISTS (SELECT 1 FROM places pl WHERE pl.hash = products.hash)
+                 FROM products",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
             .collect::<rusqlite::Result<_>>()?;
         report.products = hashes.len();
-        for (hash, size) in hashes {
-            if !store.object_intact(&hash, size as u64) {
+        for (hash, size, recomputable, has_place) in hashes {
+            if store.object_intact(&hash, size as u64) {
+                continue;
+            }
+            if has_place {
+                // A raw input whose bytes stay where they were read (the manifests name the place).
+                conn.execute("UPDATE products SET referenced = 1 WHERE hash = ?1", [&hash])?;
+            } else if recomputable {
+                // Deleted once consumed, on purpose: its maker stays reusable and remakes it.
+                report.recomputable += 1;
+            } else {
                 conn.execute("UPDATE products SET collected = 1 WHERE hash = ?1", [&hash])?;
                 conn.execute(
                     "DELETE FROM reusable WHERE activity_id IN (SELECT activity_id FROM generated WHERE product_hash = ?1)",

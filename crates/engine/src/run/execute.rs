@@ -1,10 +1,17 @@
 //! Execution of one activity in a worker of the local executor: take the activity's lock,
 //! re-check the database (another process may have made it meanwhile), run it through the
 //! activity runner, then write its manifest and record it, in that order (crash safety).
+//!
+//! Around the run: recomputable inputs are held in use (no run deletes them meanwhile; one
+//! already gone is reported back so the coordinator remakes it first), and referenced raw
+//! inputs must still have the stat fingerprint they were hashed with, before and after the
+//! stage reads them. A *recompute* (an activity remade because a consumer needs an output that
+//! was deleted once consumed) must give the recorded hashes: it records nothing new when it
+//! does, and is a failed activity naming the difference when it does not.
 use super::plan::StepInfo;
 use crate::key::{canonical_json, KEY_SCHEMA_VERSION};
 use crate::provenance::manifest::{self, Manifest, ManifestProduct, Slot};
-use crate::provenance::{host_name, now_utc, CachedActivity, Db};
+use crate::provenance::{host_name, now_utc, CachedActivity, Db, Place};
 use crate::runner::{run_activity, Activity};
 use crate::stage::{InputFile, StagePlan};
 use crate::store::Store;
@@ -29,23 +36,71 @@ pub(super) struct Job {
     /// The config this activity applies when its stage narrowed the step's subset from its
     /// inputs ([`crate::stage::Stage::config_for_inputs`]), with its canonical text.
     pub config: Option<(Arc<Value>, Arc<String>)>,
+    /// Referenced raw inputs (content hash, place): read where they are, fingerprint checked.
+    pub places: Vec<(String, Place)>,
+    /// Inputs that are recomputable outputs: held in use while the stage reads them.
+    pub guarded: Vec<String>,
+    /// Per output in plan order: recomputable (recorded so in the manifest).
+    pub recomputable: Vec<bool>,
+    /// A recompute: the output hashes recorded for this key, which it must give again.
+    pub expect: Option<Vec<String>>,
 }
 
 pub(super) struct JobResult {
     pub node: usize,
+    /// This was a recompute of an activity already decided in this run.
+    pub recompute: bool,
     /// Ok((output hashes in plan order, true if ran here / false if another process had it))
-    pub result: std::result::Result<(Vec<String>, bool), String>,
+    pub result: std::result::Result<(Vec<String>, bool), JobError>,
+}
+
+pub(super) enum JobError {
+    Failed(String),
+    /// This recomputable input's object was deleted before the stage could hold it.
+    MissingInput(String),
+}
+
+impl From<String> for JobError {
+    fn from(e: String) -> JobError {
+        JobError::Failed(e)
+    }
 }
 
 /// The output hashes of a recorded activity in plan order, when it can be reused: it recorded
-/// exactly the plan's outputs and every object is intact. Used by the coordinator before
-/// dispatching and by the worker once it holds the activity's lock.
-pub(super) fn reusable_outputs(store: &Store, plan: &StagePlan, c: &CachedActivity) -> Option<Vec<String>> {
-    if c.outputs.len() != plan.outputs.len() || !c.outputs.iter().all(|(_, h, size)| store.object_intact(h, *size)) {
+/// exactly the plan's outputs and every object is intact, or missing on purpose (a
+/// recomputable output deleted once consumed: remade if a consumer needs it). The flag says
+/// whether every object is present. Used by the coordinator before dispatching and by the
+/// worker once it holds the activity's lock.
+pub(super) fn reusable_outputs(store: &Store, plan: &StagePlan, c: &CachedActivity) -> Option<(Vec<String>, bool)> {
+    if c.outputs.len() != plan.outputs.len() {
         return None;
     }
-    let by_role: BTreeMap<&str, &str> = c.outputs.iter().map(|(r, h, _)| (r.as_str(), h.as_str())).collect();
-    plan.outputs.iter().map(|o| by_role.get(o.role.as_str()).map(|h| h.to_string())).collect()
+    let mut all_present = true;
+    for o in &c.outputs {
+        if !store.object_intact(&o.hash, o.size) {
+            if !o.recomputable || store.object_path(&o.hash).exists() {
+                return None; // gone without being recomputable, or damaged
+            }
+            all_present = false;
+        }
+    }
+    let by_role: BTreeMap<&str, &str> = c.outputs.iter().map(|o| (o.role.as_str(), o.hash.as_str())).collect();
+    let hashes: Option<Vec<String>> =
+        plan.outputs.iter().map(|o| by_role.get(o.role.as_str()).map(|h| h.to_string())).collect();
+    hashes.map(|h| (h, all_present))
+}
+
+/// Checks that a referenced raw input still has the fingerprint it was hashed with.
+fn check_place(hash: &str, place: &Place, when: &str) -> std::result::Result<(), String> {
+    let now = std::fs::metadata(&place.path).map(|m| super::inputs::fingerprint(&m));
+    match now {
+        Ok(fp) if fp == place.fingerprint() => Ok(()),
+        Ok(_) => Err(format!(
+            "input {} changed {when} (it was registered as sha256 {hash}); run again to register its new bytes",
+            place.path
+        )),
+        Err(e) => Err(format!("input {} (sha256 {hash}) cannot be read {when}: {e}", place.path)),
+    }
 }
 
 /// Runs one activity in a worker: lock, re-check, run, publish, record.
@@ -55,12 +110,31 @@ pub(super) fn execute(
     info: &StepInfo,
     pipeline_version: &str,
     job: Job,
-) -> std::result::Result<(Vec<String>, bool), String> {
+) -> std::result::Result<(Vec<String>, bool), JobError> {
     let lock = store.lock_activity(&job.key).map_err(|e| e.to_string())?;
-    if let Some(c) = db.find_ok_activity(&job.key).map_err(|e| e.to_string())? {
-        if let Some(outs) = reusable_outputs(store, &info.plan, &c) {
-            return Ok((outs, false));
+    match &job.expect {
+        None => {
+            if let Some(c) = db.find_ok_activity(&job.key).map_err(|e| e.to_string())? {
+                if let Some((outs, _)) = reusable_outputs(store, &info.plan, &c) {
+                    return Ok((outs, false));
+                }
+            }
         }
+        // Another process may have remade it meanwhile.
+        Some(expected) if expected.iter().all(|h| store.object_path(h).is_file()) => {
+            return Ok((expected.clone(), false))
+        }
+        Some(_) => {}
+    }
+    let mut in_use = Vec::with_capacity(job.guarded.len());
+    for h in &job.guarded {
+        in_use.push(store.lock_object_use(h).map_err(|e| e.to_string())?);
+        if !store.object_path(h).is_file() {
+            return Err(JobError::MissingInput(h.clone()));
+        }
+    }
+    for (h, place) in &job.places {
+        check_place(h, place, "since it was registered")?;
     }
     let started_at = now_utc();
     let mut log: Vec<u8> = Vec::new();
@@ -89,8 +163,45 @@ pub(super) fn execute(
         },
         &mut log,
     );
+    drop(in_use);
     let ended_at = now_utc();
-    let error = result.as_ref().err().map(|e| e.to_string());
+    let mut error = result.as_ref().err().map(|e| e.to_string());
+    if error.is_none() {
+        for (h, place) in &job.places {
+            if let Err(e) = check_place(h, place, "while the activity read it") {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let outputs = result.unwrap_or_default();
+    if error.is_none() {
+        if let Some(expected) = &job.expect {
+            let got: Vec<&String> = outputs.iter().map(|p| &p.hash).collect();
+            if got.iter().zip(expected).all(|(g, e)| *g == e) && got.len() == expected.len() {
+                let _ = writeln!(log, "# recomputed: every output has its recorded hash");
+                return Ok((expected.clone(), true));
+            }
+            let differ: Vec<String> = outputs
+                .iter()
+                .zip(expected)
+                .filter(|(p, e)| &p.hash != *e)
+                .map(|(p, e)| format!("{} is sha256 {}, recorded {}", p.role, p.hash, e))
+                .collect();
+            error = Some(format!(
+                "activity {} ({}) is not deterministic: remade to replace outputs deleted once consumed, {}",
+                job.key,
+                info.stage.name(),
+                differ.join("; ")
+            ));
+            // The bytes it gave instead are nobody's product.
+            for p in &outputs {
+                if !expected.contains(&p.hash) && matches!(db.product(&p.hash), Ok(None)) {
+                    let _ = std::fs::remove_file(store.object_path(&p.hash));
+                }
+            }
+        }
+    }
     if let Some(e) = &error {
         let _ = writeln!(log, "# FAILED: {e}");
     }
@@ -100,6 +211,7 @@ pub(super) fn execute(
             .product(&input.hash)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("input product {} is not registered", input.hash))?;
+        let place = job.places.iter().find(|(h, _)| *h == input.hash).map(|(_, place)| place.clone());
         used.push(ManifestProduct {
             role: input.role.clone(),
             position: input.position,
@@ -107,9 +219,10 @@ pub(super) fn execute(
             kind: p.kind,
             size: p.size,
             metadata: p.metadata,
+            place,
+            recomputable: false,
         });
     }
-    let outputs = result.unwrap_or_default();
     let ok = error.is_none();
     let m = Manifest {
         sst1mflow_manifest: manifest::MANIFEST_FORMAT,
@@ -134,13 +247,16 @@ pub(super) fn execute(
             let metadata = canonical_json(&Value::Object(job.metadata.clone()));
             outputs
                 .iter()
-                .map(|p| ManifestProduct {
+                .enumerate()
+                .map(|(k, p)| ManifestProduct {
                     role: p.role.clone(),
                     position: 0,
                     hash: p.hash.clone(),
                     kind: p.kind.clone(),
                     size: p.size,
                     metadata: metadata.clone(),
+                    place: None,
+                    recomputable: job.recomputable.get(k).copied().unwrap_or(false),
                 })
                 .collect()
         } else {
@@ -153,7 +269,7 @@ pub(super) fn execute(
     db.record_activity(&m).map_err(|e| format!("could not record activity: {e}"))?;
     drop(lock);
     match error {
-        Some(e) => Err(e),
+        Some(e) => Err(JobError::Failed(e)),
         None => Ok((outputs.into_iter().map(|p| p.hash).collect(), true)),
     }
 }

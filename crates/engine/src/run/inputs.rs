@@ -1,8 +1,16 @@
-//! Input registration: every raw input file of a recipe hashed (dry run) or imported into the
-//! store (real run), with the stat cache that spares re-hashing unchanged files.
+//! Input registration: every raw input file of a recipe hashed where it is (or, for a set that
+//! asks for it, copied into the store), with the stat cache that spares re-hashing unchanged
+//! files.
+//!
+//! A raw archive is far larger than any analyst's store, so by default inputs are *referenced*:
+//! hashed once, never copied, moved or made read-only; the database records the place (path,
+//! size, stat fingerprint) where each content hash was seen. A stage reads the file where it
+//! is, and the activity checks the fingerprint again after reading (a file changed meanwhile
+//! fails the activity, naming it). A file changed in place has a new fingerprint, so it is
+//! hashed again and is a new product; the old product and its place stay in the graph.
 use super::progress::Progress;
 use crate::key::canonical_json;
-use crate::provenance::{Db, ProductRecord, StatFingerprint};
+use crate::provenance::{Db, Place, ProductRecord, StatFingerprint};
 use crate::recipe::Recipe;
 use crate::store::Store;
 use serde_json::{Map, Value};
@@ -14,9 +22,13 @@ pub(super) struct RawItem {
     pub(super) hash: String,
     pub(super) label: String,
     pub(super) metadata: Map<String, Value>,
+    /// Where stages read it: the outside file (referenced) or its object (copied).
+    pub(super) path: std::path::PathBuf,
+    /// For a referenced file: its place, whose fingerprint must still hold after it is read.
+    pub(super) place: Option<Place>,
 }
 
-fn fingerprint(m: &std::fs::Metadata) -> StatFingerprint {
+pub(crate) fn fingerprint(m: &std::fs::Metadata) -> StatFingerprint {
     StatFingerprint {
         dev: m.dev() as i64,
         ino: m.ino() as i64,
@@ -54,23 +66,38 @@ pub(super) fn register_inputs(
                 std::fs::metadata(&abs).map_err(|e| Error::io(format!("cannot stat input {}", abs.display()), e))?;
             let fp = fingerprint(&meta);
             let cached = db.cached_input(&abs_str, &fp)?;
+            let mut metadata = set.metadata.clone();
+            metadata.insert("file_name".into(), Value::String(label.clone()));
+            let record = |hash: &str, size: u64| ProductRecord {
+                hash: hash.to_string(),
+                kind: set.kind.clone(),
+                size,
+                metadata: canonical_json(&Value::Object(metadata.clone())),
+            };
+            let place = (!set.copy).then(|| Place::new(&abs_str, &fp));
             let hash = match cached {
-                Some(h) if dry_run || store.object_intact(&h, meta.size()) => h,
+                Some(h) if dry_run || !set.copy || store.object_intact(&h, meta.size()) => {
+                    if !dry_run && !set.copy {
+                        // Known bytes at a known place: the records exist unless another
+                        // store's cache row was copied in; make sure, cheaply.
+                        if db.product(&h)?.is_none() {
+                            switch_to_writing(db, &mut reading)?;
+                            db.add_referenced_product(&record(&h, meta.size()), place.as_ref().expect("referenced"))?;
+                        }
+                    }
+                    h
+                }
                 _ if dry_run => crate::store::hash_file(&abs)?.hash,
                 _ => {
-                    if reading {
-                        db.commit()?;
-                        reading = false;
+                    switch_to_writing(db, &mut reading)?;
+                    // Hashing (or copying) a large file holds no database lock.
+                    let d = if set.copy { store.import_file(&abs)? } else { crate::store::hash_file(&abs)? };
+                    if set.copy {
+                        db.add_product(&record(&d.hash, d.size))?;
+                        db.mark_stored(&d.hash)?;
+                    } else {
+                        db.add_referenced_product(&record(&d.hash, d.size), place.as_ref().expect("referenced"))?;
                     }
-                    let d = store.import_file(&abs)?;
-                    let mut metadata = set.metadata.clone();
-                    metadata.insert("file_name".into(), Value::String(label.clone()));
-                    db.add_product(&ProductRecord {
-                        hash: d.hash.clone(),
-                        kind: set.kind.clone(),
-                        size: d.size,
-                        metadata: canonical_json(&Value::Object(metadata)),
-                    })?;
                     // Remember the fingerprint read before hashing: if the file changed while
                     // we read it, the next run sees a different fingerprint and hashes again.
                     db.remember_input(&abs_str, &fp, &d.hash)?;
@@ -88,9 +115,8 @@ pub(super) fn register_inputs(
                     }
                 }
             }
-            let mut metadata = set.metadata.clone();
-            metadata.insert("file_name".into(), Value::String(label.clone()));
-            items.push(RawItem { hash, label: label.clone(), metadata });
+            let path = if set.copy { store.object_path(&hash) } else { abs.clone() };
+            items.push(RawItem { hash, label: label.clone(), metadata, path, place });
             if !reading {
                 db.begin()?;
                 reading = true;
@@ -100,4 +126,13 @@ pub(super) fn register_inputs(
     }
     db.commit()?;
     Ok(sets)
+}
+
+/// Ends the read transaction before a write (each write commits on its own).
+fn switch_to_writing(db: &Db, reading: &mut bool) -> Result<()> {
+    if *reading {
+        db.commit()?;
+        *reading = false;
+    }
+    Ok(())
 }

@@ -24,9 +24,15 @@ mod execute;
 mod inputs;
 mod plan;
 mod progress;
+mod recompute;
 mod schedule;
 
 pub use progress::want_progress;
+
+/// The stat fingerprint of a file as the input cache and places record it.
+pub fn stat_fingerprint(m: &std::fs::Metadata) -> crate::provenance::StatFingerprint {
+    inputs::fingerprint(m)
+}
 
 use crate::key::{activity_key, canonical_json, KeyMaterial};
 use crate::provenance::manifest;
@@ -35,11 +41,12 @@ use crate::recipe::Recipe;
 use crate::stage::{InputFile, Pipeline};
 use crate::store::Store;
 use crate::why::{self, StaleReason};
-use execute::{execute, reusable_outputs, Job, JobResult};
+use execute::{execute, reusable_outputs, Job, JobError, JobResult};
 use inputs::register_inputs;
 pub use plan::ConfigReport;
 use plan::{build_nodes, prepare, Node, Ref, StepInfo};
 use progress::Progress;
+use recompute::{Recomputables, Waiter};
 use schedule::Schedule;
 use serde_json::{json, Map, Value};
 use sst1mflow_base::error::{Error, Result};
@@ -86,6 +93,10 @@ pub struct ActivityReport {
     pub outputs: Vec<(String, String)>,
     /// File names of the products it makes (declared outputs), for people.
     pub output_files: Vec<String>,
+    /// Some recomputable output is not in the store (deleted once consumed; remade when needed).
+    pub recomputable_absent: bool,
+    /// It was remade in this run because a consumer needed an output deleted once consumed.
+    pub recomputed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +136,7 @@ impl RunReport {
                 let outputs: Map<String, Value> =
                     a.outputs.iter().map(|(r, h)| (r.clone(), Value::String(h.clone()))).collect();
                 json!({"step": a.step, "item": a.item, "key": a.key, "outcome": outcome,
+                       "recomputable_absent": a.recomputable_absent, "recomputed": a.recomputed,
                        "reason": a.reason.as_ref().map(|r| r.to_string()),
                        "stale_reason": a.reason.as_ref().map(StaleReason::to_json),
                        "detail": detail, "outputs": outputs})
@@ -140,15 +152,11 @@ impl RunReport {
             "failed": self.count(|o| matches!(o, Outcome::Failed(_))),
             "skipped": self.count(|o| matches!(o, Outcome::Skipped(_))),
             "would_run": self.count(|o| matches!(o, Outcome::WouldRun(_) | Outcome::WouldRunAfter(_))),
+            "recomputed": self.activities.iter().filter(|a| a.recomputed).count(),
             "elapsed_s": self.elapsed.as_secs_f64(),
             "activities": acts,
         })
     }
-}
-
-#[derive(Clone)]
-struct Produced {
-    hash: String,
 }
 
 /// Plans a recipe (with `config` in place of its own config file, if given) without touching
@@ -189,7 +197,12 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     let mut schedule = Schedule::new(&nodes);
     let mut keys: Vec<Option<String>> = vec![None; n];
     let mut reasons: Vec<Option<StaleReason>> = vec![None; n];
-    let mut produced: Vec<Option<Vec<Produced>>> = vec![None; n];
+    let mut produced: Vec<Option<Vec<String>>> = vec![None; n];
+    // What each keyed activity was (or would be) given, kept so that it can be remade.
+    let mut prepared: Vec<Option<Prepared>> = (0..n).map(|_| None).collect();
+    let mut recomputed = vec![false; n];
+    let mut books = Recomputables::new(&nodes, &infos);
+    let mut deferred: Vec<usize> = Vec::new();
     progress.total = n;
     let (mut ran, mut reused, mut failed) = (0usize, 0usize, 0usize);
     let mut running = 0usize;
@@ -214,14 +227,15 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                         Err(_) => break,
                     };
                     let node = job.node;
+                    let recompute = job.expect.is_some();
                     let result = match &mut db {
                         Some(db) => execute(store, db, &infos[job.step], &pv, job),
                         None => match Db::open(&store.db_path()) {
                             Ok(opened) => execute(store, db.insert(opened), &infos[job.step], &pv, job),
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(JobError::Failed(e.to_string())),
                         },
                     };
-                    if res_tx.send(JobResult { node, result }).is_err() {
+                    if res_tx.send(JobResult { node, recompute, result }).is_err() {
                         break;
                     }
                 }
@@ -229,66 +243,122 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         }
         drop(res_tx);
 
+        // A job for node `i`, to run it or (with `expect`) to remake its recorded outputs.
+        let job_for = |i: usize, key: &str, p: &Prepared, expect: Option<Vec<String>>| Job {
+            node: i,
+            key: key.to_string(),
+            step: nodes[i].step,
+            recipe: recipe.name.clone(),
+            inputs: p.inputs.clone(),
+            metadata: nodes[i].metadata.clone(),
+            label: nodes[i].label.clone(),
+            config: p.config.clone(),
+            places: p.places.clone(),
+            guarded: p.guarded.clone(),
+            recomputable: infos[nodes[i].step].recomputable.clone(),
+            expect,
+        };
+        let present = |h: &str| store.object_path(h).is_file();
+
         loop {
             if schedule.has_ready() {
                 db.begin()?;
                 while let Some(i) = schedule.next_ready() {
                     let node = &nodes[i];
                     let info = &infos[node.step];
-                    let mut inputs: Vec<InputFile> = Vec::new();
-                    for (role, refs) in &node.inputs {
-                        for (pos, r) in refs.iter().enumerate() {
-                            let (hash, name) = match *r {
-                                Ref::Raw { set, file } => (raw[set][file].hash.clone(), raw[set][file].label.clone()),
-                                Ref::Out { node: u, output } => (
-                                    produced[u].as_ref().expect("dependency done")[output].hash.clone(),
-                                    infos[nodes[u].step].plan.outputs[output].file_name(),
-                                ),
-                            };
-                            let path = store.object_path(&hash);
-                            inputs.push(InputFile { role: role.clone(), position: pos as u32, hash, path, name });
-                        }
+                    // Disk budget: wait while enough producers' recomputable outputs wait for
+                    // their consumers, unless nothing else is running.
+                    if !opts.dry_run && books.live >= jobs && running > 0 && books.makes_live_outputs(i, &infos, &nodes)
+                    {
+                        deferred.push(i);
+                        continue;
                     }
-                    let narrowed = info.stage.config_for_inputs(&info.config, &inputs).map(|c| {
-                        let canon = canonical_json(&c);
-                        (Arc::new(c), Arc::new(canon))
-                    });
+                    if prepared[i].is_none() {
+                        let mut inputs: Vec<InputFile> = Vec::new();
+                        let mut places = Vec::new();
+                        let mut guarded = Vec::new();
+                        for (role, refs) in &node.inputs {
+                            for (pos, r) in refs.iter().enumerate() {
+                                let (hash, name, path) = match *r {
+                                    Ref::Raw { set, file } => {
+                                        let item = &raw[set][file];
+                                        if let Some(place) = &item.place {
+                                            places.push((item.hash.clone(), place.clone()));
+                                        }
+                                        (item.hash.clone(), item.label.clone(), item.path.clone())
+                                    }
+                                    Ref::Out { node: u, output } => {
+                                        let hash = produced[u].as_ref().expect("dependency done")[output].clone();
+                                        if infos[nodes[u].step].recomputable[output] {
+                                            guarded.push(hash.clone());
+                                        }
+                                        let path = store.object_path(&hash);
+                                        (hash, infos[nodes[u].step].plan.outputs[output].file_name(), path)
+                                    }
+                                };
+                                inputs.push(InputFile { role: role.clone(), position: pos as u32, hash, path, name });
+                            }
+                        }
+                        guarded.sort();
+                        guarded.dedup();
+                        let config = info.stage.config_for_inputs(&info.config, &inputs).map(|c| {
+                            let canon = canonical_json(&c);
+                            (Arc::new(c), Arc::new(canon))
+                        });
+                        prepared[i] = Some(Prepared { inputs, config, places, guarded });
+                    }
+                    let p = prepared[i].as_ref().expect("prepared above");
                     let material = KeyMaterial {
                         stage: info.stage.name(),
                         stage_version: info.stage.version(),
                         pipeline_version: &pipeline_version,
-                        config: narrowed.as_ref().map_or(&info.config_canon, |(_, c)| c),
+                        config: p.config.as_ref().map_or(&info.config_canon, |(_, c)| c),
                         params: &info.params_canon,
-                        inputs: &inputs,
+                        inputs: &p.inputs,
                     };
                     let key = activity_key(&material);
                     keys[i] = Some(key.clone());
                     let cached = db.find_ok_activity(&key)?;
                     if let Some(c) = cached {
-                        if let Some(outs) = reusable_outputs(store, &info.plan, &c) {
-                            produced[i] = Some(outs.into_iter().map(|hash| Produced { hash }).collect());
+                        if let Some((outs, _)) = reusable_outputs(store, &info.plan, &c) {
+                            produced[i] = Some(outs);
                             reused += 1;
                             schedule.finish(i, Outcome::Reused, &nodes, &infos);
                             continue;
                         }
                     }
-                    let reason = why::reason(&db, &recipe.name, &info.name, &node.label, &key, &material)?;
-                    reasons[i] = Some(reason.clone());
+                    if reasons[i].is_none() {
+                        reasons[i] = Some(why::reason(&db, &recipe.name, &info.name, &node.label, &key, &material)?);
+                    }
                     if opts.dry_run {
+                        let reason = reasons[i].clone().expect("set above");
                         schedule.finish(i, Outcome::WouldRun(reason), &nodes, &infos);
                         continue;
                     }
+                    // Inputs deleted once consumed are remade first.
+                    let makers = books.missing_makers(i, &nodes, &produced, present);
+                    if !makers.is_empty() {
+                        for u in makers {
+                            running += request_remake(
+                                u,
+                                Waiter::Run(i),
+                                &mut books,
+                                &infos,
+                                &nodes,
+                                &produced,
+                                &present,
+                                &mut |u| {
+                                    let p = prepared[u].as_ref().expect("a maker was keyed before its consumers");
+                                    let k = keys[u].as_deref().expect("keyed");
+                                    job_tx.send(job_for(u, k, p, produced[u].clone())).is_ok()
+                                },
+                            )?;
+                        }
+                        continue;
+                    }
+                    books.dispatched(i, &infos, &nodes);
                     job_tx
-                        .send(Job {
-                            node: i,
-                            key,
-                            step: node.step,
-                            recipe: recipe.name.clone(),
-                            inputs,
-                            metadata: node.metadata.clone(),
-                            label: node.label.clone(),
-                            config: narrowed,
-                        })
+                        .send(job_for(i, &key, p, None))
                         .map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
                     running += 1;
                 }
@@ -296,14 +366,64 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
             }
             progress.show(schedule.done, ran, reused, failed, running, false);
             if running == 0 {
-                break;
+                if deferred.is_empty() {
+                    break;
+                }
+                for d in deferred.drain(..) {
+                    schedule.requeue(d);
+                }
+                continue;
             }
             let res = res_rx.recv().map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
             running -= 1;
+            for d in deferred.drain(..) {
+                schedule.requeue(d);
+            }
             let i = res.node;
+            let name = format!("{}/{}", infos[nodes[i].step].name, nodes[i].label);
+            if res.recompute {
+                // Its outcome was decided (reused); what matters is who waited for it.
+                let error = match res.result {
+                    Ok(_) => {
+                        recomputed[i] = true;
+                        None
+                    }
+                    Err(JobError::Failed(e)) | Err(JobError::MissingInput(e)) => {
+                        books.undispatched(i);
+                        eprintln!("FAILED to remake {name}: {e}");
+                        Some(e)
+                    }
+                };
+                let mut woken = books.remade(i);
+                while let Some((waiter, free)) = woken.pop() {
+                    match (waiter, &error) {
+                        (Waiter::Run(j), None) if free && schedule.outcome[j].is_none() => schedule.requeue(j),
+                        (Waiter::Remake(v), None) if free => {
+                            let p = prepared[v].as_ref().expect("keyed");
+                            books.dispatched(v, &infos, &nodes);
+                            job_tx
+                                .send(job_for(v, keys[v].as_deref().expect("keyed"), p, produced[v].clone()))
+                                .map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
+                            running += 1;
+                        }
+                        (_, None) => {}
+                        (Waiter::Run(j), Some(e)) => {
+                            if schedule.outcome[j].is_none() {
+                                failed += 1;
+                                let why = format!("needs the outputs of {name} remade, which failed: {e}");
+                                // A failed consumer keeps what it consumes: nothing to delete.
+                                books.consumer_done(j, false, &nodes, &produced);
+                                schedule.finish(j, Outcome::Failed(why), &nodes, &infos);
+                            }
+                        }
+                        (Waiter::Remake(v), Some(_)) => woken.extend(books.remade(v)),
+                    }
+                }
+                continue;
+            }
             let decided = match res.result {
                 Ok((hashes, ran_here)) => {
-                    produced[i] = Some(hashes.into_iter().map(|hash| Produced { hash }).collect());
+                    produced[i] = Some(hashes);
                     if ran_here {
                         ran += 1;
                         Outcome::Ran
@@ -312,9 +432,26 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                         Outcome::Reused
                     }
                 }
-                Err(e) => {
+                Err(JobError::MissingInput(h)) => {
+                    // Deleted (by another run) between our check and the worker's hold: remake it.
+                    books.undispatched(i);
+                    let maker = nodes[i].inputs.iter().flat_map(|(_, refs)| refs.iter()).find_map(|r| match *r {
+                        Ref::Out { node: u, output } if produced[u].as_ref().is_some_and(|p| p[output] == h) => Some(u),
+                        _ => None,
+                    });
+                    let Some(u) = maker else {
+                        return Err(Error::msg(format!("input {h} of {name} vanished and has no maker in this run")));
+                    };
+                    running +=
+                        request_remake(u, Waiter::Run(i), &mut books, &infos, &nodes, &produced, &present, &mut |u| {
+                            let p = prepared[u].as_ref().expect("keyed");
+                            job_tx.send(job_for(u, keys[u].as_deref().expect("keyed"), p, produced[u].clone())).is_ok()
+                        })?;
+                    continue;
+                }
+                Err(JobError::Failed(e)) => {
                     failed += 1;
-                    let name = format!("{}/{}", infos[nodes[i].step].name, nodes[i].label);
+                    books.undispatched(i);
                     if opts.progress {
                         let _ = write!(std::io::stderr(), "\r\x1b[K");
                     }
@@ -329,6 +466,10 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                     Outcome::Failed(e)
                 }
             };
+            let ok = matches!(decided, Outcome::Ran | Outcome::Reused);
+            for h in books.consumer_done(i, ok, &nodes, &produced) {
+                store.drop_recomputable(&h)?;
+            }
             schedule.finish(i, decided, &nodes, &infos);
         }
         drop(job_tx);
@@ -367,8 +508,12 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                 output_files: info.plan.outputs.iter().map(|o| o.file_name()).collect(),
                 outputs: produced[i]
                     .as_ref()
-                    .map(|p| info.plan.outputs.iter().zip(p).map(|(o, p)| (o.role.clone(), p.hash.clone())).collect())
+                    .map(|p| info.plan.outputs.iter().zip(p).map(|(o, h)| (o.role.clone(), h.clone())).collect())
                     .unwrap_or_default(),
+                recomputable_absent: produced[i].as_ref().is_some_and(|p| {
+                    p.iter().zip(&info.recomputable).any(|(h, &r)| r && !store.object_path(h).is_file())
+                }),
+                recomputed: recomputed[i],
             }
         })
         .collect();
@@ -382,6 +527,47 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     })
 }
 
+/// What a keyed activity is given: its inputs (with where to read them), the config it
+/// applies when its stage narrowed it, its referenced raw inputs' places and its recomputable
+/// inputs. Kept so that the activity can be remade later in the run.
+struct Prepared {
+    inputs: Vec<InputFile>,
+    config: Option<(Arc<Value>, Arc<String>)>,
+    places: Vec<(String, crate::provenance::Place)>,
+    guarded: Vec<String>,
+}
+
+/// Starts remaking `maker` for `waiter`, after remaking those of its own inputs that were
+/// deleted too. `send` hands a remake job to the workers. Returns how many jobs were sent.
+#[allow(clippy::too_many_arguments)]
+fn request_remake(
+    maker: usize,
+    waiter: Waiter,
+    books: &mut Recomputables,
+    infos: &[StepInfo],
+    nodes: &[Node],
+    produced: &[Option<Vec<String>>],
+    present: &dyn Fn(&str) -> bool,
+    send: &mut dyn FnMut(usize) -> bool,
+) -> Result<usize> {
+    if !books.wait_for(maker, waiter) {
+        return Ok(0); // already under way
+    }
+    let upstream = books.missing_makers(maker, nodes, produced, present);
+    if upstream.is_empty() {
+        books.dispatched(maker, infos, nodes);
+        if !send(maker) {
+            return Err(Error::msg("worker pool stopped unexpectedly"));
+        }
+        return Ok(1);
+    }
+    let mut sent = 0;
+    for u in upstream {
+        sent += request_remake(u, Waiter::Remake(maker), books, infos, nodes, produced, present, send)?;
+    }
+    Ok(sent)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record_slots_and_views(
     store: &Store,
@@ -391,7 +577,7 @@ fn record_slots_and_views(
     nodes: &[Node],
     keys: &[Option<String>],
     outcome: &[Option<Outcome>],
-    produced: &[Option<Vec<Produced>>],
+    produced: &[Option<Vec<String>>],
 ) -> Result<()> {
     let slots_name = manifest::slots_file(&recipe.name);
     let mut slots = manifest::read_map(store.root(), &slots_name)?;
@@ -424,7 +610,12 @@ fn record_slots_and_views(
                 continue;
             }
             let link = views.join(&info.name).join(&node.label).join(declared.file_name());
-            let target = store.object_path(&p.hash);
+            let target = store.object_path(p);
+            if !target.is_file() {
+                // A recomputable output deleted once consumed: no view of it.
+                let _ = std::fs::remove_file(&link);
+                continue;
+            }
             update_link(&link, &target)?;
         }
     }

@@ -29,6 +29,8 @@ pub(super) struct StepInfo {
     pub(super) config: Arc<Value>,
     pub(super) config_canon: Arc<String>,
     pub(super) wanted: Vec<bool>,
+    /// Per output (plan order): deleted once every consumer in the run has succeeded.
+    pub(super) recomputable: Vec<bool>,
 }
 
 pub(super) struct Node {
@@ -182,7 +184,23 @@ pub(super) fn prepare(
             .iter()
             .map(|o| recipe.outputs.is_empty() || recipe.outputs.iter().any(|(s, r)| *s == i && *r == o.role))
             .collect();
+        let recomputable = match &step.recomputable {
+            None => plan.outputs.iter().map(|o| stage.output_recomputable(o)).collect(),
+            Some(recipe::Recomputable::All(all)) => vec![*all; plan.outputs.len()],
+            Some(recipe::Recomputable::Roles(roles)) => {
+                for r in roles {
+                    if !plan.outputs.iter().any(|o| &o.role == r) {
+                        return Err(Error::msg(format!(
+                            "{at}: \"recomputable\" names output \"{r}\", which this step does not have{}",
+                            sst1mflow_base::text::suggestion(r, plan.outputs.iter().map(|o| o.role.as_str()))
+                        )));
+                    }
+                }
+                plan.outputs.iter().map(|o| roles.contains(&o.role)).collect()
+            }
+        };
         infos.push(StepInfo {
+            recomputable,
             name: step.name.clone(),
             stage,
             params_canon: Arc::new(canonical_json(&step.params)),

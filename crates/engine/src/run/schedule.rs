@@ -40,6 +40,12 @@ impl Schedule {
         self.ready.pop_front()
     }
 
+    /// Puts back an activity that was ready but had to wait (for the disk budget of
+    /// recomputable outputs, or for an input to be remade).
+    pub(super) fn requeue(&mut self, i: usize) {
+        self.ready.push_back(i);
+    }
+
     /// Records what became of `start` and resolves everything that becomes decidable.
     pub(super) fn finish(&mut self, start: usize, outcome: Outcome, nodes: &[Node], infos: &[StepInfo]) {
         self.outcome[start] = Some(outcome);

@@ -7,6 +7,7 @@
 //! | `objects/ab/abcdef…`     | one read-only file per product, named by its full hex SHA-256, fanned out by its first two hex digits |
 //! | `tmp/<tag>-<pid>-<n>/`   | work directories of running activities and temp files; each holds an `.owner` file locked by the process that made it |
 //! | `locks/ab/<key>`         | one lock file per activity key ever executed; held while that activity runs |
+//! | `locks/use/ab/<hash>`    | one lock file per recomputable object: shared while an activity reads it, taken exclusively to delete it |
 //! | `views/`                 | human-friendly symlinks into `objects/` (recreated at will)  |
 //! | `sst1mflow.sqlite`       | the provenance database (see `crate::provenance`)            |
 //!
@@ -269,6 +270,59 @@ impl Store {
         };
         Ok(ActivityLock { _file: file, waited })
     }
+}
+
+impl Store {
+    /// Marks a recomputable object as in use (shared with other readers) until dropped, so no
+    /// run deletes it while an activity reads it ([`Store::drop_recomputable`]). Blocks while a
+    /// deletion holds it.
+    pub fn lock_object_use(&self, hash: &str) -> Result<ObjectUse> {
+        let file = self.object_use_file(hash)?;
+        file.lock_shared().map_err(|e| Error::io(format!("cannot lock the use of object {hash}"), e))?;
+        Ok(ObjectUse { _file: file })
+    }
+
+    /// Deletes a recomputable object that no activity is reading. Returns false (and keeps it)
+    /// when one is: whoever finishes last with it, or the next run, deletes it then.
+    pub fn drop_recomputable(&self, hash: &str) -> Result<bool> {
+        if !is_hash(hash) {
+            return Err(Error::msg(format!("\"{hash}\" is not a content hash")));
+        }
+        let file = self.object_use_file(hash)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("cannot lock the use of object {hash}"), e))
+            }
+        }
+        let path = self.object_path(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io(format!("cannot delete {}", path.display()), e)),
+        }
+    }
+
+    fn object_use_file(&self, hash: &str) -> Result<File> {
+        if !is_hash(hash) {
+            return Err(Error::msg(format!("\"{hash}\" is not a content hash")));
+        }
+        let dir = self.root.join("locks").join("use").join(&hash[..2]);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+        let path = dir.join(hash);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open lock {}", path.display()), e))
+    }
+}
+
+/// A recomputable object in use by an activity (see [`Store::lock_object_use`]).
+pub struct ObjectUse {
+    _file: File,
 }
 
 /// Held while an activity runs; released on drop or when the process dies.
