@@ -261,6 +261,11 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         let present = |h: &str| store.object_path(h).is_file();
 
         loop {
+            // Producers held back for the disk budget go behind what became ready meanwhile
+            // (their consumers first).
+            for d in deferred.drain(..) {
+                schedule.requeue(d);
+            }
             if schedule.has_ready() {
                 db.begin()?;
                 while let Some(i) = schedule.next_ready() {
@@ -335,27 +340,9 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                         schedule.finish(i, Outcome::WouldRun(reason), &nodes, &infos);
                         continue;
                     }
-                    // Inputs deleted once consumed are remade first.
-                    let makers = books.missing_makers(i, &nodes, &produced, present);
-                    if !makers.is_empty() {
-                        for u in makers {
-                            running += request_remake(
-                                u,
-                                Waiter::Run(i),
-                                &mut books,
-                                &infos,
-                                &nodes,
-                                &produced,
-                                &present,
-                                &mut |u| {
-                                    let p = prepared[u].as_ref().expect("a maker was keyed before its consumers");
-                                    let k = keys[u].as_deref().expect("keyed");
-                                    job_tx.send(job_for(u, k, p, produced[u].clone())).is_ok()
-                                },
-                            )?;
-                        }
-                        continue;
-                    }
+                    // An input deleted once consumed is remade only if the worker, holding this
+                    // activity's lock, finds that it must run (another process may have made it
+                    // meanwhile): it then answers MissingInput.
                     books.dispatched(i, &infos, &nodes);
                     job_tx
                         .send(job_for(i, &key, p, None))
@@ -366,19 +353,13 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
             }
             progress.show(schedule.done, ran, reused, failed, running, false);
             if running == 0 {
-                if deferred.is_empty() {
+                if deferred.is_empty() && !schedule.has_ready() {
                     break;
-                }
-                for d in deferred.drain(..) {
-                    schedule.requeue(d);
                 }
                 continue;
             }
             let res = res_rx.recv().map_err(|_| Error::msg("worker pool stopped unexpectedly"))?;
             running -= 1;
-            for d in deferred.drain(..) {
-                schedule.requeue(d);
-            }
             let i = res.node;
             let name = format!("{}/{}", infos[nodes[i].step].name, nodes[i].label);
             if res.recompute {
@@ -433,20 +414,32 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                     }
                 }
                 Err(JobError::MissingInput(h)) => {
-                    // Deleted (by another run) between our check and the worker's hold: remake it.
+                    // Inputs deleted once consumed: remake their makers, then run it again.
                     books.undispatched(i);
-                    let maker = nodes[i].inputs.iter().flat_map(|(_, refs)| refs.iter()).find_map(|r| match *r {
-                        Ref::Out { node: u, output } if produced[u].as_ref().is_some_and(|p| p[output] == h) => Some(u),
-                        _ => None,
-                    });
-                    let Some(u) = maker else {
-                        return Err(Error::msg(format!("input {h} of {name} vanished and has no maker in this run")));
-                    };
-                    running +=
-                        request_remake(u, Waiter::Run(i), &mut books, &infos, &nodes, &produced, &present, &mut |u| {
-                            let p = prepared[u].as_ref().expect("keyed");
-                            job_tx.send(job_for(u, keys[u].as_deref().expect("keyed"), p, produced[u].clone())).is_ok()
-                        })?;
+                    let makers = books.missing_makers(i, &nodes, &produced, present);
+                    if makers.is_empty() {
+                        // Remade by another process meanwhile.
+                        let _ = h;
+                        schedule.requeue(i);
+                        continue;
+                    }
+                    for u in makers {
+                        running += request_remake(
+                            u,
+                            Waiter::Run(i),
+                            &mut books,
+                            &infos,
+                            &nodes,
+                            &produced,
+                            &present,
+                            &mut |u| {
+                                let p = prepared[u].as_ref().expect("keyed");
+                                job_tx
+                                    .send(job_for(u, keys[u].as_deref().expect("keyed"), p, produced[u].clone()))
+                                    .is_ok()
+                            },
+                        )?;
+                    }
                     continue;
                 }
                 Err(JobError::Failed(e)) => {
