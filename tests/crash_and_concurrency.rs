@@ -159,3 +159,85 @@ fn many_processes_creating_one_store_at_once_all_succeed() {
         assert!(sst1mflow(&store, &["verify"]).status.success());
     }
 }
+
+/// `calib` (recomputable: deleted once consumed) → `dl1` (its command given) → `merge`.
+fn recomputable_recipe(dir: &std::path::Path, name: &str, dl1_cmd: &str) -> std::path::PathBuf {
+    let recipe = json!({
+        "name": name,
+        "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+        "steps": [
+            {"name": "calib", "stage": "command", "inputs": {"f": "raw"}, "foreach": "f", "recomputable": true,
+             "params": {"argv": ["sh", "-c", "sleep 0.03; sort -r \"$1\" > out.txt; head -c 300000 /dev/zero >> out.txt",
+                                 "calib", "{input:f}"],
+                        "outputs": {"out": "out.txt"}}},
+            {"name": "dl1", "stage": "command", "inputs": {"f": "calib.out"}, "foreach": "f",
+             "params": {"argv": ["sh", "-c", format!("sleep 0.02; {dl1_cmd} < \"$1\" > p.txt"), "dl1", "{input:f}"],
+                        "outputs": {"p": "p.txt"}}},
+            {"name": "merge", "stage": "command", "inputs": {"parts": "dl1.p"},
+             "params": {"argv": ["cat", "{input:parts}"], "stdout": "all", "outputs": {"all": "all.txt"}}}
+        ]
+    });
+    let path = dir.join(format!("{name}.json"));
+    write(&path, &serde_json::to_string_pretty(&recipe).unwrap());
+    path
+}
+
+#[test]
+fn sigkill_while_recomputable_outputs_are_deleted_or_remade_never_corrupts_the_store() {
+    let dir = TempDir::new("crash-recomp");
+    write_inputs(dir.path(), 10);
+    // v1 makes and deletes the calib outputs; v2 changes dl1, so every calib output is remade.
+    let v1 = recomputable_recipe(dir.path(), "v1", "cksum");
+    let v2 = recomputable_recipe(dir.path(), "v2", "md5sum");
+    let reference_store = dir.path().join("reference");
+    let mut durations = Vec::new();
+    let mut expected = Vec::new();
+    for recipe in [&v1, &v2] {
+        let start = Instant::now();
+        let (code, report, err) = run_json(&reference_store, recipe, &["-j", "2"]);
+        assert_eq!(code, 0, "{err}");
+        durations.push(start.elapsed());
+        expected.push(output_hashes(&report));
+    }
+    assert_eq!(expected[1].len(), 21);
+    let seed: u64 = std::env::var("SST1MFLOW_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x2ec0_3b17);
+    println!("seed {seed}; uninterrupted v1 {:?}, v2 (all calib remade) {:?}", durations[0], durations[1]);
+    let mut rng = Rng(seed);
+    let mut kills = 0;
+    let rounds = 8;
+    for round in 0..rounds {
+        let store = dir.path().join(format!("store-{round}"));
+        for (phase, recipe) in [&v1, &v2].into_iter().enumerate() {
+            for _ in 0..(1 + (round + phase) % 2) {
+                let delay = Duration::from_secs_f64(durations[phase].as_secs_f64() * 1.1 * rng.next_f64());
+                let mut child = Command::new(bin())
+                    .args(["--store", store.to_str().unwrap(), "--quiet", "run", "-j", "2", recipe.to_str().unwrap()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(delay);
+                let finished = child.try_wait().unwrap().is_some();
+                unsafe_kill(child.id());
+                let _ = child.wait();
+                kills += usize::from(!finished);
+                if store.join("sst1mflow.sqlite").exists() {
+                    let v = sst1mflow(&store, &["--json", "verify"]);
+                    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+                    assert!(v.status.success(), "round {round} phase {phase}, kill after {delay:?}: {report}");
+                }
+            }
+            let (code, report, err) = run_json(&store, recipe, &["-j", "2"]);
+            assert_eq!(code, 0, "round {round} phase {phase}: resume failed: {err}");
+            assert_eq!(output_hashes(&report), expected[phase], "round {round} phase {phase}: other products");
+            let v = sst1mflow(&store, &["verify"]);
+            assert!(v.status.success(), "{}", stdout(&v));
+        }
+        // Every calib output was consumed, so none is left in the store.
+        for (k, h) in expected[1].iter().filter(|(k, _)| k.starts_with("calib/")) {
+            assert!(!store.join("objects").join(&h[..2]).join(h).exists(), "round {round}: {k} left in the store");
+        }
+    }
+    println!("{kills} kills landed mid-run over {rounds} rounds");
+    assert!(kills >= rounds / 2, "too few kills landed mid-run ({kills})");
+}

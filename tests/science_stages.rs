@@ -123,5 +123,5 @@ fn bad_stage_parameters_config_and_inputs_are_refused() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("fake.h5") && err.contains("not an input r0-dl1 reads"), "{err}");
     assert_eq!(report["failed"], 1);
-    assert_eq!(object_count(&store), 1, "only the raw input is stored");
+    assert_eq!(object_count(&store), 0, "nothing is stored (the raw input is read in place)");
 }
