@@ -233,18 +233,3 @@ pub fn load(
     }
     Ok(out)
 }
-
-/// The thrown showers behind a Monte Carlo DL2, as sst1mpipe's `get_mc_info` counts them: the
-/// run's simulation, rescaled to the power law above the cut on true energy that r0-dl1 or
-/// dl1-dl2 applied (the first row's `min_true_energy_cut`, when above the simulated minimum).
-pub fn thrown_showers(
-    dl2: &crate::io::dl2::Dl2Reader,
-    run: &crate::io::r1::SimulationRunRow,
-) -> Result<crate::irf::SimulationInfo> {
-    let sim = run.simulation_info();
-    let first = if dl2.n_events > 0 { dl2.read(0, 1)? } else { Vec::new() };
-    Ok(match first.first().map(|r| r.min_true_energy_cut) {
-        Some(cut) if cut.is_finite() => sim.after_true_energy_cut(cut),
-        _ => sim,
-    })
-}

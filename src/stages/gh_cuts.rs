@@ -166,36 +166,49 @@ impl Stage for GhCutsStage {
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
         let s = settings(ctx.config).map_err(Error::msg)?;
-        let input: &InputFile = match ctx.inputs.get("gamma").map(Vec::as_slice) {
-            Some([f]) => f,
-            _ => return Err(Error::msg("gh-cuts needs exactly one gamma DL2 file")),
-        };
-        let dl2 = Dl2Reader::open(&input.path)
-            .map_err(|e| Error::msg(format!("gamma input {}: {}", input.name, e.message())))?;
-        let selection = super::dl1_input::Dl2Selection::new(&s.selection, &input.name)?.with_stereo_cuts(s.stereo_cuts);
+        let inputs = super::production::files(ctx.inputs, "gamma", "gh-cuts")?;
         let (mut gammaness, mut energy) = (Vec::new(), Vec::new());
-        let mut start = 0;
-        while start < dl2.n_events {
-            let end = (start + 16_384).min(dl2.n_events);
-            let chunk = dl2.read_chunk(start, end)?;
-            for (i, r) in chunk.rows.iter().enumerate() {
-                if r.true_shower_primary_id != 0 {
-                    return Err(Error::msg(format!(
-                        "gamma input {} contains particle id {}",
-                        input.name, r.true_shower_primary_id
-                    )));
-                }
-                if selection.passes_in(&chunk, i) && r.gammaness.is_finite() && r.reco_energy.is_finite() {
-                    gammaness.push(r.gammaness);
-                    energy.push(r.reco_energy);
-                }
+        let (mut n_read, mut stereo) = (0, None);
+        for input in inputs {
+            let dl2 = Dl2Reader::open(&input.path)
+                .map_err(|e| Error::msg(format!("gamma input {}: {}", input.name, e.message())))?;
+            let selection =
+                super::dl1_input::Dl2Selection::new(&s.selection, &input.name)?.with_stereo_cuts(s.stereo_cuts);
+            if n_read > 0 && stereo.is_some() != dl2.stereo.is_some() {
+                return Err(Error::msg(format!(
+                    "gamma inputs {} and {} mix mono and stereo DL2: one cut table is of one telescope setup",
+                    inputs[0].name, input.name
+                )));
             }
-            start = end;
+            stereo = dl2.stereo;
+            n_read += dl2.n_events;
+            let mut start = 0;
+            while start < dl2.n_events {
+                let end = (start + 16_384).min(dl2.n_events);
+                let chunk = dl2.read_chunk(start, end)?;
+                for (i, r) in chunk.rows.iter().enumerate() {
+                    if r.true_shower_primary_id != 0 {
+                        return Err(Error::msg(format!(
+                            "gamma input {} contains particle id {}",
+                            input.name, r.true_shower_primary_id
+                        )));
+                    }
+                    if selection.passes_in(&chunk, i) && r.gammaness.is_finite() && r.reco_energy.is_finite() {
+                        gammaness.push(r.gammaness);
+                        energy.push(r.reco_energy);
+                    }
+                }
+                start = end;
+            }
         }
+        let names = match inputs {
+            [one] => one.name.clone(),
+            [first, rest @ ..] => format!("{} and {} more", first.name, rest.len()),
+            [] => unreachable!("at least one file"),
+        };
         if gammaness.is_empty() {
             return Err(Error::msg(format!(
-                "no gamma of {} passes event_selection with a reconstruction: no cut can be derived",
-                input.name
+                "no gamma of {names} passes event_selection with a reconstruction: no cut can be derived"
             )));
         }
         let (table, fill) = efficiency_cuts(&gammaness, &energy, &s.edges, s.efficiency)?;
@@ -215,8 +228,8 @@ impl Stage for GhCutsStage {
             ctx.log,
             "{} of {} gammas pass event_selection{}; cuts for efficiency {} in {} bins ({} with fewer than {MIN_EVENTS} gammas get {fill:.3})",
             gammaness.len(),
-            dl2.n_events,
-            match dl2.stereo {
+            n_read,
+            match stereo {
                 Some(_) => format!(" on both telescopes and the stereo quality cuts {}", s.stereo_cuts.to_json()),
                 None => String::new(),
             },

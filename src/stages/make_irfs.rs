@@ -37,6 +37,7 @@
 //! which `dl2-dl3` chooses among IRFs.
 use super::gh_cuts::GhCut;
 use super::params::Params;
+use super::production::{self, Production};
 use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
@@ -181,64 +182,69 @@ struct Events {
     read: usize,
     /// 2 for stereo DL2, else 1.
     n_tels: i64,
+    /// The files, for messages.
+    files: String,
 }
 
-fn load(input: &InputFile, role: &str, s: &Settings) -> Result<Events> {
-    let dl2 = Dl2Reader::open(&input.path)
-        .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
-    let Some(run) = dl2.run else {
-        return Err(Error::msg(format!(
-            "{role} input {} has no simulation information (/configuration/simulation/run): IRFs need the thrown showers, so they cannot be computed from observed data",
-            input.name
-        )));
-    };
-    if run.n_showers == 0 || run.max_scatter_range <= 0.0 || run.energy_range_max <= run.energy_range_min {
-        return Err(Error::msg(format!("{role} input {}: incomplete simulation information ({run:?})", input.name)));
+/// Reads every DL2 file of one particle's production (see [`super::production`]): the thrown
+/// showers of all of them, and the selected events of each in turn.
+fn load(inputs: &[InputFile], role: &'static str, s: &Settings) -> Result<Events> {
+    let mut production = Production::new(role);
+    let (mut true_e, mut reco_e, mut true_offset, mut theta, mut reco_offset) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut read, mut n_tels) = (0, 1);
+    for input in inputs {
+        let dl2 = Dl2Reader::open(&input.path)
+            .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
+        production.add(input, &dl2)?;
+        let run = dl2.run.expect("checked by the production");
+        if run.source_offset != 0.0 && run.max_viewcone_radius > 0.0 {
+            return Err(Error::msg(format!(
+                "{role} input {}: a diffuse simulation centred {} deg away from the pointing; offset-dependent IRFs need the view cone centred on the pointing",
+                input.name, run.source_offset
+            )));
+        }
+        n_tels = if dl2.stereo.is_some() { 2 } else { 1 };
+        let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?
+            .with_stereo_cuts(s.stereo_cuts);
+        let mut start = 0;
+        while start < dl2.n_events {
+            let end = (start + CHUNK).min(dl2.n_events);
+            let chunk = dl2.read_chunk(start, end)?;
+            for (i, r) in chunk.rows.iter().enumerate() {
+                read += 1;
+                let selected = selection.passes_in(&chunk, i);
+                let passes_cut = s.cut.passes(r.reco_energy, r.gammaness);
+                if !selected || !passes_cut || !r.reco_alt.is_finite() || !r.reco_energy.is_finite() {
+                    continue;
+                }
+                let (p_az, p_alt) = (r.true_az_tel, r.true_alt_tel);
+                true_e.push(r.true_energy * s.true_energy_scale);
+                reco_e.push(r.reco_energy);
+                true_offset.push(angular_separation_deg(p_az, p_alt, r.true_az, r.true_alt));
+                reco_offset.push(angular_separation_deg(p_az, p_alt, r.reco_az, r.reco_alt));
+                theta.push(angular_separation_deg(r.reco_az, r.reco_alt, r.true_az, r.true_alt));
+            }
+            start = end;
+        }
     }
-    if run.source_offset != 0.0 && run.max_viewcone_radius > 0.0 {
-        return Err(Error::msg(format!(
-            "{role} input {}: a diffuse simulation centred {} deg away from the pointing; offset-dependent IRFs need the view cone centred on the pointing",
-            input.name, run.source_offset
-        )));
-    }
-    let mut sim = super::dl1_input::thrown_showers(&dl2, &run)?;
+    let mut sim = production.simulation()?;
     sim.energy_min_tev *= s.true_energy_scale;
     sim.energy_max_tev *= s.true_energy_scale;
-    let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?
-        .with_stereo_cuts(s.stereo_cuts);
-    let mut ev = Events {
-        true_e: vec![],
-        reco_e: vec![],
-        true_offset: vec![],
-        theta: vec![],
-        reco_offset: vec![],
+    let run = production.run().expect("at least one file");
+    Ok(Events {
+        true_e,
+        reco_e,
+        true_offset,
+        theta,
+        reco_offset,
         sim,
         node: (run.pointing_alt, run.pointing_az, run.nsb_rate),
-        models: dl2.models.clone(),
-        read: 0,
-        n_tels: if dl2.stereo.is_some() { 2 } else { 1 },
-    };
-    let mut start = 0;
-    while start < dl2.n_events {
-        let end = (start + CHUNK).min(dl2.n_events);
-        let chunk = dl2.read_chunk(start, end)?;
-        for (i, r) in chunk.rows.iter().enumerate() {
-            ev.read += 1;
-            let selected = selection.passes_in(&chunk, i);
-            let passes_cut = s.cut.passes(r.reco_energy, r.gammaness);
-            if !selected || !passes_cut || !r.reco_alt.is_finite() || !r.reco_energy.is_finite() {
-                continue;
-            }
-            let (p_az, p_alt) = (r.true_az_tel, r.true_alt_tel);
-            ev.true_e.push(r.true_energy * s.true_energy_scale);
-            ev.reco_e.push(r.reco_energy);
-            ev.true_offset.push(angular_separation_deg(p_az, p_alt, r.true_az, r.true_alt));
-            ev.reco_offset.push(angular_separation_deg(p_az, p_alt, r.reco_az, r.reco_alt));
-            ev.theta.push(angular_separation_deg(r.reco_az, r.reco_alt, r.true_az, r.true_alt));
-        }
-        start = end;
-    }
-    Ok(ev)
+        models: production.models().to_string(),
+        read,
+        n_tels,
+        files: production.describe(),
+    })
 }
 
 /// sst1mpipe's node directory name, `ze<zenith>_az<azimuth>_nsb<NSB in MHz>` (rounded).
@@ -367,12 +373,6 @@ impl Stage for MakeIrfsStage {
     }
 
     fn run(&self, ctx: &mut StageContext) -> Result<()> {
-        let one = |role: &str| -> Result<&InputFile> {
-            match ctx.inputs.get(role).map(Vec::as_slice) {
-                Some([f]) => Ok(f),
-                _ => Err(Error::msg(format!("make-irfs needs exactly one {role} file"))),
-            }
-        };
         let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
         let binned = match cut_input {
             Some(f) => Some(super::gh_cuts::read_cut_table(&f.path, &f.name)?),
@@ -386,27 +386,29 @@ impl Stage for MakeIrfsStage {
                 s.true_energy_scale
             );
         }
-        let gammas = load(one("gamma")?, "gamma", &s)?;
-        let protons = load(one("proton")?, "proton", &s)?;
+        let gammas = load(production::files(ctx.inputs, "gamma", "make-irfs")?, "gamma", &s)?;
+        let protons = load(production::files(ctx.inputs, "proton", "make-irfs")?, "proton", &s)?;
         if gammas.n_tels != protons.n_tels {
             let what = |n: i64| if n == 2 { "stereo" } else { "mono" };
             return Err(Error::msg(format!(
                 "make-irfs: gamma input {} is {} DL2 and proton input {} is {} DL2: one IRF is of one telescope setup",
-                one("gamma")?.name,
+                gammas.files,
                 what(gammas.n_tels),
-                one("proton")?.name,
+                protons.files,
                 what(protons.n_tels)
             )));
         }
         let _ = writeln!(
             ctx.log,
-            "gammas: {} of {} events pass the selection and the gammaness cut ({}); protons: {} of {}",
+            "gammas ({}): {} of {} events pass the selection and the gammaness cut ({}); protons ({}): {} of {}",
+            gammas.files,
             gammas.true_e.len(),
             gammas.read,
             match &s.cut {
                 GhCut::Global(c) => format!("> {c}"),
                 GhCut::Binned(t) => format!("energy-dependent, {} bins", t.len()),
             },
+            protons.files,
             protons.true_e.len(),
             protons.read
         );

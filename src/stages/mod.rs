@@ -27,6 +27,7 @@ pub mod gh_cuts;
 pub mod make_irfs;
 pub mod params;
 pub mod performance;
+pub mod production;
 pub mod r0_dl1;
 pub mod r0_sources;
 pub mod simulate;

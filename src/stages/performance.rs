@@ -35,6 +35,7 @@
 //! four figures as PNG and SVG: `energy_resolution`, `angular_resolution`, `roc`, `sensitivity`.
 use super::gh_cuts::{efficiency_cuts, CutRow, GhCut};
 use super::params::Params;
+use super::production::{self, Production};
 use super::{ConfigRead, ConfigWarning, DeclaredOutput, InputFile, Stage, StageContext, StagePlan, StepSetup};
 use crate::astro::angular_separation_deg;
 use crate::error::{Error, Result};
@@ -208,35 +209,58 @@ struct Particle {
     read: usize,
 }
 
-fn open(input: &InputFile, role: &str) -> Result<(Dl2Reader, SimulationInfo)> {
-    let dl2 = Dl2Reader::open(&input.path)
-        .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
-    let Some(run) = dl2.run else {
-        return Err(Error::msg(format!(
-            "{role} input {} has no simulation information (/configuration/simulation/run): performance needs thrown showers for the weights",
-            input.name
-        )));
-    };
-    let sim = super::dl1_input::thrown_showers(&dl2, &run)?;
-    if sim.n_showers <= 0.0 || sim.max_impact_m <= 0.0 || sim.energy_max_tev <= sim.energy_min_tev {
-        return Err(Error::msg(format!("{role} input {}: incomplete simulation information ({run:?})", input.name)));
+/// The thrown showers of every file of one particle's production (see [`super::production`]),
+/// and whether the files are stereo DL2 (the first file's reader, for the source direction).
+fn production_of(inputs: &[InputFile], role: &'static str) -> Result<(SimulationInfo, bool, String)> {
+    let mut production = Production::new(role);
+    let mut stereo = false;
+    for input in inputs {
+        let dl2 = Dl2Reader::open(&input.path)
+            .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
+        production.add(input, &dl2)?;
+        stereo = dl2.stereo.is_some();
     }
-    Ok((dl2, sim))
+    let sim = production.simulation()?;
+    if sim.n_showers <= 0.0 {
+        return Err(Error::msg(format!("{role} inputs {}: no thrown showers", production.describe())));
+    }
+    Ok((sim, stereo, production.describe()))
 }
 
-/// Reads one particle's DL2: selection, finite reconstruction, θ, and weights to `flux`.
+/// Reads one particle's DL2 files in turn: selection, finite reconstruction, θ, and weights to
+/// `flux` with the thrown showers of all of them (`sim`).
+#[allow(clippy::too_many_arguments)]
 fn load(
+    inputs: &[InputFile],
+    role: &str,
+    sim: &SimulationInfo,
+    s: &Settings,
+    primary: i64,
+    source: Option<(f64, f64)>,
+    flux: impl Fn(f64) -> f64,
+) -> Result<Particle> {
+    let mut p = Particle::default();
+    for input in inputs {
+        let name = format!("{role} input {}", input.name);
+        let dl2 = Dl2Reader::open(&input.path).map_err(|e| Error::msg(format!("{name}: {}", e.message())))?;
+        load_file(&dl2, sim, s, &name, primary, source, &flux, &mut p)?;
+    }
+    Ok(p)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn load_file(
     dl2: &Dl2Reader,
     sim: &SimulationInfo,
     s: &Settings,
     name: &str,
     primary: i64,
     source: Option<(f64, f64)>,
-    flux: impl Fn(f64) -> f64,
-) -> Result<Particle> {
+    flux: &impl Fn(f64) -> f64,
+    p: &mut Particle,
+) -> Result<()> {
     let sel = super::dl1_input::Dl2Selection::new(&s.selection, name)?.with_stereo_cuts(s.stereo_cuts);
     let stereo = dl2.stereo.is_some();
-    let mut p = Particle::default();
     let mut start = 0;
     while start < dl2.n_events {
         let end = (start + 65_536).min(dl2.n_events);
@@ -268,7 +292,7 @@ fn load(
         }
         start = end;
     }
-    Ok(p)
+    Ok(())
 }
 
 fn resolution_rows(bins: &[ResolutionBin]) -> Vec<ResolutionRow> {
@@ -387,62 +411,60 @@ impl Stage for PerformanceStage {
         let cut_input = ctx.inputs.get("cuts").and_then(|v| v.first());
         let (gh_method, theta_method) = methods(ctx.params, "performance", cut_input.is_some())?;
         let s = settings(ctx.config, gh_method, theta_method).map_err(Error::msg)?;
-        let one = |role: &str| -> Result<&InputFile> {
-            match ctx.inputs.get(role).map(Vec::as_slice) {
-                Some([f]) => Ok(f),
-                _ => Err(Error::msg(format!("performance needs exactly one {role} file"))),
-            }
-        };
-        let (g_in, p_in) = (one("gamma")?, one("proton")?);
-        let (g_dl2, g_sim) = open(g_in, "gamma")?;
+        let (g_in, p_in) = (
+            production::files(ctx.inputs, "gamma", "performance")?,
+            production::files(ctx.inputs, "proton", "performance")?,
+        );
+        let (g_sim, g_stereo, g_files) = production_of(g_in, "gamma")?;
         if g_sim.viewcone_max_deg > 0.0 {
             return Err(Error::msg(format!(
-                "gamma input {} is a diffuse simulation (view cone {} deg); the sensitivity is for a point source: give point-like gammas",
-                g_in.name, g_sim.viewcone_max_deg
+                "gamma input {g_files} is a diffuse simulation (view cone {} deg); the sensitivity is for a point source: give point-like gammas",
+                g_sim.viewcone_max_deg
             )));
         }
-        let (p_dl2, p_sim) = open(p_in, "proton")?;
-        if g_dl2.stereo.is_some() != p_dl2.stereo.is_some() {
-            let what = |d: &Dl2Reader| if d.stereo.is_some() { "stereo" } else { "mono" };
+        let (p_sim, p_stereo, p_files) = production_of(p_in, "proton")?;
+        if g_stereo != p_stereo {
+            let what = |stereo: bool| if stereo { "stereo" } else { "mono" };
             return Err(Error::msg(format!(
-                "performance: gamma input {} is {} DL2 and proton input {} is {} DL2: one performance is of one telescope setup",
-                g_in.name,
-                what(&g_dl2),
-                p_in.name,
-                what(&p_dl2)
+                "performance: gamma input {g_files} is {} DL2 and proton input {p_files} is {} DL2: one performance is of one telescope setup",
+                what(g_stereo),
+                what(p_stereo)
             )));
         }
+        let first_gammas = Dl2Reader::open(&g_in[0].path)
+            .map_err(|e| Error::msg(format!("gamma input {}: {}", g_in[0].name, e.message())))?;
         let _ = writeln!(
             ctx.log,
-            "telescope setup: {}",
-            match g_dl2.stereo {
+            "telescope setup: {}; gammas: {g_files}; protons: {p_files}",
+            match first_gammas.stereo {
                 Some([a, b]) => format!("stereo (telescopes {a} and {b})"),
-                None => format!("mono (telescope {})", g_dl2.tel_id),
+                None => format!("mono (telescope {})", first_gammas.tel_id),
             }
         );
+        let telescope_setup = match first_gammas.stereo {
+            Some(_) => "stereo".to_string(),
+            None => format!("tel_{:03}", first_gammas.tel_id),
+        };
         if p_sim.viewcone_max_deg <= 0.0 {
             return Err(Error::msg(format!(
-                "proton input {} is point-like; the background needs a diffuse proton simulation",
-                p_in.name
+                "proton input {p_files} is point-like; the background needs a diffuse proton simulation"
             )));
         }
-        let gammas = load(&g_dl2, &g_sim, &s, &format!("gamma input {}", g_in.name), 0, None, |e| crab(e) * PER_M2)?;
+        let gammas = load(g_in, "gamma", &g_sim, &s, 0, None, |e| crab(e) * PER_M2)?;
         if gammas.true_e.is_empty() {
             return Err(Error::msg(format!(
-                "no gamma of {} passes event_selection with a reconstruction: nothing to measure",
-                g_in.name
+                "no gamma of {g_files} passes event_selection with a reconstruction: nothing to measure"
             )));
         }
-        // The source: the gammas' true direction (one point).
-        let first = g_dl2.read(0, 1)?;
+        // The source: the gammas' true direction (one point, shared by the production's files).
+        let first = first_gammas.read(0, 1)?;
+        drop(first_gammas);
         let source = first.first().map(|r| (r.true_alt, r.true_az)).ok_or_else(|| Error::msg("empty gamma DL2"))?;
-        let protons = load(&p_dl2, &p_sim, &s, &format!("proton input {}", p_in.name), 101, Some(source), |e| {
-            PROTON_NORM_CM2 * PER_M2 * e.powf(PROTON_INDEX)
-        })?;
+        let protons =
+            load(p_in, "proton", &p_sim, &s, 101, Some(source), |e| PROTON_NORM_CM2 * PER_M2 * e.powf(PROTON_INDEX))?;
         if protons.true_e.is_empty() {
             return Err(Error::msg(format!(
-                "no proton of {} passes event_selection with a reconstruction: no background, ROC or sensitivity can be computed",
-                p_in.name
+                "no proton of {p_files} passes event_selection with a reconstruction: no background, ROC or sensitivity can be computed"
             )));
         }
 
@@ -628,10 +650,7 @@ impl Stage for PerformanceStage {
                 sensitivity: &sensitivity,
                 summary,
                 gammaness_cut_method: &method,
-                telescope_setup: &match g_dl2.stereo {
-                    Some(_) => "stereo".to_string(),
-                    None => format!("tel_{:03}", g_dl2.tel_id),
-                },
+                telescope_setup: &telescope_setup,
             },
         )?;
 

@@ -44,6 +44,16 @@ def dl2(tmp_path_factory):
     steps.append({"name": "cuts", "stage": "gh-cuts", "inputs": {"gamma": "dl2-gt.dl2"}})
     steps.append({"name": "irfs-edep", "stage": "make-irfs",
                   "inputs": {"gamma": "dl2-gt.dl2", "proton": "dl2-pt.dl2", "cuts": "cuts.cuts"}})
+    # A second part of the test production (other seeds), as productions arrive in many files:
+    # IRFs of both parts together, and of the second part alone.
+    steps += [sim("sim-gt2", "gamma", 6000, 35, viewcone_deg=3.0), sim("sim-pt2", "proton", 12000, 36, viewcone_deg=4.0)]
+    for s in ["gt2", "pt2"]:
+        steps.append({"name": f"dl1-{s}", "stage": "r0-dl1", "inputs": {"r1": f"sim-{s}.r1"}})
+        steps.append({"name": f"dl2-{s}", "stage": "dl1-dl2", "inputs": {"dl1": f"dl1-{s}.dl1", **MODELS}})
+    steps.append({"name": "irfs-2", "stage": "make-irfs", "inputs": {"gamma": "dl2-gt2.dl2", "proton": "dl2-pt2.dl2"}})
+    steps.append({"name": "irfs-both", "stage": "make-irfs",
+                  "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gt2.dl2"], "proton": ["dl2-pt.dl2", "dl2-pt2.dl2"]}})
+    steps.append({"name": "cuts-both", "stage": "gh-cuts", "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gt2.dl2"]}})
     (tmp / "r.json").write_text(json.dumps({"name": "mc", "config": "mc.json", "steps": steps}))
     store = tmp / "store"
     subprocess.run([BIN, "--store", str(store), "-q", "run", "-j", "2", str(tmp / "r.json")], check=True,
@@ -344,3 +354,48 @@ def test_dl1_written_by_ctapipe017_is_taken_by_dl1_dl2(dl2, tmp_path):
     with h5py.File(store / "views" / "imp" / "dl2" / "all" / "dl2.h5") as f:
         settings = json.loads(f.attrs["sst1mflow_dl1_settings"])
     assert settings["imported.software"] == "ctapipe 0.17.0" and settings["imported.data_model"] == "v5.0.0"
+
+
+def test_a_production_in_two_files_gives_the_irfs_of_its_merged_file(dl2):
+    """make-irfs on two files of one production sums their thrown showers (sst1mpipe merges
+    them first): with equal thrown counts, the effective area and the background rate are the
+    means of the two parts' (event counts add, thrown showers add)."""
+    from astropy.io import fits
+    views, _, _ = dl2
+    read = lambda step, ext, col: fits.open(views / step / "all" / "irfs.fits")[ext].data[col][0].astype(float)
+    for ext, col in [("EFFECTIVE AREA", "EFFAREA"), ("BACKGROUND", "BKG")]:
+        one, two, both = read("irfs", ext, col), read("irfs-2", ext, col), read("irfs-both", ext, col)
+        assert one.shape == both.shape
+        assert np.any(both > 0)
+        np.testing.assert_allclose(both, (one + two) / 2, rtol=2e-6, atol=1e-30, err_msg=f"{ext}")
+    cuts = pd.read_hdf(views / "cuts-both" / "all" / "gh_cuts.h5", key="/gammaness_cuts")
+    n_one = pd.read_hdf(views / "cuts" / "all" / "gh_cuts.h5", key="/gammaness_cuts")["n_events"].sum()
+    assert cuts["n_events"].sum() > 1.5 * n_one
+
+
+def test_files_of_other_productions_are_refused_naming_both(dl2, tmp_path):
+    """A file thrown with another spectral index, or the same run given twice, cannot be summed."""
+    views, _, _ = dl2
+    store = views.parents[1]
+    base = json.loads((views.parents[2] / "r.json").read_text())
+    steps = [s for s in base["steps"] if s["name"] in {"sim-g", "sim-p", "dl1-g", "dl1-p", "train", "sim-gt", "dl1-gt",
+                                                       "dl2-gt", "sim-pt", "dl1-pt", "dl2-pt"}]
+    steps += [sim("sim-gx", "gamma", 2000, 37, viewcone_deg=3.0, spectral_index=-2.5),
+              {"name": "dl1-gx", "stage": "r0-dl1", "inputs": {"r1": "sim-gx.r1"}},
+              {"name": "dl2-gx", "stage": "dl1-dl2", "inputs": {"dl1": "dl1-gx.dl1", **MODELS}},
+              {"name": "irfs-mixed", "stage": "make-irfs",
+               "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gx.dl2"], "proton": "dl2-pt.dl2"}},
+              {"name": "irfs-twice", "stage": "make-irfs",
+               "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gt.dl2"], "proton": "dl2-pt.dl2"}}]
+    recipe = tmp_path / "mixed.json"
+    (tmp_path / "mc.json").write_text((views.parents[2] / "mc.json").read_text())
+    recipe.write_text(json.dumps({"name": "mixed", "config": "mc.json", "steps": steps}))
+    r = subprocess.run([BIN, "--store", str(store), "-q", "--json", "run", "-j", "2", str(recipe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    report = json.loads(r.stdout)
+    failed = {a["step"]: a["detail"] for a in report["activities"] if a["outcome"] == "failed"}
+    assert set(failed) == {"irfs-mixed", "irfs-twice"}, failed
+    assert "are not of one production (spectral index -2 vs -2.5)" in failed["irfs-mixed"], failed["irfs-mixed"]
+    assert failed["irfs-mixed"].startswith("gamma inputs dl2.h5 (") and " and dl2.h5 (" in failed["irfs-mixed"]
+    assert "are the same simulation run (seed 33)" in failed["irfs-twice"], failed["irfs-twice"]

@@ -103,6 +103,16 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Canonical JSON text of a value (see the module documentation).
+/// A value as its canonical text says it: what a stage is handed, so that it sees exactly what
+/// the key saw (`1.0` and `1` are one number in a key, so they must be one number to the stage
+/// too; a stage that echoes its settings into a product then writes the same bytes in every run
+/// and in `reproduce`, which has only the recorded canonical text). Returns it with that text.
+pub fn canonical_value(value: &Value) -> (Value, String) {
+    let text = canonical_json(value);
+    let parsed = serde_json::from_str(&text).expect("canonical JSON parses");
+    (parsed, text)
+}
+
 pub fn canonical_json(value: &Value) -> String {
     let mut out = String::new();
     write_canonical(value, &mut out);

@@ -63,6 +63,11 @@ fn build(g: &Graph) -> Doc {
         if let Some(why) = &p.invalid {
             attrs.push(("sst1m:invalid".to_string(), json!(why)));
         }
+        // A raw input read in place: where (PROV's location of an entity; the first place
+        // where its bytes were seen).
+        if let Some(place) = p.places.first() {
+            attrs.push(("prov:location".to_string(), json!(place)));
+        }
         doc.entities.insert(format!("sha256:{h}"), attrs);
     }
     let mut ids: Vec<&i64> = g.activities.keys().collect();

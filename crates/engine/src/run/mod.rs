@@ -34,7 +34,7 @@ pub fn stat_fingerprint(m: &std::fs::Metadata) -> crate::provenance::StatFingerp
     inputs::fingerprint(m)
 }
 
-use crate::key::{activity_key, canonical_json, KeyMaterial};
+use crate::key::{activity_key, canonical_value, KeyMaterial};
 use crate::provenance::manifest;
 use crate::provenance::Db;
 use crate::recipe::Recipe;
@@ -307,7 +307,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                         guarded.sort();
                         guarded.dedup();
                         let config = info.stage.config_for_inputs(&info.config, &inputs).map(|c| {
-                            let canon = canonical_json(&c);
+                            let (c, canon) = canonical_value(&c);
                             (Arc::new(c), Arc::new(canon))
                         });
                         prepared[i] = Some(Prepared { inputs, config, places, guarded });

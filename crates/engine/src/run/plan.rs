@@ -3,7 +3,7 @@
 //! before anything runs or is hashed.
 use super::inputs::RawItem;
 use crate::config::{self, KeyUse};
-use crate::key::canonical_json;
+use crate::key::canonical_value;
 use crate::recipe::{self, Recipe, Source};
 use crate::stage::{ConfigWarning, Pipeline, Stage, StagePlan, StepSetup};
 use serde_json::{json, Map, Value};
@@ -199,13 +199,16 @@ pub(super) fn prepare(
                 plan.outputs.iter().map(|o| roles.contains(&o.role)).collect()
             }
         };
+        // Stages see what their key saw (see `canonical_value`).
+        let (params, params_canon) = canonical_value(&step.params);
+        let (cfg, config_canon) = canonical_value(&cfg);
         infos.push(StepInfo {
             recomputable,
             name: step.name.clone(),
             stage,
-            params_canon: Arc::new(canonical_json(&step.params)),
-            params: Arc::new(step.params.clone()),
-            config_canon: Arc::new(canonical_json(&cfg)),
+            params_canon: Arc::new(params_canon),
+            params: Arc::new(params),
+            config_canon: Arc::new(config_canon),
             config: Arc::new(cfg),
             plan: Arc::new(plan),
             wanted,
