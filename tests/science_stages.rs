@@ -59,8 +59,16 @@ fn simulate_then_dl1_is_deterministic_reused_and_config_scoped() {
     assert_eq!(items.len(), 1, "{st}");
     assert_eq!(items[0]["step"], "dl1");
     assert_eq!(items[0]["reason"], "config CameraCalibrator.LocalPeakWindowSum.window_width: 7 → 5");
-    let (code, third, _) = run_json(&a, &recipe, &[]);
-    assert_eq!((code, third["ran"].as_u64(), third["reused"].as_u64()), (0, Some(1), Some(1)));
+    // The simulated R1 is recomputable: deleted once its DL1 was made, it is remade for the
+    // rerun, to the hash recorded for it, and deleted again.
+    let r1 = output_hashes(&first)["sim/all/r1"].clone();
+    let r1_object = a.join("objects").join(&r1[..2]).join(&r1);
+    assert!(!r1_object.exists(), "R1 deleted once consumed");
+    let (code, third, err) = run_json(&a, &recipe, &[]);
+    assert_eq!((code, third["ran"].as_u64(), third["reused"].as_u64()), (0, Some(1), Some(1)), "{err}");
+    assert_eq!(third["recomputed"], 1, "{third}");
+    assert_eq!(output_hashes(&third)["sim/all/r1"], r1);
+    assert!(!r1_object.exists(), "R1 deleted again");
     // only_main_island is honoured: it changes the DL1 (fewer or equal islands), not the R1.
     write(&dir.path().join("mc.json"), &{
         let mut v: serde_json::Value = serde_json::from_str(&config_text(7)).unwrap();

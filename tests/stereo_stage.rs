@@ -350,6 +350,22 @@ fn stereo_dl2_combines_both_telescopes_reconstructions_as_sst1mpipe() {
         .to_string();
     let (kept_all, read_all) = passed(&stdout(&sst1mflow(&store, &["log", &key[..12]])));
     assert!(kept_all > kept && read_all == read, "{kept_all} vs {kept} of {read}");
+    // The two other stereo quality cuts remove stereo gammas too, each on its own.
+    for (cut, value) in [("stereo_delta_disp_cut_deg", 0.05), ("stereo_relative_std_reco_energy_cut", 0.05)] {
+        let mut one = relaxed.clone();
+        one["analysis"][cut] = value.into();
+        write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&one).unwrap());
+        let (code, report, err) = run_json(&store, &recipe, &[]);
+        assert_eq!(code, 0, "{err}\n{report}");
+        let key = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == "cuts-stereo").unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let log = stdout(&sst1mflow(&store, &["log", &key[..12]]));
+        assert!(log.contains(&format!("\"{cut}\":{value}")), "{log}");
+        let (kept_one, _) = passed(&log);
+        assert!(kept_one > 0 && kept_one < kept_all, "{cut} = {value}: {kept_one} of {kept_all} kept");
+    }
     write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&cfg).unwrap());
     // Mono and stereo DL2 in one IRF are refused, naming both.
     let mixed = dir.path().join("mixed.json");

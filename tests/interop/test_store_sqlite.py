@@ -43,21 +43,29 @@ def test_database_is_plain_sqlite_with_documented_schema(store):
     assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"products", "activities", "used", "generated", "versions", "input_files", "recipe_slots"} <= tables
+    assert {"products", "activities", "used", "generated", "versions", "input_files", "recipe_slots", "places"} <= tables
 
 
 def test_objects_are_named_by_sha256_and_read_only(store):
     store, _ = store
     db = connect(store)
-    rows = db.execute("SELECT hash, size, kind FROM products").fetchall()
+    rows = db.execute("SELECT hash, size, kind, referenced FROM products").fetchall()
     assert len(rows) == 10  # 4 raw runs + 4 selections + merged + count
-    for h, size, kind in rows:
+    for h, size, kind, referenced in rows:
         path = store / "objects" / h[:2] / h
+        if referenced:
+            # A raw run read where it is: not in the store, its place recorded, left writable.
+            assert not path.exists()
+            (place, place_size), = db.execute("SELECT path, size FROM places WHERE hash = ?", (h,)).fetchall()
+            path = pathlib.Path(place)
+            assert place_size == size and stat.S_IMODE(path.stat().st_mode) & 0o200
+        else:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, f"{path} is writable"
         data = path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == h
         assert len(data) == size
-        assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, f"{path} is writable"
-    kinds = sorted(k for _, _, k in rows)
+    assert sum(r for *_, r in rows) == 4
+    kinds = sorted(k for _, _, k, _ in rows)
     assert kinds.count("event-list") == 9 and kinds.count("summary") == 1
 
 
