@@ -207,6 +207,20 @@ fn write_noise(path: &Path, bytes: u64, seed: u64) {
     }
 }
 
+/// A recipe over the raw files `work/<name>/*.fits.fz` (read in place) with one cheap step
+/// that takes them all: what it costs is registration and planning.
+fn counting_recipe(work: &Path, name: &str) -> PathBuf {
+    let recipe = serde_json::json!({
+        "name": name,
+        "inputs": {"raw": {"paths": format!("{name}/*.fits.fz"), "kind": "r0"}},
+        "steps": [{"name": "count", "stage": "command", "inputs": {"f": "raw"},
+                   "params": {"argv": ["sh", "-c", "echo $# > n.txt", "count", "{input:f}"], "outputs": {"n": "n.txt"}}}]
+    });
+    let path = work.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string(&recipe).unwrap()).unwrap();
+    path
+}
+
 fn raw_volume_bench(work: &Path) {
     // (a) Planning over 10,000 unchanged raw files read in place.
     let many = work.join("many");
@@ -214,14 +228,7 @@ fn raw_volume_bench(work: &Path) {
     for i in 0..10_000 {
         std::fs::write(many.join(format!("run_{i:05}.fits.fz")), format!("raw run {i}\n")).unwrap();
     }
-    let recipe = serde_json::json!({
-        "name": "many",
-        "inputs": {"raw": {"paths": "many/*.fits.fz", "kind": "r0"}},
-        "steps": [{"name": "count", "stage": "command", "inputs": {"f": "raw"},
-                   "params": {"argv": ["sh", "-c", "echo $# > n.txt", "count", "{input:f}"], "outputs": {"n": "n.txt"}}}]
-    });
-    let recipe_path = work.join("many.json");
-    std::fs::write(&recipe_path, serde_json::to_string(&recipe).unwrap()).unwrap();
+    let recipe_path = counting_recipe(work, "many");
     let store = work.join("store");
     let run = |recipe: &Path, extra: &[&str]| {
         let mut c = Command::new(bin());
@@ -244,14 +251,7 @@ fn raw_volume_bench(work: &Path) {
     for (i, f) in files.iter().enumerate() {
         write_noise(f, 1 << 30, 0x1234_5678 + i as u64);
     }
-    let recipe = serde_json::json!({
-        "name": "big",
-        "inputs": {"raw": {"paths": "big/*.fits.fz", "kind": "r0"}},
-        "steps": [{"name": "count", "stage": "command", "inputs": {"f": "raw"},
-                   "params": {"argv": ["sh", "-c", "echo $# > n.txt", "count", "{input:f}"], "outputs": {"n": "n.txt"}}}]
-    });
-    let big_recipe = work.join("big.json");
-    std::fs::write(&big_recipe, serde_json::to_string(&recipe).unwrap()).unwrap();
+    let big_recipe = counting_recipe(work, "big");
     let openssl = || {
         let mut c = Command::new("openssl");
         c.args(["dgst", "-sha256"]).args(&files);

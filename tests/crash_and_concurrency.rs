@@ -66,24 +66,9 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
         // Up to three kills into the same store, each resuming the previous attempt.
         for _ in 0..(1 + round % 3) {
             let delay = Duration::from_secs_f64(full.as_secs_f64() * 1.1 * rng.next_f64());
-            let mut child = Command::new(bin())
-                .args(["--store", store.to_str().unwrap(), "--quiet", "run", "-j", "2", recipe.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(delay);
-            let finished = child.try_wait().unwrap().is_some();
-            unsafe_kill(child.id());
-            let _ = child.wait();
-            if !finished {
-                kills += 1;
-            }
-            if store.join("sst1mflow.sqlite").exists() {
-                let v = sst1mflow(&store, &["--json", "verify"]);
-                let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
-                assert!(v.status.success(), "round {round}, kill after {delay:?}: store not clean: {report}");
-                assert_eq!(report["problems"].as_array().unwrap().len(), 0);
+            kills += usize::from(run_and_kill(&store, &recipe, delay));
+            if let Some(report) = unclean_verify(&store) {
+                panic!("round {round}, kill after {delay:?}: store not clean: {report}");
             }
         }
         let (code, report, err) = run_json(&store, &recipe, &["-j", "2"]);
@@ -94,6 +79,32 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
     }
     println!("{kills} kills landed mid-run over {rounds} rounds");
     assert!(kills >= rounds / 2, "too few kills landed mid-run ({kills})");
+}
+
+/// Starts `run -j 2` of `recipe` and SIGKILLs it after `delay`. True when it was still running.
+fn run_and_kill(store: &std::path::Path, recipe: &std::path::Path, delay: Duration) -> bool {
+    let mut child = Command::new(bin())
+        .args(["--store", store.to_str().unwrap(), "--quiet", "run", "-j", "2", recipe.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let finished = child.try_wait().unwrap().is_some();
+    unsafe_kill(child.id());
+    let _ = child.wait();
+    !finished
+}
+
+/// `verify`'s report when the store (if any was created) is not clean.
+fn unclean_verify(store: &std::path::Path) -> Option<serde_json::Value> {
+    if !store.join("sst1mflow.sqlite").exists() {
+        return None;
+    }
+    let v = sst1mflow(store, &["--json", "verify"]);
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let clean = v.status.success() && report["problems"].as_array().is_some_and(|p| p.is_empty());
+    (!clean).then_some(report)
 }
 
 fn unsafe_kill(pid: u32) {
@@ -210,21 +221,9 @@ fn sigkill_while_recomputable_outputs_are_deleted_or_remade_never_corrupts_the_s
         for (phase, recipe) in [&v1, &v2].into_iter().enumerate() {
             for _ in 0..(1 + (round + phase) % 2) {
                 let delay = Duration::from_secs_f64(durations[phase].as_secs_f64() * 1.1 * rng.next_f64());
-                let mut child = Command::new(bin())
-                    .args(["--store", store.to_str().unwrap(), "--quiet", "run", "-j", "2", recipe.to_str().unwrap()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap();
-                std::thread::sleep(delay);
-                let finished = child.try_wait().unwrap().is_some();
-                unsafe_kill(child.id());
-                let _ = child.wait();
-                kills += usize::from(!finished);
-                if store.join("sst1mflow.sqlite").exists() {
-                    let v = sst1mflow(&store, &["--json", "verify"]);
-                    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
-                    assert!(v.status.success(), "round {round} phase {phase}, kill after {delay:?}: {report}");
+                kills += usize::from(run_and_kill(&store, recipe, delay));
+                if let Some(report) = unclean_verify(&store) {
+                    panic!("round {round} phase {phase}, kill after {delay:?}: store not clean: {report}");
                 }
             }
             let (code, report, err) = run_json(&store, recipe, &["-j", "2"]);
