@@ -258,3 +258,43 @@ fn the_disk_holds_about_j_recomputable_outputs_at_once() {
         assert_eq!(stdout(&left).trim(), "0", "all deleted at the end");
     }
 }
+
+#[test]
+fn consumed_outputs_left_on_disk_are_deleted_by_the_next_run_and_kept_ones_stay() {
+    let dir = TempDir::new("later");
+    write_inputs(dir.path(), 3);
+    let make = "cat \"$1\" > big.txt; seq 1 1000 >> big.txt";
+    let recomputable = recomputable_recipe(dir.path(), "r", make, "cksum < \"$1\" > small.txt");
+    let keeping = dir.path().join("keeping.json");
+    let text =
+        std::fs::read_to_string(&recomputable).unwrap().replace("\"recomputable\": true", "\"recomputable\": false");
+    write(&keeping, &text);
+    // Store A: the outputs are deleted once consumed. Store B: the same activities (marking an
+    // output recomputable changes no key), its outputs kept.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (code, first, err) = run_json(&a, &recomputable, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, kept, err) = run_json(&b, &keeping, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(output_hashes(&first), output_hashes(&kept));
+    assert_eq!((object_count(&a), object_count(&b)), (3, 6));
+    // As after a run killed between recording the consumers and deleting what they consumed:
+    // the objects are back in A. The next run reuses everything and deletes them then.
+    for (k, h) in output_hashes(&first).iter().filter(|(k, _)| k.starts_with("make/")) {
+        let (from, to) = (b.join("objects").join(&h[..2]).join(h), a.join("objects").join(&h[..2]).join(h));
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{k}: {e}"));
+    }
+    assert_eq!(object_count(&a), 6);
+    let (code, again, err) = run_json(&a, &recomputable, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["reused"], 6, "{again}");
+    assert_eq!(object_count(&a), 3, "the consumed outputs are deleted");
+    // In B they were recorded as kept: the recomputable recipe reuses them and keeps them.
+    let (code, _, err) = run_json(&b, &recomputable, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(object_count(&b), 6, "outputs recorded as kept stay");
+    for store in [&a, &b] {
+        let v = json_ok(store, &["verify"]);
+        assert_eq!(v["clean"], json!(true), "{v}");
+    }
+}

@@ -203,6 +203,8 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     let mut recomputed = vec![false; n];
     let mut books = Recomputables::new(&nodes, &infos);
     let mut deferred: Vec<usize> = Vec::new();
+    // Consumed recomputable objects that were still in use when their last consumer finished.
+    let mut pending_drops: Vec<String> = Vec::new();
     progress.total = n;
     let (mut ran, mut reused, mut failed) = (0usize, 0usize, 0usize);
     let mut running = 0usize;
@@ -328,6 +330,13 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                         if let Some((outs, _)) = reusable_outputs(store, &info.plan, &c) {
                             produced[i] = Some(outs);
                             reused += 1;
+                            // A reused consumer is done with its inputs too (a run killed after
+                            // recording it left them on disk).
+                            for h in books.consumer_done(i, true, &nodes, &produced) {
+                                if !opts.dry_run {
+                                    drop_if_recorded_recomputable(store, &db, &h, &mut pending_drops)?;
+                                }
+                            }
                             schedule.finish(i, Outcome::Reused, &nodes, &infos);
                             continue;
                         }
@@ -461,13 +470,23 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
             };
             let ok = matches!(decided, Outcome::Ran | Outcome::Reused);
             for h in books.consumer_done(i, ok, &nodes, &produced) {
-                store.drop_recomputable(&h)?;
+                drop_if_recorded_recomputable(store, &db, &h, &mut pending_drops)?;
             }
+            retry_drops(store, &mut pending_drops)?;
             schedule.finish(i, decided, &nodes, &infos);
         }
         drop(job_tx);
         Ok(())
     })?;
+    // Every worker of this run is idle now; what another process still reads is left for the
+    // next run (which deletes it when its consumers are reused).
+    for _ in 0..50 {
+        retry_drops(store, &mut pending_drops)?;
+        if pending_drops.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     progress.show(schedule.done, ran, reused, failed, running, true);
     progress.finish();
     let outcome = schedule.outcome;
@@ -518,6 +537,30 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         activities,
         elapsed: started.elapsed(),
     })
+}
+
+/// Deletes a consumed output whose product was recorded recomputable when it was made (an
+/// output made before its step was marked recomputable stays: the record says it is kept).
+/// An object some process still holds in use is left in `pending`, to be tried again.
+fn drop_if_recorded_recomputable(store: &Store, db: &Db, hash: &str, pending: &mut Vec<String>) -> Result<()> {
+    if db.is_recomputable(hash)? && !store.drop_recomputable(hash)? {
+        pending.push(hash.to_string());
+    }
+    Ok(())
+}
+
+/// Tries again to delete consumed objects that were in use. The holder is usually transient: a
+/// command being started by another worker carries a copy of every open file, its lock
+/// included, from fork until exec.
+fn retry_drops(store: &Store, pending: &mut Vec<String>) -> Result<()> {
+    let mut still = Vec::new();
+    for h in pending.drain(..) {
+        if !store.drop_recomputable(&h)? {
+            still.push(h);
+        }
+    }
+    *pending = still;
+    Ok(())
 }
 
 /// What a keyed activity is given: its inputs (with where to read them), the config it

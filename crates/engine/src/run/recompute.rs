@@ -7,7 +7,12 @@
 //! consumes is kept (it is what the recipe is for), and so is one whose consumer failed (the
 //! next run needs it). Deleting is only an unlink of the object under its use lock
 //! ([`crate::store::Store::drop_recomputable`]): the database already says the object may be
-//! missing, so a crash at any point leaves a consistent store.
+//! missing, so a crash at any point leaves a consistent store. An object still held in use when
+//! its last consumer finishes (by another process, or for an instant by a command another
+//! worker is starting, which carries a copy of every open file from fork until exec) is tried
+//! again as the run goes on and at its end; one left over is deleted by the next run, whose
+//! reused consumers release it the same way. Only products recorded as recomputable when they
+//! were made are deleted: marking a step's output recomputable later does not reach back.
 //!
 //! Disk stays bounded: at most about `-j` activities whose recomputable outputs are still
 //! waiting for consumers ("live" producers) exist at once; another producer waits while its
