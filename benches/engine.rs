@@ -225,8 +225,15 @@ fn raw_volume_bench(work: &Path) {
     // (a) Planning over 10,000 unchanged raw files read in place.
     let many = work.join("many");
     std::fs::create_dir_all(&many).unwrap();
+    // Raw archives are read-only: commands get links to them, not copies.
+    let read_only = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o444)).unwrap()
+    };
     for i in 0..10_000 {
-        std::fs::write(many.join(format!("run_{i:05}.fits.fz")), format!("raw run {i}\n")).unwrap();
+        let f = many.join(format!("run_{i:05}.fits.fz"));
+        std::fs::write(&f, format!("raw run {i}\n")).unwrap();
+        read_only(&f);
     }
     let recipe_path = counting_recipe(work, "many");
     let store = work.join("store");
@@ -250,6 +257,7 @@ fn raw_volume_bench(work: &Path) {
     let files: Vec<PathBuf> = (0..gib).map(|i| big.join(format!("SST1M1_20261205_{i:04}.fits.fz"))).collect();
     for (i, f) in files.iter().enumerate() {
         write_noise(f, 1 << 30, 0x1234_5678 + i as u64);
+        read_only(f);
     }
     let big_recipe = counting_recipe(work, "big");
     let openssl = || {

@@ -298,3 +298,63 @@ fn consumed_outputs_left_on_disk_are_deleted_by_the_next_run_and_kept_ones_stay(
         assert_eq!(v["clean"], json!(true), "{v}");
     }
 }
+
+#[test]
+fn a_command_cannot_write_through_to_a_raw_file_read_in_place() {
+    // A raw file read in place is the user's own, often writable: a command that writes to its
+    // input gets a read-only copy (a read-only file is linked).
+    let dir = TempDir::new("through");
+    write_inputs(dir.path(), 2);
+    let writable = dir.path().join("inputs/in_00.txt");
+    let readonly = dir.path().join("inputs/in_01.txt");
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let how = "if [ -L \"$1\" ]; then echo link; else echo copy; fi > how.txt";
+    let recipe = recipe_file(
+        dir.path(),
+        "tamper",
+        json!({
+            "inputs": {"w": {"paths": "inputs/in_00.txt", "kind": "r0"}, "r": {"paths": "inputs/in_01.txt", "kind": "r0"}},
+            "steps": [
+                {"name": "tamper", "stage": "command", "inputs": {"f": "w"},
+                 "params": {"argv": ["sh", "-c", format!("{how}; chmod u+w \"$1\"; echo tampered >> \"$1\" || true"), "t", "{input:f}"],
+                            "outputs": {"how": "how.txt"}}},
+                {"name": "read", "stage": "command", "inputs": {"f": "r"},
+                 "params": {"argv": ["sh", "-c", how, "t", "{input:f}"], "outputs": {"how": "how.txt"}}}
+            ]
+        }),
+    );
+    let before = std::fs::read(&writable).unwrap();
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    assert_eq!(std::fs::read(&writable).unwrap(), before, "the user's raw file is untouched");
+    let shown = |step: &str| {
+        let h = output_hashes(&report)[&format!("{step}/all/how")].clone();
+        std::fs::read_to_string(store.join("objects").join(&h[..2]).join(&h)).unwrap()
+    };
+    assert_eq!((shown("tamper"), shown("read")), ("copy\n".to_string(), "link\n".to_string()));
+
+    // A file changed while an activity reads it (here by a command run as root, which can write
+    // through a link to a read-only file) fails that activity, naming the file.
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| stdout(&o).trim() == "0").unwrap_or(false);
+    if !root {
+        println!("not root: a command cannot write to the read-only file; that part is skipped");
+        return;
+    }
+    let tampering = recipe_file(
+        dir.path(),
+        "tamper-ro",
+        json!({
+            "inputs": {"r": {"paths": "inputs/in_01.txt", "kind": "r0"}},
+            "steps": [{"name": "t", "stage": "command", "inputs": {"f": "r"},
+                       "params": {"argv": ["sh", "-c", "echo tampered >> \"$1\"; echo done > o.txt", "t", "{input:f}"],
+                                  "outputs": {"o": "o.txt"}}}]
+        }),
+    );
+    let (code, _, err) = run_json(&store, &tampering, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{} changed while the activity read it", readonly.canonicalize().unwrap().display())),
+        "{err}"
+    );
+}

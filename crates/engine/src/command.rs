@@ -20,7 +20,8 @@
 //! value; strings verbatim, anything else as canonical JSON), `{workdir}` (absolute; avoid it in
 //! anything that reaches a product), and `{{`/`}}` for literal braces. Input, output and config
 //! paths are relative to the work directory (inputs appear as
-//! `.sst1mflow-in/<role>/<position>/<original file name>`), so a tool that prints or embeds
+//! `.sst1mflow-in/<role>/<position>/<original file name>`: a link to a read-only file, a
+//! read-only copy of a writable one such as a raw file read in place), so a tool that prints or embeds
 //! its paths still gives the same bytes in any store. The program runs in the work directory
 //! with standard input closed, in a clean environment: only `PATH`, `HOME` and `LANG` are passed
 //! through from sst1mflow's own (see [`PASSED_ENV`]; not in the key, so a program must not let
@@ -43,7 +44,7 @@ use serde_json::Value;
 use sst1mflow_base::error::{Error, Result};
 use sst1mflow_base::text::suggestion;
 use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -294,8 +295,8 @@ fn lookup<'v>(config: &'v Value, key: &str) -> Option<&'v Value> {
     key.split('.').try_fold(config, |node, part| node.get(part))
 }
 
-/// Presents every input inside the work directory as `.sst1mflow-in/<role>/<position>/<name>`,
-/// a symlink to the read-only object, and returns those relative paths by role. Commands run
+/// Presents every input inside the work directory as `.sst1mflow-in/<role>/<position>/<name>`
+/// (see [`present_input`]), and returns those relative paths by role. Commands run
 /// in the work directory, so every path they see is relative and the same in any store: a
 /// tool that prints or embeds its input paths still gives identical bytes everywhere.
 fn link_inputs(ctx: &StageContext) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
@@ -311,14 +312,32 @@ fn link_inputs(ctx: &StageContext) -> Result<std::collections::BTreeMap<String, 
             let dir = format!("{INPUT_DIR}/{role}/{pos}");
             let abs_dir = ctx.work_dir.join(&dir);
             fs::create_dir_all(&abs_dir).map_err(|e| Error::io(format!("cannot create {}", abs_dir.display()), e))?;
-            std::os::unix::fs::symlink(&f.path, abs_dir.join(&name)).map_err(|e| {
-                Error::io(format!("cannot link input {} into {}", f.path.display(), abs_dir.display()), e)
-            })?;
+            present_input(&f.path, &abs_dir.join(&name))?;
             rel.push(format!("{dir}/{name}"));
         }
         out.insert(role.clone(), rel);
     }
     Ok(out)
+}
+
+/// One input at `at`: a symlink when the file is read-only (a store object, a read-only raw
+/// archive), else a read-only copy. A raw input read in place is the user's own file, often
+/// writable: a command that opened its input for writing (or appended to it) would change it
+/// through a link, so it gets a copy, and the user's file is never written through (the
+/// activity's fingerprint check would only notice afterwards).
+fn present_input(path: &Path, at: &Path) -> Result<()> {
+    let mode = fs::metadata(path)
+        .map_err(|e| Error::io(format!("cannot read input {}", path.display()), e))?
+        .permissions()
+        .mode();
+    if mode & 0o222 == 0 {
+        return std::os::unix::fs::symlink(path, at)
+            .map_err(|e| Error::io(format!("cannot link input {} into {}", path.display(), at.display()), e));
+    }
+    fs::copy(path, at)
+        .map_err(|e| Error::io(format!("cannot copy input {} to {}", path.display(), at.display()), e))?;
+    fs::set_permissions(at, fs::Permissions::from_mode(0o444))
+        .map_err(|e| Error::io(format!("cannot make {} read-only", at.display()), e))
 }
 
 fn expand(parsed: &Parsed, ctx: &StageContext) -> Result<Vec<String>> {
