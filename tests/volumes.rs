@@ -358,3 +358,40 @@ fn a_command_cannot_write_through_to_a_raw_file_read_in_place() {
         "{err}"
     );
 }
+
+#[test]
+fn gc_lists_no_recomputable_output_that_is_already_deleted() {
+    let dir = TempDir::new("gc");
+    write_inputs(dir.path(), 2);
+    let v1 = recomputable_recipe(
+        dir.path(),
+        "r",
+        "cat \"$1\" > big.txt; seq 1 500 >> big.txt",
+        "cksum < \"$1\" > small.txt",
+    );
+    let store = dir.path().join("store");
+    let (code, first, err) = run_json(&store, &v1, &[]);
+    assert_eq!(code, 0, "{err}");
+    // The same recipe with another producer: the first run's products are needed no more.
+    let v2 = recomputable_recipe(
+        dir.path(),
+        "r",
+        "cat \"$1\" > big.txt; seq 1 600 >> big.txt",
+        "cksum < \"$1\" > small.txt",
+    );
+    let (code, _, err) = run_json(&store, &v2, &[]);
+    assert_eq!(code, 0, "{err}");
+    let gc = json_ok(&store, &["gc"]);
+    let listed: Vec<&str> = gc["products"].as_array().unwrap().iter().map(|p| p["hash"].as_str().unwrap()).collect();
+    let old = output_hashes(&first);
+    for (k, h) in &old {
+        assert_eq!(listed.contains(&h.as_str()), k.starts_with("use/"), "{k}: {gc}");
+    }
+    let sizes: u64 =
+        listed.iter().map(|h| std::fs::metadata(store.join("objects").join(&h[..2]).join(h)).unwrap().len()).sum();
+    assert_eq!(gc["bytes"], sizes, "{gc}");
+    let deleted = json_ok(&store, &["gc", "--delete"]);
+    assert_eq!(deleted["freed"], sizes);
+    let v = json_ok(&store, &["verify"]);
+    assert_eq!(v["clean"], json!(true), "{v}");
+}

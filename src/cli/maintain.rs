@@ -107,7 +107,7 @@ pub fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<i32> {
 pub fn gc(cli: &Cli, delete: bool) -> Result<i32> {
     let (store, db) = super::graph::open(cli)?;
     let _guard = if delete { Some(crate::engine::maintenance::gc::guard(&store, true)?) } else { None };
-    let garbage = crate::engine::maintenance::gc::find_garbage(&db)?;
+    let garbage = crate::engine::maintenance::gc::find_garbage(&store, &db)?;
     let total: u64 = garbage.iter().map(|g| g.size).sum();
     let freed = if delete { crate::engine::maintenance::gc::delete(&store, &db, &garbage)? } else { 0 };
     if cli.json {

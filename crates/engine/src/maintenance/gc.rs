@@ -48,9 +48,16 @@ pub fn guard(store: &Store, exclusive: bool) -> Result<GcGuard> {
     Ok(GcGuard { _file: file })
 }
 
-/// Products nothing live needs (see [`Db::garbage`] for what is live).
-pub fn find_garbage(db: &Db) -> Result<Vec<Garbage>> {
-    db.garbage()
+/// Products nothing live needs (see [`Db::garbage`] for what is live) whose objects are in the
+/// store: a recomputable output already deleted once consumed has nothing left to free.
+pub fn find_garbage(store: &Store, db: &Db) -> Result<Vec<Garbage>> {
+    let mut kept = Vec::new();
+    for g in db.garbage()? {
+        if store.object_path(&g.hash).is_file() || !db.is_recomputable(&g.hash)? {
+            kept.push(g);
+        }
+    }
+    Ok(kept)
 }
 
 /// Deletes the objects of `garbage` (re-checked under the exclusive lock by the caller).
