@@ -134,21 +134,8 @@ rule b:
 
 fn hashing_bench(work: &Path) {
     let path = work.join("one-gib.bin");
-    {
-        // Incompressible bytes from xorshift, written in 8 MiB blocks.
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut block = vec![0u8; 8 << 20];
-        for _ in 0..128 {
-            for chunk in block.chunks_exact_mut(8) {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                chunk.copy_from_slice(&s.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
+    // Incompressible bytes from xorshift, written in 8 MiB blocks.
+    write_noise(&path, 1 << 30, 0x9e37_79b9_7f4a_7c15);
     let gib = 1u64 << 30;
     let ours = sst1mflow::store::hash_file(&path).unwrap(); // warms the page cache
     let mut best_ours = Duration::MAX;
