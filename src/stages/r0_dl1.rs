@@ -1081,7 +1081,7 @@ fn run_simtel(
 /// A pedestal monitoring row is written every this many processed pedestal events.
 const PEDESTAL_MONITORING_EVERY: usize = 20;
 /// Pedestal events: sst1mpipe's camera event type 8 (internal trigger).
-const PEDESTAL_EVENT_TYPE: u32 = 8;
+use crate::io::zfits::PEDESTAL_EVENT_TYPE;
 /// The initial pedestal window: the first ≤100 pedestal events among the first 100,000.
 const INITIAL_SEARCH_EVENTS: usize = 100_000;
 

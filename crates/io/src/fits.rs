@@ -166,7 +166,7 @@ fn long_string(key: &str, escaped: &str) -> Result<String> {
     Ok(out)
 }
 
-fn header_bytes(cards: &[Card]) -> Result<Vec<u8>> {
+pub(crate) fn header_bytes(cards: &[Card]) -> Result<Vec<u8>> {
     let mut out = String::new();
     for c in cards {
         out.push_str(&card_text(c)?);
@@ -177,7 +177,7 @@ fn header_bytes(cards: &[Card]) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn primary_header(cards: &[Card]) -> Result<Vec<u8>> {
+pub(crate) fn primary_header(cards: &[Card]) -> Result<Vec<u8>> {
     let mut all = vec![
         Card::new("SIMPLE", Value::Bool(true), "conforms to FITS standard"),
         Card::new("BITPIX", Value::Int(8), ""),

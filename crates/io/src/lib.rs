@@ -10,7 +10,8 @@
 //! * [`model`] — random-forest model files with their provenance header.
 //! * [`r1`] — our R1 file of (simulated) waveforms with their truth.
 //! * [`eventio`], [`simtel`] — sim_telarray EventIO Monte Carlo files, read natively.
-//! * [`zfits`] — SST-1M DigiCam R0 (and CTAO R1v1) zfits files, read natively.
+//! * [`zfits`] — SST-1M DigiCam R0 (and CTAO R1v1) zfits files, read natively;
+//!   [`zfits_write`] writes them as the camera server does (simulated raw nights).
 pub mod analysis_tables;
 pub mod calibration_tables;
 pub mod dl1;
@@ -27,3 +28,4 @@ pub mod pixel_charges;
 pub mod r1;
 pub mod simtel;
 pub mod zfits;
+pub mod zfits_write;

@@ -884,6 +884,9 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> 
     Ok(())
 }
 
+/// The camera event type of pedestal events (internal trigger), in `event_type`.
+pub const PEDESTAL_EVENT_TYPE: u32 = 8;
+
 /// A DigiCam camera event (`DataModel.CameraEvent`), per-pixel arrays in software pixel order.
 #[derive(Clone, Debug, Default)]
 pub struct DigicamEvent {
