@@ -153,3 +153,83 @@ fn read_pandas_fixed(path: &Path) -> Result<Vec<(String, Vec<f64>)>> {
     }
     Ok(columns)
 }
+
+/// Writes a per-pixel calibration table as sst1mpipe ships them (`averaged_calib_param_*.h5`):
+/// a pandas "fixed" frame under `/param` whose float columns form block 0 and the integer
+/// `calib_flag` block 1, readable by `pd.read_hdf` and by [`read_pixel_calibration`].
+/// `float_columns` are (name, one value per pixel); the file has no timestamps.
+pub fn write_pixel_calibration(path: &Path, float_columns: &[(&str, Vec<f64>)], calib_flag: &[i64]) -> Result<()> {
+    use crate::hdf5_table::{close_product_file, create_file, hdf5_error, string_attr};
+    use hdf5::types::FixedAscii;
+    let what = path.display().to_string();
+    let n = calib_flag.len();
+    if float_columns.iter().any(|(_, v)| v.len() != n) {
+        return Err(Error::msg(format!("{what}: every column needs {n} values")));
+    }
+    let err = |e: hdf5::Error| hdf5_error(format!("cannot write {what}"), e);
+    let file = create_file(path)?;
+    for (k, v) in [("CLASS", "GROUP"), ("TITLE", ""), ("VERSION", "1.0"), ("PYTABLES_FORMAT_VERSION", "2.1")] {
+        string_attr(&file, k, v)?;
+    }
+    let group = file.create_group("param").map_err(err)?;
+    for (k, v) in [
+        ("CLASS", "GROUP"),
+        ("TITLE", ""),
+        ("VERSION", "1.0"),
+        ("axis0_variety", "regular"),
+        ("axis1_variety", "regular"),
+        ("block0_items_variety", "regular"),
+        ("block1_items_variety", "regular"),
+        ("encoding", "UTF-8"),
+        ("errors", "strict"),
+        ("pandas_type", "frame"),
+        ("pandas_version", "0.15.2"),
+    ] {
+        string_attr(&group, k, v)?;
+    }
+    for (k, v) in [("nblocks", 2i64), ("ndim", 2)] {
+        group.new_attr::<i64>().create(k).and_then(|a| a.write_scalar(&v)).map_err(err)?;
+    }
+    let array_attrs = |d: &hdf5::Dataset, kind: Option<&str>| -> Result<()> {
+        for (k, v) in [("CLASS", "ARRAY"), ("FLAVOR", "numpy"), ("TITLE", ""), ("VERSION", "2.4")] {
+            string_attr(d, k, v)?;
+        }
+        if let Some(kind) = kind {
+            string_attr(d, "kind", kind)?;
+            string_attr(d, "name", "N.")?;
+        }
+        d.new_attr::<u8>().create("transposed").and_then(|a| a.write_scalar(&1u8)).map_err(err)
+    };
+    let names = |items: &[&str]| -> Result<Vec<FixedAscii<64>>> {
+        items
+            .iter()
+            .map(|s| {
+                FixedAscii::<64>::from_ascii(s.as_bytes()).map_err(|_| Error::msg(format!("{what}: column name {s:?}")))
+            })
+            .collect()
+    };
+    let float_names: Vec<&str> = float_columns.iter().map(|(n, _)| *n).collect();
+    let mut all_names = float_names.clone();
+    all_names.push("calib_flag");
+    let strings = |name: &str, items: &[&str]| -> Result<()> {
+        let d = group.new_dataset_builder().with_data(&names(items)?).create(name).map_err(err)?;
+        array_attrs(&d, Some("string"))
+    };
+    strings("axis0", &all_names)?;
+    let index: Vec<i64> = (0..n as i64).collect();
+    let d = group.new_dataset_builder().with_data(&index).create("axis1").map_err(err)?;
+    array_attrs(&d, Some("integer"))?;
+    strings("block0_items", &float_names)?;
+    let mut values = Vec::with_capacity(n * float_columns.len());
+    for p in 0..n {
+        values.extend(float_columns.iter().map(|(_, v)| v[p]));
+    }
+    let d = group.new_dataset::<f64>().shape((n, float_columns.len())).create("block0_values").map_err(err)?;
+    d.write_raw(&values).map_err(err)?;
+    array_attrs(&d, None)?;
+    strings("block1_items", &["calib_flag"])?;
+    let d = group.new_dataset::<i64>().shape((n, 1)).create("block1_values").map_err(err)?;
+    d.write_raw(calib_flag).map_err(err)?;
+    array_attrs(&d, None)?;
+    close_product_file(file)
+}

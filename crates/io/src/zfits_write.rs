@@ -20,8 +20,9 @@
 //!   code table protozfits reads (symbol, length, code bytes), the bit stream least significant
 //!   bit first.
 //!
-//! Writing streams: the caller says how many rows a table will hold, the header and catalogue
-//! are reserved, each tile is compressed and appended as soon as it is full, and `finish`
+//! Writing streams: the caller says how many rows a table may hold, the header and catalogue
+//! are reserved (a catalogue larger than the tiles written leaves a gap before the heap, as in
+//! real runs: `ZHEAPPTR` > `NAXIS1·NAXIS2`), each tile is compressed and appended as soon as it is full, and `finish`
 //! rewrites the header and the catalogue in place (their sizes do not change). The output is a
 //! pure function of the rows: no dates or host names unless the caller puts them in cards.
 use crate::fits::{header_bytes, primary_header, Card, Value};
@@ -126,8 +127,9 @@ struct OpenTable {
     header_at: u64,
     header_len: usize,
     heap_start: u64,
-    n_rows_announced: u64,
-    n_tiles: usize,
+    max_rows: u64,
+    /// Catalogue rows reserved before the heap.
+    reserved_tiles: usize,
     /// Per tile, per column: (size, offset from the heap start).
     catalogue: Vec<Vec<(u64, u64)>>,
     heap_len: u64,
@@ -169,24 +171,26 @@ impl ZfitsWriter {
         let n_cols = s.columns.len();
         let row_width: usize = s.columns.iter().map(|c| c.elem.size() * c.repeat).sum();
         let ratio = if t.heap_len > 0 { t.uncompressed as f64 / t.heap_len as f64 } else { 1.0 };
-        let catalogue_len = 16 * n_cols as u64 * t.n_tiles as u64;
+        let n_tiles = t.catalogue.len() as u64;
+        let reserved = 16 * n_cols as u64 * t.reserved_tiles as u64;
+        let used = 16 * n_cols as u64 * n_tiles;
         let mut cards = vec![
             Card::new("XTENSION", Value::Str("BINTABLE".into()), "binary table extension"),
             Card::new("BITPIX", Value::Int(8), "8-bit bytes"),
             Card::new("NAXIS", Value::Int(2), "2-dimensional binary table"),
             Card::new("NAXIS1", Value::Int(16 * n_cols as i64), "width of table in bytes"),
-            Card::new("NAXIS2", Value::Int(t.n_tiles as i64), "number of rows in table"),
-            Card::new("PCOUNT", Value::Int(t.heap_len as i64), "size of special data area"),
+            Card::new("NAXIS2", Value::Int(n_tiles as i64), "number of rows in table"),
+            Card::new("PCOUNT", Value::Int((reserved - used + t.heap_len) as i64), "size of special data area"),
             Card::new("GCOUNT", Value::Int(1), "one data group (required keyword)"),
             Card::new("TFIELDS", Value::Int(n_cols as i64), "number of fields in each row"),
             Card::new("EXTNAME", Value::Str(s.extname.clone()), "name of extension table"),
             Card::new("ZTABLE", Value::Bool(true), "Table is compressed"),
             Card::new("ZNAXIS1", Value::Int(row_width as i64), "Width of uncompressed rows"),
-            Card::new("ZNAXIS2", Value::Int(t.n_rows_announced as i64), "Number of uncompressed rows"),
+            Card::new("ZNAXIS2", Value::Int(t.rows as i64), "Number of uncompressed rows"),
             Card::new("ZPCOUNT", Value::Int(0), ""),
-            Card::new("ZHEAPPTR", Value::Int(catalogue_len as i64), ""),
+            Card::new("ZHEAPPTR", Value::Int(reserved as i64), ""),
             Card::new("ZTILELEN", Value::Int(s.rows_per_tile as i64), "Number of rows per tile"),
-            Card::new("THEAP", Value::Int(catalogue_len as i64), ""),
+            Card::new("THEAP", Value::Int(used as i64), ""),
             Card::new("RAWSUM", Value::Str("0".into()), "Checksum of raw little endian data"),
             Card::new("ZRATIO", Value::Float((ratio * 1e6).round() / 1e6), "Compression ratio"),
             Card::new("ZSHRINK", Value::Int(1), "Catalog shrink factor"),
@@ -210,8 +214,9 @@ impl ZfitsWriter {
         cards
     }
 
-    /// Starts a table that will hold exactly `n_rows` messages.
-    pub fn start_table(&mut self, spec: TableSpec, n_rows: u64) -> Result<()> {
+    /// Starts a table of at most `max_rows` messages: the catalogue is reserved for them (as
+    /// the camera server reserves it), the heap follows it; fewer rows may be written.
+    pub fn start_table(&mut self, spec: TableSpec, max_rows: u64) -> Result<()> {
         if self.table.is_some() {
             return Err(Error::msg(format!("{}: a table is still open", self.path.display())));
         }
@@ -222,7 +227,7 @@ impl ZfitsWriter {
                 spec.extname
             )));
         }
-        let n_tiles = (n_rows as usize).div_ceil(spec.rows_per_tile);
+        let reserved_tiles = (max_rows as usize).div_ceil(spec.rows_per_tile).max(1);
         let n_cols = spec.columns.len();
         let mut t = OpenTable {
             pending: vec![Vec::new(); n_cols],
@@ -230,9 +235,9 @@ impl ZfitsWriter {
             header_at: self.at,
             header_len: 0,
             heap_start: 0,
-            n_rows_announced: n_rows,
-            n_tiles,
-            catalogue: Vec::with_capacity(n_tiles),
+            max_rows,
+            reserved_tiles,
+            catalogue: Vec::new(),
             heap_len: 0,
             rows: 0,
             pending_rows: 0,
@@ -241,7 +246,7 @@ impl ZfitsWriter {
         let header = header_bytes(&Self::table_cards(&t))?;
         t.header_len = header.len();
         self.write_all(&header)?;
-        let catalogue = vec![0u8; 16 * n_cols * n_tiles];
+        let catalogue = vec![0u8; 16 * n_cols * reserved_tiles];
         self.write_all(&catalogue)?;
         t.heap_start = self.at;
         self.table = Some(t);
@@ -256,8 +261,8 @@ impl ZfitsWriter {
         if cells.len() != t.spec.columns.len() {
             return Err(Error::msg(format!("{what}: {} cells for {} columns", cells.len(), t.spec.columns.len())));
         }
-        if t.rows >= t.n_rows_announced {
-            return Err(Error::msg(format!("{what}: more rows than the {} announced", t.n_rows_announced)));
+        if t.rows >= t.max_rows {
+            return Err(Error::msg(format!("{what}: more rows than the {} reserved", t.max_rows)));
         }
         for ((c, cell), buf) in t.spec.columns.iter().zip(cells).zip(t.pending.iter_mut()) {
             if c.is_scalar() {
@@ -319,9 +324,6 @@ impl ZfitsWriter {
         let what = self.path.display().to_string();
         self.flush_tile()?;
         let mut t = self.table.take().ok_or_else(|| Error::msg(format!("{what}: no table is open")))?;
-        if t.rows != t.n_rows_announced {
-            return Err(Error::msg(format!("{what}: {} rows written, {} announced", t.rows, t.n_rows_announced)));
-        }
         if let Some(cards) = cards {
             if cards.iter().map(|c| &c.key).ne(t.spec.cards.iter().map(|c| &c.key)) {
                 return Err(Error::msg(format!("{what}: the final cards of table {} differ in keys", t.spec.extname)));
@@ -335,7 +337,7 @@ impl ZfitsWriter {
         if header.len() != t.header_len {
             return Err(Error::msg(format!("{what}: table {}: the header grew while writing", t.spec.extname)));
         }
-        let mut catalogue = Vec::with_capacity(16 * t.spec.columns.len() * t.n_tiles);
+        let mut catalogue = Vec::with_capacity(16 * t.spec.columns.len() * t.reserved_tiles);
         for tile in &t.catalogue {
             for &(size, offset) in tile {
                 catalogue.extend_from_slice(&size.to_be_bytes());
@@ -660,7 +662,7 @@ pub const EVENTS_PER_TILE: usize = 100;
 impl DigicamFileWriter {
     /// `cards` go into the `Events` header (e.g. `TARGET`); the run statistics (`TSTARTS`,
     /// `NTRIGEXT`, …) are added from the events.
-    pub fn create(path: &Path, n_events: u64, n_pixels: usize, n_samples: usize, cards: Vec<Card>) -> Result<Self> {
+    pub fn create(path: &Path, max_events: u64, n_pixels: usize, n_samples: usize, cards: Vec<Card>) -> Result<Self> {
         let mut w = ZfitsWriter::create(path, &[])?;
         let config = TableSpec {
             extname: "DigicamConfig".into(),
@@ -681,7 +683,7 @@ impl DigicamFileWriter {
         w.push_row(&[&boards, &serials, &hv])?;
         w.finish_table(None)?;
         let mut all = cards;
-        all.extend(Self::statistics_cards(&RunStatistics::default(), n_events));
+        all.extend(Self::statistics_cards(&RunStatistics::default()));
         let events = TableSpec {
             extname: "Events".into(),
             message_type: "DataModel.CameraEvent".into(),
@@ -689,7 +691,7 @@ impl DigicamFileWriter {
             rows_per_tile: EVENTS_PER_TILE,
             cards: all.clone(),
         };
-        w.start_table(events, n_events)?;
+        w.start_table(events, max_events)?;
         Ok(DigicamFileWriter {
             w,
             n_pixels,
@@ -703,7 +705,8 @@ impl DigicamFileWriter {
         })
     }
 
-    fn statistics_cards(s: &RunStatistics, n_events: u64) -> Vec<Card> {
+    fn statistics_cards(s: &RunStatistics) -> Vec<Card> {
+        let n_events = s.external + s.internal;
         let first = s.first_ns.unwrap_or(0);
         let split = |ns: i128| (ns.div_euclid(1_000_000_000) as i64, ns.rem_euclid(1_000_000_000) as i64);
         let (start_s, start_ns) = split(first);
@@ -777,10 +780,10 @@ impl DigicamFileWriter {
         ])
     }
 
-    pub fn finish(mut self, n_events: u64) -> Result<()> {
-        let n_extra = self.cards.len() - Self::statistics_cards(&self.stats, n_events).len();
+    pub fn finish(mut self) -> Result<()> {
+        let n_extra = self.cards.len() - Self::statistics_cards(&self.stats).len();
         let mut cards: Vec<Card> = self.cards[..n_extra].to_vec();
-        cards.extend(Self::statistics_cards(&self.stats, n_events));
+        cards.extend(Self::statistics_cards(&self.stats));
         self.w.finish_table(Some(cards))?;
         self.w.finish()
     }
@@ -825,7 +828,7 @@ mod tests {
         perm.reverse();
         perm.swap(3, 700);
         let target = Card::new("TARGET", Value::Str("Crab_W1,83.9,22.0".into()), "");
-        let mut w = DigicamFileWriter::create(&path, n, np, ns, vec![target]).unwrap();
+        let mut w = DigicamFileWriter::create(&path, n + 1234, np, ns, vec![target]).unwrap();
         let mut events = Vec::new();
         for k in 0..n {
             let samples: Vec<i16> = (0..np * ns).map(|i| 300 + ((i as u64 * 31 + k * 7) % 97) as i16).collect();
@@ -850,7 +853,7 @@ mod tests {
             .unwrap();
             events.push((samples, baselines, flags));
         }
-        w.finish(n).unwrap();
+        w.finish().unwrap();
         let mut r = crate::zfits::DigicamReader::open(&path).unwrap();
         assert_eq!(r.target.as_deref(), Some("Crab_W1,83.9,22.0"));
         assert_eq!(r.n_events, n);

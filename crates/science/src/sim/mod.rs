@@ -35,6 +35,7 @@
 //! shower maximum, and the light pool, length and time gradient set by that telescope's
 //! distance to the shower axis. The model of the table above is otherwise the same, with the
 //! core drawn around the array centre. Mono simulation is unchanged by it (same bytes).
+pub mod digicam;
 pub mod rng;
 
 use crate::instrument::camera::CameraGeometry;
@@ -90,6 +91,9 @@ pub struct Shower {
     /// Cherenkov photoelectrons that landed in the camera.
     pub n_photoelectrons: u64,
     pub triggered: bool,
+    /// Centroid (m, camera frame) of the Cherenkov photoelectrons in the camera, before any
+    /// background: the truth an image's Hillas centroid is compared with. NaN without light.
+    pub centroid_m: (f64, f64),
 }
 
 /// Where an image lies in the camera: the true source position (m), the centroid's distance
@@ -138,6 +142,8 @@ pub struct TelescopeView {
     pub impact_m: f64,
     pub n_photoelectrons: u64,
     pub triggered: bool,
+    /// As [`Shower::centroid_m`], in this telescope's camera.
+    pub centroid_m: (f64, f64),
 }
 
 /// Metres in the camera per degree on the sky.
@@ -241,6 +247,35 @@ impl Simulator {
         self.noise_key = Some(key);
     }
 
+    /// The photoelectron-weighted centroid (m) of the last image's Cherenkov light.
+    fn signal_centroid(&self) -> (f64, f64) {
+        let (mut sum, mut sx, mut sy) = (0.0, 0.0, 0.0);
+        for (p, &n) in self.signal.iter().enumerate().filter(|(_, &n)| n > 0) {
+            let (x, y) = (self.geom.pix_x[p], self.geom.pix_y[p]);
+            sum += n as f64;
+            sx += n as f64 * x;
+            sy += n as f64 * y;
+        }
+        if sum > 0.0 {
+            (sx / sum, sy / sum)
+        } else {
+            (f64::NAN, f64::NAN)
+        }
+    }
+
+    /// A camera readout without Cherenkov light (a pedestal event): the background of the
+    /// configuration alone, event `index` of its own seeded stream, into `waveforms`.
+    pub fn background(&mut self, cfg: &SimConfig, index: u64, waveforms: &mut [f32]) {
+        assert_eq!(waveforms.len(), self.geom.n_pixels() * N_SAMPLES);
+        self.ensure_noise_bank(cfg);
+        let mut rng = Rng::new(cfg.seed ^ 0x5bd1_e995_u64 << 17, index);
+        waveforms.fill(0.0);
+        for p in 0..self.geom.n_pixels() {
+            let offset = (rng.next_u64() % (NOISE_BANK_SAMPLES - N_SAMPLES) as u64) as usize;
+            waveforms[p * N_SAMPLES..(p + 1) * N_SAMPLES].copy_from_slice(&self.noise_bank[offset..offset + N_SAMPLES]);
+        }
+    }
+
     /// Simulates event `index` of the configured run into `waveforms` (pixel-major,
     /// 1296 × 50, overwritten) and returns its truth.
     pub fn simulate(&mut self, cfg: &SimConfig, index: u64, waveforms: &mut [f32]) -> Shower {
@@ -289,6 +324,7 @@ impl Simulator {
             h_max_m: h_max,
             n_photoelectrons: n_pe,
             triggered,
+            centroid_m: self.signal_centroid(),
         }
     }
 
@@ -363,7 +399,8 @@ impl Simulator {
             let n_photoelectrons = self.render(cfg, &mut tel_rng, energy, &light, t0, wf);
             let triggered = self.trigger_and_background(cfg, &mut tel_rng, wf);
             let ground = (position[0] - core[0]).hypot(position[1] - core[1]);
-            views.push(TelescopeView { tel_id, impact_m: ground, n_photoelectrons, triggered });
+            let centroid_m = self.signal_centroid();
+            views.push(TelescopeView { tel_id, impact_m: ground, n_photoelectrons, triggered, centroid_m });
         }
         StereoShower {
             event_id: index,
