@@ -6,6 +6,7 @@ mod graph;
 mod log;
 mod maintain;
 mod r0_dl1;
+mod raw_night;
 mod run;
 mod status;
 mod verify;
@@ -116,6 +117,9 @@ pub enum Command {
     },
     /// The SST-1M camera description this build uses (geometry, neighbours, pulse, telescopes)
     Camera,
+    /// Write a simulated raw SST-1M night (zfits runs of both telescopes, calibration tables, truth)
+    #[command(name = "simulate-night")]
+    SimulateNight(raw_night::NightArgs),
     /// Print the pipeline version recorded on activities
     Version,
 }
@@ -155,6 +159,7 @@ pub fn main() -> i32 {
         Command::Reproduce { target, keep } => maintain::reproduce(&cli, target, *keep),
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Camera => camera::run(&cli),
+        Command::SimulateNight(args) => raw_night::run(&cli, args),
         Command::Version => {
             if cli.json {
                 println!(

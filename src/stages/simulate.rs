@@ -96,13 +96,13 @@ const OBSERVATION_KNOWN: &[&str] = &[
 const MAX_EVENTS: u64 = 50_000_000;
 
 /// An observation run to simulate.
-struct ObservationPlan {
-    row: ObservationRow,
-    tel_id: u16,
+pub(crate) struct ObservationPlan {
+    pub row: ObservationRow,
+    pub tel_id: u16,
     /// Both telescopes (1 and 2 at the array's positions), the site being telescope 1's.
-    stereo: bool,
-    gamma: SimConfig,
-    proton: SimConfig,
+    pub stereo: bool,
+    pub gamma: SimConfig,
+    pub proton: SimConfig,
 }
 
 fn is_observation(params: &Value) -> bool {
@@ -124,7 +124,7 @@ fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f64, f64) {
     ((ra + dra.to_degrees()).rem_euclid(360.0), dec_p.to_degrees())
 }
 
-fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
+pub(crate) fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
     let p = Params::new(params, OBSERVATION_KNOWN, "simulate", at)?;
     let bad = |what: &str| Error::msg(format!("{at}.params: {what}"));
     let obs_id = p.u64_or("obs_id", None)?;
@@ -212,12 +212,56 @@ fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
 }
 
 /// The site of telescope `tel` from the config's `telescope_coords`.
-fn site(config: &Value, tel: u16) -> Result<Site> {
+pub(crate) fn site(config: &Value, tel: u16) -> Result<Site> {
     let entry = config.get("telescope_coords").and_then(|c| c.get(format!("tel_{tel:03}")));
     let get = |k: &str| entry.and_then(|e| e.get(k)).and_then(Value::as_f64);
     match (get("long_deg"), get("lat_deg")) {
         (Some(lon_deg), Some(lat_deg)) => Ok(Site { lon_deg, lat_deg }),
         _ => Err(Error::msg(format!("config telescope_coords.tel_{tel:03} needs long_deg and lat_deg (degrees)"))),
+    }
+}
+
+/// The showers an observation run throws: Poisson numbers of source gammas and protons
+/// (flux × area × solid angle × duration), each with its arrival time, in time order; shower
+/// `index` < `n_gammas` is a gamma (event `index` of the gamma configuration), the others
+/// protons (event `index` of the proton configuration).
+pub(crate) struct ThrownShowers {
+    /// (arrival time, Unix s; shower index), in time order.
+    pub showers: Vec<(f64, u64)>,
+    pub n_gammas: u64,
+    pub n_protons: u64,
+    pub expected_gammas: f64,
+    pub expected_protons: f64,
+}
+
+impl ThrownShowers {
+    pub fn draw(plan: &ObservationPlan) -> Result<ThrownShowers> {
+        let o = &plan.row;
+        let duration = o.tstop - o.tstart;
+        let cm2 = |r_m: f64| std::f64::consts::PI * r_m * r_m * 1e4;
+        let (g, p) = (&plan.gamma, &plan.proton);
+        let expected_gammas = integral_flux(o.source_amplitude, g.spectral_index, g.energy_min_tev, g.energy_max_tev)
+            * cm2(g.max_impact_m)
+            * duration;
+        let solid_angle = std::f64::consts::TAU * (1.0 - p.viewcone_deg.to_radians().cos());
+        let expected_protons = integral_flux(o.proton_amplitude, p.spectral_index, p.energy_min_tev, p.energy_max_tev)
+            * cm2(p.max_impact_m)
+            * solid_angle
+            * duration;
+        if expected_gammas + expected_protons > MAX_EVENTS as f64 {
+            return Err(Error::msg(format!(
+                "simulate: {expected_gammas:.0} gammas and {expected_protons:.0} protons expected, more than {MAX_EVENTS}; shorten the run"
+            )));
+        }
+        let mut counts = Rng::new(g.seed, u64::MAX - 1);
+        let n_gammas = counts.poisson(expected_gammas);
+        let n_protons = counts.poisson(expected_protons);
+        // Arrival times: one draw per thrown shower (gammas first, then protons), then time order.
+        let mut times = Rng::new(g.seed, u64::MAX - 2);
+        let mut showers: Vec<(f64, u64)> =
+            (0..n_gammas + n_protons).map(|i| (o.tstart + duration * times.uniform(), i)).collect();
+        showers.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Ok(ThrownShowers { showers, n_gammas, n_protons, expected_gammas, expected_protons })
     }
 }
 
@@ -227,29 +271,10 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
     let o = &plan.row;
     let site = site(ctx.config, plan.tel_id)?;
     let duration = o.tstop - o.tstart;
-    let cm2 = |r_m: f64| std::f64::consts::PI * r_m * r_m * 1e4;
     let (g, p) = (&plan.gamma, &plan.proton);
-    let expected_gammas = integral_flux(o.source_amplitude, g.spectral_index, g.energy_min_tev, g.energy_max_tev)
-        * cm2(g.max_impact_m)
-        * duration;
-    let solid_angle = std::f64::consts::TAU * (1.0 - p.viewcone_deg.to_radians().cos());
-    let expected_protons = integral_flux(o.proton_amplitude, p.spectral_index, p.energy_min_tev, p.energy_max_tev)
-        * cm2(p.max_impact_m)
-        * solid_angle
-        * duration;
-    if expected_gammas + expected_protons > MAX_EVENTS as f64 {
-        return Err(Error::msg(format!(
-            "simulate: {expected_gammas:.0} gammas and {expected_protons:.0} protons expected, more than {MAX_EVENTS}; shorten the run"
-        )));
-    }
-    let mut counts = Rng::new(g.seed, u64::MAX - 1);
-    let n_gammas = counts.poisson(expected_gammas);
-    let n_protons = counts.poisson(expected_protons);
-    // Arrival times: one draw per thrown shower (gammas first, then protons), then time order.
-    let mut times = Rng::new(g.seed, u64::MAX - 2);
-    let mut thrown: Vec<(f64, u64)> =
-        (0..n_gammas + n_protons).map(|i| (o.tstart + duration * times.uniform(), i)).collect();
-    thrown.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let thrown = ThrownShowers::draw(plan)?;
+    let ThrownShowers { n_gammas, n_protons, expected_gammas, expected_protons, .. } = thrown;
+    let thrown = thrown.showers;
     let _ = writeln!(
         ctx.log,
         "observation run {}: {duration} s, pointing RA {:.4} Dec {:.4}; expected {expected_gammas:.1} source gammas and {expected_protons:.1} protons thrown, drew {n_gammas} and {n_protons}",
