@@ -20,7 +20,8 @@
 //! their calibration tables say). Pedestal events (`event_type` 8, DigiCam's internal
 //! trigger) arrive as a Poisson process of `pedestal_rate_hz` per telescope. The SWAT
 //! `arrayEvtNum` numbers every trigger of the array in time order: a shower both telescopes
-//! record has one number in both files, a pedestal event its own. The camera clock is the
+//! record has one number in both files, a pedestal event its own; each run's numbers start
+//! at run × [`SWAT_NUMBERS_PER_RUN`]. The camera clock is the
 //! White Rabbit TAI-based nanosecond count.
 //!
 //! The truth goes beside, never into, the raw tree: `<root>/truth/YYYYMMDD/night.json` (the
@@ -47,6 +48,11 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// The SWAT counter of run r starts at r × this: runs are simulated in parallel, so the
+/// counter cannot run on from the previous run's last event, and the numbers stay unique over
+/// the night (a u32 leaves room for 429 runs of up to ten million events).
+pub const SWAT_NUMBERS_PER_RUN: u32 = 10_000_000;
 
 /// Camera event type of triggered showers in the simulated runs (the real files' value).
 pub const PHYSICS_EVENT_TYPE: u32 = 1;
@@ -156,7 +162,7 @@ pub struct RunPlan {
 pub fn plan(spec: &NightSpec) -> Vec<RunPlan> {
     let mut runs = Vec::new();
     let mut t = spec.start_unix_s;
-    let short = (spec.run_duration_s / 4.0).max(1.0);
+    let short = spec.run_duration_s / 4.0;
     let mut push = |kind: RunKind, duration: f64, pointing: (f64, f64), t: &mut f64| {
         runs.push(RunPlan {
             run_number: runs.len() as u32 + 1,
@@ -464,9 +470,15 @@ fn simulate_run(
     let (mut trig_in, mut fired) = (Vec::new(), Vec::new());
     let flags = vec![0u16; 1296];
     let pixel_order = readout_order();
-    let background_cfg = background_config(spec, if showers_on { spec.nsb_rate_ghz } else { 0.0 });
+    // The pedestal events read the same noise library as the showers (same seed and sky), so
+    // the simulator builds it once per run.
+    let background_cfg = if showers_on {
+        observation.gamma.clone()
+    } else {
+        SimConfig { seed: run_seed, ..background_config(spec, 0.0) }
+    };
     for (array_index, trig) in triggers.iter().enumerate() {
-        let array_event_number = array_index as u32 + 1;
+        let array_event_number = run.run_number * SWAT_NUMBERS_PER_RUN + array_index as u32 + 1;
         let (shower, is_gamma) = match trig.shower {
             Some(index) => {
                 let (s, g) = shower_of(&mut sim, trig.time_s, index, &mut waveforms);

@@ -43,8 +43,8 @@ fn parse_date(s: &str) -> Result<(i32, u32, u32)> {
 
 pub fn run(cli: &Cli, args: &NightArgs) -> Result<i32> {
     let mut spec = NightSpec::new(parse_date(&args.date)?, args.seed)?;
-    if !(args.run_duration >= 1.0 && args.run_duration <= 3600.0) {
-        return Err(Error::msg(format!("--run-duration {}: must be between 1 and 3600 s", args.run_duration)));
+    if !(args.run_duration >= 0.1 && args.run_duration <= 3600.0) {
+        return Err(Error::msg(format!("--run-duration {}: must be between 0.1 and 3600 s", args.run_duration)));
     }
     if !(args.pedestal_rate > 0.0 && args.pedestal_rate <= 1000.0) {
         return Err(Error::msg(format!("--pedestal-rate {}: must be in (0, 1000] Hz", args.pedestal_rate)));

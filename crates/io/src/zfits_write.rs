@@ -16,7 +16,7 @@
 //!   per column: `{u64 size, 'C', n_procs, u16 procs[]}` and the payload, the processings
 //!   applied in the listed order (the reader undoes them in reverse);
 //! * the processings: raw, smoothing, FACT Huffman16 and halfman16, diff, split hi/lo 16 and 32,
-//!   128-offset and zlib. The Huffman code is length-limited to 32 bits and written with the
+//!   128-offset and zlib (at its fast level: decoding costs the same at any level). The Huffman code is length-limited to 32 bits and written with the
 //!   code table protozfits reads (symbol, length, code bytes), the bit stream least significant
 //!   bit first.
 //!
@@ -389,8 +389,7 @@ fn apply(p: Processing, v: Vec<u8>) -> Vec<u8> {
     match p {
         Processing::Raw => v,
         Processing::Zlib => {
-            let mut e =
-                flate2::write::ZlibEncoder::new(Vec::with_capacity(v.len() / 2), flate2::Compression::default());
+            let mut e = flate2::write::ZlibEncoder::new(Vec::with_capacity(v.len() / 2), flate2::Compression::fast());
             e.write_all(&v).expect("in memory");
             e.finish().expect("in memory")
         }
