@@ -3,12 +3,25 @@
 //! file and events/s, the R0→R1 calibration, and R1→DL1 (extraction, cleaning, parameters) on
 //! the same events, each on one core. Prints figures, asserts nothing. Skips files that are
 //! absent (the shared data folder).
+//!
+//! Part 2, a simulated raw night (`simulate-night`; `SST1MFLOW_BENCH_NIGHT=<root>` reuses one
+//! made before, else a night of `SST1MFLOW_BENCH_RUN_S` [20] s runs is made in a temporary
+//! folder): the zfits decoding of every file on one core (events/s, MB/s of file and of
+//! decoded samples), where an event's time goes on one core (decoding, R0→R1, extraction,
+//! saturation, cleaning, parameters), and `sst1mflow r0-dl1` over the night's science runs
+//! on both cores, each against the figures before this work (5,800 events/s and 190 MB/s of
+//! file per core decoding the real example file; R0→R1→DL1 at 3,300 events/s per core).
 use sst1mflow::image::{calibrate, clean, extract, params};
 use sst1mflow::instrument::{camera::CameraGeometry, pulse, N_SAMPLES, SAMPLE_NS};
 use sst1mflow::io::simtel::SimtelReader;
 use sst1mflow::io::zfits::{DigicamEvent, DigicamReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Figures before the decoder work (issue 21), per core on this machine kind.
+const BEFORE_DECODE_EVENTS_PER_S: f64 = 5_800.0;
+const BEFORE_DECODE_FILE_MB_PER_S: f64 = 190.0;
+const BEFORE_R0_DL1_EVENTS_PER_S: f64 = 3_300.0;
 
 fn data(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
@@ -92,15 +105,25 @@ fn main() {
             raw_bytes as f64 / 1e6 * reps as f64 / s
         );
     }
-    if zfits_events.is_empty() {
-        return;
+    if !zfits_events.is_empty() {
+        real_file_physics(&zfits_events, &geom, &window, &cuts, &thresholds);
     }
+    simulated_night(&geom, &window);
+}
+
+fn real_file_physics(
+    zfits_events: &[DigicamEvent],
+    geom: &CameraGeometry,
+    window: &extract::Window,
+    cuts: &clean::Tailcuts,
+    thresholds: &[f64],
+) {
     // The physics on the same zfits events: R0→R1, then R1→DL1.
     let dc_to_pe = vec![23.5f64; 1296];
     let mut adc = vec![0.0f32; 1296 * N_SAMPLES];
     let mut r1 = vec![0.0f32; 1296 * N_SAMPLES];
     let (reps, s) = timed(2.0, || {
-        for e in &zfits_events {
+        for e in zfits_events {
             calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut adc, &mut r1);
         }
     });
@@ -109,13 +132,13 @@ fn main() {
     let mut peak = vec![0.0f32; 1296];
     let mut mask = vec![false; 1296];
     let (reps, s) = timed(2.0, || {
-        for e in &zfits_events {
+        for e in zfits_events {
             calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut adc, &mut r1);
-            extract::local_peak_window_sum(&r1, N_SAMPLES, &window, &mut image, &mut peak);
+            extract::local_peak_window_sum(&r1, N_SAMPLES, window, &mut image, &mut peak);
             calibrate::correct_saturation(&adc, &r1, N_SAMPLES, SAMPLE_NS as f32, &mut image, &mut peak);
-            clean::tailcuts_clean(&geom, &image, &thresholds, &cuts, &mut mask);
-            clean::time_delta_clean(&geom, &peak, 1, 8.0, &mut mask);
-            std::hint::black_box(params::image_parameters(&geom, &image, &peak, &mask));
+            clean::tailcuts_clean(geom, &image, thresholds, cuts, &mut mask);
+            clean::time_delta_clean(geom, &peak, 1, 8.0, &mut mask);
+            std::hint::black_box(params::image_parameters(geom, &image, &peak, &mask));
         }
     });
     let full_rate = (zfits_events.len() * reps as usize) as f64 / s;
@@ -123,4 +146,195 @@ fn main() {
         "physics on {} zfits events: R0→R1 {calib_rate:.0} events/s; R0→R1→DL1 {full_rate:.0} events/s (one core)",
         zfits_events.len()
     );
+}
+
+/// Part 2: a simulated night.
+fn simulated_night(geom: &CameraGeometry, window: &extract::Window) {
+    use sst1mflow::raw_night::{self, NightSpec};
+    let made;
+    let root = match std::env::var_os("SST1MFLOW_BENCH_NIGHT") {
+        Some(r) => PathBuf::from(r),
+        None => {
+            let run_s: f64 = std::env::var("SST1MFLOW_BENCH_RUN_S").ok().and_then(|v| v.parse().ok()).unwrap_or(20.0);
+            made = std::env::temp_dir().join(format!("sst1mflow-bench-night-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&made);
+            let mut spec = NightSpec::new((2026, 12, 5), 1).unwrap();
+            spec.run_duration_s = run_s;
+            let site = raw_night::shipped_site().unwrap();
+            let t = Instant::now();
+            let runs = raw_night::simulate_night(&spec, &made, site, &|_| {}).unwrap();
+            let events: u64 = runs.iter().map(|o| o.events[0].0 + o.events[1].0).sum();
+            println!(
+                "\nsimulated night: {} runs × 2 telescopes of {run_s} s science runs, {events} events, made in {:.1} s ({:.0} events/s on 2 cores)",
+                runs.len(),
+                t.elapsed().as_secs_f64(),
+                events as f64 / t.elapsed().as_secs_f64()
+            );
+            made.clone()
+        }
+    };
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(find_night_json(&root)).unwrap()).unwrap();
+    let runs = truth["runs"].as_array().unwrap();
+    let files: Vec<PathBuf> = runs
+        .iter()
+        .flat_map(|r| r["files"].as_array().unwrap().iter().map(|f| root.join(f.as_str().unwrap())))
+        .collect();
+    let science: Vec<PathBuf> = runs
+        .iter()
+        .filter(|r| r["kind"] == "science")
+        .flat_map(|r| r["files"].as_array().unwrap().iter().map(|f| root.join(f.as_str().unwrap())))
+        .collect();
+    // Decoding, one core, every file.
+    let (mut n_events, mut bytes, mut seconds) = (0u64, 0u64, 0.0f64);
+    let mut e = DigicamEvent::default();
+    for f in &files {
+        bytes += std::fs::metadata(f).unwrap().len();
+        let t = Instant::now();
+        let mut r = DigicamReader::open(f).unwrap();
+        while r.read_into(&mut e).unwrap() {
+            n_events += 1;
+        }
+        seconds += t.elapsed().as_secs_f64();
+    }
+    let rate = n_events as f64 / seconds;
+    let file_mb = bytes as f64 / 1e6 / seconds;
+    let samples_mb = n_events as f64 * (1296 * N_SAMPLES * 2) as f64 / 1e6 / seconds;
+    println!(
+        "zfits decoding, one core, {} files: {n_events} events, {rate:.0} events/s ({:.2}× before), {file_mb:.0} MB/s of file ({:.2}× before), {samples_mb:.0} MB/s of decoded samples",
+        files.len(),
+        rate / BEFORE_DECODE_EVENTS_PER_S,
+        file_mb / BEFORE_DECODE_FILE_MB_PER_S
+    );
+    // Where an event's time goes, one core, on the first science run's events.
+    let first = &science[0];
+    let calibration = sst1mflow::io::calibration_tables::read_pixel_calibration(
+        &root.join(truth["cameras"][0]["calibration_table"].as_str().unwrap()),
+        1296,
+    )
+    .unwrap();
+    let (dc_to_pe, _) = calibration.effective().unwrap();
+    let mut r = DigicamReader::open(first).unwrap();
+    let mut events = Vec::new();
+    let t = Instant::now();
+    while r.read_into(&mut e).unwrap() && events.len() < 3000 {
+        events.push(e.clone());
+    }
+    let decode_s = t.elapsed().as_secs_f64() / events.len() as f64;
+    let n = events.len();
+    let mut adc = vec![0.0f32; 1296 * N_SAMPLES];
+    let mut r1s = vec![vec![0.0f32; 1296 * N_SAMPLES]; n.min(400)];
+    let mut adcs = vec![vec![0.0f32; 1296 * N_SAMPLES]; n.min(400)];
+    let k = r1s.len();
+    let per_event = |f: &mut dyn FnMut(usize)| {
+        let (reps, s) = timed(1.0, || (0..k).for_each(&mut *f));
+        s / (reps as f64 * k as f64)
+    };
+    let calib_s = per_event(&mut |i| {
+        calibrate::r0_to_r1(
+            &events[i].samples,
+            &events[i].baselines,
+            &dc_to_pe,
+            1.0,
+            N_SAMPLES,
+            &mut adcs[i],
+            &mut r1s[i],
+        )
+    });
+    let _ = &mut adc;
+    let mut images = vec![vec![0.0f32; 1296]; k];
+    let mut peaks = vec![vec![0.0f32; 1296]; k];
+    let extract_s =
+        per_event(&mut |i| extract::local_peak_window_sum(&r1s[i], N_SAMPLES, window, &mut images[i], &mut peaks[i]));
+    let saturation_s = per_event(&mut |i| {
+        let (mut im, mut pk) = (images[i].clone(), peaks[i].clone());
+        calibrate::correct_saturation(&adcs[i], &r1s[i], N_SAMPLES, SAMPLE_NS as f32, &mut im, &mut pk);
+    });
+    let copy_s = per_event(&mut |i| {
+        std::hint::black_box((images[i].clone(), peaks[i].clone()));
+    });
+    let cuts = clean::Tailcuts { boundary: 4.0, min_picture_neighbors: 2, keep_isolated: false };
+    let thresholds = vec![8.0; 1296];
+    let mut masks = vec![vec![false; 1296]; k];
+    let clean_s = per_event(&mut |i| {
+        clean::tailcuts_clean(geom, &images[i], &thresholds, &cuts, &mut masks[i]);
+        clean::time_delta_clean(geom, &peaks[i], 1, 8.0, &mut masks[i]);
+    });
+    let params_s = per_event(&mut |i| {
+        std::hint::black_box(params::image_parameters(geom, &images[i], &peaks[i], &masks[i]));
+    });
+    let physics_s = calib_s + extract_s + (saturation_s - copy_s).max(0.0) + clean_s + params_s;
+    let total = decode_s + physics_s;
+    println!(
+        "where an event's time goes, one core ({} events of {}):",
+        n,
+        first.file_name().unwrap().to_string_lossy()
+    );
+    for (what, s) in [
+        ("zfits decoding", decode_s),
+        ("R0→R1 calibration", calib_s),
+        ("charge extraction", extract_s),
+        ("saturation check", (saturation_s - copy_s).max(0.0)),
+        ("cleaning (tailcuts + time)", clean_s),
+        ("image parameters", params_s),
+    ] {
+        println!("  {what:<28} {:>8.1} µs  {:>5.1}%", s * 1e6, 100.0 * s / total);
+    }
+    println!(
+        "  {:<28} {:>8.1} µs  = {:.0} events/s per core ({:.2}× the {BEFORE_R0_DL1_EVENTS_PER_S:.0} before)",
+        "total",
+        total * 1e6,
+        1.0 / total,
+        1.0 / total / BEFORE_R0_DL1_EVENTS_PER_S
+    );
+    // The stage end to end: sst1mflow r0-dl1 on the science runs, both cores.
+    let store = std::env::temp_dir().join(format!("sst1mflow-bench-night-store-{}", std::process::id()));
+    let out = store.join("out");
+    let _ = std::fs::remove_dir_all(&store);
+    let mut science_events = 0u64;
+    for f in &science {
+        science_events += DigicamReader::open(f).unwrap().n_events;
+    }
+    let t = Instant::now();
+    for tel in [1usize, 2] {
+        let calib = root.join(truth["cameras"][tel - 1]["calibration_table"].as_str().unwrap());
+        let files: Vec<&PathBuf> = science
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(&format!("SST1M{tel}_")))
+            .collect();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_sst1mflow"))
+            .arg("--store")
+            .arg(&store)
+            .arg("--quiet")
+            .arg("r0-dl1")
+            .args(&files)
+            .arg("--calibration")
+            .arg(&calib)
+            .arg("--subarray")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/sst1mpipe_data/sst1m_array.h5"))
+            .arg("-o")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "sst1mflow r0-dl1 on {} science files ({science_events} events), both cores: {s:.1} s, {:.0} events/s ({:.2}× the {:.0} of two cores before; target 10,000)",
+        science.len(),
+        science_events as f64 / s,
+        science_events as f64 / s / (2.0 * BEFORE_R0_DL1_EVENTS_PER_S),
+        2.0 * BEFORE_R0_DL1_EVENTS_PER_S
+    );
+    let _ = std::fs::remove_dir_all(&store);
+    if std::env::var_os("SST1MFLOW_BENCH_NIGHT").is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
+
+fn find_night_json(root: &Path) -> PathBuf {
+    let truth = root.join("truth");
+    let day = std::fs::read_dir(&truth).unwrap().flatten().next().expect("a night under truth/").path();
+    day.join("night.json")
 }

@@ -114,6 +114,13 @@ impl NightSpec {
     }
 }
 
+/// The site of the night: telescope 1's coordinates in the shipped data configuration (as
+/// r0-dl1 reads them for the pointing).
+pub fn shipped_site() -> Result<Site> {
+    let config: Value = serde_json::from_str(crate::config::DATA_DEFAULTS).expect("the shipped configuration is JSON");
+    crate::stages::simulate::site(&config, CAMERA_TEL_IDS[0])
+}
+
 /// Unix time of 00:00 UTC of a date (proleptic Gregorian).
 pub fn unix_midnight((y, m, d): (i32, u32, u32)) -> Result<f64> {
     let valid = (1970..=2200).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m);

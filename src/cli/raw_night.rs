@@ -55,9 +55,7 @@ pub fn run(cli: &Cli, args: &NightArgs) -> Result<i32> {
     spec.run_duration_s = args.run_duration;
     spec.runs_per_wobble = args.runs_per_wobble;
     spec.pedestal_rate_hz = args.pedestal_rate;
-    // The site: telescope 1's coordinates in the shipped data configuration (as r0-dl1 reads them).
-    let config: serde_json::Value = serde_json::from_str(crate::config::DATA_DEFAULTS).expect("shipped config");
-    let site = crate::stages::simulate::site(&config, 21)?;
+    let site = raw_night::shipped_site()?;
     let n_runs = raw_night::plan(&spec).len();
     let show = !cli.quiet && std::io::stderr().is_terminal();
     let done = std::sync::atomic::AtomicUsize::new(0);

@@ -1145,28 +1145,35 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     // sst1mpipe's YYYYMMDDRRRR needs 64 bits (as ctapipe 0.17's tables, which sst1mpipe writes).
     let site = super::dl1_dl2::site(ctx.config, tel).ok();
 
-    // Pass 1: the initial raw-sample window and the event-id rule (SWAT or camera counter).
+    // One read of the run's start gives the two initial windows: the pedestal events among
+    // the first INITIAL_SEARCH_EVENTS events are kept (up to the image window's size), so the
+    // file is decoded once for them instead of once per window.
     let mut stats = calibrate::PedestalStats::new(n_pixels);
     let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
     let mut event = DigicamEvent::default();
-    let mut seen = 0usize;
     let mut first_array_ids = Vec::new();
     let mut std_buf = vec![0.0f64; n_pixels];
     let mut mean_buf = vec![0.0f64; n_pixels];
-    while seen < INITIAL_SEARCH_EVENTS && stats.n_raw() < stats.max_raw && reader.read_into(&mut event)? {
+    let mut initial_pedestals: Vec<DigicamEvent> = Vec::new();
+    let mut seen = 0usize;
+    while seen < INITIAL_SEARCH_EVENTS && initial_pedestals.len() < stats.max_images && reader.read_into(&mut event)? {
         check_event(&event, tel, &input.name)?;
         if first_array_ids.len() < 2 {
             first_array_ids.push(event.array_event_number);
         }
         if event.event_type == PEDESTAL_EVENT_TYPE {
-            calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
-            stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
+            initial_pedestals.push(event.clone());
         }
         seen += 1;
     }
+    // Window 1: the raw samples of the first ≤ max_raw pedestal events.
+    for e in initial_pedestals.iter().take(stats.max_raw) {
+        calibrate::raw_sample_stats(&e.samples, e.n_samples, &mut mean_buf, &mut std_buf);
+        stats.push_raw(e.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
+    }
     let swat = first_array_ids.iter().any(|&a| a != 0);
     let has_pedestals = stats.n_raw() > 0;
-    // Pass 2: calibrated pedestal images for the adaptive thresholds and the run's NSB level.
+    // Window 2: calibrated pedestal images for the adaptive thresholds and the run's NSB level.
     let mut out = Calibrated::new();
     let mut row = empty_row(obs_id_i64, tel);
     let mut image = vec![0.0f32; n_pixels];
@@ -1187,23 +1194,18 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         // first `max_raw` again.
         let (first_window, keep) = (stats.n_raw(), stats.max_raw);
         stats.max_raw = stats.max_images;
-        let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
-        let (mut seen, mut pedestal) = (0usize, 0usize);
-        while seen < INITIAL_SEARCH_EVENTS && stats.n_images() < stats.max_images && reader.read_into(&mut event)? {
-            if event.event_type == PEDESTAL_EVENT_TYPE {
-                pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
-                stats.push_image(&image);
-                if pedestal >= first_window {
-                    calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
-                    stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
-                }
-                pedestal += 1;
+        for (pedestal, e) in initial_pedestals.iter().enumerate() {
+            pedestal_image(e, &stats, &mut out, &mut image, &mut peak);
+            stats.push_image(&image);
+            if pedestal >= first_window {
+                calibrate::raw_sample_stats(&e.samples, e.n_samples, &mut mean_buf, &mut std_buf);
+                stats.push_raw(e.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
             }
-            seen += 1;
         }
         stats.max_raw = keep;
         stats.truncate_raw(keep);
     }
+    drop(initial_pedestals);
     let (nsb_level, cleaner) = if has_pedestals {
         let (mean, _) = stats.image_mean_std().expect("pedestal images");
         let level = mean.iter().sum::<f64>() / mean.len() as f64;

@@ -803,43 +803,69 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> 
             fast[(bits as usize | (i << n_bits)) & ((1 << FAST_BITS) - 1)] = ((symbol as u32) << 8) | n_bits as u32;
         }
     }
-    // Pairs: when the next FAST_BITS bits hold two whole codes, one lookup gives both (the
-    // decoding is a chain of dependent lookups, so halving the chain is what pays).
-    let mut pairs = vec![0u64; 1 << FAST_BITS];
-    for (idx, pair) in pairs.iter_mut().enumerate() {
-        let e1 = fast[idx];
-        if e1 == 0 {
-            continue;
+    // Up to three symbols per lookup: when the next FAST_BITS bits hold two or three whole
+    // codes, one lookup gives them all (decoding is a chain of dependent lookups, so
+    // shortening the chain is what pays; at the ~4 bits per sample of SST-1M waveforms a
+    // 12-bit window often holds three). Entry: the symbols in bits 0..48, the bits they use
+    // in 48..56, their number in 56..58; 0 means "a code longer than FAST_BITS".
+    let mut multi = vec![0u64; 1 << FAST_BITS];
+    for (idx, entry) in multi.iter_mut().enumerate() {
+        let (mut used, mut count, mut symbols) = (0u32, 0u64, 0u64);
+        while count < 3 {
+            let e = fast[idx >> used];
+            let len = e & 0xff;
+            if e == 0 || used + len > FAST_BITS {
+                break;
+            }
+            symbols |= ((e >> 8) as u64) << (16 * count);
+            used += len;
+            count += 1;
         }
-        let l1 = e1 & 0xff;
-        let e2 = fast[idx >> l1];
-        let l2 = e2 & 0xff;
-        *pair = if e2 != 0 && l1 + l2 <= FAST_BITS {
-            (e1 >> 8) as u64 | ((e2 >> 8) as u64) << 16 | ((l1 + l2) as u64) << 32 | (l1 as u64) << 40 | 2 << 48
-        } else {
-            (e1 >> 8) as u64 | (l1 as u64) << 32 | (l1 as u64) << 40 | 1 << 48
-        };
+        if count > 0 {
+            *entry = symbols | (used as u64) << 48 | count << 56;
+        }
     }
     let total_bits = stream.len() as u64 * 8;
     let (mut buf, mut n_buf, mut pos, mut consumed) = (0u64, 0u32, 0usize, 0u64);
     let start = out.len();
-    // One spare symbol so that the fast loop may always store two.
-    out.resize(start + 2 * total + 2, 0);
+    // Spare room so that the fast loop may always store four symbols.
+    out.resize(start + 2 * total + 8, 0);
     let dst = &mut out[start..];
     let mut written = 0usize;
-    // Fast loop, well inside the stream and the output: no end checks, and no branch on
-    // whether one or two symbols were decoded (both are stored, the count advances).
-    while written + 2 <= total && pos + 8 <= stream.len() {
-        if n_buf < 32 {
+    // Fast loop, well inside the stream and the output. The refill is branchless (it tops the
+    // buffer up to 56..63 bits every round: a data-dependent refill branch mispredicts about
+    // every other symbol), then four table lookups of at most FAST_BITS bits each use at most
+    // 48 of them, each storing four symbol slots whatever it decoded (the count advances by
+    // the right number). A code longer than FAST_BITS ends the round early and is decoded
+    // through the byte tables after the next refill.
+    const MASK: u64 = (1 << FAST_BITS) - 1;
+    while written + 16 <= total && pos + 8 <= stream.len() {
+        let word = u64::from_le_bytes(stream[pos..pos + 8].try_into().expect("8 bytes"));
+        buf |= word << n_buf;
+        pos += ((63 - n_buf) >> 3) as usize;
+        n_buf |= 56;
+        let mut long_code = false;
+        for _ in 0..4 {
+            let e = multi[(buf & MASK) as usize];
+            if e == 0 {
+                long_code = true;
+                break;
+            }
+            dst[2 * written..2 * written + 8].copy_from_slice(&e.to_le_bytes());
+            written += (e >> 56) as usize;
+            let len = (e >> 48) as u32 & 0xff;
+            buf >>= len;
+            n_buf -= len;
+            consumed += len as u64;
+        }
+        if long_code {
+            if pos + 8 > stream.len() {
+                break;
+            }
             let word = u64::from_le_bytes(stream[pos..pos + 8].try_into().expect("8 bytes"));
             buf |= word << n_buf;
-            let bytes = (63 - n_buf) >> 3;
-            pos += bytes as usize;
-            n_buf += bytes * 8;
-        }
-        let e = pairs[(buf & ((1 << FAST_BITS) - 1)) as usize];
-        if e == 0 {
-            // A code longer than FAST_BITS: walk the byte tables (n_buf ≥ 32 here).
+            pos += ((63 - n_buf) >> 3) as usize;
+            n_buf |= 56;
             let Some((symbol, len)) = walk_huffman_tables(&tables, buf, n_buf.saturating_sub(8)) else {
                 break; // let the careful loop below decide (unknown code or a very long one)
             };
@@ -851,14 +877,7 @@ pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> 
             buf >>= len;
             n_buf -= len;
             consumed += len as u64;
-            continue;
         }
-        dst[2 * written..2 * written + 4].copy_from_slice(&(e as u32).to_le_bytes());
-        written += (e >> 48) as usize;
-        let len = (e >> 32) as u32 & 0xff;
-        buf >>= len;
-        n_buf -= len;
-        consumed += len as u64;
     }
     // Careful loop: one symbol at a time, zeros past the end of the stream (as the C++
     // reader's two-byte peek), stopping when the input is used up.

@@ -114,9 +114,12 @@ pub fn r0_to_r1(
     {
         let baseline = baselines_x16[pixel] as f32 / 16.0;
         let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
-        for ((&x, a), r) in s.iter().zip(a.iter_mut()).zip(r.iter_mut()) {
+        // Two simple passes over equal-length slices: both vectorise.
+        for (a, &x) in a.iter_mut().zip(s) {
             *a = x as f32 - baseline;
-            *r = *a * scale;
+        }
+        for (r, &a) in r.iter_mut().zip(a.iter()) {
+            *r = a * scale;
         }
     }
 }
@@ -137,11 +140,13 @@ pub fn correct_saturation(
 ) -> bool {
     let mut any = false;
     for (pixel, (w, r)) in adc.chunks_exact(n_samples).zip(r1.chunks_exact(n_samples)).enumerate() {
-        let (index_max, &max) =
-            w.iter().enumerate().fold((0, &f32::NEG_INFINITY), |best, (i, v)| if *v > *best.1 { (i, v) } else { best });
-        if max <= SATURATION_THRESHOLD_ADC {
+        // Almost no pixel saturates: a branch-free test (it vectorises) before anything else.
+        if !w.iter().fold(false, |above, &v| above | (v > SATURATION_THRESHOLD_ADC)) {
             continue;
         }
+        // The first sample at the maximum (as numpy's argmax).
+        let (index_max, &max) =
+            w.iter().enumerate().fold((0, &f32::NEG_INFINITY), |best, (i, v)| if *v > *best.1 { (i, v) } else { best });
         let width = w.iter().filter(|&&v| v > SATURATION_WIDTH_LEVEL_ADC).count();
         if width <= SATURATION_MIN_WIDTH {
             continue;
