@@ -125,3 +125,46 @@ def test_r0_dl1_finds_the_simulated_showers(night, tmp_path):
     with tables.open_file(str(dl1)) as f:
         n_monitoring = f.get_node("/dl1/monitoring/telescope/pedestal").nrows
     assert n_monitoring >= run["pedestal_events"][0] // 20 > 0
+
+
+def test_dl1_stereo_matches_the_simulated_coincidences(night, tmp_path):
+    if not ARRAY.exists():
+        pytest.skip(f"{ARRAY} not found (the shared data folder is absent)")
+    root, truth = night
+    run = next(r for r in truth["runs"] if r["kind"] == "science")
+    cams = truth["cameras"]
+    recipe = {
+        "name": "night-stereo", "config": str(ROOT / "config" / "sst1mpipe_data_config.json"),
+        "inputs": {
+            "run1": {"paths": [str(root / run["files"][0])], "kind": "zfits"},
+            "run2": {"paths": [str(root / run["files"][1])], "kind": "zfits"},
+            "cal1": {"paths": [str(root / cams[0]["calibration_table"])], "kind": "calibration"},
+            "cal2": {"paths": [str(root / cams[1]["calibration_table"])], "kind": "calibration"},
+            "array": {"paths": [str(ARRAY)], "kind": "subarray"},
+        },
+        "steps": [
+            {"name": "dl1-1", "stage": "r0-dl1", "params": {"tel_id": 21},
+             "inputs": {"r0": "run1", "calibration": "cal1", "subarray": "array"}},
+            {"name": "dl1-2", "stage": "r0-dl1", "params": {"tel_id": 22},
+             "inputs": {"r0": "run2", "calibration": "cal2", "subarray": "array"}},
+            {"name": "stereo", "stage": "dl1-stereo", "inputs": {"tel1": "dl1-1.dl1", "tel2": "dl1-2.dl1"}},
+        ],
+    }
+    path = tmp_path / "night-stereo.json"
+    path.write_text(json.dumps(recipe))
+    store = tmp_path / "store"
+    r = subprocess.run([BIN, "--store", str(store), "--quiet", "run", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    view = store / "views" / "night-stereo" / "stereo" / "all"
+    one = pd.read_hdf(view / "dl1_tel1.h5", "/dl1/event/telescope/parameters/tel_021")
+    two = pd.read_hdf(view / "dl1_tel2.h5", "/dl1/event/telescope/parameters/tel_022")
+    rows = [pd.read_csv(root / "truth" / "20261205" / pathlib.Path(f).name.replace(".fits.fz", ".csv"))
+            for f in run["files"]]
+    showers = [set(t[t.event_type == 1].array_event_number) for t in rows]
+    coincident = showers[0] & showers[1]
+    assert len(coincident) == run["coincident_showers"]
+    # Every matched pair is a shower both telescopes recorded (the SWAT numbers), in the same order.
+    assert list(one.event_id) == list(two.event_id)
+    assert set(one.event_id) <= coincident
+    assert len(one) > 0.2 * len(coincident), (len(one), len(coincident))
+    assert np.isfinite(one.HillasReconstructor_alt).mean() > 0.9
