@@ -43,7 +43,7 @@ use crate::io::zfits_write::{CameraEventRecord, DigicamFileWriter};
 use crate::sim::digicam::DigicamElectronics;
 use crate::sim::rng::Rng;
 use crate::sim::{SimConfig, Simulator};
-use crate::stages::simulate::{parse_observation, ThrownShowers};
+use crate::stages::simulate::{offset_position, parse_observation, ThrownShowers};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -196,16 +196,6 @@ pub fn plan(spec: &NightSpec) -> Vec<RunPlan> {
         }
     }
     runs
-}
-
-/// The position `offset` degrees from (ra, dec) at position angle `angle` (deg, north
-/// through east).
-fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f64, f64) {
-    let (d, r, pa) = (dec.to_radians(), offset.to_radians(), angle.to_radians());
-    let sin_dec = d.sin() * r.cos() + d.cos() * r.sin() * pa.cos();
-    let dec_p = sin_dec.clamp(-1.0, 1.0).asin();
-    let dra = (pa.sin() * r.sin() * d.cos()).atan2(r.cos() - d.sin() * sin_dec);
-    ((ra + dra.to_degrees()).rem_euclid(360.0), dec_p.to_degrees())
 }
 
 /// The camera telescope ids (zfits `telescopeID`) of SST-1M 1 and 2.

@@ -116,7 +116,7 @@ fn integral_flux(amplitude: f64, index: f64, lo: f64, hi: f64) -> f64 {
 
 /// The position `offset` degrees from (ra, dec) at position angle `angle` (deg, north
 /// through east).
-fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f64, f64) {
+pub(crate) fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f64, f64) {
     let (d, r, pa) = (dec.to_radians(), offset.to_radians(), angle.to_radians());
     let sin_dec = d.sin() * r.cos() + d.cos() * r.sin() * pa.cos();
     let dec_p = sin_dec.clamp(-1.0, 1.0).asin();

@@ -878,6 +878,30 @@ mod tests {
     }
 
     #[test]
+    fn damaged_huffman_streams_give_errors_or_values_never_panics() {
+        // Sample differences as the simulated and real SST-1M files have them, then every kind
+        // of damage: flipped bits, truncation, a wrong symbol count.
+        let symbols: Vec<u16> = (0..5000u32).map(|i| (((i * 2654435761) >> 27) as i16 - 16) as u16).collect();
+        let stream = huffman16_encode(&symbols);
+        let mut x = 99u64;
+        for round in 0..3000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut damaged = stream.clone();
+            match round % 3 {
+                0 => {
+                    let bit = (x >> 20) as usize % (8 * damaged.len());
+                    damaged[bit / 8] ^= 1 << (bit % 8);
+                }
+                1 => damaged.truncate((x >> 20) as usize % damaged.len()),
+                _ => damaged[..8].copy_from_slice(&((x >> 40) % 20_000).to_le_bytes()),
+            }
+            let mut out = Vec::new();
+            let _ = huffman16_decode(&damaged, 10_000, &mut out);
+            assert!(out.len() <= 2 * 10_000 + 8);
+        }
+    }
+
+    #[test]
     fn code_lengths_are_limited() {
         // Fibonacci counts make the deepest unlimited Huffman trees.
         let mut counts = Vec::new();
