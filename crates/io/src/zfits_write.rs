@@ -801,7 +801,7 @@ mod tests {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             // A two-sided geometric spread, as sample differences are, plus rare wide values.
             let r = (x >> 33) as u32;
-            let v = if r % 1000 == 0 {
+            let v = if r.is_multiple_of(1000) {
                 (r >> 8) as u16
             } else {
                 ((r.trailing_zeros() as i16) * if r & 1 == 0 { 1 } else { -1 }) as u16
@@ -864,7 +864,7 @@ mod tests {
                 (e.telescope_id, e.event_number, e.array_event_number),
                 (21, 1000 + k as u32, 5000 + 2 * k as u32)
             );
-            assert_eq!(e.event_type, if k % 10 == 0 { 8 } else { 1 });
+            assert_eq!(e.event_type, if k.is_multiple_of(10) { 8 } else { 1 });
             assert_eq!(e.local_clock_ns, (1_764_970_000 + k as i64 / 100) * 1_000_000_000 + k as i64 * 9_999_999);
             assert_eq!(&e.samples, samples);
             assert_eq!(&e.baselines, baselines);
