@@ -881,7 +881,7 @@ mod tests {
     fn damaged_huffman_streams_give_errors_or_values_never_panics() {
         // Sample differences as the simulated and real SST-1M files have them, then every kind
         // of damage: flipped bits, truncation, a wrong symbol count.
-        let symbols: Vec<u16> = (0..5000u32).map(|i| (((i * 2654435761) >> 27) as i16 - 16) as u16).collect();
+        let symbols: Vec<u16> = (0..5000u32).map(|i| ((i.wrapping_mul(2654435761) >> 27) as i16 - 16) as u16).collect();
         let stream = huffman16_encode(&symbols);
         let mut x = 99u64;
         for round in 0..3000 {
