@@ -7,9 +7,9 @@
 //! Part 2, a simulated raw night (`simulate-night`; `SST1MFLOW_BENCH_NIGHT=<root>` reuses one
 //! made before, else one is made in a temporary folder: `SST1MFLOW_BENCH_RUNS_PER_WOBBLE` [5]
 //! science runs per target and wobble, 24 runs per telescope with the dark and transition
-//! runs, of `SST1MFLOW_BENCH_RUN_S` [20] s, at the simulator's trigger rate, ~210 Hz per
-//! telescope on the Crab and ~380 Hz on Mrk 421 at low altitude: about 240,000 events and
-//! 11 GB. A full-length night (80 s runs, the size of real 850 MB files) is 45 GB, more than
+//! runs, of `SST1MFLOW_BENCH_RUN_S` [20] s, at the simulator's trigger rate (showers at ~190 Hz
+//! per telescope on the Crab, ~360 Hz on Mrk 421 at low altitude, and 20 Hz of pedestal
+//! events): about 240,000 events and 11 GB. A full-length night (80 s runs, the size of real 850 MB files) is 45 GB, more than
 //! this machine's disk keeps free beside a CI run): the zfits decoding of every file on one core (events/s, MB/s of file and of
 //! decoded samples), where an event's time goes on one core (decoding, R0→R1, extraction,
 //! saturation, cleaning, parameters), and `sst1mflow r0-dl1` over the night's science runs
