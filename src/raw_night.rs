@@ -399,25 +399,15 @@ fn simulate_run(
     let mut sim = Simulator::new(geom);
     let telescopes: Vec<(u16, [f64; 3])> =
         [1u16, 2].iter().map(|&t| (t, crate::instrument::ground_position(t).expect("positions"))).collect();
-    let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
-    let o = observation.row;
     // Pass 1: which showers trigger which telescope (the waveforms are made again in pass
     // 2, from the same seeded streams, so memory stays one event per telescope).
     let mut waveforms = vec![vec![0.0f32; 1296 * N_SAMPLES]; 2];
     let mut triggers: Vec<Trigger> = Vec::new();
     let shower_of = |sim: &mut Simulator, time: f64, index: u64, waveforms: &mut [Vec<f32>]| {
-        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
-        let is_gamma = index < n_gammas;
-        let (cfg, centre) = if is_gamma {
-            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
-            (&observation.gamma, astro::altaz_to_camera(src_alt, src_az, focal, alt, az))
-        } else {
-            (&observation.proton, (0.0, 0.0))
-        };
-        (
-            sim.simulate_stereo_at(cfg, index, centre, (alt.to_radians(), az.to_radians()), &telescopes, waveforms),
-            is_gamma,
-        )
+        let aim = observation.aim(site, time, index, n_gammas);
+        let (alt, az) = aim.pointing_deg;
+        let pointing = (alt.to_radians(), az.to_radians());
+        (sim.simulate_stereo_at(aim.config, index, aim.centre_m, pointing, &telescopes, waveforms), aim.is_gamma)
     };
     for &(time, index) in &thrown {
         let (s, _) = shower_of(&mut sim, time, index, &mut waveforms);

@@ -124,6 +124,33 @@ pub(crate) fn offset_position(ra: f64, dec: f64, offset: f64, angle: f64) -> (f6
     ((ra + dra.to_degrees()).rem_euclid(360.0), dec_p.to_degrees())
 }
 
+/// Where the tracking puts thrown shower `index` at `time`: the pointing (alt, az, deg) at the
+/// site, and the configuration it is drawn from with its centre in the camera (m): a gamma
+/// comes from the target where the tracking puts it, a proton's view cone is centred on the
+/// pointing.
+pub(crate) struct ShowerAim<'a> {
+    pub pointing_deg: (f64, f64),
+    pub config: &'a SimConfig,
+    pub centre_m: (f64, f64),
+    pub is_gamma: bool,
+}
+
+impl ObservationPlan {
+    pub fn aim(&self, site: Site, time: f64, index: u64, n_gammas: u64) -> ShowerAim<'_> {
+        let o = &self.row;
+        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
+        let is_gamma = index < n_gammas;
+        let (config, centre_m) = if is_gamma {
+            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
+            let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
+            (&self.gamma, astro::altaz_to_camera(src_alt, src_az, focal, alt, az))
+        } else {
+            (&self.proton, (0.0, 0.0))
+        };
+        ShowerAim { pointing_deg: (alt, az), config, centre_m, is_gamma }
+    }
+}
+
 pub(crate) fn parse_observation(params: &Value, at: &str) -> Result<ObservationPlan> {
     let p = Params::new(params, OBSERVATION_KNOWN, "simulate", at)?;
     let bad = |what: &str| Error::msg(format!("{at}.params: {what}"));
@@ -271,7 +298,6 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
     let o = &plan.row;
     let site = site(ctx.config, plan.tel_id)?;
     let duration = o.tstop - o.tstart;
-    let (g, p) = (&plan.gamma, &plan.proton);
     let thrown = ThrownShowers::draw(plan)?;
     let ThrownShowers { n_gammas, n_protons, expected_gammas, expected_protons, .. } = thrown;
     let thrown = thrown.showers;
@@ -288,17 +314,10 @@ fn run_observation(plan: &ObservationPlan, ctx: &mut StageContext) -> Result<()>
         R1Writer::create(&ctx.work_dir.join("r1.h5"), plan.tel_id, true, ctx.activity_key, ctx.pipeline_version)?;
     let mut waveform = vec![0.0f32; crate::io::r1::WAVEFORM_LEN];
     let (mut triggered_gammas, mut triggered_protons) = (0u64, 0u64);
-    let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
     for (event_id, &(time, index)) in thrown.iter().enumerate() {
-        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
-        let is_gamma = index < n_gammas;
-        let s = if is_gamma {
-            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
-            let centre = astro::altaz_to_camera(src_alt, src_az, focal, alt, az);
-            sim.simulate_at(g, index, centre, &mut waveform)
-        } else {
-            sim.simulate_at(p, index, (0.0, 0.0), &mut waveform)
-        };
+        let aim = plan.aim(site, time, index, n_gammas);
+        let ((alt, az), is_gamma) = (aim.pointing_deg, aim.is_gamma);
+        let s = sim.simulate_at(aim.config, index, aim.centre_m, &mut waveform);
         if !s.triggered {
             continue;
         }
@@ -365,19 +384,12 @@ fn observe_in_stereo(
     let o = &plan.row;
     let (telescopes, mut writers) = stereo_writers(ctx, true)?;
     let mut waveforms = vec![vec![0.0f32; crate::io::r1::WAVEFORM_LEN]; telescopes.len()];
-    let focal = crate::instrument::EQUIVALENT_FOCAL_LENGTH_M;
     let (mut triggered, mut both) = (vec![[0u64; 2]; telescopes.len()], 0u64);
     for (event_id, &(time, index)) in thrown.iter().enumerate() {
-        let (alt, az) = astro::radec_to_altaz(o.ra_pnt, o.dec_pnt, site, time);
-        let is_gamma = index < n_gammas;
-        let (cfg, centre) = if is_gamma {
-            let (src_alt, src_az) = astro::radec_to_altaz(o.target_ra, o.target_dec, site, time);
-            (&plan.gamma, astro::altaz_to_camera(src_alt, src_az, focal, alt, az))
-        } else {
-            (&plan.proton, (0.0, 0.0))
-        };
+        let aim = plan.aim(site, time, index, n_gammas);
+        let ((alt, az), is_gamma) = (aim.pointing_deg, aim.is_gamma);
         let pointing = (alt.to_radians(), az.to_radians());
-        let s = sim.simulate_stereo_at(cfg, index, centre, pointing, &telescopes, &mut waveforms);
+        let s = sim.simulate_stereo_at(aim.config, index, aim.centre_m, pointing, &telescopes, &mut waveforms);
         let event_id = event_id as u64;
         for (k, view) in s.telescopes.iter().enumerate().filter(|(_, v)| v.triggered) {
             triggered[k][!is_gamma as usize] += 1;
