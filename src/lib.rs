@@ -13,6 +13,7 @@
 //! * [`contract`] — what products must agree on to be combined (models, IRFs, event lists).
 //! * [`config`] — loading sst1mpipe-style configuration files.
 //! * [`plot`] — SVG/PNG figures of performance and IRFs.
+//! * [`nightly`] — nightly processing: a night of raw runs planned into a recipe, run, summarised.
 //! * [`raw_night`] — a simulated raw SST-1M night (zfits runs, calibration tables, truth).
 //! * [`cli`] — the command line, a thin layer over the above.
 //! * [`version`] — the pipeline version of this build.
@@ -25,6 +26,7 @@ pub use sst1mflow_science::{astro, forest, image, instrument, irf, reco, sim};
 pub mod cli;
 pub mod config;
 pub mod contract;
+pub mod nightly;
 pub mod plot;
 pub mod raw_night;
 pub mod stages;

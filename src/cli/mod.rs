@@ -5,6 +5,7 @@ mod config;
 mod graph;
 mod log;
 mod maintain;
+mod nightly;
 mod r0_dl1;
 mod raw_night;
 mod run;
@@ -117,6 +118,8 @@ pub enum Command {
     },
     /// The SST-1M camera description this build uses (geometry, neighbours, pulse, telescopes)
     Camera,
+    /// Last night's raw runs of both telescopes to DL3 through the engine, with a summary page
+    Nightly(nightly::NightlyArgs),
     /// Write a simulated raw SST-1M night (zfits runs of both telescopes, calibration tables, truth)
     #[command(name = "simulate-night")]
     SimulateNight(raw_night::NightArgs),
@@ -160,6 +163,7 @@ pub fn main() -> i32 {
         Command::RebuildDb { force } => maintain::rebuild_db(&cli, *force),
         Command::Camera => camera::run(&cli),
         Command::SimulateNight(args) => raw_night::run(&cli, args),
+        Command::Nightly(args) => nightly::run(&cli, args),
         Command::Version => {
             if cli.json {
                 println!(

@@ -27,6 +27,13 @@ pub struct NightArgs {
     /// Pedestal (internal trigger) events per second and telescope
     #[arg(long, default_value_t = 20.0)]
     pub pedestal_rate: f64,
+    /// Multiply every target's flux by this (short test nights need brighter sources to
+    /// detect them; recorded in the truth)
+    #[arg(long, default_value_t = 1.0)]
+    pub flux_scale: f64,
+    /// Observe only these targets of the night's list (comma-separated, e.g. Crab)
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
     /// Simulate runs on this many threads (default: all cores)
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -51,6 +58,24 @@ pub fn run(cli: &Cli, args: &NightArgs) -> Result<i32> {
     }
     if args.runs_per_wobble == 0 || args.runs_per_wobble > 100 {
         return Err(Error::msg(format!("--runs-per-wobble {}: must be between 1 and 100", args.runs_per_wobble)));
+    }
+    if !(args.flux_scale > 0.0 && args.flux_scale <= 1000.0) {
+        return Err(Error::msg(format!("--flux-scale {}: must be in (0, 1000]", args.flux_scale)));
+    }
+    if !args.targets.is_empty() {
+        let known: Vec<String> = spec.targets.iter().map(|t| t.name.clone()).collect();
+        for t in &args.targets {
+            if !known.contains(t) {
+                return Err(Error::msg(format!(
+                    "--targets: {t:?} is not one of the night's targets ({})",
+                    known.join(", ")
+                )));
+            }
+        }
+        spec.targets.retain(|t| args.targets.contains(&t.name));
+    }
+    for target in &mut spec.targets {
+        target.amplitude *= args.flux_scale;
     }
     spec.run_duration_s = args.run_duration;
     spec.runs_per_wobble = args.runs_per_wobble;

@@ -345,6 +345,67 @@ impl RawHdu {
 }
 
 impl RawHdu {
+    /// A numeric column of a binary table, as f64 (scalar columns of types E, D, K, J, I, B).
+    /// `what` names the file in errors.
+    pub fn column_f64(&self, name: &str, what: &str) -> Result<Vec<f64>> {
+        let bad = |m: String| Error::msg(format!("{what}: table {}: {m}", self.extname()));
+        let int = |k: &str| self.number(k).filter(|v| *v >= 0.0).map(|v| v as usize);
+        let (width, rows, n_fields) = match (int("NAXIS1"), int("NAXIS2"), int("TFIELDS")) {
+            (Some(w), Some(r), Some(f)) => (w, r, f),
+            _ => return Err(bad("not a binary table (NAXIS1, NAXIS2 or TFIELDS missing)".into())),
+        };
+        let mut offset = 0usize;
+        let mut found = None;
+        for i in 1..=n_fields {
+            let form = self.string(&format!("TFORM{i}")).ok_or_else(|| bad(format!("TFORM{i} missing")))?;
+            let digits: String = form.chars().take_while(|c| c.is_ascii_digit()).collect();
+            let repeat: usize =
+                if digits.is_empty() { 1 } else { digits.parse().map_err(|_| bad(format!("TFORM{i} {form:?}")))? };
+            let code = form[digits.len()..].chars().next().ok_or_else(|| bad(format!("TFORM{i} {form:?}")))?;
+            let size = match code {
+                'L' | 'B' | 'A' | 'X' => 1,
+                'I' => 2,
+                'J' | 'E' => 4,
+                'K' | 'D' | 'C' | 'P' => 8,
+                'M' | 'Q' => 16,
+                _ => return Err(bad(format!("TFORM{i} {form:?} is not a FITS type"))),
+            };
+            let bytes = if code == 'X' { repeat.div_ceil(8) } else { repeat * size };
+            if self.string(&format!("TTYPE{i}")).as_deref() == Some(name) {
+                if repeat != 1 || !matches!(code, 'E' | 'D' | 'K' | 'J' | 'I' | 'B') {
+                    return Err(bad(format!("column {name} is {form}, not a numeric scalar")));
+                }
+                found = Some((offset, code));
+            }
+            offset += bytes;
+        }
+        let (at, code) = found.ok_or_else(|| bad(format!("no column {name}")))?;
+        if offset != width {
+            return Err(bad(format!("the columns take {offset} bytes, NAXIS1 says {width}")));
+        }
+        let header_end = self
+            .bytes
+            .chunks(80)
+            .position(|c| c.starts_with(b"END     ") || c == b"END".as_slice())
+            .map(|i| (i * 80 + 80).div_ceil(2880) * 2880)
+            .ok_or_else(|| bad("no END card".into()))?;
+        let data = self.bytes.get(header_end..header_end + width * rows).ok_or_else(|| bad("data truncated".into()))?;
+        Ok(data
+            .chunks_exact(width)
+            .map(|row| {
+                let b = &row[at..];
+                match code {
+                    'E' => f32::from_be_bytes(b[..4].try_into().expect("4")) as f64,
+                    'D' => f64::from_be_bytes(b[..8].try_into().expect("8")),
+                    'K' => i64::from_be_bytes(b[..8].try_into().expect("8")) as f64,
+                    'J' => i32::from_be_bytes(b[..4].try_into().expect("4")) as f64,
+                    'I' => i16::from_be_bytes(b[..2].try_into().expect("2")) as f64,
+                    _ => b[0] as f64,
+                }
+            })
+            .collect())
+    }
+
     /// The same HDU under another `EXTNAME` (the card rewritten in place; everything else,
     /// data included, byte for byte).
     pub fn renamed(&self, extname: &str) -> Result<RawHdu> {

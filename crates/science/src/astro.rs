@@ -111,6 +111,16 @@ pub fn angular_separation_deg(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64
     num.atan2(den).to_degrees()
 }
 
+/// The position angle (deg, north through east, in [0, 360)) of direction 2 seen from
+/// direction 1 (lon/lat in degrees, e.g. RA/Dec).
+pub fn position_angle_deg(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let (l1, b1, l2, b2) = (lon1.to_radians(), lat1.to_radians(), lon2.to_radians(), lat2.to_radians());
+    let dl = l2 - l1;
+    let y = dl.sin() * b2.cos();
+    let x = b1.cos() * b2.sin() - b1.sin() * b2.cos() * dl.cos();
+    y.atan2(x).to_degrees().rem_euclid(360.0)
+}
+
 /// Julian centuries of TT-ish time since J2000.0 for a Unix time (UTC; the ~69 s TT−UTC is
 /// irrelevant for precession).
 fn centuries_since_j2000(unix_s: f64) -> f64 {
