@@ -12,7 +12,7 @@ APT_PACKAGES=(build-essential pkg-config ca-certificates graphviz libhdf5-dev hd
 # The second virtualenv holds ctapipe 0.17.0, the version sst1mpipe pins, with the versions of
 # its dependencies it runs with (scipy < 1.14 keeps the sparse-matrix API it uses).
 CTAPIPE017_PACKAGES=("ctapipe==0.17.0" "numpy==1.26.4" "scipy==1.13.1" "astropy==5.3.4" "numba==0.68.1" "tables==3.11.1")
-PY_PACKAGES=(pytest prov numpy tables pandas h5py "ctapipe==0.28.0" "scikit-learn==1.9.1" "pyirf==0.13.0" "gammapy==2.1" "regions==0.11" "eventio==2.1.1" "protozfits==2.13.1")
+PY_PACKAGES=(pytest prov numpy tables pandas h5py "ctapipe==0.28.0" "scikit-learn==1.9.1" "pyirf==0.13.0" "gammapy==2.1" "regions==0.11" "eventio==2.1.1" "protozfits==2.13.1" pillow)
 
 with_python=0
 with_bench=0
@@ -24,6 +24,8 @@ for arg in "$@"; do
   esac
 done
 
+# Tests only: headless Chromium renders the nightly summary page (test_nightly.py).
+[ "$with_python" = 1 ] && APT_PACKAGES+=(chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

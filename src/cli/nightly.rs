@@ -131,6 +131,13 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     let targets = parse_targets(&args.targets)?;
     let store = Store::open(&cli.store_dir())?;
     let production = production::discover(&store.views_dir(), &production_name(&args.production)?)?;
+    let version = crate::version::pipeline_version();
+    if production.pipeline_version != version {
+        return Err(Error::msg(format!(
+            "production {} was made by pipeline version {}, this is {version}: its models would be refused for DL1 of this version (the contract dl1-dl2 checks); rerun its recipe with this version first (sst1mflow run <recipe>)",
+            production.name, production.pipeline_version
+        )));
+    }
     let dir = store.root().join("nightly");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let config_path = match &args.config {
@@ -150,6 +157,15 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
             serde_json::from_str(&t).map_err(|e| Error::msg(format!("{}: not JSON: {e}", config_path.display())))
         })?;
     let discovery = nightly::discover(&raw_root, date);
+    // A calibration table someone invalidated is not used: its runs are named, the rest goes on.
+    let db = Db::open(&store.db_path())?;
+    let mut invalid_calibration = [None, None];
+    for tel in [1u8, 2] {
+        if let Some(table) = nightly::calibration_table(&raw_root, tel, date) {
+            let hash = crate::store::hash_file(&table)?.hash;
+            invalid_calibration[tel as usize - 1] = db.product_invalid(&hash)?;
+        }
+    }
     let req = NightRequest {
         raw_root: &raw_root,
         date,
@@ -159,6 +175,7 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
         window: window.as_deref(),
         max_zenith_offset_deg: args.max_zenith_offset,
         targets: &targets,
+        invalid_calibration,
     };
     let plan = nightly::plan(&req, &discovery, &production)?;
     let recipe_path = dir.join(format!("{}.json", plan.recipe_name));
@@ -174,7 +191,6 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     } else {
         None
     };
-    let db = Db::open(&store.db_path())?;
     let daily_root = args.daily_dir.clone().unwrap_or_else(|| store.root().join("daily"));
     std::fs::create_dir_all(&daily_root)
         .map_err(|e| Error::io(format!("cannot create {}", daily_root.display()), e))?;

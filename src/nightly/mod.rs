@@ -217,6 +217,8 @@ pub struct NightRequest<'a> {
     pub max_zenith_offset_deg: f64,
     /// Extra or overriding target positions.
     pub targets: &'a BTreeMap<String, (f64, f64)>,
+    /// Per telescope: why its calibration table must not be used (it was invalidated).
+    pub invalid_calibration: [Option<String>; 2],
 }
 
 /// The planned night: the recipe and every run's fate.
@@ -290,6 +292,11 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
                 "no calibration table SST1M{}_calib_param_YYYYMMDD.h5 dated on or before {ymd} in {}",
                 run.tel,
                 req.raw_root.join(format!("cs{}/data/calibration", run.tel)).display()
+            ))
+        } else if let Some(why) = &req.invalid_calibration[run.tel as usize - 1] {
+            Fate::NotAnalysable(format!(
+                "its calibration table {} was invalidated ({why}): replace the table, then run nightly again",
+                calibration[run.tel as usize - 1].as_ref().map(|p| p.display().to_string()).unwrap_or_default()
             ))
         } else if let Some((ra, dec)) = run.pointing {
             let site = site_of(req.config, run.tel_id())?;
@@ -537,4 +544,45 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
         run_steps,
         calibration,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_grouped_as_daily_analysis_groups_them() {
+        assert_eq!(daily_target_name("Crab,W1,83.6333,22.4145"), "Crab");
+        assert_eq!(daily_target_name("Crab_W1,83.9,22.0"), "Crab");
+        assert_eq!(daily_target_name("1ES 1959+650,W2,300,65"), "1ES1959+650");
+        assert_eq!(daily_target_name("DARK"), "DARK");
+        assert_eq!(daily_target_name(""), "");
+        assert_eq!(slug("1ES1959+650"), "1ES1959-650");
+        assert_eq!(known_target("crab", &BTreeMap::new()), Some((83.6333, 22.0145)));
+        let extra = BTreeMap::from([("Crab".to_string(), (1.0, 2.0))]);
+        assert_eq!(known_target("Crab", &extra), Some((1.0, 2.0)));
+        assert_eq!(known_target("Xyzq", &extra), None);
+    }
+
+    #[test]
+    fn the_calibration_table_is_the_latest_dated_on_or_before_the_night() {
+        let dir = std::env::temp_dir().join(format!("sst1mflow-nightly-cal-{}", std::process::id()));
+        let cal = dir.join("cs2/data/calibration");
+        std::fs::create_dir_all(&cal).unwrap();
+        for d in ["20261101", "20261204", "20261206", "junk"] {
+            std::fs::write(cal.join(format!("SST1M2_calib_param_{d}.h5")), b"x").unwrap();
+        }
+        std::fs::write(cal.join("SST1M1_calib_param_20261205.h5"), b"x").unwrap();
+        assert_eq!(
+            calibration_table(&dir, 2, (2026, 12, 5)).unwrap().file_name().unwrap(),
+            "SST1M2_calib_param_20261204.h5"
+        );
+        assert_eq!(
+            calibration_table(&dir, 2, (2026, 12, 6)).unwrap().file_name().unwrap(),
+            "SST1M2_calib_param_20261206.h5"
+        );
+        assert!(calibration_table(&dir, 2, (2026, 10, 1)).is_none());
+        assert!(calibration_table(&dir, 1, (2026, 12, 4)).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

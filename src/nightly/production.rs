@@ -67,6 +67,8 @@ pub struct Node {
 #[derive(Clone, Debug)]
 pub struct Production {
     pub name: String,
+    /// The pipeline version that made its IRFs (`S1MVER`); one per production.
+    pub pipeline_version: String,
     pub nodes: Vec<Node>,
     /// IRFs left out, and why.
     pub notes: Vec<String>,
@@ -133,6 +135,7 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
     irfs.sort_by(|a, b| a.view.cmp(&b.view));
     let mut nodes: Vec<Node> = Vec::new();
     let mut notes = Vec::new();
+    let mut pipeline_version: Option<String> = None;
     for irf in &irfs {
         let what = format!("production {name}: IRF {}", irf.view.display());
         let hdus = fits::read_file(&irf.path, &what)?;
@@ -144,6 +147,16 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
         let node_name = h.string("IRFNODE").ok_or_else(|| Error::msg(format!("{what}: no IRFNODE card")))?;
         let (zenith, azimuth, nsb) = (number("ZEN_PNT")?, number("AZ_PNT")?, number("NSBRATE")?);
         let stereo = h.number("N_TELS").unwrap_or(1.0) >= 2.0;
+        let version = h.string("S1MVER").ok_or_else(|| Error::msg(format!("{what}: no S1MVER card")))?;
+        match &pipeline_version {
+            None => pipeline_version = Some(version),
+            Some(v) if *v != version => {
+                return Err(Error::msg(format!(
+                "production {name}: its IRFs were made by two pipeline versions ({v} and {version}); rerun its recipe"
+            )))
+            }
+            Some(_) => {}
+        }
         let rf: Value = crate::io::gadf::json_card(h, "RFMODELS", &what)?;
         // (MC telescope, role) → hash.
         let mut wanted: Vec<(Option<u16>, String, String)> = Vec::new();
@@ -239,5 +252,5 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
         )));
     }
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Production { name: name.to_string(), nodes, notes })
+    Ok(Production { name: name.to_string(), pipeline_version: pipeline_version.unwrap_or_default(), nodes, notes })
 }

@@ -94,6 +94,9 @@ impl Theta2 {
 
 pub const ALPHA: f64 = 1.0 / 3.0;
 
+/// θ² counts per (target, setup).
+pub type Theta2ByTarget = BTreeMap<(String, String), Theta2>;
+
 /// The NSB level r0-dl1 logged ("NSB level X p.e."), if any.
 fn nsb_level(log: &str) -> Option<f64> {
     let at = log.find("NSB level ")?;
@@ -133,7 +136,7 @@ fn log_of(db: Option<&Db>, key: Option<&String>) -> Option<String> {
 }
 
 /// The summary as JSON, and the θ² histograms per (target, setup).
-pub fn summarise(s: &SummaryInputs) -> Result<(Value, BTreeMap<(String, String), Theta2>)> {
+pub fn summarise(s: &SummaryInputs) -> Result<(Value, Theta2ByTarget)> {
     let steps = outcomes(s.report);
     let step_json = |name: &Option<String>| -> Value {
         match name {
@@ -169,7 +172,7 @@ pub fn summarise(s: &SummaryInputs) -> Result<(Value, BTreeMap<(String, String),
         }));
     }
     // θ² per target and setup, from the DL3 with the global cut.
-    let mut theta2: BTreeMap<(String, String), Theta2> = BTreeMap::new();
+    let mut theta2 = Theta2ByTarget::new();
     let mut dl3 = Vec::new();
     for d in &s.plan.dl3_steps {
         let (word, err, key) = steps.get(&d.step).cloned().unwrap_or(("not run".into(), None, None));
@@ -254,12 +257,12 @@ fn fmt_opt(v: &Value, digits: usize) -> String {
 }
 
 /// The HTML page of the summary.
-pub fn html(summary: &Value, theta2: &BTreeMap<(String, String), Theta2>) -> String {
+pub fn html(summary: &Value, theta2: &Theta2ByTarget) -> String {
     let mut h = String::new();
     let date = summary["date"].as_str().unwrap_or("");
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>SST-1M night {date}</title>\n<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:0.5em 0 1.5em}}td,th{{border:1px solid #bbb;padding:2px 6px;font-size:13px}}th{{background:#eee}}.bad{{color:#b00}}.skip{{color:#777}}.plots{{display:flex;flex-wrap:wrap;gap:12px}}.plots figure{{margin:0}}</style></head><body>\n<h1>SST-1M night {date}</h1>\n<p>Recipe <code>{}</code>, production <code>{}</code>.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>SST-1M night {date}</title>\n<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse;margin:0.5em 0 1.5em}}td,th{{border:1px solid #bbb;padding:2px 6px;font-size:13px}}th{{background:#eee}}.bad{{color:#b00}}.skip{{color:#777}}.plots{{display:flex;flex-wrap:wrap;gap:12px}}.plots figure{{margin:0}}.plots svg{{width:460px;height:auto}}</style></head><body>\n<h1>SST-1M night {date}</h1>\n<p>Recipe <code>{}</code>, production <code>{}</code>.</p>\n",
         esc(summary["recipe"].as_str().unwrap_or("")),
         esc(summary["production"].as_str().unwrap_or(""))
     );
@@ -509,13 +512,22 @@ pub fn write_daily_tree(
         .map_err(|e| Error::io(format!("cannot write {}", tmp.join("summary.json").display()), e))?;
     std::fs::write(tmp.join("summary.html"), html_page)
         .map_err(|e| Error::io(format!("cannot write {}", tmp.join("summary.html").display()), e))?;
-    // Swap: the old tree aside, the new one in, the old one removed.
+    // Swap: the old tree aside, the new one in, the old one removed. Another nightly of the
+    // same date may swap its own tree in between: try again a few times.
     let old = daily_root.join(format!(".old-{}-{}", s.date, std::process::id()));
-    if final_dir.exists() {
-        std::fs::rename(&final_dir, &old)
-            .map_err(|e| Error::io(format!("cannot replace {}", final_dir.display()), e))?;
+    let mut last_error = None;
+    for _ in 0..5 {
+        match std::fs::rename(&final_dir, &old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("cannot replace {}", final_dir.display()), e)),
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        match std::fs::rename(&tmp, &final_dir) {
+            Ok(()) => return Ok(final_dir),
+            Err(e) => last_error = Some(e),
+        }
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(format!("cannot write {}", final_dir.display()), e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(final_dir)
+    let _ = std::fs::remove_dir_all(&tmp);
+    Err(Error::io(format!("cannot write {}", final_dir.display()), last_error.expect("tried")))
 }

@@ -160,6 +160,12 @@ fn model_hashes(models: &Value) -> BTreeMap<String, Value> {
             match (v.get("sha256"), v.as_object()) {
                 // Stereo DL2: each telescope's models, by telescope.
                 (None, Some(per_role)) if role.starts_with("tel_") => {
+                    // Camera data's stereo DL2 names the data telescopes (21, 22), the IRF the
+                    // Monte Carlo telescopes whose models serve them (1, 2): compare as the latter.
+                    let role = match role[4..].parse::<u16>() {
+                        Ok(t) => format!("tel_{:03}", super::dl1_dl2::model_telescope(t)),
+                        Err(_) => role.clone(),
+                    };
                     for (r, w) in per_role {
                         out.insert(
                             format!("RF model {role} {r} (sha256)"),

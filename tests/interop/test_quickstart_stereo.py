@@ -11,7 +11,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -24,15 +23,10 @@ RECIPE = ROOT / "recipes" / "quickstart-stereo.json"
 
 
 @pytest.fixture(scope="module")
-def views(tmp_path_factory):
-    if not pathlib.Path(BIN).exists():
-        pytest.skip(f"release binary {BIN} not built (cargo build --release)")
-    store = tmp_path_factory.mktemp("quickstart-stereo") / "store"
-    t0 = time.time()
-    run = subprocess.run([BIN, "--store", str(store), "-q", "run", str(RECIPE)], capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
-    print(f"stereo quickstart from scratch: {time.time() - t0:.1f} s")
-    return store / "views" / "quickstart-stereo"
+def views(stereo_quickstart_store):
+    """The stereo quickstart's views (run once per session, in conftest.py: the nightly tests
+    use the same store as their production)."""
+    return stereo_quickstart_store / "views" / "quickstart-stereo"
 
 
 def test_gammapy_detects_the_source_in_stereo_dl3_and_recovers_its_spectrum(views, tmp_path):
@@ -100,10 +94,6 @@ def test_a_mono_irf_is_refused_for_stereo_dl2_and_the_reverse(views, tmp_path):
     recipe["config"] = str((RECIPE.parent / recipe["config"]).resolve())
     models = {k: f"train-rfs-mono.{k}" for k in ("energy", "disp_norm", "disp_sign", "gh")}
     recipe["steps"] += [
-        {"name": "dl2-mono-gamma-diffuse-test", "stage": "dl1-dl2",
-         "inputs": {"dl1": "dl1-gamma-diffuse-test-tel1.dl1", **models}},
-        {"name": "irfs-mono", "stage": "make-irfs", "inputs": {
-            "gamma": "dl2-mono-gamma-diffuse-test.dl2", "proton": "dl2-mono-proton-test.dl2", "cuts": "gh-cuts-mono.cuts"}},
         {"name": "dl3-mono-irf", "stage": "dl2-dl3",
          "inputs": {"dl2": "dl2-obs-1001.dl2", "irfs": "irfs-mono.irfs", "cuts": "gh-cuts-mono.cuts"}},
         {"name": "dl2-mono-obs-1001", "stage": "dl1-dl2", "inputs": {"dl1": "dl1-obs-1001-tel1.dl1", **models}},
