@@ -230,6 +230,25 @@ pub fn summarise(s: &SummaryInputs) -> Result<(Value, Theta2ByTarget)> {
             json!({"node": n.name, "zenith_deg": n.zenith_deg, "azimuth_deg": n.azimuth_deg, "nsb_ghz": n.nsb_ghz, "setups": setups})
         })
         .collect();
+    // Where this invocation's time went: the activities that ran, by stage.
+    let mut stage_seconds: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for a in s.report.map(|r| r.activities.as_slice()).unwrap_or(&[]) {
+        if a.outcome != Outcome::Ran {
+            continue;
+        }
+        let Some(stored) = s.db.zip(a.key.as_ref()).and_then(|(db, k)| db.activity_by_key(k).ok().flatten()) else {
+            continue;
+        };
+        if let (Some(t0), Some(t1)) = (rfc3339_unix(&stored.started_at), rfc3339_unix(&stored.ended_at)) {
+            let e = stage_seconds.entry(stored.stage.clone()).or_default();
+            e.0 += 1;
+            e.1 += t1 - t0;
+        }
+    }
+    let stage_seconds: BTreeMap<String, Value> = stage_seconds
+        .into_iter()
+        .map(|(stage, (n, secs))| (stage, json!({"activities": n, "seconds": secs})))
+        .collect();
     let unreadable: Vec<Value> = s
         .plan
         .unreadable
@@ -241,8 +260,28 @@ pub fn summarise(s: &SummaryInputs) -> Result<(Value, Theta2ByTarget)> {
         "calibration_tables": s.plan.calibration,
         "runs": runs, "unreadable_files": unreadable, "notes": s.plan.notes, "production_notes": s.production.notes,
         "dl3": dl3, "targets": targets, "failed_activities": failed, "production_nodes": production,
+        "stage_seconds": stage_seconds,
     });
     Ok((summary, theta2))
+}
+
+/// Unix seconds of an RFC 3339 UTC time as the provenance database records them
+/// (`2026-12-06T16:03:45.123Z`).
+fn rfc3339_unix(t: &str) -> Option<f64> {
+    let (date, time) = t.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut h = time.split(':');
+    let (hh, mm): (i64, i64) = (h.next()?.parse().ok()?, h.next()?.parse().ok()?);
+    let ss: f64 = h.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss)
 }
 
 fn esc(s: &str) -> String {
@@ -530,4 +569,15 @@ pub fn write_daily_tree(
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Err(Error::io(format!("cannot write {}", final_dir.display()), last_error.expect("tried")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_times_parse_to_unix_seconds() {
+        assert_eq!(super::rfc3339_unix("1970-01-01T00:00:00.000Z"), Some(0.0));
+        assert_eq!(super::rfc3339_unix("2026-12-06T16:03:45.250Z"), Some(1_796_573_025.25));
+        assert_eq!(super::rfc3339_unix("2000-03-01T00:00:00Z"), Some(951_868_800.0));
+        assert_eq!(super::rfc3339_unix("garbage"), None);
+    }
 }
