@@ -327,8 +327,11 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
     if let Some(w) = req.window {
         inputs.insert("window".into(), json!({"paths": [w], "kind": "window_transmittance"}));
     }
+    // A telescope's calibration table is an input only when one of its runs is analysed (an
+    // invalidated table must not even be registered).
     for (k, cal) in calibration.iter().enumerate() {
-        if let Some(c) = cal {
+        let used = fates.iter().any(|(r, f)| r.tel as usize == k + 1 && matches!(f, Fate::Analysed { .. }));
+        if let (Some(c), true) = (cal, used) {
             inputs.insert(format!("calibration-cs{}", k + 1), json!({"paths": [c], "kind": "calibration"}));
         }
     }

@@ -254,3 +254,28 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Production { name: name.to_string(), pipeline_version: pipeline_version.unwrap_or_default(), nodes, notes })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, zenith_deg: f64, azimuth_deg: f64) -> Node {
+        Node { name: name.into(), zenith_deg, azimuth_deg, nsb_ghz: 0.1, setups: BTreeMap::new() }
+    }
+
+    #[test]
+    fn a_run_gets_the_node_nearest_its_zenith_then_azimuth() {
+        let p = Production {
+            name: "p".into(),
+            pipeline_version: String::new(),
+            nodes: vec![node("ze20_az180", 20.0, 180.0), node("ze40_az180", 40.0, 180.0), node("ze40_az0", 40.0, 0.0)],
+            notes: Vec::new(),
+        };
+        assert_eq!(p.nearest_node(31.0, 170.0).unwrap().name, "ze20_az180");
+        // In cos(zenith) the midpoint of 20° and 40° is 31.5°.
+        assert_eq!(p.nearest_node(32.0, 170.0).unwrap().name, "ze40_az180");
+        assert_eq!(p.nearest_node(41.0, 350.0).unwrap().name, "ze40_az0");
+        assert_eq!(p.nearest_node(41.0, 200.0).unwrap().name, "ze40_az180");
+        assert!(Production { nodes: Vec::new(), ..p }.nearest_node(30.0, 0.0).is_none());
+    }
+}
