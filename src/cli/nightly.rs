@@ -54,15 +54,6 @@ pub struct NightlyArgs {
     pub jobs: Option<usize>,
 }
 
-fn parse_date(s: &str) -> Result<(i32, u32, u32)> {
-    let bad = || Error::msg(format!("--date {s:?}: expected YYYY-MM-DD"));
-    let parts: Vec<&str> = s.split('-').collect();
-    let [y, m, d] = parts.as_slice() else { return Err(bad()) };
-    let date = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
-    crate::raw_night::unix_midnight(date)?;
-    Ok(date)
-}
-
 /// Yesterday's date (UTC): the evening whose night ended this morning.
 fn yesterday() -> (i32, u32, u32) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -115,7 +106,7 @@ fn absolute(p: &std::path::Path) -> Result<PathBuf> {
 
 pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     let date = match &args.date {
-        Some(d) => parse_date(d)?,
+        Some(d) => super::raw_night::parse_date(d)?,
         None => yesterday(),
     };
     let ymd = format!("{:04}{:02}{:02}", date.0, date.1, date.2);

@@ -39,7 +39,7 @@ pub struct NightArgs {
     pub jobs: Option<usize>,
 }
 
-fn parse_date(s: &str) -> Result<(i32, u32, u32)> {
+pub(super) fn parse_date(s: &str) -> Result<(i32, u32, u32)> {
     let bad = || Error::msg(format!("--date {s:?}: expected YYYY-MM-DD"));
     let parts: Vec<&str> = s.split('-').collect();
     let [y, m, d] = parts.as_slice() else { return Err(bad()) };
