@@ -232,6 +232,8 @@ pub struct NightPlan {
     pub notes: Vec<String>,
     /// DL3 steps: (step name, target, wobble, setup, efficiency cuts?).
     pub dl3_steps: Vec<Dl3Step>,
+    /// Distribution steps: (step name, target, wobble, setup).
+    pub distribution_steps: Vec<(String, String, String, String)>,
     /// Per run and telescope: the step names of its DL1 and DL2 (and stereo).
     pub run_steps: BTreeMap<(u8, u32), RunSteps>,
     pub calibration: [Option<PathBuf>; 2],
@@ -440,6 +442,7 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
         }
     }
     let mut dl3_steps = Vec::new();
+    let mut distribution_steps = Vec::new();
     let mut unknown_targets = std::collections::BTreeSet::new();
     for ((target, wobble, node, setup), runs) in &groups {
         let prod_setup = match setup.as_str() {
@@ -507,6 +510,34 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
             });
         }
     }
+    // Data-quality distributions per observation (sst1mpipe's `distributions/`): the DL1 of
+    // the group's runs, per telescope (stereo: both telescopes' stereo DL1).
+    for ((target, wobble, node, setup), runs) in &groups {
+        let multi_node = groups.keys().filter(|(t, w, _, s)| t == target && w == wobble && s == setup).count() > 1;
+        let base = if multi_node {
+            format!("{}-{}-{}", slug(target), slug(wobble), slug(node))
+        } else {
+            format!("{}-{}", slug(target), slug(wobble))
+        };
+        let sets: Vec<(String, Vec<String>)> = match setup.as_str() {
+            "cs1" | "cs2" => {
+                vec![(format!("dist-{setup}-{base}"), runs.iter().map(|r| format!("dl1-{setup}-{r:04}.dl1")).collect())]
+            }
+            _ => [1, 2]
+                .iter()
+                .map(|t| {
+                    (
+                        format!("dist-stereo-tel{t}-{base}"),
+                        runs.iter().map(|r| format!("stereo-{r:04}.dl1_tel{t}")).collect(),
+                    )
+                })
+                .collect(),
+        };
+        for (step, dl1) in sets {
+            steps.push(json!({"name": step, "stage": "dl1-distributions", "inputs": {"dl1": dl1}}));
+            distribution_steps.push((step, target.clone(), wobble.clone(), setup.clone()));
+        }
+    }
     for t in unknown_targets {
         notes.push(format!(
             "target {t:?} has no known position: its DL3 have no RA_OBJ/DEC_OBJ and no θ² plot (give --target {t}=RA,DEC)"
@@ -544,6 +575,7 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
         unreadable: discovery.unreadable.clone(),
         notes,
         dl3_steps,
+        distribution_steps,
         run_steps,
         calibration,
     })

@@ -17,6 +17,7 @@
 //! work directory, and a log; it writes every declared output inside the work directory. The
 //! engine then hashes and publishes them. Stages that write HDF5/FITS embed
 //! `ctx.activity_key` and `ctx.pipeline_version` in their products.
+pub mod dl1_distributions;
 pub mod dl1_dl2;
 pub mod dl1_input;
 pub mod dl1_stereo;
@@ -117,6 +118,7 @@ static MAKE_IRFS: make_irfs::MakeIrfsStage = make_irfs::MakeIrfsStage;
 static GH_CUTS: gh_cuts::GhCutsStage = gh_cuts::GhCutsStage;
 static DL2_DL3: dl2_dl3::Dl2Dl3Stage = dl2_dl3::Dl2Dl3Stage;
 static DL3_INDEX: dl3_index::Dl3IndexStage = dl3_index::Dl3IndexStage;
+static DL1_DISTRIBUTIONS: dl1_distributions::Dl1DistributionsStage = dl1_distributions::Dl1DistributionsStage;
 static PERFORMANCE: performance::PerformanceStage = performance::PerformanceStage;
 
 /// Every stage this build knows, by name.
@@ -134,6 +136,7 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &PERFORMANCE,
         &DL2_DL3,
         &DL3_INDEX,
+        &DL1_DISTRIBUTIONS,
     ]
 }
 

@@ -98,8 +98,9 @@ def test_first_nightly_analyses_every_science_run_and_skips_the_rest(night):
     assert {"DARK", "Transition"} <= {v[0] for v in status.values()}
     assert s["activities"]["failed"] == 0 and s["activities"]["skipped"] == 0
     # 3 runs: 6 DL1, 6 mono DL2, 3 stereo DL1, 6 stereo DL2 per telescope + 3 combined; DL3 for
-    # W1 and W2 in cs1, cs2, stereo with two cuts; 6 indexes.
-    assert s["activities"]["total"] == 6 + 6 + 3 + 6 + 3 + 12 + 6, s["activities"]
+    # W1 and W2 in cs1, cs2, stereo with two cuts; 6 indexes; the distributions of W1 and W2
+    # for cs1, cs2 and both telescopes' stereo DL1.
+    assert s["activities"]["total"] == 6 + 6 + 3 + 6 + 3 + 12 + 6 + 8, s["activities"]
     for r in s["runs"]:
         if r["status"] == "analysed":
             assert r["node"] and 20 < r["zenith_deg"] < 45, r
@@ -115,6 +116,21 @@ def test_first_nightly_analyses_every_science_run_and_skips_the_rest(night):
             assert any(f.suffix == ".log" for f in files), (setup, sub, files)
     log = next((day / "Crab" / "cs1" / "dl1").glob("*.log")).read_text()
     assert "NSB level" in log
+    # sst1mpipe's distributions, read as its scripts read them (astropy).
+    from astropy.io.misc.hdf5 import read_table_hdf5
+    for setup, tel in (("cs1", "tel1"), ("cs2", "tel2"), ("stereo", "tel1"), ("stereo", "tel2")):
+        for sub in ("distributions", "distributions_eff"):
+            path = day / "Crab" / setup / sub / f"intensity_hist_{tel}_Crab_W2.h5"
+            hist = read_table_hdf5(str(path), path="intensity_hist")
+            assert list(hist.colnames) == ["low", "high", "center", "rate", "diff_rate"] and len(hist) == 99
+            hours = read_table_hdf5(str(path), path="t_elapsed")["t_elapsed"][0]
+            assert 30 / 3600 < hours < 50 / 3600, hours  # two 20 s runs 5 s apart
+            assert 25 < read_table_hdf5(str(path), path="zenith")["zenith"][0] < 45
+            if setup != "stereo":
+                assert read_table_hdf5(str(path), path="NSB")["NSB"][0] > 0
+                assert 0 <= read_table_hdf5(str(path), path="survived_pedestal_frac")["survived_pedestal_frac"][0] <= 100
+            # Rates times time give the events that have an intensity in the histogram range.
+            assert 1000 < (hist["rate"] * hours * 3600).sum() < 20000
 
 
 def gammapy_significance(datastore, ra, dec):
@@ -172,8 +188,9 @@ def test_same_night_again_is_a_noop_and_a_late_run_redoes_only_its_chain(night):
     reports = [json.loads(o[0]) for o in outs]
     ran = sum(r["activities"]["ran"] for r in reports)
     # Its chain: 2 DL1, 2 mono DL2, 1 stereo DL1, 2 stereo DL2 + 1 combined; the DL3 of Crab W1
-    # in 3 setups x 2 cuts; the 6 indexes. Computed once between the two processes.
-    assert ran == 8 + 6 + 6, [r["activities"] for r in reports]
+    # in 3 setups x 2 cuts, its 4 distributions; the 6 indexes. Computed once between the two
+    # processes.
+    assert ran == 8 + 6 + 4 + 6, [r["activities"] for r in reports]
     steps = set(ran_steps(reports[0], store)) | set(ran_steps(reports[1], store))
     assert all(f"{HELD_BACK:04d}" in st or "W1" in st for st in steps), steps
     assert not any("W2" in st for st in steps), steps

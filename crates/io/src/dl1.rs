@@ -1370,6 +1370,97 @@ impl Dl1Reader {
     }
 }
 
+/// sst1mpipe's pedestal counts of a camera-data DL1 (`/dl1/info`): (pedestal events, those
+/// whose cleaned image has parameters); None when the file has no such table.
+pub fn read_pedestal_counts(path: &Path) -> Result<Option<(i64, f64)>> {
+    use super::hdf5_table::{read_shaped_table, ShapedColumn};
+    let file = hdf5::File::open(path).map_err(|e| super::hdf5_table::hdf5_error(path.display(), e))?;
+    let Ok(info) = file.dataset("/dl1/info") else { return Ok(None) };
+    let bad = |e: sst1mflow_base::error::Error| {
+        sst1mflow_base::error::Error::msg(format!("{}: /dl1/info: {e}", path.display()))
+    };
+    let (_, n) =
+        read_shaped_table(&info, &["n_pedestal"], |_, d| d.is_empty().then_some(ShapedColumn::I64)).map_err(bad)?;
+    let (_, s) = read_shaped_table(&info, &["n_survived_pedestals"], |_, d| d.is_empty().then_some(ShapedColumn::F64))
+        .map_err(bad)?;
+    Ok(match (n.first(), s.first()) {
+        (Some(n), Some(s)) => Some((
+            i64::from_le_bytes(n[..8].try_into().expect("8 bytes")),
+            f64::from_le_bytes(s[..8].try_into().expect("8 bytes")),
+        )),
+        _ => None,
+    })
+}
+
+/// Per row of the pedestal monitoring of a camera-data DL1 (`/dl1/monitoring/telescope/pedestal`):
+/// the camera-mean of `pedestal_charge_std` (ADC), as sst1mpipe's `load_dl1_pedestals` users
+/// average it. Empty when the file has no pedestal monitoring.
+pub fn read_pedestal_std_means(path: &Path) -> Result<Vec<f64>> {
+    use super::hdf5_table::{read_shaped_table, ShapedColumn};
+    let file = hdf5::File::open(path).map_err(|e| super::hdf5_table::hdf5_error(path.display(), e))?;
+    let Ok(table) = file.dataset("/dl1/monitoring/telescope/pedestal") else { return Ok(Vec::new()) };
+    let (_, rows) = read_shaped_table(&table, &["pedestal_charge_std"], |_, d| match d {
+        [n] => Some(ShapedColumn::F32s(*n)),
+        _ => None,
+    })
+    .map_err(|e| sst1mflow_base::error::Error::msg(format!("{}: pedestal monitoring: {e}", path.display())))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let v: Vec<f64> = r.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4")) as f64).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        })
+        .collect())
+}
+
+/// sst1mpipe's per-wobble DL1 distributions file (`intensity_hist_<tel>_<obsid>.h5`, written by
+/// its `extract_dl1_distributions` with astropy's `write_table_hdf5`): the intensity-rate
+/// histogram and one-value tables, each a table astropy's `read_table_hdf5` reads.
+pub struct Distributions<'a> {
+    pub low: &'a [f64],
+    pub high: &'a [f64],
+    pub rate: &'a [f64],
+    pub diff_rate: &'a [f64],
+    pub t_elapsed_h: f64,
+    pub zenith_deg: f64,
+    pub timestamp: f64,
+    pub survived_pedestal_frac: f64,
+    pub recleaned_fraction: f64,
+    pub nsb: f64,
+}
+
+pub fn write_distributions(path: &Path, activity_key: &str, pipeline_version: &str, d: &Distributions) -> Result<()> {
+    use super::hdf5_table::{write_shaped_table, ColumnMeta, ShapedColumn};
+    let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
+    let rows: Vec<Vec<u8>> = (0..d.low.len())
+        .map(|i| {
+            let centre = 0.5 * (d.low[i] + d.high[i]);
+            [d.low[i], d.high[i], centre, d.rate[i], d.diff_rate[i]].iter().flat_map(|x| x.to_le_bytes()).collect()
+        })
+        .collect();
+    let cols: Vec<(ColumnMeta, ShapedColumn)> = ["low", "high", "center", "rate", "diff_rate"]
+        .iter()
+        .map(|n| (ColumnMeta::new(n, ""), ShapedColumn::F64))
+        .collect();
+    write_shaped_table(&file, "intensity_hist", &cols, &rows)?;
+    for (name, value) in [
+        ("t_elapsed", d.t_elapsed_h),
+        ("zenith", d.zenith_deg),
+        ("timestamp", d.timestamp),
+        ("survived_pedestal_frac", d.survived_pedestal_frac),
+        ("recleaned_fraction", d.recleaned_fraction),
+        ("NSB", d.nsb),
+    ] {
+        write_shaped_table(
+            &file,
+            name,
+            &[(ColumnMeta::new(name, ""), ShapedColumn::F64)],
+            &[value.to_le_bytes().to_vec()],
+        )?;
+    }
+    super::hdf5_table::close_product_file(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,6 +95,21 @@ pub fn voltage_drop_factor(tel_id: u16, variance_adc2: f64) -> Option<f64> {
     Some(1.0 + bspline(t, c, k, variance_adc2) * slope)
 }
 
+/// sst1mpipe's `NSB_tools.VAR_to_NSB(variance, tel)`: the night-sky rate (MHz) of a pedestal
+/// variance, through the baseline shift of its B-spline (`VAR_to_shift`), the nominal SiPM gain
+/// (`Gain_0`: 21.0 for tel 21, 23.5 for tel 22) lowered by the gain drop of that shift, and the
+/// 4 ns sample (`BLS_to_NSB`). Only telescopes 21 and 22 have a model.
+pub fn variance_to_nsb_mhz(tel_id: u16, variance: f64) -> Option<f64> {
+    let ((t, c, k), gain_0, gain_slope) = match tel_id {
+        21 => (TCK_TEL21, 21.0, -0.00487),
+        22 => (TCK_TEL22, 23.5, -0.00118),
+        _ => return None,
+    };
+    let shift = bspline(t, c, k, variance);
+    let gain = gain_0 * (shift * gain_slope + 1.0);
+    Some(shift / gain / 4e-3)
+}
+
 /// Baseline-subtracted ADC and R1 (p.e.) waveforms of one event, pixel-major. `baselines_x16`
 /// are DigiCam's baselines in 1/16 ADC.
 pub fn r0_to_r1(
@@ -361,6 +376,16 @@ impl PedestalStats {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nsb_rate_of_a_variance_is_sst1mpipes() {
+        // scipy's splev on NSB_tools' TCK1/TCK2 through VAR_to_NSB's formula.
+        let a = super::variance_to_nsb_mhz(21, 25.0).unwrap();
+        let b = super::variance_to_nsb_mhz(22, 150.0).unwrap();
+        assert!((a - 174.54951435847292).abs() < 1e-9 * a, "{a}");
+        assert!((b - 990.1124620108923).abs() < 1e-9 * b, "{b}");
+        assert!(super::variance_to_nsb_mhz(1, 25.0).is_none());
+    }
+
     use super::*;
 
     #[test]
