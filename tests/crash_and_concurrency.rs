@@ -52,9 +52,17 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
     let start = Instant::now();
     let (code, reference, err) = run_json(&reference_store, &recipe, &["-j", "2"]);
     assert_eq!(code, 0, "{err}");
-    let full = start.elapsed();
+    let first = start.elapsed();
     let expected = output_hashes(&reference);
     assert_eq!(expected.len(), 21);
+    // A second uninterrupted run, in a store of its own: the first one also pays for a cold
+    // binary and for the other tests of this file starting beside it, and a duration measured
+    // too long would draw kill times after the runs have finished.
+    let start = Instant::now();
+    let (code, again, err) = run_json(&dir.path().join("reference-2"), &recipe, &["-j", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(output_hashes(&again), expected);
+    let full = first.min(start.elapsed());
 
     let seed: u64 = std::env::var("SST1MFLOW_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234);
     println!("crash test seed {seed} (set SST1MFLOW_CRASH_SEED to replay); uninterrupted run {full:?}");
