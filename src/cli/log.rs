@@ -22,10 +22,14 @@ pub fn run(cli: &Cli, prefix: &str) -> Result<i32> {
                 "key": a.key, "stage": a.stage, "stage_version": a.stage_version,
                 "pipeline_version": a.pipeline_version, "status": a.status, "started_at": a.started_at,
                 "ended_at": a.ended_at, "host": a.host, "error": a.error, "log": a.log,
+                "executor": a.executor,
             }))
             .expect("json")
         );
     } else {
+        if let Some(job) = &a.executor {
+            println!("# {}", super::status::describe_job(job));
+        }
         print!("{}", a.log);
         if !a.log.ends_with('\n') {
             println!();

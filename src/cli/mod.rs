@@ -2,6 +2,7 @@
 //! for people or JSON (`--json`) for scripts. Errors go to stderr with a non-zero exit code.
 mod camera;
 mod config;
+mod executor;
 mod graph;
 mod log;
 mod maintain;
@@ -125,6 +126,15 @@ pub enum Command {
     SimulateNight(raw_night::NightArgs),
     /// Print the pipeline version recorded on activities
     Version,
+    /// Run one activity of a SLURM job array (what `--executor slurm` submits)
+    #[command(name = "slurm-worker", hide = true)]
+    SlurmWorker {
+        /// The job array's folder (tmp/slurm/batches/NAME in the store)
+        batch_dir: PathBuf,
+        /// Array task (default: $SLURM_ARRAY_TASK_ID)
+        #[arg(long)]
+        task: Option<usize>,
+    },
 }
 
 fn version_string() -> &'static str {
@@ -164,6 +174,7 @@ pub fn main() -> i32 {
         Command::Camera => camera::run(&cli),
         Command::SimulateNight(args) => raw_night::run(&cli, args),
         Command::Nightly(args) => nightly::run(&cli, args),
+        Command::SlurmWorker { batch_dir, task } => executor::slurm_worker(&cli, batch_dir, *task),
         Command::Version => {
             if cli.json {
                 println!(

@@ -49,9 +49,11 @@ pub struct NightlyArgs {
     /// Where the daily tree goes (default: STORE/daily)
     #[arg(long)]
     pub daily_dir: Option<PathBuf>,
-    /// Parallel activities (default: number of cores)
+    /// Parallel activities (default: number of cores; with --executor slurm, jobs in flight)
     #[arg(short, long)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub executor: super::executor::ExecutorArgs,
 }
 
 /// Yesterday's date (UTC): the evening whose night ended this morning.
@@ -116,6 +118,7 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     if !(args.theta2_cut > 0.0 && args.theta2_cut <= 0.5) {
         return Err(Error::msg(format!("--theta2-cut {}: must be in (0, 0.5] deg²", args.theta2_cut)));
     }
+    let slurm = args.executor.slurm_settings()?;
     let raw_root = absolute(&args.raw).map_err(|e| Error::msg(format!("--raw: {e}")))?;
     let subarray = absolute(&args.subarray)?;
     let window = args.window.as_deref().map(absolute).transpose()?;
@@ -176,8 +179,8 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
         if std::fs::read_to_string(&recipe_path).ok().as_deref() != Some(text.as_str()) {
             summary::write_atomic(&recipe_path, text.as_bytes())?;
         }
-        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        let opts = RunOptions { jobs, dry_run: false, progress: want_progress(cli.quiet) && !cli.json };
+        let jobs = args.executor.jobs(args.jobs, slurm.as_ref());
+        let opts = RunOptions { jobs, dry_run: false, progress: want_progress(cli.quiet) && !cli.json, slurm };
         Some(run_recipe(&crate::stages::pipeline(), &store, &recipe_path, &opts)?)
     } else {
         None

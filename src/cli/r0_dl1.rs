@@ -194,7 +194,7 @@ pub fn run(cli: &Cli, args: &R0Dl1Args) -> Result<i32> {
     std::fs::write(&recipe_path, serde_json::to_string_pretty(&recipe).expect("json"))
         .map_err(|e| Error::io(format!("cannot write {}", recipe_path.display()), e))?;
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let opts = RunOptions { jobs, dry_run: false, progress: want_progress(cli.quiet) && !cli.json };
+    let opts = RunOptions { jobs, dry_run: false, progress: want_progress(cli.quiet) && !cli.json, slurm: None };
     let report = run_recipe(&crate::stages::pipeline(), &store, &recipe_path, &opts)?;
     std::fs::create_dir_all(&args.output)
         .map_err(|e| Error::io(format!("cannot create {}", args.output.display()), e))?;

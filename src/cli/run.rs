@@ -16,6 +16,8 @@ pub struct RunArgs {
     /// Print what would run and why; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub executor: super::executor::ExecutorArgs,
 }
 
 /// How many skipped or failed activities the text summary names before counting the rest.
@@ -23,8 +25,9 @@ const LIST_LIMIT: usize = 20;
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
     let store = Store::open(&cli.store_dir())?;
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let opts = RunOptions { jobs, dry_run: args.dry_run, progress: want_progress(cli.quiet) && !cli.json };
+    let slurm = args.executor.slurm_settings()?;
+    let jobs = args.executor.jobs(args.jobs, slurm.as_ref());
+    let opts = RunOptions { jobs, dry_run: args.dry_run, progress: want_progress(cli.quiet) && !cli.json, slurm };
     let report = run_recipe(&crate::stages::pipeline(), &store, &args.recipe, &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("json"));
@@ -80,6 +83,12 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<i32> {
             }
             if failed.len() > LIST_LIMIT {
                 println!("FAILED  … and {} more (--json lists all)", failed.len() - LIST_LIMIT);
+            }
+            if let Some(c) = report.slurm_calls {
+                println!(
+                    "SLURM: {} array task(s) in {} sbatch call(s); {} squeue and {} sacct poll(s)",
+                    c.tasks, c.sbatch, c.squeue, c.sacct
+                );
             }
             if report.success() {
                 let views = store.views_dir().join(&report.recipe);

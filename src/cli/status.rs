@@ -12,6 +12,22 @@ use crate::store::Store;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
+/// SLURM jobs listed per recipe in the text form.
+const JOBS_LISTED: usize = 10;
+
+/// "SLURM job 12_3 on node1: COMPLETED (exit 0:0), 42 s, attempt 1" from a recorded executor.
+pub fn describe_job(job: &Value) -> String {
+    format!(
+        "SLURM job {} on {}: {} (exit {}), {} s, attempt {}",
+        job["job_id"].as_str().unwrap_or("?"),
+        job["node"].as_str().filter(|n| !n.is_empty()).unwrap_or("no node"),
+        job["state"].as_str().unwrap_or("?"),
+        job["exit_code"].as_str().unwrap_or("?"),
+        job["elapsed_s"].as_u64().map_or("?".into(), |s| s.to_string()),
+        job["attempts"].as_u64().unwrap_or(1)
+    )
+}
+
 pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;
     let recipes: Vec<PathBuf> = if recipes.is_empty() {
@@ -24,14 +40,22 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     } else {
         recipes.to_vec()
     };
-    let opts = RunOptions { jobs: 1, dry_run: true, progress: false };
+    let opts = RunOptions { jobs: 1, dry_run: true, progress: false, slurm: None };
+    let db = Db::open(&store.db_path())?;
     let mut all = Vec::new();
     let mut stale_total = 0;
     for path in &recipes {
         let report = run_recipe(&crate::stages::pipeline(), &store, path, &opts)?;
         let mut items = Vec::new();
         let mut recomputable = Vec::new();
+        let mut on_slurm = Vec::new();
         for a in &report.activities {
+            // The last record of its key, when it ran as a cluster job (ok, or the failure).
+            if let Some(job) =
+                a.key.as_deref().map(|k| db.activity_by_key(k)).transpose()?.flatten().and_then(|r| r.executor)
+            {
+                on_slurm.push(json!({"step": a.step, "item": a.item, "key": a.key, "job": job}));
+            }
             let (state, why) = match &a.outcome {
                 Outcome::Reused if a.recomputable_absent => {
                     recomputable.push(json!({"step": a.step, "item": a.item, "state": "recomputable", "key": a.key,
@@ -54,7 +78,7 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
         all.push(json!({
             "recipe": report.recipe, "path": path, "activities": report.activities.len(),
             "up_to_date": report.activities.len() - items.len(), "not_up_to_date": items,
-            "recomputable": recomputable,
+            "recomputable": recomputable, "slurm_jobs": on_slurm,
         }));
     }
     if cli.json {
@@ -84,6 +108,21 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
                     shown.join(", "),
                     if more > 0 { format!(" … and {more} more") } else { String::new() }
                 );
+            }
+            let jobs = r["slurm_jobs"].as_array().expect("array");
+            if !jobs.is_empty() {
+                println!("  ran as SLURM jobs: {} activities", jobs.len());
+                for j in jobs.iter().take(JOBS_LISTED) {
+                    println!(
+                        "    {}/{}: {}",
+                        j["step"].as_str().unwrap_or(""),
+                        j["item"].as_str().unwrap_or(""),
+                        describe_job(&j["job"])
+                    );
+                }
+                if jobs.len() > JOBS_LISTED {
+                    println!("    … and {} more (--json lists all)", jobs.len() - JOBS_LISTED);
+                }
             }
             for i in items {
                 let products: Vec<&str> =

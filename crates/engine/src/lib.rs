@@ -25,6 +25,7 @@ pub mod recipe;
 pub mod reproduce;
 pub mod run;
 pub mod runner;
+pub mod slurm;
 pub mod stage;
 pub mod store;
 pub mod why;

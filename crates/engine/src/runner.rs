@@ -3,7 +3,8 @@
 //!
 //! It is the only place a stage's `run` is called. The local executor (`run`) calls it inside a
 //! worker, between taking the activity's lock and recording it; `reproduce` calls it against a
-//! scratch store; a remote worker will call it on a cluster node. It does not touch the
+//! scratch store; the SLURM worker calls [`run_stage`] on a cluster node and leaves publishing
+//! to the coordinator. It does not touch the
 //! database: what to record, and whether the outputs are the expected ones, is the caller's
 //! business, so the same bytes come out whoever drives it.
 use crate::stage::{InputFile, Stage, StageContext, StagePlan};
@@ -34,11 +35,48 @@ pub struct Published {
     pub size: u64,
 }
 
+/// How one activity's run went, wherever it ran: its outputs (published) or error, when and
+/// on which machine, and the cluster job it was (`None` when run here).
+pub struct Execution {
+    pub result: Result<Vec<Published>>,
+    pub started_at: String,
+    pub ended_at: String,
+    pub host: String,
+    pub executor: Option<Value>,
+}
+
+/// Runs the activity on this machine ([`run_activity`]), timed.
+pub fn execute_locally(store: &Store, activity: &Activity, log: &mut Vec<u8>) -> Execution {
+    let started_at = crate::provenance::now_utc();
+    let host = crate::provenance::host_name();
+    let _ = std::io::Write::write_fmt(log, format_args!("# started {started_at} on {host}\n"));
+    let result = run_activity(store, activity, log);
+    Execution { result, started_at, ended_at: crate::provenance::now_utc(), host, executor: None }
+}
+
 /// Runs the activity's stage in a fresh work directory of `store` (named by the key), writing
 /// its log into `log`, then publishes every declared output in plan order. A panic in the
 /// stage is an error naming the stage, never a crash of the caller.
 pub fn run_activity(store: &Store, activity: &Activity, log: &mut Vec<u8>) -> Result<Vec<Published>> {
     let work = store.work_dir(&activity.key[..16.min(activity.key.len())])?;
+    run_stage(activity, &work.path, log)?;
+    let mut published = Vec::with_capacity(activity.plan.outputs.len());
+    for declared in &activity.plan.outputs {
+        let d = store.publish(&work.path.join(&declared.file))?;
+        published.push(Published {
+            role: declared.role.clone(),
+            kind: declared.kind.clone(),
+            hash: d.hash,
+            size: d.size,
+        });
+    }
+    Ok(published)
+}
+
+/// Runs the activity's stage in `work` (an empty directory the caller owns), under the panic
+/// guard, leaving its declared outputs there. A cluster worker calls this and hashes the
+/// outputs itself; whoever records the activity publishes them.
+pub fn run_stage(activity: &Activity, work: &std::path::Path, log: &mut Vec<u8>) -> Result<()> {
     let mut by_role: BTreeMap<String, Vec<InputFile>> = BTreeMap::new();
     for input in activity.inputs {
         by_role.entry(input.role.clone()).or_default().push(input.clone());
@@ -53,34 +91,23 @@ pub fn run_activity(store: &Store, activity: &Activity, log: &mut Vec<u8>) -> Re
             params: activity.params,
             config: activity.config,
             plan: activity.plan,
-            work_dir: &work.path,
+            work_dir: work,
             activity_key: activity.key,
             pipeline_version: activity.pipeline_version,
             log,
         })
     }));
     match outcome {
-        Ok(result) => result?,
+        Ok(result) => result,
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            return Err(Error::msg(format!("stage {} panicked: {what}", stage.name())));
+            Err(Error::msg(format!("stage {} panicked: {what}", stage.name())))
         }
     }
-    let mut published = Vec::with_capacity(activity.plan.outputs.len());
-    for declared in &activity.plan.outputs {
-        let d = store.publish(&work.path.join(&declared.file))?;
-        published.push(Published {
-            role: declared.role.clone(),
-            kind: declared.kind.clone(),
-            hash: d.hash,
-            size: d.size,
-        });
-    }
-    Ok(published)
 }
 
 #[cfg(test)]

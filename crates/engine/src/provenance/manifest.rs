@@ -80,6 +80,10 @@ pub struct Manifest {
     /// Set by `invalidate`: why this activity's outputs must not be reused.
     pub invalid: Option<String>,
     pub slot: Slot,
+    /// Where it ran when not on the recording machine's cores: the cluster job (executor, job
+    /// id, node, state, exit code, elapsed seconds, attempts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<serde_json::Value>,
     pub used: Vec<ManifestProduct>,
     pub generated: Vec<ManifestProduct>,
 }

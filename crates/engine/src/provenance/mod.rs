@@ -12,7 +12,7 @@
 //! | table          | one row per                                  | notes |
 //! |----------------|----------------------------------------------|-------|
 //! | `products`     | object (hash, kind, size, domain metadata JSON) | a row exists only once its object is durable |
-//! | `activities`   | finished run of a stage, `ok` or `failed`    | key, stage + version, pipeline version, canonical config subset and params, times, host, log, error |
+//! | `activities`   | finished run of a stage, `ok` or `failed`    | key, stage + version, pipeline version, canonical config subset and params, times, host, log, error, the cluster job it ran as (`executor`, JSON) |
 //! | `reusable`     | key → the one successful activity whose outputs are handed out for it | the reuse index; a plain primary key (a partial unique index on `activities` would make SQLite re-prepare every lookup) |
 //! | `used`         | (activity, role, position) → product         | inputs |
 //! | `generated`    | (activity, role) → product                   | outputs; only for `ok` activities |
@@ -35,6 +35,9 @@
 //! the stat fingerprint they had, kept after the file changes so lineage still names it), and
 //! `products.recomputable` (an output the store deletes once consumed; a missing object is then
 //! expected, and the activity that made it stays reusable and remakes it when needed).
+//!
+//! Version 5 adds `activities.executor`: for an activity run as a cluster job, the job (id,
+//! node, state, exit code, elapsed time, attempts) as JSON; NULL for local runs.
 //!
 //! Everything here can be rebuilt from `manifests/` (see [`manifest`]).
 //!
@@ -161,6 +164,9 @@ CREATE TABLE places(
 ) WITHOUT ROWID;
 CREATE INDEX places_by_path ON places(path);
 "#,
+    r#"
+ALTER TABLE activities ADD COLUMN executor TEXT;
+"#,
 ];
 
 /// The preferred maker of a product (valid before invalid, then earliest), as SQL over `?1`.
@@ -255,6 +261,8 @@ pub struct StoredActivity {
     pub log: String,
     pub error: Option<String>,
     pub invalid: Option<String>,
+    /// The cluster job it ran as, when it did (see [`manifest::Manifest::executor`]).
+    pub executor: Option<serde_json::Value>,
     pub used: Vec<(String, u32, String)>,
 }
 
@@ -564,8 +572,8 @@ impl Db {
         }
         tx.execute(
             "INSERT INTO activities(key, key_schema, stage, stage_version, pipeline_version, config, params,
-                                    status, started_at, ended_at, host, log, error, invalid, user)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                    status, started_at, ended_at, host, log, error, invalid, user, executor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 m.key,
                 m.key_schema,
@@ -581,7 +589,8 @@ impl Db {
                 m.log,
                 m.error,
                 m.invalid,
-                m.user
+                m.user,
+                m.executor.as_ref().map(|e| e.to_string())
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -681,7 +690,7 @@ impl Db {
     pub fn activity(&self, id: i64) -> Result<StoredActivity> {
         let mut a = self.conn.query_row(
             "SELECT id, key, stage, stage_version, pipeline_version, config, params, status, started_at,
-                    ended_at, host, log, error, invalid FROM activities WHERE id = ?1",
+                    ended_at, host, log, error, invalid, executor FROM activities WHERE id = ?1",
             [id],
             |r| {
                 Ok(StoredActivity {
@@ -699,6 +708,7 @@ impl Db {
                     log: r.get(11)?,
                     error: r.get(12)?,
                     invalid: r.get(13)?,
+                    executor: r.get::<_, Option<String>>(14)?.and_then(|t| serde_json::from_str(&t).ok()),
                     used: Vec::new(),
                 })
             },
@@ -759,6 +769,7 @@ mod tests {
             error: None,
             invalid: None,
             slot: Default::default(),
+            executor: None,
             used: vec![mp("in", "aa")],
             generated: if ok { vec![mp("out", "bb")] } else { vec![] },
         }

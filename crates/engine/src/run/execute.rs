@@ -11,8 +11,9 @@
 use super::plan::StepInfo;
 use crate::key::{canonical_json, KEY_SCHEMA_VERSION};
 use crate::provenance::manifest::{self, Manifest, ManifestProduct, Slot};
-use crate::provenance::{host_name, now_utc, CachedActivity, Db, Place};
-use crate::runner::{run_activity, Activity};
+use crate::provenance::{CachedActivity, Db, Place};
+use crate::runner::{execute_locally, Activity, Execution};
+use crate::slurm::SlurmExecutor;
 use crate::stage::{InputFile, StagePlan};
 use crate::store::Store;
 use serde_json::{Map, Value};
@@ -109,6 +110,7 @@ pub(super) fn execute(
     db: &mut Db,
     info: &StepInfo,
     pipeline_version: &str,
+    remote: Option<&SlurmExecutor>,
     job: Job,
 ) -> std::result::Result<(Vec<String>, bool), JobError> {
     let lock = store.lock_activity(&job.key).map_err(|e| e.to_string())?;
@@ -116,6 +118,9 @@ pub(super) fn execute(
         None => {
             if let Some(c) = db.find_ok_activity(&job.key).map_err(|e| e.to_string())? {
                 if let Some((outs, _)) = reusable_outputs(store, &info.plan, &c) {
+                    if let Some(slurm) = remote {
+                        slurm.forget(&job.key); // recorded by a coordinator killed before it cleaned up
+                    }
                     return Ok((outs, false));
                 }
             }
@@ -136,35 +141,31 @@ pub(super) fn execute(
     for (h, place) in &job.places {
         check_place(h, place, "since it was registered")?;
     }
-    let started_at = now_utc();
     let mut log: Vec<u8> = Vec::new();
     let _ = writeln!(
         log,
-        "# activity {}\n# stage {} v{} · pipeline {}\n# step {} · item {}\n# started {} on {}",
+        "# activity {}\n# stage {} v{} · pipeline {}\n# step {} · item {}",
         job.key,
         info.stage.name(),
         info.stage.version(),
         pipeline_version,
         info.name,
         job.label,
-        started_at,
-        host_name()
     );
-    let result = run_activity(
-        store,
-        &Activity {
-            stage: info.stage,
-            plan: &info.plan,
-            key: &job.key,
-            pipeline_version,
-            params: &info.params,
-            config: job.config.as_ref().map_or(&*info.config, |(c, _)| &**c),
-            inputs: &job.inputs,
-        },
-        &mut log,
-    );
+    let activity = Activity {
+        stage: info.stage,
+        plan: &info.plan,
+        key: &job.key,
+        pipeline_version,
+        params: &info.params,
+        config: job.config.as_ref().map_or(&*info.config, |(c, _)| &**c),
+        inputs: &job.inputs,
+    };
+    let Execution { result, started_at, ended_at, host, executor: ran_as } = match remote {
+        None => execute_locally(store, &activity, &mut log),
+        Some(slurm) => slurm.execute(store, &activity, &info.name, &mut log),
+    };
     drop(in_use);
-    let ended_at = now_utc();
     let mut error = result.as_ref().err().map(|e| e.to_string());
     if error.is_none() {
         for (h, place) in &job.places {
@@ -236,12 +237,13 @@ pub(super) fn execute(
         status: if ok { "ok" } else { "failed" }.to_string(),
         started_at,
         ended_at,
-        host: host_name(),
+        host,
         user: manifest::user_name(),
         log: tail_utf8(&log, MAX_LOG_BYTES),
         error: error.clone(),
         invalid: None,
         slot: Slot { recipe: job.recipe.clone(), step: info.name.clone(), item: job.label.clone() },
+        executor: ran_as,
         used,
         generated: if ok {
             let metadata = canonical_json(&Value::Object(job.metadata.clone()));
@@ -267,6 +269,9 @@ pub(super) fn execute(
     // are durable, which `rebuild-db` may adopt; never a record without its manifest.
     manifest::write_manifest(store.root(), &m).map_err(|e| format!("could not write manifest: {e}"))?;
     db.record_activity(&m).map_err(|e| format!("could not record activity: {e}"))?;
+    if let Some(slurm) = remote {
+        slurm.forget(&job.key);
+    }
     drop(lock);
     match error {
         Some(e) => Err(JobError::Failed(e)),

@@ -67,6 +67,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Show a progress line on stderr (the CLI sets this only for terminals without --quiet).
     pub progress: bool,
+    /// Run activities as SLURM jobs with these settings (`jobs` is then the most in flight);
+    /// `None`: on local cores.
+    pub slurm: Option<crate::slurm::SlurmSettings>,
 }
 
 /// What happened (or would happen) to one activity.
@@ -109,6 +112,8 @@ pub struct RunReport {
     pub config: ConfigReport,
     pub activities: Vec<ActivityReport>,
     pub elapsed: Duration,
+    /// What the run asked of SLURM, when it ran there.
+    pub slurm_calls: Option<crate::slurm::tools::Calls>,
 }
 
 impl RunReport {
@@ -154,6 +159,8 @@ impl RunReport {
             "would_run": self.count(|o| matches!(o, Outcome::WouldRun(_) | Outcome::WouldRunAfter(_))),
             "recomputed": self.activities.iter().filter(|a| a.recomputed).count(),
             "elapsed_s": self.elapsed.as_secs_f64(),
+            "slurm": self.slurm_calls.map(|c| json!({"sbatch_calls": c.sbatch, "array_tasks": c.tasks,
+                "squeue_calls": c.squeue, "sacct_calls": c.sacct, "scancel_calls": c.scancel})),
             "activities": acts,
         })
     }
@@ -189,6 +196,14 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     }
     let mut progress =
         Progress { enabled: opts.progress, total: 0, jobs, last: Instant::now() - Duration::from_secs(1) };
+    let slurm = match &opts.slurm {
+        Some(settings) if !opts.dry_run => {
+            let steps: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+            Some(crate::slurm::SlurmExecutor::start(settings.clone(), store, &pipeline.stage_names(), &steps)?)
+        }
+        _ => None,
+    };
+    let slurm_calls_before = crate::slurm::tools::calls();
     let raw = register_inputs(store, &db, &recipe, opts.dry_run, &mut progress)?;
     let nodes = build_nodes(&recipe, &raw, &infos);
     let pipeline_version = pipeline.version().to_string();
@@ -215,7 +230,25 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     let (res_tx, res_rx) = mpsc::channel::<JobResult>();
     let workers = if opts.dry_run { 0 } else { jobs };
 
+    let (remote, monitor) = match slurm {
+        Some((executor, monitor)) => (Some(executor), Some(monitor)),
+        None => (None, None),
+    };
+    let remote = remote.as_ref();
     std::thread::scope(|scope| -> Result<()> {
+        // The monitor serves the waiters until the coordinator is done with them, whichever way.
+        struct StopMonitor<'a>(Option<&'a crate::slurm::SlurmExecutor>);
+        impl Drop for StopMonitor<'_> {
+            fn drop(&mut self) {
+                if let Some(e) = self.0 {
+                    e.shutdown();
+                }
+            }
+        }
+        let _stop_monitor = StopMonitor(remote);
+        if let Some(monitor) = monitor {
+            scope.spawn(move || monitor.run());
+        }
         for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let res_tx = res_tx.clone();
@@ -231,9 +264,9 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                     let node = job.node;
                     let recompute = job.expect.is_some();
                     let result = match &mut db {
-                        Some(db) => execute(store, db, &infos[job.step], &pv, job),
+                        Some(db) => execute(store, db, &infos[job.step], &pv, remote, job),
                         None => match Db::open(&store.db_path()) {
-                            Ok(opened) => execute(store, db.insert(opened), &infos[job.step], &pv, job),
+                            Ok(opened) => execute(store, db.insert(opened), &infos[job.step], &pv, remote, job),
                             Err(e) => Err(JobError::Failed(e.to_string())),
                         },
                     };
@@ -487,6 +520,9 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    if let Some(executor) = remote {
+        executor.clean_batches();
+    }
     progress.show(schedule.done, ran, reused, failed, running, true);
     progress.finish();
     let outcome = schedule.outcome;
@@ -536,6 +572,16 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         config: config_report,
         activities,
         elapsed: started.elapsed(),
+        slurm_calls: remote.map(|_| {
+            let now = crate::slurm::tools::calls();
+            crate::slurm::tools::Calls {
+                sbatch: now.sbatch - slurm_calls_before.sbatch,
+                tasks: now.tasks - slurm_calls_before.tasks,
+                squeue: now.squeue - slurm_calls_before.squeue,
+                sacct: now.sacct - slurm_calls_before.sacct,
+                scancel: now.scancel - slurm_calls_before.scancel,
+            }
+        }),
     })
 }
 
