@@ -71,7 +71,7 @@ impl ExecutorArgs {
         .collect();
         if self.executor == ExecutorKind::Local {
             if !flags.is_empty() {
-                return Err(Error::msg(format!("{} only apply with --executor slurm", flags.join(", "))));
+                return Err(Error::msg(format!("{} apply only with --executor slurm", flags.join(", "))));
             }
             return Ok(None);
         }

@@ -260,7 +260,13 @@ impl SlurmExecutor {
             };
             log.extend_from_slice(result.log.as_bytes());
             let outcome = match &result.error {
-                Some(e) => Err(Error::msg(format!("{e} (SLURM job {} on {}, {})", end.job_id, result.host, end.state))),
+                Some(e) => Err(Error::msg(format!(
+                    "{e} (SLURM job {} on {}: {}, exit code {})",
+                    end.job_id,
+                    if end.node.is_empty() { &result.host } else { &end.node },
+                    end.state,
+                    end.exit_code
+                ))),
                 None => publish(store, &dir, activity, &result),
             };
             return Execution {
