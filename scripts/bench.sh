@@ -7,3 +7,4 @@ export PATH="$HOME/.cargo/bin:$PATH"
 SNAKEMAKE="$PWD/.venv/bin/snakemake" cargo bench --bench engine
 cargo bench --bench provenance
 cargo bench --bench image
+SNAKEMAKE="$PWD/.venv/bin/snakemake" cargo bench --bench slurm

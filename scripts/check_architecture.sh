@@ -70,6 +70,10 @@ found=$(hits 'provenance|\bDb\b' crates/engine/src/store)
 found=$(hits 'run\(&mut StageContext' src crates --include='*.rs' | grep -v '^crates/engine/src/runner.rs' || true)
 [ -z "$found" ] || broken "a stage is run outside crates/engine/src/runner.rs:"$'\n'"$found"
 
+# 11: a cluster job never opens the database (only the coordinating run does).
+found=$(hits '\bDb\b|Db::open|rusqlite' crates/engine/src/slurm)
+[ -z "$found" ] || broken "the SLURM executor's job side reaches the database:"$'\n'"$found"
+
 # 5: HDF5 only through the io crate.
 found=$(hits '\bhdf5(_sys)?::|H5Type' src)
 [ -z "$found" ] || broken "HDF5 used outside crates/io:"$'\n'"$found"

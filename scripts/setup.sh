@@ -59,7 +59,7 @@ if [ "$with_python" = 1 ]; then
     "$PY" -m venv .venv
   fi
   pkgs=("${PY_PACKAGES[@]}")
-  [ "$with_bench" = 1 ] && pkgs+=(snakemake)
+  [ "$with_bench" = 1 ] && pkgs+=(snakemake snakemake-executor-plugin-slurm)
   .venv/bin/python -m pip install -q --disable-pip-version-check "${pkgs[@]}"
   if [ ! -x .venv-ctapipe017/bin/python ]; then
     echo "setup: creating .venv-ctapipe017 (ctapipe 0.17.0, as sst1mpipe pins)" >&2

@@ -110,7 +110,7 @@ impl ExecutorArgs {
 
 /// `sst1mflow slurm-worker BATCH_DIR`: runs the activity of this array task (from
 /// `SLURM_ARRAY_TASK_ID`, or `--task`).
-pub fn slurm_worker(cli: &Cli, batch_dir: &Path, task: Option<usize>) -> Result<i32> {
+pub fn slurm_worker(cli: &Cli, batch_dir: &Path, task: Option<usize>, per_task: usize) -> Result<i32> {
     let task = match task {
         Some(t) => t,
         None => std::env::var("SLURM_ARRAY_TASK_ID")
@@ -119,5 +119,6 @@ pub fn slurm_worker(cli: &Cli, batch_dir: &Path, task: Option<usize>) -> Result<
             .ok_or_else(|| Error::msg("slurm-worker runs inside a SLURM array job (SLURM_ARRAY_TASK_ID is not set)"))?,
     };
     let store = cli.store_dir();
-    Ok(worker::run_worker(&crate::stages::pipeline(), &std::path::absolute(&store).unwrap_or(store), batch_dir, task))
+    let store = std::path::absolute(&store).unwrap_or(store);
+    Ok(worker::run_worker(&crate::stages::pipeline(), &store, batch_dir, task, per_task))
 }

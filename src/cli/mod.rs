@@ -134,6 +134,9 @@ pub enum Command {
         /// Array task (default: $SLURM_ARRAY_TASK_ID)
         #[arg(long)]
         task: Option<usize>,
+        /// Activities per array task (task t runs lines t·N+1 … t·N+N of the batch's keys)
+        #[arg(long, default_value_t = 1)]
+        per_task: usize,
     },
 }
 
@@ -174,7 +177,7 @@ pub fn main() -> i32 {
         Command::Camera => camera::run(&cli),
         Command::SimulateNight(args) => raw_night::run(&cli, args),
         Command::Nightly(args) => nightly::run(&cli, args),
-        Command::SlurmWorker { batch_dir, task } => executor::slurm_worker(&cli, batch_dir, *task),
+        Command::SlurmWorker { batch_dir, task, per_task } => executor::slurm_worker(&cli, batch_dir, *task, *per_task),
         Command::Version => {
             if cli.json {
                 println!(

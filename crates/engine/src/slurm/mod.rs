@@ -187,7 +187,7 @@ impl SlurmExecutor {
                 let out = slurm_dir(&self.store_root).join("batches").join(&batch).join(format!("task-{task}.out"));
                 if self
                     .requests
-                    .send(Request::Attach { job_id: id, out, journal: dir.join("job.json"), reply })
+                    .send(Request::Attach { job_id: id, name: batch, out, journal: dir.join("job.json"), reply })
                     .is_err()
                 {
                     return failed("the SLURM monitor stopped".into(), None);

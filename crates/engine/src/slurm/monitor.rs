@@ -27,7 +27,7 @@ const OUTPUT_TAIL_BYTES: u64 = 3000;
 
 pub enum Request {
     Submit { key: String, dir: PathBuf, group: String, resources: Resources, attempt: u32, reply: mpsc::Sender<Event> },
-    Attach { job_id: String, out: PathBuf, journal: PathBuf, reply: mpsc::Sender<Event> },
+    Attach { job_id: String, name: String, out: PathBuf, journal: PathBuf, reply: mpsc::Sender<Event> },
     Shutdown,
 }
 
@@ -48,10 +48,12 @@ pub struct JobEnd {
 }
 
 struct Watch {
-    reply: mpsc::Sender<Event>,
+    /// The activities this array task runs: who waits for each, and its journal entry.
+    waiters: Vec<(mpsc::Sender<Event>, PathBuf)>,
+    /// The job's name: a job id under another name is not this job (the cluster was reset).
+    name: String,
     out: PathBuf,
     node: String,
-    journal: Option<PathBuf>,
     unknown_since: Option<Instant>,
 }
 
@@ -110,9 +112,15 @@ impl Monitor {
                     first_pending.get_or_insert(now);
                     pending.push(Submission { key, dir, group, resources, attempt, reply });
                 }
-                Ok(Request::Attach { job_id, out, journal, reply }) => {
-                    let w = Watch { reply, out, node: String::new(), journal: Some(journal), unknown_since: None };
-                    watched.insert(job_id, w);
+                Ok(Request::Attach { job_id, name, out, journal, reply }) => {
+                    let w = watched.entry(job_id).or_insert_with(|| Watch {
+                        waiters: Vec::new(),
+                        name,
+                        out,
+                        node: String::new(),
+                        unknown_since: None,
+                    });
+                    w.waiters.push((reply, journal));
                     next_poll = now;
                 }
                 Ok(Request::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -141,17 +149,23 @@ impl Monitor {
         }
     }
 
-    /// One sbatch per (step, resources) group of up to [`MAX_ARRAY`] activities.
+    /// One sbatch per (step, resources) group of up to [`MAX_ARRAY`] array tasks, each task
+    /// running `activities_per_task` of its activities one after the other.
     fn submit(&self, pending: Vec<Submission>, watched: &mut BTreeMap<String, Watch>) {
-        let mut groups: Vec<(String, Vec<String>, Vec<Submission>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<String>, usize, Vec<Submission>)> = Vec::new();
         for s in pending {
             let args = s.resources.sbatch_arguments();
-            match groups.iter_mut().find(|(g, a, v)| *g == s.group && *a == args && v.len() < MAX_ARRAY) {
-                Some((_, _, v)) => v.push(s),
-                None => groups.push((s.group.clone(), args, vec![s])),
+            let per_task = s.resources.activities_per_task.unwrap_or(1).max(1) as usize;
+            let fits = |g: &(String, Vec<String>, usize, Vec<Submission>)| {
+                g.0 == s.group && g.1 == args && g.3.len() < MAX_ARRAY * per_task
+            };
+            match groups.iter_mut().find(|g| fits(g)) {
+                Some(g) => g.3.push(s),
+                None => groups.push((s.group.clone(), args, per_task, vec![s])),
             }
         }
-        for (_, args, batch) in groups {
+        for (_, args, per_task, batch) in groups {
+            let tasks = batch.len().div_ceil(per_task);
             let mut h = Sha256::new();
             for s in &batch {
                 h.update(s.key.as_bytes());
@@ -171,15 +185,16 @@ impl Monitor {
                 write_file(&batch_dir.join("keys"), keys.as_bytes())?;
                 let script = batch_dir.join("job.sh");
                 let text = format!(
-                    "#!/bin/sh\n# sst1mflow: {} activities of one step, one per array task\nexec {} --store {} slurm-worker {}\n",
+                    "#!/bin/sh\n# sst1mflow: {} activities of one step, {per_task} per array task\n\
+                     exec {} --store {} slurm-worker --per-task {per_task} {}\n",
                     batch.len(),
                     shell_quote(&self.exe),
                     shell_quote(&self.store_root),
                     shell_quote(&batch_dir)
                 );
                 write_file(&script, text.as_bytes())?;
-                for (task, s) in batch.iter().enumerate() {
-                    let j = Journal { batch: name.clone(), task, job_id: None, attempt: s.attempt };
+                for (i, s) in batch.iter().enumerate() {
+                    let j = Journal { batch: name.clone(), task: i / per_task, job_id: None, attempt: s.attempt };
                     write_json_atomic(&s.dir.join("job.json"), &j)?;
                 }
                 Ok(script)
@@ -188,12 +203,13 @@ impl Monitor {
             all.extend(args);
             all.push(format!("--job-name={name}"));
             all.push(format!("--output={}", batch_dir.join("task-%a.out").display()));
-            all.push(format!("--array=0-{}", batch.len() - 1));
+            all.push(format!("--array=0-{}", tasks - 1));
             let submitted = prepared.and_then(|script| tools::sbatch(&all, &script));
             match submitted {
                 Ok(base) => {
-                    tools::count_tasks(batch.len());
-                    for (task, s) in batch.into_iter().enumerate() {
+                    tools::count_tasks(tasks);
+                    for (i, s) in batch.into_iter().enumerate() {
+                        let task = i / per_task;
                         let id = format!("{base}_{task}");
                         let journal = s.dir.join("job.json");
                         let j = Journal { batch: name.clone(), task, job_id: Some(id.clone()), attempt: s.attempt };
@@ -201,16 +217,14 @@ impl Monitor {
                             eprintln!("warning: {e}");
                         }
                         let _ = s.reply.send(Event::Submitted(id.clone()));
-                        watched.insert(
-                            id,
-                            Watch {
-                                reply: s.reply,
-                                out: batch_dir.join(format!("task-{task}.out")),
-                                node: String::new(),
-                                journal: Some(journal),
-                                unknown_since: None,
-                            },
-                        );
+                        let w = watched.entry(id).or_insert_with(|| Watch {
+                            waiters: Vec::new(),
+                            name: name.clone(),
+                            out: batch_dir.join(format!("task-{task}.out")),
+                            node: String::new(),
+                            unknown_since: None,
+                        });
+                        w.waiters.push((s.reply, journal));
                     }
                 }
                 Err(e) => {
@@ -231,14 +245,14 @@ impl Monitor {
         let mut gone: Vec<String> = Vec::new();
         for (id, w) in watched.iter_mut() {
             match live.get(id) {
-                Some((_, node)) => {
+                Some(q) if q.name == w.name => {
                     w.unknown_since = None;
-                    if !node.is_empty() && *node != w.node {
-                        w.node = node.clone();
+                    if !q.node.is_empty() && q.node != w.node {
+                        w.node = q.node.clone();
                         changed = true;
                     }
                 }
-                None => gone.push(id.clone()),
+                _ => gone.push(id.clone()),
             }
         }
         if gone.is_empty() {
@@ -253,6 +267,13 @@ impl Monitor {
             let w = watched.get_mut(&id).expect("watched");
             let state = match &accounting {
                 Ok(acct) => match acct.get(&id) {
+                    Some(s) if s.name != w.name => Some(JobState {
+                        state: "LOST".into(),
+                        exit_code: "?".into(),
+                        node: String::new(),
+                        elapsed_s: None,
+                        name: s.name.clone(),
+                    }),
                     Some(s) if tools::is_terminal(&s.state) => Some(s.clone()),
                     Some(_) => None, // sacct lags squeue
                     None => {
@@ -262,6 +283,7 @@ impl Monitor {
                             exit_code: "?".into(),
                             node: w.node.clone(),
                             elapsed_s: None,
+                            name: w.name.clone(),
                         })
                     }
                 },
@@ -271,6 +293,7 @@ impl Monitor {
                     exit_code: "?".into(),
                     node: w.node.clone(),
                     elapsed_s: None,
+                    name: w.name.clone(),
                 }),
             };
             let Some(state) = state else { continue };
@@ -283,7 +306,9 @@ impl Monitor {
                 elapsed_s: state.elapsed_s,
                 output_tail: tail(&w.out, OUTPUT_TAIL_BYTES),
             };
-            let _ = w.reply.send(Event::Ended(end));
+            for (reply, _) in &w.waiters {
+                let _ = reply.send(Event::Ended(end.clone()));
+            }
             changed = true;
         }
         Ok(changed)
@@ -293,8 +318,8 @@ impl Monitor {
         let ids: Vec<String> = watched.keys().cloned().collect();
         let cancelled = tools::scancel(&ids);
         for w in watched.values() {
-            if let Some(j) = &w.journal {
-                let _ = std::fs::remove_file(j);
+            for (_, journal) in &w.waiters {
+                let _ = std::fs::remove_file(journal);
             }
         }
         match cancelled {

@@ -19,6 +19,9 @@ pub struct Resources {
     /// sbatch `--mem`: megabytes, or with a K, M, G or T suffix.
     pub mem: Option<String>,
     pub cpus_per_task: Option<u32>,
+    /// Activities one array task runs one after the other (default 1). Tiny activities share
+    /// a task: the controller starts about one job per free slot per second.
+    pub activities_per_task: Option<u32>,
     /// More sbatch arguments, appended after the general ones.
     #[serde(default)]
     pub sbatch_args: Vec<String>,
@@ -34,6 +37,7 @@ impl Resources {
             time: over.time.clone().or_else(|| self.time.clone()),
             mem: over.mem.clone().or_else(|| self.mem.clone()),
             cpus_per_task: over.cpus_per_task.or(self.cpus_per_task),
+            activities_per_task: over.activities_per_task.or(self.activities_per_task),
             sbatch_args: args,
         }
     }
@@ -75,6 +79,9 @@ impl Resources {
         if self.cpus_per_task == Some(0) {
             return Err(Error::msg(format!("{what}: cpus_per_task must be at least 1")));
         }
+        if self.activities_per_task == Some(0) {
+            return Err(Error::msg(format!("{what}: activities_per_task must be at least 1")));
+        }
         for a in &self.sbatch_args {
             if !a.starts_with('-') {
                 return Err(Error::msg(format!(
@@ -105,6 +112,7 @@ pub struct SlurmSettings {
     pub time: Option<String>,
     pub mem: Option<String>,
     pub cpus_per_task: Option<u32>,
+    pub activities_per_task: Option<u32>,
     #[serde(default)]
     pub sbatch_args: Vec<String>,
     /// Resources by stage name (e.g. "r0-dl1"), over the defaults.
@@ -202,6 +210,7 @@ impl SlurmSettings {
             time: self.time.clone(),
             mem: self.mem.clone(),
             cpus_per_task: self.cpus_per_task,
+            activities_per_task: self.activities_per_task,
             sbatch_args: self.sbatch_args.clone(),
         }
     }

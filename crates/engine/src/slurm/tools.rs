@@ -51,6 +51,16 @@ pub struct JobState {
     pub exit_code: String,
     pub node: String,
     pub elapsed_s: Option<u64>,
+    /// The job's name (a job id names another job after the cluster's state was reset).
+    pub name: String,
+}
+
+/// A job the controller holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queued {
+    pub state: String,
+    pub node: String,
+    pub name: String,
 }
 
 /// States after which a job never runs again.
@@ -105,21 +115,22 @@ pub fn parse_sbatch(out: &str) -> Option<String> {
 }
 
 /// The user's jobs the controller holds now (pending, running, completing), one line per
-/// array task: id → (state, node).
-pub fn squeue() -> Result<HashMap<String, (String, String)>> {
+/// array task.
+pub fn squeue() -> Result<HashMap<String, Queued>> {
     SQUEUE.fetch_add(1, Ordering::Relaxed);
-    let out = run("squeue", &["-h".into(), "-r".into(), "--me".into(), "-o".into(), "%i|%T|%N".into()])?;
+    let out = run("squeue", &["-h".into(), "-r".into(), "--me".into(), "-o".into(), "%i|%T|%N|%j".into()])?;
     Ok(parse_squeue(&out))
 }
 
-pub fn parse_squeue(out: &str) -> HashMap<String, (String, String)> {
+pub fn parse_squeue(out: &str) -> HashMap<String, Queued> {
     out.lines()
         .filter_map(|l| {
-            let mut f = l.split('|');
+            let mut f = l.splitn(4, '|');
             let id = f.next()?.trim();
-            let state = f.next()?.trim();
-            let node = f.next().unwrap_or("").trim();
-            (!id.is_empty()).then(|| (id.to_string(), (state.to_string(), node.to_string())))
+            let state = f.next()?.trim().to_string();
+            let node = f.next().unwrap_or("").trim().to_string();
+            let name = f.next().unwrap_or("").trim().to_string();
+            (!id.is_empty()).then(|| (id.to_string(), Queued { state, node, name }))
         })
         .collect()
 }
@@ -135,7 +146,7 @@ pub fn sacct(base_ids: &[String]) -> Result<HashMap<String, JobState>> {
             "-j".into(),
             base_ids.join(","),
             "-o".into(),
-            "JobID,State,ExitCode,NodeList,ElapsedRaw".into(),
+            "JobID,State,ExitCode,NodeList,ElapsedRaw,JobName".into(),
         ],
     )?;
     Ok(parse_sacct(&out))
@@ -146,7 +157,7 @@ pub fn parse_sacct(out: &str) -> HashMap<String, JobState> {
     let mut batch_exit: HashMap<String, String> = HashMap::new();
     for line in out.lines() {
         let f: Vec<&str> = line.split('|').map(str::trim).collect();
-        if f.len() < 5 || f[0].contains('[') {
+        if f.len() < 6 || f[0].contains('[') {
             continue; // a pending array's aggregate line
         }
         let state = f[1].split_whitespace().next().unwrap_or("").to_string();
@@ -163,6 +174,7 @@ pub fn parse_sacct(out: &str) -> HashMap<String, JobState> {
                         exit_code: f[2].to_string(),
                         node: f[3].to_string(),
                         elapsed_s: f[4].parse().ok(),
+                        name: f[5].to_string(),
                     },
                 );
             }
@@ -223,15 +235,15 @@ mod tests {
         assert_eq!(parse_sbatch("4711\n").as_deref(), Some("4711"));
         assert_eq!(parse_sbatch("4711;cluster\n").as_deref(), Some("4711"));
         assert_eq!(parse_sbatch("sbatch: error\n"), None);
-        let q = parse_squeue("1_0|PENDING|\n1_1|RUNNING|localhost\n");
-        assert_eq!(q["1_0"], ("PENDING".into(), String::new()));
-        assert_eq!(q["1_1"], ("RUNNING".into(), "localhost".into()));
+        let q = parse_squeue("1_0|PENDING||s-a\n1_1|RUNNING|localhost|s-a|b\n");
+        assert_eq!(q["1_0"], Queued { state: "PENDING".into(), node: String::new(), name: "s-a".into() });
+        assert_eq!((q["1_1"].node.as_str(), q["1_1"].name.as_str()), ("localhost", "s-a|b"));
         // Real sacct -P output: a task killed by a signal shows 0:0 on its job line.
         let s = parse_sacct(
-            "4_0|FAILED|0:9|localhost|0\n4_0.batch|CANCELLED|0:9|localhost|0\n\
-             5_0|FAILED|3:0|localhost|2\n5_0.batch|FAILED|3:0|localhost|2\n\
-             6_0|CANCELLED by 0|0:0|localhost|7\n6_0.batch|CANCELLED|0:15|localhost|7\n6_0.extern|COMPLETED|0:0|localhost|7\n\
-             7_[0-3]|PENDING|0:0|None assigned|0\n",
+            "4_0|FAILED|0:9|localhost|0|x-1\n4_0.batch|CANCELLED|0:9|localhost|0|batch\n\
+             5_0|FAILED|3:0|localhost|2|x-2\n5_0.batch|FAILED|3:0|localhost|2|batch\n\
+             6_0|CANCELLED by 0|0:0|localhost|7|x-3\n6_0.batch|CANCELLED|0:15|localhost|7|batch\n\
+             6_0.extern|COMPLETED|0:0|localhost|7|extern\n7_[0-3]|PENDING|0:0|None assigned|0|x-4\n",
         );
         assert_eq!(s["4_0"].exit_code, "0:9");
         assert_eq!(
@@ -239,6 +251,7 @@ mod tests {
             ("FAILED", "3:0", Some(2))
         );
         assert_eq!((s["6_0"].state.as_str(), s["6_0"].exit_code.as_str()), ("CANCELLED", "0:15"));
+        assert_eq!(s["6_0"].name, "x-3");
         assert_eq!(s.len(), 3);
         assert!(is_terminal("TIMEOUT") && !is_terminal("COMPLETING") && !is_terminal("PENDING"));
         assert!(is_transient("NODE_FAIL") && is_transient("PREEMPTED") && !is_transient("OUT_OF_MEMORY"));

@@ -118,28 +118,43 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         .map_err(|e| Error::msg(format!("{} is not what this version writes: {e}", path.display())))
 }
 
-/// The job's side, for array task `task` of the batch in `batch_dir`. Returns the exit code:
-/// 0 when the activity succeeded, 1 when it failed (the result says why), 2 when no result
-/// could be written (the job's output says why).
-pub fn run_worker(pipeline: &Pipeline, store_root: &Path, batch_dir: &Path, task: usize) -> i32 {
-    match worker(pipeline, store_root, batch_dir, task) {
-        Ok(true) => 0,
-        Ok(false) => 1,
+/// The job's side, for array task `task` of the batch in `batch_dir`: its `per_task`
+/// activities, one after the other (one failing does not stop the others). Returns the exit
+/// code: 0 when every activity succeeded, 1 when one failed (its result says why), 2 when a
+/// result could not be written (the job's output says why).
+pub fn run_worker(pipeline: &Pipeline, store_root: &Path, batch_dir: &Path, task: usize, per_task: usize) -> i32 {
+    let keys_file = batch_dir.join("keys");
+    let keys = match std::fs::read_to_string(&keys_file) {
+        Ok(k) => k,
         Err(e) => {
-            eprintln!("sst1mflow slurm-worker: {e}");
-            2
+            eprintln!("sst1mflow slurm-worker: cannot read {}: {e}", keys_file.display());
+            return 2;
+        }
+    };
+    let keys: Vec<&str> = keys.lines().collect();
+    let first = task * per_task.max(1);
+    let mine = keys.get(first..(first + per_task.max(1)).min(keys.len())).unwrap_or(&[]);
+    if mine.is_empty() {
+        eprintln!("sst1mflow slurm-worker: {} has no task {task}", keys_file.display());
+        return 2;
+    }
+    let mut code = 0;
+    for (i, key) in mine.iter().enumerate() {
+        match run_one(pipeline, store_root, key, task) {
+            Ok(true) => {}
+            Ok(false) => code = code.max(1),
+            Err(e) => {
+                eprintln!("sst1mflow slurm-worker: {} line {}: {e}", keys_file.display(), first + i + 1);
+                code = 2;
+            }
         }
     }
+    code
 }
 
-fn worker(pipeline: &Pipeline, store_root: &Path, batch_dir: &Path, task: usize) -> Result<bool> {
-    let keys_file = batch_dir.join("keys");
-    let keys = std::fs::read_to_string(&keys_file)
-        .map_err(|e| Error::io(format!("cannot read {}", keys_file.display()), e))?;
-    let key =
-        keys.lines().nth(task).ok_or_else(|| Error::msg(format!("{} has no task {task}", keys_file.display())))?;
+fn run_one(pipeline: &Pipeline, store_root: &Path, key: &str, task: usize) -> Result<bool> {
     if !crate::store::is_hash(key) {
-        return Err(Error::msg(format!("{}: line {} is not an activity key", keys_file.display(), task + 1)));
+        return Err(Error::msg(format!("\"{key}\" is not an activity key")));
     }
     let dir = slurm_dir(store_root).join(key);
     let spec: Spec = read_json(&dir.join("spec.json"))?;
