@@ -153,11 +153,12 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     let discovery = nightly::discover(&raw_root, date);
     // A calibration table someone invalidated is not used: its runs are named, the rest goes on.
     let db = Db::open(&store.db_path())?;
+    let calibration = [1u8, 2].map(|tel| nightly::calibration_table(&raw_root, tel, date));
     let mut invalid_calibration = [None, None];
-    for tel in [1u8, 2] {
-        if let Some(table) = nightly::calibration_table(&raw_root, tel, date) {
-            let hash = crate::store::hash_file(&table)?.hash;
-            invalid_calibration[tel as usize - 1] = db.product_invalid(&hash)?;
+    for (k, table) in calibration.iter().enumerate() {
+        if let Some(table) = table {
+            let hash = crate::store::hash_file(table)?.hash;
+            invalid_calibration[k] = db.product_invalid(&hash)?;
         }
     }
     let req = NightRequest {
@@ -169,6 +170,7 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
         window: window.as_deref(),
         max_zenith_offset_deg: args.max_zenith_offset,
         targets: &targets,
+        calibration,
         invalid_calibration,
     };
     let plan = nightly::plan(&req, &discovery, &production)?;

@@ -217,8 +217,20 @@ pub struct NightRequest<'a> {
     pub max_zenith_offset_deg: f64,
     /// Extra or overriding target positions.
     pub targets: &'a BTreeMap<String, (f64, f64)>,
+    /// Per telescope: its calibration table for the night ([`calibration_table`]).
+    pub calibration: [Option<PathBuf>; 2],
     /// Per telescope: why its calibration table must not be used (it was invalidated).
     pub invalid_calibration: [Option<String>; 2],
+}
+
+/// A `dl1-distributions` step of the night: one telescope's tables of one observation.
+pub struct DistributionStep {
+    pub step: String,
+    pub target: String,
+    pub wobble: String,
+    pub setup: String,
+    /// The telescope whose DL1 it reads (1 or 2).
+    pub tel: u8,
 }
 
 /// The planned night: the recipe and every run's fate.
@@ -232,8 +244,7 @@ pub struct NightPlan {
     pub notes: Vec<String>,
     /// DL3 steps: (step name, target, wobble, setup, efficiency cuts?).
     pub dl3_steps: Vec<Dl3Step>,
-    /// Distribution steps: (step name, target, wobble, setup).
-    pub distribution_steps: Vec<(String, String, String, String)>,
+    pub distribution_steps: Vec<DistributionStep>,
     /// Per run and telescope: the step names of its DL1 and DL2 (and stereo).
     pub run_steps: BTreeMap<(u8, u32), RunSteps>,
     pub calibration: [Option<PathBuf>; 2],
@@ -282,7 +293,7 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
     let ymd = format!("{:04}{:02}{:02}", req.date.0, req.date.1, req.date.2);
     let recipe_name = format!("nightly-{ymd}");
     let mut notes = Vec::new();
-    let calibration = [1u8, 2].map(|tel| calibration_table(req.raw_root, tel, req.date));
+    let calibration = req.calibration.clone();
     let mut fates = Vec::new();
     for run in &discovery.runs {
         let fate = if SKIPPED_TARGETS.contains(&run.target.as_str()) {
@@ -519,23 +530,26 @@ pub fn plan(req: &NightRequest, discovery: &Discovery, production: &Production) 
         } else {
             format!("{}-{}", slug(target), slug(wobble))
         };
-        let sets: Vec<(String, Vec<String>)> = match setup.as_str() {
+        let sets: Vec<(String, u8, Vec<String>)> = match setup.as_str() {
             "cs1" | "cs2" => {
-                vec![(format!("dist-{setup}-{base}"), runs.iter().map(|r| format!("dl1-{setup}-{r:04}.dl1")).collect())]
+                let dl1 = runs.iter().map(|r| format!("dl1-{setup}-{r:04}.dl1")).collect();
+                vec![(format!("dist-{setup}-{base}"), if setup == "cs1" { 1 } else { 2 }, dl1)]
             }
-            _ => [1, 2]
+            _ => [1u8, 2]
                 .iter()
-                .map(|t| {
+                .map(|&t| {
                     (
                         format!("dist-stereo-tel{t}-{base}"),
+                        t,
                         runs.iter().map(|r| format!("stereo-{r:04}.dl1_tel{t}")).collect(),
                     )
                 })
                 .collect(),
         };
-        for (step, dl1) in sets {
+        for (step, tel, dl1) in sets {
             steps.push(json!({"name": step, "stage": "dl1-distributions", "inputs": {"dl1": dl1}}));
-            distribution_steps.push((step, target.clone(), wobble.clone(), setup.clone()));
+            let (target, wobble, setup) = (target.clone(), wobble.clone(), setup.clone());
+            distribution_steps.push(DistributionStep { step, target, wobble, setup, tel });
         }
     }
     for t in unknown_targets {

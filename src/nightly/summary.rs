@@ -532,14 +532,10 @@ pub fn write_daily_tree(
         let dir = tmp.join(&d.target).join(&d.setup).join(if d.efficiency_cuts { "dl3_eff" } else { "dl3" });
         link(&d.step, "dl3.fits", &dir, &format!("dl3_{}_{}_{}.fits", d.target, d.wobble, d.setup))?;
     }
-    for (step, target, wobble, setup) in &s.plan.distribution_steps {
-        let tel = step
-            .rsplit_once("-tel")
-            .map(|(_, t)| format!("tel{}", &t[..1]))
-            .unwrap_or_else(|| setup.replace("cs", "tel"));
-        let name = format!("intensity_hist_{tel}_{target}_{wobble}.h5");
+    for d in &s.plan.distribution_steps {
+        let name = format!("intensity_hist_tel{}_{}_{}.h5", d.tel, d.target, d.wobble);
         for sub in ["distributions", "distributions_eff"] {
-            link(step, "intensity_hist.h5", &tmp.join(target).join(setup).join(sub), &name)?;
+            link(&d.step, "intensity_hist.h5", &tmp.join(&d.target).join(&d.setup).join(sub), &name)?;
         }
     }
     // The night's data stores (one per setup and cut), as dl3-index made them.

@@ -29,13 +29,9 @@ const DEFAULT_BINS: u64 = 100;
 
 fn bins(params: &Value, at: &str) -> Result<usize> {
     let p = super::params::Params::new(params, &["bins"], "dl1-distributions", at)?;
-    let _ = p;
-    match params.get("bins") {
-        None => Ok(DEFAULT_BINS as usize),
-        Some(v) => match v.as_u64() {
-            Some(n @ 2..=10_000) => Ok(n as usize),
-            _ => Err(Error::msg(format!("{at}.params.bins: {v} is not an integer from 2 to 10000"))),
-        },
+    match p.u64_or("bins", Some(DEFAULT_BINS as u64))? {
+        n @ 2..=10_000 => Ok(n as usize),
+        n => Err(Error::msg(format!("{at}.params.bins: {n} is not an integer from 2 to 10000"))),
     }
 }
 
