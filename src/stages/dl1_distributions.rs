@@ -29,7 +29,7 @@ const DEFAULT_BINS: u64 = 100;
 
 fn bins(params: &Value, at: &str) -> Result<usize> {
     let p = super::params::Params::new(params, &["bins"], "dl1-distributions", at)?;
-    match p.u64_or("bins", Some(DEFAULT_BINS as u64))? {
+    match p.u64_or("bins", Some(DEFAULT_BINS))? {
         n @ 2..=10_000 => Ok(n as usize),
         n => Err(Error::msg(format!("{at}.params.bins: {n} is not an integer from 2 to 10000"))),
     }
