@@ -302,3 +302,28 @@ def test_bad_slurm_settings_are_named_before_anything_is_submitted(tmp_path):
     r = sst(store, "run", str(recipe), "--partition", "short")
     assert r.returncode == 2 and "--partition apply only with --executor slurm" in r.stderr, r.stderr
     assert not (store / "objects").exists() or not any((store / "objects").rglob("*.*"))
+
+
+def test_a_job_lost_by_the_cluster_is_submitted_again_with_the_attempt_recorded(tmp_path, slurm):
+    """The journal of an activity names a job id that SLURM holds under another name (what a
+    cluster reset leaves behind): the job is lost, not the activity's fault, so it is submitted
+    again (attempt 2 of 1 + retries) and the record says so."""
+    store = tmp_path / "store"
+    recipe = tmp_path / "one.json"
+    recipe.write_text(json.dumps({"name": "one", "steps": [
+        {"name": "echo", "stage": "command",
+         "params": {"argv": ["echo", "again"], "stdout": "out", "outputs": {"out": {"path": "o", "kind": "text"}}}}]}))
+    key = json.loads(sst(store, "--json", "run", "--dry-run", str(recipe), check=True).stdout)["activities"][0]["key"]
+    other = subprocess.run(["sbatch", "--parsable", "--array=0-0", "--job-name=someone-else", "-o", "/dev/null",
+                            "--wrap", "true"], capture_output=True, text=True, check=True).stdout.strip()
+    journal = store / "tmp" / "slurm" / key
+    journal.mkdir(parents=True)
+    (journal / "job.json").write_text(json.dumps(
+        {"batch": "s1mf-lost-000000000000", "task": 0, "job_id": f"{other}_0", "attempt": 1}))
+    r = sst(store, "--json", "-q", "run", str(recipe), "--executor", "slurm", "--retries", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = json.loads(sst(store, "--json", "log", key[:16], check=True).stdout)
+    assert log["executor"]["attempts"] == 2 and log["executor"]["state"] == "COMPLETED", log["executor"]
+    assert f"# SLURM job {other}_0 ended LOST" in log["log"], log["log"]
+    assert "submitting again (attempt 2 of 2)" in log["log"], log["log"]
+    assert sst(store, "verify").returncode == 0
