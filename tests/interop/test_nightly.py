@@ -293,3 +293,38 @@ def test_summary_page_in_headless_chromium(night, tmp_path):
     for r in s["runs"]:
         if r["status"] == "analysed":
             assert f"<td>{r['run']}</td>" in dom
+
+
+def test_a_night_on_slurm(night, tmp_path):
+    """`nightly --executor slurm`: every activity of a new night runs as a SLURM job, recorded
+    with its job, and the night reaches DL3 as on local cores."""
+    from test_slurm import slurm_up
+    why = slurm_up()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SLURM tests, but {why}")
+        pytest.skip(why)
+    _, store, config, _, _ = night
+    raw = tmp_path / "raw"
+    date = "2026-12-08"
+    r = subprocess.run([BIN, "-q", "simulate-night", str(raw), "--date", date, "--run-duration", "5", "--seed", "2203",
+                        "--runs-per-wobble", "1", "--flux-scale", "30", "--targets", "Crab"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    settings = tmp_path / "slurm.json"
+    settings.write_text(json.dumps({"job_name": "s1mf-nightly", "stages": {"dl1-distributions": {"activities_per_task": 4}}}))
+    code, s, elapsed, err = nightly(store, raw, config, "--executor", "slurm", "--slurm-config", str(settings), date=date)
+    print(f"nightly on SLURM: {elapsed:.1f} s, {s['activities']}")
+    assert code == 0, err
+    assert s["activities"]["failed"] == 0 and s["activities"]["ran"] > 20, s["activities"]
+    assert all(r["status"] == "analysed" for r in s["runs"] if r["target"] == "Crab")
+    recipe = store / "nightly" / "nightly-20261208.json"
+    status = json.loads(subprocess.run([BIN, "--store", str(store), "--json", "status", str(recipe)],
+                                       capture_output=True, text=True, check=True).stdout)[0]
+    assert status["not_up_to_date"] == []
+    jobs = status["slurm_jobs"]
+    assert len(jobs) == s["activities"]["ran"], (len(jobs), s["activities"])
+    assert all(j["job"]["state"] == "COMPLETED" for j in jobs), jobs
+    # The runs' r0-dl1 activities, ready together, went out as job arrays (not a job each).
+    dl1 = [j["job"]["job_id"].split("_")[0] for j in jobs if j["step"].startswith("dl1-")]
+    assert len(set(dl1)) < len(dl1), dl1

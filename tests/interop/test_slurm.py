@@ -229,11 +229,11 @@ def test_failed_cancelled_timed_out_and_killed_jobs_are_recorded_and_the_rest_co
     assert report["ok"]["outcome"] == "ran"
     assert report["after-exits"]["outcome"] == "skipped"
     expect = {
-        "exits": r'command "sh" exited with status 3 \(SLURM job \d+_0 on localhost: FAILED, exit code 1:0\)',
-        "slow": r"SLURM job \d+_0 ended TIMEOUT \(exit code 0:1[45]\) on localhost after \d+ s without a result; "
+        "exits": r'command "sh" exited with status 3 \(SLURM job \d+_\d+ on localhost: FAILED, exit code 1:0\)',
+        "slow": r"SLURM job \d+_\d+ ended TIMEOUT \(exit code 0:1[45]\) on localhost after \d+ s without a result; "
                 r"its output ends:\n.*DUE TO TIME LIMIT",
-        "cancelled": r"SLURM job \d+_0 ended CANCELLED \(exit code 0:15\) on localhost after \d+ s without a result",
-        "killed": r"SLURM job \d+_0 ended FAILED \(exit code 0:9\) on localhost after \d+ s without a result",
+        "cancelled": r"SLURM job \d+_\d+ ended CANCELLED \(exit code 0:15\) on localhost after \d+ s without a result",
+        "killed": r"SLURM job \d+_\d+ ended FAILED \(exit code 0:9\) on localhost after \d+ s without a result",
     }
     for step, pattern in expect.items():
         assert report[step]["outcome"] == "failed", report[step]

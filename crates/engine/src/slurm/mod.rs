@@ -11,7 +11,7 @@
 //! Shape of a run: the local executor's worker threads become *waiters*, one per activity in
 //! flight (`-j` or `max_jobs` of them). A waiter writes its activity's spec and asks the
 //! [`monitor`] thread to submit it; the monitor gathers what arrives within a short window into
-//! one job array per step (sbatch once for many activities), then polls the whole run with one
+//! one job array per stage and resources (sbatch once for many activities), then polls the whole run with one
 //! `squeue` call per cycle, and one `sacct` call for the jobs that left the queue, backing off
 //! while nothing changes. A job's end wakes its waiter, which reads the result, publishes the
 //! outputs (checking the hashes the job computed) and lets the local path record it.
@@ -200,7 +200,7 @@ impl SlurmExecutor {
                 let submit = Request::Submit {
                     key: key.to_string(),
                     dir: dir.clone(),
-                    group: step.to_string(),
+                    group: activity.stage.name().to_string(),
                     resources,
                     attempt,
                     reply,

@@ -1,5 +1,6 @@
 //! The one thread of a run that talks to SLURM. It batches submissions (what the waiters ask
-//! for within [`BATCH_WINDOW`] becomes one job array per step and resources), and polls every
+//! for within [`BATCH_WINDOW`] becomes one job array per stage and resources: the nightly's
+//! one-step-per-run recipes batch too), and polls every
 //! job of the run with one `squeue` call per cycle plus one `sacct` call for the jobs that left
 //! the queue (sacct lags squeue by a second or two; a job neither knows for [`LOST_AFTER`] is
 //! lost). The poll interval starts at `poll_min_s` and grows by half while nothing changes, up
@@ -149,7 +150,7 @@ impl Monitor {
         }
     }
 
-    /// One sbatch per (step, resources) group of up to [`MAX_ARRAY`] array tasks, each task
+    /// One sbatch per (stage, resources) group of up to [`MAX_ARRAY`] array tasks, each task
     /// running `activities_per_task` of its activities one after the other.
     fn submit(&self, pending: Vec<Submission>, watched: &mut BTreeMap<String, Watch>) {
         let mut groups: Vec<(String, Vec<String>, usize, Vec<Submission>)> = Vec::new();
@@ -185,7 +186,7 @@ impl Monitor {
                 write_file(&batch_dir.join("keys"), keys.as_bytes())?;
                 let script = batch_dir.join("job.sh");
                 let text = format!(
-                    "#!/bin/sh\n# sst1mflow: {} activities of one step, {per_task} per array task\n\
+                    "#!/bin/sh\n# sst1mflow: {} activities of one stage, {per_task} per array task\n\
                      exec {} --store {} slurm-worker --per-task {per_task} {}\n",
                     batch.len(),
                     shell_quote(&self.exe),
