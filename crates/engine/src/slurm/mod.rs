@@ -220,15 +220,7 @@ impl SlurmExecutor {
                 }
             };
             let record = job_record(&end, attempt);
-            let _ = writeln!(
-                log,
-                "# SLURM job {} ended {} (exit code {}) on {} after {} s",
-                end.job_id,
-                end.state,
-                end.exit_code,
-                if end.node.is_empty() { "no node" } else { &end.node },
-                end.elapsed_s.map_or("?".into(), |s| s.to_string())
-            );
+            let _ = writeln!(log, "# {}", describe_end(&end));
             let result: Option<JobResult> =
                 read_json::<JobResult>(&dir.join("result.json")).ok().filter(|r| r.key == key);
             let Some(result) = result else {
@@ -242,14 +234,7 @@ impl SlurmExecutor {
                     continue;
                 }
                 let tail = end.output_tail.trim_end();
-                let mut e = format!(
-                    "SLURM job {} ended {} (exit code {}) on {} after {} s without a result",
-                    end.job_id,
-                    end.state,
-                    end.exit_code,
-                    if end.node.is_empty() { "no node" } else { &end.node },
-                    end.elapsed_s.map_or("?".into(), |s| s.to_string())
-                );
+                let mut e = format!("{} without a result", describe_end(&end));
                 if tools::is_transient(&end.state) {
                     e.push_str(&format!(" ({attempt} attempts)"));
                 }
@@ -330,6 +315,18 @@ fn publish(store: &Store, dir: &Path, activity: &Activity, result: &JobResult) -
         });
     }
     Ok(published)
+}
+
+/// "SLURM job 12_3 ended TIMEOUT (exit code 0:15) on node1 after 61 s".
+fn describe_end(end: &JobEnd) -> String {
+    format!(
+        "SLURM job {} ended {} (exit code {}) on {} after {} s",
+        end.job_id,
+        end.state,
+        end.exit_code,
+        if end.node.is_empty() { "no node" } else { &end.node },
+        end.elapsed_s.map_or("?".into(), |s| s.to_string())
+    )
 }
 
 fn job_record(end: &JobEnd, attempt: u32) -> Value {
