@@ -62,9 +62,18 @@ def small_quickstart(tmp):
     return path
 
 
+# Job names unique to this test session: SLURM's accounting outlives it (a developer's cluster
+# keeps earlier sessions' jobs), and the tests count their jobs by name.
+SESSION = f"{os.getpid()}x{int(time.time()) % 100000}"
+
+
+def job_name(name):
+    return f"{name}-{SESSION}"
+
+
 def settings(tmp, name, **extra):
     path = tmp / f"{name}.json"
-    path.write_text(json.dumps({"job_name": name, **extra}))
+    path.write_text(json.dumps({"job_name": job_name(name), **extra}))
     return path
 
 
@@ -114,7 +123,7 @@ def test_the_quickstart_on_slurm_gives_the_local_hashes_and_records_its_jobs(tmp
     print(f"quickstart-small on SLURM: {time.time() - t0:.1f} s; {r.stdout.strip().splitlines()[-3]}")
     assert outputs(store, recipe) == reference
     assert "SLURM: 34 array task(s)" in r.stdout, r.stdout
-    assert len(array_tasks("s1mf-same")) == 34
+    assert len(array_tasks(job_name("s1mf-same"))) == 34
     assert sst(store, "verify").returncode == 0
     status = json.loads(sst(store, "--json", "status", check=True).stdout)[0]
     jobs = status["slurm_jobs"]
@@ -159,7 +168,7 @@ def test_a_coordinator_killed_at_random_moments_reattaches_and_submits_no_job_tw
                   if "# re-attached to SLURM job" in json.loads(sst(store, "--json", "log", j["key"][:16]).stdout)["log"]]
     print(f"{len(reattached)} of {len(status['slurm_jobs'])} activities collected after a re-attach")
     assert reattached
-    tasks = array_tasks("s1mf-kill")
+    tasks = array_tasks(job_name("s1mf-kill"))
     assert len(tasks) == len(set(tasks)) == 34, f"{len(tasks)} array tasks for 34 activities: {sorted(tasks)}"
 
 
@@ -270,10 +279,10 @@ def test_sigterm_cancels_this_runs_jobs_and_no_other(tmp_path, slurm):
     assert "cancelled the 3 SLURM job(s) of this run" in err, err
     for _ in range(50):
         names = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout.split()
-        if not any(n.startswith("s1mf-term-") for n in names):
+        if not any(n.startswith(job_name("s1mf-term") + "-") for n in names):
             break
         time.sleep(0.2)
-    assert not any(n.startswith("s1mf-term-") for n in names), names
+    assert not any(n.startswith(job_name("s1mf-term") + "-") for n in names), names
     assert "not-ours" in names
     subprocess.run(["scancel", other])
     # The next run submits them afresh (their journal entries were dropped with the jobs).
