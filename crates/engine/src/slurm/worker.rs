@@ -101,15 +101,9 @@ pub fn spec_for(activity: &Activity) -> Spec {
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (a temporary file renamed over it, synced).
+/// Writes `value` as JSON to `path` atomically and durably.
 pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let text = serde_json::to_vec_pretty(value).expect("json");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
-    f.write_all(&text)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    crate::provenance::manifest::write_atomic(path, &serde_json::to_vec_pretty(value).expect("json"))
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
