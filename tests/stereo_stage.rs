@@ -501,3 +501,48 @@ fn a_night_of_tel2_runs_is_narrowed_to_the_overlapping_ones_with_the_same_pointi
         "{err}"
     );
 }
+
+#[test]
+fn misdirection_of_stereo_events_uses_the_stereo_feature_list() {
+    let dir = TempDir::new("stereo-mis");
+    let config = mc_config()
+        .replace("\"n_estimators\": 150", "\"n_estimators\": 10")
+        .replace("\"n_estimators\": 100", "\"n_estimators\": 10");
+    write(&dir.path().join("mc.json"), &config);
+    let steps = STEREO_DL2_STEPS.to_string()
+        + r#",
+  {"name": "mis", "stage": "train-misdirection", "inputs": {"gamma": "dl2-stereo.dl2"}},
+  {"name": "edges", "stage": "event-classes", "inputs": {"dl2": "dl2-stereo.dl2", "model": "mis.model"}},
+  {"name": "classes", "stage": "event-classes", "inputs": {"dl2": "dl2-stereo.dl2", "model": "mis.model",
+     "edges": "edges.edges"}}"#;
+    let recipe = stereo_recipe_with(dir.path(), "mc.json", &steps);
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}\n{report}");
+    let model = sst1mflow::io::model::read(&view_target(&store, "stereo/mis/all/reg_misdirection.rf"), "m").unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let stereo_list: Vec<String> =
+        serde_json::from_value(cfg["misdirection_regression_features_stereo"].clone()).unwrap();
+    assert_eq!(model.header.features, stereo_list);
+    assert!(model.header.features.contains(&"log_camera_frame_hillas_intensity_tel2".to_string()));
+    assert_eq!(model.header.tel_id, 0);
+    assert_eq!(model.header.training["setup"], "stereo");
+    let classified =
+        sst1mflow::io::dl2::Dl2Reader::open(&view_target(&store, "stereo/classes/all/dl2_classified.h5")).unwrap();
+    assert!(classified.stereo.is_some() && classified.has_event_types && classified.n_events > 20);
+    let types = classified.read_columns(&["event_type"], 0, classified.n_events).unwrap();
+    assert!(types[0].contains(&1.0) && types[0].contains(&4.0), "{:?}", types[0]);
+    // What a dry run would rerun after shortening one misdirection list.
+    let reruns_without_last = |list: &str| -> Vec<String> {
+        let mut edited = cfg.clone();
+        edited[list].as_array_mut().unwrap().pop();
+        write(&dir.path().join("mc.json"), &serde_json::to_string_pretty(&edited).unwrap());
+        let (code, dry, err) = run_json(&store, &recipe, &["--dry-run"]);
+        assert_eq!(code, 0, "{err}");
+        let activities = dry["activities"].as_array().unwrap().iter();
+        activities.filter(|a| a["outcome"] != "reused").map(|a| a["step"].as_str().unwrap().to_string()).collect()
+    };
+    // The mono list is not this chain's; the stereo list reruns the misdirection chain only.
+    assert!(reruns_without_last("misdirection_regression_features_mono").is_empty());
+    assert_eq!(reruns_without_last("misdirection_regression_features_stereo"), ["mis", "edges", "classes"]);
+}

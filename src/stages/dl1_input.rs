@@ -45,7 +45,7 @@ type Dl2Cut = (fn(&crate::io::dl1::Dl2Row) -> f64, f64, f64);
 
 /// `event_selection` resolved against the DL2 row's columns, with sst1mpipe's stereo quality
 /// cuts for stereo DL2.
-pub struct Dl2Selection(Vec<Dl2Cut>, StereoCuts);
+pub struct Dl2Selection(Vec<Dl2Cut>, StereoCuts, Option<i64>);
 
 /// sst1mpipe's stereo quality cuts (`analysis.stereo_delta_disp_cut_deg`,
 /// `stereo_relative_std_reco_energy_cut`, `stereo_std_gammaness_cut`; null or absent: no cut),
@@ -113,7 +113,24 @@ impl Dl2Selection {
                     .ok_or_else(|| Error::msg(format!("event_selection: {file} has no column \"{c}\"")))
             })
             .collect::<Result<_>>()?;
-        Ok(Dl2Selection(cuts, StereoCuts::default()))
+        Ok(Dl2Selection(cuts, StereoCuts::default(), None))
+    }
+
+    /// Only the events of sst1mpipe's event class `class` (the `event_type` column that
+    /// `event-classes` adds). `dl2` must have that column: refused, naming `file`, otherwise.
+    pub fn with_event_class(
+        mut self,
+        class: Option<i64>,
+        dl2: &crate::io::dl2::Dl2Reader,
+        file: &str,
+    ) -> Result<Dl2Selection> {
+        if class.is_some() && !dl2.has_event_types {
+            return Err(Error::msg(format!(
+                "{file} has no event_type column: an event_class is chosen among the events of a DL2 classified by event-classes"
+            )));
+        }
+        self.2 = class;
+        Ok(self)
     }
 
     /// With sst1mpipe's stereo quality cuts, for stereo DL2.
@@ -122,10 +139,15 @@ impl Dl2Selection {
         self
     }
 
-    /// Whether event `i` of a chunk passes: a mono row as [`Self::passes`]; a stereo event when
+    /// Whether event `i` of a chunk passes (and is of the chosen event class): a mono row as [`Self::passes`]; a stereo event when
     /// both telescopes' parameters pass `event_selection` (sst1mpipe applies every key to the
     /// `_tel<id>` columns of both) and the event passes the stereo quality cuts.
     pub fn passes_in(&self, chunk: &crate::io::dl2::Dl2Chunk, i: usize) -> bool {
+        if let Some(class) = self.2 {
+            if chunk.event_types.as_ref().is_none_or(|t| t[i] != class) {
+                return false;
+            }
+        }
         match &chunk.stereo {
             None => self.passes(&chunk.rows[i]),
             Some(s) => {

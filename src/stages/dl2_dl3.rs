@@ -7,7 +7,10 @@
 //! `analysis.global_gammaness_cut` (without `cuts`), `array_center_coords` (GEOLON, GEOLAT and
 //! ALTITUDE of the headers, as sst1mpipe; configs without it, such as sst1mpipe's MC config,
 //! give the telescope's `telescope_coords` entry instead). Parameters: `target_name` ["UNKNOWN"], `target_ra_deg` / `target_dec_deg` (default:
-//! the target the runs recorded), `override_contract` [false].
+//! the target the runs recorded), `override_contract` [false], `event_class` (sst1mpipe's
+//! `--event-classes`, one class per step: only the events of that `event_type`, from DL2
+//! classified by `event-classes`, with an IRF of that class made from events classified the
+//! same way; the headers say `EVTCLASS` and `EVTCLSID`).
 //!
 //! Stereo DL2 (`dl2-stereo` outputs) gives stereo DL3, as sst1mpipe's: sst1mpipe's stereo
 //! quality cuts (`analysis.stereo_*_cut`) apply as the events are loaded, `event_selection` to
@@ -63,7 +66,7 @@ use std::collections::BTreeMap;
 
 pub struct Dl2Dl3Stage;
 
-const KNOWN: &[&str] = &["target_name", "target_ra_deg", "target_dec_deg", "override_contract"];
+const KNOWN: &[&str] = &["target_name", "target_ra_deg", "target_dec_deg", "override_contract", "event_class"];
 const CHUNK: usize = 65_536;
 /// sst1mpipe's limits for one observation.
 const MAX_POINTING_DIFFERENCE_DEG: f64 = 0.2;
@@ -75,6 +78,8 @@ struct Options {
     target_name: String,
     target: Option<(f64, f64)>,
     allow_override: bool,
+    /// Only the events of this sst1mpipe event class (`event_type`), with IRFs of that class.
+    event_class: Option<i64>,
 }
 
 fn options(params: &Value, at: &str) -> Result<Options> {
@@ -100,7 +105,12 @@ fn options(params: &Value, at: &str) -> Result<Options> {
         }
         _ => return Err(Error::msg(format!("{at}.params: give both target_ra_deg and target_dec_deg, or neither"))),
     };
-    Ok(Options { target_name, target, allow_override: p.bool_or("override_contract", false)? })
+    Ok(Options {
+        target_name,
+        target,
+        allow_override: p.bool_or("override_contract", false)?,
+        event_class: super::misdirection::event_class(params, at)?,
+    })
 }
 
 /// What an IRF product says about itself (its header cards).
@@ -120,6 +130,10 @@ struct IrfInfo<'a> {
     n_tels: i64,
     /// `STEREOCT`: the stereo quality cuts a stereo IRF was made with (JSON), else null.
     stereo_cuts: Value,
+    /// `EVTCLASS`: the event class of an IRF of one class, else None.
+    event_class: Option<i64>,
+    /// `EVTCLSID`: what classified its events (JSON), else null.
+    classification: Value,
 }
 
 fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
@@ -148,6 +162,8 @@ fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
         node: string("IRFNODE")?,
         n_tels: h.number("N_TELS").map_or(1, |n| n as i64),
         stereo_cuts: h.string("STEREOCT").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null),
+        event_class: h.number("EVTCLASS").map(|c| c as i64),
+        classification: h.string("EVTCLSID").and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null),
         hdus,
     })
 }
@@ -249,7 +265,10 @@ impl Stage for Dl2Dl3Stage {
         // The site in the headers: the array centre when the config gives one, else the
         // telescope's own entry (its DL2's telescope: config_for_inputs).
         let mut config_keys = vec!["event_selection".to_string()];
-        let mut config_read = Vec::new();
+        let mut config_read = vec![ConfigRead::new(
+            "analysis.reco_energy_scaling_factor",
+            "not applied, as in sst1mpipe: its DL2 loader scales reconstructed energies by it only when called with scale_reco_energy=True, which none of its scripts does",
+        )];
         if config.is_some_and(|c| c.get("array_center_coords").is_some()) {
             config_keys.push("array_center_coords".into());
             config_read.push(ConfigRead::new("telescope_coords", "array_center_coords gives the site"));
@@ -282,8 +301,13 @@ impl Stage for Dl2Dl3Stage {
     }
 
     fn config_scope(&self) -> Vec<&'static str> {
-        let mut scope =
-            vec!["event_selection", "array_center_coords", "telescope_coords", "analysis.global_gammaness_cut"];
+        let mut scope = vec![
+            "event_selection",
+            "array_center_coords",
+            "telescope_coords",
+            "analysis.global_gammaness_cut",
+            "analysis.reco_energy_scaling_factor",
+        ];
         scope.extend(super::dl1_input::STEREO_CUT_KEYS);
         scope
     }
@@ -358,7 +382,9 @@ impl Stage for Dl2Dl3Stage {
         let (mut n_read, mut n_selected) = (0usize, 0usize);
         for (ordinal, run) in runs.iter().enumerate() {
             let run_tag = if small_ids { run.observation.obs_id } else { ordinal as i64 + 1 };
-            let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?.with_stereo_cuts(stereo_cuts);
+            let sel = Dl2Selection::new(&selection, &format!("DL2 {}", run.input.name))?
+                .with_stereo_cuts(stereo_cuts)
+                .with_event_class(opts.event_class, &run.dl2, &format!("DL2 {}", run.input.name))?;
             let mut start = 0;
             while start < run.dl2.n_events {
                 let end = (start + CHUNK).min(run.dl2.n_events);
@@ -407,8 +433,9 @@ impl Stage for Dl2Dl3Stage {
         let mean_alt = alt_sum / n_pointing as f64;
         let mean_az = az_y.atan2(az_x).to_degrees().rem_euclid(360.0);
         let nsb = runs[0].observation.nsb_rate;
-        let irf = choose_irf(ctx, &cut_id, 90.0 - mean_alt, mean_az, nsb)?;
-        let overridden = check_contract(&runs, &irf, &selection, stereo_cuts_json.clone(), opts.allow_override)?;
+        let irf = choose_irf(ctx, &cut_id, opts.event_class, 90.0 - mean_alt, mean_az, nsb)?;
+        let overridden =
+            check_contract(&runs, &irf, &selection, stereo_cuts_json.clone(), opts.event_class, opts.allow_override)?;
         if !overridden.is_empty() {
             let _ =
                 writeln!(ctx.log, "WARNING: contract overridden (override_contract: true):\n{}", overridden.join("\n"));
@@ -439,6 +466,7 @@ impl Stage for Dl2Dl3Stage {
         let s = |v: &str| Fv::Str(v.to_string());
         let mut provenance = gadf::software_cards(self.name(), ctx.pipeline_version);
         provenance.extend(gadf::analysis_cards(&cut_id, &selection, &runs[0].dl2.models, "RF models behind the DL2"));
+        provenance.extend(super::misdirection::class_cards(opts.event_class, &runs[0].dl2.classification));
         provenance.push(Card::new("IRFKEY", s(&irf.activity_key), "activity that made the IRF HDUs"));
         provenance.push(Card::new("IRFFILE", s(&irf.input.hash), "SHA-256 of the IRF product"));
         for (i, line) in overridden.iter().enumerate() {
@@ -574,6 +602,13 @@ fn open_runs(inputs: &[InputFile]) -> Result<Vec<Run<'_>>> {
                 first.input.name, a.ra_pnt, a.dec_pnt, r.input.name, b.ra_pnt, b.dec_pnt
             )));
         }
+        let classified_by = |d: &Dl2Reader| super::misdirection::classification_identity(&d.classification);
+        if classified_by(&r.dl2) != classified_by(&first.dl2) {
+            return Err(Error::msg(format!(
+                "DL2 runs {} and {} were classified with other misdirection models or edges (or one is not classified)",
+                first.input.name, r.input.name
+            )));
+        }
         if r.dl2.models != first.dl2.models {
             return Err(Error::msg(format!(
                 "DL2 runs {} and {} were reconstructed with different RF models; one observation needs one set (and one IRF)",
@@ -596,6 +631,7 @@ fn open_runs(inputs: &[InputFile]) -> Result<Vec<Run<'_>>> {
 fn choose_irf<'a>(
     ctx: &mut StageContext<'a>,
     cut: &CutIdentity,
+    event_class: Option<i64>,
     zenith: f64,
     azimuth: f64,
     nsb: f64,
@@ -605,16 +641,23 @@ fn choose_irf<'a>(
     let mut other_cuts = Vec::new();
     for input in inputs {
         let irf = read_irf(input)?;
-        if &irf.cut == cut {
+        if &irf.cut == cut && irf.event_class == event_class {
             candidates.push(irf);
         } else {
-            other_cuts.push(format!("  {} ({}): {}", input.name, irf.node, irf.cut.describe()));
+            other_cuts.push(format!(
+                "  {} ({}): {}, {}",
+                input.name,
+                irf.node,
+                irf.cut.describe(),
+                class_name(irf.event_class)
+            ));
         }
     }
     if candidates.is_empty() {
         return Err(Error::msg(format!(
-            "no IRF was made with this DL3's gammaness cut ({}); the IRFs given are:\n{}",
+            "no IRF was made with this DL3's gammaness cut ({}) and {}; the IRFs given are:\n{}",
             cut.describe(),
+            class_name(event_class),
             other_cuts.join("\n")
         )));
     }
@@ -641,6 +684,13 @@ fn choose_irf<'a>(
     Ok(chosen)
 }
 
+fn class_name(class: Option<i64>) -> String {
+    match class {
+        Some(c) => format!("event class {c}"),
+        None => "all event classes".into(),
+    }
+}
+
 fn setup_name(stereo: bool) -> &'static str {
     if stereo {
         "stereo"
@@ -656,6 +706,7 @@ fn check_contract(
     irf: &IrfInfo,
     selection: &EventSelection,
     stereo_cuts: Value,
+    event_class: Option<i64>,
     allow: bool,
 ) -> Result<Vec<String>> {
     let dl2 = &runs[0];
@@ -668,6 +719,16 @@ fn check_contract(
     right.insert("telescope setup".into(), Value::String(setup_name(dl2.dl2.stereo.is_some()).into()));
     left.insert("stereo quality cuts".into(), irf.stereo_cuts.clone());
     right.insert("stereo quality cuts".into(), stereo_cuts);
+    if irf.event_class.is_some() || event_class.is_some() {
+        left.insert("event class".into(), irf.event_class.into());
+        right.insert("event class".into(), event_class.into());
+        left.insert("event classification".into(), irf.classification.clone());
+        let ours = super::misdirection::classification_identity(&dl2.dl2.classification);
+        right.insert(
+            "event classification".into(),
+            if event_class.is_some() { serde_json::from_str(&ours).unwrap_or(Value::Null) } else { Value::Null },
+        );
+    }
     left.insert("pipeline version".into(), Value::String(irf.pipeline_version.clone()));
     right.insert("pipeline version".into(), Value::String(dl2.dl2.pipeline_version.clone()));
     let diffs: Vec<Difference> = contract::all_differences(&left, &right);

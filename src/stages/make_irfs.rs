@@ -18,6 +18,10 @@
 //! energies and the simulated energy range are multiplied by `analysis.true_energy_scaling_factor`
 //! (a biased IRF, for systematic studies; the headers carry `ETRUESCL`). Without it that key is
 //! read but not applied, and `analysis.nbins_source_offset` is never used (as in sst1mpipe).
+//! Parameter `event_class` (sst1mpipe's `--event-classes`, one class per step): only the events
+//! of that `event_type` count, from DL2 classified by `event-classes` (gammas and protons by the
+//! same misdirection model and edges); the headers say `EVTCLASS` and `EVTCLSID`, which
+//! `dl2-dl3` compares.
 //!
 //! Binning as sst1mpipe: true energy geomspace(E_min, E_max of the simulation, 21) (EDISP: 51
 //! edges), reco energy logspace(log_energy_min, log_energy_max, n_energy_bins), migration
@@ -119,7 +123,7 @@ fn geomspace(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 
 /// The parameter `true_energy_scaling` [false]: sst1mpipe's `--true_energy_scaling`.
 fn true_energy_scaling(params: &Value, at: &str) -> Result<bool> {
-    Params::new(params, &["true_energy_scaling"], "make-irfs", at)?;
+    Params::new(params, &["true_energy_scaling", "event_class"], "make-irfs", at)?;
     match params.get("true_energy_scaling") {
         None => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -179,6 +183,8 @@ struct Events {
     /// The simulation's pointing (alt, az; deg) and NSB (GHz): the IRF's node.
     node: (f64, f64, f64),
     models: String,
+    /// The `sst1mflow_event_classes` attribute of the first file (empty when unclassified).
+    classification: String,
     read: usize,
     /// 2 for stereo DL2, else 1.
     n_tels: i64,
@@ -188,15 +194,30 @@ struct Events {
 
 /// Reads every DL2 file of one particle's production (see [`super::production`]): the thrown
 /// showers of all of them, and the selected events of each in turn.
-fn load(inputs: &[InputFile], role: &'static str, s: &Settings) -> Result<Events> {
+fn load(inputs: &[InputFile], role: &'static str, s: &Settings, class: Option<i64>) -> Result<Events> {
     let mut production = Production::new(role);
     let (mut true_e, mut reco_e, mut true_offset, mut theta, mut reco_offset) =
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut read, mut n_tels) = (0, 1);
+    let mut classification: Option<String> = None;
     for input in inputs {
         let dl2 = Dl2Reader::open(&input.path)
             .map_err(|e| Error::msg(format!("{role} input {}: {}", input.name, e.message())))?;
         production.add(input, &dl2)?;
+        if class.is_some() {
+            let this = super::misdirection::classification_identity(&dl2.classification);
+            match &classification {
+                None => classification = Some(dl2.classification.clone()),
+                Some(first) if super::misdirection::classification_identity(first) != this => {
+                    return Err(Error::msg(format!(
+                        "{role} inputs {} and {}: classified with other misdirection models or edges",
+                        production.describe(),
+                        input.name
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         let run = dl2.run.expect("checked by the production");
         if run.source_offset != 0.0 && run.max_viewcone_radius > 0.0 {
             return Err(Error::msg(format!(
@@ -206,7 +227,8 @@ fn load(inputs: &[InputFile], role: &'static str, s: &Settings) -> Result<Events
         }
         n_tels = if dl2.stereo.is_some() { 2 } else { 1 };
         let selection = super::dl1_input::Dl2Selection::new(&s.selection, &format!("{role} input {}", input.name))?
-            .with_stereo_cuts(s.stereo_cuts);
+            .with_stereo_cuts(s.stereo_cuts)
+            .with_event_class(class, &dl2, &format!("{role} input {}", input.name))?;
         let mut start = 0;
         while start < dl2.n_events {
             let end = (start + CHUNK).min(dl2.n_events);
@@ -241,6 +263,7 @@ fn load(inputs: &[InputFile], role: &'static str, s: &Settings) -> Result<Events
         sim,
         node: (run.pointing_alt, run.pointing_az, run.nsb_rate),
         models: production.models().to_string(),
+        classification: classification.unwrap_or_default(),
         read,
         n_tels,
         files: production.describe(),
@@ -302,6 +325,7 @@ impl Stage for MakeIrfsStage {
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
         let scaling = true_energy_scaling(params, at)?;
+        super::misdirection::event_class(params, at)?;
         let mut roles = input_roles.to_vec();
         roles.sort_unstable();
         if roles != ["gamma", "proton"] && roles != ["cuts", "gamma", "proton"] {
@@ -386,8 +410,20 @@ impl Stage for MakeIrfsStage {
                 s.true_energy_scale
             );
         }
-        let gammas = load(production::files(ctx.inputs, "gamma", "make-irfs")?, "gamma", &s)?;
-        let protons = load(production::files(ctx.inputs, "proton", "make-irfs")?, "proton", &s)?;
+        let class = super::misdirection::event_class(ctx.params, "make-irfs")?;
+        let gammas = load(production::files(ctx.inputs, "gamma", "make-irfs")?, "gamma", &s, class)?;
+        let protons = load(production::files(ctx.inputs, "proton", "make-irfs")?, "proton", &s, class)?;
+        if super::misdirection::classification_identity(&gammas.classification)
+            != super::misdirection::classification_identity(&protons.classification)
+        {
+            return Err(Error::msg(format!(
+                "make-irfs: gamma input {} and proton input {} were classified with other misdirection models or edges",
+                gammas.files, protons.files
+            )));
+        }
+        if let Some(c) = class {
+            let _ = writeln!(ctx.log, "event class {c} only (event_type = {c})");
+        }
         if gammas.n_tels != protons.n_tels {
             let what = |n: i64| if n == 2 { "stereo" } else { "mono" };
             return Err(Error::msg(format!(
@@ -490,6 +526,7 @@ impl Stage for MakeIrfsStage {
         if gammas.n_tels == 2 {
             provenance.push(str_card("STEREOCT", &s.stereo_cuts.to_json().to_string(), "stereo quality cuts applied"));
         }
+        provenance.extend(super::misdirection::class_cards(class, &gammas.classification));
         if s.true_energy_scale != 1.0 {
             // A biased IRF says so (sst1mpipe's --true_energy_scaling only logs it).
             provenance.push(Card::new("ETRUESCL", Fv::Float(s.true_energy_scale), "true energies scaled by this"));

@@ -26,6 +26,7 @@ pub mod dl2_stereo;
 pub mod dl3_index;
 pub mod gh_cuts;
 pub mod make_irfs;
+pub mod misdirection;
 pub mod params;
 pub mod performance;
 pub mod production;
@@ -120,6 +121,8 @@ static DL2_DL3: dl2_dl3::Dl2Dl3Stage = dl2_dl3::Dl2Dl3Stage;
 static DL3_INDEX: dl3_index::Dl3IndexStage = dl3_index::Dl3IndexStage;
 static DL1_DISTRIBUTIONS: dl1_distributions::Dl1DistributionsStage = dl1_distributions::Dl1DistributionsStage;
 static PERFORMANCE: performance::PerformanceStage = performance::PerformanceStage;
+static TRAIN_MISDIRECTION: misdirection::TrainMisdirectionStage = misdirection::TrainMisdirectionStage;
+static EVENT_CLASSES: misdirection::EventClassesStage = misdirection::EventClassesStage;
 
 /// Every stage this build knows, by name.
 pub fn all() -> Vec<&'static dyn Stage> {
@@ -131,6 +134,8 @@ pub fn all() -> Vec<&'static dyn Stage> {
         &TRAIN_RFS,
         &DL1_DL2,
         &DL2_STEREO,
+        &TRAIN_MISDIRECTION,
+        &EVENT_CLASSES,
         &GH_CUTS,
         &MAKE_IRFS,
         &PERFORMANCE,

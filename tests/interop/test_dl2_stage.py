@@ -54,6 +54,16 @@ def dl2(tmp_path_factory):
     steps.append({"name": "irfs-both", "stage": "make-irfs",
                   "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gt2.dl2"], "proton": ["dl2-pt.dl2", "dl2-pt2.dl2"]}})
     steps.append({"name": "cuts-both", "stage": "gh-cuts", "inputs": {"gamma": ["dl2-gt.dl2", "dl2-gt2.dl2"]}})
+    # sst1mpipe's event classes: misdirection trained on the second part, edges on the first,
+    # both particles of the first part classified, and one IRF per class.
+    steps.append({"name": "mis", "stage": "train-misdirection", "inputs": {"gamma": "dl2-gt2.dl2"}})
+    steps.append({"name": "edges", "stage": "event-classes", "inputs": {"dl2": "dl2-gt.dl2", "model": "mis.model"}})
+    for s in ["gt", "pt"]:
+        steps.append({"name": f"class-{s}", "stage": "event-classes",
+                      "inputs": {"dl2": f"dl2-{s}.dl2", "model": "mis.model", "edges": "edges.edges"}})
+    for c in range(1, 5):
+        steps.append({"name": f"irfs-ec{c}", "stage": "make-irfs", "params": {"event_class": c},
+                      "inputs": {"gamma": "class-gt.dl2", "proton": "class-pt.dl2"}})
     (tmp / "r.json").write_text(json.dumps({"name": "mc", "config": "mc.json", "steps": steps}))
     store = tmp / "store"
     subprocess.run([BIN, "--store", str(store), "-q", "run", "-j", "2", str(tmp / "r.json")], check=True,
@@ -399,3 +409,67 @@ def test_files_of_other_productions_are_refused_naming_both(dl2, tmp_path):
     assert "are not of one production (spectral index -2 vs -2.5)" in failed["irfs-mixed"], failed["irfs-mixed"]
     assert failed["irfs-mixed"].startswith("gamma inputs dl2.h5 (") and " and dl2.h5 (" in failed["irfs-mixed"]
     assert "are the same simulation run (seed 33)" in failed["irfs-twice"], failed["irfs-twice"]
+
+
+def test_event_classes_are_sst1mpipes(dl2):
+    """train-misdirection → event-classes → make-irfs per class, against sst1mpipe's own
+    formulas re-run here: `get_evttype_edges` (numpy percentiles per reco-energy bin) on our
+    predicted misdirection gives our edges table, and `classify_evt_types` with that table gives
+    our event_type; the classes rank the true misdirection; the classes' IRFs add up to the IRF of
+    all events."""
+    from astropy.coordinates import angular_separation
+    from astropy.io import fits
+    from astropy.table import Table
+    views, g, _ = dl2
+    edges = Table.read(views / "edges" / "all" / "misdirection_edges.h5", path="misdirection_edges")
+    c = pd.read_hdf(views / "class-gt" / "all" / "dl2_classified.h5", key=KEY)
+    assert {"log_reco_misdirection", "event_type"} <= set(c.columns)
+    # The selected events of the DL2, unchanged, in order.
+    assert 0.5 * len(g) < len(c) <= len(g)
+    merged = c.merge(g, on=["obs_id", "event_id"], suffixes=("", "_dl2"))
+    assert len(merged) == len(c)
+    for col in ["reco_energy", "gammaness", "reco_alt", "camera_frame_hillas_intensity"]:
+        np.testing.assert_array_equal(merged[col], merged[col + "_dl2"])
+    assert (np.diff(c.index) > 0).all() or len(c) < 2
+    # sst1mpipe's get_evttype_edges on our predictions.
+    cfg = json.loads((ROOT / "config" / "sst1mpipe_mc_config.json").read_text())["analysis"]
+    ebins = np.logspace(cfg["log_energy_min_tev"], cfg["log_energy_max_tev"], cfg["n_energy_bins"])
+    names = [f"log_midirection_edge_{k}" for k in range(5)]
+    assert list(edges.colnames) == ["low", "high", "center"] + names
+    # numpy's pow may be SIMD (SVML, within an ulp) where ours is libm's: equal to 1e-15.
+    np.testing.assert_allclose(edges["low"], ebins[:-1], rtol=1e-15)
+    np.testing.assert_allclose(edges["high"], ebins[1:], rtol=1e-15)
+    filled = 0
+    for i in range(len(ebins) - 1):
+        mask = (c["reco_energy"] > edges["low"][i]) & (c["reco_energy"] < edges["high"][i])
+        if mask.sum():
+            filled += 1
+            expected = np.concatenate(([-np.inf], np.percentile(c["log_reco_misdirection"][mask], [25, 50, 75]), [np.inf]))
+        else:
+            expected = np.full(5, np.nan)
+        np.testing.assert_array_equal([edges[n][i] for n in names], expected, err_msg=f"bin {i}")
+    assert filled >= 8
+    # sst1mpipe's classify_evt_types with that table.
+    event_type = np.zeros(len(c), dtype=int)
+    for i in range(len(edges)):
+        in_bin = (c["reco_energy"] > edges["low"][i]) & (c["reco_energy"] < edges["high"][i])
+        for j in range(len(names) - 1):
+            in_class = (c["log_reco_misdirection"] > edges[names[j]][i]) & (c["log_reco_misdirection"] <= edges[names[j + 1]][i])
+            event_type[(in_bin & in_class).to_numpy()] = j + 1
+    np.testing.assert_array_equal(c["event_type"], event_type)
+    # The classes rank the true misdirection (astropy's angular_separation, as sst1mpipe).
+    true_mis = np.degrees(angular_separation(np.radians(c["true_az"]), np.radians(c["true_alt"]),
+                                             np.radians(c["reco_az"]), np.radians(c["reco_alt"])))
+    medians = [np.median(true_mis[c["event_type"] == k]) for k in range(1, 5)]
+    assert medians == sorted(medians) and medians[3] > 1.5 * medians[0], medians
+    # One IRF per class, marked; together they are the IRF of all events (class 0, the events
+    # outside the 0.1-1000 TeV bins, keeps no gamma past the cuts here).
+    assert not ((c["event_type"] == 0) & (c["gammaness"] > 0.6)).any()
+    total = fits.open(views / "irfs" / "all" / "irfs.fits")["EFFECTIVE AREA"].data["EFFAREA"][0].astype(float)
+    parts = 0
+    for k in range(1, 5):
+        with fits.open(views / f"irfs-ec{k}" / "all" / "irfs.fits") as f:
+            h = f["EFFECTIVE AREA"].header
+            assert h["EVTCLASS"] == k and json.loads(h["EVTCLSID"])["edges"]
+            parts = parts + f["EFFECTIVE AREA"].data["EFFAREA"][0].astype(float)
+    np.testing.assert_allclose(parts, total, rtol=1e-5, atol=1e-3)

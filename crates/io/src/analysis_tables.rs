@@ -70,6 +70,83 @@ pub fn read_cut_table(path: &Path, shown_as: &str) -> Result<Vec<CutRow>> {
     Ok(rows)
 }
 
+/// One reco-energy bin of sst1mpipe's misdirection class edges (`misdirection_edges`): the
+/// bin and five edges of log10(misdirection / deg) (−∞, the 25th, 50th and 75th percentiles,
+/// +∞; all NaN for a bin without events). The column names are sst1mpipe's, its spelling
+/// (`midirection`) included, so its `classify_evt_types` reads our table and the reverse.
+#[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct EdgeRow {
+    pub low: f64,
+    pub high: f64,
+    pub center: f64,
+    pub log_midirection_edge_0: f64,
+    pub log_midirection_edge_1: f64,
+    pub log_midirection_edge_2: f64,
+    pub log_midirection_edge_3: f64,
+    pub log_midirection_edge_4: f64,
+}
+
+impl EdgeRow {
+    pub fn edges(&self) -> [f64; 5] {
+        [
+            self.log_midirection_edge_0,
+            self.log_midirection_edge_1,
+            self.log_midirection_edge_2,
+            self.log_midirection_edge_3,
+            self.log_midirection_edge_4,
+        ]
+    }
+}
+
+const EDGE_COLUMNS: [(&str, &str); 8] = [
+    ("low", "TeV"),
+    ("high", "TeV"),
+    ("center", "TeV"),
+    ("log_midirection_edge_0", ""),
+    ("log_midirection_edge_1", ""),
+    ("log_midirection_edge_2", ""),
+    ("log_midirection_edge_3", ""),
+    ("log_midirection_edge_4", ""),
+];
+
+/// The root attribute of an edges file naming the misdirection model the edges were computed
+/// with (JSON: its file hash and training activity), which classifying with them requires.
+pub const EDGES_MODEL_ATTR: &str = "sst1mflow_misdirection_model";
+
+/// Writes `misdirection_edges.h5`: the `/misdirection_edges` table and the model it belongs to.
+pub fn write_edges_table(
+    path: &Path,
+    activity_key: &str,
+    pipeline_version: &str,
+    model: &str,
+    rows: &[EdgeRow],
+) -> Result<()> {
+    let file = create_product_file(path, activity_key, pipeline_version)?;
+    string_attr(&file, EDGES_MODEL_ATTR, model)?;
+    write_rows(&file, "misdirection_edges", &EDGE_COLUMNS, rows, 64)?;
+    close_product_file(file)
+}
+
+/// Reads an edges table back, with the model attribute (JSON text).
+pub fn read_edges_table(path: &Path, shown_as: &str) -> Result<(Vec<EdgeRow>, String)> {
+    let bad = |what: String| Error::msg(format!("misdirection edges {shown_as}: {what}"));
+    let file = hdf5::File::open(path).map_err(|e| bad(format!("cannot open ({e})")))?;
+    let rows = file
+        .dataset("/misdirection_edges")
+        .and_then(|d| d.read_raw::<EdgeRow>())
+        .map_err(|e| bad(format!("no readable /misdirection_edges table; is it an event-classes edges file? ({e})")))?;
+    if rows.is_empty()
+        || rows.iter().any(|r| r.low.is_nan() || r.high.is_nan() || r.low >= r.high)
+        || rows.windows(2).any(|w| w[0].high > w[1].low)
+    {
+        return Err(bad("bins are empty or unordered".into()));
+    }
+    let model = crate::hdf5_table::read_string_attr(&file, EDGES_MODEL_ATTR)
+        .ok_or_else(|| bad(format!("no {EDGES_MODEL_ATTR} attribute: not an sst1mflow edges file")))?;
+    Ok((rows, model))
+}
+
 #[derive(H5Type, Clone, Copy, Debug)]
 #[repr(C)]
 pub struct ResolutionRow {

@@ -160,6 +160,8 @@ impl StereoDl2Writer {
 pub struct Dl2Chunk {
     pub rows: Vec<Dl2Row>,
     pub stereo: Option<StereoChunk>,
+    /// sst1mpipe's `event_type` of each row, in a DL2 that `event-classes` classified.
+    pub event_types: Option<Vec<i64>>,
 }
 
 /// The per-event values of a stereo DL2 beyond the combined row: each telescope's selection
@@ -195,6 +197,11 @@ pub struct Dl2Reader {
     pub shower_distributions: Vec<super::r1::ShowerDistribution>,
     /// Observation runs: what the run was (obs id, times, pointing, target).
     pub observation: Option<ObservationRow>,
+    /// The `sst1mflow_event_classes` attribute of a DL2 that `event-classes` classified (JSON
+    /// text: the misdirection model and the class edges used); empty otherwise.
+    pub classification: String,
+    /// Whether the table has sst1mpipe's `event_type` column.
+    pub has_event_types: bool,
 }
 
 impl Dl2Reader {
@@ -226,6 +233,7 @@ impl Dl2Reader {
                 (events, tel_id, None, Vec::new())
             }
         };
+        let has_event_types = super::hdf5_table::column_dims(&events, "event_type").is_some_and(|d| d.is_empty());
         let run = super::r1::read_simulation_run(&file, path)?;
         let shower_distributions = super::r1::read_shower_distributions(&file, path)?;
         let observation = super::r1::read_observation_table(&file, path)?;
@@ -243,6 +251,8 @@ impl Dl2Reader {
                 .unwrap_or_default(),
             models: super::hdf5_table::read_string_attr(&file, "sst1mflow_models").unwrap_or_default(),
             dl1_settings: super::hdf5_table::read_string_attr(&file, super::dl1::SETTINGS_ATTR).unwrap_or_default(),
+            classification: super::hdf5_table::read_string_attr(&file, CLASSIFICATION_ATTR).unwrap_or_default(),
+            has_event_types,
             run,
         })
     }
@@ -250,7 +260,11 @@ impl Dl2Reader {
     /// Rows `start..end`, with the stereo part for a stereo DL2.
     pub fn read_chunk(&self, start: usize, end: usize) -> Result<Dl2Chunk> {
         let Some(tels) = self.stereo else {
-            return Ok(Dl2Chunk { rows: self.read(start, end)?, stereo: None });
+            return Ok(Dl2Chunk {
+                rows: self.read(start, end)?,
+                stereo: None,
+                event_types: self.event_types(start, end)?,
+            });
         };
         let names: Vec<&str> = self.stereo_columns.iter().map(String::as_str).collect();
         let (_, packed) = super::hdf5_table::read_shaped_table_rows(&self.events, &names, start..end, |_, _| {
@@ -299,8 +313,50 @@ impl Dl2Reader {
         }
         Ok(Dl2Chunk {
             rows,
+            event_types: self.event_types(start, end)?,
             stereo: Some(StereoChunk { telescopes, var_reco_energy: var_e, var_gammaness: var_g, min_distance: min_d }),
         })
+    }
+
+    /// The `event_type` column of rows `start..end`, when the table has one.
+    fn event_types(&self, start: usize, end: usize) -> Result<Option<Vec<i64>>> {
+        if !self.has_event_types {
+            return Ok(None);
+        }
+        let column = self.read_columns(&["event_type"], start, end)?;
+        Ok(column.into_iter().next().map(|c| c.into_iter().map(|v| v as i64).collect()))
+    }
+
+    /// Numeric columns of rows `start..end` by their names in the file (a stereo DL2's per-
+    /// telescope ones with their `_tel<id>` suffix), as f64, or an error naming the file and
+    /// the first missing column.
+    pub fn read_columns(&self, names: &[&str], start: usize, end: usize) -> Result<Vec<Vec<f64>>> {
+        use sst1mflow_base::error::Error;
+        for name in names {
+            if super::hdf5_table::column_dims(&self.events, name).is_none_or(|d| !d.is_empty()) {
+                return Err(Error::msg(format!("{}: the DL2 table has no column \"{name}\"", self.path.display())));
+            }
+        }
+        let (_, packed) = super::hdf5_table::read_shaped_table_rows(&self.events, names, start..end, |_, _| {
+            Some(super::hdf5_table::ShapedColumn::F64)
+        })
+        .map_err(|e| Error::msg(format!("{}: {}", self.path.display(), e.message())))?;
+        Ok((0..names.len())
+            .map(|k| {
+                packed
+                    .iter()
+                    .map(|row| f64::from_le_bytes(row[8 * k..8 * k + 8].try_into().expect("8 bytes")))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// The path of the events table in the file.
+    pub fn table_path(&self) -> String {
+        match self.stereo {
+            Some(_) => format!("{STEREO_DL2_GROUP}/stereo"),
+            None => format!("/dl2/event/telescope/parameters/tel_{:03}", self.tel_id),
+        }
     }
 
     /// Rows `start..end` (a stereo DL2: the combined rows).
@@ -329,6 +385,43 @@ fn stereo_telescopes(columns: &[String]) -> Option<[u16; 2]> {
         [a, b] => Some([*a, *b]),
         _ => None,
     }
+}
+
+/// The root attribute of a classified DL2: what classified it (JSON).
+pub const CLASSIFICATION_ATTR: &str = "sst1mflow_event_classes";
+
+/// Writes `dst`: the DL2 `src` with only the rows `keep` (ascending) of its events table, each
+/// followed by `extra` columns (sst1mpipe's `log_reco_misdirection` and `event_type`), every
+/// other table as stored, the root attributes of `src` but this activity's provenance, and
+/// `classification` (JSON) as [`CLASSIFICATION_ATTR`].
+pub fn write_with_columns(
+    src: &Dl2Reader,
+    dst: &Path,
+    activity_key: &str,
+    pipeline_version: &str,
+    keep: &[usize],
+    extra: &[super::hdf5_table::NamedColumn],
+    classification: &str,
+) -> Result<()> {
+    use super::hdf5_table::{copy_attributes, copy_datasets_except, hdf5_error, write_extended_table};
+    let from = hdf5::File::open(&src.path).map_err(|e| hdf5_error(src.path.display(), e))?;
+    let file = create_product_file(dst, activity_key, pipeline_version)?;
+    let own = [
+        "CLASS",
+        "TITLE",
+        "VERSION",
+        "PYTABLES_FORMAT_VERSION",
+        "sst1mflow_activity_key",
+        "sst1mflow_pipeline_version",
+        CLASSIFICATION_ATTR,
+    ];
+    copy_attributes(&from, &file, &own)?;
+    string_attr(&file, CLASSIFICATION_ATTR, classification)?;
+    let table = src.table_path();
+    copy_datasets_except(&from, &file, "/", &table)?;
+    let (group, name) = table.rsplit_once('/').expect("a table path has a group");
+    write_extended_table(&src.events, keep, extra, &ensure_groups(&file, group)?, name)?;
+    super::hdf5_table::close_product_file(file)
 }
 
 /// Whether `path` is a stereo DL2 (has sst1mpipe's `/dl2/event/telescope/parameters/stereo`).

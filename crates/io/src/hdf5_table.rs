@@ -476,27 +476,22 @@ fn shaped_row_type(columns: &[(&str, ShapedColumn)]) -> Result<(OwnedType, usize
     })
 }
 
-/// Writes a table of `rows` (each packed as `columns` say) with the PyTables and ctapipe
-/// attributes of [`Table`]; deflated, in chunks of up to 4096 rows.
-pub fn write_shaped_table(
+/// Creates table `name` in `group` of `n_rows` rows of `row_type` from `bytes` (that many rows
+/// in its layout): deflated, in chunks of up to 4096 rows, resizable, no timestamps.
+fn create_table_dataset(
     group: &Group,
     name: &str,
-    columns: &[(ColumnMeta, ShapedColumn)],
-    rows: &[Vec<u8>],
-) -> Result<()> {
+    row_type: &OwnedType,
+    n_rows: usize,
+    bytes: &[u8],
+) -> Result<Dataset> {
     use hdf5_sys::{h5d, h5p, h5s};
-    let shapes: Vec<(&str, ShapedColumn)> = columns.iter().map(|(m, c)| (m.name, *c)).collect();
-    let (row_type, size) = shaped_row_type(&shapes)?;
-    if let Some(bad) = rows.iter().find(|r| r.len() != size) {
-        return Err(Error::msg(format!("table {name}: a row of {} bytes where the columns make {size}", bad.len())));
-    }
-    let bytes: Vec<u8> = rows.concat();
     let cname = std::ffi::CString::new(name).map_err(|_| Error::msg(format!("table name {name:?}")))?;
-    let n = [rows.len() as hdf5_sys::h5::hsize_t];
-    let chunk = [rows.len().clamp(1, 4096) as hdf5_sys::h5::hsize_t];
+    let n = [n_rows as hdf5_sys::h5::hsize_t];
+    let chunk = [n_rows.clamp(1, 4096) as hdf5_sys::h5::hsize_t];
     let unlimited = [h5s::H5S_UNLIMITED];
-    // SAFETY: ids are checked before use and closed on every path; `bytes` holds `n` rows of
-    // the layout `row_type` describes.
+    // SAFETY: ids are checked before use and closed on every path; `bytes` holds `n_rows` rows
+    // of the layout `row_type` describes.
     let dataset = hdf5::sync::sync(|| unsafe {
         let space = h5s::H5Screate_simple(1, n.as_ptr(), unlimited.as_ptr());
         let dcpl = h5p::H5Pcreate(*h5p::H5P_CLS_DATASET_CREATE);
@@ -537,8 +532,23 @@ pub fn write_shaped_table(
         return Err(Error::msg(format!("cannot write table {name} in {}", group.name())));
     }
     // SAFETY: `dataset` is a dataset id just created; from_id takes ownership of it.
-    let dataset: Dataset =
-        hdf5::sync::sync(|| unsafe { hdf5::from_id(dataset) }).map_err(|e| hdf5_error(format!("table {name}"), e))?;
+    hdf5::sync::sync(|| unsafe { hdf5::from_id(dataset) }).map_err(|e| hdf5_error(format!("table {name}"), e))
+}
+
+/// Writes a table of `rows` (each packed as `columns` say) with the PyTables and ctapipe
+/// attributes of [`Table`]; deflated, in chunks of up to 4096 rows.
+pub fn write_shaped_table(
+    group: &Group,
+    name: &str,
+    columns: &[(ColumnMeta, ShapedColumn)],
+    rows: &[Vec<u8>],
+) -> Result<()> {
+    let shapes: Vec<(&str, ShapedColumn)> = columns.iter().map(|(m, c)| (m.name, *c)).collect();
+    let (row_type, size) = shaped_row_type(&shapes)?;
+    if let Some(bad) = rows.iter().find(|r| r.len() != size) {
+        return Err(Error::msg(format!("table {name}: a row of {} bytes where the columns make {size}", bad.len())));
+    }
+    let dataset = create_table_dataset(group, name, &row_type, rows.len(), &rows.concat())?;
     string_attr(&dataset, "CLASS", "TABLE")?;
     string_attr(&dataset, "TITLE", "")?;
     string_attr(&dataset, "VERSION", "2.7")?;
@@ -661,7 +671,6 @@ fn read_shaped(
     range: Option<std::ops::Range<usize>>,
     shape_of: impl Fn(&str, &[usize]) -> Option<ShapedColumn>,
 ) -> Result<(Vec<ShapedColumn>, Vec<Vec<u8>>)> {
-    use hdf5_sys::{h5d, h5p, h5s};
     let what = dataset.name();
     let mut shapes = Vec::new();
     for name in names {
@@ -683,15 +692,26 @@ fn read_shaped(
     if n == 0 {
         return Ok((shapes, Vec::new()));
     }
-    // SAFETY: `bytes` has room for `n` rows in the layout of `row_type`; the file and memory
-    // spaces select `n` rows (the hyperslab lies within the dataset: checked above) and are
-    // closed here.
-    let status = hdf5::sync::sync(|| unsafe {
+    let status = read_rows_raw(dataset, &row_type, range.start, n, &mut bytes);
+    if status < 0 {
+        return Err(Error::msg(format!("{what}: unreadable rows")));
+    }
+    Ok((shapes, bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect()))
+}
+
+/// Reads rows `first..first + n` of a one-dimensional dataset into `bytes` as `row_type` lays
+/// them out (`bytes` must hold `n` rows of it; the range must lie inside the dataset). Returns
+/// HDF5's status: negative on failure.
+fn read_rows_raw(dataset: &Dataset, row_type: &OwnedType, first: usize, n: usize, bytes: &mut [u8]) -> i32 {
+    use hdf5_sys::{h5d, h5p, h5s};
+    // SAFETY: the callers size `bytes` for `n` rows of `row_type` and keep the range inside the
+    // dataset; every space opened here is closed here.
+    hdf5::sync::sync(|| unsafe {
         let file_space = h5d::H5Dget_space(dataset.id());
         if file_space < 0 {
             return -1;
         }
-        let start = [range.start as hdf5_sys::h5::hsize_t];
+        let start = [first as hdf5_sys::h5::hsize_t];
         let count = [n as hdf5_sys::h5::hsize_t];
         let mem_space = h5s::H5Screate_simple(1, count.as_ptr(), std::ptr::null());
         let mut status = if mem_space < 0 {
@@ -721,11 +741,7 @@ fn read_shaped(
         }
         h5s::H5Sclose(file_space);
         status
-    });
-    if status < 0 {
-        return Err(Error::msg(format!("{what}: unreadable rows")));
-    }
-    Ok((shapes, bytes.chunks(size.max(1)).map(<[u8]>::to_vec).collect()))
+    })
 }
 
 /// Copies the dataset at `path` of `src` (with its attributes) to the same path in `dst`, as
@@ -819,4 +835,171 @@ pub fn write_named_columns(group: &Group, name: &str, columns: &[NamedColumn]) -
         })
         .collect();
     write_shaped_table(group, name, &meta, &rows)
+}
+
+/// Copies every dataset of `src` under `group_path` (recursively, each with its attributes, as
+/// [`copy_dataset`] does) into the same place in `dst`, except the dataset at `skip`; groups
+/// are created PyTables-style. Members are visited in name order, so the copy is deterministic.
+pub fn copy_datasets_except(src: &hdf5::File, dst: &hdf5::File, group_path: &str, skip: &str) -> Result<()> {
+    let group = src.group(group_path).map_err(|e| hdf5_error(format!("{}: group {group_path}", src.filename()), e))?;
+    let mut names = group.member_names().map_err(|e| hdf5_error(format!("{}: {group_path}", src.filename()), e))?;
+    names.sort();
+    for name in names {
+        let path = format!("{}/{name}", group_path.trim_end_matches('/'));
+        if path == skip {
+            continue;
+        }
+        if group.dataset(&name).is_ok() {
+            copy_dataset(src, dst, &path)?;
+        } else if group.group(&name).is_ok() {
+            ensure_groups(dst, &path)?;
+            copy_datasets_except(src, dst, &path, skip)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the attributes of `src` that [`string_attr`] and [`write_attrs`] write (strings,
+/// integers, floats) onto `dst`, except those named in `except`; others are refused, naming
+/// them, rather than dropped.
+pub fn copy_attributes(src: &Location, dst: &Location, except: &[&str]) -> Result<()> {
+    let mut names = src.attr_names().map_err(|e| hdf5_error(format!("attributes of {}", src.name()), e))?;
+    names.sort();
+    for name in names.iter().filter(|n| !except.contains(&n.as_str())) {
+        let attr = src.attr(name).map_err(|e| hdf5_error(format!("attribute {name} of {}", src.name()), e))?;
+        use hdf5::types::TypeDescriptor as T;
+        let descriptor = attr.dtype().and_then(|t| t.to_descriptor());
+        let unreadable = |e| hdf5_error(format!("attribute {name} of {}", src.name()), e);
+        match descriptor.map_err(unreadable)? {
+            T::VarLenUnicode => {
+                string_attr(dst, name, attr.read_scalar::<VarLenUnicode>().map_err(unreadable)?.as_str())?
+            }
+            T::Float(_) => write_attrs(dst, &[(name, Attr::Float(attr.read_scalar::<f64>().map_err(unreadable)?))])?,
+            T::Integer(_) | T::Unsigned(_) => {
+                write_attrs(dst, &[(name, Attr::Int(attr.read_scalar::<i64>().map_err(unreadable)?))])?
+            }
+            other => {
+                return Err(Error::msg(format!(
+                    "attribute {name} of {}: type {other:?} is not one this copy knows",
+                    src.name()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes, as table `name` of `group`, the rows `keep` (ascending) of the table `src` with
+/// every column as stored (type, order, attributes) followed by the columns `extra` (one value
+/// per kept row; numbers only). For adding derived columns to a product another stage made
+/// without knowing its row type (sst1mpipe's DL2 gains `event_type` this way).
+pub fn write_extended_table(
+    src: &Dataset,
+    keep: &[usize],
+    extra: &[NamedColumn],
+    group: &Group,
+    name: &str,
+) -> Result<()> {
+    use hdf5_sys::{h5d, h5t};
+    let what = src.name();
+    let failed = |step: &str| Error::msg(format!("{what}: cannot extend the table ({step})"));
+    if let Some(c) = extra.iter().find(|c| c.values.len() != keep.len()) {
+        return Err(Error::msg(format!(
+            "{what}: column {} has {} values for {} rows",
+            c.name,
+            c.values.len(),
+            keep.len()
+        )));
+    }
+    let total = src.shape().first().copied().unwrap_or(0);
+    if keep.windows(2).any(|w| w[0] >= w[1]) || keep.last().is_some_and(|&k| k >= total) {
+        return Err(failed("rows to keep must ascend within the table"));
+    }
+    // SAFETY: every id is checked before use and closed by OwnedType; member names are copied
+    // to CStrings and freed with HDF5's allocator; offsets stay within the sizes HDF5 reports.
+    let (file_type, row_size, new_type, new_size, n_members) = hdf5::sync::sync(|| unsafe {
+        let file_type = OwnedType(h5d::H5Dget_type(src.id()));
+        if file_type.0 < 0 || h5t::H5Tget_class(file_type.0) != h5t::H5T_class_t::H5T_COMPOUND {
+            return Err(failed("not a table"));
+        }
+        let row_size = h5t::H5Tget_size(file_type.0);
+        let extra_size: usize = extra.iter().map(|_| 8).sum();
+        let new_type = OwnedType(h5t::H5Tcreate(h5t::H5T_class_t::H5T_COMPOUND, row_size + extra_size));
+        if new_type.0 < 0 {
+            return Err(failed("compound"));
+        }
+        let n = h5t::H5Tget_nmembers(file_type.0).max(0) as u32;
+        for i in 0..n {
+            let member = OwnedType(h5t::H5Tget_member_type(file_type.0, i));
+            let raw = h5t::H5Tget_member_name(file_type.0, i);
+            if member.0 < 0 || raw.is_null() {
+                return Err(failed("member"));
+            }
+            let offset = h5t::H5Tget_member_offset(file_type.0, i);
+            let status = h5t::H5Tinsert(new_type.0, raw, offset, member.0);
+            hdf5_sys::h5::H5free_memory(raw.cast());
+            if status < 0 {
+                return Err(failed("member"));
+            }
+        }
+        for (j, c) in extra.iter().enumerate() {
+            let t = match c.values {
+                ColumnValues::F64(_) => *h5t::H5T_IEEE_F64LE,
+                ColumnValues::I64(_) => *h5t::H5T_STD_I64LE,
+                ColumnValues::Ascii(..) => return Err(failed("string columns cannot be added")),
+            };
+            let cname = std::ffi::CString::new(c.name.as_str()).map_err(|_| failed("column name"))?;
+            if h5t::H5Tinsert(new_type.0, cname.as_ptr(), row_size + 8 * j, t) < 0 {
+                return Err(failed(&c.name));
+            }
+        }
+        Ok((file_type, row_size, new_type, row_size + extra_size, n))
+    })?;
+    // The kept rows in the stored layout, a block at a time, each followed by its new values.
+    let mut bytes = Vec::with_capacity(keep.len() * new_size);
+    let mut next = 0;
+    const BLOCK: usize = 65_536;
+    let mut block = Vec::new();
+    for start in (0..total).step_by(BLOCK) {
+        let end = (start + BLOCK).min(total);
+        let first = next;
+        while next < keep.len() && keep[next] < end {
+            next += 1;
+        }
+        if first == next {
+            continue;
+        }
+        block.resize((end - start) * row_size, 0);
+        let status = read_rows_raw(src, &file_type, start, end - start, &mut block);
+        if status < 0 {
+            return Err(Error::msg(format!("{what}: unreadable rows {start}..{end}")));
+        }
+        for (k, &row) in keep[first..next].iter().enumerate() {
+            let at = (row - start) * row_size;
+            bytes.extend_from_slice(&block[at..at + row_size]);
+            for c in extra {
+                match &c.values {
+                    ColumnValues::F64(v) => bytes.extend_from_slice(&v[first + k].to_le_bytes()),
+                    ColumnValues::I64(v) => bytes.extend_from_slice(&v[first + k].to_le_bytes()),
+                    ColumnValues::Ascii(..) => unreachable!("refused above"),
+                }
+            }
+        }
+    }
+    let dataset = create_table_dataset(group, name, &new_type, keep.len(), &bytes)?;
+    copy_attributes(src, &dataset, &["NROWS"])?;
+    for (j, c) in extra.iter().enumerate() {
+        let i = n_members as usize + j;
+        string_attr(&dataset, &format!("FIELD_{i}_NAME"), &c.name)?;
+        string_attr(&dataset, &format!("CTAFIELD_{i}_NAME"), &c.name)?;
+        if !c.unit.is_empty() {
+            string_attr(&dataset, &format!("CTAFIELD_{i}_UNIT"), c.unit)?;
+            string_attr(&dataset, &format!("CTAFIELD_{i}_TRANSFORM"), "quantity")?;
+        }
+    }
+    dataset
+        .new_attr::<u64>()
+        .create("NROWS")
+        .and_then(|a| a.write_scalar(&(keep.len() as u64)))
+        .map_err(|e| hdf5_error("cannot write NROWS", e))
 }

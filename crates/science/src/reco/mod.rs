@@ -12,6 +12,7 @@
 //! * Sampling is seeded (sst1mpipe's pandas sampling is not): the same inputs and config select
 //!   the same training events.
 pub mod matching;
+pub mod misdirection;
 pub mod stereo;
 pub mod stereo_dl2;
 
