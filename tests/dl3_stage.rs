@@ -253,6 +253,14 @@ fn dl3_carries_its_irf_and_refuses_irfs_that_do_not_belong() {
     assert_ne!(code, 0);
     let why = report.to_string() + &err;
     assert!(why.contains("is not an observation run") && why.contains("Monte Carlo"), "{why}");
+    // A DL3 (which carries its IRF's HDUs) given as an IRF is refused as what it is.
+    let dl3_as_irf = dir.path().join("run7_dl3.fits");
+    std::fs::copy(view_target(&store, "night/dl3/all/dl3.fits"), &dl3_as_irf).unwrap();
+    let (code, report, err) =
+        run_json(&store, &mix_recipe(dir.path(), "dl3-as-irf", &base, &obs_dl2, &[dl3_as_irf], "{}"), &[]);
+    assert_ne!(code, 0);
+    let why = report.to_string() + &err;
+    assert!(why.contains("run7_dl3.fits is a DL3 file (it has an EVENTS HDU), not an IRF"), "{why}");
 
     // A changed event_selection bound: status says why, and the run redoes what reads it
     // (training, DL2, IRFs, DL3) but no simulation and no DL1.

@@ -446,3 +446,104 @@ fn reading_commands_work_on_a_read_only_store_and_writing_ones_say_why_not() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_confined_command_cannot_write_through_its_inputs_or_outside_its_work_directory() {
+    if sst1mflow::engine::confine::abi().is_none() {
+        println!("skipped: this kernel offers no Landlock, so \"confine\" cannot be tested here");
+        return;
+    }
+    let dir = TempDir::new("confine");
+    write_inputs(dir.path(), 1);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim.txt"), "kept\n").unwrap();
+    // Step a makes a store object; step b, confined, tries to append to it through its input
+    // link, to write outside, and to use /tmp, then writes its output and a temporary file.
+    let attempts = format!(
+        "echo x >> \"$1\"; echo \"through $?\"; echo y >> {o}/victim.txt; echo \"outside $?\"; echo t > \"$TMPDIR/t\"; echo \"tmpdir $?\"; echo done > out.txt",
+        o = outside.display()
+    );
+    let recipe = |confine: serde_json::Value| {
+        serde_json::json!({
+            "name": "confine",
+            "inputs": {"raw": {"paths": "inputs/*.txt", "kind": "r0"}},
+            "steps": [
+                {"name": "a", "stage": "command", "inputs": {"f": "raw"},
+                 "params": {"argv": ["cp", "{input:f}", "{output:o}"], "outputs": {"o": "a.txt"}}},
+                {"name": "b", "stage": "command", "inputs": {"f": "a.o"},
+                 "params": {"argv": ["sh", "-c", attempts, "sh", "{input:f}"], "stdout": "log", "confine": confine,
+                            "outputs": {"o": "out.txt", "log": "attempts.txt"}}}]
+        })
+    };
+    let path = dir.path().join("confine.json");
+    write(&path, &serde_json::to_string(&recipe(true.into())).unwrap());
+    let store = dir.path().join("store");
+    let (code, report, err) = run_json(&store, &path, &[]);
+    assert_eq!(code, 0, "{err}");
+    let said = std::fs::read_to_string(view_target(&store, "confine/b/all/attempts.txt")).unwrap();
+    assert!(!said.contains("through 0") && !said.contains("outside 0") && said.contains("tmpdir 0"), "{said}");
+    assert_eq!(std::fs::read_to_string(outside.join("victim.txt")).unwrap(), "kept\n");
+    assert_eq!(std::fs::read_to_string(view_target(&store, "confine/a/all/a.txt")).unwrap(), "run 0\nalpha beta 0\n");
+    let key = report["activities"][1]["key"].as_str().unwrap().to_string();
+    let log = stdout(&sst1mflow(&store, &["log", &key[..16]]));
+    assert!(log.contains("# confined (Landlock ABI"), "{log}");
+    let verify = sst1mflow(&store, &["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    // Not a boolean: refused at planning, nothing run.
+    write(&path, &serde_json::to_string(&recipe("yes".into())).unwrap());
+    let (code, _, err) = run_json(&store, &path, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"confine\" must be true or false"), "{err}");
+}
+
+#[test]
+fn reading_commands_work_on_a_full_disk_and_writing_ones_say_no_space_left() {
+    let dir = TempDir::new("full");
+    let mnt = dir.path().join("mnt");
+    if !mount_tmpfs(&mnt, 20 * 1024) {
+        println!("skipped: cannot mount a tmpfs here (needs root); the full disk is not tested");
+        return;
+    }
+    let _mounted = Mounted(&mnt);
+    let recipe = three_step_recipe(&mnt, 2);
+    let store = mnt.join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary =
+        report["activities"].as_array().unwrap().last().unwrap()["outputs"]["n"].as_str().unwrap().to_string();
+    // Fill the disk to the last block, as a runaway job would.
+    let filler = mnt.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 1 << 16];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    let mut small = vec![7u8; 512];
+    while !small.is_empty() {
+        if std::io::Write::write_all(&mut f, &small).is_err() {
+            small.truncate(small.len() / 2);
+        }
+    }
+    drop(f);
+    for args in [
+        vec!["lineage", summary.as_str()],
+        vec!["show", summary.as_str()],
+        vec!["descendants", summary.as_str()],
+        vec!["export-prov", summary.as_str()],
+        vec!["status"],
+        vec!["verify", "--quick"],
+    ] {
+        let out = sst1mflow(&store, &args);
+        assert!(out.status.success(), "{args:?} on a full disk: {}", stderr(&out));
+    }
+    // A run with something to do says why it cannot.
+    std::fs::write(mnt.join("inputs/in_00.txt"), "changed\n").unwrap_or_default();
+    let out = sst1mflow(&store, &["run", recipe.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).to_lowercase().contains("no space left"), "{}", stderr(&out));
+    // Space again: the run does its work and the store is clean.
+    std::fs::remove_file(&filler).unwrap();
+    let (code, _, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "after the disk is freed: {err}");
+    let out = sst1mflow(&store, &["verify"]);
+    assert!(out.status.success(), "after the disk is freed: {}", stdout(&out));
+}

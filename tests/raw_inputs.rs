@@ -637,6 +637,26 @@ mod stage {
         let (code, _, err) = run_json(&store, &r, &[]);
         assert_ne!(code, 0);
         assert!(err.contains("calib.txt") && err.contains("1 rows"), "{err}");
+        // A good pixel with a factor of 0 would silently lose its charge: refused naming it.
+        calibration_table(dir.path());
+        let zero =
+            std::fs::read_to_string(dir.path().join("calib.txt")).unwrap().replacen("\n7 23 1\n", "\n7 0 1\n", 1);
+        write(&dir.path().join("calib.txt"), &zero);
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("calib.txt") && err.contains("pixel 7 has calib_flag 1 but dc_to_pe = 0"), "{err}");
+        // A calibration table given as the window file, as text or as sst1mpipe's HDF5: refused.
+        calibration_table(dir.path());
+        std::fs::copy(dir.path().join("calib.txt"), dir.path().join("window.txt")).unwrap();
+        let (code, _, err) = run_json(&store, &r, &[]);
+        assert_ne!(code, 0);
+        assert!(err.contains("window.txt") && err.contains("a calibration table"), "{err}");
+        if let Some(h5) = data("sst1mpipe_data/averaged_calib_param_v2_2023_2024_tel2.h5") {
+            std::fs::copy(h5, dir.path().join("window.txt")).unwrap();
+            let (code, _, err) = run_json(&store, &r, &[]);
+            assert_ne!(code, 0);
+            assert!(err.contains("window.txt") && err.contains("an HDF5 file"), "{err}");
+        }
         calibration_table(dir.path());
 
         // Forced pointing (sst1mpipe's --pointing-ra/--pointing-dec --force-pointing): coordinates

@@ -29,7 +29,7 @@ pub struct GraphArgs {
 
 pub fn open(cli: &Cli) -> Result<(Store, Db)> {
     let store = Store::open_existing(&cli.store_dir())?;
-    let db = Db::open(&store.db_path())?;
+    let db = Db::open_for_reading(&store.db_path())?;
     Ok((store, db))
 }
 

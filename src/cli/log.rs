@@ -7,7 +7,7 @@ use serde_json::json;
 
 pub fn run(cli: &Cli, prefix: &str) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;
-    let db = Db::open(&store.db_path())?;
+    let db = Db::open_for_reading(&store.db_path())?;
     let keys = db.keys_with_prefix(&prefix.to_lowercase())?;
     let key = match keys.as_slice() {
         [] => return Err(Error::msg(format!("no activity key starts with \"{prefix}\""))),

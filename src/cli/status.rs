@@ -31,7 +31,7 @@ pub fn describe_job(job: &Value) -> String {
 pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
     let store = Store::open_existing(&cli.store_dir())?;
     let recipes: Vec<PathBuf> = if recipes.is_empty() {
-        let db = Db::open(&store.db_path())?;
+        let db = Db::open_for_reading(&store.db_path())?;
         let paths = db.recipe_paths()?;
         if paths.is_empty() {
             return Err(Error::msg(format!("no recipe has run against {} yet; name one", store.root().display())));
@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, recipes: &[PathBuf]) -> Result<i32> {
         recipes.to_vec()
     };
     let opts = RunOptions { jobs: 1, dry_run: true, progress: false, slurm: None };
-    let db = Db::open(&store.db_path())?;
+    let db = Db::open_for_reading(&store.db_path())?;
     let mut all = Vec::new();
     let mut stale_total = 0;
     for path in &recipes {

@@ -139,6 +139,11 @@ struct IrfInfo<'a> {
 fn read_irf(input: &InputFile) -> Result<IrfInfo<'_>> {
     let what = format!("IRF input {}", input.name);
     let hdus = fits::read_file(&input.path, &what)?;
+    if hdus.iter().any(|h| h.extname() == "EVENTS") {
+        return Err(Error::msg(format!(
+            "{what} is a DL3 file (it has an EVENTS HDU), not an IRF: give the make-irfs product"
+        )));
+    }
     for name in IRF_HDUS {
         if !hdus.iter().any(|h| h.extname() == name) {
             return Err(Error::msg(format!("{what}: no \"{name}\" HDU; is it a make-irfs product?")));

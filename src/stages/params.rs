@@ -42,7 +42,10 @@ impl<'a> Params<'a> {
             (None, None) => {
                 Err(Error::msg(format!("{}.params: missing required key \"{key}\" (stage {})", self.at, self.stage)))
             }
-            (Some(v), _) => v.as_u64().ok_or_else(|| self.bad(key, "a non-negative integer")),
+            (Some(v), _) => v.as_u64().or_else(|| exact_integer(v)).ok_or_else(|| {
+                let found = if v.is_number() { v.to_string() } else { crate::engine::recipe::type_name(v).to_string() };
+                self.bad(key, &format!("a non-negative integer, found {found}"))
+            }),
         }
     }
 
@@ -59,6 +62,32 @@ impl<'a> Params<'a> {
                 Err(Error::msg(format!("{}.params: missing required key \"{key}\" (stage {})", self.at, self.stage)))
             }
             Some(v) => v.as_str().ok_or_else(|| self.bad(key, "a string")),
+        }
+    }
+}
+
+/// A JSON number written as a float (`1e6`, `7E5`) that is an exact non-negative integer, as
+/// Python's `int()` takes it; None for fractions, negatives and values beyond 2^53 (where a
+/// float no longer counts exactly).
+fn exact_integer(v: &Value) -> Option<u64> {
+    let x = v.as_f64()?;
+    (x >= 0.0 && x.fract() == 0.0 && x <= (1u64 << 53) as f64).then_some(x as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_written_as_floats_count_and_the_error_says_what_was_found() {
+        let p = |v: Value| Params::new(&serde_json::json!({"n": v}), &["n"], "s", "at").unwrap().u64_or("n", None);
+        assert_eq!(p(serde_json::json!(1e6)).unwrap(), 1_000_000);
+        assert_eq!(p(serde_json::json!(12)).unwrap(), 12);
+        for (bad, found) in
+            [(serde_json::json!(7.5), "7.5"), (serde_json::json!(-5), "-5"), (serde_json::json!("10"), "a string")]
+        {
+            let e = p(bad).unwrap_err().message().to_string();
+            assert!(e.contains("expected a non-negative integer") && e.contains(found), "{e}");
         }
     }
 }

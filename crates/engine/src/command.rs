@@ -13,6 +13,7 @@
 //! | `config_keys` | dotted config keys the program reads (added to those named by placeholders) |
 //! | `stdout`      | an output role that receives the program's standard output |
 //! | `env`         | extra environment variables `{name: value}` (part of the key) |
+//! | `confine`     | `true`: writes allowed only in the work directory and `/dev` (Landlock) [false] |
 //!
 //! Placeholders in argv: `{input:ROLE}` (a role with several files, alone in its argument,
 //! expands to one argument per file), `{output:ROLE}`, `{config}` (a JSON file holding only the
@@ -33,7 +34,12 @@
 //! It runs as its own process group; the activity ends when the whole group has exited (a
 //! background child still writing an output is waited for), the group leader dies with the run
 //! that started it, and a run that finds a killed run's work directory kills what still runs
-//! there ([`crate::procs`]). It is no sandbox: it can read and write wherever its user can.
+//! there ([`crate::procs`]). It is no sandbox: it can read and write wherever its user can,
+//! unless the step sets `"confine": true` (part of the key, as every parameter): the program
+//! then runs under Landlock ([`crate::confine`]) and may write only in its work directory and
+//! `/dev`, whatever user it runs as (`TMPDIR` points inside the work directory), so it can
+//! write neither through its input links nor anywhere else; without Landlock in the kernel the
+//! activity fails rather than run unconfined. Reading, the network and signals stay open.
 //!
 //! A non-zero exit, a death by signal, or a declared output that is missing, not a regular
 //! file, or a symlink, fails the activity.
@@ -54,10 +60,12 @@ pub struct CommandStage;
 /// The only variables of sst1mflow's environment a command sees (besides its declared `env`).
 pub const PASSED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 
-const PARAMS: &[&str] = &["argv", "outputs", "config_keys", "stdout", "env"];
+const PARAMS: &[&str] = &["argv", "outputs", "config_keys", "stdout", "env", "confine"];
 /// Names inside the work directory that belong to the engine.
 const RESERVED_PREFIXES: &[&str] = &[".owner", ".sst1mflow"];
 const CONFIG_FILE: &str = ".sst1mflow-config.json";
+/// `TMPDIR` of a confined command, inside its work directory.
+const CONFINED_TMP: &str = ".sst1mflow-tmp";
 const LOG_FILE: &str = ".sst1mflow-command.log";
 const INPUT_DIR: &str = ".sst1mflow-in";
 
@@ -158,6 +166,8 @@ struct Parsed {
     argv: Vec<Vec<Piece>>,
     stdout: Option<String>,
     env: Vec<(String, String)>,
+    /// Run under [`crate::confine`]: writes only in the work directory and `/dev`.
+    confine: bool,
 }
 
 fn parse_params(params: &Value, input_roles: &[&str], at: &str) -> Result<(Parsed, StagePlan)> {
@@ -288,7 +298,17 @@ fn parse_params(params: &Value, input_roles: &[&str], at: &str) -> Result<(Parse
             .collect::<Result<_>>()?,
         Some(_) => return Err(Error::msg(format!("{at}.params: \"env\" must be an object of strings"))),
     };
-    Ok((Parsed { argv, stdout, env }, StagePlan { config_keys, config_read: Vec::new(), outputs }))
+    let confine = match obj.get("confine") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(Error::msg(format!(
+                "{at}.params: \"confine\" must be true or false, found {}",
+                type_name(other)
+            )))
+        }
+    };
+    Ok((Parsed { argv, stdout, env, confine }, StagePlan { config_keys, config_read: Vec::new(), outputs }))
 }
 
 fn lookup<'v>(config: &'v Value, key: &str) -> Option<&'v Value> {
@@ -433,6 +453,22 @@ impl Stage for CommandStage {
         env.push(("SST1MFLOW_ACTIVITY_KEY".into(), ctx.activity_key.into()));
         env.push(("SST1MFLOW_PIPELINE_VERSION".into(), ctx.pipeline_version.into()));
         env.extend(parsed.env.iter().cloned());
+        // Confined: the ruleset is built here, applied in the child before exec; temporary
+        // files go to a directory inside the work directory, the one place it may write.
+        let ruleset = if parsed.confine {
+            let tmp = ctx.work_dir.join(CONFINED_TMP);
+            fs::create_dir_all(&tmp).map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+            env.push(("TMPDIR".into(), tmp.display().to_string()));
+            let ruleset = crate::confine::Ruleset::for_work_dir(ctx.work_dir)?;
+            let _ = writeln!(
+                ctx.log,
+                "# confined (Landlock ABI {}): writes only in the work directory and /dev",
+                ruleset.abi
+            );
+            Some(ruleset)
+        } else {
+            None
+        };
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -443,11 +479,14 @@ impl Stage for CommandStage {
         // killed run leaves behind is killed by the next run before it reuses the work dir.
         cmd.process_group(0);
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                Ok(())
+                match &ruleset {
+                    Some(r) => r.restrict_current_process(),
+                    None => Ok(()),
+                }
             });
         }
         let status = cmd.spawn().and_then(|mut child| {

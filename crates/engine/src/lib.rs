@@ -17,6 +17,7 @@
 //! * [`command`] — the generic stage that runs a shell-free command; [`procs`] — its processes.
 pub mod command;
 pub mod config;
+pub mod confine;
 pub mod key;
 pub mod maintenance;
 pub mod procs;

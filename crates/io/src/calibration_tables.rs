@@ -59,23 +59,57 @@ pub fn read_pixel_calibration(path: &Path, n_pixels: usize) -> Result<PixelCalib
             dc_to_pe.len()
         )));
     }
+    // A pixel flagged good must have a usable factor: 0 or a negative one would silently zero
+    // or invert its charge (a bad fit is flagged, and then replaced by the mean).
+    if let Some(pixel) = (0..n_pixels).find(|&p| calib_flag[p] == 1 && !(dc_to_pe[p].is_finite() && dc_to_pe[p] > 0.0))
+    {
+        return Err(Error::msg(format!(
+            "{what}: pixel {pixel} has calib_flag 1 but dc_to_pe = {}: a good pixel needs a positive factor (flag it 0 to have it replaced by the mean)",
+            dc_to_pe[pixel]
+        )));
+    }
     Ok(PixelCalibration { dc_to_pe, calib_flag })
 }
 
-/// Reads a window transmittance file (`pixel_id  factor` rows after one header line).
+/// Reads a window transmittance file (`pixel_id  factor` rows after one header line, as
+/// sst1mpipe's `corr_factor_*_wdw.txt`): exactly two columns, the pixel ids 0, 1, 2, … in
+/// order, so that another per-pixel table given in its place (a calibration table, in HDF5 or
+/// as text) is refused instead of read as factors.
 pub fn read_window_transmittance(path: &Path, n_pixels: usize) -> Result<Vec<f64>> {
     let what = path.display().to_string();
+    if is_hdf5(path) {
+        return Err(Error::msg(format!(
+            "{what}: an HDF5 file (a calibration table?), not a window transmittance file (text: a header line, then `pixel_id factor` rows)"
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {what}"), e))?;
+    let split = |l: &str| -> Vec<String> {
+        l.split(|c: char| c.is_whitespace() || c == ',').filter(|f| !f.is_empty()).map(str::to_string).collect()
+    };
+    let header = split(text.lines().next().unwrap_or(""));
+    if header.iter().any(|h| h == "dc_to_pe" || h == "calib_flag") {
+        return Err(Error::msg(format!(
+            "{what}: a calibration table (its header names {}), not a window transmittance file",
+            header.join(", ")
+        )));
+    }
     let mut out = Vec::with_capacity(n_pixels);
     for (i, line) in text.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == ',').filter(|f| !f.is_empty()).collect();
-        let v: f64 = fields
-            .get(1)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| Error::msg(format!("{what} line {}: expected `pixel_id factor`, found {line:?}", i + 1)))?;
+        let fields = split(line);
+        let expected_id = out.len();
+        let v: f64 = match fields.as_slice() {
+            [id, factor] if id.parse::<f64>().ok() == Some(expected_id as f64) => factor.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "{what} line {}: expected `{expected_id} factor` (pixel id, then its factor), found {line:?}",
+                i + 1
+            ))
+        })?;
         if !(v.is_finite() && v > 0.0) {
             return Err(Error::msg(format!(
                 "{what} line {}: transmittance factor {v} is not a positive number",

@@ -6,7 +6,12 @@
 //! memory does not grow with the number of rows. The PyTables attributes (`CLASS`, `TITLE`,
 //! `VERSION`, `FIELD_i_NAME`, `NROWS`) make it look like a PyTables table, and ctapipe's
 //! `CTAFIELD_i_NAME`/`_UNIT` attributes carry the units. Nothing time- or host-dependent is
-//! written, so the same rows give the same bytes.
+//! written, so the same rows give the same bytes. Every chunk carries HDF5's Fletcher-32
+//! checksum of its stored bytes (after shuffle and deflate, as h5py orders them), so damage to
+//! table data fails the read that meets it in every HDF5 reader, whatever the filters before it
+//! did (deflate's own stream check covers only what it compressed). String attributes are
+//! variable-length and live in HDF5's global heap, which no HDF5 format checksums: for them,
+//! as for every byte, the store's SHA-256 (`verify`) is the check.
 //!
 //! Bool columns are stored as PyTables stores them (and so ctapipe): the 8-bit bitfield
 //! `H5T_STD_B8LE`, which PyTables reads as numpy `bool` (h5py as `uint8`, as for any ctapipe
@@ -304,6 +309,7 @@ impl<T: H5Type + Clone> Table<T> {
             .shape(Extent::resizable(0))
             .shuffle()
             .deflate(4)
+            .fletcher32()
             .create(name)
             .map_err(|e| hdf5_error(format!("cannot create table {name}"), e))?;
         string_attr(&dataset, "CLASS", "TABLE")?;
@@ -500,6 +506,7 @@ fn create_table_dataset(
             && dcpl >= 0
             && h5p::H5Pset_chunk(dcpl, 1, chunk.as_ptr()) >= 0
             && h5p::H5Pset_deflate(dcpl, 4) >= 0
+            && h5p::H5Pset_fletcher32(dcpl) >= 0
             && h5p::H5Pset_obj_track_times(dcpl, 0) >= 0
         {
             id = h5d::H5Dcreate2(
@@ -1002,4 +1009,49 @@ pub fn write_extended_table(
         .create("NROWS")
         .and_then(|a| a.write_scalar(&(keep.len() as u64)))
         .map_err(|e| hdf5_error("cannot write NROWS", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(H5Type, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    struct Row {
+        x: f64,
+    }
+
+    #[test]
+    fn a_byte_damaged_inside_a_table_fails_the_read() {
+        let dir = std::env::temp_dir().join(format!("sst1mflow-fletcher-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.h5");
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let rows: Vec<Row> = (0..200_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                Row { x: f64::from_bits(state) }
+            })
+            .collect();
+        let file = create_product_file(&path, "k", "v").unwrap();
+        let mut table = Table::<Row>::create(&file, "t", 16_384, &[ColumnMeta::new("x", "")]).unwrap();
+        for r in &rows {
+            table.push(*r).unwrap();
+        }
+        table.finish().unwrap();
+        close_product_file(file).unwrap();
+        let read = || hdf5::File::open(&path).and_then(|f| f.dataset("t")?.read_raw::<Row>());
+        assert_eq!(read().unwrap().len(), rows.len());
+        // Every chunk is checksummed, whatever deflate does with it.
+        let filters = hdf5::File::open(&path).unwrap().dataset("t").unwrap().filters();
+        assert!(filters.contains(&hdf5::filters::Filter::Fletcher32), "{filters:?}");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read().is_err(), "a flipped byte in the data must fail the read");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -58,7 +58,7 @@ impl VerifyReport {
 
 pub fn verify(store: &Store, quick: bool) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    let db = Db::open(&store.db_path())?;
+    let db = Db::open_for_reading(&store.db_path())?;
     let integrity = db.integrity_check()?;
     if integrity != "ok" {
         report.problems.push(format!("database integrity check: {integrity}"));

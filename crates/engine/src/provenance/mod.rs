@@ -349,6 +349,35 @@ impl Db {
         })
     }
 
+    /// For what only reads (lineage, show, log, status, dry runs, verify): [`Db::open`], or, when
+    /// that fails because the disk is full (SQLite cannot even set up its journal), the existing
+    /// database opened for reading only, so the store can still be inspected. Anything that then
+    /// tries to write fails; the original error is kept when reading is impossible too.
+    pub fn open_for_reading(path: &Path) -> Result<Db> {
+        match Db::open(path) {
+            Ok(db) => Ok(db),
+            Err(e) if path.exists() && no_space_left(path) => {
+                Db::open_read_only(path).or_else(|_| Db::open_immutable(path)).map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_read_only(path: &Path) -> Result<Db> {
+        let ctx = |what: &str| format!("provenance database {} (full disk: read-only): {what}", path.display());
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::db(ctx("cannot open"), e))?;
+        conn.busy_timeout(Duration::from_secs(600)).map_err(|e| Error::db(ctx("cannot configure"), e))?;
+        let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current != schema_version() {
+            return Err(Error::msg(ctx(&format!(
+                "schema version {current}, this sst1mflow reads {}",
+                schema_version()
+            ))));
+        }
+        Ok(Db { conn })
+    }
+
     fn open_immutable(path: &Path) -> Result<Db> {
         let ctx = |what: &str| format!("provenance database {} (read-only file system): {what}", path.display());
         let uri = format!("file:{}?immutable=1", path.display());

@@ -184,7 +184,8 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         let typo = !config_report.hints.is_empty();
         eprintln!("{}: {notice}", if typo { "warning" } else { "note" });
     }
-    let db = Db::open(&store.db_path())?;
+    // A dry run (and `status`) only reads: on a full disk it still answers.
+    let db = if opts.dry_run { Db::open_for_reading(&store.db_path())? } else { Db::open(&store.db_path())? };
     // Shared with other runs, exclusive with `gc --delete`: nothing is deleted under us.
     let _gc_guard = if opts.dry_run { None } else { Some(crate::maintenance::gc::guard(store, false)?) };
     if !opts.dry_run {
