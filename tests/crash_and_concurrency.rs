@@ -250,3 +250,143 @@ fn sigkill_while_recomputable_outputs_are_deleted_or_remade_never_corrupts_the_s
     println!("{kills} kills landed mid-run over {rounds} rounds");
     assert!(kills >= rounds / 2, "too few kills landed mid-run ({kills})");
 }
+
+/// Starts sst1mflow with `args` against `store` and SIGKILLs it after `delay`. True when it was
+/// still running.
+fn command_killed_after(store: &std::path::Path, args: &[&str], delay: Duration) -> bool {
+    let mut child = Command::new(bin())
+        .args(["--store", store.to_str().unwrap(), "--quiet"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let finished = child.try_wait().unwrap().is_some();
+    unsafe_kill(child.id());
+    let _ = child.wait();
+    !finished
+}
+
+/// A small full chain of science stages: simulations, DL1, training, DL2, IRFs.
+fn science_recipe(dir: &std::path::Path) -> std::path::PathBuf {
+    let base = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sst1mpipe_mc_config.json"),
+    )
+    .unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&base).unwrap();
+    config["random_forest_regressor_args"]["n_estimators"] = 8.into();
+    config["random_forest_classifier_args"]["n_estimators"] = 8.into();
+    write(&dir.join("mc.json"), &serde_json::to_string_pretty(&config).unwrap());
+    let models = json!({"energy": "train.energy", "disp_norm": "train.disp_norm", "disp_sign": "train.disp_sign", "gh": "train.gh"});
+    let apply = |dl1: &str| {
+        let mut inputs = models.clone();
+        inputs["dl1"] = dl1.into();
+        inputs
+    };
+    let recipe = json!({
+        "name": "chain", "config": "mc.json",
+        "steps": [
+            {"name": "sim-g", "stage": "simulate", "params": {"particle": "gamma", "n_events": 600, "seed": 11, "viewcone_deg": 2.5, "energy_min_tev": 1, "max_impact_m": 300}},
+            {"name": "sim-p", "stage": "simulate", "params": {"particle": "proton", "n_events": 900, "seed": 12, "viewcone_deg": 3.0, "energy_min_tev": 2, "max_impact_m": 300}},
+            {"name": "dl1-g", "stage": "r0-dl1", "inputs": {"r1": "sim-g.r1"}},
+            {"name": "dl1-p", "stage": "r0-dl1", "inputs": {"r1": "sim-p.r1"}},
+            {"name": "train", "stage": "train-rfs", "inputs": {"gamma": "dl1-g.dl1", "proton": "dl1-p.dl1"}},
+            {"name": "dl2-g", "stage": "dl1-dl2", "inputs": apply("dl1-g.dl1")},
+            {"name": "dl2-p", "stage": "dl1-dl2", "inputs": apply("dl1-p.dl1")},
+            {"name": "irfs", "stage": "make-irfs", "inputs": {"gamma": "dl2-g.dl2", "proton": "dl2-p.dl2"}}
+        ]
+    });
+    let path = dir.join("chain.json");
+    write(&path, &serde_json::to_string_pretty(&recipe).unwrap());
+    path
+}
+
+#[test]
+fn sigkill_in_science_stages_gc_rebuild_db_and_invalidate_never_corrupts_the_store() {
+    let dir = TempDir::new("crash-science");
+    let recipe = science_recipe(dir.path());
+    let reference_store = dir.path().join("reference");
+    let start = Instant::now();
+    let (code, reference, err) = run_json(&reference_store, &recipe, &["-j", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let full = start.elapsed();
+    let expected = output_hashes(&reference);
+    let seed: u64 = std::env::var("SST1MFLOW_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5c1e_4ce5);
+    println!("crash test seed {seed}; uninterrupted science chain {full:?}");
+    let mut rng = Rng(seed);
+    let check = |store: &std::path::Path, what: &str| {
+        if let Some(report) = unclean_verify(store) {
+            panic!("{what}: store not clean: {report}");
+        }
+    };
+
+    // The science stages, killed anywhere (simulating, writing HDF5, training, publishing).
+    let mut kills = 0;
+    let store = dir.path().join("store");
+    for round in 0..6 {
+        let delay = Duration::from_secs_f64(full.as_secs_f64() * 0.9 * rng.next_f64());
+        kills += usize::from(run_and_kill(&store, &recipe, delay));
+        check(&store, &format!("science round {round}, kill after {delay:?}"));
+    }
+    let (code, report, err) = run_json(&store, &recipe, &["-j", "2"]);
+    assert_eq!(code, 0, "resume after the kills: {err}");
+    assert_eq!(output_hashes(&report), expected, "the resumed chain made other bytes");
+    println!("{kills} kills landed in the science chain");
+    assert!(kills >= 3, "too few kills landed mid-run ({kills})");
+
+    // rebuild-db --force, killed anywhere: the database stays whole, nothing is lost.
+    let timed = |args: &[&str]| {
+        let start = Instant::now();
+        let out = sst1mflow(&store, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        start.elapsed()
+    };
+    let rebuild = timed(&["rebuild-db", "--force"]);
+    for round in 0..6 {
+        let delay = Duration::from_secs_f64(rebuild.as_secs_f64() * 1.2 * rng.next_f64());
+        command_killed_after(&store, &["rebuild-db", "--force"], delay);
+        check(&store, &format!("rebuild-db round {round}, kill after {delay:?}"));
+        let (code, report, err) = run_json(&store, &recipe, &["--dry-run"]);
+        assert_eq!((code, report["reused"].as_u64()), (0, Some(8)), "rebuild-db round {round}: {err}\n{report}");
+    }
+
+    // invalidate of the training set, killed anywhere: it happened or it did not, and the
+    // next run redoes exactly what depends on it when it did.
+    let model = report["activities"].as_array().unwrap().iter().find(|a| a["step"] == "train").unwrap()["outputs"]
+        ["energy"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invalidate = timed(&["invalidate", &model, "--dry-run"]);
+    let delay = Duration::from_secs_f64(invalidate.as_secs_f64() * 1.2 * rng.next_f64());
+    command_killed_after(&store, &["invalidate", &model, "--reason", "crash test"], delay);
+    check(&store, &format!("invalidate, kill after {delay:?}"));
+    let out = sst1mflow(&store, &["invalidate", &model, "--reason", "crash test"]);
+    assert!(out.status.success(), "invalidate again: {}", stderr(&out));
+    let (code, report, err) = run_json(&store, &recipe, &["-j", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let ran: Vec<&str> = report["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["outcome"] == "ran")
+        .map(|a| a["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["train", "dl2-g", "dl2-p", "irfs"], "{report}");
+    assert_eq!(output_hashes(&report), expected, "retraining is deterministic");
+
+    // gc --delete of what the invalidation left behind (the old model set's descendants are
+    // recorded, their objects garbage), killed anywhere: never a live object lost.
+    let gc = timed(&["gc"]);
+    for round in 0..4 {
+        let delay = Duration::from_secs_f64(gc.as_secs_f64() * 1.5 * rng.next_f64());
+        command_killed_after(&store, &["gc", "--delete"], delay);
+        check(&store, &format!("gc round {round}, kill after {delay:?}"));
+    }
+    let out = sst1mflow(&store, &["gc", "--delete"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&store, "after gc");
+    let (code, report, err) = run_json(&store, &recipe, &["--dry-run"]);
+    assert_eq!((code, report["reused"].as_u64()), (0, Some(8)), "{err}\n{report}");
+}
