@@ -372,7 +372,7 @@ fn out_of_range_extraction_and_cleaning_settings_are_refused_at_planning() {
     let store = dir.path().join("store");
     let window = "/CameraCalibrator/LocalPeakWindowSum";
     let cleaner = "/ImageProcessor/ImageCleanerSST/telescope_defaults/tel_001/0";
-    let cases: [(&str, &str, serde_json::Value, &str); 9] = [
+    let cases: [(&str, &str, serde_json::Value, &str); 14] = [
         (window, "window_width", serde_json::json!(0), "window_width = 0: must be an integer from 1 to 50"),
         (window, "window_width", serde_json::json!(-1), "window_width = -1"),
         (window, "window_width", serde_json::json!(1e10), "window_width = 10000000000.0"),
@@ -392,6 +392,17 @@ fn out_of_range_extraction_and_cleaning_settings_are_refused_at_planning() {
             "min_picture_neighbors = 1e+19: must be an integer from 0 to 6",
         ),
         (cleaner, "boundary_threshold_pe", serde_json::json!("4"), "boundary_threshold_pe = \"4\""),
+        // Type and value errors that used to surface only as a failed activity.
+        (
+            "/CameraCalibrator",
+            "image_extractor_type",
+            serde_json::json!("FixedWindowSum"),
+            "only \"LocalPeakWindowSum\"",
+        ),
+        (window, "apply_integration_correction", serde_json::json!("yes"), "must be a boolean"),
+        ("/NsbCalibrator", "mc_correction_for_PDE", serde_json::json!("zzz"), "must be a boolean"),
+        ("/ImageProcessor", "use_telescope_frame", serde_json::json!(0), "must be a boolean"),
+        ("/ImageProcessor/ImageCleanerSST/telescope_defaults", "tel_001", serde_json::json!([]), "non-empty list"),
     ];
     for (section, key, value, expected) in cases {
         let mut config = shipped.clone();

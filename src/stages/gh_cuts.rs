@@ -103,9 +103,7 @@ fn settings(config: &Value) -> std::result::Result<Settings, String> {
         analysis(config, "log_energy_max_tev")?,
         analysis(config, "n_energy_bins")?,
     );
-    if lo >= hi || n < 2.0 || n.fract() != 0.0 {
-        return Err("analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins >= 2 edges".into());
-    }
+    super::check_energy_binning(lo, hi, n)?;
     let n = n as usize;
     let edges = (0..n).map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64)).collect();
     let stereo_cuts = super::dl1_input::StereoCuts::from_config(config).map_err(|e| e.message().to_string())?;

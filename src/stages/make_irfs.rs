@@ -153,9 +153,7 @@ fn settings(config: &Value, binned: Option<Vec<super::gh_cuts::CutRow>>) -> std:
         }
     };
     let (lo, hi) = (number(config, "log_energy_min_tev")?, number(config, "log_energy_max_tev")?);
-    if lo >= hi {
-        return Err("analysis.log_energy_min_tev must be below log_energy_max_tev".into());
-    }
+    super::check_energy_binning(lo, hi, number(config, "n_energy_bins")?)?;
     let positive = |k: &str| {
         number(config, k).and_then(|v| if v > 0.0 { Ok(v) } else { Err(format!("analysis.{k} must be positive")) })
     };

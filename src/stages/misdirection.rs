@@ -410,12 +410,7 @@ fn energy_edges(config: &Value) -> std::result::Result<Vec<f64>, String> {
             .ok_or_else(|| format!("config {key} must be a number"))
     };
     let (lo, hi, n) = (number(BIN_KEYS[0])?, number(BIN_KEYS[1])?, number(BIN_KEYS[2])?);
-    if lo >= hi || !(2.0..=1000.0).contains(&n) || n.fract() != 0.0 {
-        return Err(
-            "analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins an integer of 2-1000 edges"
-                .into(),
-        );
-    }
+    super::check_energy_binning(lo, hi, n)?;
     Ok(mis::energy_edges(lo, hi, n as usize))
 }
 

@@ -103,6 +103,25 @@ pub(crate) fn stereo_cut_notices(config: &serde_json::Value, at: &str) -> Vec<Co
         .collect()
 }
 
+/// sst1mpipe's reco-energy binning (`analysis.log_energy_min_tev`, `log_energy_max_tev`,
+/// `n_energy_bins`), checked alike by every stage that bins in reconstructed energy: log10
+/// bounds within [-4, 4] (100 MeV to 10 PeV), the minimum below the maximum, and a whole number
+/// of 2 to 1000 edges.
+pub(crate) fn check_energy_binning(lo: f64, hi: f64, n: f64) -> std::result::Result<(), String> {
+    for (key, v) in [("log_energy_min_tev", lo), ("log_energy_max_tev", hi)] {
+        if !(-4.0..=4.0).contains(&v) {
+            return Err(format!("analysis.{key} = {v}: must be log10(E/TeV) in [-4, 4]"));
+        }
+    }
+    if lo >= hi {
+        return Err(format!("analysis.log_energy_min_tev = {lo} must be below log_energy_max_tev = {hi}"));
+    }
+    if !(2.0..=1000.0).contains(&n) || n.fract() != 0.0 {
+        return Err(format!("analysis.n_energy_bins = {n}: must be a whole number of 2 to 1000 bin edges"));
+    }
+    Ok(())
+}
+
 /// [`dl1_input::STEREO_CUT_KEYS`] as optional applied keys of a plan.
 pub(crate) fn stereo_cut_plan_keys() -> Vec<String> {
     dl1_input::STEREO_CUT_KEYS.iter().map(|k| format!("{k}?")).collect()

@@ -156,9 +156,7 @@ fn settings(config: &Value, gh: GhMethod, theta: ThetaMethod) -> std::result::Re
             .ok_or(format!("analysis.{k} must be a number"))
     };
     let (lo, hi, n) = (a("log_energy_min_tev", 0.0)?, a("log_energy_max_tev", 0.0)?, a("n_energy_bins", 0.0)?);
-    if lo >= hi || n < 2.0 || n.fract() != 0.0 {
-        return Err("analysis: need log_energy_min_tev < log_energy_max_tev and n_energy_bins >= 2 edges".into());
-    }
+    super::check_energy_binning(lo, hi, n)?;
     let significance_fit = if used.contains(&"significance_fit") {
         config
             .pointer("/analysis/significance_fit")

@@ -693,6 +693,15 @@ impl Stage for R0Dl1Stage {
         check_ranges(config).map_err(|e| Error::msg(format!("{}: {e} (read by {at})", file.display())))?;
         let value = |path: &str| path.split('.').try_fold(config, |v, k| v.get(k));
         let tel = step_params(step.params, at)?.tel_id;
+        // Everything the stage will parse at run time, parsed now: a bad type or value refuses
+        // the recipe before anything runs rather than failing the activity.
+        settings(config, tel).map_err(|e| Error::msg(format!("{}: {} (read by {at})", file.display(), e.message())))?;
+        if let Some(v) = value("NsbCalibrator.mc_correction_for_PDE").filter(|v| !v.is_boolean()) {
+            return Err(Error::msg(format!(
+                "{}: NsbCalibrator.mc_correction_for_PDE = {v} (read by {at}): must be true or false",
+                file.display()
+            )));
+        }
         match value("allowed_tels") {
             None | Some(Value::Null) => {}
             Some(Value::Array(list)) if list.iter().all(|v| v.as_u64().is_some()) => {
