@@ -98,7 +98,7 @@ pub fn run_stage(activity: &Activity, work: &std::path::Path, log: &mut Vec<u8>)
         })
     }));
     match outcome {
-        Ok(result) => result,
+        Ok(result) => result.map_err(|e| name_the_inputs(e, activity.inputs)),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<String>()
@@ -110,10 +110,52 @@ pub fn run_stage(activity: &Activity, work: &std::path::Path, log: &mut Vec<u8>)
     }
 }
 
+/// A stage's error as the user reads it: an input seen only by its path inside the store
+/// (`…/objects/ab/…`, meaningless to whoever named the file) is named by its own name too.
+fn name_the_inputs(e: Error, inputs: &[InputFile]) -> Error {
+    let mut text = e.to_string();
+    for input in inputs {
+        let path = input.path.display().to_string();
+        if !input.name.is_empty() && !path.ends_with(&input.name) && text.contains(&path) && !text.contains(&input.name)
+        {
+            text = text.replace(&path, &format!("{} ({path})", input.name));
+        }
+    }
+    if text == e.to_string() {
+        e
+    } else {
+        Error::msg(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stage::DeclaredOutput;
+
+    #[test]
+    fn an_input_seen_by_its_object_path_is_named() {
+        let input = |name: &str, path: &str| InputFile {
+            role: "dl2".into(),
+            position: 0,
+            hash: "ab".repeat(32),
+            path: path.into(),
+            name: name.into(),
+        };
+        let object = input("run7_dl2.h5", "/s/objects/ab/abab");
+        let said =
+            name_the_inputs(Error::msg("/s/objects/ab/abab: not a readable DL2 file"), std::slice::from_ref(&object));
+        assert_eq!(said.to_string(), "run7_dl2.h5 (/s/objects/ab/abab): not a readable DL2 file");
+        // Already named, or a file read in place under its own name: unchanged.
+        let named =
+            name_the_inputs(Error::msg("input run7_dl2.h5: /s/objects/ab/abab: bad"), std::slice::from_ref(&object));
+        assert_eq!(named.to_string(), "input run7_dl2.h5: /s/objects/ab/abab: bad");
+        let raw = input("r.fits.fz", "/data/r.fits.fz");
+        assert_eq!(
+            name_the_inputs(Error::msg("/data/r.fits.fz: truncated"), &[raw]).to_string(),
+            "/data/r.fits.fz: truncated"
+        );
+    }
     use std::path::Path;
 
     struct Panics;
