@@ -94,10 +94,10 @@ pub fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<i32> {
     } else {
         let verb = if args.dry_run { "would invalidate" } else { "invalidated" };
         for (key, stage, version) in p.activities.values() {
-            println!("{verb} activity {} ({stage} v{version})", &key[..12]);
+            println!("{verb} activity {} ({stage} v{version})", crate::text::short(key, 12));
         }
         for h in &p.raw {
-            println!("{verb} raw input {} (runs will refuse it until it is replaced)", &h[..12]);
+            println!("{verb} raw input {} (runs will refuse it until it is replaced)", crate::text::short(h, 12));
         }
         println!("{verb}: {} activities, {} products", p.activities.len(), p.products.len());
     }
@@ -216,10 +216,10 @@ pub fn reproduce(cli: &Cli, target: &str, keep: bool) -> Result<i32> {
             println!(
                 "{:<10} {:<14} {:<12} {:<14} {:<14} {}",
                 row.stage,
-                &row.key[..12],
+                crate::text::short(&row.key, 12),
                 row.role,
-                &row.recorded[..12],
-                &row.reproduced[..12],
+                crate::text::short(&row.recorded, 12),
+                crate::text::short(&row.reproduced, 12),
                 if row.matches() { "identical" } else { "DIFFERS" }
             );
         }

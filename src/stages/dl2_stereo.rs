@@ -184,7 +184,7 @@ impl Stage for Dl2StereoStage {
             .iter()
             .map(|f| Dl2Reader::open(&f.path).map_err(|e| Error::msg(format!("input {}: {}", f.name, e.message()))))
             .collect::<Result<Vec<_>>>()?;
-        let labels = inputs.map(|f| format!("{} ({}, {})", f.role, f.name, &f.hash[..12]));
+        let labels = inputs.map(|f| format!("{} ({}, {})", f.role, f.name, crate::text::short(&f.hash, 12)));
         let names = [labels[0].as_str(), labels[1].as_str()];
         let tels = [readers[0].tel_id, readers[1].tel_id];
         if tels[0] == tels[1] {

@@ -170,7 +170,7 @@ impl Stage for Dl3IndexStage {
                 let name = match irf_names.get(&key) {
                     Some(n) => n.clone(),
                     None => {
-                        let n = format!("{ext}_{}", &o.irf_key[..12]);
+                        let n = format!("{ext}_{}", crate::text::short(&o.irf_key, 12));
                         hdus.push(hdu.renamed(&n)?);
                         irf_names.insert(key, n.clone());
                         n

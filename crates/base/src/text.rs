@@ -64,3 +64,24 @@ mod tests {
         assert!(suggestion("qq", ["a1", "b1"]).contains("expected one of"));
     }
 }
+
+/// The first `n` bytes of `s` for display (a hash or key prefix), or all of `s` when it is
+/// shorter or `n` falls inside a character: strings read from files or the database may be
+/// anything, and showing one must never panic.
+pub fn short(s: &str, n: usize) -> &str {
+    s.get(..n).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod short_tests {
+    use super::short;
+
+    #[test]
+    fn prefixes_never_panic() {
+        assert_eq!(short("abcdef0123456789", 12), "abcdef012345");
+        assert_eq!(short("ab", 12), "ab");
+        assert_eq!(short("", 16), "");
+        // A multi-byte character across the cut: the whole string rather than a panic.
+        assert_eq!(short("aé", 2), "aé");
+    }
+}

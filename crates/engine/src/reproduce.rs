@@ -165,7 +165,12 @@ pub fn reproduce(
             r.dedup();
             r
         };
-        let plan = stage.plan_with_config(&a.params, &roles, Some(&a.config), &format!("activity {}", &a.key[..12]))?;
+        let plan = stage.plan_with_config(
+            &a.params,
+            &roles,
+            Some(&a.config),
+            &format!("activity {}", sst1mflow_base::text::short(&a.key, 12)),
+        )?;
         let mut inputs: Vec<InputFile> = Vec::with_capacity(a.inputs.len());
         for (role, position, h) in &a.inputs {
             let r = reproduced

@@ -28,7 +28,7 @@ fn show(v: Option<&Value>) -> String {
 
 fn describe(p: &ProductInfo) -> String {
     let name = p.metadata.get("file_name").and_then(Value::as_str).unwrap_or("");
-    format!("{} {} {}", &p.hash[..12], p.kind, name).trim_end().to_string()
+    format!("{} {} {}", sst1mflow_base::text::short(&p.hash, 12), p.kind, name).trim_end().to_string()
 }
 
 fn compare_settings(path: &str, label: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {

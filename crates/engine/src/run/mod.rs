@@ -494,7 +494,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
                     if failed <= LIVE_FAILURE_LINES {
                         eprintln!(
                             "FAILED {name}: {e}\n       log: sst1mflow log {}",
-                            &keys[i].as_deref().unwrap_or("")[..16]
+                            sst1mflow_base::text::short(keys[i].as_deref().unwrap_or(""), 16)
                         );
                     } else if failed == LIVE_FAILURE_LINES + 1 {
                         eprintln!("(further failures are listed in the summary)");
