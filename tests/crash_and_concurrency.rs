@@ -91,17 +91,7 @@ fn sigkill_at_random_moments_never_corrupts_the_store() {
 
 /// Starts `run -j 2` of `recipe` and SIGKILLs it after `delay`. True when it was still running.
 fn run_and_kill(store: &std::path::Path, recipe: &std::path::Path, delay: Duration) -> bool {
-    let mut child = Command::new(bin())
-        .args(["--store", store.to_str().unwrap(), "--quiet", "run", "-j", "2", recipe.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(delay);
-    let finished = child.try_wait().unwrap().is_some();
-    unsafe_kill(child.id());
-    let _ = child.wait();
-    !finished
+    command_killed_after(store, &["run", "-j", "2", recipe.to_str().unwrap()], delay)
 }
 
 /// `verify`'s report when the store (if any was created) is not clean.

@@ -174,6 +174,18 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// A three-step recipe run to completion in a store inside `dir`: the recipe, the store and the
+/// last step's output hash.
+fn finished_run_in(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let recipe = three_step_recipe(dir, 2);
+    let store = dir.join("store");
+    let (code, report, err) = run_json(&store, &recipe, &[]);
+    assert_eq!(code, 0, "{err}");
+    let summary =
+        report["activities"].as_array().unwrap().last().unwrap()["outputs"]["n"].as_str().unwrap().to_string();
+    (recipe, store, summary)
+}
+
 /// Every object of a store: its bytes hash to its name (verify), and as HDF5 it reads whole.
 fn assert_objects_intact(store: &Path, what: &str) {
     let out = sst1mflow(store, &["verify"]);
@@ -430,12 +442,7 @@ fn reading_commands_work_on_a_read_only_store_and_writing_ones_say_why_not() {
         return;
     }
     let _mounted = Mounted(&mnt);
-    let recipe = three_step_recipe(&mnt, 2);
-    let store = mnt.join("store");
-    let (code, report, err) = run_json(&store, &recipe, &[]);
-    assert_eq!(code, 0, "{err}");
-    let summary =
-        report["activities"].as_array().unwrap().last().unwrap()["outputs"]["n"].as_str().unwrap().to_string();
+    let (recipe, store, summary) = finished_run_in(&mnt);
     let remount =
         std::process::Command::new("mount").args(["-o", "remount,ro", mnt.to_str().unwrap()]).status().unwrap();
     assert!(remount.success());
@@ -517,12 +524,7 @@ fn reading_commands_work_on_a_full_disk_and_writing_ones_say_no_space_left() {
         return;
     }
     let _mounted = Mounted(&mnt);
-    let recipe = three_step_recipe(&mnt, 2);
-    let store = mnt.join("store");
-    let (code, report, err) = run_json(&store, &recipe, &[]);
-    assert_eq!(code, 0, "{err}");
-    let summary =
-        report["activities"].as_array().unwrap().last().unwrap()["outputs"]["n"].as_str().unwrap().to_string();
+    let (recipe, store, summary) = finished_run_in(&mnt);
     // Fill the disk to the last block, as a runaway job would.
     let filler = mnt.join("filler");
     let mut f = std::fs::File::create(&filler).unwrap();
