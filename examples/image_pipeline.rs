@@ -21,8 +21,14 @@ fn main() {
     );
     let mut writer = args.get(6).map(|path| {
         let telescope = sst1mflow::instrument::TelescopeDescription::model(1, [0.0; 3]);
-        sst1mflow::io::dl1::Dl1Writer::create(std::path::Path::new(path), &telescope, &"0".repeat(64), "test")
-            .expect("DL1 file can be created")
+        sst1mflow::io::dl1::Dl1Writer::create(
+            std::path::Path::new(path),
+            &telescope,
+            sst1mflow::io::hdf5_table::Storage::Deflate,
+            &"0".repeat(64),
+            "test",
+        )
+        .expect("DL1 file can be created")
     });
     let bytes = std::fs::read(&args[1]).expect("waveform file");
     let n_events: usize = args[2].parse().unwrap();

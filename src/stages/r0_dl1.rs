@@ -42,6 +42,10 @@
 //! cleaning and are not written.
 //!
 //! Parameters: `tel_id` [1]: which telescope's settings apply; the input must hold it.
+//! `compress_images` [false]: deflate the image table. It is stored checksummed but
+//! uncompressed by default: deflate shrinks its rows (float charges and peak times whose low
+//! mantissa bytes are noise) by only a fifth, and at ~250 µs per event it would cost more than
+//! decoding and the whole physics of the event together.
 //! `obs_id`: camera data whose file name does not carry `YYYYMMDD_RRRR`. `pointing_ra_deg`,
 //! `pointing_dec_deg` with `force_pointing: true` (sst1mpipe's `--pointing-ra/--pointing-dec
 //! --force-pointing`, camera data only): the pointing used instead of the TARGET header's
@@ -69,6 +73,7 @@ use crate::instrument::TelescopeDescription;
 use crate::instrument::{N_SAMPLES, SAMPLE_NS};
 use crate::io::calibration_tables::{read_pixel_calibration, read_window_transmittance};
 use crate::io::dl1::{Dl1Writer, ImageRow, ParametersRow, PedestalRow, TriggerRow, Truth};
+use crate::io::hdf5_table::Storage;
 use crate::io::instrument::read_telescope_description;
 use crate::io::r1::R1Reader;
 use crate::io::zfits::DigicamEvent;
@@ -89,12 +94,23 @@ struct StepParams {
     /// sst1mpipe's `--reclean`: clean with the charge maps of a first `px_charges` pass
     /// (input role `px_charges`) instead of the run's first pedestal events.
     reclean: bool,
+    /// Deflate the image table (smaller by about a fifth, several times slower to write).
+    compress_images: bool,
 }
 
 fn step_params(params: &Value, at: &str) -> Result<StepParams> {
     let p = Params::new(
         params,
-        &["tel_id", "obs_id", "pointing_ra_deg", "pointing_dec_deg", "force_pointing", "px_charges", "reclean"],
+        &[
+            "tel_id",
+            "obs_id",
+            "pointing_ra_deg",
+            "pointing_dec_deg",
+            "force_pointing",
+            "px_charges",
+            "reclean",
+            "compress_images",
+        ],
         "r0-dl1",
         at,
     )?;
@@ -140,7 +156,8 @@ fn step_params(params: &Value, at: &str) -> Result<StepParams> {
     };
     let px_charges = p.bool_or("px_charges", false)?;
     let reclean = p.bool_or("reclean", false)?;
-    Ok(StepParams { tel_id, obs_id, forced_pointing, px_charges, reclean })
+    let compress_images = p.bool_or("compress_images", false)?;
+    Ok(StepParams { tel_id, obs_id, forced_pointing, px_charges, reclean, compress_images })
 }
 
 /// The keys r0-dl1 applies for telescope `tel`: they enter its key. Only this telescope's
@@ -603,7 +620,7 @@ impl Stage for R0Dl1Stage {
     }
 
     fn version(&self) -> &'static str {
-        "8"
+        "9"
     }
 
     fn plan(&self, params: &Value, input_roles: &[&str], at: &str) -> Result<StagePlan> {
@@ -825,7 +842,9 @@ fn write_pixel_charges(
 }
 
 fn dl1_writer(ctx: &StageContext, telescope: &TelescopeDescription) -> Result<Dl1Writer> {
-    let writer = Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), telescope, ctx.activity_key, ctx.pipeline_version)?;
+    let images = if step_params(ctx.params, "r0-dl1")?.compress_images { Storage::Deflate } else { Storage::Plain };
+    let writer =
+        Dl1Writer::create(&ctx.work_dir.join("dl1.h5"), telescope, images, ctx.activity_key, ctx.pipeline_version)?;
     let settings = crate::contract::dl1_settings(ctx.config, telescope.tel_id);
     writer.write_settings(&settings)?;
     Ok(writer)
@@ -1155,28 +1174,25 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let site = super::dl1_dl2::site(ctx.config, tel).ok();
 
     // One read of the run's start gives the two initial windows: the pedestal events among
-    // the first INITIAL_SEARCH_EVENTS events are kept (up to the image window's size), so the
-    // file is decoded once for them instead of once per window.
+    // the first INITIAL_SEARCH_EVENTS events (up to the image window's size). The events read
+    // are kept as far as memory allows, so the main pass decodes only the rest of the run.
     let mut stats = calibrate::PedestalStats::new(n_pixels);
-    let mut reader = r0_sources::open_zfits(&input.path, &input.name)?;
+    let reader = r0_sources::open_zfits(&input.path, &input.name)?;
+    let n_events_in_file = reader.n_events;
+    let target = reader.target.clone();
     let mut event = DigicamEvent::default();
-    let mut first_array_ids = Vec::new();
     let mut std_buf = vec![0.0f64; n_pixels];
     let mut mean_buf = vec![0.0f64; n_pixels];
-    let mut initial_pedestals: Vec<DigicamEvent> = Vec::new();
-    let mut seen = 0usize;
-    while seen < INITIAL_SEARCH_EVENTS && initial_pedestals.len() < stats.max_images && reader.read_into(&mut event)? {
-        check_event(&event, tel, &input.name)?;
-        if first_array_ids.len() < 2 {
-            first_array_ids.push(event.array_event_number);
-        }
-        if event.event_type == PEDESTAL_EVENT_TYPE {
-            initial_pedestals.push(event.clone());
-        }
-        seen += 1;
-    }
+    let initial = r0_sources::InitialSegment::read(
+        reader,
+        INITIAL_SEARCH_EVENTS,
+        stats.max_images,
+        r0_sources::decode_cache_budget(),
+        &|e| check_event(e, tel, &input.name),
+    )?;
+    let first_array_ids = &initial.first_array_ids;
     // Window 1: the raw samples of the first ≤ max_raw pedestal events.
-    for e in initial_pedestals.iter().take(stats.max_raw) {
+    for e in initial.pedestals.iter().take(stats.max_raw) {
         calibrate::raw_sample_stats(&e.samples, e.n_samples, &mut mean_buf, &mut std_buf);
         stats.push_raw(e.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
     }
@@ -1203,7 +1219,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         // first `max_raw` again.
         let (first_window, keep) = (stats.n_raw(), stats.max_raw);
         stats.max_raw = stats.max_images;
-        for (pedestal, e) in initial_pedestals.iter().enumerate() {
+        for (pedestal, e) in initial.pedestals.iter().enumerate() {
             pedestal_image(e, &stats, &mut out, &mut image, &mut peak);
             stats.push_image(&image);
             if pedestal >= first_window {
@@ -1214,7 +1230,8 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         stats.max_raw = keep;
         stats.truncate_raw(keep);
     }
-    drop(initial_pedestals);
+    let r0_sources::InitialSegment { pedestals, tiles, .. } = initial;
+    drop(pedestals);
     let (nsb_level, cleaner) = if has_pedestals {
         let (mean, _) = stats.image_mean_std().expect("pedestal images");
         let level = mean.iter().sum::<f64>() / mean.len() as f64;
@@ -1233,7 +1250,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         ctx.log,
         "zfits {}: telescope {tel}, obs_id {obs_id_i64}, {} events; event ids from {}",
         input.name,
-        reader.n_events,
+        n_events_in_file,
         if swat { "the SWAT array counter" } else { "the camera counter" }
     );
     if has_pedestals {
@@ -1263,7 +1280,6 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         let _ =
             writeln!(ctx.log, "telescope {tel} has no voltage-drop model (only 21 and 22): no voltage-drop correction");
     }
-    let target = reader.target.clone();
     let header_pointing = target.as_deref().and_then(r0_sources::parse_target);
     // sst1mpipe's fill_target_info: the step's coordinates when forced, else the header's.
     let pointing_radec = match (p.forced_pointing, &header_pointing) {
@@ -1309,7 +1325,14 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     // Pass 3: every event. Decoding runs on its own thread, one event ahead of the physics,
     // so that a run takes the longer of the two, not their sum.
     let mut writer = dl1_writer(ctx, &telescope)?;
-    let (events, recycle) = r0_sources::read_zfits_ahead(r0_sources::open_zfits(&input.path, &input.name)?);
+    let _ = writeln!(
+        ctx.log,
+        "{} events decoded once for the pedestal search and the main pass ({} MB kept), the rest in the main pass",
+        tiles.n_events(),
+        tiles.bytes() >> 20
+    );
+    let reader = r0_sources::open_zfits(&input.path, &input.name)?.with_decoded_tiles(tiles)?;
+    let (events, recycle) = r0_sources::read_zfits_ahead(reader);
     let mut thresholds = vec![cleaner.picture; n_pixels];
     let mut derived = calibration.derive(&stats);
     if has_pedestals {

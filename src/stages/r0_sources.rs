@@ -476,6 +476,74 @@ pub fn read_zfits_ahead(
     (rx, recycle_tx)
 }
 
+/// The start of a camera run as r0-dl1's first pass reads it: the pedestal events that set
+/// the initial windows, and the decoded tiles kept so that the main pass does not decode them
+/// again (decoding is most of an event's cost, and sst1mpipe's initial window of 1000
+/// pedestal events spans most of a run).
+pub struct InitialSegment {
+    /// The pedestal events read, in order.
+    pub pedestals: Vec<DigicamEvent>,
+    /// Events read.
+    pub seen: usize,
+    /// The SWAT array counter of the first two events.
+    pub first_array_ids: Vec<u32>,
+    /// The tiles decoded, as many as the memory budget holds.
+    pub tiles: crate::io::zfits::DecodedTiles,
+}
+
+impl InitialSegment {
+    /// Reads `reader` from its start until `max_events` events or `max_pedestals` pedestal
+    /// events were read, or the run ended; each pedestal event passes `check` first (the main
+    /// pass checks every event). The decoded tiles are kept while they fit in `budget_bytes`.
+    pub fn read(
+        mut reader: DigicamReader,
+        max_events: usize,
+        max_pedestals: usize,
+        budget_bytes: usize,
+        check: &dyn Fn(&DigicamEvent) -> Result<()>,
+    ) -> Result<InitialSegment> {
+        reader.keep_decoded_tiles(budget_bytes);
+        let (mut pedestals, mut seen, mut first_array_ids) = (Vec::new(), 0usize, Vec::new());
+        while seen < max_events && pedestals.len() < max_pedestals {
+            let Some((event_type, array_event_number)) = reader.peek_type()? else { break };
+            if first_array_ids.len() < 2 {
+                first_array_ids.push(array_event_number);
+            }
+            if event_type == crate::io::zfits::PEDESTAL_EVENT_TYPE {
+                let mut event = DigicamEvent::default();
+                reader.read_into(&mut event)?;
+                check(&event)?;
+                pedestals.push(event);
+            } else {
+                reader.skip_event();
+            }
+            seen += 1;
+        }
+        Ok(InitialSegment { pedestals, seen, first_array_ids, tiles: reader.into_decoded_tiles() })
+    }
+}
+
+/// How many bytes of decoded tiles r0-dl1 keeps from its first pass: the environment's
+/// `SST1MFLOW_R0_CACHE_MB`, else a quarter of the available memory per core, at most 1 GiB
+/// (a run's first 1000 pedestal events are ~10,000 events, 1.3 GB). Only speed depends on it,
+/// never a product's bytes.
+pub fn decode_cache_budget() -> usize {
+    const MB: usize = 1 << 20;
+    if let Some(mb) = std::env::var("SST1MFLOW_R0_CACHE_MB").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        return mb.saturating_mul(MB);
+    }
+    let available_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok()))
+    });
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    match available_kb {
+        Some(kb) => (kb.saturating_mul(1024) / (4 * cores)).min(1024 * MB),
+        None => 256 * MB,
+    }
+}
+
 /// Opens a zfits file as DigiCam events.
 pub fn open_zfits(path: &Path, name: &str) -> Result<DigicamReader> {
     DigicamReader::open(path).map_err(|e| Error::msg(format!("input {name}: {e}")))

@@ -21,7 +21,7 @@
 //!
 //! Booleans (`image_mask`, `is_valid`, `tels_with_trigger`) are PyTables' 8-bit bitfield, as
 //! ctapipe writes them (see [`super::hdf5_table`]).
-use super::hdf5_table::{ensure_groups, ColumnMeta, Table};
+use super::hdf5_table::{ensure_groups, ColumnMeta, Storage, Table};
 use hdf5::H5Type;
 use sst1mflow_base::error::Result;
 use sst1mflow_science::image::params::ImageParameters;
@@ -917,14 +917,16 @@ fn column_meta(columns: &[(&'static str, &'static str)]) -> Vec<ColumnMeta<'stat
 }
 
 impl Dl1Writer {
-    /// A DL1 file of images and parameters of `telescope` (whose description is written).
+    /// A DL1 file of images and parameters of `telescope` (whose description is written), the
+    /// image table's chunks stored as `images` says (the other tables are deflated).
     pub fn create(
         path: &Path,
         telescope: &TelescopeDescription,
+        images: Storage,
         activity_key: &str,
         pipeline_version: &str,
     ) -> Result<Dl1Writer> {
-        Self::create_with(path, telescope, true, activity_key, pipeline_version)
+        Self::create_with(path, telescope, Some(images), activity_key, pipeline_version)
     }
 
     /// A DL1 file of parameters only (no image table).
@@ -934,13 +936,13 @@ impl Dl1Writer {
         activity_key: &str,
         pipeline_version: &str,
     ) -> Result<Dl1Writer> {
-        Self::create_with(path, telescope, false, activity_key, pipeline_version)
+        Self::create_with(path, telescope, None, activity_key, pipeline_version)
     }
 
     fn create_with(
         path: &Path,
         telescope: &TelescopeDescription,
-        with_images: bool,
+        images: Option<Storage>,
         activity_key: &str,
         pipeline_version: &str,
     ) -> Result<Dl1Writer> {
@@ -948,15 +950,15 @@ impl Dl1Writer {
         let file = super::hdf5_table::create_product_file(path, activity_key, pipeline_version)?;
         super::instrument::write_instrument(&file, telescope)?;
         let table = format!("tel_{tel_id:03}");
-        let images = if with_images {
-            Some(Table::create(
+        let images = match images {
+            Some(storage) => Some(Table::create_stored(
                 &ensure_groups(&file, "/dl1/event/telescope/images")?,
                 &table,
                 64,
                 &columns(IMAGE_COLUMNS),
-            )?)
-        } else {
-            None
+                storage,
+            )?),
+            None => None,
         };
         let parameters = Table::create(
             &ensure_groups(&file, "/dl1/event/telescope/parameters")?,

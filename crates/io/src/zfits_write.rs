@@ -872,6 +872,41 @@ mod tests {
             assert_eq!(e.pixel_indices, perm);
         }
         assert!(!r.read_into(&mut e).unwrap());
+        // A first pass over the start hands its decoded tiles to the main pass, whatever the
+        // memory budget keeps of them (none, the first tile, all): the same events come out.
+        for budget in [0usize, 14 << 20, usize::MAX] {
+            let mut first = crate::zfits::DigicamReader::open(&path).unwrap();
+            first.keep_decoded_tiles(budget);
+            for k in 0..150u64 {
+                let (event_type, array_id) = first.peek_type().unwrap().unwrap();
+                assert_eq!((event_type, array_id), (if k.is_multiple_of(10) { 8 } else { 1 }, 5000 + 2 * k as u32));
+                if k % 7 == 0 {
+                    assert!(first.read_into(&mut e).unwrap());
+                    assert_eq!(e.samples, events[k as usize].0);
+                } else {
+                    first.skip_event();
+                }
+            }
+            let tiles = first.into_decoded_tiles();
+            let kept = tiles.n_events();
+            assert!(match budget {
+                0 => kept == 0,
+                usize::MAX => kept == 200,
+                _ => kept == 100,
+            });
+            let mut main = crate::zfits::DigicamReader::open(&path).unwrap().with_decoded_tiles(tiles).unwrap();
+            for (samples, baselines, flags) in &events {
+                assert!(main.read_into(&mut e).unwrap());
+                assert_eq!((&e.samples, &e.baselines, &e.pixels_flags), (samples, baselines, flags));
+            }
+            assert!(!main.read_into(&mut e).unwrap());
+        }
+        // Tiles of another file are refused.
+        let other = crate::zfits::DigicamReader::open(&path).unwrap().into_decoded_tiles();
+        let copy = dir.join("SST1M1_20261205_0002.fits.fz");
+        std::fs::copy(&path, &copy).unwrap();
+        let refused = crate::zfits::DigicamReader::open(&copy).unwrap().with_decoded_tiles(other);
+        assert!(refused.err().unwrap().to_string().contains("decoded tiles of"));
         if std::env::var_os("KEEP_ZFITS_TEST").is_none() {
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -898,6 +933,93 @@ mod tests {
             let mut out = Vec::new();
             let _ = huffman16_decode(&damaged, 10_000, &mut out);
             assert!(out.len() <= 2 * 10_000 + 8);
+        }
+    }
+
+    /// Symbols as sample differences are (a two-sided geometric spread) with a share of wide
+    /// values, whose codes are longer than one fast lookup.
+    fn sample_differences(n: usize, seed: u64, wide_every: u32) -> Vec<u16> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let r = (x >> 33) as u32;
+                if r.is_multiple_of(wide_every) {
+                    (r >> 8) as u16
+                } else {
+                    ((r.trailing_zeros() as i16) * if r & 1 == 0 { 1 } else { -1 }) as u16
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn huffman_pairs_decode_as_single_streams() {
+        use crate::zfits::huffman16_decode_pair;
+        let inputs = [
+            sample_differences(30_000, 1, 1000),
+            sample_differences(20_011, 2, 20),
+            sample_differences(5, 3, 2),
+            vec![7u16; 100],
+            vec![],
+            (0..=65535u16).collect(),
+            sample_differences(40_000, 4, 3),
+        ];
+        let single = |stream: &[u8], n: usize| {
+            let mut out = Vec::new();
+            huffman16_decode(stream, n, &mut out).map(|()| out)
+        };
+        for a in &inputs {
+            for b in &inputs {
+                let (sa, sb) = (huffman16_encode(a), huffman16_encode(b));
+                let (mut out_a, mut out_b) = (vec![1u8; 3], Vec::new());
+                huffman16_decode_pair(&sa, &sb, 70_000, &mut out_a, &mut out_b).unwrap();
+                assert_eq!(out_a, single(&sa, 70_000).unwrap());
+                assert_eq!(out_b, single(&sb, 70_000).unwrap());
+            }
+        }
+        // Damage to one stream of a pair: an error, or exactly what the single decoder says.
+        let (sa, sb) = (huffman16_encode(&inputs[0]), huffman16_encode(&inputs[1]));
+        let mut x = 5u64;
+        for round in 0..500 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let mut damaged = sa.clone();
+            if round % 2 == 0 {
+                let bit = (x >> 20) as usize % (8 * damaged.len());
+                damaged[bit / 8] ^= 1 << (bit % 8);
+            } else {
+                damaged.truncate((x >> 20) as usize % damaged.len());
+            }
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            if huffman16_decode_pair(&damaged, &sb, 70_000, &mut out_a, &mut out_b).is_ok() {
+                assert_eq!(out_a, single(&damaged, 70_000).unwrap());
+                assert_eq!(out_b, single(&sb, 70_000).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn diff_blocks_decode_alone_and_in_pairs_as_the_scalar_prefix_sum() {
+        use crate::zfits::decode_block_pair_into;
+        for n in (0..70).chain([1000, 4099]) {
+            let words: Vec<i16> = sample_differences(n, n as u64, 50).iter().map(|&v| v as i16).collect();
+            let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let mut chains = vec![vec![Processing::Diff, Processing::Zlib]];
+            if n % 3 == 1 {
+                bytes.push(0x5a); // an odd byte count (not Huffman16's): the last byte is not a word
+            } else {
+                chains.push(vec![Processing::Diff, Processing::Huffman16]);
+            }
+            for chain in chains {
+                let block = encode_block(&bytes, &chain);
+                let decoded = decode_block(&block, 1 << 20).unwrap();
+                assert_eq!(decoded, bytes, "{n} {chain:?}");
+                let half = 2 * (bytes.len() / 4);
+                let other = encode_block(&bytes[..half], &chain);
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                decode_block_pair_into(&block, &other, 1 << 20, &mut a, &mut b).unwrap();
+                assert_eq!((a.as_slice(), b.as_slice()), (&bytes[..], &bytes[..half]), "{n} {chain:?}");
+            }
         }
     }
 

@@ -45,9 +45,11 @@ pub(super) fn register_inputs(
     db: &Db,
     recipe: &Recipe,
     dry_run: bool,
+    jobs: usize,
     progress: &mut Progress,
 ) -> Result<Vec<Vec<RawItem>>> {
     let total: usize = recipe.inputs.iter().map(|s| s.files.len()).sum();
+    let mut hashed = hash_new_inputs(db, recipe, jobs, progress)?;
     let mut seen = 0;
     let mut sets = Vec::new();
     // Lookups run inside one read transaction (one lock, not one per statement); it is closed
@@ -87,11 +89,11 @@ pub(super) fn register_inputs(
                     }
                     h
                 }
-                _ if dry_run => crate::store::hash_file(&abs)?.hash,
+                _ if dry_run => hashed_or_hash(&mut hashed, &abs, &fp)?.hash,
                 _ => {
                     switch_to_writing(db, &mut reading)?;
                     // Hashing (or copying) a large file holds no database lock.
-                    let d = if set.copy { store.import_file(&abs)? } else { crate::store::hash_file(&abs)? };
+                    let d = if set.copy { store.import_file(&abs)? } else { hashed_or_hash(&mut hashed, &abs, &fp)? };
                     if set.copy {
                         db.add_product(&record(&d.hash, d.size))?;
                         db.mark_stored(&d.hash)?;
@@ -126,6 +128,70 @@ pub(super) fn register_inputs(
     }
     db.commit()?;
     Ok(sets)
+}
+
+/// Referenced inputs whose stat fingerprint the cache does not know, hashed on up to `jobs`
+/// threads before registration: a night's raw files are tens of gigabytes, and hashing them
+/// one after the other leaves all cores but one idle. Keyed by path, with the fingerprint
+/// read before hashing (registration uses a digest only when it read the same fingerprint).
+fn hash_new_inputs(
+    db: &Db,
+    recipe: &Recipe,
+    jobs: usize,
+    progress: &mut Progress,
+) -> Result<std::collections::HashMap<std::path::PathBuf, (StatFingerprint, crate::store::Digested)>> {
+    let mut todo = Vec::new();
+    for set in recipe.inputs.iter().filter(|s| !s.copy) {
+        for (path, _) in &set.files {
+            // Anything odd (a missing file, …) is left to registration, which names it.
+            let Ok(abs) = std::fs::canonicalize(path) else { continue };
+            let Ok(meta) = std::fs::metadata(&abs) else { continue };
+            let fp = fingerprint(&meta);
+            if db.cached_input(&abs.to_string_lossy(), &fp)?.is_none() && !todo.iter().any(|(p, _)| p == &abs) {
+                todo.push((abs, fp));
+            }
+        }
+    }
+    let mut done = std::collections::HashMap::new();
+    if todo.len() < 2 {
+        return Ok(done);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.clamp(1, todo.len()))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((path, fp)) = todo.get(i) else { break };
+                    // A failure is left to registration too, which hashes again and reports it.
+                    if let Ok(d) = crate::store::hash_file(path) {
+                        results.lock().expect("no panic while holding it").push((path.clone(), (*fp, d)));
+                    }
+                    finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+            })
+            .collect();
+        while !workers.iter().all(|w| w.is_finished()) {
+            progress.hashing(finished.load(std::sync::atomic::Ordering::Relaxed), todo.len());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    done.extend(results.into_inner().expect("threads joined"));
+    Ok(done)
+}
+
+/// The digest hashed ahead for `abs` if it was read with fingerprint `fp`, else a fresh hash.
+fn hashed_or_hash(
+    hashed: &mut std::collections::HashMap<std::path::PathBuf, (StatFingerprint, crate::store::Digested)>,
+    abs: &std::path::Path,
+    fp: &StatFingerprint,
+) -> Result<crate::store::Digested> {
+    match hashed.remove(abs) {
+        Some((seen, d)) if &seen == fp => Ok(d),
+        _ => crate::store::hash_file(abs),
+    }
 }
 
 /// Ends the read transaction before a write (each write commits on its own).

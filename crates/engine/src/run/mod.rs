@@ -205,7 +205,7 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
         _ => None,
     };
     let slurm_calls_before = crate::slurm::tools::calls();
-    let raw = register_inputs(store, &db, &recipe, opts.dry_run, &mut progress)?;
+    let raw = register_inputs(store, &db, &recipe, opts.dry_run, jobs, &mut progress)?;
     let nodes = build_nodes(&recipe, &raw, &infos);
     let pipeline_version = pipeline.version().to_string();
     let n = nodes.len();

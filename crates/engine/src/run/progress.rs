@@ -26,6 +26,12 @@ impl Progress {
         }
     }
 
+    pub(super) fn hashing(&mut self, done: usize, total: usize) {
+        if self.due(done == total) {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[Khashing new inputs {done}/{total}");
+        }
+    }
+
     pub(super) fn show(
         &mut self,
         done: usize,

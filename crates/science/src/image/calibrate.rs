@@ -204,10 +204,13 @@ pub fn interpolate_bad_pixels(geom: &CameraGeometry, bad: &[bool], image: &mut [
 
 /// Per-pixel mean and standard deviation (ddof 0) of the raw samples of one pedestal event.
 pub fn raw_sample_stats(samples: &[i16], n_samples: usize, mean: &mut [f64], std: &mut [f64]) {
+    // Exact integer sums: the variance (n·Σx² − (Σx)²)/n² is rounded once, where a running
+    // f64 sum of squared deviations rounds at every sample (and is a chain of dependent adds).
     for ((s, m), o) in samples.chunks_exact(n_samples).zip(mean.iter_mut()).zip(std.iter_mut()) {
-        let n = s.len() as f64;
-        *m = s.iter().map(|&x| x as f64).sum::<f64>() / n;
-        let var = s.iter().map(|&x| (x as f64 - *m).powi(2)).sum::<f64>() / n;
+        let n = s.len() as i64;
+        let (sum, sum2) = s.iter().fold((0i64, 0i64), |(a, b), &x| (a + x as i64, b + x as i64 * x as i64));
+        *m = sum as f64 / n as f64;
+        let var = (n * sum2 - sum * sum) as f64 / (n * n) as f64;
         *o = var.sqrt();
     }
 }
@@ -298,8 +301,7 @@ impl PedestalStats {
             column.clear();
             column.extend(self.raw_mean.iter().map(|m| m[p]));
             mean[p] = column.iter().sum::<f64>() / n as f64;
-            column.sort_by(f64::total_cmp);
-            median[p] = if n % 2 == 1 { column[n / 2] } else { 0.5 * (column[n / 2 - 1] + column[n / 2]) };
+            median[p] = median_of(&mut column);
         }
         Some(PedestalSummary { n_events: n, time_mean_min_max: times, mean, median, std: self.raw_std()? })
     }
@@ -355,10 +357,7 @@ impl PedestalStats {
     pub fn global_voltage_drop(&self, tel_id: u16) -> Option<f64> {
         let std = self.raw_std()?;
         let mut var: Vec<f64> = std.iter().map(|s| s * s).collect();
-        var.sort_by(f64::total_cmp);
-        let n = var.len();
-        let median = if n % 2 == 1 { var[n / 2] } else { 0.5 * (var[n / 2 - 1] + var[n / 2]) };
-        voltage_drop_factor(tel_id, median)
+        voltage_drop_factor(tel_id, median_of(&mut var))
     }
 
     /// Per-pixel (mean, std) of the calibrated pedestal images in the window (sst1mpipe's
@@ -374,8 +373,40 @@ impl PedestalStats {
     }
 }
 
+/// numpy's median of non-empty `values` (the mean of the two middle ones for an even count),
+/// in the total order of f64; reorders `values`. A selection, not a sort: it runs per pixel
+/// for every pedestal window.
+fn median_of(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    let (below, middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *middle;
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower = below.iter().copied().max_by(f64::total_cmp).expect("n >= 2");
+        0.5 * (lower + upper)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn selected_medians_are_the_sorted_ones() {
+        let mut x = 7u64;
+        for n in 1..60usize {
+            let mut values: Vec<f64> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((x >> 40) % 17) as f64 - 8.0 // repeated values too
+                })
+                .collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let expected = if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) };
+            assert_eq!(super::median_of(&mut values).to_bits(), expected.to_bits(), "{n}");
+        }
+    }
+
     #[test]
     fn nsb_rate_of_a_variance_is_sst1mpipes() {
         // scipy's splev on NSB_tools' TCK1/TCK2 through VAR_to_NSB's formula.
