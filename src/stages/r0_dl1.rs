@@ -1664,7 +1664,9 @@ fn finish_image(
     if interpolate_invalid && out.bad.iter().any(|&b| b) {
         calibrate::interpolate_bad_pixels(geom, &out.bad, image, peak);
     }
-    let saturated = calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
+    // No sample above the saturation threshold (nearly every event): nothing to re-integrate.
+    let saturated = out.max_adc > calibrate::SATURATION_THRESHOLD_ADC
+        && calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
     if let Some(w) = &calibration.window {
         for (v, f) in image.iter_mut().zip(w) {
             *v = (*v as f64 / f) as f32;

@@ -337,12 +337,14 @@ pub struct Calibrated {
     pub adc: Vec<f32>,
     pub r1: Vec<f32>,
     pub bad: Vec<bool>,
+    /// The largest value of `adc` before bad pixels were zeroed (see [`calibrate::r0_to_r1`]).
+    pub max_adc: f32,
 }
 
 impl Calibrated {
     pub fn new() -> Calibrated {
         let n = 1296 * crate::instrument::N_SAMPLES;
-        Calibrated { adc: vec![0.0; n], r1: vec![0.0; n], bad: vec![false; 1296] }
+        Calibrated { adc: vec![0.0; n], r1: vec![0.0; n], bad: vec![false; 1296], max_adc: f32::INFINITY }
     }
 }
 
@@ -387,7 +389,7 @@ impl DataCalibration {
     /// waveforms of bad pixels are zeroed and flagged for interpolation.
     pub fn calibrate(&self, event: &DigicamEvent, derived: &DerivedCalibration, out: &mut Calibrated) {
         let n_samples = event.n_samples;
-        calibrate::r0_to_r1(
+        out.max_adc = calibrate::r0_to_r1(
             &event.samples,
             &event.baselines,
             &derived.scale,
@@ -526,8 +528,18 @@ impl InitialSegment {
 /// How many bytes of decoded tiles r0-dl1 keeps from its first pass: the environment's
 /// `SST1MFLOW_R0_CACHE_MB`, else a quarter of the available memory per core, at most 1 GiB
 /// (a run's first 1000 pedestal events are ~10,000 events, 1.3 GB). Only speed depends on it,
-/// never a product's bytes.
+/// never a product's bytes. The process keeps that much per core of finished runs' buffers
+/// for the next runs (fresh memory costs a zeroed page per 4 kB).
 pub fn decode_cache_budget() -> usize {
+    let budget = per_run_budget();
+    // The buffers of finished runs wait for the next ones, as much as the runs in flight
+    // (one per core) keep together.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    crate::io::zfits::set_tile_pool_limit(budget.saturating_mul(cores));
+    budget
+}
+
+fn per_run_budget() -> usize {
     const MB: usize = 1 << 20;
     if let Some(mb) = std::env::var("SST1MFLOW_R0_CACHE_MB").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
         return mb.saturating_mul(MB);

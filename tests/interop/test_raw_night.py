@@ -168,3 +168,63 @@ def test_dl1_stereo_matches_the_simulated_coincidences(night, tmp_path):
     assert set(one.event_id) <= coincident
     assert len(one) > 0.2 * len(coincident), (len(one), len(coincident))
     assert np.isfinite(one.HillasReconstructor_alt).mean() > 0.9
+
+
+def test_dl1_images_are_the_same_plain_or_deflated_and_whatever_the_decoding_memory(night, tmp_path):
+    """r0-dl1 stores the image table checksummed but uncompressed unless `compress_images`; the
+    values are the same either way, and the memory r0-dl1 may keep decoded tiles in
+    (SST1MFLOW_R0_CACHE_MB) changes only its speed, never a byte."""
+    if not ARRAY.exists():
+        pytest.skip(f"{ARRAY} not found (the shared data folder is absent)")
+    import h5py
+    root, truth = night
+    run = next(r for r in truth["runs"] if r["kind"] == "science")
+    recipe = {
+        "name": "images", "config": str(ROOT / "config" / "sst1mpipe_data_config.json"),
+        "inputs": {
+            "run": {"paths": [str(root / run["files"][0])], "kind": "zfits"},
+            "cal": {"paths": [str(root / truth["cameras"][0]["calibration_table"])], "kind": "calibration"},
+            "array": {"paths": [str(ARRAY)], "kind": "subarray"},
+        },
+        "steps": [
+            {"name": "plain", "stage": "r0-dl1", "params": {"tel_id": 21},
+             "inputs": {"r0": "run", "calibration": "cal", "subarray": "array"}},
+            {"name": "deflated", "stage": "r0-dl1", "params": {"tel_id": 21, "compress_images": True},
+             "inputs": {"r0": "run", "calibration": "cal", "subarray": "array"}},
+        ],
+    }
+    path = tmp_path / "images.json"
+    path.write_text(json.dumps(recipe))
+    dl1 = {}
+    for budget in ["0", "1", None]:
+        store = tmp_path / f"store-{budget}"
+        env = dict(os.environ)
+        if budget is not None:
+            env["SST1MFLOW_R0_CACHE_MB"] = budget
+        r = subprocess.run([BIN, "--store", str(store), "--quiet", "--json", "run", str(path)], capture_output=True,
+                           text=True, env=env)
+        assert r.returncode == 0, r.stderr + r.stdout
+        view = store / "views" / "images"
+        dl1[budget] = {step: (view / step / "all" / "dl1.h5").read_bytes() for step in ["plain", "deflated"]}
+        key = next(a["key"] for a in json.loads(r.stdout)["activities"] if a["step"] == "plain")
+        log = subprocess.run([BIN, "--store", str(store), "log", key], capture_output=True, text=True).stdout
+        kept = int(log.split(" events decoded once")[0].split()[-1])
+        if budget == "0":
+            assert kept == 0, log
+        if budget is None:
+            assert kept == run["events"][0], log  # the whole short run is kept
+            files = {step: view / step / "all" / "dl1.h5" for step in ["plain", "deflated"]}
+            files = {step: view / step / "all" / "dl1.h5" for step in ["plain", "deflated"]}
+    # Keeping no tile, one tile's worth, or as many as memory allows: the same bytes.
+    assert dl1["0"] == dl1["1"] == dl1[None]
+    with h5py.File(files["plain"], "r") as p, h5py.File(files["deflated"], "r") as d:
+        name = "/dl1/event/telescope/images/tel_021"
+        assert p[name].compression is None and p[name].fletcher32
+        assert d[name].compression == "gzip" and d[name].fletcher32
+        assert p[name].shape == d[name].shape and p[name].shape[0] > 100
+        assert p[name][:].tobytes() == d[name][:].tobytes()
+        assert p[name].id.get_storage_size() > d[name].id.get_storage_size()
+        # The other tables are deflated in both.
+        assert p["/dl1/event/telescope/parameters/tel_021"].compression == "gzip"
+        assert (p["/dl1/event/telescope/parameters/tel_021"][:].tobytes()
+                == d["/dl1/event/telescope/parameters/tel_021"][:].tobytes())

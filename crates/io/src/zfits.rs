@@ -1313,6 +1313,73 @@ impl DigicamEvent {
     }
 }
 
+impl Drop for DigicamReader {
+    fn drop(&mut self) {
+        let tiles = self.spare.drain(..).chain(self.tile.take().map(|t| t.1));
+        let tiles = tiles.chain(self.kept.drain(..).map(|t| t.1)).chain(self.preloaded.drain(..).map(|t| t.1));
+        tiles.for_each(tile_pool::give);
+    }
+}
+
+/// Tile buffers done with, for the next reader of the process. A decoded tile is ~13 MB and
+/// a run's first pass keeps hundreds of megabytes of them: fresh memory costs a page fault
+/// per 4 kB (about a tenth of r0-dl1's time on this kind of machine), while buffers passed on
+/// from run to run are faulted in once per process. Only speed depends on it.
+mod tile_pool {
+    use super::Tile;
+    use std::sync::Mutex;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// At most this many bytes wait in the pool; beyond it, buffers are freed.
+    static MAX_BYTES: AtomicUsize = AtomicUsize::new(1 << 30);
+
+    static POOL: Mutex<(Vec<Tile>, usize)> = Mutex::new((Vec::new(), 0));
+
+    pub(super) fn set_limit(bytes: usize) {
+        MAX_BYTES.store(bytes, Ordering::Relaxed);
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        while pool.1 > bytes {
+            let tile = pool.0.pop().expect("bytes are counted");
+            pool.1 -= self::bytes(&tile);
+        }
+    }
+
+    fn bytes(tile: &Tile) -> usize {
+        tile.columns.iter().map(Vec::capacity).sum()
+    }
+
+    pub(super) fn give(tile: Tile) {
+        let size = bytes(&tile);
+        if size == 0 {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.1 + size <= MAX_BYTES.load(Ordering::Relaxed) {
+            pool.1 += size;
+            pool.0.push(tile);
+        }
+    }
+
+    pub(super) fn take() -> Tile {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        match pool.0.pop() {
+            Some(tile) => {
+                pool.1 -= bytes(&tile);
+                tile
+            }
+            None => Tile { n_rows: 0, columns: Vec::new() },
+        }
+    }
+}
+
+/// How many bytes of decoded-tile buffers the process keeps for reuse between readers (1 GiB
+/// unless set): a program reading many runs at once sets it to what its readers keep
+/// together, so that run after run reuses the same memory.
+pub fn set_tile_pool_limit(bytes: usize) {
+    tile_pool::set_limit(bytes);
+}
+
 /// Decoded tiles of a file's `Events` table, handed from one reader to another.
 pub struct DecodedTiles {
     path: PathBuf,
@@ -1483,7 +1550,7 @@ impl DigicamReader {
                 self.keep(ahead);
             }
         }
-        DecodedTiles { path: self.file.path.clone(), tiles: self.kept }
+        DecodedTiles { path: self.file.path.clone(), tiles: std::mem::take(&mut self.kept) }
     }
 
     /// A reader that takes tiles from `tiles` (decoded by a reader of the same file) instead
@@ -1526,8 +1593,10 @@ impl DigicamReader {
             let (_, dropped) = self.preloaded.pop_front().expect("front");
             self.spare.push(dropped);
         }
-        self.spare.truncate(2);
-        let mut reuse = || self.spare.pop().unwrap_or(Tile { n_rows: 0, columns: Vec::new() });
+        while self.spare.len() > 2 {
+            tile_pool::give(self.spare.pop().expect("non-empty"));
+        }
+        let mut reuse = || self.spare.pop().unwrap_or_else(tile_pool::take);
         let tile = match self.preloaded.front() {
             Some((i, _)) if *i == index => self.preloaded.pop_front().expect("front").1,
             next_preloaded => {

@@ -111,7 +111,9 @@ pub fn variance_to_nsb_mhz(tel_id: u16, variance: f64) -> Option<f64> {
 }
 
 /// Baseline-subtracted ADC and R1 (p.e.) waveforms of one event, pixel-major. `baselines_x16`
-/// are DigiCam's baselines in 1/16 ADC.
+/// are DigiCam's baselines in 1/16 ADC. Returns the largest baseline-subtracted ADC value, so
+/// that the saturation check ([`correct_saturation`]) can be skipped for the (nearly all)
+/// events without a sample above its threshold, without reading the waveforms again.
 pub fn r0_to_r1(
     samples: &[i16],
     baselines_x16: &[i16],
@@ -120,7 +122,8 @@ pub fn r0_to_r1(
     n_samples: usize,
     adc: &mut [f32],
     r1: &mut [f32],
-) {
+) -> f32 {
+    let mut max_adc = f32::NEG_INFINITY;
     for (pixel, ((s, a), r)) in samples
         .chunks_exact(n_samples)
         .zip(adc.chunks_exact_mut(n_samples))
@@ -136,7 +139,12 @@ pub fn r0_to_r1(
         for (r, &a) in r.iter_mut().zip(a.iter()) {
             *r = a * scale;
         }
+        // An integer maximum as a fold (it vectorises; `Iterator::max` does not), converted as
+        // the samples are.
+        let top = s.iter().fold(i16::MIN, |m, &x| m.max(x));
+        max_adc = max_adc.max(top as f32 - baseline);
     }
+    max_adc
 }
 
 pub const SATURATION_THRESHOLD_ADC: f32 = 3000.0;
