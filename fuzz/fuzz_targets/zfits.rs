@@ -20,6 +20,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if let Ok(mut file) = ZFile::from_bytes(name, data.to_vec()) {
+        // Consecutive tiles decoded as a pair.
+        for table in 0..file.tables.len() {
+            for first in 0..file.tables[table].n_tiles().saturating_sub(1).min(32) {
+                let empty = || sst1mflow::io::zfits::Tile { n_rows: 0, columns: Vec::new() };
+                let _ = file.read_tile_pair_into(table, first, None, [empty(), empty()]);
+            }
+        }
+    }
     if let Ok(file) = ZFile::from_bytes(name, data.to_vec()) {
         if let Ok(mut reader) = DigicamReader::new(file) {
             let mut n = 0;
@@ -27,6 +36,32 @@ fuzz_target!(|data: &[u8]| {
                 n += 1;
                 if n > 1000 {
                     break;
+                }
+            }
+        }
+    }
+    // r0-dl1's two passes: a first pass peeking at event types and keeping its decoded tiles,
+    // handed to a second reader of the same bytes.
+    if let (Ok(a), Ok(b)) = (ZFile::from_bytes(name, data.to_vec()), ZFile::from_bytes(name, data.to_vec())) {
+        if let (Ok(mut first), Ok(main)) = (DigicamReader::new(a), DigicamReader::new(b)) {
+            first.keep_decoded_tiles(usize::MAX);
+            let mut event = sst1mflow::io::zfits::DigicamEvent::default();
+            for k in 0..500 {
+                match first.peek_type() {
+                    Ok(Some((8, _))) if k % 3 == 0 => {
+                        if !matches!(first.read_into(&mut event), Ok(true)) {
+                            break;
+                        }
+                    }
+                    Ok(Some(_)) => first.skip_event(),
+                    _ => break,
+                }
+            }
+            if let Ok(mut main) = main.with_decoded_tiles(first.into_decoded_tiles()) {
+                for _ in 0..1000 {
+                    if !matches!(main.read_into(&mut event), Ok(true)) {
+                        break;
+                    }
                 }
             }
         }

@@ -133,7 +133,9 @@ def test_first_nightly_analyses_every_science_run_and_skips_the_rest(night):
             assert 1000 < (hist["rate"] * hours * 3600).sum() < 20000
 
 
-def gammapy_significance(datastore, ra, dec):
+def gammapy_significance(datastore, ra, dec, obs_ids=None):
+    """gammapy's reflected-regions significance of (ra, dec), stacked over the data store's
+    observations (those of `obs_ids` when given): (sqrt TS, ON counts, OFF counts, observations)."""
     from astropy.coordinates import SkyCoord, Angle
     import astropy.units as u
     from gammapy.data import DataStore
@@ -143,7 +145,7 @@ def gammapy_significance(datastore, ra, dec):
     from regions import CircleSkyRegion
 
     ds = DataStore.from_dir(datastore)
-    obs = ds.get_observations(required_irf=["aeff", "edisp"])
+    obs = ds.get_observations(obs_ids, required_irf=["aeff", "edisp"])
     target = SkyCoord(ra, dec, unit="deg", frame="icrs")
     region = CircleSkyRegion(center=target, radius=Angle("0.2 deg"))
     e_reco = MapAxis.from_energy_bounds(0.3, 100, 10, unit="TeV", name="energy")

@@ -1619,15 +1619,7 @@ impl DigicamReader {
 
     /// The next event's type and SWAT array counter, without reading the event.
     pub fn peek_type(&mut self) -> Result<Option<(u32, u32)>> {
-        if self.next >= self.n_events {
-            return Ok(None);
-        }
-        let per_tile = self.file.tables[self.table].rows_per_tile;
-        let tile_index = (self.next / per_tile) as usize;
-        let row = (self.next % per_tile) as usize;
-        if self.tile.as_ref().map(|t| t.0) != Some(tile_index) {
-            self.load_tile(tile_index)?;
-        }
+        let Some(row) = self.load_next()? else { return Ok(None) };
         let (_, tile) = self.tile.as_ref().expect("loaded");
         let scalar_u32 = |col: usize| -> u32 {
             u32::from_le_bytes(tile.columns[col][4 * row..4 * row + 4].try_into().expect("checked"))
@@ -1636,6 +1628,19 @@ impl DigicamReader {
             self.cols.event_type.map(scalar_u32).unwrap_or(0),
             self.cols.array_event_number.map(scalar_u32).unwrap_or(0),
         )))
+    }
+
+    /// Makes the next event's tile the current one; its row there, or None at the end.
+    fn load_next(&mut self) -> Result<Option<usize>> {
+        if self.next >= self.n_events {
+            return Ok(None);
+        }
+        let per_tile = self.file.tables[self.table].rows_per_tile;
+        let tile_index = (self.next / per_tile) as usize;
+        if self.tile.as_ref().map(|t| t.0) != Some(tile_index) {
+            self.load_tile(tile_index)?;
+        }
+        Ok(Some((self.next % per_tile) as usize))
     }
 
     /// Passes over the next event without reading it.
@@ -1651,15 +1656,7 @@ impl DigicamReader {
 
     /// Reads the next event into `event` (its buffers are reused); false at the end.
     pub fn read_into(&mut self, event: &mut DigicamEvent) -> Result<bool> {
-        if self.next >= self.n_events {
-            return Ok(false);
-        }
-        let per_tile = self.file.tables[self.table].rows_per_tile;
-        let tile_index = (self.next / per_tile) as usize;
-        let row = (self.next % per_tile) as usize;
-        if self.tile.as_ref().map(|t| t.0) != Some(tile_index) {
-            self.load_tile(tile_index)?;
-        }
+        let Some(row) = self.load_next()? else { return Ok(false) };
         let what = self.file.path.display().to_string();
         let (_, tile) = self.tile.as_ref().expect("loaded");
         let c = &self.cols;
