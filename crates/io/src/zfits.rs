@@ -19,7 +19,22 @@
 //!   a string). The element type is the `ZFORM` letter; a `TZEROn` card only marks it unsigned.
 //!
 //! Reading is streaming: the file is opened once and each tile is read with one seek when it is
-//! needed, so memory is bounded by one tile whatever the run length (real runs are ~1 GB).
+//! needed, so memory is bounded by a couple of tiles whatever the run length (real runs are
+//! ~1 GB), unless a reader is asked to keep what it decoded (below).
+//!
+//! Decoding is most of the cost of a camera event (a samples column is ~6 bits per sample of
+//! FACT Huffman over "diff"), and it is shaped by that:
+//! * **Huffman16** (`Huffman16`) decodes through a flat table of up to three symbols per
+//!   lookup of the next 11 bits (longer codes walk byte tables), with a branchless refill; a
+//!   stream is one chain of dependent lookups, so [`DigicamReader`] decodes the samples of
+//!   two consecutive tiles in one loop ([`huffman16_decode_pair`]), which the processor
+//!   overlaps, with BMI2 shifts where the CPU has them.
+//! * Tile buffers are reused: within a reader, and between readers through a process-wide
+//!   pool (fresh memory costs a zeroed page per 4 kB).
+//! * A first pass over a run's start (r0-dl1's pedestal search) keeps its decoded tiles
+//!   within a memory budget ([`DigicamReader::keep_decoded_tiles`]) and hands them to the
+//!   reader of the main pass ([`DigicamReader::with_decoded_tiles`]), so they are decoded once.
+//!
 //! Every structural problem (truncated file, bad catalogue, a block that overruns its tile, a
 //! Huffman table that does not decode, a size that does not add up) is an error naming the
 //! file, the byte offset and what was expected; no input can make the reader panic or loop.
@@ -1193,7 +1208,7 @@ fn huffman16_trivial(h: &Huffman16, out: &mut Vec<u8>) -> std::result::Result<bo
     Ok(true)
 }
 
-/// Decodes one FACT Huffman16 stream (see [`Huffman16`]), appending the symbols to `out`.
+/// Decodes one FACT Huffman16 stream (see `Huffman16`), appending the symbols to `out`.
 /// `max_symbols` bounds the output.
 pub fn huffman16_decode(input: &[u8], max_symbols: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
     let h = Huffman16::parse(input, max_symbols)?;
