@@ -485,8 +485,6 @@ pub fn read_zfits_ahead(
 pub struct InitialSegment {
     /// The pedestal events read, in order.
     pub pedestals: Vec<DigicamEvent>,
-    /// Events read.
-    pub seen: usize,
     /// The SWAT array counter of the first two events.
     pub first_array_ids: Vec<u32>,
     /// The tiles decoded, as many as the memory budget holds.
@@ -521,7 +519,7 @@ impl InitialSegment {
             }
             seen += 1;
         }
-        Ok(InitialSegment { pedestals, seen, first_array_ids, tiles: reader.into_decoded_tiles() })
+        Ok(InitialSegment { pedestals, first_array_ids, tiles: reader.into_decoded_tiles() })
     }
 }
 

@@ -498,6 +498,11 @@ fn expected_len(c: &ZColumn, bytes: &[u8], n_rows: usize) -> std::result::Result
 }
 
 impl Tile {
+    /// Bytes its column buffers hold.
+    pub fn bytes(&self) -> usize {
+        self.columns.iter().map(Vec::capacity).sum()
+    }
+
     /// The scalar values of column `c` as little-endian words of `size` bytes.
     pub fn scalars<'a>(&'a self, c: usize, size: usize) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.columns[c].chunks_exact(size)
@@ -1314,14 +1319,6 @@ pub struct DigicamEvent {
 }
 
 impl DigicamEvent {
-    /// Bytes its buffers hold on the heap.
-    pub fn heap_bytes(&self) -> usize {
-        2 * (self.samples.capacity()
-            + self.baselines.capacity()
-            + self.pixels_flags.capacity()
-            + self.pixel_indices.capacity())
-    }
-
     /// The event's buffers for reuse, unless it never held any.
     pub fn into_recyclable(self) -> Option<DigicamEvent> {
         (!self.samples.is_empty()).then_some(self)
@@ -1356,16 +1353,12 @@ mod tile_pool {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         while pool.1 > bytes {
             let tile = pool.0.pop().expect("bytes are counted");
-            pool.1 -= self::bytes(&tile);
+            pool.1 -= tile.bytes();
         }
     }
 
-    fn bytes(tile: &Tile) -> usize {
-        tile.columns.iter().map(Vec::capacity).sum()
-    }
-
     pub(super) fn give(tile: Tile) {
-        let size = bytes(&tile);
+        let size = tile.bytes();
         if size == 0 {
             return;
         }
@@ -1380,7 +1373,7 @@ mod tile_pool {
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         match pool.0.pop() {
             Some(tile) => {
-                pool.1 -= bytes(&tile);
+                pool.1 -= tile.bytes();
                 tile
             }
             None => Tile { n_rows: 0, columns: Vec::new() },
@@ -1409,7 +1402,7 @@ impl DecodedTiles {
 
     /// Bytes the tiles hold.
     pub fn bytes(&self) -> usize {
-        self.tiles.iter().flat_map(|(_, t)| t.columns.iter().map(Vec::capacity)).sum()
+        self.tiles.iter().map(|(_, t)| t.bytes()).sum()
     }
 }
 
@@ -1583,7 +1576,7 @@ impl DigicamReader {
     }
 
     fn keep(&mut self, (index, tile): (usize, Tile)) {
-        let size: usize = tile.columns.iter().map(Vec::capacity).sum();
+        let size = tile.bytes();
         if self.kept_bytes + size <= self.keep_budget {
             self.kept_bytes += size;
             self.kept.push((index, tile));
