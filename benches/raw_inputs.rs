@@ -135,7 +135,7 @@ fn real_file_physics(
     let mut r1 = vec![0.0f32; 1296 * N_SAMPLES];
     let (reps, s) = timed(2.0, || {
         for e in zfits_events {
-            calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut adc, &mut r1);
+            calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut r1);
         }
     });
     let calib_rate = (zfits_events.len() * reps as usize) as f64 / s;
@@ -144,9 +144,12 @@ fn real_file_physics(
     let mut mask = vec![false; 1296];
     let (reps, s) = timed(2.0, || {
         for e in zfits_events {
-            calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut adc, &mut r1);
+            let max_adc = calibrate::r0_to_r1(&e.samples, &e.baselines, &dc_to_pe, 0.98, N_SAMPLES, &mut r1);
             extract::local_peak_window_sum(&r1, N_SAMPLES, window, &mut image, &mut peak);
-            calibrate::correct_saturation(&adc, &r1, N_SAMPLES, SAMPLE_NS as f32, &mut image, &mut peak);
+            if max_adc > calibrate::SATURATION_THRESHOLD_ADC {
+                calibrate::subtract_baselines(&e.samples, &e.baselines, N_SAMPLES, &mut adc);
+                calibrate::correct_saturation(&adc, &r1, N_SAMPLES, SAMPLE_NS as f32, &mut image, &mut peak);
+            }
             clean::tailcuts_clean(geom, &image, thresholds, cuts, &mut mask);
             clean::time_delta_clean(geom, &peak, 1, 8.0, &mut mask);
             std::hint::black_box(params::image_parameters(geom, &image, &peak, &mask));
@@ -251,11 +254,12 @@ fn simulated_night(geom: &CameraGeometry, window: &extract::Window) {
     while started.elapsed().as_secs_f64() < 2.0 {
         for ev in &events {
             let t0 = Instant::now();
-            let max_adc = calibrate::r0_to_r1(&ev.samples, &ev.baselines, &dc_to_pe, 1.0, N_SAMPLES, &mut adc, &mut r1);
+            let max_adc = calibrate::r0_to_r1(&ev.samples, &ev.baselines, &dc_to_pe, 1.0, N_SAMPLES, &mut r1);
             let t1 = Instant::now();
             extract::local_peak_window_sum(&r1, N_SAMPLES, window, &mut image, &mut peak);
             let t2 = Instant::now();
             if max_adc > calibrate::SATURATION_THRESHOLD_ADC {
+                calibrate::subtract_baselines(&ev.samples, &ev.baselines, N_SAMPLES, &mut adc);
                 calibrate::correct_saturation(&adc, &r1, N_SAMPLES, SAMPLE_NS as f32, &mut image, &mut peak);
             }
             let t3 = Instant::now();

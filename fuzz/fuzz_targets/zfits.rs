@@ -21,11 +21,14 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(mut file) = ZFile::from_bytes(name, data.to_vec()) {
-        // Consecutive tiles decoded as a pair.
+        // Consecutive tiles decoded together, two and three at a time.
         for table in 0..file.tables.len() {
             for first in 0..file.tables[table].n_tiles().saturating_sub(1).min(32) {
                 let empty = || sst1mflow::io::zfits::Tile { n_rows: 0, columns: Vec::new() };
-                let _ = file.read_tile_pair_into(table, first, None, [empty(), empty()]);
+                let _ = file.read_tiles_into(table, first, None, [empty(), empty()]);
+                if first + 2 < file.tables[table].n_tiles() {
+                    let _ = file.read_tiles_into(table, first, None, [empty(), empty(), empty()]);
+                }
             }
         }
     }

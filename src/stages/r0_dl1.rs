@@ -1180,7 +1180,6 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let reader = r0_sources::open_zfits(&input.path, &input.name)?;
     let n_events_in_file = reader.n_events;
     let target = reader.target.clone();
-    let mut event = DigicamEvent::default();
     let mut std_buf = vec![0.0f64; n_pixels];
     let mut mean_buf = vec![0.0f64; n_pixels];
     let initial = r0_sources::InitialSegment::read(
@@ -1332,7 +1331,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         tiles.bytes() >> 20
     );
     let reader = r0_sources::open_zfits(&input.path, &input.name)?.with_decoded_tiles(tiles)?;
-    let (events, recycle) = r0_sources::read_zfits_ahead(reader);
+    let mut events = r0_sources::EventsAhead::start(reader);
     let mut thresholds = vec![cleaner.picture; n_pixels];
     let mut derived = calibration.derive(&stats);
     if has_pedestals {
@@ -1367,11 +1366,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let raised = |thresholds: &[f64], picture: f64| thresholds.iter().filter(|&&t| t > picture).count();
     let mut n_raised = raised(&thresholds, cleaner.picture);
     let mut raised_sum = 0.0f64;
-    for received in events.iter() {
-        if let Some(done) = std::mem::replace(&mut event, received?).into_recyclable() {
-            let _ = recycle.send(done);
-        }
-        check_event(&event, tel, &input.name)?;
+    while let Some(event) = events.next() {
+        let event = event?;
+        check_event(event, tel, &input.name)?;
         position += 1;
         let position = position - 1;
         let utc_s = crate::astro::unix_tai_to_unix(event.local_clock_ns as f64 * 1e-9);
@@ -1400,7 +1397,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             None => (&cleaner, thresholds.as_slice(), nsb_level, n_raised),
         };
         raised_sum += event_raised as f64 / n_pixels as f64;
-        calibration.calibrate(&event, &derived, &mut out);
+        calibration.calibrate(event, &derived, &mut out);
         let mut saturated = false;
         // sst1mpipe cleans pedestal events too (with the thresholds from before they join
         // the window), counts those whose image has parameters, and does not write them.
@@ -1429,7 +1426,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             }
             calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
-            pedestal_image(&event, &stats, &mut out, &mut image, &mut peak);
+            pedestal_image(event, &stats, &mut out, &mut image, &mut peak);
             stats.push_image(&image);
             n_pedestals += 1;
             // sst1mpipe writes the monitoring row every 20th processed pedestal.
@@ -1665,8 +1662,8 @@ fn finish_image(
         calibrate::interpolate_bad_pixels(geom, &out.bad, image, peak);
     }
     // No sample above the saturation threshold (nearly every event): nothing to re-integrate.
-    let saturated = out.max_adc > calibrate::SATURATION_THRESHOLD_ADC
-        && calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
+    let saturated =
+        out.has_adc && calibrate::correct_saturation(&out.adc, &out.r1, N_SAMPLES, SAMPLE_NS as f32, image, peak);
     if let Some(w) = &calibration.window {
         for (v, f) in image.iter_mut().zip(w) {
             *v = (*v as f64 / f) as f32;

@@ -907,6 +907,19 @@ mod tests {
         std::fs::copy(&path, &copy).unwrap();
         let refused = crate::zfits::DigicamReader::open(&copy).unwrap().with_decoded_tiles(other);
         assert!(refused.err().unwrap().to_string().contains("decoded tiles of"));
+        // A reader that leaves the pixel flags undecoded gives everything else unchanged, and
+        // refuses tiles decoded with them (and the other way round).
+        let mut lean = crate::zfits::DigicamReader::open(&path).unwrap().without_pixel_flags();
+        for (samples, baselines, _) in &events {
+            assert!(lean.read_into(&mut e).unwrap());
+            assert_eq!((&e.samples, &e.baselines, e.pixels_flags.len()), (samples, baselines, 0));
+        }
+        let with_flags = crate::zfits::DigicamReader::open(&path).unwrap().into_decoded_tiles();
+        let refused =
+            crate::zfits::DigicamReader::open(&path).unwrap().without_pixel_flags().with_decoded_tiles(with_flags);
+        assert!(refused.err().unwrap().to_string().contains("other columns"));
+        let without = crate::zfits::DigicamReader::open(&path).unwrap().without_pixel_flags().into_decoded_tiles();
+        assert!(crate::zfits::DigicamReader::open(&path).unwrap().with_decoded_tiles(without).is_err());
         if std::env::var_os("KEEP_ZFITS_TEST").is_none() {
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -954,8 +967,8 @@ mod tests {
     }
 
     #[test]
-    fn huffman_pairs_decode_as_single_streams() {
-        use crate::zfits::huffman16_decode_pair;
+    fn huffman_streams_decoded_together_decode_as_single_streams() {
+        use crate::zfits::huffman16_decode_many;
         let inputs = [
             sample_differences(30_000, 1, 1000),
             sample_differences(20_011, 2, 20),
@@ -969,16 +982,22 @@ mod tests {
             let mut out = Vec::new();
             huffman16_decode(stream, n, &mut out).map(|()| out)
         };
-        for a in &inputs {
+        for (i, a) in inputs.iter().enumerate() {
             for b in &inputs {
                 let (sa, sb) = (huffman16_encode(a), huffman16_encode(b));
                 let (mut out_a, mut out_b) = (vec![1u8; 3], Vec::new());
-                huffman16_decode_pair(&sa, &sb, 70_000, &mut out_a, &mut out_b).unwrap();
+                huffman16_decode_many([&sa, &sb], 70_000, [&mut out_a, &mut out_b]).unwrap();
                 assert_eq!(out_a, single(&sa, 70_000).unwrap());
                 assert_eq!(out_b, single(&sb, 70_000).unwrap());
+                // Three at once (the loop is generic in the number of streams).
+                let sc = huffman16_encode(&inputs[(i + 3) % inputs.len()]);
+                let mut outs: [Vec<u8>; 3] = Default::default();
+                huffman16_decode_many([&sa, &sb, &sc], 70_000, outs.each_mut()).unwrap();
+                assert_eq!(outs, [&sa, &sb, &sc].map(|s| single(s, 70_000).unwrap()));
             }
         }
-        // Damage to one stream of a pair: an error, or exactly what the single decoder says.
+        // Damage to one stream: an error naming it (the single decoder fails too), or exactly
+        // what the single decoder says.
         let (sa, sb) = (huffman16_encode(&inputs[0]), huffman16_encode(&inputs[1]));
         let mut x = 5u64;
         for round in 0..500 {
@@ -991,16 +1010,23 @@ mod tests {
                 damaged.truncate((x >> 20) as usize % damaged.len());
             }
             let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-            if huffman16_decode_pair(&damaged, &sb, 70_000, &mut out_a, &mut out_b).is_ok() {
-                assert_eq!(out_a, single(&damaged, 70_000).unwrap());
-                assert_eq!(out_b, single(&sb, 70_000).unwrap());
+            let (first, second) = if round % 4 < 2 { (&damaged, &sb) } else { (&sb, &damaged) };
+            match huffman16_decode_many([first, second], 70_000, [&mut out_a, &mut out_b]) {
+                Ok(()) => {
+                    assert_eq!(out_a, single(first, 70_000).unwrap());
+                    assert_eq!(out_b, single(second, 70_000).unwrap());
+                }
+                Err((which, _)) => {
+                    assert_eq!(which, if round % 4 < 2 { 0 } else { 1 });
+                    assert!(single(&damaged, 70_000).is_err());
+                }
             }
         }
     }
 
     #[test]
-    fn diff_blocks_decode_alone_and_in_pairs_as_the_scalar_prefix_sum() {
-        use crate::zfits::decode_block_pair_into;
+    fn diff_blocks_decode_alone_and_together_as_the_scalar_prefix_sum() {
+        use crate::zfits::decode_blocks_into;
         for n in (0..70).chain([1000, 4099]) {
             let words: Vec<i16> = sample_differences(n, n as u64, 50).iter().map(|&v| v as i16).collect();
             let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -1010,15 +1036,27 @@ mod tests {
             } else {
                 chains.push(vec![Processing::Diff, Processing::Huffman16]);
             }
+            // The prefix sum computed here, one word at a time.
+            let mut expected = Vec::with_capacity(bytes.len());
+            let mut sum = 0i16;
+            for w in bytes.chunks(2) {
+                if let [lo, hi] = w {
+                    sum = sum.wrapping_add(i16::from_le_bytes([*lo, *hi]));
+                    expected.extend_from_slice(&sum.to_le_bytes());
+                } else {
+                    expected.push(w[0]);
+                }
+            }
             for chain in chains {
-                let block = encode_block(&bytes, &chain);
+                // What was encoded is the difference of consecutive words of `expected`.
+                let block = encode_block(&expected, &chain);
                 let decoded = decode_block(&block, 1 << 20).unwrap();
-                assert_eq!(decoded, bytes, "{n} {chain:?}");
-                let half = 2 * (bytes.len() / 4);
-                let other = encode_block(&bytes[..half], &chain);
+                assert_eq!(decoded, expected, "{n} {chain:?}");
+                let half = 2 * (expected.len() / 4);
+                let other = encode_block(&expected[..half], &chain);
                 let (mut a, mut b) = (Vec::new(), Vec::new());
-                decode_block_pair_into(&block, &other, 1 << 20, &mut a, &mut b).unwrap();
-                assert_eq!((a.as_slice(), b.as_slice()), (&bytes[..], &bytes[..half]), "{n} {chain:?}");
+                decode_blocks_into([&block, &other], 1 << 20, [&mut a, &mut b]).unwrap();
+                assert_eq!((a.as_slice(), b.as_slice()), (&expected[..], &expected[..half]), "{n} {chain:?}");
             }
         }
     }

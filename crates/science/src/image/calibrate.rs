@@ -110,34 +110,71 @@ pub fn variance_to_nsb_mhz(tel_id: u16, variance: f64) -> Option<f64> {
     Some(shift / gain / 4e-3)
 }
 
-/// Baseline-subtracted ADC and R1 (p.e.) waveforms of one event, pixel-major. `baselines_x16`
-/// are DigiCam's baselines in 1/16 ADC. Returns the largest baseline-subtracted ADC value, so
-/// that the saturation check ([`correct_saturation`]) can be skipped for the (nearly all)
-/// events without a sample above its threshold, without reading the waveforms again.
+/// R1 (p.e.) waveforms of one event, pixel-major: (ADC − baseline) / (dc_to_pe × voltage
+/// drop). `baselines_x16` are DigiCam's baselines in 1/16 ADC. Returns the largest
+/// baseline-subtracted ADC value, so that the saturation check ([`correct_saturation`]), the
+/// only user of the baseline-subtracted waveforms ([`subtract_baselines`]), can be skipped for
+/// the (nearly all) events without a sample above its threshold: writing them for every event
+/// would double this step's memory traffic, which is what it costs.
 pub fn r0_to_r1(
     samples: &[i16],
     baselines_x16: &[i16],
     dc_to_pe: &[f64],
     voltage_drop: f64,
     n_samples: usize,
-    adc: &mut [f32],
     r1: &mut [f32],
 ) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { r0_to_r1_avx2(samples, baselines_x16, dc_to_pe, voltage_drop, n_samples, r1) };
+    }
+    r0_to_r1_any(samples, baselines_x16, dc_to_pe, voltage_drop, n_samples, r1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn r0_to_r1_avx2(
+    samples: &[i16],
+    baselines_x16: &[i16],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    r0_to_r1_any(samples, baselines_x16, dc_to_pe, voltage_drop, n_samples, r1)
+}
+
+/// SST-1M's 50 samples get a loop of known length (no remainder handling per pixel).
+#[inline(always)]
+fn r0_to_r1_any(
+    samples: &[i16],
+    baselines_x16: &[i16],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    match n_samples {
+        50 => r0_to_r1_pixels(samples.chunks_exact(50), baselines_x16, dc_to_pe, voltage_drop, r1.chunks_exact_mut(50)),
+        n => r0_to_r1_pixels(samples.chunks_exact(n), baselines_x16, dc_to_pe, voltage_drop, r1.chunks_exact_mut(n)),
+    }
+}
+
+#[inline(always)]
+fn r0_to_r1_pixels<'a>(
+    samples: impl Iterator<Item = &'a [i16]>,
+    baselines_x16: &[i16],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    r1: impl Iterator<Item = &'a mut [f32]>,
+) -> f32 {
     let mut max_adc = f32::NEG_INFINITY;
-    for (pixel, ((s, a), r)) in samples
-        .chunks_exact(n_samples)
-        .zip(adc.chunks_exact_mut(n_samples))
-        .zip(r1.chunks_exact_mut(n_samples))
-        .enumerate()
-    {
+    for (pixel, (s, r)) in samples.zip(r1).enumerate() {
         let baseline = baselines_x16[pixel] as f32 / 16.0;
         let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
-        // Two simple passes over equal-length slices: both vectorise.
-        for (a, &x) in a.iter_mut().zip(s) {
-            *a = x as f32 - baseline;
-        }
-        for (r, &a) in r.iter_mut().zip(a.iter()) {
-            *r = a * scale;
+        for (r, &x) in r.iter_mut().zip(s) {
+            *r = (x as f32 - baseline) * scale;
         }
         // An integer maximum as a fold (it vectorises; `Iterator::max` does not), converted as
         // the samples are.
@@ -145,6 +182,17 @@ pub fn r0_to_r1(
         max_adc = max_adc.max(top as f32 - baseline);
     }
     max_adc
+}
+
+/// Baseline-subtracted ADC waveforms (ADC − `baselines_x16` / 16), pixel-major, as
+/// [`r0_to_r1`] computes them on its way to R1.
+pub fn subtract_baselines(samples: &[i16], baselines_x16: &[i16], n_samples: usize, adc: &mut [f32]) {
+    for ((s, a), &b) in samples.chunks_exact(n_samples).zip(adc.chunks_exact_mut(n_samples)).zip(baselines_x16) {
+        let baseline = b as f32 / 16.0;
+        for (a, &x) in a.iter_mut().zip(s) {
+            *a = x as f32 - baseline;
+        }
+    }
 }
 
 pub const SATURATION_THRESHOLD_ADC: f32 = 3000.0;

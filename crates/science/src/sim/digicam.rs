@@ -172,8 +172,8 @@ mod tests {
         let (mut samples, mut baselines) = (vec![0i16; 1296 * n], vec![0i16; 1296]);
         cam.digitise(&pe, n, 3, 0, &mut samples, &mut baselines);
         let scale: Vec<f64> = cam.dc_to_pe.iter().map(|d| if d.is_finite() { *d } else { 23.0 }).collect();
-        let (mut adc, mut r1) = (vec![0f32; 1296 * n], vec![0f32; 1296 * n]);
-        r0_to_r1(&samples, &baselines, &scale, cam.voltage_drop, n, &mut adc, &mut r1);
+        let mut r1 = vec![0f32; 1296 * n];
+        r0_to_r1(&samples, &baselines, &scale, cam.voltage_drop, n, &mut r1);
         for p in (0..1296).filter(|&p| cam.calib_flag[p] == 1) {
             for s in 0..n {
                 let (got, want) = (r1[p * n + s], pe[p * n + s]);
