@@ -61,10 +61,29 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             if let Ok(mut main) = main.with_decoded_tiles(first.into_decoded_tiles()) {
-                for _ in 0..1000 {
+                for _ in 0..100 {
                     if !matches!(main.read_into(&mut event), Ok(true)) {
                         break;
                     }
+                }
+                // The rest in place, tile by tile (r0-dl1's main pass), with R1 computed from
+                // the events as their tiles hold them.
+                let mut r1 = Vec::new();
+                for _ in 0..20 {
+                    let Ok(Some(tile)) = main.next_tile() else { break };
+                    for k in 0..tile.n_events() {
+                        let e = tile.event(k);
+                        e.to_event(&mut event);
+                        let (n_pixels, n) = (e.pixel_indices.len() / 2, e.n_samples);
+                        if e.baselines.len() == 2 * n_pixels && n_pixels * n <= 1 << 20 {
+                            r1.resize(n_pixels * n, 0.0f32);
+                            let dc_to_pe = vec![23.0; n_pixels];
+                            sst1mflow::image::calibrate::r0_to_r1_readout(
+                                e.samples, e.baselines, e.pixel_indices, &dc_to_pe, 1.0, n, &mut r1,
+                            );
+                        }
+                    }
+                    main.reuse_tile(tile);
                 }
             }
         }

@@ -1331,7 +1331,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
         tiles.bytes() >> 20
     );
     let reader = r0_sources::open_zfits(&input.path, &input.name)?.with_decoded_tiles(tiles)?;
-    let mut events = r0_sources::EventsAhead::start(reader);
+    let mut events = r0_sources::TilesAhead::start(reader);
+    // An event reordered (pedestal events, saturated ones), for what reads pixel-major samples.
+    let mut materialized = DigicamEvent::default();
     let mut thresholds = vec![cleaner.picture; n_pixels];
     let mut derived = calibration.derive(&stats);
     if has_pedestals {
@@ -1368,7 +1370,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
     let mut raised_sum = 0.0f64;
     while let Some(event) = events.next() {
         let event = event?;
-        check_event(event, tel, &input.name)?;
+        check_event_in_place(&event, tel, &input.name)?;
         position += 1;
         let position = position - 1;
         let utc_s = crate::astro::unix_tai_to_unix(event.local_clock_ns as f64 * 1e-9);
@@ -1397,7 +1399,7 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             None => (&cleaner, thresholds.as_slice(), nsb_level, n_raised),
         };
         raised_sum += event_raised as f64 / n_pixels as f64;
-        calibration.calibrate(event, &derived, &mut out);
+        calibration.calibrate_in_place(&event, &derived, &mut out, &mut materialized);
         let mut saturated = false;
         // sst1mpipe cleans pedestal events too (with the thresholds from before they join
         // the window), counts those whose image has parameters, and does not write them.
@@ -1424,9 +1426,10 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
                 histogram.add_event(row.image.iter().copied());
                 maps.add_pedestal(event.local_clock_ns, &row.image);
             }
-            calibrate::raw_sample_stats(&event.samples, event.n_samples, &mut mean_buf, &mut std_buf);
+            event.to_event(&mut materialized);
+            calibrate::raw_sample_stats(&materialized.samples, event.n_samples, &mut mean_buf, &mut std_buf);
             stats.push_raw(event.local_clock_ns as f64 * 1e-9, &mean_buf, &std_buf);
-            pedestal_image(event, &stats, &mut out, &mut image, &mut peak);
+            pedestal_image(&materialized, &stats, &mut out, &mut image, &mut peak);
             stats.push_image(&image);
             n_pedestals += 1;
             // sst1mpipe writes the monitoring row every 20th processed pedestal.
@@ -1629,18 +1632,27 @@ fn reclean_settings(ctx: &mut StageContext, n_pixels: usize, has_pedestals: bool
 }
 
 fn check_event(event: &DigicamEvent, tel: u16, name: &str) -> Result<()> {
-    if event.telescope_id != tel as i32 {
+    let sizes = (event.samples.len(), event.baselines.len());
+    check_event_header(event.telescope_id, event.event_number, sizes, tel, name)
+}
+
+/// [`check_event`] on an event where its tile holds it.
+fn check_event_in_place(event: &crate::io::zfits::DigicamEventRef, tel: u16, name: &str) -> Result<()> {
+    let sizes = (event.samples.len() / 2, event.baselines.len() / 2);
+    check_event_header(event.telescope_id, event.event_number, sizes, tel, name)
+}
+
+/// The event's telescope is the step's, and it has DigiCam's (samples, baselines).
+fn check_event_header(telescope_id: i32, event_number: u32, sizes: (usize, usize), tel: u16, name: &str) -> Result<()> {
+    if telescope_id != tel as i32 {
         return Err(Error::msg(format!(
-            "input {name}: event {} is from telescope {}, but the step is configured for telescope {tel}",
-            event.event_number, event.telescope_id
+            "input {name}: event {event_number} is from telescope {telescope_id}, but the step is configured for telescope {tel}"
         )));
     }
-    if event.samples.len() != 1296 * N_SAMPLES || event.baselines.len() != 1296 {
+    if sizes != (1296 * N_SAMPLES, 1296) {
         return Err(Error::msg(format!(
-            "input {name}: event {} has {} samples and {} baselines, DigiCam has 1296 pixels × {N_SAMPLES} samples",
-            event.event_number,
-            event.samples.len(),
-            event.baselines.len()
+            "input {name}: event {event_number} has {} samples and {} baselines, DigiCam has 1296 pixels × {N_SAMPLES} samples",
+            sizes.0, sizes.1
         )));
     }
     Ok(())

@@ -20,7 +20,7 @@ use crate::instrument::{Optics, ReferencePulse, TelescopeDescription};
 use crate::io::dl1::Truth;
 use crate::io::r1::{ShowerRow, SimulationRunRow};
 use crate::io::simtel::{SimtelEvent, SimtelReader};
-use crate::io::zfits::{DigicamEvent, DigicamReader};
+use crate::io::zfits::{DigicamEvent, DigicamEventRef, DigicamReader, DigicamTile};
 use std::path::Path;
 
 /// The input formats r0-dl1 reads.
@@ -401,7 +401,43 @@ impl DataCalibration {
         let n_samples = event.n_samples;
         out.max_adc =
             calibrate::r0_to_r1(&event.samples, &event.baselines, &derived.scale, 1.0, n_samples, &mut out.r1);
-        // The baseline-subtracted waveforms only where the saturation check reads them.
+        self.finish_calibration(n_samples, event, derived, out);
+    }
+
+    /// [`Self::calibrate`] on an event where its tile holds it (no reordering copy);
+    /// `materialized` receives the reordered event when the saturation check needs its
+    /// baseline-subtracted waveforms.
+    pub fn calibrate_in_place(
+        &self,
+        event: &DigicamEventRef,
+        derived: &DerivedCalibration,
+        out: &mut Calibrated,
+        materialized: &mut DigicamEvent,
+    ) {
+        out.max_adc = calibrate::r0_to_r1_readout(
+            event.samples,
+            event.baselines,
+            event.pixel_indices,
+            &derived.scale,
+            1.0,
+            event.n_samples,
+            &mut out.r1,
+        );
+        if out.max_adc > calibrate::SATURATION_THRESHOLD_ADC {
+            event.to_event(materialized);
+        }
+        self.finish_calibration(event.n_samples, materialized, derived, out);
+    }
+
+    /// After R1 and its maximum: the baseline-subtracted waveforms of `event` (read only
+    /// there) where the saturation check needs them, and the bad pixels zeroed.
+    fn finish_calibration(
+        &self,
+        n_samples: usize,
+        event: &DigicamEvent,
+        derived: &DerivedCalibration,
+        out: &mut Calibrated,
+    ) {
         out.has_adc = out.max_adc > calibrate::SATURATION_THRESHOLD_ADC;
         if out.has_adc {
             calibrate::subtract_baselines(&event.samples, &event.baselines, n_samples, &mut out.adc);
@@ -463,70 +499,55 @@ pub fn parse_target(target: &str) -> Option<(String, String, f64, f64)> {
     Some((name.to_string(), wobble.to_string(), ra.parse().ok()?, dec.parse().ok()?))
 }
 
-/// Events handed from the reading thread to the physics in batches: one hand-over (a wake-up
-/// and a context switch of each thread) per event cost as much as reading an event from
-/// decoded tiles, and ~700,000 switches a night.
-const EVENTS_PER_BATCH: usize = 16;
-
-/// A zfits file read on a separate thread, a few batches of events ahead of the physics, so
-/// that a run takes the longer of the two, not their sum. Event buffers go back to the reader
-/// a batch at a time for reuse.
-pub struct EventsAhead {
-    batches: std::sync::mpsc::Receiver<Result<Vec<DigicamEvent>>>,
-    recycle: std::sync::mpsc::Sender<Vec<DigicamEvent>>,
-    batch: Vec<DigicamEvent>,
+/// A zfits file read on a separate thread, a tile (~100 events) ahead of the physics, so
+/// that a run takes the longer of the two, not their sum. The physics reads each event where
+/// its decoded tile holds it ([`DigicamEventRef`]): no copy per event, and one hand-over per
+/// tile (a hand-over per event, a wake-up and a context switch of each thread, cost as much
+/// as the copy). The tiles' buffers go back to the reader for reuse.
+pub struct TilesAhead {
+    tiles: std::sync::mpsc::Receiver<Result<DigicamTile>>,
+    recycle: std::sync::mpsc::Sender<DigicamTile>,
+    tile: Option<DigicamTile>,
     at: usize,
 }
 
-impl EventsAhead {
-    pub fn start(mut reader: DigicamReader) -> EventsAhead {
-        let (tx, batches) = std::sync::mpsc::sync_channel::<Result<Vec<DigicamEvent>>>(2);
-        let (recycle, recycled) = std::sync::mpsc::channel::<Vec<DigicamEvent>>();
+impl TilesAhead {
+    pub fn start(mut reader: DigicamReader) -> TilesAhead {
+        let (tx, tiles) = std::sync::mpsc::sync_channel::<Result<DigicamTile>>(1);
+        let (recycle, recycled) = std::sync::mpsc::channel::<DigicamTile>();
         std::thread::spawn(move || loop {
-            let mut batch = recycled.try_recv().unwrap_or_default();
-            batch.resize_with(EVENTS_PER_BATCH, DigicamEvent::default);
-            let mut n = 0;
-            while n < EVENTS_PER_BATCH {
-                match reader.read_into(&mut batch[n]) {
-                    Ok(true) => n += 1,
-                    Ok(false) => break,
-                    Err(e) => {
-                        if n > 0 {
-                            batch.truncate(n);
-                            let _ = tx.send(Ok(batch));
-                        }
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
+            while let Ok(done) = recycled.try_recv() {
+                reader.reuse_tile(done);
+            }
+            let next = reader.next_tile();
+            let end = !matches!(next, Ok(Some(_)));
+            if let Some(next) = next.transpose() {
+                if tx.send(next).is_err() {
+                    return;
                 }
             }
-            if n == 0 {
-                return;
-            }
-            batch.truncate(n);
-            if tx.send(Ok(batch)).is_err() {
+            if end {
                 return;
             }
         });
-        EventsAhead { batches, recycle, batch: Vec::new(), at: 0 }
+        TilesAhead { tiles, recycle, tile: None, at: 0 }
     }
 
     /// The next event of the file, or None at its end; a reading error ends the stream.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<Result<&DigicamEvent>> {
-        if self.at == self.batch.len() {
-            let done = std::mem::take(&mut self.batch);
-            if done.capacity() > 0 {
+    pub fn next(&mut self) -> Option<Result<DigicamEventRef<'_>>> {
+        while self.tile.as_ref().is_none_or(|t| self.at == t.n_events()) {
+            if let Some(done) = self.tile.take() {
                 let _ = self.recycle.send(done);
             }
-            match self.batches.recv() {
+            match self.tiles.recv() {
                 Err(_) => return None,
                 Ok(Err(e)) => return Some(Err(e)),
-                Ok(Ok(batch)) => (self.batch, self.at) = (batch, 0),
+                Ok(Ok(tile)) => (self.tile, self.at) = (Some(tile), 0),
             }
         }
         self.at += 1;
-        Some(Ok(&self.batch[self.at - 1]))
+        Some(Ok(self.tile.as_ref().expect("a tile with events left").event(self.at - 1)))
     }
 }
 

@@ -517,6 +517,25 @@ impl Tile {
         self.columns[c].chunks_exact(size)
     }
 
+    /// Where message `row`'s array (its 4-byte length) starts in array column `c`.
+    fn array_start(&self, c: usize, row: usize) -> usize {
+        let mut at = 0;
+        for _ in 0..row {
+            at += 4 + self.array_len_at(c, at);
+        }
+        at
+    }
+
+    /// The byte length of the array whose 4-byte length is at `at` in column `c`.
+    fn array_len_at(&self, c: usize, at: usize) -> usize {
+        i32::from_le_bytes(self.columns[c][at..at + 4].try_into().expect("checked")).unsigned_abs() as usize
+    }
+
+    /// The array whose 4-byte length is at `at` in column `c`.
+    fn array_from(&self, c: usize, at: usize) -> &[u8] {
+        &self.columns[c][at + 4..at + 4 + self.array_len_at(c, at)]
+    }
+
     /// The bytes of message `row` in array column `c` (lengths checked when the tile was read).
     pub fn array(&self, c: usize, row: usize) -> &[u8] {
         let bytes = &self.columns[c];
@@ -1500,12 +1519,12 @@ pub struct DigicamReader {
     next: u64,
     /// The last pixel permutation found valid.
     checked_permutation: Vec<u16>,
-    scratch: Vec<u16>,
     pub n_events: u64,
     /// The `TARGET` header key of the Events table (`Target,W1,RA,DEC`), when present.
     pub target: Option<String>,
 }
 
+#[derive(Clone)]
 struct DigicamColumns {
     telescope_id: usize,
     event_number: usize,
@@ -1608,7 +1627,6 @@ impl DigicamReader {
             preloaded: Default::default(),
             next: 0,
             checked_permutation: Vec::new(),
-            scratch: Vec::new(),
             n_events,
             target,
         })
@@ -1768,98 +1786,251 @@ impl DigicamReader {
     /// Reads the next event into `event` (its buffers are reused); false at the end.
     pub fn read_into(&mut self, event: &mut DigicamEvent) -> Result<bool> {
         let Some(row) = self.load_next()? else { return Ok(false) };
-        let what = self.file.path.display().to_string();
         let (_, tile) = self.tile.as_ref().expect("loaded");
-        let c = &self.cols;
+        let at = RowBytes::find(tile, &self.cols, row);
+        let what = self.file.path.display().to_string();
+        let table = &self.file.tables[self.table];
+        let e = event_at(table, tile, &self.cols, row, &at, &what, self.next, &mut self.checked_permutation)?;
+        e.to_event(event);
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// The rest of the current tile's events (the next event's tile, from the next event on)
+    /// as one [`DigicamTile`], every event checked as [`Self::read_into`] checks it; None at
+    /// the end. The events are read in place, without a copy; the tile's buffers can come back
+    /// through [`Self::reuse_tile`].
+    pub fn next_tile(&mut self) -> Result<Option<DigicamTile>> {
+        let Some(first_row) = self.load_next()? else { return Ok(None) };
+        let (_, tile) = self.tile.take().expect("loaded");
+        let what = self.file.path.display().to_string();
+        let mut rows = Vec::with_capacity(tile.n_rows - first_row);
+        let mut at = RowBytes::find(&tile, &self.cols, first_row);
+        for row in first_row..tile.n_rows {
+            let table = &self.file.tables[self.table];
+            let e = event_at(table, &tile, &self.cols, row, &at, &what, self.next, &mut self.checked_permutation)?;
+            debug_assert!(e.n_samples > 0);
+            rows.push(at);
+            at = at.next(&tile, &self.cols);
+            self.next += 1;
+        }
+        Ok(Some(DigicamTile { tile, cols: self.cols.clone(), rows }))
+    }
+
+    /// Gives back the buffers of a tile from [`Self::next_tile`], for the next decodings.
+    pub fn reuse_tile(&mut self, tile: DigicamTile) {
+        if self.spare.len() < TILES_DECODED_TOGETHER {
+            self.spare.push(tile.tile);
+        } else {
+            tile_pool::give(tile.tile);
+        }
+    }
+}
+
+/// Where a row's arrays start in a tile's columns (after their 4-byte length).
+#[derive(Clone, Copy)]
+struct RowBytes {
+    samples: usize,
+    pixel_indices: usize,
+    baselines: Option<usize>,
+    pixels_flags: Option<usize>,
+}
+
+impl RowBytes {
+    /// Row `row`'s starts, found by walking the array lengths from the tile's first row.
+    fn find(tile: &Tile, cols: &DigicamColumns, row: usize) -> RowBytes {
+        RowBytes {
+            samples: tile.array_start(cols.samples, row),
+            pixel_indices: tile.array_start(cols.pixel_indices, row),
+            baselines: cols.baselines.map(|c| tile.array_start(c, row)),
+            pixels_flags: cols.pixels_flags.map(|c| tile.array_start(c, row)),
+        }
+    }
+
+    /// The starts of the row after `row`, whose starts are `self`.
+    fn next(&self, tile: &Tile, cols: &DigicamColumns) -> RowBytes {
+        let step = |c: usize, at: usize| at + 4 + tile.array_len_at(c, at);
+        RowBytes {
+            samples: step(cols.samples, self.samples),
+            pixel_indices: step(cols.pixel_indices, self.pixel_indices),
+            baselines: cols.baselines.zip(self.baselines).map(|(c, at)| step(c, at)),
+            pixels_flags: cols.pixels_flags.zip(self.pixels_flags).map(|(c, at)| step(c, at)),
+        }
+    }
+}
+
+/// The event of `row` in `tile` (its arrays starting at `at`), checked: the pixel count and
+/// the samples per pixel, the per-pixel arrays' sizes, and that `pixelsIndices` is a
+/// permutation (once per distinct permutation, kept in `checked`: the camera sends the same
+/// one with every event). `number` is the event's index in the table, for errors.
+#[allow(clippy::too_many_arguments)]
+fn event_at<'t>(
+    table: &ZTable,
+    tile: &'t Tile,
+    c: &DigicamColumns,
+    row: usize,
+    at: &RowBytes,
+    what: &str,
+    number: u64,
+    checked: &mut Vec<u16>,
+) -> Result<DigicamEventRef<'t>> {
+    let e = DigicamEventRef::at(tile, c, row, at);
+    let n_pixels = e.pixel_indices.len() / 2;
+    if n_pixels == 0 || !(e.samples.len() / 2).is_multiple_of(n_pixels) {
+        return Err(Error::msg(format!(
+            "{what}: event {} (row {number}): {} samples for {n_pixels} pixels",
+            e.event_number,
+            e.samples.len() / 2
+        )));
+    }
+    for (col, bytes) in [(c.baselines, e.baselines), (c.pixels_flags, e.pixels_flags)] {
+        if let Some(col) = col {
+            if !bytes.is_empty() && bytes.len() != 2 * n_pixels {
+                return Err(Error::msg(format!(
+                    "{what}: event {}: {} values of {} for {n_pixels} pixels",
+                    e.event_number,
+                    bytes.len() / 2,
+                    table.columns[col].name
+                )));
+            }
+        }
+    }
+    let same = checked.len() == n_pixels
+        && e.pixel_indices.chunks_exact(2).zip(checked.iter()).all(|(b, &p)| u16::from_le_bytes([b[0], b[1]]) == p);
+    if !same {
+        let mut seen = vec![false; n_pixels];
+        for b in e.pixel_indices.chunks_exact(2) {
+            let p = u16::from_le_bytes([b[0], b[1]]);
+            if (p as usize) >= n_pixels || std::mem::replace(&mut seen[p as usize], true) {
+                return Err(Error::msg(format!(
+                    "{what}: event {} (row {number}): pixelsIndices is not a permutation of 0..{n_pixels} (value {p})",
+                    e.event_number
+                )));
+            }
+        }
+        checked.clear();
+        checked.extend(e.pixel_indices.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
+    }
+    Ok(e)
+}
+
+/// The events of one decoded tile, checked, read in place: see [`DigicamReader::next_tile`].
+pub struct DigicamTile {
+    tile: Tile,
+    cols: DigicamColumns,
+    /// Per event: where its arrays start.
+    rows: Vec<RowBytes>,
+}
+
+impl DigicamTile {
+    pub fn n_events(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Event `k` of the tile (0 is the first one [`DigicamReader::next_tile`] returned).
+    pub fn event(&self, k: usize) -> DigicamEventRef<'_> {
+        let at = &self.rows[k];
+        let first_row = self.tile.n_rows - self.rows.len();
+        DigicamEventRef::at(&self.tile, &self.cols, first_row + k, at)
+    }
+}
+
+/// A DigiCam event as its tile holds it: the per-pixel arrays in readout order,
+/// little-endian, with the readout → software pixel permutation (checked). [`Self::to_event`]
+/// makes a [`DigicamEvent`] of it.
+pub struct DigicamEventRef<'t> {
+    pub telescope_id: i32,
+    pub event_number: u32,
+    pub array_event_number: u32,
+    pub event_type: u32,
+    pub local_clock_ns: i64,
+    pub trigger_time: (u64, u64),
+    /// Raw ADC samples, `[readout position][sample]`, little-endian i16.
+    pub samples: &'t [u8],
+    /// DigiCam baselines ×16 per readout position, little-endian i16 (empty when absent).
+    pub baselines: &'t [u8],
+    /// Pixel flags per readout position, little-endian u16 (empty when absent or not read).
+    pub pixels_flags: &'t [u8],
+    /// The software pixel of each readout position (`pixelsIndices`), little-endian u16.
+    pub pixel_indices: &'t [u8],
+    pub n_samples: usize,
+}
+
+impl<'t> DigicamEventRef<'t> {
+    fn at(tile: &'t Tile, c: &DigicamColumns, row: usize, at: &RowBytes) -> DigicamEventRef<'t> {
         let scalar_u32 = |col: usize| -> u32 {
             u32::from_le_bytes(tile.columns[col][4 * row..4 * row + 4].try_into().expect("checked"))
         };
         let scalar_u64 = |col: usize| -> u64 {
             u64::from_le_bytes(tile.columns[col][8 * row..8 * row + 8].try_into().expect("checked"))
         };
-        event.telescope_id = scalar_u32(c.telescope_id) as i32;
-        event.event_number = scalar_u32(c.event_number);
-        event.array_event_number = c.array_event_number.map(scalar_u32).unwrap_or(0);
-        event.event_type = c.event_type.map(scalar_u32).unwrap_or(0);
         let sec = c.time_sec.map(scalar_u64).unwrap_or(0);
         let nanosec = c.time_nanosec.map(scalar_u64).unwrap_or(0);
-        event.local_clock_ns = (sec as i64).wrapping_mul(1_000_000_000).wrapping_add(nanosec as i64);
-        event.trigger_time =
-            (c.trig_sec.map(scalar_u32).unwrap_or(0) as u64, c.trig_nanosec.map(scalar_u32).unwrap_or(0) as u64);
-        let array = |col: usize| tile.array(col, row);
-        let index_bytes = array(c.pixel_indices);
-        let n_pixels = index_bytes.len() / 2;
+        let array = |col: usize, start: usize| tile.array_from(col, start);
+        let samples = array(c.samples, at.samples);
+        let pixel_indices = array(c.pixel_indices, at.pixel_indices);
+        let n_pixels = pixel_indices.len() / 2;
+        DigicamEventRef {
+            telescope_id: scalar_u32(c.telescope_id) as i32,
+            event_number: scalar_u32(c.event_number),
+            array_event_number: c.array_event_number.map(scalar_u32).unwrap_or(0),
+            event_type: c.event_type.map(scalar_u32).unwrap_or(0),
+            local_clock_ns: (sec as i64).wrapping_mul(1_000_000_000).wrapping_add(nanosec as i64),
+            trigger_time: (
+                c.trig_sec.map(scalar_u32).unwrap_or(0) as u64,
+                c.trig_nanosec.map(scalar_u32).unwrap_or(0) as u64,
+            ),
+            samples,
+            baselines: c.baselines.zip(at.baselines).map_or(&[][..], |(col, start)| array(col, start)),
+            pixels_flags: c.pixels_flags.zip(at.pixels_flags).map_or(&[][..], |(col, start)| array(col, start)),
+            pixel_indices,
+            n_samples: (samples.len() / 2).checked_div(n_pixels).unwrap_or(0),
+        }
+    }
+
+    /// The event with its per-pixel arrays in software pixel order, into `event` (its buffers
+    /// are reused).
+    pub fn to_event(&self, event: &mut DigicamEvent) {
+        event.telescope_id = self.telescope_id;
+        event.event_number = self.event_number;
+        event.array_event_number = self.array_event_number;
+        event.event_type = self.event_type;
+        event.local_clock_ns = self.local_clock_ns;
+        event.trigger_time = self.trigger_time;
         event.pixel_indices.clear();
-        event.pixel_indices.extend(index_bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
-        let sample_bytes = array(c.samples);
-        if n_pixels == 0 || !(sample_bytes.len() / 2).is_multiple_of(n_pixels) {
-            return Err(Error::msg(format!(
-                "{what}: event {} (row {}): {} samples for {n_pixels} pixels",
-                event.event_number,
-                self.next,
-                sample_bytes.len() / 2
-            )));
-        }
-        let n_samples = sample_bytes.len() / 2 / n_pixels;
+        event.pixel_indices.extend(self.pixel_indices.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])));
+        let (n_pixels, n_samples) = (event.pixel_indices.len(), self.n_samples);
         event.n_samples = n_samples;
-        // Software pixel id of readout position i is pixelsIndices[i]; check it is a permutation
-        // (once per distinct permutation: the camera sends the same one with every event).
-        if self.checked_permutation != event.pixel_indices {
-            let mut seen = vec![false; n_pixels];
-            for &p in &event.pixel_indices {
-                if (p as usize) >= n_pixels || std::mem::replace(&mut seen[p as usize], true) {
-                    return Err(Error::msg(format!(
-                        "{what}: event {} (row {}): pixelsIndices is not a permutation of 0..{n_pixels} (value {p})",
-                        event.event_number, self.next
-                    )));
-                }
-            }
-            self.checked_permutation.clone_from(&event.pixel_indices);
-        }
         event.samples.resize(n_pixels * n_samples, 0);
         match n_samples {
             // SST-1M's 50 samples: a copy of known size, inlined (a memcpy call per pixel
             // costs more than its 100 bytes).
-            50 => permute_waveforms::<50>(sample_bytes, &event.pixel_indices, &mut event.samples),
+            50 => permute_waveforms::<50>(self.samples, &event.pixel_indices, &mut event.samples),
             _ => {
                 for (readout, &pixel) in event.pixel_indices.iter().enumerate() {
-                    let src = &sample_bytes[2 * readout * n_samples..2 * (readout + 1) * n_samples];
+                    let src = &self.samples[2 * readout * n_samples..2 * (readout + 1) * n_samples];
                     let dst = &mut event.samples[pixel as usize * n_samples..(pixel as usize + 1) * n_samples];
                     copy_i16_le(src, dst);
                 }
             }
         }
-        let reorder = |col: Option<usize>, out: &mut Vec<u16>| -> Result<()> {
+        let reorder = |bytes: &[u8], out: &mut Vec<u16>, indices: &[u16]| {
             out.clear();
-            let Some(col) = col else { return Ok(()) };
-            let bytes = array(col);
             if bytes.is_empty() {
-                return Ok(());
+                return;
             }
-            if bytes.len() != 2 * n_pixels {
-                return Err(Error::msg(format!(
-                    "{what}: event {}: {} values of {} for {n_pixels} pixels",
-                    event.event_number,
-                    bytes.len() / 2,
-                    self.file.tables[self.table].columns[col].name
-                )));
+            out.resize(indices.len(), 0);
+            for (b, &pixel) in bytes.chunks_exact(2).zip(indices) {
+                out[pixel as usize] = u16::from_le_bytes([b[0], b[1]]);
             }
-            out.resize(n_pixels, 0);
-            for (readout, &pixel) in event.pixel_indices.iter().enumerate() {
-                out[pixel as usize] = u16::from_le_bytes([bytes[2 * readout], bytes[2 * readout + 1]]);
-            }
-            Ok(())
         };
-        let mut baselines = std::mem::take(&mut self.scratch);
-        reorder(c.baselines, &mut baselines)?;
+        let mut baselines = Vec::new();
+        reorder(self.baselines, &mut baselines, &event.pixel_indices);
         event.baselines.clear();
         event.baselines.extend(baselines.iter().map(|&b| b as i16));
-        self.scratch = baselines;
         let mut flags = std::mem::take(&mut event.pixels_flags);
-        reorder(c.pixels_flags, &mut flags)?;
+        reorder(self.pixels_flags, &mut flags, &event.pixel_indices);
         event.pixels_flags = flags;
-        self.next += 1;
-        Ok(true)
     }
 }
 

@@ -918,6 +918,27 @@ mod tests {
         let refused =
             crate::zfits::DigicamReader::open(&path).unwrap().without_pixel_flags().with_decoded_tiles(with_flags);
         assert!(refused.err().unwrap().to_string().contains("other columns"));
+        // Events read in place, tile by tile, are the events read one by one; a reader can
+        // switch from one way to the other within a tile.
+        for read_first in [0usize, 37, 100, 150] {
+            let mut reader = crate::zfits::DigicamReader::open(&path).unwrap();
+            for _ in 0..read_first {
+                assert!(reader.read_into(&mut e).unwrap());
+            }
+            let mut k = read_first;
+            while let Some(tile) = reader.next_tile().unwrap() {
+                for j in 0..tile.n_events() {
+                    let in_place = tile.event(j);
+                    assert_eq!(in_place.event_number, 1000 + k as u32);
+                    in_place.to_event(&mut e);
+                    assert_eq!((&e.samples, &e.baselines, &e.pixels_flags), (&events[k].0, &events[k].1, &events[k].2));
+                    assert_eq!(e.pixel_indices, perm);
+                    k += 1;
+                }
+                reader.reuse_tile(tile);
+            }
+            assert_eq!(k, events.len());
+        }
         let without = crate::zfits::DigicamReader::open(&path).unwrap().without_pixel_flags().into_decoded_tiles();
         assert!(crate::zfits::DigicamReader::open(&path).unwrap().with_decoded_tiles(without).is_err());
         if std::env::var_os("KEEP_ZFITS_TEST").is_none() {

@@ -184,6 +184,90 @@ fn r0_to_r1_pixels<'a>(
     max_adc
 }
 
+/// [`r0_to_r1`] on an event as its zfits tile holds it, without reordering it first:
+/// `samples` and `baselines_x16` per readout position (little-endian i16), `pixel_indices`
+/// the software pixel of each readout position (little-endian u16, a permutation);
+/// `dc_to_pe` and `r1` in software pixel order. The same values as [`r0_to_r1`] on the
+/// reordered event.
+pub fn r0_to_r1_readout(
+    samples: &[u8],
+    baselines_x16: &[u8],
+    pixel_indices: &[u8],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe {
+            r0_to_r1_readout_avx2(samples, baselines_x16, pixel_indices, dc_to_pe, voltage_drop, n_samples, r1)
+        };
+    }
+    r0_to_r1_readout_any(samples, baselines_x16, pixel_indices, dc_to_pe, voltage_drop, n_samples, r1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn r0_to_r1_readout_avx2(
+    samples: &[u8],
+    baselines_x16: &[u8],
+    pixel_indices: &[u8],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    r0_to_r1_readout_any(samples, baselines_x16, pixel_indices, dc_to_pe, voltage_drop, n_samples, r1)
+}
+
+#[inline(always)]
+fn r0_to_r1_readout_any(
+    samples: &[u8],
+    baselines_x16: &[u8],
+    pixel_indices: &[u8],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    match n_samples {
+        50 => r0_to_r1_readout_pixels::<50>(samples, baselines_x16, pixel_indices, dc_to_pe, voltage_drop, 50, r1),
+        n => r0_to_r1_readout_pixels::<0>(samples, baselines_x16, pixel_indices, dc_to_pe, voltage_drop, n, r1),
+    }
+}
+
+/// `S` > 0: the samples per pixel known at compile time (they must equal `n_samples`).
+#[inline(always)]
+fn r0_to_r1_readout_pixels<const S: usize>(
+    samples: &[u8],
+    baselines_x16: &[u8],
+    pixel_indices: &[u8],
+    dc_to_pe: &[f64],
+    voltage_drop: f64,
+    n_samples: usize,
+    r1: &mut [f32],
+) -> f32 {
+    let n = if S > 0 { S } else { n_samples };
+    let mut max_adc = f32::NEG_INFINITY;
+    for ((s, b), p) in samples.chunks_exact(2 * n).zip(baselines_x16.chunks_exact(2)).zip(pixel_indices.chunks_exact(2))
+    {
+        let pixel = u16::from_le_bytes([p[0], p[1]]) as usize;
+        let baseline = i16::from_le_bytes([b[0], b[1]]) as f32 / 16.0;
+        let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
+        let r = &mut r1[pixel * n..(pixel + 1) * n];
+        let mut top = i16::MIN;
+        for (r, x) in r.iter_mut().zip(s.chunks_exact(2)) {
+            let x = i16::from_le_bytes([x[0], x[1]]);
+            *r = (x as f32 - baseline) * scale;
+            top = top.max(x);
+        }
+        max_adc = max_adc.max(top as f32 - baseline);
+    }
+    max_adc
+}
+
 /// Baseline-subtracted ADC waveforms (ADC − `baselines_x16` / 16), pixel-major, as
 /// [`r0_to_r1`] computes them on its way to R1.
 pub fn subtract_baselines(samples: &[i16], baselines_x16: &[i16], n_samples: usize, adc: &mut [f32]) {
@@ -446,6 +530,52 @@ fn median_of(values: &mut [f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    /// R1 from an event in readout order (with its permutation) equals R1 from the event
+    /// reordered, bit for bit, for SST-1M's 50 samples and another count.
+    #[test]
+    fn r1_in_readout_order_equals_r1_of_the_reordered_event() {
+        let mut x = 11u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n_samples in [50usize, 7] {
+            let n_pixels = 37;
+            // A permutation: readout position r holds software pixel perm[r].
+            let mut perm: Vec<u16> = (0..n_pixels as u16).collect();
+            for i in (1..n_pixels).rev() {
+                perm.swap(i, next() as usize % (i + 1));
+            }
+            let raw: Vec<i16> = (0..n_pixels * n_samples).map(|_| (next() % 4096) as i16 - 100).collect();
+            let raw_baselines: Vec<i16> = (0..n_pixels).map(|_| (next() % 8000) as i16).collect();
+            let dc_to_pe: Vec<f64> = (0..n_pixels).map(|_| 20.0 + (next() % 1000) as f64 / 100.0).collect();
+            let (mut samples, mut baselines) = (vec![0i16; raw.len()], vec![0i16; n_pixels]);
+            for (r, &p) in perm.iter().enumerate() {
+                let p = p as usize;
+                samples[p * n_samples..(p + 1) * n_samples].copy_from_slice(&raw[r * n_samples..(r + 1) * n_samples]);
+                baselines[p] = raw_baselines[r];
+            }
+            let mut want = vec![0f32; raw.len()];
+            let want_max = super::r0_to_r1(&samples, &baselines, &dc_to_pe, 0.97, n_samples, &mut want);
+            let bytes = |v: &[i16]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+            let perm_bytes: Vec<u8> = perm.iter().flat_map(|p| p.to_le_bytes()).collect();
+            let mut got = vec![0f32; raw.len()];
+            let got_max = super::r0_to_r1_readout(
+                &bytes(&raw),
+                &bytes(&raw_baselines),
+                &perm_bytes,
+                &dc_to_pe,
+                0.97,
+                n_samples,
+                &mut got,
+            );
+            assert_eq!(got_max.to_bits(), want_max.to_bits(), "{n_samples} samples");
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{n_samples} samples");
+        }
+    }
+
     #[test]
     fn selected_medians_are_the_sorted_ones() {
         let mut x = 7u64;
