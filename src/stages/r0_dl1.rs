@@ -1321,8 +1321,9 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
 
     let reclean = if p.reclean { Some(reclean_settings(ctx, n_pixels, has_pedestals, s)?) } else { None };
 
-    // Pass 3: every event. Decoding runs on its own thread, one event ahead of the physics,
-    // so that a run takes the longer of the two, not their sum.
+    // Pass 3: every event. Decoding runs on its own thread, a tile ahead of the physics, so
+    // that a run takes the longer of the two, not their sum; events are read where their
+    // decoded tile holds them (see `r0_sources::TilesAhead`).
     let mut writer = dl1_writer(ctx, &telescope)?;
     let _ = writeln!(
         ctx.log,

