@@ -538,13 +538,7 @@ impl Tile {
 
     /// The bytes of message `row` in array column `c` (lengths checked when the tile was read).
     pub fn array(&self, c: usize, row: usize) -> &[u8] {
-        let bytes = &self.columns[c];
-        let mut at = 0;
-        for _ in 0..row {
-            at += 4 + i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
-        }
-        let n = i32::from_le_bytes(bytes[at..at + 4].try_into().expect("checked")).unsigned_abs() as usize;
-        &bytes[at + 4..at + 4 + n]
+        self.array_from(c, self.array_start(c, row))
     }
 
     /// The per-message byte strings of an array column.
@@ -1808,8 +1802,7 @@ impl DigicamReader {
         let mut at = RowBytes::find(&tile, &self.cols, first_row);
         for row in first_row..tile.n_rows {
             let table = &self.file.tables[self.table];
-            let e = event_at(table, &tile, &self.cols, row, &at, &what, self.next, &mut self.checked_permutation)?;
-            debug_assert!(e.n_samples > 0);
+            event_at(table, &tile, &self.cols, row, &at, &what, self.next, &mut self.checked_permutation)?;
             rows.push(at);
             at = at.next(&tile, &self.cols);
             self.next += 1;
