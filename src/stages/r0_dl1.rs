@@ -590,6 +590,19 @@ fn process_image(
     row: &mut ImageRow,
 ) -> Option<image_params::ImageParameters> {
     extract::local_peak_window_sum(waveform, N_SAMPLES, window, &mut row.image, &mut row.peak_time);
+    process_extracted_image(geom, cleaner, thresholds, after_extraction, intensity_correction, row)
+}
+
+/// [`process_image`] from the charge extraction on: `row` holds the extracted image and peak
+/// times.
+fn process_extracted_image(
+    geom: &CameraGeometry,
+    cleaner: &Cleaner,
+    thresholds: &[f64],
+    after_extraction: &mut dyn FnMut(&mut [f32], &mut [f32]),
+    intensity_correction: f64,
+    row: &mut ImageRow,
+) -> Option<image_params::ImageParameters> {
     after_extraction(&mut row.image, &mut row.peak_time);
     clean::tailcuts_clean(geom, &row.image, thresholds, &cleaner.cuts, &mut row.image_mask);
     if cleaner.min_time_neighbors > 0 {
@@ -1400,14 +1413,23 @@ fn run_zfits(ctx: &mut StageContext, input: &InputFile, p: &StepParams, s: &Sett
             None => (&cleaner, thresholds.as_slice(), nsb_level, n_raised),
         };
         raised_sum += event_raised as f64 / n_pixels as f64;
-        calibration.calibrate_in_place(&event, &derived, &mut out, &mut materialized);
+        if !calibration.extract_in_place(
+            &event,
+            &derived,
+            &extraction,
+            &mut out,
+            &mut materialized,
+            &mut row.image,
+            &mut row.peak_time,
+        ) {
+            // A sample above the saturation threshold: R1 was made whole for the saturation check.
+            extract::local_peak_window_sum(&out.r1, N_SAMPLES, &extraction, &mut row.image, &mut row.peak_time);
+        }
         let mut saturated = false;
         // sst1mpipe cleans pedestal events too (with the thresholds from before they join
         // the window), counts those whose image has parameters, and does not write them.
-        let params = process_image(
+        let params = process_extracted_image(
             geom,
-            &out.r1,
-            &extraction,
             event_cleaner,
             event_thresholds,
             &mut |img: &mut [f32], pk: &mut [f32]| {

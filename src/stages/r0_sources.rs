@@ -13,7 +13,7 @@
 //!   pyirf and sst1mpipe count their product).
 //! * **zfits**: [`super::super::image::calibrate`] does sst1mpipe's R0→R1 with the calibration
 //!   table and window transmittance given as activity inputs; see [`DataCalibration`].
-use super::super::image::calibrate;
+use super::super::image::{calibrate, extract};
 use crate::error::{Error, Result};
 use crate::instrument::camera::CameraGeometry;
 use crate::instrument::{Optics, ReferencePulse, TelescopeDescription};
@@ -370,7 +370,7 @@ impl DataCalibration {
     /// change ([`calibrate::PedestalStats::generation`]).
     pub fn derive(&self, stats: &calibrate::PedestalStats) -> DerivedCalibration {
         let raw_std = stats.raw_std();
-        let scale = if let (true, Some(std)) = (self.pixelwise_voltage_drop, raw_std.as_ref()) {
+        let scale: Vec<f64> = if let (true, Some(std)) = (self.pixelwise_voltage_drop, raw_std.as_ref()) {
             let per_pixel = self
                 .dc_to_pe
                 .iter()
@@ -392,7 +392,8 @@ impl DataCalibration {
         for &p in &self.bad_pixels {
             bad[p] = true;
         }
-        DerivedCalibration { generation: stats.generation(), scale, bad }
+        let factors = scale.iter().map(|&s| calibrate::r1_factor(s, 1.0)).collect();
+        DerivedCalibration { generation: stats.generation(), scale, factors, bad }
     }
 
     /// R0 → R1 of one event (sst1mpipe `calibrate`) with what [`Self::derive`] gave:
@@ -429,6 +430,42 @@ impl DataCalibration {
         self.finish_calibration(event.n_samples, materialized, derived, out);
     }
 
+    /// [`Self::calibrate_in_place`] and the charge extraction in one, for an event without a
+    /// sample above the saturation threshold (nearly all): the image and peak times go into
+    /// `image` and `peak_time` straight from the tile ([`extract::local_peak_window_sum_r0`], the same bits)
+    /// and `out` gets the maximum and the bad pixels but no R1 waveforms. Returns false for an
+    /// event with such a sample, after [`Self::calibrate_in_place`] made R1 (and the
+    /// baseline-subtracted waveforms) whole in `out` for the saturation correction; the caller
+    /// extracts from them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn extract_in_place(
+        &self,
+        event: &DigicamEventRef,
+        derived: &DerivedCalibration,
+        window: &extract::Window,
+        out: &mut Calibrated,
+        materialized: &mut DigicamEvent,
+        image: &mut [f32],
+        peak_time: &mut [f32],
+    ) -> bool {
+        let readout = calibrate::ReadoutEvent {
+            samples: event.samples,
+            baselines_x16: event.baselines,
+            pixel_indices: event.pixel_indices,
+            n_samples: event.n_samples,
+        };
+        let max_adc =
+            extract::local_peak_window_sum_r0(&readout, &derived.factors, &derived.bad, window, image, peak_time);
+        if max_adc > calibrate::SATURATION_THRESHOLD_ADC {
+            self.calibrate_in_place(event, derived, out, materialized);
+            return false;
+        }
+        out.max_adc = max_adc;
+        out.has_adc = false;
+        out.bad.copy_from_slice(&derived.bad);
+        true
+    }
+
     /// After R1 and its maximum: the baseline-subtracted waveforms of `event` (read only
     /// there) where the saturation check needs them, and the bad pixels zeroed.
     fn finish_calibration(
@@ -459,6 +496,8 @@ pub struct DerivedCalibration {
     pub generation: u64,
     /// ADC per p.e. including the voltage drop, per pixel.
     pub scale: Vec<f64>,
+    /// p.e. per ADC in f32, per pixel, as R1 multiplies by it ([`calibrate::r1_factor`]).
+    pub factors: Vec<f32>,
     pub bad: Vec<bool>,
 }
 

@@ -26,6 +26,8 @@ pub(super) struct RawItem {
     pub(super) path: std::path::PathBuf,
     /// For a referenced file: its place, whose fingerprint must still hold after it is read.
     pub(super) place: Option<Place>,
+    /// Its size in bytes.
+    pub(super) size: u64,
 }
 
 pub(crate) fn fingerprint(m: &std::fs::Metadata) -> StatFingerprint {
@@ -118,7 +120,7 @@ pub(super) fn register_inputs(
                 }
             }
             let path = if set.copy { store.object_path(&hash) } else { abs.clone() };
-            items.push(RawItem { hash, label: label.clone(), metadata, path, place });
+            items.push(RawItem { hash, label: label.clone(), metadata, path, place, size: meta.size() });
             if !reading {
                 db.begin()?;
                 reading = true;

@@ -210,7 +210,15 @@ pub fn run_recipe(pipeline: &Pipeline, store: &Store, recipe_path: &Path, opts: 
     let pipeline_version = pipeline.version().to_string();
     let n = nodes.len();
 
-    let mut schedule = Schedule::new(&nodes);
+    let raw_bytes = |node: &plan::Node| -> u64 {
+        let refs = node.inputs.iter().flat_map(|(_, refs)| refs);
+        refs.map(|r| match *r {
+            Ref::Raw { set, file } => raw[set][file].size,
+            Ref::Out { .. } => 0,
+        })
+        .sum()
+    };
+    let mut schedule = Schedule::new(&nodes, nodes.iter().map(raw_bytes).collect());
     let mut keys: Vec<Option<String>> = vec![None; n];
     let mut reasons: Vec<Option<StaleReason>> = vec![None; n];
     let mut produced: Vec<Option<Vec<String>>> = vec![None; n];

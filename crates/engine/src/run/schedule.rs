@@ -3,14 +3,26 @@
 //! becomes decidable: dependents whose inputs are all done become ready; dependents of a
 //! failed or skipped activity are skipped (and of one that would run, in a dry run, "would run
 //! after it"), transitively, so independent branches go on and nothing waits forever.
+//!
+//! Of the activities ready at once, those reading the most bytes of raw inputs go first, then
+//! plan order: the longest jobs first (the makespan rule of thumb), so that a run's last
+//! activities are short ones and the cores finish together instead of one core finishing the
+//! night's largest raw file alone. An activity put back (held for the disk budget, or woken
+//! after waiting) goes behind every activity that is ready meanwhile.
 use super::plan::{Node, StepInfo};
 use super::Outcome;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The order of ready activities: (not put back, raw input bytes, earlier in plan order).
+type Priority = (bool, u64, Reverse<usize>);
 
 pub(super) struct Schedule {
     dependents: Vec<Vec<usize>>,
     remaining: Vec<usize>,
-    ready: VecDeque<usize>,
+    /// Bytes of raw inputs each activity reads.
+    weights: Vec<u64>,
+    ready: BinaryHeap<Priority>,
     /// What became of each activity (`None` while undecided).
     pub(super) outcome: Vec<Option<Outcome>>,
     /// Activities decided so far.
@@ -18,7 +30,9 @@ pub(super) struct Schedule {
 }
 
 impl Schedule {
-    pub(super) fn new(nodes: &[Node]) -> Schedule {
+    /// `weights`: the bytes of raw inputs of each node.
+    pub(super) fn new(nodes: &[Node], weights: Vec<u64>) -> Schedule {
+        assert_eq!(weights.len(), nodes.len());
         let n = nodes.len();
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut remaining: Vec<usize> = vec![0; n];
@@ -28,8 +42,8 @@ impl Schedule {
                 dependents[d].push(i);
             }
         }
-        let ready = (0..n).filter(|&i| remaining[i] == 0).collect();
-        Schedule { dependents, remaining, ready, outcome: vec![None; n], done: 0 }
+        let ready = (0..n).filter(|&i| remaining[i] == 0).map(|i| (true, weights[i], Reverse(i))).collect();
+        Schedule { dependents, remaining, weights, ready, outcome: vec![None; n], done: 0 }
     }
 
     pub(super) fn has_ready(&self) -> bool {
@@ -37,13 +51,13 @@ impl Schedule {
     }
 
     pub(super) fn next_ready(&mut self) -> Option<usize> {
-        self.ready.pop_front()
+        self.ready.pop().map(|(_, _, Reverse(i))| i)
     }
 
     /// Puts back an activity that was ready but had to wait (for the disk budget of
     /// recomputable outputs, or for an input to be remade).
     pub(super) fn requeue(&mut self, i: usize) {
-        self.ready.push_back(i);
+        self.ready.push((false, self.weights[i], Reverse(i)));
     }
 
     /// Records what became of `start` and resolves everything that becomes decidable.
@@ -64,7 +78,7 @@ impl Schedule {
                     _ => None,
                 });
                 match blocker {
-                    None => self.ready.push_back(d),
+                    None => self.ready.push((true, self.weights[d], Reverse(d))),
                     Some((u, dry)) => {
                         let name = format!("{}/{}", infos[nodes[u].step].name, nodes[u].label);
                         self.outcome[d] = Some(if dry {

@@ -110,6 +110,37 @@ pub fn variance_to_nsb_mhz(tel_id: u16, variance: f64) -> Option<f64> {
     Some(shift / gain / 4e-3)
 }
 
+/// DigiCam's baseline, stored in 1/16 ADC, in ADC.
+#[inline(always)]
+pub fn baseline_adc(baseline_x16: i16) -> f32 {
+    baseline_x16 as f32 / 16.0
+}
+
+/// The factor from baseline-subtracted ADC to p.e.: 1 / (dc_to_pe × voltage drop), in f32.
+#[inline(always)]
+pub fn r1_factor(dc_to_pe: f64, voltage_drop: f64) -> f32 {
+    (1.0 / (dc_to_pe * voltage_drop)) as f32
+}
+
+/// One R1 sample: (ADC − baseline) × factor. Every R1 of this crate is computed here, so that
+/// the paths that calibrate only some samples ([`crate::image::extract::local_peak_window_sum_r0`])
+/// give the same bits.
+#[inline(always)]
+pub fn r1_sample(adc: i16, baseline: f32, factor: f32) -> f32 {
+    (adc as f32 - baseline) * factor
+}
+
+/// An event as its zfits tile holds it: `samples` and `baselines_x16` per readout position
+/// (little-endian i16), `pixel_indices` the software pixel of each readout position
+/// (little-endian u16, a permutation).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadoutEvent<'a> {
+    pub samples: &'a [u8],
+    pub baselines_x16: &'a [u8],
+    pub pixel_indices: &'a [u8],
+    pub n_samples: usize,
+}
+
 /// R1 (p.e.) waveforms of one event, pixel-major: (ADC − baseline) / (dc_to_pe × voltage
 /// drop). `baselines_x16` are DigiCam's baselines in 1/16 ADC. Returns the largest
 /// baseline-subtracted ADC value, so that the saturation check ([`correct_saturation`]), the
@@ -171,10 +202,10 @@ fn r0_to_r1_pixels<'a>(
 ) -> f32 {
     let mut max_adc = f32::NEG_INFINITY;
     for (pixel, (s, r)) in samples.zip(r1).enumerate() {
-        let baseline = baselines_x16[pixel] as f32 / 16.0;
-        let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
+        let baseline = baseline_adc(baselines_x16[pixel]);
+        let scale = r1_factor(dc_to_pe[pixel], voltage_drop);
         for (r, &x) in r.iter_mut().zip(s) {
-            *r = (x as f32 - baseline) * scale;
+            *r = r1_sample(x, baseline, scale);
         }
         // An integer maximum as a fold (it vectorises; `Iterator::max` does not), converted as
         // the samples are.
@@ -254,13 +285,13 @@ fn r0_to_r1_readout_pixels<const S: usize>(
     for ((s, b), p) in samples.chunks_exact(2 * n).zip(baselines_x16.chunks_exact(2)).zip(pixel_indices.chunks_exact(2))
     {
         let pixel = u16::from_le_bytes([p[0], p[1]]) as usize;
-        let baseline = i16::from_le_bytes([b[0], b[1]]) as f32 / 16.0;
-        let scale = (1.0 / (dc_to_pe[pixel] * voltage_drop)) as f32;
+        let baseline = baseline_adc(i16::from_le_bytes([b[0], b[1]]));
+        let scale = r1_factor(dc_to_pe[pixel], voltage_drop);
         let r = &mut r1[pixel * n..(pixel + 1) * n];
         let mut top = i16::MIN;
         for (r, x) in r.iter_mut().zip(s.chunks_exact(2)) {
             let x = i16::from_le_bytes([x[0], x[1]]);
-            *r = (x as f32 - baseline) * scale;
+            *r = r1_sample(x, baseline, scale);
             top = top.max(x);
         }
         max_adc = max_adc.max(top as f32 - baseline);
@@ -272,7 +303,7 @@ fn r0_to_r1_readout_pixels<const S: usize>(
 /// [`r0_to_r1`] computes them on its way to R1.
 pub fn subtract_baselines(samples: &[i16], baselines_x16: &[i16], n_samples: usize, adc: &mut [f32]) {
     for ((s, a), &b) in samples.chunks_exact(n_samples).zip(adc.chunks_exact_mut(n_samples)).zip(baselines_x16) {
-        let baseline = b as f32 / 16.0;
+        let baseline = baseline_adc(b);
         for (a, &x) in a.iter_mut().zip(s) {
             *a = x as f32 - baseline;
         }

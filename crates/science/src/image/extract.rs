@@ -12,6 +12,7 @@
 //! pixel's sum). A unit test holds them to that on awkward waveforms (NaN, ties, clipped
 //! windows). The vector builds find the peaks of 64 pixels, then sum their windows eight (four)
 //! pixels at a time with gathers, which keeps the independent work in flight on the CPU.
+use crate::image::calibrate;
 use crate::instrument::N_SAMPLES;
 
 /// Integration window settings (sst1mpipe: width 7, shift 3 samples of 4 ns).
@@ -204,6 +205,215 @@ fn window_sums_avx2<const N: usize>(
         let w = &waveforms[pixel * n_samples..(pixel + 1) * n_samples];
         (charge[pixel], peak_time[pixel]) = sum_around(w, first_argmax_avx2(w), window);
     }
+}
+
+/// [`local_peak_window_sum`] of the R1 waveforms of an event as its zfits tile holds it,
+/// calibrated as [`calibrate::r0_to_r1_readout`] calibrates them (`factors`: per software
+/// pixel, [`calibrate::r1_factor`] of its dc_to_pe and voltage drop) and with the pixels flagged
+/// in `bad` zeroed, as r0-dl1 zeroes them: the same charges and peak times, bit for bit, and the
+/// same largest baseline-subtracted ADC value returned, without writing the 64,800 R1 samples
+/// of an event (that write was the costliest step of R0 → DL1 after decoding). Only the samples
+/// in each pixel's window are calibrated: with a factor that is finite and neither tiny nor
+/// huge, R1 keeps the order of the ADC samples (distinct 16-bit integers minus a baseline in
+/// 1/16 ADC are exact in f32 and stay distinct once scaled), so R1's first maximum is the ADC
+/// samples' first maximum. A pixel with any other factor (from a zero or broken dc_to_pe) is
+/// calibrated whole, as before.
+pub fn local_peak_window_sum_r0(
+    event: &calibrate::ReadoutEvent,
+    factors: &[f32],
+    bad: &[bool],
+    window: &Window,
+    charge: &mut [f32],
+    peak_time: &mut [f32],
+) -> f32 {
+    let n_pixels = charge.len();
+    assert!(event.samples.len() == 2 * n_pixels * event.n_samples && event.baselines_x16.len() == 2 * n_pixels);
+    assert!(event.pixel_indices.len() == 2 * n_pixels && peak_time.len() == n_pixels);
+    assert!(factors.len() == n_pixels && bad.len() == n_pixels && event.n_samples > 0);
+    #[cfg(target_arch = "x86_64")]
+    if (16..=64).contains(&event.n_samples) && vector_build() >= VectorBuild::Avx2 {
+        // SAFETY: the CPU has AVX2 (`vector_build` checked).
+        return unsafe {
+            match event.n_samples {
+                N_SAMPLES => r0_window_sums_avx2::<N_SAMPLES>(event, factors, bad, window, charge, peak_time),
+                _ => r0_window_sums_avx2::<0>(event, factors, bad, window, charge, peak_time),
+            }
+        };
+    }
+    r0_window_sums::<0>(event, factors, bad, window, charge, peak_time, first_max_i16)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn r0_window_sums_avx2<const S: usize>(
+    event: &calibrate::ReadoutEvent,
+    factors: &[f32],
+    bad: &[bool],
+    window: &Window,
+    charge: &mut [f32],
+    peak_time: &mut [f32],
+) -> f32 {
+    // The caller checked that every waveform has 16 to 64 samples.
+    let argmax = |s: &[u8]| first_max_i16_avx2(s);
+    r0_window_sums::<S>(event, factors, bad, window, charge, peak_time, argmax)
+}
+
+/// Whether a factor keeps the order of the ADC samples through R1 (see
+/// [`local_peak_window_sum_r0`]): no overflow, no underflow to subnormals, no NaN.
+fn keeps_sample_order(factor: f32) -> bool {
+    factor.is_finite() && (1e-30..=1e30).contains(&factor)
+}
+
+/// Pixels whose windows are calibrated and summed side by side, one lane each.
+const R0_LANES: usize = 8;
+
+/// The body of [`local_peak_window_sum_r0`], per block of eight readout positions: the first
+/// maximum of each pixel's ADC samples (`argmax`: (maximum, index)) and its window; the R1
+/// values of the eight windows, sample by sample across the pixels (0.0 past a window's end,
+/// which changes no sum; a zeroed pixel has an empty window); then the window sums in
+/// [`sum_around`]'s order, one pixel per lane. `S` > 0: the samples per pixel at compile time.
+#[inline(always)]
+fn r0_window_sums<const S: usize>(
+    event: &calibrate::ReadoutEvent,
+    factors: &[f32],
+    bad: &[bool],
+    window: &Window,
+    charge: &mut [f32],
+    peak_time: &mut [f32],
+    argmax: impl Fn(&[u8]) -> (i16, usize),
+) -> f32 {
+    const L: usize = R0_LANES;
+    let n = if S > 0 { S } else { event.n_samples };
+    let Window { width, shift, sample_ns, correction } = *window;
+    let n_pixels = charge.len();
+    let samples = event.samples;
+    let mut max_adc = f32::NEG_INFINITY;
+    let mut values = vec![[0.0f32; L]; width];
+    let mut whole: Vec<f32> = Vec::new();
+    for first in (0..n_pixels).step_by(L) {
+        let lanes = L.min(n_pixels - first);
+        let (mut pixels, mut peaks, mut starts, mut lens) = ([0usize; L], [0usize; L], [0usize; L], [0usize; L]);
+        // Byte offset of each lane's first sample; unused lanes read the block's first pixel.
+        let mut offsets = [2 * n * first; L];
+        let (mut baselines, mut lane_factors) = ([0.0f32; L], [0.0f32; L]);
+        let mut whole_lanes = 0u32;
+        for lane in 0..lanes {
+            let r = first + lane;
+            let pixel = u16::from_le_bytes([event.pixel_indices[2 * r], event.pixel_indices[2 * r + 1]]) as usize;
+            let baseline = calibrate::baseline_adc(i16::from_le_bytes([
+                event.baselines_x16[2 * r],
+                event.baselines_x16[2 * r + 1],
+            ]));
+            let (top, at) = argmax(&samples[2 * n * r..2 * n * (r + 1)]);
+            max_adc = max_adc.max(top as f32 - baseline);
+            let factor = factors[pixel];
+            let peak = if bad[pixel] {
+                // A zeroed waveform: its first maximum is sample 0.
+                0
+            } else if keeps_sample_order(factor) {
+                at
+            } else {
+                whole_lanes |= 1 << lane;
+                0
+            };
+            let start = peak.saturating_sub(shift);
+            let end = (peak + width).saturating_sub(shift).min(n);
+            (pixels[lane], peaks[lane], starts[lane]) = (pixel, peak, start);
+            lens[lane] = if bad[pixel] { 0 } else { end - start };
+            (offsets[lane], baselines[lane], lane_factors[lane]) = (2 * n * r, baseline, factor);
+        }
+        for (j, v) in values.iter_mut().enumerate() {
+            let mut adc = [0i16; L];
+            for lane in 0..L {
+                let at = offsets[lane] + 2 * (starts[lane] + j).min(n - 1);
+                adc[lane] = i16::from_le_bytes([samples[at], samples[at + 1]]);
+            }
+            for lane in 0..L {
+                let r1 = calibrate::r1_sample(adc[lane], baselines[lane], lane_factors[lane]);
+                v[lane] = if j < lens[lane] { r1 } else { 0.0 };
+            }
+        }
+        while whole_lanes != 0 {
+            // A factor that does not keep the samples' order: R1 made whole, its own maximum.
+            let lane = whole_lanes.trailing_zeros() as usize;
+            whole_lanes &= whole_lanes - 1;
+            let pixel_samples = &samples[offsets[lane]..offsets[lane] + 2 * n];
+            whole.clear();
+            whole.extend(
+                pixel_samples.chunks_exact(2).map(|x| {
+                    calibrate::r1_sample(i16::from_le_bytes([x[0], x[1]]), baselines[lane], lane_factors[lane])
+                }),
+            );
+            let peak = first_argmax(&whole);
+            let start = peak.saturating_sub(shift);
+            let end = (peak + width).saturating_sub(shift).min(n);
+            (peaks[lane], starts[lane]) = (peak, start);
+            for (j, v) in values.iter_mut().enumerate() {
+                v[lane] = if start + j < end { whole[start + j] } else { 0.0 };
+            }
+        }
+        let (mut sum, mut num, mut den) = ([0.0f64; L], [0.0f64; L], [0.0f64; L]);
+        for (j, v) in values.iter().enumerate() {
+            for lane in 0..L {
+                let v = v[lane] as f64;
+                sum[lane] += v;
+                let positive = if v > 0.0 { v } else { 0.0 };
+                num[lane] += positive * (starts[lane] + j) as f64;
+                den[lane] += positive;
+            }
+        }
+        for lane in 0..lanes {
+            let time = if den[lane] > 0.0 { num[lane] / den[lane] } else { peaks[lane] as f64 };
+            charge[pixels[lane]] = ((sum[lane] as f32) as f64 * correction) as f32;
+            peak_time[pixels[lane]] = (time * sample_ns) as f32;
+        }
+    }
+    max_adc
+}
+
+/// The first maximum of little-endian i16 samples: (maximum, index); (i16::MIN, 0) if empty.
+fn first_max_i16(samples: &[u8]) -> (i16, usize) {
+    let value = |c: &[u8]| i16::from_le_bytes([c[0], c[1]]);
+    let top = samples.chunks_exact(2).fold(i16::MIN, |m, c| m.max(value(c)));
+    (top, samples.chunks_exact(2).position(|c| value(c) == top).unwrap_or(0))
+}
+
+/// [`first_max_i16`] for 16 to 64 samples: the maximum of 16-sample chunks (a partial last
+/// chunk read as the overlapping last sixteen), then the first chunk holding it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn first_max_i16_avx2(samples: &[u8]) -> (i16, usize) {
+    use std::arch::x86_64::*;
+    const WIDE: usize = 16;
+    let n = samples.len() / 2;
+    assert!((WIDE..=64).contains(&n));
+    let full = n / WIDE;
+    let tail = !n.is_multiple_of(WIDE);
+    // SAFETY: every load reads 16 samples starting at most at n - 16, inside `samples`.
+    let load = |at: usize| unsafe { _mm256_loadu_si256(samples.as_ptr().add(2 * at) as *const __m256i) };
+    let mut m = _mm256_set1_epi16(i16::MIN);
+    for k in 0..full {
+        m = _mm256_max_epi16(m, load(k * WIDE));
+    }
+    if tail {
+        m = _mm256_max_epi16(m, load(n - WIDE));
+    }
+    let m = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
+    // The signed maximum as the unsigned minimum of 0x7fff − m (minpos finds that one).
+    let flipped = _mm_sub_epi16(_mm_set1_epi16(0x7fff), m);
+    let top = (0x7fff - (_mm_cvtsi128_si32(_mm_minpos_epu16(flipped)) & 0xffff)) as i16;
+    let top_v = _mm256_set1_epi16(top);
+    let found = |at: usize| _mm256_movemask_epi8(_mm256_cmpeq_epi16(load(at), top_v)) as u32 as u128;
+    // Two bits per sample, the chunks where they start (the overlapping tail agrees with the
+    // chunk before it): no branch on where the maximum is.
+    let mut bits = 0u128;
+    for k in 0..full {
+        bits |= found(k * WIDE) << (2 * k * WIDE);
+    }
+    if tail {
+        bits |= found(n - WIDE) << (2 * (n - WIDE));
+    }
+    (top, bits.trailing_zeros() as usize / 2)
 }
 
 /// Samples per AVX2 register.
@@ -517,6 +727,92 @@ mod tests {
                         println!("no AVX-512 here: that build is not compared");
                     }
                 }
+            }
+        }
+    }
+
+    /// The charges and peak times straight from an event in readout order equal, bit for bit,
+    /// those of its R1 waveforms computed whole (bad pixels zeroed), on every build: ties of
+    /// the maximum, peaks at both ends, bad pixels, and factors that do not keep the samples'
+    /// order (zero, negative, infinite, NaN, subnormal dc_to_pe products).
+    #[test]
+    fn charges_from_r0_equal_charges_from_whole_r1() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n_samples in [50usize, 16, 23, 64, 8, 7] {
+            let n_pixels = 203;
+            let mut perm: Vec<u16> = (0..n_pixels as u16).collect();
+            for i in (1..n_pixels).rev() {
+                perm.swap(i, next() as usize % (i + 1));
+            }
+            let mut raw: Vec<i16> = (0..n_pixels * n_samples).map(|_| (next() % 600) as i16 + 200).collect();
+            for (r, chunk) in raw.chunks_exact_mut(n_samples).enumerate() {
+                match r % 7 {
+                    0 => chunk[0] = 4095,
+                    1 => chunk[n_samples - 1] = 4095,
+                    2 => {
+                        chunk[n_samples / 3] = 3000;
+                        chunk[n_samples / 2] = 3000;
+                    }
+                    3 => chunk.fill(300),
+                    4 => chunk.fill(i16::MIN),
+                    _ => {}
+                }
+            }
+            let baselines: Vec<i16> = (0..n_pixels).map(|_| (next() % 8000) as i16).collect();
+            let mut dc_to_pe: Vec<f64> = (0..n_pixels).map(|_| 20.0 + (next() % 1000) as f64 / 100.0).collect();
+            for (p, d) in [(3, 0.0), (10, -21.0), (17, f64::INFINITY), (24, f64::NAN), (31, 1e39), (38, 1e-39)] {
+                dc_to_pe[p] = d;
+            }
+            let bad: Vec<bool> = (0..n_pixels).map(|p| p % 11 == 5 || p == 3).collect();
+            let bytes = |v: &[i16]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+            let (samples, baseline_bytes) = (bytes(&raw), bytes(&baselines));
+            let perm_bytes: Vec<u8> = perm.iter().flat_map(|p| p.to_le_bytes()).collect();
+            let event = calibrate::ReadoutEvent {
+                samples: &samples,
+                baselines_x16: &baseline_bytes,
+                pixel_indices: &perm_bytes,
+                n_samples,
+            };
+            let window = Window { width: 7, shift: 3, sample_ns: 4.0, correction: 1.0378 };
+            let mut r1 = vec![0.0f32; n_pixels * n_samples];
+            let want_max = calibrate::r0_to_r1_readout(
+                &samples,
+                &baseline_bytes,
+                &perm_bytes,
+                &dc_to_pe,
+                0.93,
+                n_samples,
+                &mut r1,
+            );
+            for (p, _) in bad.iter().enumerate().filter(|(_, &b)| b) {
+                r1[p * n_samples..(p + 1) * n_samples].fill(0.0);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (mut q, mut t) = (vec![0.0f32; n_pixels], vec![0.0f32; n_pixels]);
+            window_sums(&r1, n_samples, &window, &mut q, &mut t);
+            let want = (bits(&q), bits(&t));
+            let run = |f: &dyn Fn(&mut [f32], &mut [f32]) -> f32| {
+                let (mut q, mut t) = (vec![0.0f32; n_pixels], vec![0.0f32; n_pixels]);
+                let max = f(&mut q, &mut t);
+                assert_eq!(max.to_bits(), want_max.to_bits(), "{n_samples} samples");
+                (bits(&q), bits(&t))
+            };
+            let factors: Vec<f32> = dc_to_pe.iter().map(|&d| calibrate::r1_factor(d, 0.93)).collect();
+            let dispatched = run(&|q, t| local_peak_window_sum_r0(&event, &factors, &bad, &window, q, t));
+            assert!(dispatched == want, "{n_samples} samples");
+            let portable = run(&|q, t| r0_window_sums::<0>(&event, &factors, &bad, &window, q, t, first_max_i16));
+            assert!(portable == want, "portable, {n_samples} samples");
+            #[cfg(target_arch = "x86_64")]
+            if (16..=64).contains(&n_samples) && std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 checked.
+                let avx2 = run(&|q, t| unsafe { r0_window_sums_avx2::<0>(&event, &factors, &bad, &window, q, t) });
+                assert!(avx2 == want, "AVX2, {n_samples} samples");
             }
         }
     }
