@@ -81,6 +81,26 @@ fuzz_target!(|data: &[u8]| {
                             sst1mflow::image::calibrate::r0_to_r1_readout(
                                 e.samples, e.baselines, e.pixel_indices, &dc_to_pe, 1.0, n, &mut r1,
                             );
+                            if n > 0 && e.samples.len() == 2 * n_pixels * n {
+                                let readout = sst1mflow::image::calibrate::ReadoutEvent {
+                                    samples: e.samples,
+                                    baselines_x16: e.baselines,
+                                    pixel_indices: e.pixel_indices,
+                                    n_samples: n,
+                                };
+                                let window = sst1mflow::image::extract::Window {
+                                    width: 7,
+                                    shift: 3,
+                                    sample_ns: 4.0,
+                                    correction: 1.0,
+                                };
+                                let factors = vec![1.0f32 / 23.0; n_pixels];
+                                let bad: Vec<bool> = (0..n_pixels).map(|p| p % 17 == 3).collect();
+                                let (mut q, mut t) = (vec![0.0f32; n_pixels], vec![0.0f32; n_pixels]);
+                                sst1mflow::image::extract::local_peak_window_sum_r0(
+                                    &readout, &factors, &bad, &window, &mut q, &mut t,
+                                );
+                            }
                         }
                     }
                     main.reuse_tile(tile);

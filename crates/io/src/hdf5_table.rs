@@ -292,11 +292,16 @@ fn bitfield_bool_type(desc: &hdf5::types::TypeDescriptor) -> Result<hdf5::Dataty
     })
 }
 
+/// The deflate level of every deflated table. Level 1: on shuffled DL2 rows it runs 1.5× as
+/// fast as level 4 (122 against 79 MB/s) for 4% more bytes, and DL1 parameters and DL2 are
+/// written once per run and activity, on the nightly's critical path.
+pub const DEFLATE_LEVEL: u8 = 1;
+
 /// How a table's chunks are stored. Every table is checksummed (Fletcher-32); the choice is
 /// whether deflate runs first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storage {
-    /// Shuffle and deflate (level 4): the default, for tables that compress.
+    /// Shuffle and deflate ([`DEFLATE_LEVEL`]): the default, for tables that compress.
     Deflate,
     /// Checksummed only. For tables deflate barely shrinks at a high price: a DL1 image row is
     /// 11.7 kB of float charges and peak times whose low mantissa bytes are noise, which
@@ -330,7 +335,7 @@ impl<T: H5Type + Clone> Table<T> {
         };
         let builder = builder.chunk((chunk,)).shape(Extent::resizable(0));
         let builder = match storage {
-            Storage::Deflate => builder.shuffle().deflate(4),
+            Storage::Deflate => builder.shuffle().deflate(DEFLATE_LEVEL),
             Storage::Plain => builder,
         };
         let dataset =
@@ -528,7 +533,7 @@ fn create_table_dataset(
         if space >= 0
             && dcpl >= 0
             && h5p::H5Pset_chunk(dcpl, 1, chunk.as_ptr()) >= 0
-            && h5p::H5Pset_deflate(dcpl, 4) >= 0
+            && h5p::H5Pset_deflate(dcpl, DEFLATE_LEVEL as u32) >= 0
             && h5p::H5Pset_fletcher32(dcpl) >= 0
             && h5p::H5Pset_obj_track_times(dcpl, 0) >= 0
         {

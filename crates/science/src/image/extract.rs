@@ -12,6 +12,12 @@
 //! pixel's sum). A unit test holds them to that on awkward waveforms (NaN, ties, clipped
 //! windows). The vector builds find the peaks of 64 pixels, then sum their windows eight (four)
 //! pixels at a time with gathers, which keeps the independent work in flight on the CPU.
+//!
+//! Camera data take a shorter way ([`local_peak_window_sum_r0`]): the charges straight from the
+//! ADC samples as the decoded zfits tile holds them, calibrating only the samples of each
+//! pixel's window. Writing all R1 samples only to read seven per pixel back cost more than the
+//! extraction itself; the result is the same bits (the argmax of the ADC samples is R1's, the
+//! window values are computed by the same expression, and summed in the same order).
 use crate::image::calibrate;
 use crate::instrument::N_SAMPLES;
 
