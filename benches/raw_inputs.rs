@@ -331,13 +331,13 @@ fn simulated_night(geom: &CameraGeometry, window: &extract::Window) {
     ] {
         println!("  {what:<28} {:>8.1} µs  {:>5.1}%", s * 1e6, 100.0 * s / total);
     }
+    println!("  {:<28} {:>8.1} µs  = {:.0} events/s per core", "total", total * 1e6, 1.0 / total);
     println!(
         "  r0-dl1 replaces R0→R1 and the extraction by the charges straight from the decoded tile: {:.1} µs (against {:.1} µs for the two; then {:.0} events/s per core in all)",
         from_tile_s * 1e6,
         (calib_s + extract_s) * 1e6,
         1.0 / (total - calib_s - extract_s + from_tile_s)
     );
-    println!("  {:<28} {:>8.1} µs  = {:.0} events/s per core", "total", total * 1e6, 1.0 / total);
     // The stage end to end: sst1mflow r0-dl1 on the science runs, both cores.
     let store = std::env::temp_dir().join(format!("sst1mflow-bench-night-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&store);
