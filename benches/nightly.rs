@@ -19,8 +19,9 @@ use std::process::Command;
 use std::time::Instant;
 
 /// r0-dl1 alone on both cores on a night of the same generator, new raw inputs (issue 21's
-/// benchmark, `cargo bench --bench raw_inputs`, 2026-12-07, commit of this figure's stop).
-const R0_DL1_EVENTS_PER_S_ISSUE_21: f64 = 9_010.0;
+/// benchmark, `cargo bench --bench raw_inputs`, 2026-12-07, the code of this figure's stop:
+/// 11,150–11,580 events/s).
+const R0_DL1_EVENTS_PER_S_ISSUE_21: f64 = 11_150.0;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -33,12 +33,13 @@ const BEFORE_NIGHT_R0_DL1_EVENTS_PER_S: f64 = 1_134.0;
 /// call per telescope, DL1 images deflated, the run's start decoded twice).
 const PREVIOUS_NIGHT_DECODE_EVENTS_PER_S: f64 = 5_600.0;
 const PREVIOUS_NIGHT_R0_DL1_EVENTS_PER_S: f64 = 1_790.0;
-/// `sst1mflow r0-dl1` at the last stop (commit 3557696) on the host of 2026-12-07 (an AMD
-/// EPYC with AVX-512, which ran that commit ~1.45× faster than the host of the figures
-/// above): 40 science files of both telescopes in one engine run, new raw inputs (hashed for
-/// their content address) and inputs already registered (reprocessing).
-const LAST_STOP_R0_DL1_EVENTS_PER_S: f64 = 7_930.0;
-const LAST_STOP_REPROCESS_EVENTS_PER_S: f64 = 9_680.0;
+/// `sst1mflow r0-dl1` at the last stop (commit 9d7a8cc) on the host of 2026-12-07 (an AMD
+/// EPYC with AVX-512, which ran the code of the stop before ~1.45× faster than the host of the
+/// figures above): 40 science files of both telescopes in one engine run, new raw inputs
+/// (hashed for their content address; the lower of two runs on 2026-12-07, 9,817–10,227) and
+/// inputs already registered (reprocessing; that stop's figure, 11,950–12,040).
+const LAST_STOP_R0_DL1_EVENTS_PER_S: f64 = 9_820.0;
+const LAST_STOP_REPROCESS_EVENTS_PER_S: f64 = 11_950.0;
 
 fn data(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(rel);
