@@ -431,12 +431,11 @@ impl DataCalibration {
     }
 
     /// [`Self::calibrate_in_place`] and the charge extraction in one, for an event without a
-    /// sample above the saturation threshold (nearly all): the image and peak times go into
-    /// `image` and `peak_time` straight from the tile ([`extract::local_peak_window_sum_r0`], the same bits)
-    /// and `out` gets the maximum and the bad pixels but no R1 waveforms. Returns false for an
-    /// event with such a sample, after [`Self::calibrate_in_place`] made R1 (and the
-    /// baseline-subtracted waveforms) whole in `out` for the saturation correction; the caller
-    /// extracts from them.
+    /// sample above the saturation threshold (nearly all): `image` and `peak_time` come straight
+    /// from the tile ([`extract::local_peak_window_sum_r0`], the same bits), and `out` gets the
+    /// maximum and the bad pixels but no R1 waveforms. Returns false for an event with such a
+    /// sample, after [`Self::calibrate_in_place`] made R1 (and the baseline-subtracted
+    /// waveforms) whole in `out` for the saturation correction; the caller extracts from them.
     #[allow(clippy::too_many_arguments)]
     pub fn extract_in_place(
         &self,

@@ -93,3 +93,27 @@ impl Schedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(deps: Vec<usize>) -> Node {
+        Node { step: 0, label: String::new(), metadata: Default::default(), inputs: Vec::new(), deps }
+    }
+
+    /// Ready activities go largest raw inputs first, then in plan order; one put back goes
+    /// behind those ready meanwhile.
+    #[test]
+    fn largest_raw_inputs_first_and_put_back_last() {
+        let nodes = [node(vec![]), node(vec![]), node(vec![]), node(vec![]), node(vec![1])];
+        let mut s = Schedule::new(&nodes, vec![10, 30, 20, 20, 99]);
+        assert_eq!(s.next_ready(), Some(1));
+        s.requeue(1);
+        assert_eq!(s.next_ready(), Some(2));
+        assert_eq!(s.next_ready(), Some(3));
+        assert_eq!(s.next_ready(), Some(0));
+        assert_eq!(s.next_ready(), Some(1));
+        assert_eq!(s.next_ready(), None);
+    }
+}
