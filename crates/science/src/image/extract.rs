@@ -617,6 +617,17 @@ pub fn integration_correction(pulse: &[f64], pulse_step_ns: f64, sample_ns: f64,
 mod tests {
     use super::*;
 
+    /// A seeded xorshift64 generator for the tests' waveforms.
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     #[test]
     fn window_sum_and_weighted_time() {
         let mut w = vec![0.0f32; 2 * 10];
@@ -658,13 +669,7 @@ mod tests {
     /// samples and for other lengths, and a pixel count that leaves a partial block.
     #[test]
     fn vector_builds_equal_the_scalar_one_bit_for_bit() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for n_samples in [50usize, 16, 23, 64, 8] {
             let n_pixels = 203;
             let mut w = vec![0.0f32; n_pixels * n_samples];
@@ -743,13 +748,7 @@ mod tests {
     /// order (zero, negative, infinite, NaN, subnormal dc_to_pe products).
     #[test]
     fn charges_from_r0_equal_charges_from_whole_r1() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for n_samples in [50usize, 16, 23, 64, 8, 7] {
             let n_pixels = 203;
             let mut perm: Vec<u16> = (0..n_pixels as u16).collect();
