@@ -124,7 +124,7 @@ pub fn run(cli: &Cli, args: &NightlyArgs) -> Result<i32> {
     let window = args.window.as_deref().map(absolute).transpose()?;
     let targets = parse_targets(&args.targets)?;
     let store = Store::open(&cli.store_dir())?;
-    let production = production::discover(&store.views_dir(), &production_name(&args.production)?)?;
+    let production = production::discover(&store, &production_name(&args.production)?)?;
     let version = crate::version::pipeline_version();
     if production.pipeline_version != version {
         return Err(Error::msg(format!(

@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::io::fits;
 use crate::io::gadf::CutIdentity;
+use crate::store::Store;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -97,9 +98,24 @@ struct Found {
     view: PathBuf,
 }
 
-/// Reads the production `name` from the views of the recipe of that name in `views_dir`.
-pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
-    let root = views_dir.join(name);
+/// The object a view shows: by the content hash its link ends with, in `store` itself, so that
+/// a store moved or copied elsewhere uses its own objects (views are absolute links, and still
+/// point into the store they were made in); else wherever the link leads (a folder, or a link
+/// to no object of this store).
+fn viewed_object(store: &Store, view: &Path) -> Option<PathBuf> {
+    if let Ok(target) = std::fs::read_link(view) {
+        // A name that is not a content hash gives a path that never exists.
+        let own = store.object_path(target.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+        if own.is_file() {
+            return Some(own);
+        }
+    }
+    std::fs::canonicalize(view).ok()
+}
+
+/// Reads the production `name` from the views of the recipe of that name in `store`.
+pub fn discover(store: &Store, name: &str) -> Result<Production> {
+    let root = store.views_dir().join(name);
     if !root.is_dir() {
         return Err(Error::msg(format!(
             "production {name}: no recipe of that name has been run in this store ({} does not exist); run it first: sst1mflow run <its recipe file>",
@@ -115,7 +131,7 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
         for e in entries.flatten() {
             let view = e.path();
-            let Ok(object) = std::fs::canonicalize(&view) else { continue };
+            let Some(object) = viewed_object(store, &view) else { continue };
             if object.is_dir() {
                 walk.push(view);
                 continue;
@@ -258,6 +274,30 @@ pub fn discover(views_dir: &Path, name: &str) -> Result<Production> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store moved elsewhere finds its production's objects in itself, though its views
+    /// still point into the old place; links to no object of the store are followed.
+    #[test]
+    fn views_of_a_moved_store_resolve_in_the_store() {
+        let root = std::env::temp_dir().join(format!("sst1mflow-viewed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root.join("moved")).unwrap();
+        let hash = "ab".repeat(32);
+        let object = store.object_path(&hash);
+        std::fs::create_dir_all(object.parent().unwrap()).unwrap();
+        std::fs::write(&object, b"irf").unwrap();
+        let views = store.views_dir();
+        let gone = root.join("old/objects/ab").join(&hash);
+        std::os::unix::fs::symlink(&gone, views.join("irfs.fits")).unwrap();
+        assert_eq!(viewed_object(&store, &views.join("irfs.fits")), Some(object.clone()));
+        let elsewhere = root.join("elsewhere.fits");
+        std::fs::write(&elsewhere, b"x").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, views.join("other.fits")).unwrap();
+        assert_eq!(viewed_object(&store, &views.join("other.fits")), Some(elsewhere.canonicalize().unwrap()));
+        std::os::unix::fs::symlink(root.join("old/missing"), views.join("dangling.fits")).unwrap();
+        assert_eq!(viewed_object(&store, &views.join("dangling.fits")), None);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     fn node(name: &str, zenith_deg: f64, azimuth_deg: f64) -> Node {
         Node { name: name.into(), zenith_deg, azimuth_deg, nsb_ghz: 0.1, setups: BTreeMap::new() }

@@ -101,8 +101,7 @@ impl Store {
         self.root.join("views")
     }
 
-    /// Where the object with this hash lives (whether or not it exists).
-    /// Where the object of `hash` is. A string that is not a content hash ([`is_hash`]) names
+    /// Where the object of `hash` is (whether or not it exists). A string that is not a content hash ([`is_hash`]) names
     /// no object: its path is one that never exists, inside `objects/` (so a crafted record can
     /// never make a caller read or delete a file elsewhere).
     pub fn object_path(&self, hash: &str) -> PathBuf {
